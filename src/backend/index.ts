@@ -1,0 +1,17 @@
+export {
+  backendPreferences,
+  candidateNames,
+  currentBackend,
+  nodeEnvironment,
+  onWasmActivation,
+  parseBackendPreference,
+  useBackend,
+  wasmBinaryDirectory,
+  type BackendEnvironment,
+  type BackendName,
+  type BackendPreference,
+  type BackendSelection,
+  type CandidateName,
+  type CandidateStatus,
+} from './select.js';
+export { environmentInfo, formatEnvironmentInfo, wasmSimdSupported, type EnvironmentInfo } from './info.js';

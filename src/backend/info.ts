@@ -1,0 +1,58 @@
+import { availableParallelism, cpus } from 'node:os';
+import * as tf from '@tensorflow/tfjs-core';
+import { osteoVersion } from '../version.js';
+import { type BackendPreference, type BackendSelection, type CandidateStatus, useBackend } from './select.js';
+
+export interface EnvironmentInfo {
+  osteoVersion: string;
+  tfjsVersion: string;
+  node: string;
+  platform: string;
+  cpuCores: number;
+  cpuModel: string;
+  backend: BackendSelection['backend'];
+  candidate: BackendSelection['candidate'];
+  reason: string;
+  candidates: CandidateStatus[];
+  wasmSimd: boolean;
+}
+
+/** Smallest module using a SIMD instruction (v128.const + drop): validates only where wasm SIMD exists. */
+const simdProbe = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 10, 23, 1, 21, 0, 253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 26, 11,
+]);
+
+export function wasmSimdSupported(): boolean {
+  return typeof WebAssembly === 'object' && WebAssembly.validate(simdProbe);
+}
+
+/** What `osteo info` reports: versions, the backend chosen and why, each candidate's status. */
+export async function environmentInfo(preference: BackendPreference = 'auto'): Promise<EnvironmentInfo> {
+  const selection = await useBackend(preference);
+  return {
+    osteoVersion,
+    tfjsVersion: tf.version_core,
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    cpuCores: availableParallelism(),
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    backend: selection.backend,
+    candidate: selection.candidate,
+    reason: selection.reason,
+    candidates: selection.candidates,
+    wasmSimd: wasmSimdSupported(),
+  };
+}
+
+export function formatEnvironmentInfo(info: EnvironmentInfo): string {
+  const mark = (s: CandidateStatus) => (s.available === true ? 'yes' : s.available === false ? 'no ' : ' - ');
+  const lines = [
+    `osteo ${info.osteoVersion}  (tfjs ${info.tfjsVersion}, node ${info.node}, ${info.platform})`,
+    `CPU: ${info.cpuCores} cores, ${info.cpuModel}; wasm SIMD: ${info.wasmSimd ? 'yes' : 'no'}`,
+    `backend: ${info.backend} (${info.candidate}) — ${info.reason}`,
+    'candidates:',
+    ...info.candidates.map((s) => `  ${mark(s)} ${s.candidate.padEnd(14)} ${s.reason}`),
+  ];
+  return lines.join('\n');
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+/**
+ * The osteo command line. Each subcommand lives in src/commands/, parses its options and calls one
+ * library function; this file only assembles them and turns errors into exit codes (STYLE.md §9, §19).
+ */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError } from 'commander';
+import { isUserFacing } from './errors.js';
+import { osteoVersion } from './version.js';
+import { registerInfoCommand } from './commands/info.js';
+
+export function buildProgram(): Command {
+  const program = new Command('osteo')
+    .description('knee osteoporosis X-ray classifiers: data, training, evaluation and export on TensorFlow.js')
+    .version(osteoVersion)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerInfoCommand(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode; // commander already printed it
+    if (isUserFacing(error)) {
+      process.stderr.write(`osteo: ${error.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`osteo: internal error (a bug; please report it with this trace)\n${(error as Error)?.stack ?? String(error)}\n`);
+    return 70;
+  }
+}
+
+/** True when this file is the process entry (directly, or through the node_modules/.bin link). */
+function isEntryPoint(): boolean {
+  const script = process.argv[1];
+  if (script === undefined) return false;
+  try {
+    return realpathSync(script) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,16 @@
+import type { Command } from 'commander';
+import { environmentInfo, formatEnvironmentInfo, type BackendPreference } from '../backend/index.js';
+import { backendOption, printJson } from './common.js';
+
+export function registerInfoCommand(program: Command): void {
+  program
+    .command('info')
+    .description('versions, the compute backend chosen and why, and every backend candidate')
+    .addOption(backendOption())
+    .option('--json', 'print one JSON object')
+    .action(async (options: { backend: BackendPreference; json?: boolean }) => {
+      const info = await environmentInfo(options.backend);
+      if (options.json) printJson(info);
+      else console.log(formatEnvironmentInfo(info));
+    });
+}
