@@ -1,20 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { bootstrapAccuracy, calibration, negativeLogLikelihood, oneVsRestAuc, percentile, rocCurve, type RandomSource } from '../../src/eval/stats.js';
-
-/** mulberry32: a tiny seeded generator, enough to drive the bootstrap in tests. */
-function seeded(seed: number): RandomSource {
-  let a = seed >>> 0;
-  return {
-    next() {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    },
-  };
-}
+import { bootstrapAccuracy, calibration, negativeLogLikelihood, oneVsRestAuc, percentile, rocCurve } from '../../src/eval/stats.js';
+import { seeded } from './helpers.js';
 
 const close = (actual: number | null, expected: number, what: string, tol = 1e-12) =>
   assert.ok(actual !== null && Math.abs(actual - expected) <= tol, `${what}: ${actual} ≠ ${expected}`);

@@ -1,0 +1,15 @@
+import type { RandomSource } from '../../src/eval/stats.js';
+
+/** mulberry32: a tiny seeded generator for test fixtures. */
+export function seeded(seed: number): RandomSource {
+  let a = seed >>> 0;
+  return {
+    next() {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    },
+  };
+}
