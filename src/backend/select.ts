@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError, errorMessage } from '../errors.js';
+import { registerWasmTrainingKernels } from './kernels/index.js';
 
 export const backendPreferences = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendPreference = (typeof backendPreferences)[number];
@@ -140,7 +141,7 @@ async function load(candidate: CandidateName, env: BackendEnvironment): Promise<
 }
 
 /** Hooks run once the wasm backend is live (the training kernels it lacks are registered here). */
-const wasmActivationHooks: Array<() => void | Promise<void>> = [];
+const wasmActivationHooks: Array<() => void | Promise<void>> = [registerWasmTrainingKernels];
 export function onWasmActivation(hook: () => void | Promise<void>): void {
   wasmActivationHooks.push(hook);
 }

@@ -1,0 +1,165 @@
+/**
+ * Each wasm training kernel against the cpu backend's kernel of the same name, on random shapes
+ * (odd sizes, every stride/padding kind the models use, and a few they do not), plus a reference-
+ * count check: a kernel call leaves the wasm backend holding exactly one new buffer, its output.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { useBackend } from '../../src/backend/index.js';
+import { wasmTrainingKernelNames } from '../../src/backend/kernels/index.js';
+
+type Shape4 = [number, number, number, number];
+type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomArray(size: number, next: () => number): Float32Array {
+  const out = new Float32Array(size);
+  for (let i = 0; i < size; i++) out[i] = next() * 2 - 1;
+  return out;
+}
+
+/** Run a kernel on one backend with the given inputs; returns its values. */
+async function runOn(backend: string, kernel: string, inputs: Record<string, { data: Float32Array; shape: number[] }>, attrs: object): Promise<{ values: Float32Array; shape: number[] }> {
+  await tf.setBackend(backend);
+  const tensors: Record<string, tf.Tensor> = {};
+  for (const [name, { data, shape }] of Object.entries(inputs)) tensors[name] = tf.tensor(data, shape);
+  const before = backend === 'wasm' ? (tf.backend() as unknown as { numDataIds(): number }).numDataIds() : 0;
+  const out = tf.engine().runKernel(kernel, tensors, attrs as tf.NamedAttrMap) as tf.Tensor;
+  const values = (await out.data()) as Float32Array;
+  if (backend === 'wasm') {
+    const after = (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
+    assert.is(after, before + 1, `${kernel} must leave exactly its output on the wasm heap`);
+  }
+  const shape = out.shape;
+  out.dispose();
+  tf.dispose(Object.values(tensors));
+  return { values, shape };
+}
+
+function assertClose(actual: { values: Float32Array; shape: number[] }, expected: { values: Float32Array; shape: number[] }, label: string): void {
+  assert.equal(actual.shape, expected.shape, `${label}: shape`);
+  let scale = 1;
+  for (const v of expected.values) scale = Math.max(scale, Math.abs(v));
+  let worst = 0;
+  for (let i = 0; i < expected.values.length; i++) worst = Math.max(worst, Math.abs(actual.values[i]! - expected.values[i]!));
+  assert.ok(worst <= 1e-4 * scale, `${label}: max |wasm − cpu| = ${worst} (scale ${scale})`);
+}
+
+function outSize(shape: Shape4, filter: Shape4, strides: number, pad: Pad, dilation = 1, depthwise = false): Shape4 {
+  return tf.backend_util.computeConv2DInfo(shape, filter, strides, dilation, pad, undefined, depthwise).outShape;
+}
+
+test.before(async () => {
+  await useBackend('wasm');
+});
+
+test('the training kernels are registered on wasm once the backend is active', () => {
+  for (const name of wasmTrainingKernelNames) assert.ok(tf.getKernel(name, 'wasm'), name);
+});
+
+interface ConvCase {
+  n: number; h: number; w: number; ci: number; co: number; k: number | [number, number]; s: number; pad: Pad;
+}
+
+const convCases: ConvCase[] = [
+  { n: 2, h: 9, w: 9, ci: 5, co: 7, k: 3, s: 1, pad: 'same' }, // ResNet 3×3 stride 1
+  { n: 2, h: 11, w: 11, ci: 4, co: 6, k: 3, s: 2, pad: [[0, 0], [1, 1], [1, 1], [0, 0]] }, // ZeroPadding2D(1) + valid, stride 2
+  { n: 1, h: 10, w: 10, ci: 3, co: 4, k: 3, s: 2, pad: 'valid' }, // the padded input itself, valid, stride 2
+  { n: 2, h: 19, w: 17, ci: 3, co: 8, k: 7, s: 2, pad: [[0, 0], [3, 3], [3, 3], [0, 0]] }, // the 7×7 stem
+  { n: 3, h: 8, w: 8, ci: 6, co: 5, k: 1, s: 2, pad: 'valid' }, // 1×1 downsample, even size
+  { n: 2, h: 7, w: 7, ci: 6, co: 5, k: 1, s: 2, pad: 'valid' }, // 1×1 downsample, odd size
+  { n: 2, h: 6, w: 5, ci: 9, co: 3, k: 1, s: 1, pad: 'valid' }, // pointwise
+  { n: 1, h: 13, w: 12, ci: 3, co: 5, k: 3, s: 2, pad: 'same' }, // TF-style same (asymmetric) stride 2
+  { n: 2, h: 8, w: 9, ci: 2, co: 3, k: [3, 2], s: 1, pad: 'valid' }, // non-square filter
+  { n: 2, h: 9, w: 8, ci: 3, co: 4, k: 5, s: 1, pad: 2 }, // numeric padding
+  { n: 1, h: 12, w: 12, ci: 2, co: 3, k: 3, s: 3, pad: 'valid' }, // stride 3
+  { n: 2, h: 15, w: 15, ci: 4, co: 4, k: 3, s: 1, pad: [[0, 0], [2, 0], [0, 1], [0, 0]] }, // asymmetric explicit
+];
+
+test('Conv2DBackpropFilter and Conv2DBackpropInput match the cpu backend', async () => {
+  const next = rng(7);
+  for (const c of convCases) {
+    const [kh, kw] = Array.isArray(c.k) ? c.k : [c.k, c.k];
+    const xShape: Shape4 = [c.n, c.h, c.w, c.ci];
+    const filterShape: Shape4 = [kh, kw, c.ci, c.co];
+    const dyShape = outSize(xShape, filterShape, c.s, c.pad);
+    const x = { data: randomArray(c.n * c.h * c.w * c.ci, next), shape: xShape };
+    const filter = { data: randomArray(kh * kw * c.ci * c.co, next), shape: filterShape };
+    const dy = { data: randomArray(dyShape.reduce((a, b) => a * b, 1), next), shape: dyShape };
+    const label = JSON.stringify(c);
+    const filterAttrs = { strides: c.s, pad: c.pad, dataFormat: 'NHWC', filterShape };
+    assertClose(await runOn('wasm', tf.Conv2DBackpropFilter, { x, dy }, filterAttrs), await runOn('cpu', tf.Conv2DBackpropFilter, { x, dy }, filterAttrs), `filter ${label}`);
+    const inputAttrs = { strides: c.s, pad: c.pad, dataFormat: 'NHWC', inputShape: xShape };
+    assertClose(await runOn('wasm', tf.Conv2DBackpropInput, { dy, filter }, inputAttrs), await runOn('cpu', tf.Conv2DBackpropInput, { dy, filter }, inputAttrs), `input ${label}`);
+  }
+  await tf.setBackend('wasm');
+});
+
+interface DepthwiseCase {
+  n: number; h: number; w: number; c: number; m: number; k: number; s: number; d: number; pad: Pad;
+}
+
+const depthwiseCases: DepthwiseCase[] = [
+  { n: 2, h: 9, w: 9, c: 5, m: 1, k: 3, s: 1, d: 1, pad: 'same' }, // MBConv 3×3 stride 1
+  { n: 2, h: 11, w: 11, c: 6, m: 1, k: 5, s: 1, d: 1, pad: 'same' }, // MBConv 5×5 stride 1
+  { n: 2, h: 13, w: 13, c: 4, m: 1, k: 3, s: 2, d: 1, pad: [[0, 0], [1, 1], [1, 1], [0, 0]] }, // 3×3 stride 2, explicit
+  { n: 1, h: 14, w: 14, c: 3, m: 1, k: 5, s: 2, d: 1, pad: [[0, 0], [2, 2], [2, 2], [0, 0]] }, // 5×5 stride 2, explicit
+  { n: 2, h: 12, w: 11, c: 3, m: 1, k: 3, s: 2, d: 1, pad: 'valid' }, // padded input, valid
+  { n: 1, h: 10, w: 10, c: 4, m: 1, k: 5, s: 2, d: 1, pad: 'same' }, // asymmetric same
+  { n: 2, h: 8, w: 9, c: 3, m: 2, k: 3, s: 1, d: 1, pad: 'same' }, // channel multiplier 2
+  { n: 1, h: 11, w: 11, c: 2, m: 1, k: 3, s: 1, d: 2, pad: 'same' }, // dilation 2
+];
+
+test('DepthwiseConv2dNative backprop (filter and input) match the cpu backend', async () => {
+  const next = rng(11);
+  for (const c of depthwiseCases) {
+    const xShape: Shape4 = [c.n, c.h, c.w, c.c];
+    const filterShape: Shape4 = [c.k, c.k, c.c, c.m];
+    const dyShape = outSize(xShape, filterShape, c.s, c.pad, c.d, true);
+    const x = { data: randomArray(c.n * c.h * c.w * c.c, next), shape: xShape };
+    const filter = { data: randomArray(c.k * c.k * c.c * c.m, next), shape: filterShape };
+    const dy = { data: randomArray(dyShape.reduce((a, b) => a * b, 1), next), shape: dyShape };
+    const label = JSON.stringify(c);
+    const filterAttrs = { strides: c.s, dilations: c.d, pad: c.pad, filterShape };
+    const inputAttrs = { strides: c.s, dilations: c.d, pad: c.pad, inputShape: xShape };
+    const wasmFilterGrad = await runOn('wasm', tf.DepthwiseConv2dNativeBackpropFilter, { x, dy }, filterAttrs);
+    const wasmInputGrad = await runOn('wasm', tf.DepthwiseConv2dNativeBackpropInput, { dy, filter }, inputAttrs);
+    if (c.d === 1) {
+      assertClose(wasmFilterGrad, await runOn('cpu', tf.DepthwiseConv2dNativeBackpropFilter, { x, dy }, filterAttrs), `filter ${label}`);
+      assertClose(wasmInputGrad, await runOn('cpu', tf.DepthwiseConv2dNativeBackpropInput, { dy, filter }, inputAttrs), `input ${label}`);
+      continue;
+    }
+    // The cpu kernels ignore dilation (tfjs never asks for a dilated gradient), so the reference is
+    // the same correlation with the filter spread out by zeros: K = d·(k−1)+1 taps, dilation 1.
+    const spread = c.d * (c.k - 1) + 1;
+    const spreadShape: Shape4 = [spread, spread, c.c, c.m];
+    const spreadFilter = new Float32Array(spread * spread * c.c * c.m);
+    for (let i = 0; i < c.k; i++)
+      for (let j = 0; j < c.k; j++)
+        spreadFilter.set(filter.data.subarray((i * c.k + j) * c.c * c.m, (i * c.k + j + 1) * c.c * c.m), (i * c.d * spread + j * c.d) * c.c * c.m);
+    const spreadAttrs = { strides: c.s, dilations: 1, pad: c.pad };
+    const spreadGrad = await runOn('cpu', tf.DepthwiseConv2dNativeBackpropFilter, { x, dy }, { ...spreadAttrs, filterShape: spreadShape });
+    const picked = new Float32Array(filter.data.length);
+    for (let i = 0; i < c.k; i++)
+      for (let j = 0; j < c.k; j++)
+        picked.set(spreadGrad.values.subarray((i * c.d * spread + j * c.d) * c.c * c.m, (i * c.d * spread + j * c.d + 1) * c.c * c.m), (i * c.k + j) * c.c * c.m);
+    assertClose(wasmFilterGrad, { values: picked, shape: filterShape }, `filter ${label}`);
+    const spreadInput = await runOn('cpu', tf.DepthwiseConv2dNativeBackpropInput, { dy, filter: { data: spreadFilter, shape: spreadShape } }, { ...spreadAttrs, inputShape: xShape });
+    assertClose(wasmInputGrad, spreadInput, `input ${label}`);
+  }
+  await tf.setBackend('wasm');
+});
+
+test.run();
