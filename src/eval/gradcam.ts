@@ -1,0 +1,140 @@
+/**
+ * Grad-CAM (Selvaraju et al. 2017): where in the image the model looked for a class.
+ *
+ * The model is cut after its last spatial feature map A (ResNet's layer4, EfficientNet's final 1×1
+ * conv stage); the rest is the head (pooling, classifier). The class score's gradient with respect
+ * to A, averaged over space, weights A's channels; the ReLU of the weighted sum is the map. Found
+ * from the graph rather than from layer names, so it works for every architecture in the registry.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import sharp from 'sharp';
+import type { EvalTransform } from '../data/image.js';
+import { UserError } from '../errors.js';
+
+interface CamSplit {
+  features: tfl.LayersModel;
+  head: tfl.layers.Layer[];
+  layerName: string;
+}
+
+// Sub-models share the original's layers (no new weights), so they are cached, never disposed:
+// disposing one would release the shared weights.
+const splits = new WeakMap<tfl.LayersModel, CamSplit>();
+
+type LayerWithNodes = tfl.layers.Layer & { inboundNodes: { inboundLayers: tfl.layers.Layer[] }[] };
+
+/** The last layer with a spatial (rank-4, more than 1×1) output, and the chain of layers after it. */
+export function splitAtLastFeatureMap(model: tfl.LayersModel): CamSplit {
+  const cached = splits.get(model);
+  if (cached) return cached;
+  const layers = model.layers as LayerWithNodes[];
+  let cut = -1;
+  for (let i = 0; i < layers.length; i++) {
+    const shape = layers[i]!.outputShape as (number | null)[];
+    if (Array.isArray(shape) && shape.length === 4 && ((shape[1] ?? 0) > 1 || (shape[2] ?? 0) > 1)) cut = i;
+  }
+  if (cut < 0) throw new UserError(`model ${model.name} has no spatial feature map for Grad-CAM`);
+  const head = layers.slice(cut + 1);
+  // The head must be a plain chain (pool → flatten/dropout → dense…), each layer fed by the one before.
+  let previous: tfl.layers.Layer = layers[cut]!;
+  for (const layer of head) {
+    const inbound = layer.inboundNodes.flatMap((node) => node.inboundLayers);
+    if (inbound.length !== 1 || inbound[0] !== previous) {
+      throw new UserError(`Grad-CAM needs a sequential head after '${layers[cut]!.name}', but '${layer.name}' is not fed by '${previous.name}' alone`);
+    }
+    previous = layer;
+  }
+  if (head.length === 0 || previous !== layers[layers.length - 1] || model.outputs.length !== 1 || model.outputs[0]!.sourceLayer !== previous) {
+    throw new UserError(`Grad-CAM could not trace a head from '${layers[cut]!.name}' to the model output`);
+  }
+  const features = tfl.model({ inputs: model.inputs, outputs: layers[cut]!.output as tfl.SymbolicTensor });
+  const split = { features, head, layerName: layers[cut]!.name };
+  splits.set(model, split);
+  return split;
+}
+
+export interface GradCamResult {
+  /** Non-negative map on the feature grid, scaled so its maximum is 1 (all zeros if nothing supports the class). */
+  map: Float32Array;
+  height: number;
+  width: number;
+  classIndex: number;
+  layerName: string;
+}
+
+/** Grad-CAM of one preprocessed image (size×size×3, NHWC) for `classIndex`. */
+export function gradCam(model: tfl.LayersModel, image: Float32Array, imageSize: number, classIndex: number): GradCamResult {
+  const split = splitAtLastFeatureMap(model);
+  const [map, height, width] = tf.tidy(() => {
+    const x = tf.tensor4d(image, [1, imageSize, imageSize, 3]);
+    const activations = split.features.predict(x) as tf.Tensor4D;
+    const score = (a: tf.Tensor): tf.Tensor => {
+      let y: tf.Tensor = a;
+      for (const layer of split.head) y = layer.apply(y, { training: false }) as tf.Tensor;
+      const classes = y.shape[1]!;
+      if (classIndex < 0 || classIndex >= classes) throw new UserError(`class ${classIndex} is outside the model's ${classes} classes`);
+      return tf.sum(tf.slice(y, [0, classIndex], [1, 1]));
+    };
+    const gradients = tf.grad(score)(activations) as tf.Tensor4D;
+    const channelWeights = tf.mean(gradients, [1, 2], true); // [1,1,1,C]
+    const cam = tf.squeeze(tf.relu(tf.sum(tf.mul(activations, channelWeights), 3)), [0]) as tf.Tensor2D; // [h,w]
+    const max = tf.max(cam);
+    const scaled = tf.where(tf.greater(max, 0), tf.div(cam, tf.maximum(max, 1e-12)), tf.zerosLike(cam));
+    return [scaled, activations.shape[1], activations.shape[2]] as [tf.Tensor2D, number, number];
+  });
+  try {
+    return { map: map.dataSync() as Float32Array, height, width, classIndex, layerName: split.layerName };
+  } finally {
+    map.dispose();
+  }
+}
+
+/** A perceptual blue → cyan → yellow → red ramp (a compact "turbo"-like colour map), t in [0,1]. */
+export function heatColor(t: number): [number, number, number] {
+  const stops: [number, [number, number, number]][] = [
+    [0, [48, 18, 59]],
+    [0.25, [40, 140, 235]],
+    [0.5, [60, 220, 120]],
+    [0.75, [250, 190, 40]],
+    [1, [180, 20, 10]],
+  ];
+  const v = Math.min(1, Math.max(0, t));
+  for (let i = 1; i < stops.length; i++) {
+    const [t1, c1] = stops[i]!;
+    const [t0, c0] = stops[i - 1]!;
+    if (v <= t1) {
+      const f = (v - t0) / (t1 - t0);
+      return [0, 1, 2].map((k) => Math.round(c0[k]! + f * (c1[k]! - c0[k]!))) as [number, number, number];
+    }
+  }
+  return stops[stops.length - 1]![1];
+}
+
+/** The map bilinearly upsampled to size×size (half-pixel centres, as cv2.resize / torch align_corners=False). */
+export function upsampleMap(result: GradCamResult, size: number): Float32Array {
+  return tf.tidy(() => {
+    const grid = tf.tensor4d(result.map, [1, result.height, result.width, 1]);
+    return tf.image.resizeBilinear(grid, [size, size], false, true).dataSync() as Float32Array;
+  });
+}
+
+/**
+ * The heat map over the image the model saw (the preprocessed crop, de-normalized), as a PNG:
+ * colour weight grows with the map so unimportant regions keep the radiograph readable.
+ */
+export async function gradCamOverlayPng(image: Float32Array, transform: EvalTransform, result: GradCamResult): Promise<Buffer> {
+  const size = transform.crop;
+  const heat = upsampleMap(result, size);
+  const out = Buffer.alloc(size * size * 3);
+  for (let p = 0; p < size * size; p++) {
+    const t = heat[p]!;
+    const color = heatColor(t);
+    const alpha = 0.25 + 0.5 * t;
+    for (let c = 0; c < 3; c++) {
+      const gray = Math.min(255, Math.max(0, (image[p * 3 + c]! * transform.std[c]! + transform.mean[c]!) * 255));
+      out[p * 3 + c] = Math.round((1 - alpha) * gray + alpha * color[c]!);
+    }
+  }
+  return sharp(out, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+}

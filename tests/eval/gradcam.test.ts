@@ -1,0 +1,120 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import '@tensorflow/tfjs-backend-cpu';
+import sharp from 'sharp';
+import { gradCam, gradCamOverlayPng, splitAtLastFeatureMap, upsampleMap } from '../../src/eval/gradcam.js';
+import { imagenetNormalization } from '../../src/data/image.js';
+
+const size = 32;
+
+/**
+ * A hand-weighted network: channel 0 of the conv detects red, channel 1 green; class 0's logit is
+ * the mean red response, class 1's is green minus red. Grad-CAM must find the red patch for class 0
+ * and the green one for class 1 (where red counts against it).
+ */
+function plantedModel(): tfl.LayersModel {
+  const input = tfl.input({ shape: [size, size, 3] });
+  const conv = tfl.layers.conv2d({ filters: 2, kernelSize: 3, strides: 2, padding: 'same', useBias: false, activation: 'relu', name: 'features' });
+  const pool = tfl.layers.globalAveragePooling2d({ name: 'pool' });
+  const dense = tfl.layers.dense({ units: 2, useBias: false, name: 'classifier' });
+  const output = dense.apply(pool.apply(conv.apply(input))) as tfl.SymbolicTensor;
+  const model = tfl.model({ inputs: input, outputs: output });
+  const kernel = new Float32Array(3 * 3 * 3 * 2);
+  for (let k = 0; k < 9; k++) {
+    kernel[k * 6 + 0 * 2 + 0] = 1 / 9; // red → channel 0
+    kernel[k * 6 + 1 * 2 + 1] = 1 / 9; // green → channel 1
+  }
+  conv.setWeights([tf.tensor4d(kernel, [3, 3, 3, 2])]);
+  dense.setWeights([tf.tensor2d([1, -1, 0, 1], [2, 2])]);
+  return model;
+}
+
+/** Red patch top-left, green patch bottom-right, black elsewhere; raw [0,1] values (the test model needs no normalization). */
+function plantedImage(): Float32Array {
+  const image = new Float32Array(size * size * 3);
+  for (let y = 0; y < size; y++)
+    for (let x = 0; x < size; x++) {
+      if (y >= 3 && y < 11 && x >= 3 && x < 11) image[(y * size + x) * 3] = 1;
+      if (y >= 21 && y < 29 && x >= 21 && x < 29) image[(y * size + x) * 3 + 1] = 1;
+    }
+  return image;
+}
+
+function peak(map: Float32Array, width: number): { x: number; y: number } {
+  let best = 0;
+  for (let i = 1; i < map.length; i++) if (map[i]! > map[best]!) best = i;
+  return { x: best % width, y: Math.floor(best / width) };
+}
+
+test.before(async () => {
+  await tf.setBackend('cpu');
+});
+
+test('the cut is the last spatial feature map and the head is the chain after it', () => {
+  const model = plantedModel();
+  const split = splitAtLastFeatureMap(model);
+  assert.is(split.layerName, 'features');
+  assert.equal(
+    split.head.map((l) => l.name),
+    ['pool', 'classifier'],
+  );
+  model.dispose();
+});
+
+test('Grad-CAM highlights the planted feature of the requested class, and only it', () => {
+  const model = plantedModel();
+  const image = plantedImage();
+  const before = tf.memory().numTensors;
+  const red = gradCam(model, image, size, 0);
+  const green = gradCam(model, image, size, 1);
+  assert.is(tf.memory().numTensors, before, 'no tensors leak');
+  assert.is(red.width, 16);
+  assert.is(Math.max(...red.map), 1, 'scaled to a maximum of 1');
+
+  const redPeak = peak(upsampleMap(red, size), size);
+  assert.ok(redPeak.x >= 2 && redPeak.x < 12 && redPeak.y >= 2 && redPeak.y < 12, `class 0 peaks in the red patch, at ${JSON.stringify(redPeak)}`);
+  const greenPeak = peak(upsampleMap(green, size), size);
+  assert.ok(greenPeak.x >= 20 && greenPeak.y >= 20, `class 1 peaks in the green patch, at ${JSON.stringify(greenPeak)}`);
+  // Class 1's logit falls with red, so the red patch gets nothing (the ReLU drops negative evidence).
+  assert.is(green.map[5 * 16 + 3], 0);
+  assert.ok(red.map[12 * 16 + 12]! === 0, 'the green patch does not support class 0');
+  model.dispose();
+});
+
+test('a class with no supporting evidence gives an all-zero map, not NaN', () => {
+  const model = plantedModel();
+  const black = new Float32Array(size * size * 3);
+  const cam = gradCam(model, black, size, 0);
+  assert.ok(cam.map.every((v) => v === 0));
+  model.dispose();
+});
+
+test('the overlay PNG is the crop size, not blank, and hot where the map is', async () => {
+  const model = plantedModel();
+  // Normalize like the real pipeline so the de-normalized background is the planted image.
+  const raw = plantedImage();
+  const { mean, std } = imagenetNormalization;
+  const image = raw.map((v, i) => (v - mean[i % 3]!) / std[i % 3]!);
+  const cam = gradCam(model, image, size, 0);
+  const png = await gradCamOverlayPng(image, { resize: size, crop: size, mean, std }, cam);
+  const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+  assert.is(info.width, size);
+  assert.is(info.height, size);
+  const pixel = (x: number, y: number) => [...data.subarray((y * size + x) * info.channels, (y * size + x) * info.channels + 3)];
+  let min = 255;
+  let max = 0;
+  for (const v of data) {
+    min = Math.min(min, v);
+    max = Math.max(max, v);
+  }
+  assert.ok(max - min > 100, 'not blank');
+  const hot = pixel(7, 7);
+  const cold = pixel(16, 3);
+  assert.ok(hot[0]! > hot[2]!, `hot region is red-dominant: ${hot}`);
+  assert.ok(cold[2]! >= cold[0]!, `cold region is not: ${cold}`);
+  model.dispose();
+});
+
+test.run();
