@@ -112,17 +112,15 @@ export function predictionsCsv(report: EvaluationReport): string {
   return stringify([header, ...rows]);
 }
 
-/** The published table's shape (model, accuracy) with the interval and the other metrics beside it. */
-export function resultsMarkdown(report: EvaluationReport, plots: string[] = []): string {
+/**
+ * The headline table in the published table's shape (model, accuracy), with the bootstrap interval
+ * and the other metrics beside it; Osteopenia's recall, the clinically weak spot, has its own column.
+ */
+export function resultsTable(report: EvaluationReport): string {
   const weakClass = report.classNames.indexOf('Osteopenia');
   const recallHeader = weakClass >= 0 ? 'Osteopenia recall' : `${report.classNames[1] ?? 'class 1'} recall`;
   const recallIndex = weakClass >= 0 ? weakClass : 1;
-  const lines = [
-    `# Evaluation on the ${report.split} split`,
-    '',
-    `${report.images.length} images from \`${report.dataDir}\`; ${report.tta ? 'horizontal-flip test-time augmentation on' : 'no test-time augmentation'}. ` +
-      `Accuracy intervals: percentile bootstrap, 95%, ${report.bootstrap.resamples} resamples, seed ${report.bootstrap.seed}.`,
-    '',
+  return [
     `| model | accuracy (95% CI) | balanced accuracy | macro-F1 | ${recallHeader} | macro AUC | ECE |`,
     '|---|---|---|---|---|---|---|',
     ...report.models.map((m) => {
@@ -131,6 +129,17 @@ export function resultsMarkdown(report: EvaluationReport, plots: string[] = []):
       const auc = m.auc.macro === null ? '—' : m.auc.macro.toFixed(3);
       return `| ${name} | ${ci} | ${percent(m.metrics.balancedAccuracy)} | ${m.metrics.macroF1.toFixed(3)} | ${percent(m.metrics.perClass[recallIndex]?.recall ?? 0)} | ${auc} | ${m.calibration.ece.toFixed(3)} |`;
     }),
+  ].join('\n');
+}
+
+export function resultsMarkdown(report: EvaluationReport, plots: string[] = []): string {
+  const lines = [
+    `# Evaluation on the ${report.split} split`,
+    '',
+    `${report.images.length} images from \`${report.dataDir}\`; ${report.tta ? 'horizontal-flip test-time augmentation on' : 'no test-time augmentation'}. ` +
+      `Accuracy intervals: percentile bootstrap, 95%, ${report.bootstrap.resamples} resamples, seed ${report.bootstrap.seed}.`,
+    '',
+    resultsTable(report),
     '',
   ];
   const w = report.ensembleWeights;
