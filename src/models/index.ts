@@ -1,0 +1,7 @@
+/** The models room: torchvision-exact architectures built with tfjs-layers, found by name. */
+export { getModel, listModels, registry, ModelRegistry } from './registry.js';
+export { freezeUntilStage, seedModelRandomness, minImageSize } from './common.js';
+export { TorchBatchNorm, SeededDropout, StochasticDepth } from './layers.js';
+export { resnetTable } from './resnet.js';
+export { efficientnetTable, makeDivisible, adjustChannels, adjustDepth } from './efficientnet.js';
+export type { HeadKind, ModelBuildOptions, ModelEntry, ModelName, PretrainedCheckpoint } from './types.js';

@@ -1,0 +1,77 @@
+/**
+ * The models' own seeded randomness: weight initialisation, dropout masks and stochastic-depth masks.
+ * Every draw comes from an explicit generator built from a seed, never from Math.random, so a model
+ * built (and trained) twice with the same seed makes the same draws.
+ */
+
+/** Mixes a 32-bit value (splitmix32's finaliser): nearby seeds give unrelated streams. */
+function mix32(value: number): number {
+  let z = (value + 0x9e3779b9) | 0;
+  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+  return (z ^ (z >>> 16)) >>> 0;
+}
+
+/** A stream seed for one named consumer (a layer, a weight) of a model seed: FNV-1a of the label, mixed. */
+export function deriveSeed(seed: number, label: string): number {
+  let hash = 0x811c9dc5 ^ mix32(seed >>> 0);
+  for (let i = 0; i < label.length; i++) {
+    hash ^= label.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return mix32(hash >>> 0);
+}
+
+/** xoshiro128**: small, fast, and good enough for masks and initial weights; 128 bits of state. */
+export class SeededRandom {
+  private s0: number;
+  private s1: number;
+  private s2: number;
+  private s3: number;
+  private spareNormal: number | null = null;
+
+  constructor(seed: number) {
+    let x = seed >>> 0;
+    const next = () => (x = mix32(x));
+    this.s0 = next();
+    this.s1 = next();
+    this.s2 = next();
+    this.s3 = next();
+    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1; // the all-zero state is a fixed point
+  }
+
+  nextUint32(): number {
+    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
+    const t = this.s1 << 9;
+    this.s2 ^= this.s0;
+    this.s3 ^= this.s1;
+    this.s1 ^= this.s2;
+    this.s0 ^= this.s3;
+    this.s2 ^= t;
+    this.s3 = rotl(this.s3, 11);
+    return result;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    return this.nextUint32() / 4294967296;
+  }
+
+  /** Standard normal (Box–Muller; the second value of each pair is kept for the next call). */
+  nextNormal(): number {
+    if (this.spareNormal !== null) {
+      const spare = this.spareNormal;
+      this.spareNormal = null;
+      return spare;
+    }
+    const u = 1 - this.next(); // (0, 1]: log(0) never happens
+    const v = this.next();
+    const radius = Math.sqrt(-2 * Math.log(u));
+    this.spareNormal = radius * Math.sin(2 * Math.PI * v);
+    return radius * Math.cos(2 * Math.PI * v);
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
+}

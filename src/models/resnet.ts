@@ -1,0 +1,149 @@
+/**
+ * torchvision's ResNet (v1.5: the stride of a downsampling Bottleneck sits on its 3×3 conv), NHWC.
+ * Two blocks and one stage table; resnet18 and resnet50 are rows of it.
+ */
+import type * as tfl from '@tensorflow/tfjs-layers';
+import {
+  activation,
+  add,
+  batchNorm,
+  conv2d,
+  globalAveragePool,
+  linear,
+  maxPoolAfterRelu,
+  type BuildContext,
+  type Symbolic,
+} from './blocks.js';
+import { buildContext, evalTransform, finishModel, imageInput, resolveOptions, stageByFirstSegment } from './common.js';
+import type { ModelBuildOptions, ModelEntry, PretrainedCheckpoint } from './types.js';
+
+type BlockKind = 'basic' | 'bottleneck';
+
+interface ResNetConfig {
+  block: BlockKind;
+  /** Blocks in layer1..layer4. */
+  layers: readonly [number, number, number, number];
+  pretrained: PretrainedCheckpoint;
+}
+
+export const resnetTable = {
+  resnet18: {
+    block: 'basic',
+    layers: [2, 2, 2, 2],
+    pretrained: {
+      url: 'https://download.pytorch.org/models/resnet18-f37072fd.pth',
+      fileName: 'resnet18-f37072fd.pth',
+      sha256Prefix: 'f37072fd',
+    },
+  },
+  resnet50: {
+    block: 'bottleneck',
+    layers: [3, 4, 6, 3],
+    // IMAGENET1K_V2, torchvision's DEFAULT for resnet50 and the weights of the published recipe.
+    pretrained: {
+      url: 'https://download.pytorch.org/models/resnet50-11ad3fa6.pth',
+      fileName: 'resnet50-11ad3fa6.pth',
+      sha256Prefix: '11ad3fa6',
+    },
+  },
+} as const satisfies Record<string, ResNetConfig>;
+
+const expansion: Record<BlockKind, number> = { basic: 1, bottleneck: 4 };
+
+/** torchvision's ResNet uses nn.BatchNorm2d's defaults. */
+const bnEpsilon = 1e-5;
+const bnMomentum = 0.9; // torch momentum 0.1
+
+/** conv → bn, with the optional ReLU that follows inside a block. */
+function convBn(x: Symbolic, prefix: string, index: number, filters: number, kernel: number, stride: number, context: BuildContext) {
+  const y = conv2d(x, `${prefix}.conv${index}`, { filters, kernel, stride });
+  return batchNorm(y, `${prefix}.bn${index}`, context);
+}
+
+/** The identity path, or downsample = Sequential(conv1x1(stride), BatchNorm2d) when the shape changes. */
+function shortcut(x: Symbolic, prefix: string, inChannels: number, outChannels: number, stride: number, context: BuildContext): Symbolic {
+  if (stride === 1 && inChannels === outChannels) return x;
+  const y = conv2d(x, `${prefix}.downsample.0`, { filters: outChannels, kernel: 1, stride });
+  return batchNorm(y, `${prefix}.downsample.1`, context);
+}
+
+function basicBlock(x: Symbolic, prefix: string, inChannels: number, planes: number, stride: number, context: BuildContext): Symbolic {
+  let y = activation(convBn(x, prefix, 1, planes, 3, stride, context), `${prefix}.relu1`, 'relu');
+  y = convBn(y, prefix, 2, planes, 3, 1, context);
+  const identity = shortcut(x, prefix, inChannels, planes, stride, context);
+  return activation(add([y, identity], `${prefix}.add`), `${prefix}.relu`, 'relu');
+}
+
+function bottleneck(x: Symbolic, prefix: string, inChannels: number, planes: number, stride: number, context: BuildContext): Symbolic {
+  let y = activation(convBn(x, prefix, 1, planes, 1, 1, context), `${prefix}.relu1`, 'relu');
+  y = activation(convBn(y, prefix, 2, planes, 3, stride, context), `${prefix}.relu2`, 'relu');
+  y = convBn(y, prefix, 3, planes * 4, 1, 1, context);
+  const identity = shortcut(x, prefix, inChannels, planes * 4, stride, context);
+  return activation(add([y, identity], `${prefix}.add`), `${prefix}.relu`, 'relu');
+}
+
+const stages = ['conv1', 'layer1', 'layer2', 'layer3', 'layer4', 'fc'] as const;
+// The stem's bn1, relu and maxpool belong to the 'conv1' stage; avgpool to 'layer4'.
+const stageOf = stageByFirstSegment({ bn1: 'conv1', relu: 'conv1', maxpool: 'conv1', avgpool: 'layer4' }, stages);
+
+function buildResNet(entry: ModelEntry, config: ResNetConfig, options?: ModelBuildOptions): tfl.LayersModel {
+  const resolved = resolveOptions(entry, options);
+  const context = buildContext(resolved, bnEpsilon, bnMomentum);
+  const input = imageInput(resolved.imageSize);
+  let x = conv2d(input, 'conv1', { filters: 64, kernel: 7, stride: 2 });
+  x = activation(batchNorm(x, 'bn1', context), 'relu', 'relu');
+  x = maxPoolAfterRelu(x, 'maxpool');
+  const block = config.block === 'basic' ? basicBlock : bottleneck;
+  let channels = 64;
+  config.layers.forEach((blocks, stage) => {
+    const planes = 64 * 2 ** stage;
+    for (let b = 0; b < blocks; b++) {
+      const stride = stage > 0 && b === 0 ? 2 : 1;
+      x = block(x, `layer${stage + 1}.${b}`, channels, planes, stride, context);
+      channels = planes * expansion[config.block];
+    }
+  });
+  x = globalAveragePool(x, 'avgpool');
+  const logits = linear(x, 'fc', resolved.numClasses);
+  return finishModel(entry, input, logits, resolved, { linear: () => 'torch-default' });
+}
+
+/** Parameters (not buffers) as torch's sum(p.numel() for p in model.parameters()) counts them. */
+function countParameters(config: ResNetConfig, numClasses: number): number {
+  const bn = (c: number) => 2 * c;
+  let count = 3 * 64 * 7 * 7 + bn(64);
+  let channels = 64;
+  config.layers.forEach((blocks, stage) => {
+    const planes = 64 * 2 ** stage;
+    const out = planes * expansion[config.block];
+    for (let b = 0; b < blocks; b++) {
+      const stride = stage > 0 && b === 0 ? 2 : 1;
+      if (config.block === 'basic') count += channels * planes * 9 + bn(planes) + planes * planes * 9 + bn(planes);
+      else count += channels * planes + bn(planes) + planes * planes * 9 + bn(planes) + planes * out + bn(out);
+      if (stride !== 1 || channels !== out) count += channels * out + bn(out);
+      channels = out;
+    }
+  });
+  return count + channels * numClasses + numClasses;
+}
+
+function resnetEntry(name: 'resnet18' | 'resnet50'): ModelEntry {
+  const config: ResNetConfig = resnetTable[name];
+  const entry: ModelEntry = {
+    name,
+    build: (options) => buildResNet(entry, config, options),
+    defaultImageSize: 224,
+    cropFraction: 224 / 256,
+    transform: (imageSize = 224) => evalTransform(imageSize, 224 / 256),
+    stages,
+    classifierName: 'fc',
+    pretrained: config.pretrained,
+    parameterCount: (numClasses = 3) => countParameters(config, numClasses),
+    stageOf,
+    moduleOrder: ['conv1', 'bn1', 'conv2', 'bn2', 'conv3', 'bn3', 'downsample', 'layer1', 'layer2', 'layer3', 'layer4', 'fc'],
+  };
+  return entry;
+}
+
+export const resnet18 = resnetEntry('resnet18');
+export const resnet50 = resnetEntry('resnet50');
