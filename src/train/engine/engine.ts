@@ -1,0 +1,391 @@
+/**
+ * The training engine: one optimizer step per logical batch, whatever the backend.
+ *
+ * The logical batch is cut into micro-batches of a fixed size (gradient accumulation), which are
+ * handed out in contiguous blocks to the replicas: the main thread's own replica, or — with
+ * workers > 1 — one replica per worker thread, each with its own wasm backend. Parameters and
+ * running statistics live in SharedArrayBuffers that every replica loads from, each worker writes
+ * its summed gradient into its own shared slice, and the main thread adds them in worker order,
+ * clips, and applies the optimizer once. Replicas therefore hold bit-identical weights.
+ *
+ * BatchNorm follows PyTorch: statistics per micro-batch (as DDP computes them per GPU). The running
+ * statistics are combined as if the micro-batches had run one after another in batch order — every
+ * micro-batch starts from the step's running values and reports its update, and the engine composes
+ * the updates (EMA: R_K = keep^K·R_0 + Σ_k keep^(K−k)·(D_k − keep·R_0)). Random masks are seeded by
+ * (seed, step, micro-batch index). So for a fixed micro-batch size the result of a step does not
+ * depend on the number of workers, except through float reassociation of the gradient sum.
+ */
+import { availableParallelism } from 'node:os';
+import * as tf from '@tensorflow/tfjs-core';
+import { useBackend } from '../../backend/index.js';
+import { UserError } from '../../errors.js';
+import { lossCoefficients, lossDenominator, validateLossSpec, type LossSpec } from './loss.js';
+import { FlatOptimizer, clipGradients, globalNorm } from './optimizer.js';
+import type { BufferRule, Layout } from './params.js';
+import { WorkerClient } from './pool.js';
+import { loadProvider, type ModelProvider } from './provider.js';
+import { Replica, type MicroBatch, type MicroResult } from './replica.js';
+import type { EngineBatch, EngineOptions, EngineState, LoadReport, StateDict, StepResult, TrainingEngine } from './types.js';
+
+/** Bytes of wasm heap one image's activations may take in a training pass (a measured rule of thumb, see BENCHMARKS.md). */
+const wasmBytesPerActivationFloat = 16;
+/** The part of the 4 GiB wasm heap a micro-batch's activations may use; weights, gradients and XNNPACK's packed copies need the rest. */
+const wasmActivationBudget = 2.5 * 1024 ** 3;
+
+interface Executor {
+  gradients(version: number, micro: MicroBatch[], scale: number, seed: number, step: number, gradOut: Float32Array): Promise<MicroResult[]>;
+  predict(version: number, images: Float32Array, size: number, chunk: number): Promise<Float32Array>;
+  numTensors(): Promise<number>;
+  dispose(): Promise<void>;
+}
+
+/** The replica in this thread; it doubles as the engine's master model. */
+class LocalExecutor implements Executor {
+  private loaded = -1;
+  private buffersCurrent = false;
+  constructor(
+    private readonly replica: Replica,
+    private readonly params: Float32Array,
+    private readonly buffers: Float32Array,
+  ) {}
+  sync(version: number): void {
+    if (version !== this.loaded) {
+      this.replica.writeParams(this.params);
+      this.loaded = version;
+      this.buffersCurrent = false;
+    }
+    if (!this.buffersCurrent) this.replica.writeBuffers(this.buffers);
+    this.buffersCurrent = true;
+  }
+  async gradients(version: number, micro: MicroBatch[], scale: number, seed: number, step: number, gradOut: Float32Array): Promise<MicroResult[]> {
+    this.sync(version);
+    const results = this.replica.gradients(micro, scale, seed, step, this.buffers, gradOut);
+    this.buffersCurrent = false;
+    return results;
+  }
+  async predict(version: number, images: Float32Array, size: number, chunk: number): Promise<Float32Array> {
+    this.sync(version);
+    return this.replica.predict(images, size, chunk);
+  }
+  async numTensors(): Promise<number> {
+    return tf.memory().numTensors;
+  }
+  async dispose(): Promise<void> {}
+}
+
+class WorkerExecutor implements Executor {
+  constructor(
+    private readonly client: WorkerClient,
+    private readonly grads: Float32Array,
+  ) {}
+  async gradients(version: number, micro: MicroBatch[], scale: number, seed: number, step: number, gradOut: Float32Array): Promise<MicroResult[]> {
+    const results = await this.client.gradients(version, micro, scale, seed, step);
+    gradOut.set(this.grads);
+    return results;
+  }
+  predict(version: number, images: Float32Array, size: number, chunk: number): Promise<Float32Array> {
+    return this.client.predict(version, images, size, chunk);
+  }
+  numTensors(): Promise<number> {
+    return this.client.numTensors();
+  }
+  dispose(): Promise<void> {
+    return this.client.terminate();
+  }
+}
+
+function sharedFloats(count: number, shared: boolean): Float32Array {
+  return shared ? new Float32Array(new SharedArrayBuffer(count * 4)) : new Float32Array(count);
+}
+
+/** Compose the buffer updates of micro-batches that each started from `start`, in batch order. */
+export function combineBuffers(start: Float32Array, layout: Layout, updates: Float32Array[], out: Float32Array): void {
+  const k = updates.length;
+  if (k === 1) {
+    out.set(updates[0]!);
+    return;
+  }
+  layout.buffers.forEach((slot, index) => {
+    const rule: BufferRule = layout.bufferRules[index]!;
+    for (let j = slot.offset; j < slot.offset + slot.size; j++) {
+      const r0 = start[j]!;
+      let value: number;
+      if (rule.kind === 'ema') {
+        value = rule.keep ** k * r0;
+        updates.forEach((d, i) => {
+          value += rule.keep ** (k - 1 - i) * (d[j]! - rule.keep * r0);
+        });
+      } else {
+        value = r0;
+        for (const d of updates) value += d[j]! - r0;
+      }
+      out[j] = value;
+    }
+  });
+}
+
+/** Split [0, n) into `parts` contiguous blocks as equal as possible. */
+function blocks(n: number, parts: number): Array<[number, number]> {
+  return Array.from({ length: parts }, (_, w) => [Math.floor((w * n) / parts), Math.floor(((w + 1) * n) / parts)] as [number, number]);
+}
+
+class Engine implements TrainingEngine {
+  private version = 0;
+  private stepCount = 0;
+  private readonly gradSlices: Float32Array[];
+  private readonly gradSum: Float32Array;
+  private disposed = false;
+
+  constructor(
+    private readonly options: EngineOptions,
+    private readonly provider: ModelProvider,
+    private readonly master: Replica,
+    private readonly executors: Executor[],
+    private readonly params: Float32Array,
+    private readonly buffers: Float32Array,
+    private readonly optimizer: FlatOptimizer,
+    private readonly lossSpec: LossSpec,
+    readonly microBatchLimit: number | undefined,
+    readonly backend: string,
+  ) {
+    this.gradSlices = executors.map(() => new Float32Array(master.layout.paramCount));
+    this.gradSum = new Float32Array(master.layout.paramCount);
+  }
+
+  get workers(): number {
+    return this.executors.length;
+  }
+
+  get layout(): Layout {
+    return this.master.layout;
+  }
+
+  /** Images per forward/backward pass for a logical batch of `size`. */
+  microBatchSize(size: number): number {
+    const shard = Math.ceil(size / this.executors.length);
+    return Math.max(1, Math.min(this.options.microBatch ?? shard, this.microBatchLimit ?? Infinity));
+  }
+
+  private checkOpen(): void {
+    if (this.disposed) throw new Error('the training engine has been disposed');
+  }
+
+  async step(batch: EngineBatch, lr: number): Promise<StepResult> {
+    this.checkOpen();
+    const { size, labels, targets } = batch;
+    const per = this.master.imageSize * this.master.imageSize * 3;
+    const classes = this.master.numClasses;
+    if (!(size > 0)) throw new UserError('a training batch needs at least one image');
+    if (batch.images.length !== size * per) throw new UserError(`batch images hold ${batch.images.length} floats; ${size} images of ${this.master.imageSize}² need ${size * per}`);
+    if (labels.length < size) throw new UserError(`batch has ${labels.length} labels for ${size} images`);
+    for (let i = 0; i < size; i++) if (!(labels[i]! >= 0 && labels[i]! < classes)) throw new UserError(`label ${labels[i]} is outside 0..${classes - 1}`);
+    if (targets && targets.length !== size * classes) throw new UserError(`soft targets hold ${targets.length} values; need ${size}×${classes}`);
+    if (!(lr >= 0) || !Number.isFinite(lr)) throw new UserError(`learning rate must be a finite number ≥ 0, got ${lr}`);
+
+    const coefficients = lossCoefficients(this.lossSpec, labels, size, targets);
+    const denominator = lossDenominator(this.lossSpec, labels, size, targets);
+    const scale = denominator > 0 ? 1 / denominator : 0;
+    const m = this.microBatchSize(size);
+    const micro: MicroBatch[] = [];
+    for (let start = 0, index = 0; start < size; start += m, index++) {
+      const n = Math.min(m, size - start);
+      micro.push({
+        index,
+        size: n,
+        images: batch.images.slice(start * per, (start + n) * per),
+        labels: labels.slice(start, start + n),
+        coefficients: coefficients.slice(start * classes, (start + n) * classes),
+      });
+    }
+    const assignment = blocks(micro.length, this.executors.length);
+    const seed = this.options.seed;
+    const step = this.stepCount;
+    const replies = await Promise.all(
+      this.executors.map((executor, w) => {
+        const [from, to] = assignment[w]!;
+        if (from === to) {
+          this.gradSlices[w]!.fill(0);
+          return Promise.resolve([] as MicroResult[]);
+        }
+        return executor.gradients(this.version, micro.slice(from, to), scale, seed, step, this.gradSlices[w]!);
+      }),
+    );
+    // Sum in worker order: the only place the number of workers shows (float reassociation).
+    const grads = this.gradSum;
+    grads.set(this.gradSlices[0]!);
+    for (let w = 1; w < this.gradSlices.length; w++) {
+      const slice = this.gradSlices[w]!;
+      for (let i = 0; i < grads.length; i++) grads[i] = grads[i]! + slice[i]!;
+    }
+    const results = replies.flat().sort((a, b) => a.index - b.index);
+    let lossSum = 0;
+    let correct = 0;
+    for (const r of results) {
+      lossSum += r.lossSum;
+      correct += r.correct;
+    }
+    const gradNorm = this.options.clipGradNorm !== undefined ? clipGradients(grads, this.options.clipGradNorm) : globalNorm(grads);
+    combineBuffers(this.buffers.slice(), this.master.layout, results.map((r) => r.buffers), this.buffers);
+    this.optimizer.apply(this.params, grads, lr);
+    this.stepCount += 1;
+    this.version += 1;
+    return { loss: lossSum * scale, correct, size, gradNorm };
+  }
+
+  async predict(images: Float32Array, size: number): Promise<Float32Array> {
+    this.checkOpen();
+    const per = this.master.imageSize * this.master.imageSize * 3;
+    if (images.length !== size * per) throw new UserError(`images hold ${images.length} floats; ${size} images of ${this.master.imageSize}² need ${size * per}`);
+    const chunk = this.microBatchSize(Math.max(1, size));
+    const parts = blocks(size, this.executors.length);
+    const logits = await Promise.all(
+      this.executors.map((executor, w) => {
+        const [from, to] = parts[w]!;
+        if (from === to) return Promise.resolve(new Float32Array(0));
+        return executor.predict(this.version, images.slice(from * per, to * per), to - from, chunk);
+      }),
+    );
+    const out = new Float32Array(size * this.master.numClasses);
+    let offset = 0;
+    for (const part of logits) {
+      out.set(part, offset);
+      offset += part.length;
+    }
+    return out;
+  }
+
+  /** Bring the master model up to date with the shared parameters (workers mode: it is not a replica that trains). */
+  private syncMaster(): void {
+    this.master.writeParams(this.params);
+    this.master.writeBuffers(this.buffers);
+  }
+
+  async getState(): Promise<EngineState> {
+    this.checkOpen();
+    this.syncMaster();
+    const weights = await this.provider.toStateDict(this.master.model, this.options.model);
+    const exported = this.optimizer.exportState();
+    const optimizer: StateDict = new Map();
+    optimizer.set('step', { dtype: 'int64', shape: [], data: BigInt64Array.of(BigInt(exported.step)) });
+    for (const [slotName, values] of Object.entries(exported.slots)) {
+      for (const slot of this.master.layout.params) {
+        optimizer.set(`${slotName}/${slot.name}`, { dtype: 'float32', shape: slot.shape, data: values.slice(slot.offset, slot.offset + slot.size) });
+      }
+    }
+    return { weights, optimizer, step: this.stepCount, rng: { seed: this.options.seed, step: this.stepCount } };
+  }
+
+  async setState(state: EngineState): Promise<void> {
+    this.checkOpen();
+    await this.provider.loadStateDict(this.master.model, this.options.model, state.weights, { allowHeadSwap: false });
+    this.master.readParams(this.params);
+    this.master.readBuffers(this.buffers);
+    const slots: Record<string, Float32Array> = {};
+    for (const slotName of this.optimizer.slotNames()) {
+      const values = new Float32Array(this.master.layout.paramCount);
+      for (const slot of this.master.layout.params) {
+        const entry = state.optimizer.get(`${slotName}/${slot.name}`);
+        if (!entry || entry.dtype !== 'float32' || entry.data.length !== slot.size) {
+          throw new UserError(`optimizer state has no ${slotName} for ${slot.name} (was it saved with another optimizer or model?)`);
+        }
+        values.set(entry.data as Float32Array, slot.offset);
+      }
+      slots[slotName] = values;
+    }
+    const savedStep = state.optimizer.get('step');
+    const optimizerStep = savedStep ? Number((savedStep.data as BigInt64Array)[0]) : state.step;
+    this.optimizer.importState({ step: optimizerStep, slots });
+    const rng = state.rng as { step?: number } | undefined;
+    this.stepCount = typeof rng?.step === 'number' ? rng.step : state.step;
+    this.version += 1;
+  }
+
+  async loadWeights(dict: StateDict, options: { allowHeadSwap?: boolean } = {}): Promise<LoadReport> {
+    this.checkOpen();
+    this.syncMaster();
+    const report = await this.provider.loadStateDict(this.master.model, this.options.model, dict, options);
+    this.master.readParams(this.params);
+    this.master.readBuffers(this.buffers);
+    this.version += 1;
+    return report;
+  }
+
+  async numTensors(): Promise<number[]> {
+    const local = tf.memory().numTensors;
+    if (this.executors[0] instanceof LocalExecutor) return [local];
+    return [local, ...(await Promise.all(this.executors.map((e) => e.numTensors())))];
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await Promise.all(this.executors.map((e) => e.dispose()));
+    this.master.dispose();
+  }
+}
+
+export async function createEngine(options: EngineOptions): Promise<TrainingEngine & { readonly layout: Layout; microBatchSize(size: number): number; readonly backend: string }> {
+  if (!Number.isInteger(options.seed)) throw new UserError(`seed must be an integer, got ${options.seed}`);
+  const selection = await useBackend(options.backend ?? 'auto');
+  const backend = selection.backend;
+  const workers = options.workers ?? (backend === 'wasm' ? availableParallelism() : 1);
+  if (!Number.isInteger(workers) || workers < 1) throw new UserError(`workers must be a positive integer, got ${workers}`);
+  if (workers > 1 && backend === 'tensorflow') {
+    throw new UserError('--workers > 1 is for the wasm and cpu backends; tfjs-node already uses every core in one process');
+  }
+  if (options.microBatch !== undefined && !(Number.isInteger(options.microBatch) && options.microBatch > 0)) {
+    throw new UserError(`micro-batch must be a positive integer, got ${options.microBatch}`);
+  }
+  const provider = await loadProvider(options.providerModule);
+  const build = { ...options.build, seed: options.build.seed ?? options.seed };
+  const master = new Replica(provider, options.model, build);
+  const lossSpec: LossSpec = { numClasses: master.numClasses, labelSmoothing: options.labelSmoothing ?? 0, classWeights: options.classWeights };
+  try {
+    validateLossSpec(lossSpec);
+  } catch (error) {
+    master.dispose();
+    throw new UserError((error as Error).message);
+  }
+  const layout = master.layout;
+  const shared = workers > 1;
+  const params = sharedFloats(layout.paramCount, shared);
+  const buffers = sharedFloats(layout.bufferCount, shared);
+  master.readParams(params);
+  master.readBuffers(buffers);
+  let optimizer: FlatOptimizer;
+  try {
+    optimizer = new FlatOptimizer(options.optimizer, layout.paramCount);
+  } catch (error) {
+    master.dispose();
+    throw new UserError((error as Error).message);
+  }
+  const limit = backend === 'wasm' ? Math.max(1, Math.floor(wasmActivationBudget / (master.activationFloatsPerImage() * wasmBytesPerActivationFloat))) : undefined;
+  let executors: Executor[];
+  if (!shared) {
+    executors = [new LocalExecutor(master, params, buffers)];
+  } else {
+    const clients: WorkerExecutor[] = [];
+    try {
+      for (let w = 0; w < workers; w++) {
+        const grads = sharedFloats(layout.paramCount, true);
+        const client = new WorkerClient({
+          providerModule: options.providerModule,
+          model: options.model,
+          build: { ...build, initialize: false },
+          backend,
+          params: params.buffer as SharedArrayBuffer,
+          buffers: buffers.buffer as SharedArrayBuffer,
+          grads: grads.buffer as SharedArrayBuffer,
+        });
+        clients.push(new WorkerExecutor(client, grads));
+        await client.ready;
+      }
+    } catch (error) {
+      await Promise.all(clients.map((c) => c.dispose()));
+      master.dispose();
+      throw error;
+    }
+    executors = clients;
+  }
+  return new Engine(options, provider, master, executors, params, buffers, optimizer, lossSpec, limit, backend);
+}

@@ -1,0 +1,16 @@
+/** The engine room: one optimizer step per logical batch, on any backend, across worker threads on wasm. */
+export { createEngine, combineBuffers } from './engine.js';
+export { FlatOptimizer, clipGradients, globalNorm } from './optimizer.js';
+export { lossCoefficients, lossDenominator, weightedCrossEntropy } from './loss.js';
+export type { ModelProvider } from './provider.js';
+export type {
+  EngineBatch,
+  EngineOptions,
+  EngineState,
+  LoadReport,
+  OptimizerConfig,
+  StateDict,
+  StateTensor,
+  StepResult,
+  TrainingEngine,
+} from './types.js';

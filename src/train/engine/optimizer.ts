@@ -1,0 +1,134 @@
+/**
+ * torch.optim.Adam, AdamW and SGD (momentum, Nesterov) on flat float32 arrays, with
+ * clip_grad_norm_. They run in the main thread on the shared parameter buffer, so one update serves
+ * every replica. The formulas are torch 1.13's single-tensor ("for-loop") implementations:
+ *
+ *   Adam:  g += wd·p;  m = β1·m + (1−β1)·g;  v = β2·v + (1−β2)·g²;
+ *          p −= lr/(1−β1^t) · m / (√v/√(1−β2^t) + eps)
+ *   AdamW: p *= 1 − lr·wd; then Adam without the L2 term
+ *   SGD:   g += wd·p;  b = g (first step) | μ·b + g;  g = nesterov ? g + μ·b : b;  p −= lr·g
+ */
+import type { OptimizerConfig } from './types.js';
+
+export interface OptimizerSlots {
+  step: number;
+  /** named per-parameter state arrays, each as long as the parameter vector */
+  slots: Record<string, Float32Array>;
+}
+
+export class FlatOptimizer {
+  private stepCount = 0;
+  private readonly slots: Record<string, Float32Array> = {};
+
+  constructor(
+    readonly config: OptimizerConfig,
+    readonly size: number,
+  ) {
+    validateOptimizer(config);
+    if (config.type === 'sgd') {
+      if ((config.momentum ?? 0) !== 0) this.slots['momentum_buffer'] = new Float32Array(size);
+    } else {
+      this.slots['exp_avg'] = new Float32Array(size);
+      this.slots['exp_avg_sq'] = new Float32Array(size);
+    }
+  }
+
+  get steps(): number {
+    return this.stepCount;
+  }
+
+  /** One update of `params` in place. */
+  apply(params: Float32Array, grads: Float32Array, lr: number): void {
+    const c = this.config;
+    this.stepCount += 1;
+    const n = this.size;
+    if (c.type === 'sgd') {
+      const wd = c.weightDecay ?? 0;
+      const mu = c.momentum ?? 0;
+      const buf = this.slots['momentum_buffer'];
+      const first = this.stepCount === 1;
+      for (let i = 0; i < n; i++) {
+        let g = grads[i]!;
+        if (wd !== 0) g += wd * params[i]!;
+        if (buf) {
+          const b = first ? g : Math.fround(mu * buf[i]! + g);
+          buf[i] = b;
+          g = c.nesterov ? g + mu * b : b;
+        }
+        params[i] = params[i]! - lr * g;
+      }
+      return;
+    }
+    const beta1 = c.beta1 ?? 0.9;
+    const beta2 = c.beta2 ?? 0.999;
+    const eps = c.eps ?? 1e-8;
+    const wd = c.weightDecay ?? 0;
+    const decoupled = c.type === 'adamw';
+    const m = this.slots['exp_avg']!;
+    const v = this.slots['exp_avg_sq']!;
+    const t = this.stepCount;
+    const stepSize = lr / (1 - beta1 ** t);
+    const correction2Sqrt = Math.sqrt(1 - beta2 ** t);
+    const decay = decoupled ? 1 - lr * wd : 1;
+    for (let i = 0; i < n; i++) {
+      let p = params[i]!;
+      let g = grads[i]!;
+      if (decoupled) p *= decay;
+      else if (wd !== 0) g += wd * p;
+      const mi = Math.fround(beta1 * m[i]! + (1 - beta1) * g);
+      const vi = Math.fround(beta2 * v[i]! + (1 - beta2) * g * g);
+      m[i] = mi;
+      v[i] = vi;
+      params[i] = p - (stepSize * mi) / (Math.sqrt(vi) / correction2Sqrt + eps);
+    }
+  }
+
+  exportState(): OptimizerSlots {
+    const slots: Record<string, Float32Array> = {};
+    for (const [name, values] of Object.entries(this.slots)) slots[name] = values.slice();
+    return { step: this.stepCount, slots };
+  }
+
+  importState(state: OptimizerSlots): void {
+    for (const name of Object.keys(this.slots)) {
+      const values = state.slots[name];
+      if (!values || values.length !== this.size) throw new RangeError(`optimizer state lacks '${name}' of ${this.size} values`);
+      this.slots[name]!.set(values);
+    }
+    this.stepCount = state.step;
+  }
+
+  slotNames(): string[] {
+    return Object.keys(this.slots);
+  }
+}
+
+/** Global L2 norm of the gradient (float64 accumulation). */
+export function globalNorm(grads: Float32Array): number {
+  let sum = 0;
+  for (let i = 0; i < grads.length; i++) sum += grads[i]! * grads[i]!;
+  return Math.sqrt(sum);
+}
+
+/** torch.nn.utils.clip_grad_norm_: scale by min(1, max / (norm + 1e-6)). Returns the norm before clipping. */
+export function clipGradients(grads: Float32Array, maxNorm: number): number {
+  const norm = globalNorm(grads);
+  const coefficient = Math.min(1, maxNorm / (norm + 1e-6));
+  if (coefficient < 1) for (let i = 0; i < grads.length; i++) grads[i] = grads[i]! * coefficient;
+  return norm;
+}
+
+export function validateOptimizer(c: OptimizerConfig): void {
+  const inRange = (name: string, value: number | undefined, low: number, high: number) => {
+    if (value !== undefined && !(value >= low && value < high)) throw new RangeError(`${c.type} ${name} must be in [${low}, ${high}), got ${value}`);
+  };
+  if (c.type === 'sgd') {
+    inRange('momentum', c.momentum, 0, 1);
+    if (c.nesterov && !((c.momentum ?? 0) > 0)) throw new RangeError('Nesterov momentum requires momentum > 0');
+  } else {
+    inRange('beta1', c.beta1, 0, 1);
+    inRange('beta2', c.beta2, 0, 1);
+    if (c.eps !== undefined && !(c.eps > 0)) throw new RangeError(`${c.type} eps must be positive, got ${c.eps}`);
+  }
+  if (c.weightDecay !== undefined && !(c.weightDecay >= 0)) throw new RangeError(`${c.type} weightDecay must be ≥ 0, got ${c.weightDecay}`);
+}

@@ -1,0 +1,159 @@
+/**
+ * One model replica: it computes the summed gradient of its micro-batches, reports how each
+ * micro-batch moved the BatchNorm running statistics, and runs inference. The same class runs in
+ * the main thread (one replica) and in each worker thread (data-parallel).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import type { ModelBuildOptions } from '../../models/index.js';
+import { weightedCrossEntropy } from './loss.js';
+import { layoutOf, readVariables, writeVariables, type Layout } from './params.js';
+import type { ModelProvider } from './provider.js';
+
+export interface MicroBatch {
+  /** position of this micro-batch in the logical batch: seeds its random masks and orders the BN updates */
+  index: number;
+  images: Float32Array;
+  size: number;
+  coefficients: Float32Array; // size × C loss coefficients (see loss.ts)
+  labels: Int32Array;
+}
+
+export interface MicroResult {
+  index: number;
+  lossSum: number; // −Σ A ⊙ log p over the micro-batch, before dividing by D
+  correct: number;
+  /** the buffers after this micro-batch's forward pass, which started from the step's buffers */
+  buffers: Float32Array;
+}
+
+/** A seed for micro-batch `index` of step `step`: the masks do not depend on which worker runs it. */
+export function microBatchSeed(seed: number, step: number, index: number): number {
+  let h = (seed ^ 0x9e3779b9) >>> 0;
+  for (const v of [step, index]) {
+    h = Math.imul(h ^ (v >>> 0), 0x85ebca6b) >>> 0;
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
+    h = (h ^ (h >>> 16)) >>> 0;
+  }
+  return h & 0x7fffffff;
+}
+
+export class Replica {
+  readonly model: tfl.LayersModel;
+  readonly layout: Layout;
+  readonly imageSize: number;
+  readonly numClasses: number;
+  private readonly trainable: tf.Variable[];
+
+  constructor(
+    readonly provider: ModelProvider,
+    readonly name: string,
+    build: ModelBuildOptions,
+  ) {
+    this.model = provider.build(name, build);
+    this.layout = layoutOf(this.model);
+    const input = this.model.inputs[0]!.shape;
+    this.imageSize = input[1] as number;
+    const output = this.model.outputs[0]!.shape;
+    this.numClasses = output[output.length - 1] as number;
+    this.trainable = this.model.trainableWeights.map((v) => v.read() as tf.Variable);
+  }
+
+  readParams(out: Float32Array): void {
+    readVariables(this.model.trainableWeights, this.layout.params, out);
+  }
+  readBuffers(out: Float32Array): void {
+    readVariables(this.model.nonTrainableWeights, this.layout.buffers, out);
+  }
+  writeParams(values: Float32Array): void {
+    writeVariables(this.model.trainableWeights, this.layout.params, values);
+  }
+  writeBuffers(values: Float32Array): void {
+    writeVariables(this.model.nonTrainableWeights, this.layout.buffers, values);
+  }
+
+  /**
+   * Gradient of Σ_micro-batches (loss sum · scale) accumulated into `gradOut` (overwritten). The
+   * buffers are reset to `startBuffers` before every micro-batch, so each reports its own update.
+   */
+  gradients(micro: MicroBatch[], scale: number, seed: number, step: number, startBuffers: Float32Array, gradOut: Float32Array): MicroResult[] {
+    gradOut.fill(0);
+    const results: MicroResult[] = [];
+    const s = this.imageSize;
+    const c = this.numClasses;
+    for (const mb of micro) {
+      // every micro-batch starts from the step's running statistics; the engine combines their updates
+      this.writeBuffers(startBuffers);
+      this.provider.seedRandomness(this.model, microBatchSeed(seed, step, mb.index));
+      let correct = 0;
+      let lossSum = 0;
+      const { value, grads } = tf.variableGrads(() => {
+        const x = tf.tensor4d(mb.images, [mb.size, s, s, 3]);
+        const logits = this.model.apply(x, { training: true }) as tf.Tensor2D;
+        correct = countCorrect(logits.dataSync() as Float32Array, mb.labels, mb.size, c);
+        const coefficients = tf.tensor2d(mb.coefficients, [mb.size, c]);
+        return weightedCrossEntropy(logits, coefficients, scale);
+      }, this.trainable);
+      lossSum = (value.dataSync()[0]! as number) / scale;
+      value.dispose();
+      this.trainable.forEach((v, i) => {
+        const g = grads[v.name]!;
+        const data = g.dataSync() as Float32Array;
+        const offset = this.layout.params[i]!.offset;
+        for (let j = 0; j < data.length; j++) gradOut[offset + j] += data[j]!;
+      });
+      tf.dispose(grads);
+      const buffers = new Float32Array(this.layout.bufferCount);
+      this.readBuffers(buffers);
+      results.push({ index: mb.index, lossSum, correct, buffers });
+    }
+    return results;
+  }
+
+  /** Inference-mode logits for `size` images, `chunk` at a time. */
+  predict(images: Float32Array, size: number, chunk: number): Float32Array {
+    const s = this.imageSize;
+    const per = s * s * 3;
+    const out = new Float32Array(size * this.numClasses);
+    for (let start = 0; start < size; start += chunk) {
+      const n = Math.min(chunk, size - start);
+      const logits = tf.tidy(() => {
+        const x = tf.tensor4d(images.subarray(start * per, (start + n) * per), [n, s, s, 3]);
+        return this.model.apply(x, { training: false }) as tf.Tensor;
+      });
+      out.set(logits.dataSync() as Float32Array, start * this.numClasses);
+      logits.dispose();
+    }
+    return out;
+  }
+
+  /** Floats of activation a forward pass holds per image (outputs of every layer), to size micro-batches. */
+  activationFloatsPerImage(): number {
+    let total = 0;
+    for (const layer of this.model.layers) {
+      let shapes: tfl.Shape | tfl.Shape[];
+      try {
+        shapes = layer.outputShape;
+      } catch {
+        continue; // a layer used at several call sites has no single output shape
+      }
+      const list = (Array.isArray(shapes[0]) ? shapes : [shapes]) as (number | null)[][];
+      for (const shape of list) total += shape.slice(1).reduce<number>((a, b) => a * (b ?? 1), 1);
+    }
+    return total;
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+export function countCorrect(logits: Float32Array, labels: Int32Array, size: number, classes: number): number {
+  let correct = 0;
+  for (let i = 0; i < size; i++) {
+    let best = 0;
+    for (let k = 1; k < classes; k++) if (logits[i * classes + k]! > logits[i * classes + best]!) best = k;
+    if (best === labels[i]) correct++;
+  }
+  return correct;
+}
