@@ -51,9 +51,12 @@ async function rejects(run: () => Promise<unknown>, pattern: RegExp): Promise<vo
   assert.unreachable(`expected a rejection matching ${pattern}`);
 }
 
+/** The fixture's model names are not osteo's ModelName. */
+const tiny = (name: string) => name as EngineOptions['model'];
+
 function options(overrides: Partial<EngineOptions>): EngineOptions {
   return {
-    model: 'tiny-bn' as EngineOptions['model'],
+    model: tiny('tiny-bn'),
     build: { imageSize: size, numClasses: 3 },
     backend: 'cpu',
     workers: 1,
@@ -106,7 +109,7 @@ test('loss falls on a tiny separable problem (cpu, Adam, label smoothing, class 
 });
 
 test('micro-batches sum to the whole-batch gradient for a BatchNorm-free model', async () => {
-  const common = { model: 'tiny-bnfree', labelSmoothing: 0.1, classWeights: [1, 3, 0.5], optimizer: { type: 'adamw', weightDecay: 0.01 } } as Partial<EngineOptions>;
+  const common: Partial<EngineOptions> = { model: tiny('tiny-bnfree'), labelSmoothing: 0.1, classWeights: [1, 3, 0.5], optimizer: { type: 'adamw', weightDecay: 0.01 } };
   const whole = await createEngine(options({ ...common, microBatch: 10 }));
   const split = await createEngine(options({ ...common, microBatch: 3 }));
   try {
@@ -188,7 +191,7 @@ test('BatchNorm with micro-batches: statistics per micro-batch, running stats up
 });
 
 test('one worker and two workers give the same weights (wasm, BatchNorm, dropout, fixed micro-batch)', async () => {
-  const common = { model: 'tiny-dropout', backend: 'wasm', microBatch: 2, clipGradNorm: 0.5, optimizer: { type: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 1e-4 } } as Partial<EngineOptions>;
+  const common: Partial<EngineOptions> = { model: tiny('tiny-dropout'), backend: 'wasm', microBatch: 2, clipGradNorm: 0.5, optimizer: { type: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 1e-4 } };
   const one = await createEngine(options({ ...common, workers: 1 }));
   const two = await createEngine(options({ ...common, workers: 2 }));
   try {
@@ -235,7 +238,7 @@ test('tensor count is flat over 20 steps, in the main thread and in each worker'
 });
 
 test('getState / setState resume exactly (weights, buffers, optimizer slots, step)', async () => {
-  const config = options({ optimizer: { type: 'adam', weightDecay: 1e-3 }, model: 'tiny-dropout' as EngineOptions['model'] });
+  const config = options({ optimizer: { type: 'adam', weightDecay: 1e-3 }, model: tiny('tiny-dropout') });
   const a = await createEngine(config);
   const b = await createEngine({ ...config, seed: 5 });
   try {

@@ -1,0 +1,105 @@
+/**
+ * The engine's optimizers and gradient clipping against torch.optim (PyTorch 1.13 through
+ * /usr/bin/python3): the same parameters and gradient sequence, several steps, every option.
+ */
+import { execFileSync } from 'node:child_process';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { FlatOptimizer, clipGradients, type OptimizerConfig } from '../../../src/train/engine/index.js';
+
+const python = '/usr/bin/python3';
+
+const torchScript = String.raw`
+import json, sys
+try:
+    import torch
+except ImportError:
+    sys.stderr.write("PyTorch is not installed for /usr/bin/python3 (Debian: apt-get install python3-torch)\n")
+    sys.exit(3)
+job = json.load(sys.stdin)
+out = []
+for case in job["cases"]:
+    p = torch.nn.Parameter(torch.tensor(job["params"], dtype=torch.float32))
+    c = case["config"]
+    if c["type"] == "adam":
+        opt = torch.optim.Adam([p], lr=case["lr"], betas=(c.get("beta1", 0.9), c.get("beta2", 0.999)), eps=c.get("eps", 1e-8), weight_decay=c.get("weightDecay", 0))
+    elif c["type"] == "adamw":
+        opt = torch.optim.AdamW([p], lr=case["lr"], betas=(c.get("beta1", 0.9), c.get("beta2", 0.999)), eps=c.get("eps", 1e-8), weight_decay=c["weightDecay"])
+    else:
+        opt = torch.optim.SGD([p], lr=case["lr"], momentum=c.get("momentum", 0), nesterov=c.get("nesterov", False), weight_decay=c.get("weightDecay", 0))
+    norms = []
+    for g in job["grads"]:
+        p.grad = torch.tensor(g, dtype=torch.float32)
+        if case.get("clip") is not None:
+            norms.append(float(torch.nn.utils.clip_grad_norm_([p], case["clip"])))
+        opt.step()
+    out.append({"params": p.detach().tolist(), "norms": norms})
+print(json.dumps(out))
+`;
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+test('Adam, AdamW, SGD (momentum, Nesterov, weight decay) and clip_grad_norm_ match torch.optim', () => {
+  const next = rng(3);
+  const n = 37;
+  const params = Array.from({ length: n }, () => next() * 2 - 1);
+  const grads = Array.from({ length: 6 }, () => Array.from({ length: n }, () => (next() * 2 - 1) * 0.5));
+  const cases: Array<{ config: OptimizerConfig; lr: number; clip?: number }> = [
+    { config: { type: 'adam' }, lr: 1e-2 },
+    { config: { type: 'adam', beta1: 0.8, beta2: 0.99, eps: 1e-6, weightDecay: 0.05 }, lr: 3e-3 },
+    { config: { type: 'adamw', weightDecay: 0.01 }, lr: 1e-2, clip: 0.7 },
+    { config: { type: 'sgd' }, lr: 0.1 },
+    { config: { type: 'sgd', momentum: 0.9, weightDecay: 1e-3 }, lr: 0.05, clip: 1.5 },
+    { config: { type: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 1e-4 }, lr: 0.05 },
+  ];
+  let output: string;
+  try {
+    output = execFileSync(python, ['-c', torchScript], { input: JSON.stringify({ params, grads, cases }), encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (error) {
+    const e = error as { status?: number; stderr?: string };
+    throw new Error(`the PyTorch reference could not run (${python}): ${e.stderr ?? String(error)}`);
+  }
+  const expected = JSON.parse(output) as Array<{ params: number[]; norms: number[] }>;
+  cases.forEach((c, index) => {
+    const p = Float32Array.from(params);
+    const optimizer = new FlatOptimizer(c.config, n);
+    const norms: number[] = [];
+    for (const g of grads) {
+      const grad = Float32Array.from(g);
+      if (c.clip !== undefined) norms.push(clipGradients(grad, c.clip));
+      optimizer.apply(p, grad, c.lr);
+    }
+    const want = expected[index]!;
+    for (let i = 0; i < n; i++) {
+      assert.ok(Math.abs(p[i]! - want.params[i]!) <= 2e-6 * Math.max(1, Math.abs(want.params[i]!)), `${JSON.stringify(c)}: param ${i} ${p[i]} vs torch ${want.params[i]}`);
+    }
+    norms.forEach((norm, i) => assert.ok(Math.abs(norm - want.norms[i]!) < 1e-5 * want.norms[i]!, `norm ${norm} vs ${want.norms[i]}`));
+    assert.is(optimizer.steps, grads.length);
+  });
+});
+
+test('optimizer state exports and imports exactly', () => {
+  const config: OptimizerConfig = { type: 'adam', weightDecay: 0.1 };
+  const a = new FlatOptimizer(config, 4);
+  const p = Float32Array.of(1, -2, 3, 0.5);
+  a.apply(p, Float32Array.of(0.1, 0.2, -0.3, 0.4), 0.01);
+  const b = new FlatOptimizer(config, 4);
+  b.importState(a.exportState());
+  const q = p.slice();
+  a.apply(p, Float32Array.of(-0.5, 0.1, 0.1, 0.2), 0.01);
+  b.apply(q, Float32Array.of(-0.5, 0.1, 0.1, 0.2), 0.01);
+  assert.equal(Array.from(p), Array.from(q));
+  assert.throws(() => b.importState({ step: 1, slots: {} }), /exp_avg/);
+  assert.throws(() => new FlatOptimizer({ type: 'sgd', nesterov: true }, 2), /Nesterov/);
+});
+
+test.run();
