@@ -25,10 +25,15 @@ function describe(source: ImageSource): string {
   return typeof source === 'string' ? source : '<buffer>';
 }
 
+export interface DecodeOptions {
+  /** Refuse images with more pixels than this (default maxInputPixels). */
+  maxPixels?: number;
+}
+
 /** Decode any supported image to 8-bit RGB (EXIF-rotated). Errors are DataErrors naming the file. */
-export async function decodeRgb(source: ImageSource): Promise<RgbImage> {
+export async function decodeRgb(source: ImageSource, options: DecodeOptions = {}): Promise<RgbImage> {
   try {
-    const { data, info } = await sharp(source, { limitInputPixels: maxInputPixels, failOn: 'error' })
+    const { data, info } = await sharp(source, { limitInputPixels: options.maxPixels ?? maxInputPixels, failOn: 'error' })
       .rotate() // apply EXIF orientation
       .toColourspace('srgb') // CMYK, grayscale and 16-bit all land in 8-bit sRGB
       .removeAlpha()

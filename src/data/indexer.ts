@@ -1,0 +1,466 @@
+/**
+ * `osteo data index`: scan DIR/{Normal,Osteopenia,Osteoporosis}, decode every file, and find what a
+ * random split would silently get wrong: unreadable files, exact duplicates (same decoded pixels,
+ * whatever the file format), near duplicates (perceptual hash within a few bits), and duplicate groups
+ * whose members carry different labels. Writes DIR/index.csv; never touches a file of the dataset.
+ *
+ * Every file ends up either indexed or reported with a reason: nothing is skipped silently.
+ */
+import { readFile, readdir, rename, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { extname, join, resolve } from 'node:path';
+import { parse } from 'csv-parse/sync';
+import { stringify } from 'csv-stringify/sync';
+import sharp from 'sharp';
+import { DataError, UserError, errorMessage } from '../errors.js';
+import { classNames, numClasses } from './classes.js';
+import { mapLimit } from './concurrency.js';
+import { contentHash, hammingDistance, hashWords, perceptualHash } from './hash.js';
+import { decodeRgb, maxInputPixels } from './image.js';
+import { silentProgress, type ProgressSink } from './progress.js';
+
+export type ConflictPolicy = 'drop' | 'majority' | 'keep';
+export const conflictPolicies: readonly ConflictPolicy[] = ['drop', 'majority', 'keep'];
+
+/** Perceptual-hash distance (of 256 bits) at or below which two different images are near duplicates. */
+export const defaultNearThreshold = 16;
+
+const imageExtensions = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff']);
+const supportedFormats = new Set(['jpeg', 'png', 'webp', 'tiff']);
+/** What osteo itself writes at the top of a data folder; not reported as stray entries. */
+const ownFiles = new Set(['index.csv', 'splits.csv', 'phantom.json']);
+
+export type BadReason = 'zero-byte' | 'not-an-image' | 'unsupported-format' | 'too-large' | 'truncated' | 'unreadable';
+
+export interface IndexRow {
+  /** Relative to the data folder, with forward slashes. */
+  path: string;
+  label: number;
+  status: 'ok' | 'bad';
+  reason: BadReason | '';
+  format: string;
+  width: number;
+  height: number;
+  channels: number;
+  /** Bits per sample of the file (8 or 16). */
+  depth: number;
+  bytes: number;
+  contentHash: string;
+  perceptualHash: string;
+  /** Duplicate group (exact and near duplicates together): the unit a split never cuts. */
+  group: string;
+  /** Enters the split: good, not a redundant exact copy, not dropped by the conflict policy. */
+  use: boolean;
+  note: string;
+}
+
+export interface DuplicateGroup {
+  paths: string[];
+  labels: number[];
+}
+
+export interface ConflictGroup extends DuplicateGroup {
+  group: string;
+  /** 'exact' when identical pixels carry two labels; 'near' when only near duplicates disagree. */
+  kind: 'exact' | 'near';
+  action: string;
+}
+
+export interface IndexReport {
+  dataDir: string;
+  indexPath: string;
+  conflictPolicy: ConflictPolicy;
+  nearThreshold: number;
+  files: number;
+  filesPerClass: number[];
+  good: number;
+  bad: { path: string; reason: BadReason; detail: string }[];
+  badByReason: Partial<Record<BadReason, number>>;
+  /** Distinct decoded images per class (a conflicting image counts in each of its classes). */
+  distinctPerClass: number[];
+  exactDuplicateGroups: DuplicateGroup[];
+  nearDuplicateGroups: DuplicateGroup[];
+  conflicts: ConflictGroup[];
+  /** Rows entering the split, per class. */
+  usablePerClass: number[];
+  /** Top-level entries that are not class folders (not scanned). */
+  ignored: string[];
+  seconds: number;
+}
+
+export interface IndexOptions {
+  dataDir: string;
+  conflicts?: ConflictPolicy;
+  nearThreshold?: number;
+  maxPixels?: number;
+  concurrency?: number;
+  progress?: ProgressSink;
+  /** Write DIR/index.csv (default true). */
+  write?: boolean;
+}
+
+export function indexPath(dataDir: string): string {
+  return join(dataDir, 'index.csv');
+}
+
+async function listClassFiles(dir: string, prefix: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const files: string[] = [];
+  for (const entry of entries) {
+    if (entry.name.startsWith('.')) continue; // .DS_Store and friends
+    const rel = `${prefix}/${entry.name}`;
+    if (entry.isDirectory()) files.push(...(await listClassFiles(join(dir, entry.name), rel)));
+    else files.push(rel);
+  }
+  return files;
+}
+
+function emptyRow(path: string, label: number, bytes: number): IndexRow {
+  return {
+    path,
+    label,
+    status: 'ok',
+    reason: '',
+    format: '',
+    width: 0,
+    height: 0,
+    channels: 0,
+    depth: 0,
+    bytes,
+    contentHash: '',
+    perceptualHash: '',
+    group: '',
+    use: false,
+    note: '',
+  };
+}
+
+function bad(row: IndexRow, reason: BadReason, detail: string): IndexRow {
+  return { ...row, status: 'bad', reason, note: detail };
+}
+
+/** How libjpeg, libpng/spng, libwebp and libtiff say the data stops early. */
+const truncation = /premature end|end of stream|truncat|unexpected end|end of file|not enough data|corrupt/i;
+
+/** Look at one file: its header first (cheap refusals), then a full decode. */
+async function inspectFile(dataDir: string, path: string, label: number, maxPixels: number): Promise<IndexRow> {
+  const file = join(dataDir, path);
+  const bytes = (await stat(file)).size;
+  const row = emptyRow(path, label, bytes);
+  if (bytes === 0) return bad(row, 'zero-byte', 'empty file (0 bytes)');
+  const extension = extname(path).toLowerCase();
+  if (!imageExtensions.has(extension)) return bad(row, 'not-an-image', `not an image file type (${extension || 'no extension'})`);
+  const buffer = await readFile(file);
+  let metadata: sharp.Metadata;
+  try {
+    metadata = await sharp(buffer, { limitInputPixels: false }).metadata();
+  } catch (error) {
+    const detail = errorMessage(error);
+    if (truncation.test(detail)) return bad(row, 'truncated', `truncated or corrupt image: ${detail}`);
+    if (/unsupported image format/i.test(detail)) return bad(row, 'not-an-image', 'content is not a recognised image format');
+    return bad(row, 'unreadable', detail);
+  }
+  const format = metadata.format ?? 'unknown';
+  const width = metadata.width ?? 0;
+  const height = metadata.height ?? 0;
+  const described = { ...row, format, width, height, channels: metadata.channels ?? 0, depth: metadata.depth === 'ushort' ? 16 : 8 };
+  if (!supportedFormats.has(format)) return bad(described, 'unsupported-format', `unsupported image format '${format}'`);
+  if (width * height > maxPixels) {
+    return bad(described, 'too-large', `${width}×${height} = ${width * height} pixels exceeds the limit of ${maxPixels} (decompression-bomb guard)`);
+  }
+  let decoded;
+  try {
+    decoded = await decodeRgb(buffer, { maxPixels });
+  } catch (error) {
+    const detail = error instanceof DataError ? error.reason : errorMessage(error);
+    return truncation.test(detail) ? bad(described, 'truncated', `truncated or corrupt image: ${detail}`) : bad(described, 'unreadable', detail);
+  }
+  const expectedFormat = extension === '.jpg' || extension === '.jpeg' ? 'jpeg' : extension === '.tif' || extension === '.tiff' ? 'tiff' : extension.slice(1);
+  return {
+    ...described,
+    // EXIF-rotated files report their displayed size, as every consumer sees them.
+    width: decoded.width,
+    height: decoded.height,
+    contentHash: contentHash(decoded),
+    perceptualHash: await perceptualHash(decoded),
+    note: expectedFormat === format ? '' : `extension ${extension} but the content is ${format}`,
+  };
+}
+
+class UnionFind {
+  private readonly parent: number[];
+  constructor(n: number) {
+    this.parent = Array.from({ length: n }, (_, i) => i);
+  }
+  find(i: number): number {
+    while (this.parent[i] !== i) {
+      this.parent[i] = this.parent[this.parent[i]!]!;
+      i = this.parent[i]!;
+    }
+    return i;
+  }
+  union(a: number, b: number): void {
+    const ra = this.find(a);
+    const rb = this.find(b);
+    if (ra !== rb) this.parent[Math.max(ra, rb)] = Math.min(ra, rb);
+  }
+}
+
+function addNote(row: IndexRow, note: string): void {
+  row.note = row.note === '' ? note : `${row.note}; ${note}`;
+}
+
+function distinct<T>(values: T[]): T[] {
+  return [...new Set(values)];
+}
+
+/**
+ * Group the good rows (exact duplicates by content hash; near duplicates by perceptual distance,
+ * transitively), then decide which rows enter the split under the conflict policy.
+ */
+export function groupRows(
+  rows: IndexRow[],
+  policy: ConflictPolicy,
+  nearThreshold: number,
+): Pick<IndexReport, 'exactDuplicateGroups' | 'nearDuplicateGroups' | 'conflicts'> {
+  const good = rows.filter((row) => row.status === 'ok');
+  const contents = distinct(good.map((row) => row.contentHash)).sort();
+  const contentIndex = new Map(contents.map((hash, i) => [hash, i]));
+  const membersOf = contents.map(() => [] as IndexRow[]);
+  for (const row of good) membersOf[contentIndex.get(row.contentHash)!]!.push(row);
+
+  const words = contents.map((_, i) => hashWords(membersOf[i]![0]!.perceptualHash));
+  const components = new UnionFind(contents.length);
+  for (let i = 0; i < contents.length; i++) {
+    for (let j = i + 1; j < contents.length; j++) {
+      if (hammingDistance(words[i]!, words[j]!) <= nearThreshold) components.union(i, j);
+    }
+  }
+  const byComponent = new Map<number, number[]>();
+  contents.forEach((_, i) => {
+    const root = components.find(i);
+    byComponent.set(root, [...(byComponent.get(root) ?? []), i]);
+  });
+
+  const exactDuplicateGroups: DuplicateGroup[] = [];
+  const nearDuplicateGroups: DuplicateGroup[] = [];
+  const conflicts: ConflictGroup[] = [];
+  for (const [root, members] of byComponent) {
+    // The smallest content hash names the group: stable across runs and file renames.
+    const group = `g${contents[root]!.slice(0, 12)}`;
+    const groupRows = members.flatMap((i) => membersOf[i]!);
+    for (const row of groupRows) row.group = group;
+    for (const i of members) {
+      const copies = membersOf[i]!;
+      if (copies.length > 1) exactDuplicateGroups.push({ paths: copies.map((r) => r.path).sort(), labels: distinct(copies.map((r) => r.label)).sort() });
+    }
+    if (members.length > 1) {
+      nearDuplicateGroups.push({ paths: groupRows.map((r) => r.path).sort(), labels: distinct(groupRows.map((r) => r.label)).sort() });
+    }
+
+    let keep = groupRows;
+    const labels = distinct(groupRows.map((r) => r.label)).sort();
+    if (labels.length > 1) {
+      const kind = members.some((i) => distinct(membersOf[i]!.map((r) => r.label)).length > 1) ? 'exact' : 'near';
+      const counts = labels.map((label) => groupRows.filter((r) => r.label === label).length);
+      const top = Math.max(...counts);
+      const winner = counts.filter((n) => n === top).length === 1 ? labels[counts.indexOf(top)]! : undefined;
+      let action: string;
+      if (policy === 'keep') action = 'kept with both labels (--conflicts keep), in one split';
+      else if (policy === 'majority' && winner !== undefined) {
+        action = `kept as ${classNames[winner]} (majority); other labels dropped`;
+        keep = groupRows.filter((r) => r.label === winner);
+      } else {
+        action = policy === 'majority' ? 'dropped (no majority label)' : 'dropped from training and evaluation';
+        keep = [];
+      }
+      for (const row of groupRows) if (!keep.includes(row)) addNote(row, `label conflict: ${action}`);
+      conflicts.push({ group, kind, paths: groupRows.map((r) => r.path).sort(), labels, action });
+    }
+    // One row per (image, label) enters the split; identical copies would only double its weight.
+    const seen = new Map<string, string>();
+    for (const row of keep) {
+      const key = `${row.contentHash}:${row.label}`;
+      const first = seen.get(key);
+      if (first === undefined) {
+        seen.set(key, row.path);
+        row.use = true;
+      } else addNote(row, `duplicate of ${first}`);
+    }
+  }
+  const byFirstPath = (a: DuplicateGroup, b: DuplicateGroup) => (a.paths[0]! < b.paths[0]! ? -1 : 1);
+  exactDuplicateGroups.sort(byFirstPath);
+  nearDuplicateGroups.sort(byFirstPath);
+  conflicts.sort(byFirstPath);
+  return { exactDuplicateGroups, nearDuplicateGroups, conflicts };
+}
+
+const csvColumns = [
+  'path',
+  'label',
+  'class',
+  'status',
+  'reason',
+  'format',
+  'width',
+  'height',
+  'channels',
+  'depth',
+  'bytes',
+  'contentHash',
+  'perceptualHash',
+  'group',
+  'use',
+  'note',
+] as const;
+
+export async function writeCsvAtomic(file: string, header: readonly string[], records: unknown[][]): Promise<void> {
+  const temporary = `${file}.${process.pid}.tmp`;
+  await writeFile(temporary, stringify(records, { header: true, columns: [...header] }));
+  await rename(temporary, file);
+}
+
+export async function indexDataset(options: IndexOptions): Promise<{ rows: IndexRow[]; report: IndexReport }> {
+  const started = performance.now();
+  const dataDir = resolve(options.dataDir);
+  const policy = options.conflicts ?? 'drop';
+  if (!conflictPolicies.includes(policy)) throw new UserError(`--conflicts must be one of ${conflictPolicies.join(', ')}, got '${policy}'`);
+  const nearThreshold = options.nearThreshold ?? defaultNearThreshold;
+  const maxPixels = options.maxPixels ?? maxInputPixels;
+  const top = existsSync(dataDir) ? await readdir(dataDir, { withFileTypes: true }) : [];
+  const present = classNames.filter((name) => top.some((entry) => entry.isDirectory() && entry.name === name));
+  if (present.length === 0) {
+    throw new UserError(
+      `no class folders in ${dataDir}: expected ${classNames.map((n) => `${n}/`).join(', ')} ` +
+        `(get the data with \`osteo data download\` or make a phantom with \`osteo data synth\`)`,
+    );
+  }
+  const ignored = top
+    .filter((entry) => !entry.name.startsWith('.') && !ownFiles.has(entry.name) && !(entry.isDirectory() && (present as string[]).includes(entry.name)))
+    .map((entry) => entry.name)
+    .sort();
+  const files: { path: string; label: number }[] = [];
+  for (const name of present) {
+    for (const path of await listClassFiles(join(dataDir, name), name)) files.push({ path, label: classNames.indexOf(name) });
+  }
+  const progress = options.progress ?? silentProgress;
+  progress.start(files.length);
+  let done = 0;
+  const rows = await mapLimit(files, options.concurrency ?? 4, async ({ path, label }) => {
+    const row = await inspectFile(dataDir, path, label, maxPixels);
+    progress.update(++done);
+    return row;
+  });
+  progress.stop();
+
+  const groups = groupRows(rows, policy, nearThreshold);
+  const perClass = (predicate: (row: IndexRow) => boolean) =>
+    classNames.map((_, label) => rows.filter((row) => row.label === label && predicate(row)).length);
+  const badRows = rows.filter((row) => row.status === 'bad');
+  const badByReason: Partial<Record<BadReason, number>> = {};
+  for (const row of badRows) badByReason[row.reason as BadReason] = (badByReason[row.reason as BadReason] ?? 0) + 1;
+  const report: IndexReport = {
+    dataDir,
+    indexPath: indexPath(dataDir),
+    conflictPolicy: policy,
+    nearThreshold,
+    files: rows.length,
+    filesPerClass: perClass(() => true),
+    good: rows.length - badRows.length,
+    bad: badRows.map((row) => ({ path: row.path, reason: row.reason as BadReason, detail: row.note })),
+    badByReason,
+    distinctPerClass: classNames.map((_, label) => distinct(rows.filter((r) => r.status === 'ok' && r.label === label).map((r) => r.contentHash)).length),
+    ...groups,
+    usablePerClass: perClass((row) => row.use),
+    ignored,
+    seconds: (performance.now() - started) / 1000,
+  };
+  if (options.write ?? true) {
+    await writeCsvAtomic(
+      report.indexPath,
+      csvColumns,
+      rows.map((r) => [
+        r.path,
+        r.label,
+        classNames[r.label],
+        r.status,
+        r.reason,
+        r.format,
+        r.width,
+        r.height,
+        r.channels,
+        r.depth,
+        r.bytes,
+        r.contentHash,
+        r.perceptualHash,
+        r.group,
+        r.use ? 'true' : 'false',
+        r.note,
+      ]),
+    );
+  }
+  return { rows, report };
+}
+
+/** Read DIR/index.csv back into rows. */
+export async function readIndex(dataDir: string): Promise<IndexRow[]> {
+  const file = indexPath(resolve(dataDir));
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new UserError(`no index at ${file}: run \`osteo data index --data ${dataDir}\` first`);
+  }
+  let records: Record<string, string>[];
+  try {
+    records = parse(text, { columns: true, skip_empty_lines: true });
+  } catch (error) {
+    throw new DataError(file, `not a valid CSV (${errorMessage(error)})`);
+  }
+  return records.map((record, i) => {
+    const missing = csvColumns.filter((column) => record[column] === undefined);
+    if (missing.length > 0) throw new DataError(file, `row ${i + 2} lacks column(s) ${missing.join(', ')}`);
+    const label = Number(record.label);
+    if (!Number.isInteger(label) || label < 0 || label >= numClasses) throw new DataError(file, `row ${i + 2}: label '${record.label}' is not 0, 1 or 2`);
+    return {
+      path: record.path!,
+      label,
+      status: record.status === 'bad' ? 'bad' : 'ok',
+      reason: (record.reason ?? '') as BadReason | '',
+      format: record.format!,
+      width: Number(record.width),
+      height: Number(record.height),
+      channels: Number(record.channels),
+      depth: Number(record.depth),
+      bytes: Number(record.bytes),
+      contentHash: record.contentHash!,
+      perceptualHash: record.perceptualHash!,
+      group: record.group!,
+      use: record.use === 'true',
+      note: record.note ?? '',
+    };
+  });
+}
+
+/** The human report of `osteo data index`. */
+export function formatIndexReport(report: IndexReport): string {
+  const lines: string[] = [];
+  const table = (title: string, values: number[]) => `${title.padEnd(22)}${values.map((n) => String(n).padStart(14)).join('')}`;
+  lines.push(`indexed ${report.files} files in ${report.dataDir} (${report.seconds.toFixed(1)} s) → ${report.indexPath}`);
+  lines.push(`${''.padEnd(22)}${classNames.map((n) => n.padStart(14)).join('')}`);
+  lines.push(table('files', report.filesPerClass));
+  lines.push(table('distinct images', report.distinctPerClass));
+  lines.push(table('enter the split', report.usablePerClass));
+  const duplicateFiles = report.exactDuplicateGroups.reduce((sum, g) => sum + g.paths.length - 1, 0);
+  lines.push(`exact-duplicate groups: ${report.exactDuplicateGroups.length} (${duplicateFiles} redundant copies)`);
+  lines.push(`near-duplicate groups:  ${report.nearDuplicateGroups.length} (perceptual distance ≤ ${report.nearThreshold}/256 bits; kept together in one split)`);
+  lines.push(`label conflicts:        ${report.conflicts.length} (policy: ${report.conflictPolicy})`);
+  for (const conflict of report.conflicts) {
+    lines.push(`  ${conflict.kind} ${conflict.labels.map((l) => classNames[l]).join(' vs ')}: ${conflict.paths.join(', ')} → ${conflict.action}`);
+  }
+  lines.push(`bad files:              ${report.bad.length}`);
+  for (const file of report.bad) lines.push(`  ${file.path}: ${file.reason}: ${file.detail}`);
+  if (report.ignored.length > 0) lines.push(`not scanned (not a class folder): ${report.ignored.join(', ')}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,200 @@
+/**
+ * `osteo data split`: one train/val/test manifest (DIR/splits.csv) for every model and the ensemble.
+ *
+ * The unit of assignment is the duplicate group from the index (identical pixels and near duplicates
+ * together), so no image, nor a resized copy of it, can sit on both sides of the train/test line.
+ * Groups are stratified by class: each class's groups are shuffled with a seeded generator and dealt
+ * to test, then val, then train until each split holds its share of that class's images.
+ */
+import { readFile, readdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { parse } from 'csv-parse/sync';
+import { DataError, UserError, errorMessage } from '../errors.js';
+import { classNames, numClasses } from './classes.js';
+import { indexDataset, indexPath, readIndex, writeCsvAtomic, type ConflictPolicy, type IndexRow } from './indexer.js';
+import { createRng, deriveSeed, shuffleInPlace } from './rng.js';
+
+export type Split = 'train' | 'val' | 'test';
+export const splits: readonly Split[] = ['train', 'val', 'test'];
+
+export interface ManifestRow {
+  /** Relative to the data folder. */
+  path: string;
+  label: number;
+  split: Split;
+  group: string;
+}
+
+export interface SplitOptions {
+  dataDir: string;
+  val?: number;
+  test?: number;
+  seed?: number;
+  /** Used only when the index has to be built first. */
+  conflicts?: ConflictPolicy;
+}
+
+export interface SplitReport {
+  dataDir: string;
+  manifestPath: string;
+  seed: number;
+  fractions: { train: number; val: number; test: number };
+  /** Images per split per class. */
+  counts: Record<Split, number[]>;
+  groups: Record<Split, number>;
+  /** Checked after assignment; both must be 0. */
+  leaks: { contentHashes: number; groups: number };
+  /** True when DIR/index.csv did not exist and was built for this split. */
+  indexed: boolean;
+}
+
+export function splitManifestPath(dataDir: string): string {
+  return join(dataDir, 'splits.csv');
+}
+
+async function currentFiles(dataDir: string): Promise<Set<string>> {
+  const files = new Set<string>();
+  const walk = async (dir: string, prefix: string): Promise<void> => {
+    if (!existsSync(dir)) return;
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      if (entry.name.startsWith('.')) continue;
+      if (entry.isDirectory()) await walk(join(dir, entry.name), `${prefix}/${entry.name}`);
+      else files.add(`${prefix}/${entry.name}`);
+    }
+  };
+  for (const name of classNames) await walk(join(dataDir, name), name);
+  return files;
+}
+
+/** The index, built if missing; an index that no longer matches the folder is an error, not a guess. */
+async function loadIndex(dataDir: string, conflicts: ConflictPolicy | undefined): Promise<{ rows: IndexRow[]; indexed: boolean }> {
+  if (!existsSync(indexPath(dataDir))) return { rows: (await indexDataset({ dataDir, conflicts })).rows, indexed: true };
+  const rows = await readIndex(dataDir);
+  const onDisk = await currentFiles(dataDir);
+  const indexed = new Set(rows.map((row) => row.path));
+  const added = [...onDisk].filter((path) => !indexed.has(path));
+  const removed = [...indexed].filter((path) => !onDisk.has(path));
+  if (added.length > 0 || removed.length > 0) {
+    const example = [...added.map((p) => `+${p}`), ...removed.map((p) => `-${p}`)].slice(0, 3).join(', ');
+    throw new UserError(
+      `${indexPath(dataDir)} is out of date (${added.length} files added, ${removed.length} removed, e.g. ${example}): ` +
+        `run \`osteo data index --data ${dataDir}\` again`,
+    );
+  }
+  return { rows, indexed: false };
+}
+
+function checkFraction(name: string, value: number): void {
+  if (!Number.isFinite(value) || value < 0 || value >= 1) throw new UserError(`--${name} must be a fraction in [0, 1), got ${value}`);
+}
+
+/**
+ * Assign duplicate groups to splits, stratified by class (a group's class is its first label; under
+ * --conflicts keep a group may carry two). Pure: same rows and seed, same assignment.
+ */
+export function assignSplits(rows: IndexRow[], fractions: { val: number; test: number }, seed: number): ManifestRow[] {
+  const used = rows.filter((row) => row.use);
+  const groups = new Map<string, IndexRow[]>();
+  for (const row of used) groups.set(row.group, [...(groups.get(row.group) ?? []), row]);
+  const splitOf = new Map<string, Split>();
+  for (let label = 0; label < numClasses; label++) {
+    const classGroups = [...groups.entries()]
+      .filter(([, members]) => members[0]!.label === label)
+      .map(([group, members]) => ({ group, size: members.length }))
+      .sort((a, b) => (a.group < b.group ? -1 : 1));
+    shuffleInPlace(classGroups, createRng(deriveSeed(seed, label)));
+    const total = classGroups.reduce((sum, g) => sum + g.size, 0);
+    const target = { test: Math.round(total * fractions.test), val: Math.round(total * fractions.val) };
+    const filled = { test: 0, val: 0 };
+    for (const { group, size } of classGroups) {
+      const split: Split = filled.test < target.test ? 'test' : filled.val < target.val ? 'val' : 'train';
+      if (split !== 'train') filled[split] += size;
+      splitOf.set(group, split);
+    }
+  }
+  return used
+    .map((row) => ({ path: row.path, label: row.label, split: splitOf.get(row.group)!, group: row.group }))
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+export async function splitDataset(options: SplitOptions): Promise<{ rows: ManifestRow[]; report: SplitReport }> {
+  const dataDir = resolve(options.dataDir);
+  const val = options.val ?? 0.15;
+  const test = options.test ?? 0.15;
+  const seed = options.seed ?? 42;
+  checkFraction('val', val);
+  checkFraction('test', test);
+  if (val + test >= 1) throw new UserError(`--val + --test must leave images for training, got ${val} + ${test}`);
+  const { rows: indexRows, indexed } = await loadIndex(dataDir, options.conflicts);
+  const rows = assignSplits(indexRows, { val, test }, seed);
+  if (rows.length === 0) throw new UserError(`no usable images in ${dataDir} (see \`osteo data index --data ${dataDir}\`)`);
+
+  const hashOf = new Map(indexRows.map((row) => [row.path, row.contentHash]));
+  const splitsOfHash = new Map<string, Set<Split>>();
+  const splitsOfGroup = new Map<string, Set<Split>>();
+  for (const row of rows) {
+    const hash = hashOf.get(row.path)!;
+    splitsOfHash.set(hash, (splitsOfHash.get(hash) ?? new Set()).add(row.split));
+    splitsOfGroup.set(row.group, (splitsOfGroup.get(row.group) ?? new Set()).add(row.split));
+  }
+  const counts = Object.fromEntries(splits.map((split) => [split, classNames.map((_, label) => rows.filter((r) => r.split === split && r.label === label).length)])) as Record<
+    Split,
+    number[]
+  >;
+  const groups = Object.fromEntries(splits.map((split) => [split, new Set(rows.filter((r) => r.split === split).map((r) => r.group)).size])) as Record<Split, number>;
+  const report: SplitReport = {
+    dataDir,
+    manifestPath: splitManifestPath(dataDir),
+    seed,
+    fractions: { train: 1 - val - test, val, test },
+    counts,
+    groups,
+    leaks: {
+      contentHashes: [...splitsOfHash.values()].filter((s) => s.size > 1).length,
+      groups: [...splitsOfGroup.values()].filter((s) => s.size > 1).length,
+    },
+    indexed,
+  };
+  await writeCsvAtomic(
+    report.manifestPath,
+    ['path', 'label', 'class', 'split', 'group', 'contentHash'],
+    rows.map((r) => [r.path, r.label, classNames[r.label], r.split, r.group, hashOf.get(r.path)]),
+  );
+  return { rows, report };
+}
+
+export function formatSplitReport(report: SplitReport): string {
+  const lines = [`wrote ${report.manifestPath} (seed ${report.seed}${report.indexed ? '; built the index first' : ''})`];
+  lines.push(`${''.padEnd(8)}${classNames.map((n) => n.padStart(14)).join('')}${'total'.padStart(8)}${'groups'.padStart(8)}`);
+  for (const split of splits) {
+    const counts = report.counts[split];
+    lines.push(`${split.padEnd(8)}${counts.map((n) => String(n).padStart(14)).join('')}${String(counts.reduce((s, n) => s + n, 0)).padStart(8)}${String(report.groups[split]).padStart(8)}`);
+  }
+  lines.push(`leak check: ${report.leaks.contentHashes} images and ${report.leaks.groups} duplicate groups shared between splits`);
+  return lines.join('\n');
+}
+
+/** The manifest every trainer and evaluator reads. */
+export async function readSplitManifest(dataDir: string): Promise<ManifestRow[]> {
+  const file = splitManifestPath(dataDir);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new UserError(`no split manifest at ${file}: run \`osteo data split --data ${dataDir}\` first`);
+  }
+  let records: Record<string, string>[];
+  try {
+    records = parse(text, { columns: true, skip_empty_lines: true });
+  } catch (error) {
+    throw new DataError(file, `not a valid CSV (${errorMessage(error)})`);
+  }
+  return records.map((record, i) => {
+    const label = Number(record.label);
+    if (record.path === undefined || record.path === '') throw new DataError(file, `row ${i + 2} has no path`);
+    if (!Number.isInteger(label) || label < 0 || label >= numClasses) throw new DataError(file, `row ${i + 2}: label '${record.label}' is not 0, 1 or 2`);
+    if (!(splits as readonly string[]).includes(record.split ?? '')) throw new DataError(file, `row ${i + 2}: split '${record.split}' is not train, val or test`);
+    return { path: record.path, label, split: record.split as Split, group: record.group ?? '' };
+  });
+}

@@ -1,0 +1,200 @@
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import zlib from 'node:zlib';
+import sharp from 'sharp';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { UserError } from '../../src/errors.js';
+import { decodeRgb } from '../../src/data/image.js';
+import { indexDataset, readIndex } from '../../src/data/indexer.js';
+import { synthesizePhantom } from '../../src/data/phantom.js';
+import { rejects, tempDir } from './helpers.js';
+
+/** Size, mtime and bytes of every file under `dir`: proof that indexing modified nothing. */
+async function snapshot(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const walk = async (d: string, prefix: string) => {
+    for (const entry of await readdir(d, { withFileTypes: true })) {
+      const path = join(d, entry.name);
+      if (entry.isDirectory()) await walk(path, `${prefix}${entry.name}/`);
+      else {
+        const info = await stat(path);
+        out.set(`${prefix}${entry.name}`, `${info.size}:${info.mtimeMs}:${(await readFile(path)).toString('base64').slice(0, 64)}`);
+      }
+    }
+  };
+  await walk(dir, '');
+  return out;
+}
+
+function crc32Chunk(type: string, data: Buffer): Buffer {
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(data.length);
+  const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(zlib.crc32(body) >>> 0);
+  return Buffer.concat([length, body, crc]);
+}
+
+/** A decompression bomb's header: a 30000×30000 PNG whose pixel data is absent. */
+function bombPng(): Buffer {
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(30000, 0);
+  header.writeUInt32BE(30000, 4);
+  header[8] = 8; // bit depth
+  header[9] = 0; // grayscale
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    crc32Chunk('IHDR', header),
+    crc32Chunk('IDAT', zlib.deflateSync(Buffer.alloc(30001))),
+    crc32Chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+test('phantom: exact counts of files, duplicates, near duplicates and the one conflict; nothing modified', async () => {
+  const dir = await tempDir();
+  try {
+    const dataDir = join(dir.path, 'phantom');
+    const synth = await synthesizePhantom({ dest: dataDir, perClass: 8, size: 64, seed: 3 });
+    const before = await snapshot(dataDir);
+    const { rows, report } = await indexDataset({ dataDir });
+    assert.equal(report.filesPerClass, [12, 12, 13]);
+    assert.is(report.files, synth.expected.files);
+    assert.is(report.bad.length, 0);
+    assert.is(report.exactDuplicateGroups.length, 7);
+    assert.is(report.nearDuplicateGroups.length, 3);
+    assert.is(report.conflicts.length, 1);
+    // Each planted group is found with exactly its members.
+    for (const planted of synth.planted.filter((p) => p.kind === 'exact')) {
+      assert.ok(report.exactDuplicateGroups.some((g) => JSON.stringify(g.paths) === JSON.stringify([...planted.paths].sort())), planted.paths.join());
+    }
+    for (const planted of synth.planted.filter((p) => p.kind === 'near')) {
+      assert.ok(report.nearDuplicateGroups.some((g) => JSON.stringify(g.paths) === JSON.stringify([...planted.paths].sort())), planted.paths.join());
+    }
+    const conflict = report.conflicts[0]!;
+    assert.equal(conflict.labels, [1, 2]);
+    assert.is(conflict.kind, 'exact');
+    assert.equal(conflict.paths, [...synth.planted.find((p) => p.kind === 'conflict')!.paths].sort());
+    // Distinct images: 8 + the near-duplicate copy per class, + the conflicting image under Osteoporosis.
+    assert.equal(report.distinctPerClass, [9, 9, 10]);
+    // Entering the split: one row per image, the conflicting image dropped from both classes.
+    assert.equal(report.usablePerClass, [9, 8, 9]);
+    assert.ok(rows.filter((r) => conflict.paths.includes(r.path)).every((r) => !r.use && /label conflict/.test(r.note)));
+    // Near duplicates share a group but both enter the split.
+    const near = report.nearDuplicateGroups[0]!.paths.map((p) => rows.find((r) => r.path === p)!);
+    assert.is(new Set(near.map((r) => r.group)).size, 1);
+    assert.ok(near.every((r) => r.use));
+
+    const after = await snapshot(dataDir);
+    after.delete('index.csv');
+    assert.equal([...after.entries()], [...before.entries()], 'the dataset is untouched');
+    const reread = await readIndex(dataDir);
+    assert.equal(reread, rows);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('conflict policies: majority breaks no tie (dropped), keep keeps both labels in one group', async () => {
+  const dir = await tempDir();
+  try {
+    const dataDir = join(dir.path, 'phantom');
+    await synthesizePhantom({ dest: dataDir, perClass: 6, size: 48, seed: 4 });
+    const majority = await indexDataset({ dataDir, conflicts: 'majority', write: false });
+    assert.match(majority.report.conflicts[0]!.action, /no majority/);
+    assert.equal(majority.report.usablePerClass, [7, 6, 7]);
+    const keep = await indexDataset({ dataDir, conflicts: 'keep', write: false });
+    assert.equal(keep.report.usablePerClass, [7, 7, 8]);
+    // A third copy under Osteoporosis gives it the majority.
+    const source = keep.report.conflicts[0]!.paths.find((p) => p.startsWith('Osteopenia/'))!;
+    await writeFile(join(dataDir, 'Osteoporosis', 'third copy.png'), await readFile(join(dataDir, source)));
+    const tipped = await indexDataset({ dataDir, conflicts: 'majority', write: false });
+    assert.match(tipped.report.conflicts[0]!.action, /kept as Osteoporosis/);
+    assert.equal(tipped.report.usablePerClass, [7, 6, 8]);
+    await rejects(() => indexDataset({ dataDir, conflicts: 'vote' as never }), (e) => e instanceof UserError && /drop, majority, keep/.test(e.message));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('bad files are reported with reasons, odd-but-valid files are indexed, nothing is lost', async () => {
+  const dir = await tempDir();
+  try {
+    const dataDir = join(dir.path, 'odd');
+    for (const name of ['Normal', 'Osteopenia', 'Osteoporosis']) await mkdir(join(dataDir, name), { recursive: true });
+    const w = 24;
+    const h = 16;
+    const rgb = Buffer.alloc(w * h * 3);
+    for (let i = 0; i < rgb.length; i++) rgb[i] = (i * 7) % 251;
+    const raw = { raw: { width: w, height: h, channels: 3 as const } };
+    const jpeg = await sharp(rgb, raw).jpeg().toBuffer();
+    await writeFile(join(dataDir, 'Normal', 'zero.jpg'), Buffer.alloc(0));
+    await writeFile(join(dataDir, 'Normal', 'truncated.jpg'), jpeg.subarray(0, Math.floor(jpeg.length * 0.6)));
+    await writeFile(join(dataDir, 'Normal', 'text.jpg'), 'this is not a picture\n');
+    await writeFile(join(dataDir, 'Normal', 'notes.txt'), 'labels checked by hand');
+    await writeFile(join(dataDir, 'Normal', 'good.jpg'), jpeg);
+    const deep = new Uint16Array([0, 65535, 32768, 1000]);
+    await writeFile(join(dataDir, 'Osteopenia', 'deep16.png'), await sharp(deep, { raw: { width: 2, height: 2, channels: 1 } }).toColourspace('grey16').png().toBuffer());
+    await writeFile(join(dataDir, 'Osteopenia', 'rgba.png'), await sharp(rgb, raw).ensureAlpha(0.5).png().toBuffer());
+    await writeFile(join(dataDir, 'Osteopenia', 'png-named.jpg'), await sharp(rgb, raw).png().toBuffer());
+    await writeFile(join(dataDir, 'Osteoporosis', 'cmyk.jpg'), await sharp(rgb, raw).toColourspace('cmyk').jpeg().toBuffer());
+    // EXIF orientation 6 (rotate 90° clockwise to display), lossless: it must equal the upright copy.
+    await writeFile(join(dataDir, 'Osteoporosis', 'exif.webp'), await sharp(rgb, raw).withMetadata({ orientation: 6 }).webp({ lossless: true }).toBuffer());
+    await writeFile(join(dataDir, 'Osteoporosis', 'upright.png'), await sharp(rgb, raw).rotate(90).png().toBuffer());
+    await writeFile(join(dataDir, 'Osteoporosis', 'bomb.png'), bombPng());
+    await writeFile(join(dataDir, 'Osteoporosis', '.DS_Store'), 'finder');
+    await mkdir(join(dataDir, 'extras'));
+
+    const { rows, report } = await indexDataset({ dataDir });
+    const byName = new Map(rows.map((r) => [r.path.split('/')[1]!, r]));
+    assert.is(report.files, 12, 'every visible file is either indexed or reported');
+    assert.equal(
+      report.bad.map((b) => [b.path, b.reason]).sort(),
+      [
+        ['Normal/notes.txt', 'not-an-image'],
+        ['Normal/text.jpg', 'not-an-image'],
+        ['Normal/truncated.jpg', 'truncated'],
+        ['Normal/zero.jpg', 'zero-byte'],
+        ['Osteoporosis/bomb.png', 'too-large'],
+      ].sort(),
+    );
+    assert.match(report.bad.find((b) => b.reason === 'too-large')!.detail, /30000×30000/);
+    assert.equal(report.badByReason, { 'zero-byte': 1, truncated: 1, 'not-an-image': 2, 'too-large': 1 });
+    assert.is(report.good, 7);
+    assert.equal(report.ignored, ['extras']);
+
+    assert.is(byName.get('deep16.png')!.depth, 16);
+    assert.is(byName.get('rgba.png')!.channels, 4);
+    assert.is(byName.get('cmyk.jpg')!.status, 'ok');
+    assert.match(byName.get('png-named.jpg')!.note, /content is png/);
+    const exif = byName.get('exif.webp')!;
+    assert.equal([exif.width, exif.height], [h, w], 'EXIF orientation applied');
+    assert.is(exif.contentHash, byName.get('upright.png')!.contentHash);
+    assert.ok(report.exactDuplicateGroups.some((g) => g.paths.includes('Osteoporosis/exif.webp') && g.paths.includes('Osteoporosis/upright.png')));
+
+    // The decoder's conversions, checked by hand: 16-bit to 8 by dropping the low byte (libvips'
+    // rule: 1000 >> 8 = 3, 32768 >> 8 = 128), alpha dropped, CMYK → 3 channels.
+    const deepDecoded = await decodeRgb(join(dataDir, 'Osteopenia', 'deep16.png'));
+    assert.equal(Array.from(deepDecoded.data.filter((_, i) => i % 3 === 0)), [0, 255, 128, 3]);
+    const rgbaDecoded = await decodeRgb(join(dataDir, 'Osteopenia', 'rgba.png'));
+    assert.ok(Buffer.from(rgbaDecoded.data).equals(rgb));
+    assert.is((await decodeRgb(join(dataDir, 'Osteoporosis', 'cmyk.jpg'))).data.length, w * h * 3);
+    // A lower pixel limit makes ordinary images "too large" too.
+    const strict = await indexDataset({ dataDir, maxPixels: 100, write: false });
+    assert.ok(strict.report.bad.some((b) => b.path === 'Normal/good.jpg' && b.reason === 'too-large'));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('a folder without class folders is a clear error', async () => {
+  const dir = await tempDir();
+  try {
+    await rejects(() => indexDataset({ dataDir: dir.path }), (e) => e instanceof UserError && /Normal\/.*osteo data synth/.test(e.message));
+    await rejects(() => readIndex(dir.path), (e) => e instanceof UserError && /osteo data index/.test(e.message));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test.run();

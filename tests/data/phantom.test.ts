@@ -1,0 +1,98 @@
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { UserError } from '../../src/errors.js';
+import { decodeRgb } from '../../src/data/image.js';
+import { contentHash } from '../../src/data/hash.js';
+import { renderPhantom, synthesizePhantom } from '../../src/data/phantom.js';
+import { rejects, tempDir } from './helpers.js';
+
+test('same seed → byte-identical files; another seed → different images', async () => {
+  const dir = await tempDir();
+  try {
+    const a = await synthesizePhantom({ dest: join(dir.path, 'a'), perClass: 6, size: 48, seed: 7 });
+    await synthesizePhantom({ dest: join(dir.path, 'b'), perClass: 6, size: 48, seed: 7 });
+    await synthesizePhantom({ dest: join(dir.path, 'c'), perClass: 6, size: 48, seed: 8 });
+    assert.equal(a.files, [10, 10, 11]);
+    const files = (await readdir(join(dir.path, 'a', 'Normal'))).sort();
+    assert.equal(files, (await readdir(join(dir.path, 'b', 'Normal'))).sort());
+    for (const name of files) {
+      assert.ok((await readFile(join(dir.path, 'a', 'Normal', name))).equals(await readFile(join(dir.path, 'b', 'Normal', name))), name);
+    }
+    const first = 'Osteopenia/osteopenia_0001';
+    const ext = (await readdir(join(dir.path, 'a', 'Osteopenia'))).find((n) => n.startsWith('osteopenia_0001'))!.slice(-4);
+    const other = (await readdir(join(dir.path, 'c', 'Osteopenia'))).find((n) => n.startsWith('osteopenia_0001'))!;
+    const hashA = contentHash(await decodeRgb(join(dir.path, 'a', `${first}${ext}`)));
+    const hashC = contentHash(await decodeRgb(join(dir.path, 'c', 'Osteopenia', other)));
+    assert.is.not(hashA, hashC);
+    const description = JSON.parse(await readFile(join(dir.path, 'a', 'phantom.json'), 'utf8'));
+    assert.equal(description.expected, { files: 31, exactDuplicateGroups: 7, nearDuplicateGroups: 3, conflicts: 1 });
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('an image depends only on (seed, class, index): growing the set keeps existing images', () => {
+  const small = renderPhantom(3, 2, 4, 40);
+  const again = renderPhantom(3, 2, 4, 40);
+  assert.ok(Buffer.from(small.pixels).equals(Buffer.from(again.pixels)));
+  assert.ok(!Buffer.from(renderPhantom(3, 2, 5, 40).pixels).equals(Buffer.from(small.pixels)));
+});
+
+test('classes differ as the disease does, with overlap: latent density falls Normal → Osteoporosis', () => {
+  const densities = [0, 1, 2].map((label) => Array.from({ length: 80 }, (_, i) => renderPhantom(11, label, i, 32).density));
+  const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+  const [normal, penia, porosis] = densities.map(mean) as [number, number, number];
+  assert.ok(normal > penia + 0.15 && penia > porosis + 0.15, `means ${normal}, ${penia}, ${porosis}`);
+  // Neighbouring classes overlap (the task is not trivially separable by the latent score).
+  assert.ok(Math.max(...densities[1]!) > Math.min(...densities[0]!));
+  assert.ok(Math.max(...densities[2]!) > Math.min(...densities[1]!));
+});
+
+test('bone is brighter and thicker-walled in Normal than in Osteoporosis at equal pose (image evidence)', () => {
+  // Average the 10%-brightest fraction of pixels over many films: a cortex/trabecular density proxy
+  // that exposure only partly hides.
+  const brightFraction = (label: number) => {
+    let sum = 0;
+    for (let i = 0; i < 40; i++) {
+      const image = renderPhantom(5, label, i, 64);
+      const sorted = Float64Array.from(image.pixels).sort();
+      const median = sorted[sorted.length >> 1]!;
+      const high = sorted[Math.floor(sorted.length * 0.95)]!;
+      sum += (high - median) / 255;
+    }
+    return sum / 40;
+  };
+  const normal = brightFraction(0);
+  const porosis = brightFraction(2);
+  assert.ok(normal > porosis, `bone contrast Normal ${normal.toFixed(3)} vs Osteoporosis ${porosis.toFixed(3)}`);
+});
+
+test('the default set (60 per class at 256 px) generates in seconds', async () => {
+  const dir = await tempDir();
+  try {
+    const result = await synthesizePhantom({ dest: join(dir.path, 'phantom') });
+    assert.equal(result.files, [64, 64, 65]);
+    assert.ok(result.seconds < 20, `took ${result.seconds.toFixed(1)} s`);
+    const image = await decodeRgb(join(dir.path, 'phantom', 'Normal', (await readdir(join(dir.path, 'phantom', 'Normal')))[0]!));
+    assert.is(image.width, 256);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('refuses to overwrite a non-empty folder without force, and bad sizes', async () => {
+  const dir = await tempDir();
+  try {
+    await synthesizePhantom({ dest: join(dir.path, 'p'), perClass: 6, size: 32 });
+    await rejects(() => synthesizePhantom({ dest: join(dir.path, 'p'), perClass: 6, size: 32 }), (e) => e instanceof UserError && /--force/.test(e.message));
+    await synthesizePhantom({ dest: join(dir.path, 'p'), perClass: 6, size: 32, force: true });
+    await rejects(() => synthesizePhantom({ dest: join(dir.path, 'q'), perClass: 2 }), (e) => e instanceof UserError && /per-class/.test(e.message));
+    await rejects(() => synthesizePhantom({ dest: join(dir.path, 'q'), size: 8 }), (e) => e instanceof UserError && /size/.test(e.message));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test.run();
