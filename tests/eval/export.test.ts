@@ -1,0 +1,145 @@
+/**
+ * Export round trips: the dashboard's three files load strictly in PyTorch (weights_only=True) and
+ * give the probabilities `osteo predict` gives; the tfjs export reloads with stock tfjs only and
+ * predicts the same; pth/safetensors exports reload into our models unchanged.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as tf from '@tensorflow/tfjs-core';
+import { useBackend } from '../../src/backend/index.js';
+import { preprocessForModel } from '../../src/data/image.js';
+import { UserError } from '../../src/errors.js';
+import { dashboardFiles, exportDashboard, exportRun } from '../../src/eval/export.js';
+import { predictImages } from '../../src/eval/predict.js';
+import { readPth, readSafetensors, readStateDict } from '../../src/weights/index.js';
+import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
+
+const run = promisify(execFile);
+const python = '/usr/bin/python3';
+
+let root = '';
+let runs: Record<'resnet18' | 'resnet50' | 'efficientnet_b3', RunFixture>;
+let image256 = '';
+let image239 = '';
+
+test.before(async () => {
+  await useBackend('wasm');
+  root = await mkdtemp(join(tmpdir(), 'osteo-export-'));
+  runs = {
+    resnet18: await writeRunFixture(join(root, 'r18'), 'resnet18', { imageSize: 224, seed: 11 }),
+    resnet50: await writeRunFixture(join(root, 'r50'), 'resnet50', { imageSize: 224, seed: 12 }),
+    efficientnet_b3: await writeRunFixture(join(root, 'b3'), 'efficientnet_b3', { imageSize: 224, seed: 13 }),
+  };
+  // Images already at each transform's resize size: both sides skip the resize, so preprocessing
+  // is exact and any difference is the network's (ResNets: 256 → crop 224, the dashboard's own
+  // transform; B3 at 224: resize round(224·320/300) = 239 → crop 224).
+  image256 = join(root, 'knee256.png');
+  image239 = join(root, 'knee239.png');
+  await writeTestImage(image256, 256, 256, 1);
+  await writeTestImage(image239, 239, 239, 2);
+});
+
+test.after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+async function torchAvailable(): Promise<void> {
+  try {
+    await run(python, ['-c', 'import torch, torchvision']);
+  } catch {
+    throw new Error(`${python} cannot import torch and torchvision: install the Debian packages python3-torch python3-torchvision (.ci/run does)`);
+  }
+}
+
+test('dashboard export: exact file names, strict weights_only load in PyTorch, probabilities match osteo predict to 1e-4', async () => {
+  await torchAvailable();
+  const dir = join(root, 'dashboard');
+  const result = await exportDashboard({ dir, resnet18: runs.resnet18.dir, resnet50: runs.resnet50.dir, efficientnetB3: runs.efficientnet_b3.dir });
+  assert.equal(result.files, ['sydney_best_model.pth', 'resnet50_best_model.pth', 'best_osteoporosis_model.pth', 'metadata.json']);
+  const metadata = JSON.parse(await readFile(join(dir, 'metadata.json'), 'utf8'));
+  assert.equal(metadata.classes, ['Normal', 'Osteopenia', 'Osteoporosis']);
+  assert.is(metadata.models['sydney_best_model.pth'].preprocessing.resize, 256);
+  assert.is(metadata.models['best_osteoporosis_model.pth'].preprocessing.resize, 239);
+  assert.ok(metadata.models['best_osteoporosis_model.pth'].notes[0].includes('dashboard feeds resize 256'), 'the B3 size mismatch is noted');
+  assert.is(metadata.models['resnet50_best_model.pth'].metrics.epoch, 3);
+  assert.match(metadata.models['resnet50_best_model.pth'].source.sha256, /^[0-9a-f]{64}$/);
+
+  const imageFor = { resnet18: image256, resnet50: image256, efficientnet_b3: image239 } as const;
+  const { stdout } = await run(
+    python,
+    [
+      join(import.meta.dirname, 'scripts', 'dashboard_probabilities.py'),
+      dir,
+      ...(Object.keys(dashboardFiles) as (keyof typeof dashboardFiles)[]).map((m) => `${dashboardFiles[m].file}=${imageFor[m]}`),
+    ],
+    { maxBuffer: 1 << 20 },
+  );
+  const torchProbabilities = JSON.parse(stdout) as Record<string, number[]>;
+  const report: string[] = [];
+  for (const model of Object.keys(dashboardFiles) as (keyof typeof dashboardFiles)[]) {
+    const file = dashboardFiles[model].file;
+    const ours = await predictImages({ images: [imageFor[model]], model, weights: join(dir, file), imageSize: 224 });
+    const theirs = torchProbabilities[file]!;
+    const diff = Math.max(...ours.images[0]!.probabilities.map((p, c) => Math.abs(p - theirs[c]!)));
+    report.push(`${file}: max |Δp| = ${diff.toExponential(2)}`);
+    assert.ok(diff <= 1e-4, `${file}: osteo ${ours.images[0]!.probabilities} vs torch ${theirs}`);
+    assert.ok(Math.max(...theirs) < 0.99, `${file}: probabilities are not saturated (${theirs}), so the comparison is meaningful`);
+  }
+  console.log(report.join('\n'));
+});
+
+test('pth and safetensors exports round-trip the run weights exactly, with metadata', async () => {
+  const source = await readSafetensors(join(runs.resnet18.dir, 'best', 'model.safetensors'));
+  for (const format of ['pth', 'safetensors'] as const) {
+    const out = join(root, `export-${format}`);
+    const result = await exportRun({ run: runs.resnet18.dir, format, outDir: out });
+    assert.equal(result.files, [`resnet18.${format}`, 'metadata.json']);
+    const dict = format === 'pth' ? await readPth(join(out, 'resnet18.pth')) : await readStateDict(join(out, 'resnet18.safetensors'));
+    assert.equal([...dict.keys()], [...source.keys()], 'same keys, same order');
+    for (const [key, tensor] of source) {
+      assert.equal(dict.get(key)!.shape, tensor.shape, key);
+      assert.ok(Buffer.from(dict.get(key)!.data.buffer).equals(Buffer.from(tensor.data.buffer)), `${key} bytes`);
+    }
+    const metadata = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
+    assert.is(metadata.model, 'resnet18');
+    assert.is(metadata.preprocessing.crop, 224);
+    assert.ok(typeof metadata.osteoVersion === 'string' && metadata.osteoVersion.length > 0);
+  }
+});
+
+test('tfjs export: stock tfjs (no osteo layer classes) loads model.json and predicts what osteo predicts', async () => {
+  const out = join(root, 'export-tfjs');
+  const result = await exportRun({ run: runs.resnet18.dir, format: 'tfjs', outDir: out });
+  assert.ok(result.files.includes('model.json') && result.files.includes('metadata.json'));
+  const topology = await readFile(join(out, 'model.json'), 'utf8');
+  assert.not.match(topology, /TorchBatchNorm|SeededDropout|StochasticDepth/);
+
+  const input = await preprocessForModel(image256, { resize: 256, crop: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
+  const inputFile = join(root, 'input.f32');
+  await writeFile(inputFile, Buffer.from(input.buffer, input.byteOffset, input.byteLength));
+  // A separate process that imports only tfjs packages and the directory loader: if the export
+  // needed osteo's custom layers, deserialization would fail there.
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'scripts', 'stock-tfjs-predict.ts'), out, inputFile, '224'], {
+    cwd: join(import.meta.dirname, '..', '..'),
+  });
+  const stock = JSON.parse(stdout) as number[];
+  const ours = (await predictImages({ images: [image256], runs: [runs.resnet18.dir] })).images[0]!.probabilities;
+  const diff = Math.max(...ours.map((p, c) => Math.abs(p - stock[c]!)));
+  console.log(`tfjs export vs osteo predict: max |Δp| = ${diff.toExponential(2)}`);
+  assert.ok(diff <= 1e-5, `stock tfjs ${stock} vs osteo ${ours}`);
+});
+
+test('export refuses a run of the wrong architecture for a dashboard slot', async () => {
+  await exportDashboard({ dir: join(root, 'wrong'), resnet18: runs.resnet50.dir, resnet50: runs.resnet50.dir, efficientnetB3: runs.efficientnet_b3.dir }).then(
+    () => assert.unreachable('exported a resnet50 as sydney_best_model.pth'),
+    (e: unknown) => assert.ok(e instanceof UserError && /--resnet18 .* is a resnet50 run/.test(e.message), String(e)),
+  );
+  assert.ok(tf.memory().numTensors >= 0);
+});
+
+test.run();
