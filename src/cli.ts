@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { isUserFacing } from './errors.js';
 import { osteoVersion } from './version.js';
 import { registerInfoCommand } from './commands/info.js';
+import { registerEvalCommands } from './commands/eval.js';
 
 export function buildProgram(): Command {
   const program = new Command('osteo')
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerInfoCommand(program);
+  registerEvalCommands(program);
   return program;
 }
 
