@@ -38,7 +38,7 @@ async function runOn(backend: string, kernel: string, inputs: Record<string, { d
   const before = backend === 'wasm' ? (tf.backend() as unknown as { numDataIds(): number }).numDataIds() : 0;
   const out = tf.engine().runKernel(kernel, tensors, attrs as tf.NamedAttrMap) as tf.Tensor;
   const values = (await out.data()) as Float32Array;
-  if (backend === 'wasm') {
+  if (backend === 'wasm' && kernel !== tf.Identity) {
     const after = (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
     assert.is(after, before + 1, `${kernel} must leave exactly its output on the wasm heap`);
   }
@@ -160,6 +160,65 @@ test('DepthwiseConv2dNative backprop (filter and input) match the cpu backend', 
     assertClose(wasmInputGrad, spreadInput, `input ${label}`);
   }
   await tf.setBackend('wasm');
+});
+
+test('Tile, Sum, Mean, Identity and MaxPoolGrad match the cpu backend', async () => {
+  const next = rng(13);
+  const input = (shape: number[]) => ({ data: randomArray(shape.reduce((a, b) => a * b, 1), next), shape });
+  const compare = async (kernel: string, inputs: Record<string, { data: Float32Array; shape: number[] }>, attrs: object) =>
+    assertClose(await runOn('wasm', kernel, inputs, attrs), await runOn('cpu', kernel, inputs, attrs), `${kernel} ${JSON.stringify(attrs)} ${JSON.stringify(Object.values(inputs).map((i) => i.shape))}`);
+  await compare(tf.Tile, { x: input([1, 1, 1, 5]) }, { reps: [2, 3, 7, 1] }); // the BatchNorm-gradient pattern
+  await compare(tf.Tile, { x: input([2, 3, 1]) }, { reps: [3, 1, 4] });
+  await compare(tf.Tile, { x: input([5]) }, { reps: [3] });
+  await compare(tf.Tile, { x: input([2, 17]) }, { reps: [1, 2] });
+  for (const kernel of [tf.Sum, tf.Mean]) {
+    await compare(kernel, { x: input([3, 5, 7, 4]) }, { axis: [0, 1, 2], keepDims: false }); // BatchNorm statistics
+    await compare(kernel, { x: input([3, 5, 7, 4]) }, { axis: [1, 2], keepDims: true }); // global pooling
+    await compare(kernel, { x: input([3, 5, 7, 4]) }, { axis: [3], keepDims: false });
+    await compare(kernel, { x: input([3, 5, 7, 4]) }, { axis: -1, keepDims: true });
+    await compare(kernel, { x: input([3, 5, 7, 4]) }, { axis: [0, 2], keepDims: false }); // not contiguous: the built-in
+    await compare(kernel, { x: input([6, 9]) }, { axis: [0, 1], keepDims: false });
+  }
+  await compare(tf.Identity, { x: input([4, 3]) }, {});
+  for (const [shape, filterSize, strides, pad] of [
+    [[2, 9, 9, 5], 3, 2, 'same'],
+    [[2, 10, 10, 3], 3, 2, 'valid'],
+    [[1, 11, 8, 4], 2, 2, 'valid'],
+    [[2, 7, 7, 6], 3, 1, 1],
+  ] as const) {
+    const x = input([...shape]);
+    await tf.setBackend('cpu');
+    const y = tf.maxPool(tf.tensor(x.data, [...shape]) as tf.Tensor4D, filterSize, strides, pad);
+    const output = { data: (await y.data()) as Float32Array, shape: y.shape };
+    y.dispose();
+    const dy = input(output.shape);
+    await compare(tf.MaxPoolGrad, { dy, input: x, output }, { filterSize, strides, pad });
+  }
+  // ties go to the first maximum in the window, as on cpu
+  const flat = { data: new Float32Array(2 * 4 * 4 * 1).fill(1), shape: [2, 4, 4, 1] };
+  await compare(tf.MaxPoolGrad, { dy: input([2, 2, 2, 1]), input: flat, output: { data: new Float32Array(8).fill(1), shape: [2, 2, 2, 1] } }, { filterSize: 2, strides: 2, pad: 'valid' });
+  await tf.setBackend('wasm');
+});
+
+test('Identity shares its input buffer, and the buffer lives until both tensors are gone', async () => {
+  await tf.setBackend('wasm');
+  const backend = tf.backend() as unknown as { numDataIds(): number };
+  const base = backend.numDataIds();
+  const x = tf.tensor([1, 2, 3]);
+  const y = tf.engine().runKernel(tf.Identity, { x }, {}) as tf.Tensor;
+  assert.is(backend.numDataIds(), base + 1);
+  x.dispose();
+  assert.equal(Array.from(await y.data()), [1, 2, 3]);
+  y.dispose();
+  assert.is(backend.numDataIds(), base);
+});
+
+test('Tile keeps int32 data exact', async () => {
+  await tf.setBackend('wasm');
+  const x = tf.tensor([1, 2, 3, 2147483647], [2, 2], 'int32');
+  const y = tf.tile(x, [2, 3]);
+  assert.equal(Array.from(await y.data()), [1, 2, 1, 2, 1, 2, 3, 2147483647, 3, 2147483647, 3, 2147483647, 1, 2, 1, 2, 1, 2, 3, 2147483647, 3, 2147483647, 3, 2147483647]);
+  tf.dispose([x, y]);
 });
 
 test.run();

@@ -1,7 +1,8 @@
 /**
- * Training kernels for the wasm backend. tfjs-backend-wasm 4.22 ships no filter gradients at all and
- * an input gradient that runs at a tenth of a forward convolution's speed; these replacements are
- * built from what XNNPACK does fast. Registered once the wasm backend is live (see select.ts).
+ * Training kernels for the wasm backend. tfjs-backend-wasm 4.22 ships no filter gradients at all, an
+ * input gradient that runs at a tenth of a forward convolution's speed, and slow versions of the
+ * memory-bound kernels a training step calls most; these replacements are built from what XNNPACK
+ * does fast, or are single streaming passes. Registered once the wasm backend is live (select.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -10,12 +11,20 @@ import {
   depthwiseConv2dNativeBackpropFilter,
   depthwiseConv2dNativeBackpropInput,
 } from './conv-grad.js';
+import { identity, maxPoolGrad, mean, sum, tile, type Fallback } from './fast-ops.js';
 
-const kernels: Array<{ kernelName: string; kernelFunc: unknown }> = [
+type Replacement = (args: never, fallback: Fallback) => unknown;
+
+const kernels: Array<{ kernelName: string; kernelFunc: Replacement }> = [
   { kernelName: tf.Conv2DBackpropFilter, kernelFunc: conv2DBackpropFilter },
   { kernelName: tf.Conv2DBackpropInput, kernelFunc: conv2DBackpropInput },
   { kernelName: tf.DepthwiseConv2dNativeBackpropFilter, kernelFunc: depthwiseConv2dNativeBackpropFilter },
   { kernelName: tf.DepthwiseConv2dNativeBackpropInput, kernelFunc: depthwiseConv2dNativeBackpropInput },
+  { kernelName: tf.Tile, kernelFunc: tile },
+  { kernelName: tf.Identity, kernelFunc: identity },
+  { kernelName: tf.Sum, kernelFunc: sum },
+  { kernelName: tf.Mean, kernelFunc: mean },
+  { kernelName: tf.MaxPoolGrad, kernelFunc: maxPoolGrad },
 ];
 
 /** Names of the kernels osteo registers (or replaces) on the wasm backend. */
@@ -23,12 +32,24 @@ export const wasmTrainingKernelNames: readonly string[] = kernels.map((k) => k.k
 
 let registered = false;
 
-/** Register the training kernels for 'wasm'; idempotent. The built-in versions they replace are dropped. */
+/**
+ * Register the training kernels for 'wasm'; idempotent. A replaced built-in stays reachable as the
+ * fallback for the cases its replacement does not handle.
+ */
 export function registerWasmTrainingKernels(): void {
   if (registered) return;
   for (const { kernelName, kernelFunc } of kernels) {
-    if (tf.getKernel(kernelName, 'wasm')) tf.unregisterKernel(kernelName, 'wasm');
-    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as tf.KernelFunc });
+    const previous = tf.getKernel(kernelName, 'wasm');
+    const fallback: Fallback = (args) => {
+      if (!previous) throw new Error(`no wasm '${kernelName}' kernel to fall back to`);
+      return previous.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as ReturnType<Fallback>;
+    };
+    if (previous) tf.unregisterKernel(kernelName, 'wasm');
+    tf.registerKernel({
+      kernelName,
+      backendName: 'wasm',
+      kernelFunc: ((args: never) => kernelFunc(args, fallback)) as unknown as tf.KernelFunc,
+    });
   }
   registered = true;
 }

@@ -1,0 +1,163 @@
+/**
+ * Memory-bound kernels that a training step calls hundreds of times and that tfjs-backend-wasm
+ * implements slowly for the shapes training produces (profiles in bench/BENCHMARKS.md):
+ *
+ * - Tile: the BatchNorm gradient tiles a [1,1,1,C] vector to a full activation; wasm's generic Tile
+ *   walks every element through index arithmetic. Here: one copy of the source, then doubling
+ *   memcpys (copyWithin).
+ * - Sum / Mean over a contiguous run of axes (BatchNorm statistics reduce N,H,W; global pooling
+ *   reduces H,W): wasm transposes the reduced axes innermost first, a full extra pass. Here: one
+ *   streaming pass with float64 accumulators.
+ * - Identity: wasm copies; tfjs tensors are immutable, so sharing the buffer (as the cpu backend and
+ *   wasm's own Reshape do) is enough.
+ * - MaxPoolGrad: wasm's runs ~10× slower than a forward pass; here one pass that recomputes each
+ *   window's first maximum (the cpu backend's tie rule) and adds dy there.
+ *
+ * Any case outside what a function handles goes to the kernel it replaced.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import type { Info } from './wasm-util.js';
+
+type KernelArgs = { inputs: Record<string, Info>; attrs: Record<string, unknown>; backend: BackendWasm };
+export type Fallback = (args: KernelArgs) => Info | Info[];
+
+type Typed = Float32Array | Int32Array | Uint8Array;
+
+function heap(backend: BackendWasm, info: Info): Typed {
+  return backend.typedArrayFromHeap(info) as Typed;
+}
+
+export function tile(args: KernelArgs, fallback: Fallback): Info | Info[] {
+  const { inputs, attrs, backend } = args;
+  const x = inputs['x']!;
+  if (x.dtype === 'string') return fallback(args);
+  const reps = attrs['reps'] as number[];
+  const shape = x.shape;
+  const rank = shape.length;
+  if (rank === 0 || reps.length !== rank) return fallback(args);
+  const outShape = shape.map((d, i) => d * reps[i]!);
+  const out = backend.makeOutput(outShape, x.dtype);
+  if (tf.util.sizeFromShape(outShape) === 0) return out;
+  const src = heap(backend, x);
+  const dst = heap(backend, out);
+  const inStrides = tf.util.computeStrides(shape).concat([1]);
+  const outStrides = tf.util.computeStrides(outShape).concat([1]);
+  const fill = (d: number, inOffset: number, outOffset: number): void => {
+    const n = shape[d]!;
+    if (d === rank - 1) {
+      if (n >= 16) dst.set(src.subarray(inOffset, inOffset + n), outOffset);
+      else for (let i = 0; i < n; i++) dst[outOffset + i] = src[inOffset + i]!;
+    } else {
+      for (let i = 0; i < n; i++) fill(d + 1, inOffset + i * inStrides[d]!, outOffset + i * outStrides[d]!);
+    }
+    // the block just written, repeated reps[d] − 1 times by doubling
+    const block = n * outStrides[d]!;
+    const total = block * reps[d]!;
+    for (let done = block; done < total; done *= 2) dst.copyWithin(outOffset + done, outOffset, outOffset + Math.min(done, total - done));
+  };
+  fill(0, 0, 0);
+  return out;
+}
+
+export function identity(args: KernelArgs): Info {
+  const x = args.inputs['x']!;
+  args.backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+/** Reduce a contiguous run of axes: x viewed as [outer, reduced, inner]. */
+function reduceRun(args: KernelArgs, fallback: Fallback, mean: boolean): Info | Info[] {
+  const { inputs, attrs, backend } = args;
+  const x = inputs['x']!;
+  if (x.dtype !== 'float32') return fallback(args);
+  const axes = tf.util.parseAxisParam(attrs['axis'] as number | number[], x.shape).sort((a, b) => a - b);
+  if (axes.length === 0) return fallback(args);
+  for (let i = 1; i < axes.length; i++) if (axes[i] !== axes[i - 1]! + 1) return fallback(args);
+  const first = axes[0]!;
+  const last = axes[axes.length - 1]!;
+  const outer = tf.util.sizeFromShape(x.shape.slice(0, first));
+  const reduced = tf.util.sizeFromShape(x.shape.slice(first, last + 1));
+  const inner = tf.util.sizeFromShape(x.shape.slice(last + 1));
+  const keepDims = attrs['keepDims'] === true;
+  const outShape = keepDims ? x.shape.map((d, i) => (i >= first && i <= last ? 1 : d)) : x.shape.filter((_, i) => i < first || i > last);
+  const out = backend.makeOutput(outShape, 'float32');
+  const src = heap(backend, x) as Float32Array;
+  const dst = heap(backend, out) as Float32Array;
+  const factor = mean && reduced > 0 ? 1 / reduced : 1;
+  if (inner === 1) {
+    for (let a = 0, i = 0; a < outer; a++) {
+      let sum = 0;
+      for (let r = 0; r < reduced; r++) sum += src[i++]!;
+      dst[a] = sum * factor;
+    }
+    return out;
+  }
+  const acc = new Float64Array(inner);
+  for (let a = 0, i = 0; a < outer; a++) {
+    acc.fill(0);
+    for (let r = 0; r < reduced; r++) for (let b = 0; b < inner; b++) acc[b] += src[i++]!;
+    const o = a * inner;
+    for (let b = 0; b < inner; b++) dst[o + b] = acc[b]! * factor;
+  }
+  return out;
+}
+
+export function sum(args: KernelArgs, fallback: Fallback): Info | Info[] {
+  return reduceRun(args, fallback, false);
+}
+
+export function mean(args: KernelArgs, fallback: Fallback): Info | Info[] {
+  return reduceRun(args, fallback, true);
+}
+
+export function maxPoolGrad(args: KernelArgs, fallback: Fallback): Info | Info[] {
+  const { inputs, attrs, backend } = args;
+  const dy = inputs['dy']!;
+  const x = inputs['input']!;
+  if (x.dtype !== 'float32') return fallback(args);
+  const info = tf.backend_util.computePool2DInfo(
+    x.shape as [number, number, number, number],
+    attrs['filterSize'] as number | [number, number],
+    attrs['strides'] as number | [number, number],
+    1,
+    attrs['pad'] as 'valid' | 'same' | number,
+    attrs['dimRoundingMode'] as 'floor' | 'round' | 'ceil' | undefined,
+  );
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow } = info;
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = info;
+  const top = info.padInfo.top;
+  const left = info.padInfo.left;
+  const out = backend.makeOutput(x.shape, 'float32');
+  const dx = heap(backend, out) as Float32Array;
+  const xv = heap(backend, x) as Float32Array;
+  const dyv = heap(backend, dy) as Float32Array;
+  dx.fill(0);
+  const best = new Float32Array(c);
+  const where = new Int32Array(c);
+  for (let b = 0; b < n; b++)
+    for (let r = 0; r < oh; r++)
+      for (let col = 0; col < ow; col++) {
+        best.fill(-Infinity);
+        where.fill(-1);
+        for (let i = 0; i < kh; i++) {
+          const y = r * sh - top + i * dh;
+          if (y < 0 || y >= h) continue;
+          for (let j = 0; j < kw; j++) {
+            const xx = col * sw - left + j * dw;
+            if (xx < 0 || xx >= w) continue;
+            const base = ((b * h + y) * w + xx) * c;
+            for (let k = 0; k < c; k++) {
+              const v = xv[base + k]!;
+              if (v > best[k]! || where[k] === -1) {
+                best[k] = v;
+                where[k] = base + k;
+              }
+            }
+          }
+        }
+        const d = ((b * oh + r) * ow + col) * c;
+        for (let k = 0; k < c; k++) if (where[k]! >= 0) dx[where[k]!] += dyv[d + k]!;
+      }
+  return out;
+}
