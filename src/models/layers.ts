@@ -43,7 +43,8 @@ export interface TorchBatchNormArgs extends LayerArgs {
 export class TorchBatchNorm extends tfl.layers.Layer {
   static className = 'TorchBatchNorm';
   readonly epsilon: number;
-  readonly momentum: number;
+  /** Mutable, like torch's `module.momentum`: 0 makes one training-mode batch set the running statistics. */
+  momentum: number;
   gamma!: tfl.LayerVariable;
   beta!: tfl.LayerVariable;
   movingMean!: tfl.LayerVariable;

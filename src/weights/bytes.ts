@@ -80,8 +80,10 @@ export function decodeElements(
 /** Contiguous float32/int64 from little-endian bytes, with a straight copy on little-endian hosts. */
 export function decodeContiguous(bytes: Uint8Array, type: ElementType, count: number): Float32Array | BigInt64Array {
   if (hostIsLittleEndian && (type === 'f32' || type === 'i64')) {
-    const copy = bytes.slice(0, count * elementSize[type]); // slice: a fresh, aligned ArrayBuffer
-    return type === 'f32' ? new Float32Array(copy.buffer, 0, count) : new BigInt64Array(copy.buffer, 0, count);
+    // A fresh, aligned copy (not bytes.slice: on a Buffer that is a view into the whole file).
+    const copy = new Uint8Array(count * elementSize[type]);
+    copy.set(bytes.subarray(0, copy.length));
+    return type === 'f32' ? new Float32Array(copy.buffer) : new BigInt64Array(copy.buffer);
   }
   return decodeElements(bytes, type, count, (i) => i);
 }

@@ -256,9 +256,11 @@ export function unpickle(bytes: Uint8Array): PyValue {
       case op.DUP:
         stack.push(top());
         break;
-      case op.TUPLE:
-        stack.push(new PyTuple(popMark()));
+      case op.TUPLE: {
+        const items = popMark(); // before touching `stack`: popMark replaces it
+        stack.push(new PyTuple(items));
         break;
+      }
       case op.TUPLE1:
       case op.TUPLE2:
       case op.TUPLE3: {
@@ -274,9 +276,11 @@ export function unpickle(bytes: Uint8Array): PyValue {
       case op.EMPTY_LIST:
         stack.push([]);
         break;
-      case op.LIST:
-        stack.push(popMark());
+      case op.LIST: {
+        const items = popMark();
+        stack.push(items);
         break;
+      }
       case op.EMPTY_DICT:
         stack.push(new PyDict(false));
         break;
