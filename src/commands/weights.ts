@@ -1,0 +1,38 @@
+import type { Command } from 'commander';
+import { byteProgress, formatBytes } from '../data/progress.js';
+import { listModels } from '../models/index.js';
+import { defaultWeightsDir, fetchPretrainedWeights, type FetchWeightsResult } from '../weights/fetch.js';
+import { printJson } from './common.js';
+
+export function registerWeightsCommands(program: Command): void {
+  const weights = program.command('weights').description('pretrained ImageNet checkpoints (torchvision)');
+  weights
+    .command('fetch')
+    .description("download torchvision's ImageNet checkpoint for a model, verifying the SHA-256 prefix in its file name")
+    .argument('<names...>', `model name(s): ${listModels().map((m) => m.name).join(', ')}, or all`)
+    .option('--dest <dir>', 'folder for the checkpoints', defaultWeightsDir)
+    .option('--url <base>', 'fetch BASE/<file name> instead of the torchvision URL (default: $OSTEO_WEIGHTS_URL)')
+    .option('--json', 'print one JSON document')
+    .action(async (names: string[], options: { dest: string; url?: string; json?: boolean }) => {
+      const wanted = names.includes('all') ? listModels().map((m) => m.name) : names;
+      const results: (FetchWeightsResult & { model: string })[] = [];
+      for (const name of wanted) {
+        const result = await fetchPretrainedWeights(name, {
+          dest: options.dest,
+          urlBase: options.url,
+          progress: options.json ? undefined : byteProgress(name),
+          http: { onRetry: ({ attempt, delayMs, reason }) => process.stderr.write(`retry ${attempt} in ${delayMs} ms: ${reason}\n`) },
+          log: (line) => process.stderr.write(`${line}\n`),
+        });
+        results.push({ model: name, ...result });
+        if (!options.json) {
+          console.log(
+            result.skipped
+              ? `${name}: ${result.path} already present (sha256 ${result.sha256.slice(0, 8)}… verified)`
+              : `${name}: ${result.path} (${formatBytes(result.bytes)}, sha256 ${result.sha256.slice(0, 8)}… verified)`,
+          );
+        }
+      }
+      if (options.json) printJson(results);
+    });
+}

@@ -1,0 +1,429 @@
+/**
+ * Training augmentation, configured by JSON files (configs/augment/*.json) and built from pure
+ * functions `(input, params, rng) → output`.
+ *
+ * The semantics are torchvision's, operation by operation, so a recipe from a PyTorch notebook means
+ * the same here: RandomResizedCrop's parameter search, RandomCrop, HorizontalFlip, RandomRotation
+ * (counter-clockwise degrees, bilinear, black fill), ColorJitter's brightness and contrast (factors
+ * uniform in [1−x, 1+x], applied in random order, contrast blending with the mean gray level),
+ * RandomErasing (after normalisation, as torchvision places it) and mixup (Zhang et al. 2018; λ ~
+ * Beta(α, α), paired with a shuffled batch). CLAHE runs through sharp (libvips), with OpenCV's
+ * parameter names. Gaussian noise is added to the gray level, the same for all three channels,
+ * because the films are monochrome.
+ *
+ * Randomness is drawn in one place, `sampleAugmentation`, into a plain record of parameters; applying
+ * them is deterministic. Pixel loops run over the crop only (≤ imageSize²), so a training batch costs
+ * milliseconds of JavaScript; decoding and resizing are sharp's, off the main thread.
+ */
+import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+import { z } from 'zod';
+import { DataError, UserError, errorMessage } from '../errors.js';
+import type { Normalization, RgbImage } from './image.js';
+import { createRng, randomInt, uniform, type Rng } from './rng.js';
+
+const probability = z.number().min(0).max(1);
+function range(min: number, max: number) {
+  return z
+    .tuple([z.number().min(min).max(max), z.number().min(min).max(max)])
+    .refine(([low, high]) => low <= high, { message: 'a range is [low, high] with low ≤ high' });
+}
+
+export const augmentConfigSchema = z.strictObject({
+  /** Free text: what the config is for. */
+  description: z.string().optional(),
+  /** How the imageSize crop is taken from the image resized to the model's resize size. */
+  crop: z
+    .discriminatedUnion('type', [
+      z.strictObject({ type: z.literal('center') }),
+      z.strictObject({ type: z.literal('random') }),
+      z.strictObject({
+        type: z.literal('randomResized'),
+        scale: range(0.01, 1).default([0.08, 1]),
+        ratio: range(0.05, 20).default([3 / 4, 4 / 3]),
+      }),
+    ])
+    .default({ type: 'center' }),
+  hflip: z.strictObject({ p: probability }).optional(),
+  rotation: z.strictObject({ p: probability.default(1), degrees: z.number().min(0).max(180) }).optional(),
+  colorJitter: z
+    .strictObject({ p: probability.default(1), brightness: z.number().min(0).max(1).default(0), contrast: z.number().min(0).max(1).default(0) })
+    .optional(),
+  clahe: z
+    .strictObject({ p: probability.default(1), clipLimit: z.number().min(1).max(100).default(2), tileGridSize: z.int().min(1).max(64).default(8) })
+    .optional(),
+  gaussianNoise: z.strictObject({ p: probability.default(0.5), sigma: range(0, 1) }).optional(),
+  randomErasing: z
+    .strictObject({
+      p: probability.default(0.5),
+      scale: range(0, 1).default([0.02, 0.33]),
+      ratio: range(0.01, 100).default([0.3, 3.3]),
+      value: z.number().default(0),
+    })
+    .optional(),
+  mixup: z.strictObject({ p: probability.default(1), alpha: z.number().positive() }).optional(),
+});
+
+export type AugmentConfig = z.output<typeof augmentConfigSchema>;
+export const augmentPresets = ['none', 'seed', 'strong'] as const;
+
+/** configs/augment/ — two levels above this file both in src/data and in dist/data. */
+export const augmentPresetDir = fileURLToPath(new URL('../../configs/augment/', import.meta.url));
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const where = issue.path.length === 0 ? 'at the top level' : `in "${issue.path.join('.')}"`;
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => `unknown key "${key}" ${where}`).join('; ');
+  }
+  return `${issue.path.join('.') || '(config)'}: ${issue.message}`;
+}
+
+/** Validate a parsed config object; `source` names it in errors. */
+export function parseAugmentConfig(value: unknown, source = 'augmentation config'): AugmentConfig {
+  const parsed = augmentConfigSchema.safeParse(value);
+  if (!parsed.success) {
+    const allowed = Object.keys(augmentConfigSchema.shape).join(', ');
+    throw new UserError(`${source}: ${parsed.error.issues.map(describeIssue).join('; ')} (keys: ${allowed})`);
+  }
+  return parsed.data;
+}
+
+/** 'none' | 'seed' | 'strong' (configs/augment/<name>.json) or a path to a JSON file. */
+export async function loadAugmentConfig(fileOrPreset: string): Promise<AugmentConfig> {
+  const file = (augmentPresets as readonly string[]).includes(fileOrPreset) ? `${augmentPresetDir}${fileOrPreset}.json` : fileOrPreset;
+  if (!existsSync(file)) throw new UserError(`no augmentation config '${fileOrPreset}': give a preset (${augmentPresets.join(', ')}) or a JSON file`);
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    throw new DataError(file, `not valid JSON (${errorMessage(error)})`);
+  }
+  return parseAugmentConfig(json, file);
+}
+
+/** An RGB image as floats in [0, 1], HWC. */
+export interface FloatImage {
+  data: Float32Array;
+  width: number;
+  height: number;
+}
+
+export interface CropBox {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+export interface EraseBox extends CropBox {
+  value: number;
+}
+
+/** Everything random about one sample's augmentation, drawn up front. */
+export interface AugmentParams {
+  clahe: boolean;
+  crop: CropBox;
+  flip: boolean;
+  /** Counter-clockwise degrees. */
+  angle: number;
+  brightness: number;
+  contrast: number;
+  contrastFirst: boolean;
+  noiseSigma: number;
+  noiseSeed: number;
+  erase: EraseBox | null;
+}
+
+/** torchvision `RandomResizedCrop.get_params`: ten tries at a box of the asked area and aspect, then a centred fallback. */
+export function randomResizedCropBox(width: number, height: number, scale: readonly [number, number], ratio: readonly [number, number], rng: Rng): CropBox {
+  const area = width * height;
+  const logRatio = [Math.log(ratio[0]), Math.log(ratio[1])] as const;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const targetArea = area * uniform(rng, scale[0], scale[1]);
+    const aspect = Math.exp(uniform(rng, logRatio[0], logRatio[1]));
+    const w = Math.round(Math.sqrt(targetArea * aspect));
+    const h = Math.round(Math.sqrt(targetArea / aspect));
+    if (w > 0 && h > 0 && w <= width && h <= height) {
+      return { top: randomInt(rng, height - h + 1), left: randomInt(rng, width - w + 1), width: w, height: h };
+    }
+  }
+  const inRatio = width / height;
+  let w = width;
+  let h = height;
+  if (inRatio < Math.min(...ratio)) h = Math.round(w / Math.min(...ratio));
+  else if (inRatio > Math.max(...ratio)) w = Math.round(h * Math.max(...ratio));
+  return { top: Math.floor((height - h) / 2), left: Math.floor((width - w) / 2), width: w, height: h };
+}
+
+/** torchvision `RandomErasing.get_params` (value fixed): up to ten tries, else no erasing. */
+export function randomErasingBox(size: number, scale: readonly [number, number], ratio: readonly [number, number], value: number, rng: Rng): EraseBox | null {
+  const area = size * size;
+  const logRatio = [Math.log(ratio[0]), Math.log(ratio[1])] as const;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const eraseArea = area * uniform(rng, scale[0], scale[1]);
+    const aspect = Math.exp(uniform(rng, logRatio[0], logRatio[1]));
+    const h = Math.round(Math.sqrt(eraseArea * aspect));
+    const w = Math.round(Math.sqrt(eraseArea / aspect));
+    if (h < size && w < size) return { top: randomInt(rng, size - h + 1), left: randomInt(rng, size - w + 1), width: w, height: h, value };
+  }
+  return null;
+}
+
+/**
+ * Draw one sample's parameters. `width`×`height` is the image as it enters augmentation (resized so
+ * its shorter side is the model's resize size); `size` the square output.
+ */
+export function sampleAugmentation(config: AugmentConfig, rng: Rng, width: number, height: number, size: number): AugmentParams {
+  const chance = (p: number | undefined) => p !== undefined && p > 0 && rng.next() < p;
+  const clahe = chance(config.clahe?.p);
+  let crop: CropBox;
+  if (config.crop.type === 'randomResized') crop = randomResizedCropBox(width, height, config.crop.scale, config.crop.ratio, rng);
+  else if (config.crop.type === 'random') {
+    if (width < size || height < size) throw new RangeError(`image ${width}×${height} is smaller than the ${size}px crop`);
+    crop = { top: randomInt(rng, height - size + 1), left: randomInt(rng, width - size + 1), width: size, height: size };
+  } else crop = { top: Math.round((height - size) / 2), left: Math.round((width - size) / 2), width: size, height: size };
+  const flip = chance(config.hflip?.p);
+  const angle = chance(config.rotation?.p) ? uniform(rng, -config.rotation!.degrees, config.rotation!.degrees) : 0;
+  let brightness = 1;
+  let contrast = 1;
+  let contrastFirst = false;
+  if (chance(config.colorJitter?.p)) {
+    const jitter = config.colorJitter!;
+    if (jitter.brightness > 0) brightness = uniform(rng, Math.max(0, 1 - jitter.brightness), 1 + jitter.brightness);
+    if (jitter.contrast > 0) contrast = uniform(rng, Math.max(0, 1 - jitter.contrast), 1 + jitter.contrast);
+    contrastFirst = rng.next() < 0.5;
+  }
+  const noiseSigma = chance(config.gaussianNoise?.p) ? uniform(rng, config.gaussianNoise!.sigma[0], config.gaussianNoise!.sigma[1]) : 0;
+  const noiseSeed = rng.nextUint32();
+  const erasing = config.randomErasing;
+  const erase = chance(erasing?.p) ? randomErasingBox(size, erasing!.scale, erasing!.ratio, erasing!.value, rng) : null;
+  return { clahe, crop, flip, angle, brightness, contrast, contrastFirst, noiseSigma, noiseSeed, erase };
+}
+
+/**
+ * Crop `box` from `image` and resize it to size×size, bilinear with half-pixel centres and edge
+ * clamping inside the box (torch `interpolate(mode='bilinear', align_corners=False, antialias=False)`
+ * on the cropped tensor), optionally mirrored. An exact crop (box = size) copies pixels unchanged.
+ */
+export function resizedCrop(image: RgbImage, box: CropBox, size: number, flip = false): FloatImage {
+  const out = new Float32Array(size * size * 3);
+  const scaleX = box.width / size;
+  const scaleY = box.height / size;
+  const { data, width } = image;
+  const xs0 = new Int32Array(size);
+  const xs1 = new Int32Array(size);
+  const xw = new Float32Array(size);
+  for (let x = 0; x < size; x++) {
+    const sx = Math.min(Math.max((x + 0.5) * scaleX - 0.5, 0), box.width - 1);
+    const x0 = Math.floor(sx);
+    const column = flip ? size - 1 - x : x;
+    xs0[column] = (box.left + x0) * 3;
+    xs1[column] = (box.left + Math.min(x0 + 1, box.width - 1)) * 3;
+    xw[column] = sx - x0;
+  }
+  for (let y = 0; y < size; y++) {
+    const sy = Math.min(Math.max((y + 0.5) * scaleY - 0.5, 0), box.height - 1);
+    const y0 = Math.floor(sy);
+    const wy = sy - y0;
+    const row0 = (box.top + y0) * width * 3;
+    const row1 = (box.top + Math.min(y0 + 1, box.height - 1)) * width * 3;
+    let o = y * size * 3;
+    for (let x = 0; x < size; x++) {
+      const wx = xw[x]!;
+      const a = row0 + xs0[x]!;
+      const b = row0 + xs1[x]!;
+      const c = row1 + xs0[x]!;
+      const d = row1 + xs1[x]!;
+      for (let ch = 0; ch < 3; ch++) {
+        const top = data[a + ch]! + (data[b + ch]! - data[a + ch]!) * wx;
+        const bottom = data[c + ch]! + (data[d + ch]! - data[c + ch]!) * wx;
+        out[o++] = (top + (bottom - top) * wy) / 255;
+      }
+    }
+  }
+  return { data: out, width: size, height: size };
+}
+
+/**
+ * Rotate counter-clockwise by `degrees` about the image centre, bilinear, zeros outside (torchvision
+ * `rotate(tensor, angle, BILINEAR)`, whose grid_sample pads with zeros).
+ */
+export function rotate(image: FloatImage, degrees: number): FloatImage {
+  if (degrees === 0) return image;
+  const { width, height, data } = image;
+  const out = new Float32Array(data.length);
+  const radians = (degrees * Math.PI) / 180;
+  const cos = Math.cos(radians);
+  const sin = Math.sin(radians);
+  const cx = width / 2;
+  const cy = height / 2;
+  const at = (x: number, y: number, ch: number) => (x < 0 || y < 0 || x >= width || y >= height ? 0 : data[(y * width + x) * 3 + ch]!);
+  for (let y = 0; y < height; y++) {
+    const dy = y + 0.5 - cy;
+    for (let x = 0; x < width; x++) {
+      const dx = x + 0.5 - cx;
+      // Inverse map: where in the input does this output pixel come from (y axis points down).
+      const sx = cos * dx - sin * dy + cx - 0.5;
+      const sy = sin * dx + cos * dy + cy - 0.5;
+      const x0 = Math.floor(sx);
+      const y0 = Math.floor(sy);
+      const wx = sx - x0;
+      const wy = sy - y0;
+      if (x0 < -1 || y0 < -1 || x0 >= width || y0 >= height) continue;
+      const o = (y * width + x) * 3;
+      for (let ch = 0; ch < 3; ch++) {
+        const top = at(x0, y0, ch) * (1 - wx) + at(x0 + 1, y0, ch) * wx;
+        const bottom = at(x0, y0 + 1, ch) * (1 - wx) + at(x0 + 1, y0 + 1, ch) * wx;
+        out[o + ch] = top * (1 - wy) + bottom * wy;
+      }
+    }
+  }
+  return { data: out, width, height };
+}
+
+function clampUnit(x: number): number {
+  return x < 0 ? 0 : x > 1 ? 1 : x;
+}
+
+/** torchvision `adjust_brightness` on floats: scale, clamp to [0, 1]. In place. */
+export function adjustBrightness(image: FloatImage, factor: number): FloatImage {
+  if (factor === 1) return image;
+  const { data } = image;
+  for (let i = 0; i < data.length; i++) data[i] = clampUnit(data[i]! * factor);
+  return image;
+}
+
+/** torchvision `adjust_contrast` on floats: blend with the mean of the ITU-R 601 gray image, clamp. In place. */
+export function adjustContrast(image: FloatImage, factor: number): FloatImage {
+  if (factor === 1) return image;
+  const { data } = image;
+  let sum = 0;
+  for (let i = 0; i < data.length; i += 3) sum += 0.2989 * data[i]! + 0.587 * data[i + 1]! + 0.114 * data[i + 2]!;
+  const mean = sum / (data.length / 3);
+  const offset = (1 - factor) * mean;
+  for (let i = 0; i < data.length; i++) data[i] = clampUnit(factor * data[i]! + offset);
+  return image;
+}
+
+/** Add N(0, σ²) to each pixel's gray level (all channels alike), clamp. In place. */
+export function addGaussianNoise(image: FloatImage, sigma: number, rng: Rng): FloatImage {
+  if (sigma === 0) return image;
+  const { data } = image;
+  for (let i = 0; i < data.length; i += 3) {
+    // Box–Muller from two uniforms (1 − u keeps the logarithm finite).
+    const noise = sigma * Math.sqrt(-2 * Math.log(1 - rng.next())) * Math.cos(2 * Math.PI * rng.next());
+    data[i] = clampUnit(data[i]! + noise);
+    data[i + 1] = clampUnit(data[i + 1]! + noise);
+    data[i + 2] = clampUnit(data[i + 2]! + noise);
+  }
+  return image;
+}
+
+/** (x − mean[c]) / std[c], writing into `out` at `offset` (a batch buffer). */
+export function normalizeInto(image: FloatImage, { mean, std }: Normalization, out: Float32Array, offset: number): void {
+  const { data } = image;
+  const scale = [1 / std[0], 1 / std[1], 1 / std[2]];
+  for (let i = 0; i < data.length; i += 3) {
+    out[offset + i] = (data[i]! - mean[0]) * scale[0]!;
+    out[offset + i + 1] = (data[i + 1]! - mean[1]) * scale[1]!;
+    out[offset + i + 2] = (data[i + 2]! - mean[2]) * scale[2]!;
+  }
+}
+
+/** Crop (and mirror) uint8 pixels and normalise them with the arithmetic of image.ts `normalize`. */
+function normalizeCropInto(image: RgbImage, box: CropBox, flip: boolean, { mean, std }: Normalization, out: Float32Array, offset: number): void {
+  let o = offset;
+  for (let y = 0; y < box.height; y++) {
+    for (let x = 0; x < box.width; x++) {
+      const i = ((box.top + y) * image.width + box.left + (flip ? box.width - 1 - x : x)) * 3;
+      for (let c = 0; c < 3; c++) out[o++] = (image.data[i + c]! / 255 - mean[c]!) / std[c]!;
+    }
+  }
+}
+
+/** torchvision `erase` on a normalised size×size×3 image stored at `offset` of `out`. */
+export function eraseInto(out: Float32Array, offset: number, size: number, box: EraseBox): void {
+  for (let y = box.top; y < box.top + box.height; y++) {
+    out.fill(box.value, offset + (y * size + box.left) * 3, offset + (y * size + box.left + box.width) * 3);
+  }
+}
+
+/** OpenCV-style CLAHE parameters mapped onto sharp's: tiles of image/tileGridSize pixels, slope limit = clipLimit. */
+export async function clahe(image: RgbImage, clipLimit: number, tileGridSize: number): Promise<RgbImage> {
+  const data = await sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength), {
+    raw: { width: image.width, height: image.height, channels: 3 },
+  })
+    .clahe({ width: Math.ceil(image.width / tileGridSize), height: Math.ceil(image.height / tileGridSize), maxSlope: Math.round(clipLimit) })
+    .raw()
+    .toBuffer();
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: image.width, height: image.height };
+}
+
+/**
+ * Apply drawn parameters to one image and write the normalised size×size×3 result into `out` at
+ * `offset`. `image` is the resized (cached) film.
+ */
+export async function applyAugmentation(
+  image: RgbImage,
+  params: AugmentParams,
+  config: AugmentConfig,
+  size: number,
+  normalization: Normalization,
+  out: Float32Array,
+  offset: number,
+): Promise<void> {
+  const source = params.clahe ? await clahe(image, config.clahe!.clipLimit, config.clahe!.tileGridSize) : image;
+  const exactCrop = params.crop.width === size && params.crop.height === size && params.angle === 0;
+  if (exactCrop && params.brightness === 1 && params.contrast === 1 && params.noiseSigma === 0) {
+    // Nothing resamples or recolours: normalise straight from the bytes, exactly as the eval transform does.
+    normalizeCropInto(source, params.crop, params.flip, normalization, out, offset);
+    if (params.erase !== null) eraseInto(out, offset, size, params.erase);
+    return;
+  }
+  let float = rotate(resizedCrop(source, params.crop, size, params.flip), params.angle);
+  if (params.contrastFirst) float = adjustBrightness(adjustContrast(float, params.contrast), params.brightness);
+  else float = adjustContrast(adjustBrightness(float, params.brightness), params.contrast);
+  addGaussianNoise(float, params.noiseSigma, createRng(params.noiseSeed));
+  normalizeInto(float, normalization, out, offset);
+  if (params.erase !== null) eraseInto(out, offset, size, params.erase);
+}
+
+/** The parameters of "no augmentation": the eval transform's centre crop. */
+export function identityParams(width: number, height: number, size: number): AugmentParams {
+  return {
+    clahe: false,
+    crop: { top: Math.round((height - size) / 2), left: Math.round((width - size) / 2), width: size, height: size },
+    flip: false,
+    angle: 0,
+    brightness: 1,
+    contrast: 1,
+    contrastFirst: false,
+    noiseSigma: 0,
+    noiseSeed: 0,
+    erase: null,
+  };
+}
+
+/**
+ * Mixup over a prepared batch, in place: image i becomes λ·x_i + (1−λ)·x_perm(i) and its target the
+ * same mix of one-hot labels. Returns the soft targets (N×C).
+ */
+export function mixupBatch(images: Float32Array, labels: Int32Array, numClasses: number, lambda: number, permutation: readonly number[]): Float32Array {
+  const n = labels.length;
+  const pixels = images.length / n;
+  const original = images.slice();
+  for (let i = 0; i < n; i++) {
+    const j = permutation[i]!;
+    const a = i * pixels;
+    const b = j * pixels;
+    for (let k = 0; k < pixels; k++) images[a + k] = lambda * original[a + k]! + (1 - lambda) * original[b + k]!;
+  }
+  const targets = new Float32Array(n * numClasses);
+  for (let i = 0; i < n; i++) {
+    targets[i * numClasses + labels[i]!]! += lambda;
+    targets[i * numClasses + labels[permutation[i]!]!]! += 1 - lambda;
+  }
+  return targets;
+}

@@ -1,0 +1,210 @@
+import { execFileSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { UserError } from '../../src/errors.js';
+import {
+  adjustBrightness,
+  adjustContrast,
+  applyAugmentation,
+  clahe,
+  loadAugmentConfig,
+  mixupBatch,
+  parseAugmentConfig,
+  randomErasingBox,
+  randomResizedCropBox,
+  resizedCrop,
+  rotate,
+  sampleAugmentation,
+  type FloatImage,
+} from '../../src/data/augment.js';
+import { centerCrop, imagenetNormalization, normalize, type RgbImage } from '../../src/data/image.js';
+import { createRng } from '../../src/data/rng.js';
+import { rejects, tempDir } from './helpers.js';
+
+function testImage(width: number, height: number, seed = 1): RgbImage {
+  const rng = createRng(seed);
+  const data = new Uint8Array(width * height * 3);
+  for (let i = 0; i < data.length; i++) data[i] = Math.floor(rng.next() * 256);
+  return { data, width, height };
+}
+
+function toFloat(image: RgbImage): FloatImage {
+  return { data: Float32Array.from(image.data, (v) => v / 255), width: image.width, height: image.height };
+}
+
+/** Run torchvision on the same inputs: the independent reference for the geometric and colour ops. */
+function torchvisionReference(cases: unknown[]): number[][] {
+  const script = String.raw`
+import json, sys
+try:
+    import torch
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+except ImportError as error:
+    sys.exit("PyTorch/torchvision are needed for this test (apt-get install python3-torch python3-torchvision): %s" % error)
+out = []
+for case in json.load(sys.stdin):
+    w, h = case["width"], case["height"]
+    img = torch.tensor(case["data"], dtype=torch.float64).reshape(h, w, 3).permute(2, 0, 1)
+    if case["op"] == "resized_crop":
+        b = case["box"]
+        r = TF.resized_crop(img, b["top"], b["left"], b["height"], b["width"], [case["size"], case["size"]], InterpolationMode.BILINEAR, antialias=False)
+        if case["flip"]:
+            r = TF.hflip(r)
+    elif case["op"] == "rotate":
+        r = TF.rotate(img, case["angle"], InterpolationMode.BILINEAR)
+    elif case["op"] == "brightness":
+        r = TF.adjust_brightness(img, case["factor"])
+    elif case["op"] == "contrast":
+        r = TF.adjust_contrast(img, case["factor"])
+    out.append(r.permute(1, 2, 0).reshape(-1).tolist())
+print(json.dumps(out))
+`;
+  const output = execFileSync('/usr/bin/python3', ['-c', script], { input: JSON.stringify(cases), maxBuffer: 1 << 26 });
+  return JSON.parse(output.toString());
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.is(a.length, b.length);
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}
+
+test('crop/resize/flip, rotation, brightness and contrast match torchvision on tensors', () => {
+  const image = testImage(20, 16);
+  const float = toFloat(image);
+  const plain = Array.from(float.data);
+  const box = { top: 2, left: 3, width: 13, height: 11 };
+  const cases = [
+    { op: 'resized_crop', width: 20, height: 16, data: Array.from(image.data, (v) => v / 255), box, size: 8, flip: false },
+    { op: 'resized_crop', width: 20, height: 16, data: Array.from(image.data, (v) => v / 255), box, size: 24, flip: true },
+    { op: 'rotate', width: 20, height: 16, data: plain, angle: 12.5 },
+    { op: 'rotate', width: 20, height: 16, data: plain, angle: -33 },
+    { op: 'brightness', width: 20, height: 16, data: plain, factor: 1.3 },
+    { op: 'contrast', width: 20, height: 16, data: plain, factor: 0.6 },
+  ];
+  const reference = torchvisionReference(cases);
+  const ours = [
+    resizedCrop(image, box, 8).data,
+    resizedCrop(image, box, 24, true).data,
+    rotate(toFloat(image), 12.5).data,
+    rotate(toFloat(image), -33).data,
+    adjustBrightness(toFloat(image), 1.3).data,
+    adjustContrast(toFloat(image), 0.6).data,
+  ];
+  ours.forEach((data, i) => {
+    const diff = maxAbsDiff(data, reference[i]!);
+    assert.ok(diff < 1e-5, `${cases[i]!.op} #${i}: max |Δ| = ${diff}`);
+  });
+});
+
+test('an exact centre crop with no other op is the eval transform, bit for bit', async () => {
+  const image = testImage(30, 26);
+  const config = parseAugmentConfig({ crop: { type: 'center' } });
+  const params = sampleAugmentation(config, createRng(3), 30, 26, 24);
+  const out = new Float32Array(24 * 24 * 3);
+  await applyAugmentation(image, params, config, 24, imagenetNormalization, out, 0);
+  assert.equal(Array.from(out), Array.from(normalize(centerCrop(image, 24))));
+});
+
+test('same seed → same parameters and pixels; different seeds differ', async () => {
+  const config = await loadAugmentConfig('strong');
+  const image = testImage(40, 36);
+  const run = async (seed: number) => {
+    const params = sampleAugmentation(config, createRng(seed), 40, 36, 32);
+    const out = new Float32Array(32 * 32 * 3);
+    await applyAugmentation(image, params, config, 32, imagenetNormalization, out, 0);
+    return { params, out };
+  };
+  const a = await run(5);
+  const b = await run(5);
+  assert.equal(a.params, b.params);
+  assert.ok(Buffer.from(a.out.buffer).equals(Buffer.from(b.out.buffer)));
+  let differing = 0;
+  for (let seed = 6; seed < 12; seed++) if (!Buffer.from((await run(seed)).out.buffer).equals(Buffer.from(a.out.buffer))) differing++;
+  assert.is(differing, 6);
+});
+
+test('parameter draws respect the config: probabilities, ranges, crop boxes', () => {
+  const config = parseAugmentConfig({
+    crop: { type: 'randomResized', scale: [0.3, 0.9], ratio: [0.75, 1.333] },
+    hflip: { p: 0.5 },
+    rotation: { p: 1, degrees: 10 },
+    colorJitter: { brightness: 0.2, contrast: 0.2 },
+  });
+  const rng = createRng(7);
+  let flips = 0;
+  const n = 4000;
+  for (let i = 0; i < n; i++) {
+    const p = sampleAugmentation(config, rng, 300, 256, 224);
+    if (p.flip) flips++;
+    assert.ok(Math.abs(p.angle) <= 10);
+    assert.ok(p.brightness >= 0.8 && p.brightness <= 1.2 && p.contrast >= 0.8 && p.contrast <= 1.2);
+    const { crop } = p;
+    assert.ok(crop.left >= 0 && crop.top >= 0 && crop.left + crop.width <= 300 && crop.top + crop.height <= 256);
+    const area = (crop.width * crop.height) / (300 * 256);
+    assert.ok(area > 0.28 && area < 0.92, `area ${area}`);
+  }
+  assert.ok(Math.abs(flips / n - 0.5) < 0.03, `flip rate ${flips / n}`);
+  // Impossible requests fall back to a centred box of the clamped aspect, as torchvision does.
+  const fallback = randomResizedCropBox(100, 10, [0.9, 1], [1, 1], createRng(1));
+  assert.equal(fallback, { top: 0, left: 45, width: 10, height: 10 });
+  assert.is(randomErasingBox(10, [0.99, 1], [5, 6], 0, createRng(1)), null);
+});
+
+test('CLAHE raises local contrast of a dim film and leaves a flat image flat', async () => {
+  const width = 64;
+  const height = 64;
+  const data = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) data.fill(100 + ((x * 7 + y * 3) % 16), (y * width + x) * 3, (y * width + x) * 3 + 3);
+  const std = (d: Uint8Array) => {
+    let s = 0;
+    let s2 = 0;
+    for (let i = 0; i < d.length; i += 3) {
+      s += d[i]!;
+      s2 += d[i]! ** 2;
+    }
+    const m = s / (d.length / 3);
+    return Math.sqrt(s2 / (d.length / 3) - m * m);
+  };
+  const enhanced = await clahe({ data, width, height }, 3, 4);
+  assert.ok(std(enhanced.data) > 1.5 * std(data), `${std(enhanced.data)} vs ${std(data)}`);
+  const flat = await clahe({ data: new Uint8Array(width * height * 3).fill(90), width, height }, 3, 4);
+  assert.is(std(flat.data), 0);
+});
+
+test('mixup: images and targets are the same convex mix; targets sum to 1', () => {
+  const images = Float32Array.from([1, 1, 2, 2, 10, 10]);
+  const labels = Int32Array.from([0, 2, 1]);
+  const targets = mixupBatch(images, labels, 3, 0.75, [2, 0, 1]);
+  assert.equal(Array.from(images), [0.75 * 1 + 0.25 * 10, 0.75 * 1 + 0.25 * 10, 0.75 * 2 + 0.25 * 1, 0.75 * 2 + 0.25 * 1, 0.75 * 10 + 0.25 * 2, 0.75 * 10 + 0.25 * 2]);
+  // Row i: λ on its own label, 1 − λ on the label of image perm(i) (labels 0, 2, 1 → perm labels 1, 0, 2).
+  assert.equal(Array.from(targets), [0.75, 0.25, 0, 0.25, 0, 0.75, 0, 0.75, 0.25]);
+});
+
+test('configs: presets load; unknown keys are rejected naming the key; bad values name the field', async () => {
+  const seed = await loadAugmentConfig('seed');
+  assert.equal(seed.rotation, { p: 1, degrees: 10 });
+  assert.equal(seed.colorJitter, { p: 1, brightness: 0.2, contrast: 0.2 });
+  assert.is(seed.hflip?.p, 0.5);
+  assert.equal((await loadAugmentConfig('none')).crop, { type: 'center' });
+  const dir = await tempDir();
+  try {
+    const typo = join(dir.path, 'typo.json');
+    await writeFile(typo, JSON.stringify({ rotaton: { degrees: 5 }, hflip: { p: 0.5, prob: 1 } }));
+    const error = await rejects(() => loadAugmentConfig(typo), (e) => e instanceof UserError);
+    assert.match(error.message, /unknown key "rotaton" at the top level/);
+    assert.match(error.message, /unknown key "prob" in "hflip"/);
+    assert.throws(() => parseAugmentConfig({ rotation: { degrees: 500 } }), /rotation\.degrees/);
+    assert.throws(() => parseAugmentConfig({ gaussianNoise: { sigma: [0.3, 0.1] } }), /low ≤ high/);
+    assert.throws(() => parseAugmentConfig({ crop: { type: 'zoom' } }), /crop/);
+    await rejects(() => loadAugmentConfig('medium'), (e) => e instanceof UserError && /none, seed, strong/.test(e.message));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test.run();

@@ -1,0 +1,110 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { DataError, UserError } from '../../src/errors.js';
+import { checkpointUrl, fetchCheckpoint, fetchPretrainedWeights, pretrainedPath } from '../../src/weights/fetch.js';
+import { getModel } from '../../src/models/index.js';
+import { rejects, serve, startServer, tempDir, type TestServer } from '../data/helpers.js';
+
+const body = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 31) % 256));
+const prefix = createHash('sha256').update(body).digest('hex').slice(0, 8);
+const checkpoint = { url: 'https://example.invalid/never-used.pth', fileName: `tiny-${prefix}.pth`, sha256Prefix: prefix };
+const fast = { retries: 2, backoffMs: 5 };
+
+let server: TestServer;
+test.before(async () => {
+  server = await startServer();
+  server.route(`/good/${checkpoint.fileName}`, serve(body));
+  server.route(`/flaky/${checkpoint.fileName}`, (request, response, hit) => (hit === 1 ? response.writeHead(502).end() : serve(body)(request, response, hit)));
+  server.route(`/evil/${checkpoint.fileName}`, serve(Buffer.concat([body, Buffer.from('x')])));
+  server.route('/registry/resnet18-f37072fd.pth', serve(body));
+});
+test.after(async () => {
+  await server.close();
+});
+
+const hits = (path: string) => server.requests.filter((r) => r.url === path).length;
+
+test('hash ok: downloaded, renamed into place, skipped the second time; a corrupt local file is replaced', async () => {
+  const dir = await tempDir();
+  try {
+    const first = await fetchCheckpoint(checkpoint, { dest: dir.path, urlBase: `${server.url}/good`, http: fast });
+    assert.is(first.skipped, false);
+    assert.is(first.path, join(dir.path, checkpoint.fileName));
+    assert.ok((await readFile(first.path)).equals(body));
+    assert.ok(first.sha256.startsWith(prefix));
+    assert.equal(await readdir(dir.path), [checkpoint.fileName], 'no partial file left');
+    const second = await fetchCheckpoint(checkpoint, { dest: dir.path, urlBase: `${server.url}/good`, http: fast });
+    assert.is(second.skipped, true);
+    assert.is(hits(`/good/${checkpoint.fileName}`), 1);
+    await writeFile(first.path, 'truncated');
+    const logs: string[] = [];
+    const third = await fetchCheckpoint(checkpoint, { dest: dir.path, urlBase: `${server.url}/good`, http: fast, log: (l) => logs.push(l) });
+    assert.is(third.skipped, false);
+    assert.match(logs[0]!, /fails its hash check/);
+    assert.ok((await readFile(first.path)).equals(body));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('a 5xx is retried; OSTEO_WEIGHTS_URL is the base when --url is not given', async () => {
+  const dir = await tempDir();
+  try {
+    const result = await fetchCheckpoint(checkpoint, { dest: dir.path, env: { OSTEO_WEIGHTS_URL: `${server.url}/flaky/` }, http: fast });
+    assert.is(result.url, `${server.url}/flaky/${checkpoint.fileName}`);
+    assert.is(hits(`/flaky/${checkpoint.fileName}`), 2);
+    assert.is(checkpointUrl(checkpoint, undefined, {}), checkpoint.url);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('hash mismatch: refused, nothing left under the real name or as a partial file', async () => {
+  const dir = await tempDir();
+  try {
+    await rejects(
+      () => fetchCheckpoint(checkpoint, { dest: dir.path, urlBase: `${server.url}/evil`, http: fast }),
+      (e) => e instanceof DataError && e.message.includes(`does not start with ${prefix}`),
+    );
+    assert.equal(await readdir(dir.path), []);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('404 is a clear error without retry', async () => {
+  const dir = await tempDir();
+  try {
+    await rejects(
+      () => fetchCheckpoint(checkpoint, { dest: dir.path, urlBase: `${server.url}/missing`, http: fast }),
+      (e) => e instanceof UserError && /no checkpoint at .*404/.test(e.message),
+    );
+    assert.is(hits(`/missing/${checkpoint.fileName}`), 1);
+    assert.not.ok(existsSync(join(dir.path, checkpoint.fileName)));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('by model name: the registry file name and hash are used (a stand-in file fails resnet18\'s hash)', async () => {
+  const dir = await tempDir();
+  try {
+    const entry = getModel('resnet18');
+    assert.is(entry.pretrained.fileName, 'resnet18-f37072fd.pth');
+    await rejects(
+      () => fetchPretrainedWeights('resnet18', { dest: dir.path, urlBase: `${server.url}/registry`, http: fast }),
+      (e) => e instanceof DataError && /does not start with f37072fd/.test(e.message),
+    );
+    assert.is(hits('/registry/resnet18-f37072fd.pth'), 1);
+    assert.is(pretrainedPath('resnet18', dir.path), join(dir.path, 'resnet18-f37072fd.pth'));
+    await rejects(() => fetchPretrainedWeights('vgg16', { dest: dir.path }), (e) => e instanceof UserError && /resnet18/.test(e.message));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test.run();
