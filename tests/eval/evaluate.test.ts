@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { setupOnce } from './helpers.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { parse } from 'csv-parse/sync';
 import { useBackend } from '../../src/backend/index.js';
@@ -34,7 +35,7 @@ async function writeManifest(dir: string, testLabels: number[], testSeedOffset =
   await writeFile(join(dir, 'splits.csv'), rows.join('\n') + '\n');
 }
 
-test.before(async () => {
+setupOnce(test, async () => {
   await useBackend('wasm');
   root = await mkdtemp(join(tmpdir(), 'osteo-eval-'));
   data = join(root, 'data');

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { setupOnce } from './helpers.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { useBackend } from '../../src/backend/index.js';
 import { preprocessForModel } from '../../src/data/image.js';
@@ -27,7 +28,7 @@ let runs: Record<'resnet18' | 'resnet50' | 'efficientnet_b3', RunFixture>;
 let image256 = '';
 let image239 = '';
 
-test.before(async () => {
+setupOnce(test, async () => {
   await useBackend('wasm');
   root = await mkdtemp(join(tmpdir(), 'osteo-export-'));
   runs = {

@@ -1,5 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { setupOnce } from './helpers.js';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-cpu';
@@ -48,7 +49,7 @@ function peak(map: Float32Array, width: number): { x: number; y: number } {
   return { x: best % width, y: Math.floor(best / width) };
 }
 
-test.before(async () => {
+setupOnce(test, async () => {
   await tf.setBackend('cpu');
 });
 

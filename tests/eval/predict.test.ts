@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { setupOnce } from './helpers.js';
 import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
 import { useBackend } from '../../src/backend/index.js';
@@ -15,7 +16,7 @@ let r18: RunFixture;
 let b3: RunFixture;
 let images: string[] = [];
 
-test.before(async () => {
+setupOnce(test, async () => {
   await useBackend('wasm');
   root = await mkdtemp(join(tmpdir(), 'osteo-predict-'));
   r18 = await writeRunFixture(join(root, 'r18'), 'resnet18', { imageSize: 64, seed: 21 });

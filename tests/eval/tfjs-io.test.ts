@@ -3,13 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { setupOnce } from './helpers.js';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-cpu';
 import { loadLayersModelFromDir, saveLayersModelToDir } from '../../src/eval/tfjs-io.js';
 import { DataError } from '../../src/errors.js';
 
-test.before(async () => {
+setupOnce(test, async () => {
   await tf.setBackend('cpu');
 });
 

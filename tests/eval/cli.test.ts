@@ -1,0 +1,108 @@
+/** The eval room's commands through the real CLI entry (in-process), as a user types them. */
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { setupOnce } from './helpers.js';
+import { useBackend } from '../../src/backend/index.js';
+import { main } from '../../src/cli.js';
+import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
+
+let root = '';
+let r18: RunFixture;
+let b3: RunFixture;
+let image = '';
+
+/** Run the CLI and capture what it writes. */
+async function osteo(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
+  process.stdout.write = ((chunk: string | Uint8Array) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => (err.push(String(chunk)), true)) as typeof process.stderr.write;
+  const log = console.log;
+  console.log = (...args: unknown[]) => out.push(args.join(' ') + '\n');
+  try {
+    const code = await main([...argv, '--backend', 'wasm']);
+    return { code, stdout: out.join(''), stderr: err.join('') };
+  } finally {
+    process.stdout.write = write.out;
+    process.stderr.write = write.err;
+    console.log = log;
+  }
+}
+
+setupOnce(test, async () => {
+  await useBackend('wasm');
+  root = await mkdtemp(join(tmpdir(), 'osteo-cli-'));
+  r18 = await writeRunFixture(join(root, 'r18'), 'resnet18', { imageSize: 64, seed: 41 });
+  b3 = await writeRunFixture(join(root, 'b3'), 'efficientnet_b3', { imageSize: 64, seed: 42 });
+  image = join(root, 'knee.png');
+  await writeTestImage(image, 96, 96, 9);
+});
+
+test.after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+test('predict --json prints exactly the documented shape', async () => {
+  const { code, stdout } = await osteo('predict', image, '--run', r18.dir, '--run', b3.dir, '--json');
+  assert.is(code, 0);
+  const json = JSON.parse(stdout);
+  assert.equal(Object.keys(json), ['images']);
+  const [entry] = json.images;
+  assert.equal(Object.keys(entry), ['path', 'prediction', 'confidence', 'probabilities', 'models']);
+  assert.is(entry.path, image);
+  assert.ok(['Normal', 'Osteopenia', 'Osteoporosis'].includes(entry.prediction));
+  assert.is(entry.probabilities.length, 3);
+  assert.equal(Object.keys(entry.models), ['resnet18', 'efficientnet_b3']);
+  assert.equal(Object.keys(entry.models.resnet18), ['prediction', 'confidence', 'probabilities']);
+});
+
+test('predict, human output: the diagnosis and the disclaimer; --model/--weights form works too', async () => {
+  const { code, stdout } = await osteo('predict', image, '--model', 'resnet18', '--weights', join(r18.dir, 'best', 'model.safetensors'), '--image-size', '64');
+  assert.is(code, 0);
+  assert.match(stdout, /knee\.png: (Normal|Osteopenia|Osteoporosis) \(confidence/);
+  assert.match(stdout, /research tool, not a diagnostic device/);
+});
+
+test('bad invocations exit 1 with a message that says what to do', async () => {
+  let result = await osteo('predict', image);
+  assert.is(result.code, 1);
+  assert.match(result.stderr, /give --run DIR/);
+  result = await osteo('export', '--dashboard', join(root, 'dash'), '--resnet18', r18.dir);
+  assert.is(result.code, 1);
+  assert.match(result.stderr, /--dashboard needs --resnet50, --efficientnet-b3 RUN/);
+  result = await osteo('predict', image, '--run', join(root, 'nope'));
+  assert.is(result.code, 1);
+  assert.match(result.stderr, /not a training run/);
+});
+
+test('eval --json and export --format tfjs through the CLI', async () => {
+  const data = join(root, 'data');
+  await mkdir(join(data, 'img'), { recursive: true });
+  const rows = ['path,label,split,group'];
+  for (let i = 0; i < 6; i++) {
+    await writeTestImage(join(data, 'img', `${i}.png`), 80, 80, 60 + i);
+    rows.push(`img/${i}.png,${i % 3},${i < 3 ? 'val' : 'test'},g${i}`);
+  }
+  await writeFile(join(data, 'splits.csv'), rows.join('\n') + '\n');
+  const out = join(root, 'eval');
+  const evaluated = await osteo('eval', '--run', r18.dir, b3.dir, '--data', data, '--out', out, '--weights', 'auto', '--resamples', '100', '--json');
+  assert.is(evaluated.code, 0, evaluated.stderr);
+  const summary = JSON.parse(evaluated.stdout);
+  assert.is(summary.images, 3);
+  assert.equal(
+    summary.models.map((m: { name: string }) => m.name),
+    ['resnet18', 'efficientnet_b3', 'ensemble (soft vote)'],
+  );
+  assert.is(summary.ensembleWeights.mode, 'auto');
+  assert.ok((await readdir(out)).includes('results.md'));
+
+  const exported = await osteo('export', '--run', r18.dir, '--format', 'tfjs', '--out', join(root, 'web'));
+  assert.is(exported.code, 0, exported.stderr);
+  assert.ok((await readdir(join(root, 'web'))).includes('model.json'));
+});
+
+test.run();
