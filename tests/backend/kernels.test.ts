@@ -86,6 +86,14 @@ const convCases: ConvCase[] = [
   { n: 2, h: 9, w: 8, ci: 3, co: 4, k: 5, s: 1, pad: 2 }, // numeric padding
   { n: 1, h: 12, w: 12, ci: 2, co: 3, k: 3, s: 3, pad: 'valid' }, // stride 3
   { n: 2, h: 15, w: 15, ci: 4, co: 4, k: 3, s: 1, pad: [[0, 0], [2, 0], [0, 1], [0, 0]] }, // asymmetric explicit
+  // more than 8 input channels: the input gradient takes the phase-convolution path
+  { n: 2, h: 11, w: 11, ci: 12, co: 6, k: 3, s: 2, pad: [[0, 0], [1, 1], [1, 1], [0, 0]] },
+  { n: 1, h: 13, w: 12, ci: 10, co: 5, k: 3, s: 2, pad: 'same' },
+  { n: 2, h: 19, w: 17, ci: 9, co: 4, k: 7, s: 2, pad: [[0, 0], [3, 3], [3, 3], [0, 0]] },
+  { n: 2, h: 7, w: 7, ci: 10, co: 5, k: 1, s: 2, pad: 'valid' },
+  { n: 1, h: 12, w: 12, ci: 9, co: 3, k: 3, s: 3, pad: 'valid' },
+  { n: 2, h: 9, w: 8, ci: 11, co: 7, k: 3, s: 1, pad: 'same' },
+  { n: 2, h: 10, w: 9, ci: 9, co: 4, k: 5, s: 1, pad: 'valid' },
 ];
 
 test('Conv2DBackpropFilter and Conv2DBackpropInput match the cpu backend', async () => {

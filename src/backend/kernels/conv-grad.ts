@@ -2,10 +2,11 @@
  * Convolution gradients for the wasm backend, expressed as forward convolutions, which XNNPACK runs
  * an order of magnitude faster than the backend's own Conv2DBackpropInput loop.
  *
- * Filter gradient ("swapped axes"): dW[kh,kw,ci,co] = Σ_{n,oh,ow} x[n, s·oh+kh−p, s·ow+kw−p, ci]·dy[n,oh,ow,co]
- * is a forward convolution whose batch is ci, whose channels are n, whose filter is dy laid out as
- * [OH, OW, N, Co], with dilation = the original stride. XNNPACK's indirection buffer does the
- * im2col for free; only x and dy are re-laid out once each.
+ * Filter gradient (im2col + one GEMM): dW[(kh,kw,ci), co] = Σ_m colT[(kh,kw,ci), m]·dy[m, co] over
+ * the N·OH·OW output pixels m. colT is written row by row from a channel-major copy of x, and the
+ * product runs on XNNPACK's fully-connected GEMM. (A "swapped axes" forward convolution — batch ci,
+ * channels n, filter dy — avoids the im2col but feeds XNNPACK only n channels per tap and measured
+ * 1.5–3× slower; see BENCHMARKS.md.)
  *
  * Input gradient ("sub-pixel phases"): for stride s the input rows split into s phases; the rows of
  * phase r only see the filter taps r, r+s, r+2s… so each phase is an ordinary stride-1 convolution of
@@ -14,7 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { Scope, swapOuter, swapOuterInner, view, type Info, type Shape4 } from './wasm-util.js';
+import { Scope, transpose2, view, type Info, type Shape4 } from './wasm-util.js';
 
 type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
 
@@ -49,34 +50,71 @@ export function conv2DBackpropFilter({ inputs, backend, attrs }: FilterGradArgs)
   );
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outChannels: co, outHeight: oh, outWidth: ow } = info;
   const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
+  const top = info.padInfo.top;
+  const left = info.padInfo.left;
+  const m = n * oh * ow;
+  const rows = kh * kw * ci;
   const scope = new Scope(backend);
   try {
-    // x: [N, H·W, Ci] → [Ci, H·W, N]; dy: [N, OH·OW, Co] → [OH·OW, N, Co]
-    const xs = scope.output([ci, h, w, n]);
-    const dys = scope.output([oh, ow, n, co]);
-    swapOuterInner(view(backend, x), n, h * w, ci, view(backend, xs));
-    swapOuter(view(backend, dy), n, oh * ow, co, view(backend, dys));
-    const top = info.padInfo.top;
-    const left = info.padInfo.left;
-    // Pad the far side just enough for kh (kw) output rows; rows the forward pass never read
-    // would otherwise be computed and discarded.
-    const bottom = Math.max(0, kh + sh * (oh - 1) - h - top);
-    const right = Math.max(0, kw + sw * (ow - 1) - w - left);
-    const full = scope.call('Conv2D', { x: xs, filter: dys }, { strides: [1, 1], pad: explicit(top, bottom, left, right), dataFormat: 'NHWC', dilations: [sh, sw], dimRoundingMode: undefined });
-    const [, fh, fw] = full.shape as Shape4;
-    // [Ci, fh, fw, Co] → [kh, kw, Ci, Co], dropping rows past the filter (only when `valid` left a remainder).
-    const dw = backend.makeOutput([kh, kw, ci, co], 'float32');
-    const src = view(backend, full);
-    const dst = view(backend, dw);
-    for (let i = 0; i < kh; i++)
-      for (let j = 0; j < kw; j++)
-        for (let c = 0; c < ci; c++) {
-          const from = ((c * fh + i) * fw + j) * co;
-          dst.set(src.subarray(from, from + co), ((i * kw + j) * ci + c) * co);
-        }
-    return dw;
+    // dW[(i,j,c), o] = Σ_m colT[(i,j,c), m]·dy[m, o]: one XNNPACK GEMM (the untransposed fast path)
+    // whose left operand is im2col transposed, built from x in channel-major order.
+    const direct = kh === 1 && kw === 1 && sh === 1 && sw === 1 && top === 0 && left === 0 && oh === h && ow === w;
+    const colT = scope.output([1, rows, m]);
+    if (direct) {
+      transpose2(view(backend, x), m, ci, view(backend, colT));
+    } else {
+      const xt = scope.output([ci, n * h * w]);
+      transpose2(view(backend, x), n * h * w, ci, view(backend, xt));
+      im2colTransposed(view(backend, xt), view(backend, colT), { n, h, w, c: ci, kh, kw, sh, sw, top, left, oh, ow });
+    }
+    const dyMatrix = scope.reshape(dy, [1, m, co]);
+    const product = scope.call('BatchMatMul', { a: colT, b: dyMatrix }, { transposeA: false, transposeB: false });
+    return scope.finish(scope.reshape(product, [kh, kw, ci, co]));
   } finally {
     scope.dispose();
+  }
+}
+
+interface Im2colGeometry {
+  n: number; h: number; w: number; c: number; kh: number; kw: number; sh: number; sw: number; top: number; left: number; oh: number; ow: number;
+}
+
+/**
+ * colT[(i,j,c), (b,r,q)] = x[b, r·sh+i−top, q·sw+j−left, c] (0 outside the image), from x laid out
+ * channel-major ([C, N, H, W]) so that every row of colT is written sequentially from contiguous
+ * (stride 1) or evenly strided runs of one image row.
+ */
+function im2colTransposed(xt: Float32Array, colT: Float32Array, g: Im2colGeometry): void {
+  const { n, h, w, c, kh, kw, sh, sw, top, left, oh, ow } = g;
+  const m = n * oh * ow;
+  for (let j = 0; j < kw; j++) {
+    // output columns q whose input column q·sw + j − left lies inside the image
+    const first = Math.min(ow, Math.max(0, Math.ceil((left - j) / sw)));
+    const last = Math.max(first - 1, Math.min(ow - 1, Math.floor((w - 1 + left - j) / sw)));
+    for (let i = 0; i < kh; i++)
+      for (let ch = 0; ch < c; ch++) {
+        let dst = ((i * kw + j) * c + ch) * m;
+        for (let b = 0; b < n; b++) {
+          const plane = (ch * n + b) * h;
+          for (let r = 0; r < oh; r++, dst += ow) {
+            const y = r * sh + i - top;
+            if (y < 0 || y >= h) {
+              colT.fill(0, dst, dst + ow);
+              continue;
+            }
+            if (first > 0) colT.fill(0, dst, dst + first);
+            if (last < ow - 1) colT.fill(0, dst + last + 1, dst + ow);
+            let src = (plane + y) * w + first * sw + j - left;
+            if (sw === 1) {
+              const count = last - first + 1;
+              if (count >= 16) colT.set(xt.subarray(src, src + count), dst + first);
+              else for (let q = 0; q < count; q++) colT[dst + first + q] = xt[src + q]!;
+            } else {
+              for (let q = first; q <= last; q++, src += sw) colT[dst + q] = xt[src]!;
+            }
+          }
+        }
+      }
   }
 }
 
@@ -245,6 +283,7 @@ export function conv2DBackpropInput({ inputs, backend, attrs }: InputGradArgs): 
     attrs.inputShape, filter.shape as Shape4, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, channelsLast(attrs.dataFormat),
   );
   const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw, inChannels: ci, outChannels: co } = info;
+  if (ci <= smallInputChannels) return backpropInputByCol2im(backend, dy, filter, info);
   // sub-filter of phase (ry, rx), flipped and with in/out channels swapped: [jy, jx, Co, Ci]
   const makeSubFilter = (scope: Scope, ry: number, rx: number, jy: number, jx: number): Info => {
     const sub = scope.output([jy, jx, co, ci]);
@@ -270,6 +309,52 @@ export function conv2DBackpropInput({ inputs, backend, attrs }: InputGradArgs): 
     makeSubFilter,
     conv,
   );
+}
+
+/** Below this many input channels the phase convolutions give XNNPACK too few output channels to be efficient. */
+const smallInputChannels = 8;
+
+/**
+ * dx for few input channels (the 3-channel stem): cols = dy·Wᵀ as one GEMM ([M, Co]·[Co, kh·kw·Ci]),
+ * then col2im adds each pixel's kh·kw·Ci values back into dx.
+ */
+function backpropInputByCol2im(backend: BackendWasm, dy: Info, filter: Info, info: tf.backend_util.Conv2DInfo): Info {
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outChannels: co, outHeight: oh, outWidth: ow } = info;
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
+  const top = info.padInfo.top;
+  const left = info.padInfo.left;
+  const taps = kh * kw * ci;
+  const m = n * oh * ow;
+  const scope = new Scope(backend);
+  try {
+    const weightsT = scope.output([1, co, taps]);
+    transpose2(view(backend, filter), taps, co, view(backend, weightsT));
+    const dyMatrix = scope.reshape(dy, [1, m, co]);
+    const cols = scope.call('BatchMatMul', { a: dyMatrix, b: weightsT }, { transposeA: false, transposeB: false });
+    const dx = backend.makeOutput(info.inShape, 'float32');
+    const out = view(backend, dx);
+    const src = view(backend, cols);
+    out.fill(0);
+    for (let b = 0, row = 0; b < n; b++)
+      for (let r = 0; r < oh; r++)
+        for (let q = 0; q < ow; q++, row++) {
+          const base = row * taps;
+          for (let i = 0; i < kh; i++) {
+            const y = r * sh + i - top;
+            if (y < 0 || y >= h) continue;
+            for (let j = 0; j < kw; j++) {
+              const x = q * sw + j - left;
+              if (x < 0 || x >= w) continue;
+              const o = ((b * h + y) * w + x) * ci;
+              const from = base + (i * kw + j) * ci;
+              for (let c = 0; c < ci; c++) out[o + c] += src[from + c]!;
+            }
+          }
+        }
+    return dx;
+  } finally {
+    scope.dispose();
+  }
 }
 
 interface DepthwiseInputGradArgs {

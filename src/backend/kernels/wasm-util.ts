@@ -123,6 +123,22 @@ export function swapOuter(input: Float32Array, a: number, b: number, c: number, 
     }
 }
 
+/** [rows, cols] → [cols, rows], in 32×32 tiles so both sides stay in cache. */
+export function transpose2(input: Float32Array, rows: number, cols: number, out: Float32Array): void {
+  const block = 32;
+  for (let r0 = 0; r0 < rows; r0 += block) {
+    const r1 = Math.min(rows, r0 + block);
+    for (let c0 = 0; c0 < cols; c0 += block) {
+      const c1 = Math.min(cols, c0 + block);
+      for (let c = c0; c < c1; c++) {
+        let o = c * rows + r0;
+        let i = r0 * cols + c;
+        for (let r = r0; r < r1; r++, i += cols) out[o++] = input[i]!;
+      }
+    }
+  }
+}
+
 /** A new wasm tensor holding a permutation of a 4-D one. */
 export function permute(scope: Scope, x: Info, perm: Shape4): Info {
   const shape = x.shape as Shape4;
