@@ -24,6 +24,7 @@ export {
   seriesColors,
   svgToPng,
   type ConfusionChartOptions,
+  type LegendCorner,
   type LineChartOptions,
   type ReliabilityBin,
   type ReliabilityChartOptions,

@@ -28,6 +28,8 @@ export interface LineChartOptions {
   yRange?: [number, number];
   /** Draw the dashed y = x line (ROC curves, reliability diagrams). */
   diagonal?: boolean;
+  /** Legend corner, chosen where the data is not: ROC curves leave the bottom right empty. */
+  legend?: LegendCorner;
   width?: number;
   height?: number;
 }
@@ -118,13 +120,16 @@ function axes(f: Frame, xTicks: number[], yTicks: number[], title: string, xLabe
   return { toX, toY, elements };
 }
 
-function legend(f: Frame, entries: { name: string; color: string }[]): string[] {
+export type LegendCorner = 'top-right' | 'bottom-right' | 'top-left';
+
+function legend(f: Frame, entries: { name: string; color: string }[], corner: LegendCorner = 'top-right'): string[] {
   if (entries.length === 0) return [];
   const longest = Math.max(...entries.map((e) => e.name.length));
   const boxWidth = Math.min(f.right - f.left - 16, 34 + longest * 7.2);
-  const x = f.right - boxWidth - 8;
-  const y = f.top + 8;
-  const out = [`<rect x="${x.toFixed(1)}" y="${y}" width="${boxWidth.toFixed(1)}" height="${entries.length * 18 + 8}" fill="#ffffff" fill-opacity="0.85" stroke="#bbb"/>`];
+  const boxHeight = entries.length * 18 + 8;
+  const x = corner === 'top-left' ? f.left + 8 : f.right - boxWidth - 8;
+  const y = corner === 'bottom-right' ? f.bottom - boxHeight - 8 : f.top + 8;
+  const out = [`<rect x="${x.toFixed(1)}" y="${y}" width="${boxWidth.toFixed(1)}" height="${boxHeight}" fill="#ffffff" fill-opacity="0.85" stroke="#bbb"/>`];
   entries.forEach((entry, i) => {
     const rowY = y + 16 + i * 18;
     out.push(`<line x1="${x + 6}" y1="${rowY - 4}" x2="${x + 24}" y2="${rowY - 4}" stroke="${entry.color}" stroke-width="3"/>`);
@@ -184,7 +189,7 @@ export function lineChartSvg(options: LineChartOptions): string {
       }
     }
   });
-  body.push(...legend(f, options.series.map((s, i) => ({ name: s.name, color: seriesColors[i % seriesColors.length]! }))));
+  body.push(...legend(f, options.series.map((s, i) => ({ name: s.name, color: seriesColors[i % seriesColors.length]! })), options.legend));
   return svgDocument(f, body);
 }
 
@@ -276,6 +281,8 @@ export function reliabilityDiagramSvg(options: ReliabilityChartOptions): string 
     xRange: [0, 1],
     yRange: [0, 1],
     diagonal: true,
+    // Over-confident models sit below the diagonal (bottom right); the top left stays clear.
+    legend: 'top-left',
     width: options.width,
     height: options.height,
     series: options.models.map((m) => {

@@ -205,7 +205,7 @@ export async function writeEvaluationReport(report: EvaluationReport, outDir: st
     if (curves.length === 0) continue;
     plots.push({
       file: `roc_${slug(m.name)}.png`,
-      png: () => lineChartPng({ title: `${m.name} — ROC, one vs rest`, xLabel: 'false positive rate', yLabel: 'true positive rate', xRange: [0, 1], yRange: [0, 1], diagonal: true, series: curves }),
+      png: () => lineChartPng({ title: `${m.name} — ROC, one vs rest`, xLabel: 'false positive rate', yLabel: 'true positive rate', xRange: [0, 1], yRange: [0, 1], diagonal: true, legend: 'bottom-right', series: curves }),
     });
   }
   plots.push({
