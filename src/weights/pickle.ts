@@ -191,8 +191,9 @@ export function unpickle(bytes: Uint8Array): PyValue {
     return text;
   };
   const text = (n: number) => {
+    const raw = take(n);
     try {
-      return utf8.decode(take(n));
+      return utf8.decode(raw);
     } catch {
       throw new PickleError(`invalid UTF-8 string at byte ${pos}`);
     }

@@ -1,0 +1,134 @@
+/**
+ * The .pth reader and writer against PyTorch itself: torch-written files with awkward tensors read
+ * back to PyTorch's values; our files open with torch.load(weights_only=True); hostile pickles are
+ * refused by name with nothing executed.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { DataError, UserError } from '../../src/errors.js';
+import { readPth, readStateDict, writePth, type StateDict } from '../../src/weights/index.js';
+import { runPython, temporaryDirectory } from '../fixtures/torch/python.js';
+
+const dir = temporaryDirectory('pth');
+const marker = join(dir.path, 'PWNED');
+
+test.before(() => {
+  runPython('pth_cases.py', ['write', dir.path]);
+  runPython('pth_cases.py', ['hostile', dir.path, marker]);
+});
+test.after(() => dir.remove());
+
+async function rejects(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error;
+  }
+  throw new assert.Assertion({ message: 'expected a rejection', operator: 'rejects', generated: false, actual: 'resolved', expects: 'rejected' });
+}
+
+test('reads what torch.save wrote: every dtype, views with strides and offsets, scalars, empty tensors', async () => {
+  const dict = await readPth(join(dir.path, 'dtypes.pth'));
+  const expected = JSON.parse(readFileSync(join(dir.path, 'dtypes.json'), 'utf8')) as Record<string, [number[], number[]]>;
+  assert.equal([...dict.keys()], Object.keys(expected), 'key order is the pickle order');
+  for (const [key, [shape, values]] of Object.entries(expected)) {
+    const tensor = dict.get(key)!;
+    assert.equal(tensor.shape, shape, `${key} shape`);
+    const isFloat = ['double', 'half', 'bfloat', 'transposed', 'view_a', 'view_b', 'scalar', 'empty'].includes(key);
+    assert.is(tensor.dtype, isFloat ? 'float32' : 'int64', `${key} dtype`);
+    const ours = Array.from(tensor.data as ArrayLike<number | bigint>, (v) => (typeof v === 'bigint' ? Number(v) : v));
+    if (isFloat) ours.forEach((v, i) => assert.ok(Math.abs((v as number) - values[i]!) <= 1e-6 * Math.max(1, Math.abs(values[i]!)), `${key}[${i}]`));
+    else assert.equal(ours, values, key);
+  }
+});
+
+test('our .pth opens with torch.load(weights_only=True): keys, order, dtypes, shapes and values', async () => {
+  const dict: StateDict = new Map([
+    ['features.0.0.weight', { dtype: 'float32', shape: [2, 3, 1, 1], data: Float32Array.from([0.5, -1.25, 3, 1e-8, -0, 65504]) }],
+    ['z_last_in_alphabet_first_here', { dtype: 'float32', shape: [3], data: Float32Array.from([1, 2, 3]) }],
+    ['bn.num_batches_tracked', { dtype: 'int64', shape: [], data: BigInt64Array.of(123456789012n) }],
+    ['empty', { dtype: 'float32', shape: [0, 4], data: new Float32Array(0) }],
+    ['big', { dtype: 'float32', shape: [70000], data: Float32Array.from({ length: 70000 }, (_, i) => i) }],
+  ]);
+  const path = join(dir.path, 'ours.pth');
+  await writePth(path, dict);
+  const torch = JSON.parse(runPython('pth_cases.py', ['read', path])) as Record<string, [string, number[], number[]]>;
+  assert.equal(Object.keys(torch), [...dict.keys()]);
+  for (const [key, tensor] of dict) {
+    const [dtype, shape, values] = torch[key]!;
+    assert.is(dtype, tensor.dtype, key);
+    assert.equal(shape, tensor.shape, key);
+    assert.equal(values, Array.from(tensor.data as ArrayLike<number | bigint>, Number), key);
+  }
+  // And it reads back identically, and the file is deterministic.
+  const back = await readPth(path);
+  assert.equal([...back], [...dict]);
+  const second = join(dir.path, 'ours2.pth');
+  await writePth(second, dict);
+  assert.ok(readFileSync(path).equals(readFileSync(second)), 'same dict, same bytes');
+  assert.not.ok(existsSync(`${path}.${process.pid}.partial`), 'no temporary file left behind');
+});
+
+for (const [name, global] of [
+  ['os_system', 'posix.system'],
+  ['builtins_eval', 'builtins.eval'],
+  ['nested', '__builtin__.exec'], // protocol 2 spells builtins the Python 2 way
+] as const) {
+  test(`a pickle that would call ${global} is refused by name, and nothing runs`, async () => {
+    const path = join(dir.path, `${name}.pth`);
+    const error = await rejects(readPth(path));
+    assert.instance(error, DataError);
+    assert.is((error as DataError).file, path);
+    assert.match(error.message, `'${global}'`);
+    assert.match(error.message, /nothing was executed/);
+    assert.not.ok(existsSync(marker), 'the payload did not run');
+  });
+}
+
+test('legacy, wrapped and non-dict checkpoints are refused with what to do', async () => {
+  assert.match((await rejects(readPth(join(dir.path, 'legacy.pth')))).message, /legacy \(pre-1\.6\)/);
+  const wrapped = await rejects(readPth(join(dir.path, 'wrapped.pth')));
+  assert.instance(wrapped, DataError);
+  assert.match(wrapped.message, /'epoch' holds a number/);
+  const list = await rejects(readPth(join(dir.path, 'list.pth')));
+  assert.match(list.message, /holds a list, not a state dict/);
+  const notZip = join(dir.path, 'notzip.pth');
+  writeFileSync(notZip, 'hello');
+  assert.match((await rejects(readPth(notZip))).message, /not a PyTorch zip checkpoint/);
+  assert.instance(await rejects(readPth(join(dir.path, 'missing.pth'))), DataError);
+});
+
+test('a storage shorter than its tensor, or a tensor past its storage, is a DataError', async () => {
+  // Take a valid file and shrink one storage record by rewriting the zip with our writer's layout.
+  const dict: StateDict = new Map([['w', { dtype: 'float32', shape: [4], data: Float32Array.from([1, 2, 3, 4]) }]]);
+  const path = join(dir.path, 'short.pth');
+  await writePth(path, dict);
+  const bytes = readFileSync(path);
+  // The pickle declares 4 elements; patch the stored numel BININT1 4 → 9 so the tensor claims more than is stored.
+  const pickleAt = bytes.indexOf(Buffer.from('cpu'));
+  assert.ok(pickleAt > 0);
+  const patched = Buffer.from(bytes);
+  const numelOpcode = pickleAt + 3; // after 'cpu': K <numel>
+  assert.is(patched[numelOpcode], 0x4b);
+  patched[numelOpcode + 1] = 9;
+  // The zip CRC of data.pkl no longer matches, but torch's layout is stored: readers slice, they do not inflate.
+  const error = await rejects(readPth(patched));
+  assert.instance(error, DataError);
+  assert.match(error.message, /storage|past/);
+});
+
+test('readStateDict picks the reader by extension', async () => {
+  const dict = await readStateDict(join(dir.path, 'dtypes.pth'));
+  assert.ok(dict.has('double'));
+  try {
+    await readStateDict(join(dir.path, 'weights.bin'));
+    assert.unreachable();
+  } catch (error) {
+    assert.instance(error, UserError);
+    assert.match((error as Error).message, /\.pth, \.pt, \.safetensors/);
+  }
+});
+
+test.run();
