@@ -407,6 +407,21 @@ export function identityParams(width: number, height: number, size: number): Aug
 }
 
 /**
+ * Mixup partners: a random cycle through the batch, so no image is paired with itself (a plain
+ * random permutation leaves fixed points, and an unlucky one leaves the whole batch unmixed).
+ */
+export function mixupPartners(n: number, rng: Rng): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = randomInt(rng, i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const partners = new Array<number>(n);
+  for (let k = 0; k < n; k++) partners[order[k]!] = order[(k + 1) % n]!;
+  return partners;
+}
+
+/**
  * Mixup over a prepared batch, in place: image i becomes λ·x_i + (1−λ)·x_perm(i) and its target the
  * same mix of one-hot labels. Returns the soft targets (N×C).
  */

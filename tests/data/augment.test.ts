@@ -11,6 +11,7 @@ import {
   clahe,
   loadAugmentConfig,
   mixupBatch,
+  mixupPartners,
   parseAugmentConfig,
   randomErasingBox,
   randomResizedCropBox,
@@ -183,6 +184,16 @@ test('mixup: images and targets are the same convex mix; targets sum to 1', () =
   assert.equal(Array.from(images), [0.75 * 1 + 0.25 * 10, 0.75 * 1 + 0.25 * 10, 0.75 * 2 + 0.25 * 1, 0.75 * 2 + 0.25 * 1, 0.75 * 10 + 0.25 * 2, 0.75 * 10 + 0.25 * 2]);
   // Row i: λ on its own label, 1 − λ on the label of image perm(i) (labels 0, 2, 1 → perm labels 1, 0, 2).
   assert.equal(Array.from(targets), [0.75, 0.25, 0, 0.25, 0, 0.75, 0, 0.75, 0.25]);
+});
+
+test('mixup partners form a permutation without fixed points', () => {
+  const rng = createRng(9);
+  for (let n = 2; n < 40; n++) {
+    const partners = mixupPartners(n, rng);
+    assert.equal([...partners].sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i));
+    assert.ok(partners.every((p, i) => p !== i));
+  }
+  assert.equal(mixupPartners(1, rng), [0]);
 });
 
 test('configs: presets load; unknown keys are rejected naming the key; bad values name the field', async () => {

@@ -1,0 +1,96 @@
+/**
+ * `osteo bench data`: decode + augment throughput of the loader, in images per second, three ways:
+ *   cold   — every image decoded and resized by sharp (empty cache), augmented, batched;
+ *   disk   — resized images read back from DIR/.cache, augmented, batched (a normal epoch);
+ *   memory — resized images already in memory: augmentation and batching alone (the JS cost).
+ * Without --data it generates a phantom at film-like size in a temporary folder.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import sharp from 'sharp';
+import { loadAugmentConfig } from './augment.js';
+import { createResizedCache } from './cache.js';
+import { imagenetNormalization, type EvalTransform } from './image.js';
+import { createLoader } from './loader.js';
+import { synthesizePhantom } from './phantom.js';
+import { readSplitManifest, splitDataset } from './split.js';
+
+export interface BenchDataOptions {
+  dataDir?: string;
+  imageSize?: number;
+  batchSize?: number;
+  augment?: string;
+  /** Images to time per measurement (default 96, capped by the train split). */
+  images?: number;
+  log?: (line: string) => void;
+}
+
+export interface BenchDataResult {
+  dataDir: string;
+  generated: boolean;
+  augment: string;
+  imageSize: number;
+  resize: number;
+  batchSize: number;
+  images: number;
+  sourceSize: string;
+  imagesPerSec: { cold: number; disk: number; memory: number };
+  machine: { cpus: number; model: string; node: string };
+  date: string;
+}
+
+export async function benchData(options: BenchDataOptions = {}): Promise<BenchDataResult> {
+  const imageSize = options.imageSize ?? 224;
+  const batchSize = options.batchSize ?? 16;
+  const augmentName = options.augment ?? 'seed';
+  const log = options.log ?? (() => {});
+  const scratch = await mkdtemp(join(tmpdir(), 'osteo-bench-data-'));
+  try {
+    let dataDir: string;
+    const generated = options.dataDir === undefined;
+    if (options.dataDir === undefined) {
+      dataDir = join(scratch, 'phantom');
+      log('generating a phantom (16 per class, 640 px films) …');
+      await synthesizePhantom({ dest: dataDir, perClass: 16, size: 640, seed: 1 });
+      await splitDataset({ dataDir, val: 0.1, test: 0.1 });
+    } else dataDir = resolve(options.dataDir);
+    const augment = await loadAugmentConfig(augmentName);
+    const transform: EvalTransform = { resize: Math.round(imageSize / 0.875), crop: imageSize, ...imagenetNormalization };
+    const train = (await readSplitManifest(dataDir)).filter((row) => row.split === 'train');
+    const rows = train.slice(0, Math.min(options.images ?? 96, train.length));
+    // A private cache folder, so an existing DIR/.cache cannot make the cold pass warm.
+    const cacheRoot = join(scratch, 'cache');
+
+    const time = async (label: string, cache: ReturnType<typeof createResizedCache>): Promise<number> => {
+      const loader = createLoader({ dataDir, split: 'train', rows, imageSize, transform, augment, batchSize, sampler: 'shuffle', seed: 0, epoch: 0, cache });
+      const started = performance.now();
+      let count = 0;
+      for await (const batch of loader) count += batch.size;
+      const rate = count / ((performance.now() - started) / 1000);
+      log(`${label.padEnd(7)} ${rate.toFixed(1)} images/s`);
+      return rate;
+    };
+    const cold = await time('cold', createResizedCache(dataDir, transform.resize, { root: cacheRoot, memoryBytes: 0 }));
+    const disk = await time('disk', createResizedCache(dataDir, transform.resize, { root: cacheRoot, memoryBytes: 0 }));
+    const memoryCache = createResizedCache(dataDir, transform.resize, { disk: false });
+    for (const row of rows) await memoryCache.get(row.path);
+    const memory = await time('memory', memoryCache);
+    const first = await sharp(join(dataDir, rows[0]!.path)).metadata();
+    return {
+      dataDir,
+      generated,
+      augment: augmentName,
+      imageSize,
+      resize: transform.resize,
+      batchSize,
+      images: rows.length,
+      sourceSize: `${first.width}×${first.height}`,
+      imagesPerSec: { cold, disk, memory },
+      machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version },
+      date: new Date().toISOString(),
+    };
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * A cache of resized films, so an epoch reads small raw files instead of decoding 2,660-pixel JPEGs.
+ *
+ * Each image is decoded (decodeRgb) and resized so its shorter side is the model's resize size
+ * (resizeShorter) — exactly the first two steps of the eval transform — and stored as raw 8-bit RGB
+ * under DIR/.cache/resize-<size>/<sha1 of the relative path>.rgb with a 32-byte header (magic, width,
+ * height, the source's byte size and mtime). A changed source fails the header check and is redone.
+ * Files are written under a temporary name and renamed, so parallel loaders never read half a file.
+ * A small in-memory LRU in front saves the file reads for datasets that fit (the phantom does).
+ * Delete DIR/.cache to reclaim the space; nothing else depends on it.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DataError } from '../errors.js';
+import { decodeRgb, resizeShorter, type RgbImage } from './image.js';
+
+const magic = 0x3152534f; // "OSR1" little-endian
+const headerBytes = 32;
+
+export interface ResizedCache {
+  readonly dir: string;
+  readonly shorter: number;
+  /** The resized image for a path relative to the data folder. */
+  get(path: string): Promise<RgbImage>;
+  /** Counters since creation: memory hits, disk hits, decodes. */
+  stats(): { memory: number; disk: number; decoded: number };
+}
+
+export interface CacheOptions {
+  /** In-memory budget in bytes (default 256 MB; 0 disables the memory layer). */
+  memoryBytes?: number;
+  /** Skip the disk layer (read-only data folders). */
+  disk?: boolean;
+  /** Keep the cache files here instead of DIR/.cache (benchmarks, read-only data folders). */
+  root?: string;
+}
+
+export function cacheDir(dataDir: string, shorter: number, root = join(dataDir, '.cache')): string {
+  return join(root, `resize-${shorter}`);
+}
+
+function encode(image: RgbImage, sourceBytes: number, sourceMtimeMs: number): Buffer {
+  const buffer = Buffer.allocUnsafe(headerBytes + image.data.length);
+  buffer.writeUInt32LE(magic, 0);
+  buffer.writeUInt32LE(image.width, 4);
+  buffer.writeUInt32LE(image.height, 8);
+  buffer.writeUInt32LE(0, 12);
+  buffer.writeDoubleLE(sourceBytes, 16);
+  buffer.writeDoubleLE(sourceMtimeMs, 24);
+  buffer.set(image.data, headerBytes);
+  return buffer;
+}
+
+function decode(buffer: Buffer, sourceBytes: number, sourceMtimeMs: number): RgbImage | undefined {
+  if (buffer.length < headerBytes || buffer.readUInt32LE(0) !== magic) return undefined;
+  const width = buffer.readUInt32LE(4);
+  const height = buffer.readUInt32LE(8);
+  if (buffer.readDoubleLE(16) !== sourceBytes || buffer.readDoubleLE(24) !== sourceMtimeMs) return undefined;
+  if (buffer.length !== headerBytes + width * height * 3) return undefined;
+  return { data: new Uint8Array(buffer.buffer, buffer.byteOffset + headerBytes, width * height * 3), width, height };
+}
+
+export function createResizedCache(dataDir: string, shorter: number, options: CacheOptions = {}): ResizedCache {
+  const dir = cacheDir(dataDir, shorter, options.root);
+  const memoryBudget = options.memoryBytes ?? 256 * 1024 * 1024;
+  const useDisk = options.disk ?? true;
+  const memory = new Map<string, RgbImage>(); // insertion order = recency (re-inserted on hit)
+  const pending = new Map<string, Promise<RgbImage>>();
+  let memoryUsed = 0;
+  const counters = { memory: 0, disk: 0, decoded: 0 };
+  let dirReady: Promise<unknown> | undefined;
+
+  const remember = (path: string, image: RgbImage) => {
+    if (memoryBudget <= 0 || image.data.length > memoryBudget) return;
+    memory.set(path, image);
+    memoryUsed += image.data.length;
+    for (const [key, old] of memory) {
+      if (memoryUsed <= memoryBudget) break;
+      memory.delete(key);
+      memoryUsed -= old.data.length;
+    }
+  };
+
+  const load = async (path: string): Promise<RgbImage> => {
+    const source = join(dataDir, path);
+    let info;
+    try {
+      info = await stat(source);
+    } catch {
+      throw new DataError(source, 'listed in the split manifest but missing: re-run `osteo data index` and `osteo data split`');
+    }
+    const file = join(dir, `${createHash('sha1').update(path).digest('hex')}.rgb`);
+    if (useDisk) {
+      const cached = await readFile(file).then(
+        (buffer) => decode(buffer, info.size, info.mtimeMs),
+        () => undefined,
+      );
+      if (cached !== undefined) {
+        counters.disk++;
+        return cached;
+      }
+    }
+    const image = await resizeShorter(await decodeRgb(source), shorter);
+    counters.decoded++;
+    if (useDisk) {
+      dirReady ??= mkdir(dir, { recursive: true });
+      await dirReady;
+      const temporary = `${file}.${process.pid}.${counters.decoded}.tmp`;
+      await writeFile(temporary, encode(image, info.size, info.mtimeMs));
+      await rename(temporary, file);
+    }
+    return image;
+  };
+
+  return {
+    dir,
+    shorter,
+    async get(path) {
+      const hit = memory.get(path);
+      if (hit !== undefined) {
+        memory.delete(path);
+        memory.set(path, hit);
+        counters.memory++;
+        return hit;
+      }
+      // Two requests for one path in the same moment share one decode.
+      let promise = pending.get(path);
+      if (promise === undefined) {
+        promise = load(path).finally(() => pending.delete(path));
+        pending.set(path, promise);
+      }
+      const image = await promise;
+      if (!memory.has(path)) remember(path, image);
+      return image;
+    },
+    stats: () => ({ ...counters }),
+  };
+}

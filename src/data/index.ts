@@ -1,0 +1,63 @@
+/**
+ * The data room: Kaggle download, phantom dataset, index + de-duplication, one leak-free split, sharp
+ * decoding with a resize cache, augmentation configs, class-weighted sampling and the batch loader.
+ */
+export { classNames, numClasses, classIndex, type ClassName } from './classes.js';
+export { createRng, restoreRng, deriveSeed, uniform, randomInt, normal, beta, shuffleInPlace, type Rng, type RngState } from './rng.js';
+export {
+  decodeRgb,
+  resizeShorter,
+  resizedShape,
+  centerCrop,
+  centerCropBox,
+  normalize,
+  preprocessForModel,
+  imagenetNormalization,
+  maxInputPixels,
+  type RgbImage,
+  type EvalTransform,
+  type Normalization,
+  type ImageSource,
+  type DecodeOptions,
+} from './image.js';
+export {
+  downloadKaggleDataset,
+  resolveKaggleCredentials,
+  countClassFiles,
+  formatCounts,
+  kaggleDataset,
+  defaultKaggleApi,
+  publishedCounts,
+  type DownloadDatasetOptions,
+  type DownloadDatasetResult,
+  type KaggleCredentials,
+} from './kaggle.js';
+export { downloadFile, HttpStatusError, type DownloadOptions, type DownloadResult } from './http.js';
+export { byteProgress, countProgress, silentProgress, formatBytes, type ProgressSink } from './progress.js';
+export { synthesizePhantom, renderPhantom, type SynthOptions, type SynthResult, type PhantomImage } from './phantom.js';
+export {
+  indexDataset,
+  readIndex,
+  formatIndexReport,
+  conflictPolicies,
+  defaultNearThreshold,
+  type ConflictPolicy,
+  type IndexOptions,
+  type IndexReport,
+  type IndexRow,
+} from './indexer.js';
+export { splitDataset, readSplitManifest, assignSplits, formatSplitReport, splitManifestPath, splits, type Split, type ManifestRow, type SplitOptions, type SplitReport } from './split.js';
+export {
+  loadAugmentConfig,
+  parseAugmentConfig,
+  augmentConfigSchema,
+  augmentPresets,
+  sampleAugmentation,
+  applyAugmentation,
+  type AugmentConfig,
+  type AugmentParams,
+} from './augment.js';
+export { createResizedCache, cacheDir, type ResizedCache, type CacheOptions } from './cache.js';
+export { createLoader, classCounts, inverseFrequencyWeights, sampleOrder, type Batch, type Loader, type LoaderOptions, type SamplerKind } from './loader.js';
+export { previewAugmentations, type PreviewOptions, type PreviewResult } from './preview.js';
+export { benchData, type BenchDataOptions, type BenchDataResult } from './bench.js';

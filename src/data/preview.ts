@@ -1,0 +1,124 @@
+/**
+ * `osteo data preview`: a contact sheet of augmented samples with their labels, so a student sees what
+ * an augmentation config does before training with it. Samples come from the train split when a
+ * manifest exists (else straight from the class folders), a few from each class.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readdir } from 'node:fs/promises';
+import { dirname, extname, join, resolve } from 'node:path';
+import sharp from 'sharp';
+import { UserError } from '../errors.js';
+import { applyAugmentation, loadAugmentConfig, mixupBatch, mixupPartners, sampleAugmentation, type AugmentConfig } from './augment.js';
+import { createResizedCache } from './cache.js';
+import { classNames, numClasses } from './classes.js';
+import { imagenetNormalization } from './image.js';
+import { beta, createRng, deriveSeed, shuffleInPlace } from './rng.js';
+import { readSplitManifest, splitManifestPath, type ManifestRow } from './split.js';
+
+export interface PreviewOptions {
+  dataDir: string;
+  /** A preset name or a JSON file, or a parsed config. */
+  augment: string | AugmentConfig;
+  n?: number;
+  out?: string;
+  /** Tile size in pixels (default 160). */
+  imageSize?: number;
+  seed?: number;
+}
+
+export interface PreviewResult {
+  out: string;
+  width: number;
+  height: number;
+  tiles: { path: string; label: number; caption: string }[];
+}
+
+const imageExtensions = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff']);
+
+async function folderRows(dataDir: string): Promise<ManifestRow[]> {
+  const rows: ManifestRow[] = [];
+  for (const [label, name] of classNames.entries()) {
+    const dir = join(dataDir, name);
+    if (!existsSync(dir)) continue;
+    for (const file of (await readdir(dir)).sort()) {
+      if (!file.startsWith('.') && imageExtensions.has(extname(file).toLowerCase())) rows.push({ path: `${name}/${file}`, label, split: 'train', group: '' });
+    }
+  }
+  return rows;
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+export async function previewAugmentations(options: PreviewOptions): Promise<PreviewResult> {
+  const dataDir = resolve(options.dataDir);
+  const n = options.n ?? 16;
+  const size = options.imageSize ?? 160;
+  const seed = options.seed ?? 0;
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new UserError(`--n must be an integer from 1 to 256, got ${n}`);
+  const config = typeof options.augment === 'string' ? await loadAugmentConfig(options.augment) : options.augment;
+  const manifest = existsSync(splitManifestPath(dataDir)) ? (await readSplitManifest(dataDir)).filter((r) => r.split === 'train') : await folderRows(dataDir);
+  if (manifest.length === 0) throw new UserError(`no images found in ${dataDir}: expected ${classNames.map((c) => `${c}/`).join(', ')} or a split manifest`);
+
+  // Round-robin over the classes so each appears, in a seeded order within each class.
+  const rng = createRng(deriveSeed(seed, 0));
+  const byClass = classNames.map((_, label) => shuffleInPlace(manifest.filter((r) => r.label === label), rng));
+  const chosen: ManifestRow[] = [];
+  for (let k = 0; chosen.length < n && k < n * numClasses; k++) {
+    const pool = byClass[k % numClasses]!;
+    if (pool.length > 0) chosen.push(pool[Math.floor(k / numClasses) % pool.length]!);
+  }
+
+  const resize = Math.round(size / 0.875);
+  const cache = createResizedCache(dataDir, resize, { disk: false });
+  const pixels = size * size * 3;
+  const images = new Float32Array(chosen.length * pixels);
+  for (const [k, row] of chosen.entries()) {
+    const image = await cache.get(row.path);
+    const params = sampleAugmentation(config, createRng(deriveSeed(seed, 1, k)), image.width, image.height, size);
+    await applyAugmentation(image, params, config, size, imagenetNormalization, images, k * pixels);
+  }
+  const labels = Int32Array.from(chosen.map((r) => r.label));
+  const captions: string[] = chosen.map((r) => classNames[r.label]!);
+  if (config.mixup !== undefined && chosen.length > 1) {
+    const mixRng = createRng(deriveSeed(seed, 2));
+    const lambda = beta(mixRng, config.mixup.alpha, config.mixup.alpha);
+    const targets = mixupBatch(images, labels, numClasses, lambda, mixupPartners(chosen.length, mixRng));
+    for (let i = 0; i < chosen.length; i++) {
+      const parts = classNames
+        .map((name, c) => ({ name, weight: targets[i * numClasses + c]! }))
+        .filter((p) => p.weight > 0.005)
+        .sort((a, b) => b.weight - a.weight);
+      captions[i] = parts.map((p) => `${p.name} ${p.weight.toFixed(2)}`).join(' + ');
+    }
+  }
+
+  const columns = Math.ceil(Math.sqrt(chosen.length));
+  const rowsCount = Math.ceil(chosen.length / columns);
+  const caption = 22;
+  const gap = 4;
+  const width = columns * (size + gap) + gap;
+  const height = rowsCount * (size + caption + gap) + gap;
+  const { mean, std } = imagenetNormalization;
+  const composites: sharp.OverlayOptions[] = [];
+  for (let k = 0; k < chosen.length; k++) {
+    const bytes = Buffer.alloc(pixels);
+    for (let i = 0; i < pixels; i++) {
+      const c = i % 3;
+      bytes[i] = Math.max(0, Math.min(255, Math.round((images[k * pixels + i]! * std[c]! + mean[c]!) * 255)));
+    }
+    const left = gap + (k % columns) * (size + gap);
+    const top = gap + Math.floor(k / columns) * (size + caption + gap);
+    composites.push({ input: bytes, raw: { width: size, height: size, channels: 3 }, left, top });
+    const svg = `<svg width="${size}" height="${caption}" xmlns="http://www.w3.org/2000/svg"><text x="3" y="15" font-family="sans-serif" font-size="12" fill="#f0f0f0">${escapeXml(captions[k]!)}</text></svg>`;
+    composites.push({ input: Buffer.from(svg), left, top: top + size });
+  }
+  const out = resolve(options.out ?? 'preview.png');
+  await mkdir(dirname(out), { recursive: true });
+  await sharp({ create: { width, height, channels: 3, background: { r: 24, g: 24, b: 28 } } })
+    .composite(composites)
+    .png()
+    .toFile(out);
+  return { out, width, height, tiles: chosen.map((row, k) => ({ path: row.path, label: row.label, caption: captions[k]! })) };
+}
