@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { isUserFacing } from './errors.js';
 import { osteoVersion } from './version.js';
 import { registerInfoCommand } from './commands/info.js';
+import { registerBenchCommands } from './commands/bench.js';
 import { registerEvalCommands } from './commands/eval.js';
 
 export function buildProgram(): Command {
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerInfoCommand(program);
+  registerBenchCommands(program);
   registerEvalCommands(program);
   return program;
 }
