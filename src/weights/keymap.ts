@@ -249,10 +249,7 @@ export function loadStateDict(model: tfl.LayersModel, name: ModelName, dict: Sta
 
   const loaded: string[] = [];
   for (const [slot, tensor] of ready) {
-    if (slot.variable === null) {
-      if (tensor !== null) loaded.push(slot.key);
-      continue;
-    }
+    if (slot.variable === null) continue; // a stock BatchNormalization keeps no batch counter
     const value = tf.tidy(() => {
       if (slot.layout === 'count') return tf.scalar(tensor === null ? 0 : Number(tensor.data[0]!), 'float32');
       const data = tensor!.data as Float32Array;
