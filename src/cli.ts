@@ -9,6 +9,8 @@ import { Command, CommanderError } from 'commander';
 import { isUserFacing } from './errors.js';
 import { osteoVersion } from './version.js';
 import { registerInfoCommand } from './commands/info.js';
+import { registerDataCommands } from './commands/data.js';
+import { registerWeightsCommands } from './commands/weights.js';
 import { registerBenchCommands } from './commands/bench.js';
 import { registerEvalCommands } from './commands/eval.js';
 
@@ -19,6 +21,8 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerInfoCommand(program);
+  registerDataCommands(program);
+  registerWeightsCommands(program);
   registerBenchCommands(program);
   registerEvalCommands(program);
   return program;

@@ -209,6 +209,21 @@ export function sampleAugmentation(config: AugmentConfig, rng: Rng, width: numbe
  */
 export function resizedCrop(image: RgbImage, box: CropBox, size: number, flip = false): FloatImage {
   const out = new Float32Array(size * size * 3);
+  if (box.width === size && box.height === size) {
+    // An exact crop: the bilinear weights would all be 0 or 1, so copy.
+    const { data, width } = image;
+    let o = 0;
+    for (let y = 0; y < size; y++) {
+      const row = ((box.top + y) * width + box.left) * 3;
+      for (let x = 0; x < size; x++) {
+        const i = row + (flip ? size - 1 - x : x) * 3;
+        out[o++] = data[i]! / 255;
+        out[o++] = data[i + 1]! / 255;
+        out[o++] = data[i + 2]! / 255;
+      }
+    }
+    return { data: out, width: size, height: size };
+  }
   const scaleX = box.width / size;
   const scaleY = box.height / size;
   const { data, width } = image;
@@ -259,7 +274,6 @@ export function rotate(image: FloatImage, degrees: number): FloatImage {
   const sin = Math.sin(radians);
   const cx = width / 2;
   const cy = height / 2;
-  const at = (x: number, y: number, ch: number) => (x < 0 || y < 0 || x >= width || y >= height ? 0 : data[(y * width + x) * 3 + ch]!);
   for (let y = 0; y < height; y++) {
     const dy = y + 0.5 - cy;
     for (let x = 0; x < width; x++) {
@@ -269,15 +283,30 @@ export function rotate(image: FloatImage, degrees: number): FloatImage {
       const sy = sin * dx + cos * dy + cy - 0.5;
       const x0 = Math.floor(sx);
       const y0 = Math.floor(sy);
+      if (x0 < -1 || y0 < -1 || x0 >= width || y0 >= height) continue;
       const wx = sx - x0;
       const wy = sy - y0;
-      if (x0 < -1 || y0 < -1 || x0 >= width || y0 >= height) continue;
+      // Taps outside the image count as zero (grid_sample's zero padding): give them weight 0.
+      const inX0 = x0 >= 0;
+      const inX1 = x0 + 1 < width;
+      const inY0 = y0 >= 0;
+      const inY1 = y0 + 1 < height;
+      const w00 = inX0 && inY0 ? (1 - wx) * (1 - wy) : 0;
+      const w10 = inX1 && inY0 ? wx * (1 - wy) : 0;
+      const w01 = inX0 && inY1 ? (1 - wx) * wy : 0;
+      const w11 = inX1 && inY1 ? wx * wy : 0;
+      const cx0 = inX0 ? x0 : 0;
+      const cx1 = inX1 ? x0 + 1 : 0;
+      const row0 = (inY0 ? y0 : 0) * width;
+      const row1 = (inY1 ? y0 + 1 : 0) * width;
+      const i00 = (row0 + cx0) * 3;
+      const i10 = (row0 + cx1) * 3;
+      const i01 = (row1 + cx0) * 3;
+      const i11 = (row1 + cx1) * 3;
       const o = (y * width + x) * 3;
-      for (let ch = 0; ch < 3; ch++) {
-        const top = at(x0, y0, ch) * (1 - wx) + at(x0 + 1, y0, ch) * wx;
-        const bottom = at(x0, y0 + 1, ch) * (1 - wx) + at(x0 + 1, y0 + 1, ch) * wx;
-        out[o + ch] = top * (1 - wy) + bottom * wy;
-      }
+      out[o] = w00 * data[i00]! + w10 * data[i10]! + w01 * data[i01]! + w11 * data[i11]!;
+      out[o + 1] = w00 * data[i00 + 1]! + w10 * data[i10 + 1]! + w01 * data[i01 + 1]! + w11 * data[i11 + 1]!;
+      out[o + 2] = w00 * data[i00 + 2]! + w10 * data[i10 + 2]! + w01 * data[i01 + 2]! + w11 * data[i11 + 2]!;
     }
   }
   return { data: out, width, height };
@@ -311,14 +340,21 @@ export function adjustContrast(image: FloatImage, factor: number): FloatImage {
 export function addGaussianNoise(image: FloatImage, sigma: number, rng: Rng): FloatImage {
   if (sigma === 0) return image;
   const { data } = image;
-  for (let i = 0; i < data.length; i += 3) {
-    // Box–Muller from two uniforms (1 − u keeps the logarithm finite).
-    const noise = sigma * Math.sqrt(-2 * Math.log(1 - rng.next())) * Math.cos(2 * Math.PI * rng.next());
-    data[i] = clampUnit(data[i]! + noise);
-    data[i + 1] = clampUnit(data[i + 1]! + noise);
-    data[i + 2] = clampUnit(data[i + 2]! + noise);
+  const pixels = data.length / 3;
+  for (let p = 0; p < pixels; p += 2) {
+    // Box–Muller gives two independent normals per pair of uniforms: one for each of two pixels.
+    const radius = sigma * Math.sqrt(-2 * Math.log(1 - rng.next())); // 1 − u keeps the logarithm finite
+    const angle = 2 * Math.PI * rng.next();
+    addGray(data, p * 3, radius * Math.cos(angle));
+    if (p + 1 < pixels) addGray(data, p * 3 + 3, radius * Math.sin(angle));
   }
   return image;
+}
+
+function addGray(data: Float32Array, i: number, noise: number): void {
+  data[i] = clampUnit(data[i]! + noise);
+  data[i + 1] = clampUnit(data[i + 1]! + noise);
+  data[i + 2] = clampUnit(data[i + 2]! + noise);
 }
 
 /** (x − mean[c]) / std[c], writing into `out` at `offset` (a batch buffer). */

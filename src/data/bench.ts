@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
+import { UserError } from '../errors.js';
 import { loadAugmentConfig } from './augment.js';
 import { createResizedCache } from './cache.js';
 import { imagenetNormalization, type EvalTransform } from './image.js';
@@ -21,7 +22,7 @@ export interface BenchDataOptions {
   imageSize?: number;
   batchSize?: number;
   augment?: string;
-  /** Images to time per measurement (default 96, capped by the train split). */
+  /** Images per measurement (default 96): the train rows used (capped by the split) and the minimum timed. */
   images?: number;
   log?: (line: string) => void;
 }
@@ -59,23 +60,29 @@ export async function benchData(options: BenchDataOptions = {}): Promise<BenchDa
     const transform: EvalTransform = { resize: Math.round(imageSize / 0.875), crop: imageSize, ...imagenetNormalization };
     const train = (await readSplitManifest(dataDir)).filter((row) => row.split === 'train');
     const rows = train.slice(0, Math.min(options.images ?? 96, train.length));
+    if (rows.length === 0) throw new UserError(`the train split of ${dataDir} is empty`);
     // A private cache folder, so an existing DIR/.cache cannot make the cold pass warm.
     const cacheRoot = join(scratch, 'cache');
 
-    const time = async (label: string, cache: ReturnType<typeof createResizedCache>): Promise<number> => {
-      const loader = createLoader({ dataDir, split: 'train', rows, imageSize, transform, augment, batchSize, sampler: 'shuffle', seed: 0, epoch: 0, cache });
+    // Passes over the rows until at least `minimum` images went through (the cold pass is one pass:
+    // after it the cache is warm).
+    const time = async (label: string, cache: ReturnType<typeof createResizedCache>, minimum: number): Promise<number> => {
       const started = performance.now();
       let count = 0;
-      for await (const batch of loader) count += batch.size;
+      for (let epoch = 0; count < minimum; epoch++) {
+        const loader = createLoader({ dataDir, split: 'train', rows, imageSize, transform, augment, batchSize, sampler: 'shuffle', seed: 0, epoch, cache });
+        for await (const batch of loader) count += batch.size;
+      }
       const rate = count / ((performance.now() - started) / 1000);
-      log(`${label.padEnd(7)} ${rate.toFixed(1)} images/s`);
+      log(`${label.padEnd(7)} ${rate.toFixed(1)} images/s over ${count} images`);
       return rate;
     };
-    const cold = await time('cold', createResizedCache(dataDir, transform.resize, { root: cacheRoot, memoryBytes: 0 }));
-    const disk = await time('disk', createResizedCache(dataDir, transform.resize, { root: cacheRoot, memoryBytes: 0 }));
+    const minimum = options.images ?? 96;
+    const cold = await time('cold', createResizedCache(dataDir, transform.resize, { root: cacheRoot, memoryBytes: 0 }), 1);
+    const disk = await time('disk', createResizedCache(dataDir, transform.resize, { root: cacheRoot, memoryBytes: 0 }), minimum);
     const memoryCache = createResizedCache(dataDir, transform.resize, { disk: false });
     for (const row of rows) await memoryCache.get(row.path);
-    const memory = await time('memory', memoryCache);
+    const memory = await time('memory', memoryCache, minimum);
     const first = await sharp(join(dataDir, rows[0]!.path)).metadata();
     return {
       dataDir,

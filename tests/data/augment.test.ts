@@ -5,10 +5,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UserError } from '../../src/errors.js';
 import {
+  addGaussianNoise,
   adjustBrightness,
   adjustContrast,
   applyAugmentation,
   clahe,
+  eraseInto,
   loadAugmentConfig,
   mixupBatch,
   mixupPartners,
@@ -184,6 +186,40 @@ test('mixup: images and targets are the same convex mix; targets sum to 1', () =
   assert.equal(Array.from(images), [0.75 * 1 + 0.25 * 10, 0.75 * 1 + 0.25 * 10, 0.75 * 2 + 0.25 * 1, 0.75 * 2 + 0.25 * 1, 0.75 * 10 + 0.25 * 2, 0.75 * 10 + 0.25 * 2]);
   // Row i: λ on its own label, 1 − λ on the label of image perm(i) (labels 0, 2, 1 → perm labels 1, 0, 2).
   assert.equal(Array.from(targets), [0.75, 0.25, 0, 0.25, 0, 0.75, 0, 0.75, 0.25]);
+});
+
+test('gaussian noise: gray-level N(0, σ²), the same on all three channels; erasing fills its box', () => {
+  const size = 128;
+  const image: FloatImage = { data: new Float32Array(size * size * 3).fill(0.5), width: size, height: size };
+  addGaussianNoise(image, 0.05, createRng(4));
+  let sum = 0;
+  let sumSquares = 0;
+  for (let i = 0; i < image.data.length; i += 3) {
+    assert.ok(image.data[i] === image.data[i + 1] && image.data[i] === image.data[i + 2]);
+    sum += image.data[i]! - 0.5;
+    sumSquares += (image.data[i]! - 0.5) ** 2;
+  }
+  const n = size * size;
+  assert.ok(Math.abs(sum / n) < 0.002, `mean ${sum / n}`);
+  assert.ok(Math.abs(Math.sqrt(sumSquares / n) - 0.05) < 0.0015, `σ ${Math.sqrt(sumSquares / n)}`);
+
+  const out = new Float32Array(2 * 8 * 8 * 3).fill(1);
+  eraseInto(out, 8 * 8 * 3, 8, { top: 2, left: 3, width: 4, height: 5, value: -2 });
+  assert.ok(out.subarray(0, 192).every((v) => v === 1), 'the first image is untouched');
+  const erased = out.subarray(192);
+  for (let y = 0; y < 8; y++) {
+    for (let x = 0; x < 8; x++) {
+      const inside = y >= 2 && y < 7 && x >= 3 && x < 7;
+      assert.is(erased[(y * 8 + x) * 3], inside ? -2 : 1);
+    }
+  }
+  const rng = createRng(2);
+  for (let i = 0; i < 500; i++) {
+    const box = randomErasingBox(64, [0.02, 0.33], [0.3, 3.3], 0, rng);
+    if (box === null) continue;
+    const area = (box.width * box.height) / 64 ** 2;
+    assert.ok(area > 0.01 && area < 0.36 && box.left + box.width <= 64 && box.top + box.height <= 64, JSON.stringify(box));
+  }
 });
 
 test('mixup partners form a permutation without fixed points', () => {

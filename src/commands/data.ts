@@ -1,0 +1,125 @@
+import { Option, type Command } from 'commander';
+import {
+  byteProgress,
+  classNames,
+  conflictPolicies,
+  countProgress,
+  defaultKaggleApi,
+  defaultNearThreshold,
+  downloadKaggleDataset,
+  formatBytes,
+  formatCounts,
+  formatIndexReport,
+  formatSplitReport,
+  indexDataset,
+  maxInputPixels,
+  previewAugmentations,
+  splitDataset,
+  synthesizePhantom,
+  type ConflictPolicy,
+} from '../data/index.js';
+import { finiteNumber, positiveInt, printJson } from './common.js';
+
+const stderrLine = (line: string) => process.stderr.write(`${line}\n`);
+
+function conflictsOption(): Option {
+  return new Option('--conflicts <policy>', 'what to do with duplicate groups whose members carry different labels')
+    .choices([...conflictPolicies])
+    .default('drop');
+}
+
+export function registerDataCommands(program: Command): void {
+  const data = program.command('data').description('get, check, split and preview the knee X-ray dataset');
+
+  data
+    .command('download')
+    .description('download the Kaggle dataset (credentials: KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json) into DEST/{Normal,Osteopenia,Osteoporosis}')
+    .option('--dest <dir>', 'where the dataset goes', 'datasets/knee')
+    .option('--api-url <url>', "Kaggle's API base URL", defaultKaggleApi)
+    .option('--force', 'replace a dataset already at --dest')
+    .option('--json', 'print one JSON document')
+    .action(async (options: { dest: string; apiUrl: string; force?: boolean; json?: boolean }) => {
+      const result = await downloadKaggleDataset({
+        dest: options.dest,
+        apiUrl: options.apiUrl,
+        force: options.force,
+        progress: options.json ? undefined : byteProgress('download'),
+        http: { onRetry: ({ attempt, delayMs, reason }) => stderrLine(`retry ${attempt} in ${(delayMs / 1000).toFixed(1)} s: ${reason}`) },
+        log: options.json ? undefined : stderrLine,
+      });
+      if (options.json) return printJson(result);
+      console.log(`${result.skipped ? 'already present' : `downloaded ${formatBytes(result.bytes)}`} → ${result.dest}`);
+      console.log(formatCounts(result.counts, result.published));
+    });
+
+  data
+    .command('synth')
+    .description('generate the deterministic phantom dataset (knee-like radiographs with planted duplicates and one label conflict)')
+    .option('--dest <dir>', 'where the dataset goes', 'datasets/phantom')
+    .option('--per-class <n>', 'distinct images per class', positiveInt('--per-class'), 60)
+    .option('--size <px>', 'image width in pixels', positiveInt('--size'), 256)
+    .option('--seed <n>', 'random seed', finiteNumber('--seed'), 42)
+    .option('--force', 'replace what is at --dest')
+    .option('--json', 'print one JSON document')
+    .action(async (options: { dest: string; perClass: number; size: number; seed: number; force?: boolean; json?: boolean }) => {
+      const result = await synthesizePhantom(options);
+      if (options.json) return printJson(result);
+      console.log(`wrote ${result.expected.files} files to ${result.dest} in ${result.seconds.toFixed(1)} s`);
+      console.log(classNames.map((name, label) => `${name} ${result.files[label]}`).join(', '));
+      console.log(
+        `planted: ${result.expected.exactDuplicateGroups} exact-duplicate groups (one is the label conflict), ` +
+          `${result.expected.nearDuplicateGroups} near duplicates; details in ${result.dest}/phantom.json`,
+      );
+    });
+
+  data
+    .command('index')
+    .description('decode and check every file; find bad files, exact and near duplicates and label conflicts; write DIR/index.csv')
+    .requiredOption('--data <dir>', 'dataset folder with class subfolders')
+    .addOption(conflictsOption())
+    .option('--near-threshold <bits>', 'perceptual-hash distance (of 256 bits) for near duplicates', finiteNumber('--near-threshold'), defaultNearThreshold)
+    .option('--max-pixels <n>', 'refuse images larger than this (decompression-bomb guard)', positiveInt('--max-pixels'), maxInputPixels)
+    .option('--json', 'print the report as one JSON document')
+    .action(async (options: { data: string; conflicts: ConflictPolicy; nearThreshold: number; maxPixels: number; json?: boolean }) => {
+      const { report } = await indexDataset({
+        dataDir: options.data,
+        conflicts: options.conflicts,
+        nearThreshold: options.nearThreshold,
+        maxPixels: options.maxPixels,
+        progress: options.json ? undefined : countProgress('index', 'files'),
+      });
+      if (options.json) printJson(report);
+      else console.log(formatIndexReport(report));
+    });
+
+  data
+    .command('split')
+    .description('write DIR/splits.csv: stratified by class, over duplicate groups (none straddles splits), deterministic for a seed')
+    .requiredOption('--data <dir>', 'dataset folder (indexed first if DIR/index.csv is missing)')
+    .option('--val <fraction>', 'validation fraction', finiteNumber('--val'), 0.15)
+    .option('--test <fraction>', 'test fraction', finiteNumber('--test'), 0.15)
+    .option('--seed <n>', 'random seed', finiteNumber('--seed'), 42)
+    .addOption(conflictsOption().default(undefined, 'drop, if the index must be built'))
+    .option('--json', 'print the report as one JSON document')
+    .action(async (options: { data: string; val: number; test: number; seed: number; conflicts?: ConflictPolicy; json?: boolean }) => {
+      const { report } = await splitDataset({ dataDir: options.data, val: options.val, test: options.test, seed: options.seed, conflicts: options.conflicts });
+      if (options.json) printJson(report);
+      else console.log(formatSplitReport(report));
+    });
+
+  data
+    .command('preview')
+    .description('a contact sheet PNG of augmented training samples with their labels')
+    .requiredOption('--data <dir>', 'dataset folder')
+    .option('--augment <file>', 'augmentation preset (none, seed, strong) or JSON file', 'seed')
+    .option('--n <n>', 'number of samples', positiveInt('--n'), 16)
+    .option('--out <file>', 'PNG to write', 'preview.png')
+    .option('--image-size <px>', 'tile size', positiveInt('--image-size'), 160)
+    .option('--seed <n>', 'random seed', finiteNumber('--seed'), 0)
+    .option('--json', 'print one JSON document')
+    .action(async (options: { data: string; augment: string; n: number; out: string; imageSize: number; seed: number; json?: boolean }) => {
+      const result = await previewAugmentations({ dataDir: options.data, augment: options.augment, n: options.n, out: options.out, imageSize: options.imageSize, seed: options.seed });
+      if (options.json) printJson(result);
+      else console.log(`wrote ${result.out} (${result.tiles.length} samples, ${result.width}×${result.height})`);
+    });
+}
