@@ -4,11 +4,7 @@
  * evaluated split is read, from val predictions only.
  */
 import { dirname, join, resolve } from 'node:path';
-// Interim: the data room's internals until src/data/index.ts lands, then its surface.
-import { classNames } from '../data/classes.js';
-import { createRng } from '../data/rng.js';
-import { readSplitManifest, type ManifestRow } from '../data/split.js';
-import { preprocessForModel, type EvalTransform } from '../data/image.js';
+import { classNames, createRng, preprocessForModel, readSplitManifest, type EvalTransform, type ManifestRow } from '../data/index.js';
 import { UserError } from '../errors.js';
 import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from './ensemble.js';
 import { disambiguateNames, disposeModels, loadRunModel, predictProbabilities, transformKey, type LoadedModel } from './inference.js';

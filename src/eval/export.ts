@@ -6,14 +6,13 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { classNames } from '../data/classes.js';
+import { classNames, type EvalTransform } from '../data/index.js';
 import { UserError } from '../errors.js';
 import { getModel, type ModelName } from '../models/index.js';
 import { openRun, runWeightsPath } from './run-dir.js';
 import { osteoVersion } from '../version.js';
 import { loadStateDict, modelToStateDict, readStateDict, writePth, writeSafetensors } from '../weights/index.js';
 import { saveLayersModelToDir } from './tfjs-io.js';
-import type { EvalTransform } from '../data/image.js';
 
 export const exportFormats = ['pth', 'safetensors', 'tfjs'] as const;
 export type ExportFormat = (typeof exportFormats)[number];

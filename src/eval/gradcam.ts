@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import sharp from 'sharp';
-import type { EvalTransform } from '../data/image.js';
+import type { EvalTransform } from '../data/index.js';
 import { UserError } from '../errors.js';
 
 interface CamSplit {

@@ -6,7 +6,7 @@
 import { basename, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import type { EvalTransform } from '../data/image.js';
+import type { EvalTransform } from '../data/index.js';
 import { UserError } from '../errors.js';
 import { getModel, type ModelName } from '../models/index.js';
 import { openRun, runWeightsPath } from './run-dir.js';

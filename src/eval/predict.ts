@@ -5,8 +5,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
-import { classNames } from '../data/classes.js';
-import { preprocessForModel } from '../data/image.js';
+import { classNames, preprocessForModel } from '../data/index.js';
 import { UserError } from '../errors.js';
 import { ensembleProbabilities } from './ensemble.js';
 import { gradCam, gradCamOverlayPng } from './gradcam.js';

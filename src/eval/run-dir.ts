@@ -5,7 +5,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { EvalTransform } from '../data/image.js';
+import type { EvalTransform } from '../data/index.js';
 import { DataError, UserError } from '../errors.js';
 import { getModel, type ModelName } from '../models/index.js';
 
