@@ -20,20 +20,6 @@ export interface InitRule {
   linear(layerName: string): LinearInit;
 }
 
-function fill(size: number, random: SeededRandom, draw: (random: SeededRandom) => number): Float32Array {
-  const values = new Float32Array(size);
-  for (let i = 0; i < size; i++) values[i] = draw(random);
-  return values;
-}
-
-function uniform(bound: number) {
-  return (random: SeededRandom) => (2 * random.next() - 1) * bound;
-}
-
-function normal(std: number) {
-  return (random: SeededRandom) => random.nextNormal() * std;
-}
-
 export function initializeWeights(model: tfl.LayersModel, seed: number, rule: InitRule): void {
   for (const layer of model.layers) {
     const className = layer.getClassName();
@@ -43,20 +29,20 @@ export function initializeWeights(model: tfl.LayersModel, seed: number, rule: In
       const size = shape.reduce((a, b) => a * b, 1);
       const random = new SeededRandom(deriveSeed(seed, weight.originalName));
       const isKernel = !weight.originalName.endsWith('/bias');
-      let draw: ((random: SeededRandom) => number) | null = null;
+      let values: Float32Array | null = null;
       if (className === 'Dense') {
         const [fanIn, fanOut] = layer.weights[0]!.shape as [number, number];
-        if (rule.linear(layer.name) === 'torch-default') draw = uniform(1 / Math.sqrt(fanIn));
-        else if (isKernel) draw = uniform(1 / Math.sqrt(fanOut));
+        const bound = rule.linear(layer.name) === 'torch-default' ? 1 / Math.sqrt(fanIn) : isKernel ? 1 / Math.sqrt(fanOut) : 0;
+        if (bound > 0) values = random.fillUniform(new Float32Array(size), -bound, bound);
       } else if (isKernel) {
         const [kh, kw, inChannels, outChannels] = shape as [number, number, number, number];
         const fanOut = (className === 'DepthwiseConv2D' ? inChannels : outChannels) * kh * kw;
-        draw = normal(Math.sqrt(2 / fanOut));
+        values = random.fillNormal(new Float32Array(size), Math.sqrt(2 / fanOut));
       }
-      if (draw === null) continue; // zero, as built
-      const values = tf.tensor(fill(size, random, draw), shape, 'float32');
-      weight.write(values);
-      values.dispose();
+      if (values === null) continue; // zero, as built
+      const tensor = tf.tensor(values, shape, 'float32');
+      weight.write(tensor);
+      tensor.dispose();
     }
   }
 }

@@ -57,18 +57,61 @@ export class SeededRandom {
     return this.nextUint32() / 4294967296;
   }
 
-  /** Standard normal (Box–Muller; the second value of each pair is kept for the next call). */
+  /** Standard normal (Marsaglia's polar method; the second value of each pair is kept for the next call). */
   nextNormal(): number {
     if (this.spareNormal !== null) {
       const spare = this.spareNormal;
       this.spareNormal = null;
       return spare;
     }
-    const u = 1 - this.next(); // (0, 1]: log(0) never happens
-    const v = this.next();
-    const radius = Math.sqrt(-2 * Math.log(u));
-    this.spareNormal = radius * Math.sin(2 * Math.PI * v);
-    return radius * Math.cos(2 * Math.PI * v);
+    const [a, b] = this.normalPair();
+    this.spareNormal = b;
+    return a;
+  }
+
+  /** Fills `out` with N(0, std²) draws: the bulk path of weight initialisation (no per-value call overhead). */
+  fillNormal(out: Float32Array, std: number): Float32Array {
+    let i = 0;
+    if (this.spareNormal !== null && out.length > 0) {
+      out[i++] = this.spareNormal * std;
+      this.spareNormal = null;
+    }
+    for (; i < out.length; i += 2) {
+      // Polar method inline: ~2× faster than Box–Muller here (no sine/cosine), which matters for 10^7 weights.
+      let u: number;
+      let v: number;
+      let s: number;
+      do {
+        u = 2 * this.next() - 1;
+        v = 2 * this.next() - 1;
+        s = u * u + v * v;
+      } while (s >= 1 || s === 0);
+      const scale = Math.sqrt((-2 * Math.log(s)) / s);
+      out[i] = u * scale * std;
+      if (i + 1 < out.length) out[i + 1] = v * scale * std;
+      else this.spareNormal = v * scale;
+    }
+    return out;
+  }
+
+  /** Fills `out` with U(low, high) draws. */
+  fillUniform(out: Float32Array, low: number, high: number): Float32Array {
+    const width = high - low;
+    for (let i = 0; i < out.length; i++) out[i] = low + this.next() * width;
+    return out;
+  }
+
+  private normalPair(): [number, number] {
+    let u: number;
+    let v: number;
+    let s: number;
+    do {
+      u = 2 * this.next() - 1;
+      v = 2 * this.next() - 1;
+      s = u * u + v * v;
+    } while (s >= 1 || s === 0);
+    const scale = Math.sqrt((-2 * Math.log(s)) / s);
+    return [u * scale, v * scale];
   }
 }
 
