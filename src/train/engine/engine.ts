@@ -27,10 +27,15 @@ import { loadProvider, type ModelProvider } from './provider.js';
 import { Replica, type MicroBatch, type MicroResult } from './replica.js';
 import type { EngineBatch, EngineOptions, EngineState, LoadReport, StateDict, StepResult, TrainingEngine } from './types.js';
 
-/** Bytes of wasm heap one image's activations may take in a training pass (a measured rule of thumb, see BENCHMARKS.md). */
-const wasmBytesPerActivationFloat = 16;
-/** The part of the 4 GiB wasm heap a micro-batch's activations may use; weights, gradients and XNNPACK's packed copies need the rest. */
-const wasmActivationBudget = 2.5 * 1024 ** 3;
+/**
+ * Wasm heap bytes a training pass takes per float of layer output: tfjs keeps every intermediate of
+ * the forward pass (BatchNorm alone leaves three activation-sized tensors) and every gradient until
+ * the backward pass ends. Measured high-water marks: ResNet50 224² 18 B, EfficientNet-B3 300² 22 B
+ * (BENCHMARKS.md); 24 leaves room for fragmentation.
+ */
+const wasmBytesPerActivationFloat = 24;
+/** What a micro-batch may use of the 4 GiB wasm heap; weights, optimizer-free replicas and XNNPACK's packed copies need the rest. */
+const wasmActivationBudget = 3 * 1024 ** 3;
 
 interface Executor {
   gradients(version: number, micro: MicroBatch[], scale: number, seed: number, step: number, gradOut: Float32Array): Promise<MicroResult[]>;
