@@ -25,6 +25,9 @@ const python = '/usr/bin/python3';
 
 let root = '';
 let runs: Record<'resnet18' | 'resnet50' | 'efficientnet_b3', RunFixture>;
+/** A 64 px ResNet18 run for the format round trips, which do not depend on the input size. */
+let small: RunFixture;
+let image73 = '';
 let image256 = '';
 let image239 = '';
 
@@ -39,6 +42,9 @@ setupOnce(test, async () => {
   // Images already at each transform's resize size: both sides skip the resize, so preprocessing
   // is exact and any difference is the network's (ResNets: 256 → crop 224, the dashboard's own
   // transform; B3 at 224: resize round(224·320/300) = 239 → crop 224).
+  small = await writeRunFixture(join(root, 'small'), 'resnet18', { imageSize: 64, seed: 14 });
+  image73 = join(root, 'knee73.png');
+  await writeTestImage(image73, 73, 73, 3);
   image256 = join(root, 'knee256.png');
   image239 = join(root, 'knee239.png');
   await writeTestImage(image256, 256, 256, 1);
@@ -95,10 +101,10 @@ test('dashboard export: exact file names, strict weights_only load in PyTorch, p
 });
 
 test('pth and safetensors exports round-trip the run weights exactly, with metadata', async () => {
-  const source = await readSafetensors(join(runs.resnet18.dir, 'best', 'model.safetensors'));
+  const source = await readSafetensors(join(small.dir, 'best', 'model.safetensors'));
   for (const format of ['pth', 'safetensors'] as const) {
     const out = join(root, `export-${format}`);
-    const result = await exportRun({ run: runs.resnet18.dir, format, outDir: out });
+    const result = await exportRun({ run: small.dir, format, outDir: out });
     assert.equal(result.files, [`resnet18.${format}`, 'metadata.json']);
     const dict = format === 'pth' ? await readPth(join(out, 'resnet18.pth')) : await readStateDict(join(out, 'resnet18.safetensors'));
     assert.equal([...dict.keys()], [...source.keys()], 'same keys, same order');
@@ -108,28 +114,29 @@ test('pth and safetensors exports round-trip the run weights exactly, with metad
     }
     const metadata = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
     assert.is(metadata.model, 'resnet18');
-    assert.is(metadata.preprocessing.crop, 224);
+    assert.is(metadata.preprocessing.crop, 64);
+    assert.is(metadata.preprocessing.resize, 73);
     assert.ok(typeof metadata.osteoVersion === 'string' && metadata.osteoVersion.length > 0);
   }
 });
 
 test('tfjs export: stock tfjs (no osteo layer classes) loads model.json and predicts what osteo predicts', async () => {
   const out = join(root, 'export-tfjs');
-  const result = await exportRun({ run: runs.resnet18.dir, format: 'tfjs', outDir: out });
+  const result = await exportRun({ run: small.dir, format: 'tfjs', outDir: out });
   assert.ok(result.files.includes('model.json') && result.files.includes('metadata.json'));
   const topology = await readFile(join(out, 'model.json'), 'utf8');
   assert.not.match(topology, /TorchBatchNorm|SeededDropout|StochasticDepth/);
 
-  const input = await preprocessForModel(image256, { resize: 256, crop: 224, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
+  const input = await preprocessForModel(image73, { resize: 73, crop: 64, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
   const inputFile = join(root, 'input.f32');
   await writeFile(inputFile, Buffer.from(input.buffer, input.byteOffset, input.byteLength));
   // A separate process that imports only tfjs packages and the directory loader: if the export
   // needed osteo's custom layers, deserialization would fail there.
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'scripts', 'stock-tfjs-predict.ts'), out, inputFile, '224'], {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'scripts', 'stock-tfjs-predict.ts'), out, inputFile, '64'], {
     cwd: join(import.meta.dirname, '..', '..'),
   });
   const stock = JSON.parse(stdout) as number[];
-  const ours = (await predictImages({ images: [image256], runs: [runs.resnet18.dir] })).images[0]!.probabilities;
+  const ours = (await predictImages({ images: [image73], runs: [small.dir] })).images[0]!.probabilities;
   const diff = Math.max(...ours.map((p, c) => Math.abs(p - stock[c]!)));
   console.log(`tfjs export vs osteo predict: max |Δp| = ${diff.toExponential(2)}`);
   assert.ok(diff <= 1e-5, `stock tfjs ${stock} vs osteo ${ours}`);
