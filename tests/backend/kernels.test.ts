@@ -38,7 +38,7 @@ async function runOn(backend: string, kernel: string, inputs: Record<string, { d
   const before = backend === 'wasm' ? (tf.backend() as unknown as { numDataIds(): number }).numDataIds() : 0;
   const out = tf.engine().runKernel(kernel, tensors, attrs as tf.NamedAttrMap) as tf.Tensor;
   const values = (await out.data()) as Float32Array;
-  if (backend === 'wasm' && kernel !== tf.Identity) {
+  if (backend === 'wasm' && kernel !== tf.Identity && kernel !== tf.Cast) {
     const after = (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
     assert.is(after, before + 1, `${kernel} must leave exactly its output on the wasm heap`);
   }
@@ -189,6 +189,7 @@ test('Tile, Sum, Mean, Identity and MaxPoolGrad match the cpu backend', async ()
     await compare(kernel, { x: input([6, 9]) }, { axis: [0, 1], keepDims: false });
   }
   await compare(tf.Identity, { x: input([4, 3]) }, {});
+  await compare(tf.Cast, { x: input([4, 3]) }, { dtype: 'float32' });
   for (const [shape, filterSize, strides, pad] of [
     [[2, 9, 9, 5], 3, 2, 'same'],
     [[2, 10, 10, 3], 3, 2, 'valid'],
@@ -220,6 +221,16 @@ test('Identity shares its input buffer, and the buffer lives until both tensors 
   assert.equal(Array.from(await y.data()), [1, 2, 3]);
   y.dispose();
   assert.is(backend.numDataIds(), base);
+});
+
+test('Cast between dtypes still converts', async () => {
+  await tf.setBackend('wasm');
+  const x = tf.tensor([1.7, -2.2, 0]);
+  const y = tf.cast(x, 'int32');
+  const z = tf.cast(x, 'bool');
+  assert.equal(Array.from(await y.data()), [1, -2, 0]);
+  assert.equal(Array.from(await z.data()), [1, 1, 0]);
+  tf.dispose([x, y, z]);
 });
 
 test('Tile keeps int32 data exact', async () => {

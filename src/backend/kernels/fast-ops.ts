@@ -8,8 +8,8 @@
  * - Sum / Mean over a contiguous run of axes (BatchNorm statistics reduce N,H,W; global pooling
  *   reduces H,W): wasm transposes the reduced axes innermost first, a full extra pass. Here: one
  *   streaming pass with float64 accumulators.
- * - Identity: wasm copies; tfjs tensors are immutable, so sharing the buffer (as the cpu backend and
- *   wasm's own Reshape do) is enough.
+ * - Identity, and Cast to the same dtype: wasm copies; tfjs tensors are immutable, so sharing the
+ *   buffer (as the cpu backend and wasm's own Reshape do) is enough.
  * - MaxPoolGrad: wasm's runs ~10× slower than a forward pass; here one pass that recomputes each
  *   window's first maximum (the cpu backend's tie rule) and adds dy there.
  *
@@ -58,6 +58,23 @@ export function tile(args: KernelArgs, fallback: Fallback): Info | Info[] {
   };
   fill(0, 0, 0);
   return out;
+}
+
+/** Cast to the dtype a tensor already has (tf.moments casts its input to float32): share the buffer. */
+export function cast(args: KernelArgs, fallback: Fallback): Info | Info[] {
+  const x = args.inputs['x']!;
+  const dtype = args.attrs['dtype'];
+  if (x.dtype === 'string') return fallback(args);
+  if (dtype === x.dtype) return identity(args);
+  if (dtype === 'bool') {
+    // the built-in stores the number's low byte (−2 → 254); bool means "is nonzero", as on cpu
+    const out = args.backend.makeOutput(x.shape, 'bool');
+    const src = heap(args.backend, x);
+    const dst = heap(args.backend, out);
+    for (let i = 0; i < src.length; i++) dst[i] = src[i] !== 0 ? 1 : 0;
+    return out;
+  }
+  return fallback(args);
 }
 
 export function identity(args: KernelArgs): Info {

@@ -11,7 +11,7 @@ import {
   depthwiseConv2dNativeBackpropFilter,
   depthwiseConv2dNativeBackpropInput,
 } from './conv-grad.js';
-import { identity, maxPoolGrad, mean, sum, tile, type Fallback } from './fast-ops.js';
+import { cast, identity, maxPoolGrad, mean, sum, tile, type Fallback } from './fast-ops.js';
 
 type Replacement = (args: never, fallback: Fallback) => unknown;
 
@@ -22,6 +22,7 @@ const kernels: Array<{ kernelName: string; kernelFunc: Replacement }> = [
   { kernelName: tf.DepthwiseConv2dNativeBackpropInput, kernelFunc: depthwiseConv2dNativeBackpropInput },
   { kernelName: tf.Tile, kernelFunc: tile },
   { kernelName: tf.Identity, kernelFunc: identity },
+  { kernelName: tf.Cast, kernelFunc: cast },
   { kernelName: tf.Sum, kernelFunc: sum },
   { kernelName: tf.Mean, kernelFunc: mean },
   { kernelName: tf.MaxPoolGrad, kernelFunc: maxPoolGrad },
