@@ -56,9 +56,9 @@ export interface SynthResult {
   seconds: number;
 }
 
-/** The latent bone-quality score's mean per class; its spread (0.12) makes neighbours overlap. */
+/** The latent bone-quality score's mean per class; its spread (σ 0.1) makes neighbours overlap. */
 const classDensityMean = [0.78, 0.5, 0.22];
-const densitySpread = 0.12;
+const densitySpread = 0.1;
 
 interface Anatomy {
   density: number;
