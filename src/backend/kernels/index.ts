@@ -11,6 +11,7 @@ import {
   depthwiseConv2dNativeBackpropFilter,
   depthwiseConv2dNativeBackpropInput,
 } from './conv-grad.js';
+import { batchNormBackwardKernel, batchNormBackwardWasm, batchNormForwardKernel, batchNormForwardWasm } from './batch-norm.js';
 import { cast, identity, maxPoolGrad, mean, sum, tile, type Fallback } from './fast-ops.js';
 
 type Replacement = (args: never, fallback: Fallback) => unknown;
@@ -26,7 +27,11 @@ const kernels: Array<{ kernelName: string; kernelFunc: Replacement }> = [
   { kernelName: tf.Sum, kernelFunc: sum },
   { kernelName: tf.Mean, kernelFunc: mean },
   { kernelName: tf.MaxPoolGrad, kernelFunc: maxPoolGrad },
+  { kernelName: batchNormForwardKernel, kernelFunc: batchNormForwardWasm },
+  { kernelName: batchNormBackwardKernel, kernelFunc: batchNormBackwardWasm },
 ];
+
+export { batchNormTraining, type BatchNormTrainingResult } from './batch-norm.js';
 
 /** Names of the kernels osteo registers (or replaces) on the wasm backend. */
 export const wasmTrainingKernelNames: readonly string[] = kernels.map((k) => k.kernelName);

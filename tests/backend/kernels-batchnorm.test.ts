@@ -1,0 +1,75 @@
+/**
+ * The fused training BatchNorm against tfjs' own composition (tf.moments + tf.batchNorm): outputs,
+ * statistics and the gradients with respect to x, γ and β, on cpu (composed path) and wasm (kernels).
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+// tfjs-layers registers tfjs-core's gradients (the composed reference needs them)
+import '@tensorflow/tfjs-layers';
+import { useBackend } from '../../src/backend/index.js';
+import { batchNormTraining } from '../../src/backend/kernels/index.js';
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function close(actual: ArrayLike<number>, expected: ArrayLike<number>, label: string, tolerance = 1e-4): void {
+  assert.is(actual.length, expected.length, `${label}: length`);
+  let scale = 1;
+  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
+  for (let i = 0; i < expected.length; i++) {
+    assert.ok(Math.abs(actual[i]! - expected[i]!) <= tolerance * scale, `${label}[${i}]: ${actual[i]} vs ${expected[i]}`);
+  }
+}
+
+test.before(async () => {
+  await useBackend('wasm');
+});
+
+for (const backend of ['cpu', 'wasm']) {
+  test(`batchNormTraining equals moments + batchNorm, values and gradients (${backend})`, async () => {
+    await tf.setBackend(backend);
+    const next = rng(backend === 'cpu' ? 1 : 2);
+    for (const shape of [[3, 5, 7, 6], [2, 4, 4, 17], [9, 4]]) {
+      const c = shape[shape.length - 1]!;
+      const size = shape.reduce((a, b) => a * b, 1);
+      const x = tf.tensor(Float32Array.from({ length: size }, () => next() * 4 + 1), shape);
+      const gamma = tf.tensor1d(Float32Array.from({ length: c }, () => next() + 0.5));
+      const beta = tf.tensor1d(Float32Array.from({ length: c }, () => next() - 0.5));
+      const weight = tf.tensor(Float32Array.from({ length: size }, () => next() * 2 - 1), shape);
+      const eps = 1e-5;
+      const before = tf.memory().numTensors;
+      const fused = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(batchNormTraining(a, g as tf.Tensor1D, b as tf.Tensor1D, eps).output, weight)));
+      const composed = tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+        const axes = shape.map((_, i) => i).slice(0, -1);
+        const { mean, variance } = tf.moments(a, axes);
+        return tf.sum(tf.mul(tf.batchNorm(a, mean, variance, b as tf.Tensor1D, g as tf.Tensor1D, eps), weight));
+      });
+      const got = fused([x, gamma, beta]);
+      const want = composed([x, gamma, beta]);
+      for (let i = 0; i < 3; i++) close(await got[i]!.data(), await want[i]!.data(), `${backend} ${shape} grad ${['x', 'gamma', 'beta'][i]}`);
+      tf.dispose([...got, ...want]);
+      const result = batchNormTraining(x, gamma, beta, eps);
+      const axes = shape.map((_, i) => i).slice(0, -1);
+      const moments = tf.moments(x, axes);
+      const reference = tf.batchNorm(x, moments.mean, moments.variance, beta, gamma, eps);
+      close(await result.output.data(), await reference.data(), `${backend} ${shape} output`);
+      close(result.mean, await moments.mean.data(), `${backend} ${shape} mean`);
+      close(result.variance, await moments.variance.data(), `${backend} ${shape} variance`);
+      tf.dispose([result.output, reference, moments.mean, moments.variance]);
+      assert.is(tf.memory().numTensors, before, 'no tensor leaks');
+      tf.dispose([x, gamma, beta, weight]);
+    }
+  });
+}
+
+test.run();
