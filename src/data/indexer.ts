@@ -23,7 +23,7 @@ export type ConflictPolicy = 'drop' | 'majority' | 'keep';
 export const conflictPolicies: readonly ConflictPolicy[] = ['drop', 'majority', 'keep'];
 
 /** Perceptual-hash distance (of 256 bits) at or below which two different images are near duplicates. */
-export const defaultNearThreshold = 16;
+export const defaultNearThreshold = 20;
 
 const imageExtensions = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff']);
 const supportedFormats = new Set(['jpeg', 'png', 'webp', 'tiff']);

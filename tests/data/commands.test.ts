@@ -1,0 +1,85 @@
+/** The data and weights subcommands end to end through the CLI entry (in-process, no spawning). */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { main } from '../../src/cli.js';
+import { kaggleDataset } from '../../src/data/index.js';
+import { serve, startServer, tempDir, zipBuffer } from './helpers.js';
+
+/** Run `osteo …` and capture what it writes. */
+async function osteo(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
+  process.stdout.write = ((chunk: string | Uint8Array) => ((stdout += chunk.toString()), true)) as typeof process.stdout.write;
+  process.stderr.write = ((chunk: string | Uint8Array) => ((stderr += chunk.toString()), true)) as typeof process.stderr.write;
+  try {
+    const code = await main(argv);
+    return { code, stdout, stderr };
+  } finally {
+    process.stdout.write = write.out;
+    process.stderr.write = write.err;
+  }
+}
+
+test('synth → index → split → preview with --json', async () => {
+  const dir = await tempDir();
+  try {
+    const data = join(dir.path, 'phantom');
+    const synth = await osteo('data', 'synth', '--dest', data, '--per-class', '6', '--size', '40', '--seed', '5', '--json');
+    assert.is(synth.code, 0, synth.stderr);
+    assert.equal(JSON.parse(synth.stdout).files, [10, 10, 11]);
+    const index = await osteo('data', 'index', '--data', data, '--json');
+    assert.is(index.code, 0, index.stderr);
+    const report = JSON.parse(index.stdout);
+    assert.equal([report.exactDuplicateGroups.length, report.nearDuplicateGroups.length, report.conflicts.length], [7, 3, 1]);
+    const split = await osteo('data', 'split', '--data', data, '--test', '0.2', '--val', '0.2', '--json');
+    assert.is(split.code, 0, split.stderr);
+    assert.equal(JSON.parse(split.stdout).leaks, { contentHashes: 0, groups: 0 });
+    const out = join(dir.path, 'sheet.png');
+    const preview = await osteo('data', 'preview', '--data', data, '--augment', 'seed', '--n', '4', '--image-size', '32', '--out', out);
+    assert.is(preview.code, 0, preview.stderr);
+    assert.ok(existsSync(out));
+    const bad = await osteo('data', 'index', '--data', data, '--conflicts', 'vote');
+    assert.is(bad.code, 1);
+    assert.match(bad.stderr, /drop, majority, keep/);
+    const missing = await osteo('data', 'split', '--data', join(dir.path, 'nowhere'));
+    assert.is(missing.code, 1);
+    assert.match(missing.stderr, /no class folders/);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('download and weights fetch against a local server', async () => {
+  const dir = await tempDir();
+  const server = await startServer();
+  const saved = { user: process.env.KAGGLE_USERNAME, key: process.env.KAGGLE_KEY };
+  try {
+    process.env.KAGGLE_USERNAME = 'alice';
+    process.env.KAGGLE_KEY = 'k';
+    const zip = await zipBuffer({ 'd/Normal/a.png': 'a', 'd/Osteopenia/b.png': 'b', 'd/Osteoporosis/c.png': 'c' });
+    server.route(`/api/v1/datasets/download/${kaggleDataset.owner}/${kaggleDataset.slug}`, serve(zip));
+    const download = await osteo('data', 'download', '--dest', join(dir.path, 'knee'), '--api-url', `${server.url}/api/v1`, '--json');
+    assert.is(download.code, 0, download.stderr);
+    assert.equal(JSON.parse(download.stdout).counts, [1, 1, 1]);
+    const human = await osteo('data', 'download', '--dest', join(dir.path, 'knee'), '--api-url', `${server.url}/api/v1`);
+    assert.match(human.stdout, /already present/);
+    assert.match(human.stdout, /Osteopenia\s+1\s+\(published 374, -373\)/);
+
+    server.route('/w/resnet18-f37072fd.pth', serve(Buffer.from('not the checkpoint')));
+    const fetch = await osteo('weights', 'fetch', 'resnet18', '--dest', join(dir.path, 'w'), '--url', `${server.url}/w`);
+    assert.is(fetch.code, 1);
+    assert.match(fetch.stderr, /does not start with f37072fd/);
+  } finally {
+    process.env.KAGGLE_USERNAME = saved.user;
+    process.env.KAGGLE_KEY = saved.key;
+    if (saved.user === undefined) delete process.env.KAGGLE_USERNAME;
+    if (saved.key === undefined) delete process.env.KAGGLE_KEY;
+    await server.close();
+    await dir.cleanup();
+  }
+});
+
+test.run();
