@@ -1,0 +1,31 @@
+/** The config room: option tables (type, schema, flags and docs from one record per key) and the training config. */
+export {
+  option,
+  optional,
+  optionEntries,
+  optionsMarkdown,
+  schemaOf,
+  typeText,
+  coerceText,
+  keyAt,
+  parseSetArgument,
+  validateValues,
+  OptionValues,
+  type ConfigOf,
+  type OptionSpec,
+  type OptionTable,
+  type Sourced,
+} from './options.js';
+export {
+  trainOptions,
+  trainConfigSchema,
+  resolveTrainConfig,
+  parseSavedTrainConfig,
+  defaultRecipe,
+  recipeDir,
+  monitorMetrics,
+  type MonitorMetric,
+  type TrainConfig,
+  type TrainConfigInput,
+  type TrainConfigSources,
+} from './train.js';

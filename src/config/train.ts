@@ -1,0 +1,246 @@
+/**
+ * The training config: its option table (the one source of the type, the schema, the `osteo train`
+ * flags and the docs) and its resolution from layers — built-in defaults → recipe file → flags →
+ * `--set key=value` — into one validated, complete TrainConfig that is saved as RUN/config.json.
+ */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { backendPreferences } from '../backend/index.js';
+import { augmentConfigSchema, augmentPresets, loadAugmentConfig, type AugmentConfig } from '../data/index.js';
+import { DataError, UserError, errorMessage } from '../errors.js';
+import { getModel, listModels, type ModelName } from '../models/index.js';
+import { OptionValues, coerceText, keyAt, option, optional, optionEntries, parseSetArgument, schemaOf, validateValues, type ConfigOf } from './options.js';
+
+const positiveInt = z.int().min(1);
+const modelNames = listModels().map((entry) => entry.name) as [ModelName, ...ModelName[]];
+
+export const monitorMetrics = ['valLoss', 'valAccuracy', 'valBalancedAccuracy', 'valMacroF1'] as const;
+export type MonitorMetric = (typeof monitorMetrics)[number];
+
+export const trainOptions = {
+  description: optional(z.string(), 'free text: what this recipe is and where its numbers come from'),
+  model: optional(z.enum(modelNames), `architecture: ${modelNames.join(', ')}`, { flag: '--model <name>' }),
+  data: optional(z.string().min(1), 'dataset folder holding a split manifest (splits.csv from `osteo data split`)', { flag: '--data <dir>' }),
+  out: optional(z.string().min(1), 'run directory (default: checkpoints/<model>)', { flag: '--out <dir>', runtime: true }),
+  pretrained: optional(z.string().min(1), 'initial weights, .pth or .safetensors in torchvision keys; an ImageNet head is replaced by a fresh 3-class head', {
+    flag: '--pretrained <file>',
+  }),
+  seed: option(z.int().min(0), 0, 'seeds weight init, sample order, augmentation and dropout', { flag: '--seed <n>' }),
+  epochs: option(positiveInt, 25, 'epochs to train', { flag: '--epochs <n>', runtime: true }),
+  maxSteps: optional(positiveInt, 'stop after this many optimizer steps in all (tests, CI); `last` is saved', { flag: '--max-steps <n>', runtime: true }),
+  batchSize: option(positiveInt, 16, 'images per optimizer step', { flag: '--batch-size <n>' }),
+  microBatch: optional(positiveInt, 'images per forward/backward pass (gradient accumulation; BatchNorm statistics are per micro-batch)', {
+    flag: '--micro-batch <n>',
+  }),
+  imageSize: optional(z.int().min(32), "input size in pixels (default: the model's, 224 ResNets, 300 EfficientNet-B3)", { flag: '--image-size <n>' }),
+  numClasses: option(z.literal(3), 3, 'classes: Normal, Osteopenia, Osteoporosis'),
+  backend: option(z.enum(backendPreferences), 'auto', 'compute backend (default from OSTEO_BACKEND, else auto)', { flag: '--backend <name>', runtime: true }),
+  workers: optional(positiveInt, 'data-parallel worker threads (default: one per core on wasm, 1 elsewhere)', { flag: '--workers <n>', runtime: true }),
+  augment: option(
+    z.union([z.string().min(1), augmentConfigSchema]),
+    'seed',
+    `training augmentation: a preset (${augmentPresets.join(', ')}), a JSON file (relative to the recipe), or the config inline`,
+  ),
+  freezeUntil: optional(z.string().min(1), 'freeze this stage and every stage before it (their BatchNorms in inference mode), e.g. layer3'),
+  headEpochs: option(z.int().min(0), 0, 'two-stage fine-tuning: train only the classifier for this many epochs, then unfreeze down to freezeUntil'),
+  optimizer: {
+    type: option(z.enum(['adam', 'adamw', 'sgd']), 'adam', 'adam (L2 in the gradient, as torch.optim.Adam), adamw (decoupled decay), sgd'),
+    lr: option(z.number().positive(), 1e-4, 'peak learning rate'),
+    weightDecay: option(z.number().min(0), 0, 'adam, sgd: L2 added to the gradient; adamw: decoupled decay'),
+    beta1: option(z.number().min(0).lt(1), 0.9, 'adam, adamw'),
+    beta2: option(z.number().min(0).lt(1), 0.999, 'adam, adamw'),
+    eps: option(z.number().positive(), 1e-8, 'adam, adamw'),
+    momentum: option(z.number().min(0).lt(1), 0.9, 'sgd'),
+    nesterov: option(z.boolean(), false, 'sgd'),
+  },
+  schedule: {
+    type: option(z.enum(['constant', 'step', 'cosine']), 'step', 'learning-rate schedule, evaluated every step'),
+    stepSize: option(positiveInt, 7, 'step: epochs between decays'),
+    gamma: option(z.number().positive().max(1), 0.1, 'step: factor applied at each decay'),
+    warmupEpochs: option(z.number().min(0), 0, 'linear warm-up from 0 over this many epochs (fractions allowed), counted in steps'),
+    minLr: option(z.number().min(0), 0, 'cosine: the learning rate it decays to'),
+  },
+  labelSmoothing: option(z.number().min(0).lt(1), 0, 'label smoothing of the training loss'),
+  classBalance: option(z.enum(['none', 'loss', 'sampler']), 'none', 'loss: cross-entropy weighted 1/class count; sampler: the class-weighted sampler'),
+  clipGradNorm: optional(z.number().positive(), 'clip gradients to this global L2 norm'),
+  earlyStopping: {
+    metric: option(z.enum(monitorMetrics), 'valBalancedAccuracy', 'validation metric that picks `best` and drives early stopping'),
+    patience: optional(positiveInt, 'stop after this many epochs without improvement (default: never)'),
+  },
+} as const;
+
+/** What a config file or the flags may say (every key optional where the table has no default). */
+export type TrainConfigInput = ConfigOf<typeof trainOptions>;
+
+/** A resolved config: model, data, run directory, image size and augmentation are known. */
+export type TrainConfig = Omit<TrainConfigInput, 'model' | 'data' | 'out' | 'imageSize' | 'augment'> & {
+  model: ModelName;
+  data: string;
+  out: string;
+  imageSize: number;
+  augment: AugmentConfig;
+};
+
+export const trainConfigSchema = schemaOf(trainOptions);
+
+/** Where the built-in recipes live: configs/ at the package root (two levels above src/config and dist/config). */
+export const recipeDir = fileURLToPath(new URL('../../configs/', import.meta.url));
+
+/** The built-in recipe of a model (configs/<model>.json), if there is one. */
+export function defaultRecipe(model: string): string | undefined {
+  const file = join(recipeDir, `${model}.json`);
+  return existsSync(file) ? file : undefined;
+}
+
+export interface TrainConfigSources {
+  /** A recipe file; without it the model's built-in recipe (configs/<model>.json) applies, when there is one. */
+  configFile?: string;
+  /** The run's saved config when resuming: the base layer, and non-runtime keys may not change. */
+  resumeFrom?: { file: string; config: unknown };
+  /** Values from command-line flags by dotted key: strings are coerced as --set values are. */
+  flags?: Record<string, unknown>;
+  /** `key=value` strings, applied last, in order. */
+  sets?: readonly string[];
+}
+
+const flagOf = new Map(optionEntries(trainOptions).map(([key, spec]) => [key, spec.flag?.split(' ')[0] ?? key]));
+
+async function readJson(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new UserError(`config file ${file} not found`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new DataError(file, `not valid JSON (${errorMessage(error)})`);
+  }
+}
+
+function modelNamedBy(values: OptionValues): string | undefined {
+  const value = values.get('model')?.value;
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** Checks across keys that the schema cannot express; each names its key and where it was set. */
+function crossCheck(config: TrainConfigInput, values: OptionValues): void {
+  const fail = (key: string, message: string): never => {
+    throw new UserError(`invalid config: ${keyAt(values.get(key)?.origin ?? 'default', key)}: ${message}`);
+  };
+  // A key that does not apply is an error when it was set in the same layer as the choice that makes
+  // it moot, or later; a recipe's stepSize is simply unused when the command line switches to cosine.
+  const layerOf = (key: string) => values.get(key)?.layer ?? 0;
+  const moot = (key: string, choice: string) => layerOf(key) > 0 && layerOf(key) >= layerOf(choice);
+  if (config.model === undefined) throw new UserError(`no model: give --model NAME (${modelNames.join(', ')}) or a config file with "model"`);
+  if (config.data === undefined) throw new UserError('no dataset: give --data DIR (a folder prepared with `osteo data split`)');
+  const entry = getModel(config.model);
+  if (config.freezeUntil !== undefined) {
+    const index = entry.stages.indexOf(config.freezeUntil);
+    if (index < 0) fail('freezeUntil', `${config.model} has no stage '${config.freezeUntil}'; its stages are ${entry.stages.join(', ')}`);
+    if (index === entry.stages.length - 1) fail('freezeUntil', `freezing '${config.freezeUntil}' (the classifier) leaves nothing to train`);
+  }
+  const optimizerOnly: [string, string[]][] = [['sgd', ['momentum', 'nesterov']], ['adam adamw', ['beta1', 'beta2', 'eps']]];
+  for (const [types, keys] of optimizerOnly) {
+    if (types.split(' ').includes(config.optimizer.type)) continue;
+    for (const key of keys) if (moot(`optimizer.${key}`, 'optimizer.type')) fail(`optimizer.${key}`, `applies to ${types.replace(' ', ' and ')} only, not ${config.optimizer.type}`);
+  }
+  const scheduleOnly: [string, string[]][] = [['step', ['stepSize', 'gamma']], ['cosine', ['minLr']]];
+  for (const [type, keys] of scheduleOnly) {
+    if (config.schedule.type === type) continue;
+    for (const key of keys) if (moot(`schedule.${key}`, 'schedule.type')) fail(`schedule.${key}`, `applies to the ${type} schedule only, not ${config.schedule.type}`);
+  }
+  if (config.imageSize !== undefined && config.imageSize > 1024) fail('imageSize', 'is larger than any model here is meant for (≤ 1024)');
+}
+
+/**
+ * Merge the layers and validate once; every error names the key and the file or flag that set it.
+ * The result is complete: defaults filled in, the image size and run directory decided, and the
+ * augmentation read into an inline object so RUN/config.json alone says how the run was trained.
+ */
+export async function resolveTrainConfig(sources: TrainConfigSources = {}): Promise<TrainConfig> {
+  const values = new OptionValues(trainOptions);
+  if (sources.resumeFrom) {
+    if (sources.configFile) throw new UserError('--config cannot be combined with --resume: a resumed run keeps its own config (RUN/config.json)');
+    // Layer 0, as defaults: a saved config holds every key, including those its choices make moot.
+    values.merge(sources.resumeFrom.config, sources.resumeFrom.file);
+  }
+  const flags = Object.entries(sources.flags ?? {}).filter(([, value]) => value !== undefined);
+  const applyFlags = () => {
+    values.nextLayer();
+    for (const [key, value] of flags) {
+      const spec = values.spec(key);
+      values.set(key, typeof value === 'string' ? coerceText(spec, value) : value, flagOf.get(key) ?? key);
+    }
+  };
+  const sets = (sources.sets ?? []).map((argument) => ({ argument, ...parseSetArgument(values, argument) }));
+  const applySets = () => {
+    values.nextLayer();
+    for (const { key, value } of sets) values.set(key, value, `--set ${key}`);
+  };
+
+  let recipe = sources.configFile;
+  if (!recipe && !sources.resumeFrom) {
+    // The model may come from a flag or --set: look at those first to find its built-in recipe.
+    applyFlags();
+    applySets();
+    const model = modelNamedBy(values);
+    recipe = model !== undefined ? defaultRecipe(model) : undefined;
+  }
+  if (recipe) {
+    values.nextLayer();
+    values.merge(await readJson(recipe), recipe);
+    const augment = values.get('augment');
+    if (augment?.origin === recipe && typeof augment.value === 'string' && !(augmentPresets as readonly string[]).includes(augment.value)) {
+      values.set('augment', resolve(dirname(recipe), augment.value), recipe);
+    }
+  }
+  applyFlags();
+  applySets();
+
+  const input = validateValues(values, trainConfigSchema) as TrainConfigInput;
+  crossCheck(input, values);
+  if (sources.resumeFrom) {
+    const saved = new OptionValues(trainOptions);
+    saved.merge(sources.resumeFrom.config, sources.resumeFrom.file);
+    for (const [key, spec] of optionEntries(trainOptions)) {
+      if (spec.runtime) continue;
+      const before = JSON.stringify(saved.get(key)?.value);
+      const after = JSON.stringify(values.get(key)?.value);
+      if (before !== after) {
+        throw new UserError(`${values.get(key)?.origin ?? key}: cannot change ${key} when resuming (the run has ${before ?? 'none'}, asked for ${after ?? 'none'}); start a new run with --out instead`);
+      }
+    }
+  }
+  const model = input.model!;
+  const entry = getModel(model);
+  let augment: AugmentConfig;
+  if (typeof input.augment === 'string') {
+    try {
+      augment = await loadAugmentConfig(input.augment);
+    } catch (error) {
+      throw new UserError(`invalid config: ${keyAt(values.get('augment')?.origin ?? 'default', 'augment')}: ${errorMessage(error)}`);
+    }
+  } else {
+    augment = input.augment;
+  }
+  return {
+    ...input,
+    model,
+    data: input.data!,
+    out: input.out ?? join('checkpoints', model),
+    imageSize: input.imageSize ?? entry.defaultImageSize,
+    augment,
+  };
+}
+
+/** Validate a saved config (RUN/config.json): errors name the file and the key. */
+export function parseSavedTrainConfig(file: string, json: unknown): TrainConfigInput {
+  const values = new OptionValues(trainOptions);
+  values.merge(json, file);
+  return validateValues(values, trainConfigSchema) as TrainConfigInput;
+}
