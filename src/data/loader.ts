@@ -12,15 +12,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parse } from 'csv-parse/sync';
-import { DataError, UserError, errorMessage } from '../errors.js';
+import { UserError } from '../errors.js';
 import { applyAugmentation, identityParams, mixupBatch, mixupPartners, sampleAugmentation, type AugmentConfig } from './augment.js';
 import { createResizedCache, type CacheOptions, type ResizedCache } from './cache.js';
 import { numClasses } from './classes.js';
 import { mapLimit } from './concurrency.js';
 import type { EvalTransform } from './image.js';
 import { beta, createRng, deriveSeed, shuffleInPlace } from './rng.js';
-import { splitManifestPath, splits, type ManifestRow, type Split } from './split.js';
+import { missingManifestError, parseSplitManifest, splitManifestPath, type ManifestRow, type Split } from './split.js';
 
 export interface Batch {
   /** N×S×S×3, NHWC, normalised. */
@@ -112,21 +111,9 @@ function readManifestSync(dataDir: string): ManifestRow[] {
   try {
     text = readFileSync(file, 'utf8');
   } catch {
-    throw new UserError(`no split manifest at ${file}: run \`osteo data split --data ${dataDir}\` first`);
+    throw missingManifestError(dataDir);
   }
-  let records: Record<string, string>[];
-  try {
-    records = parse(text, { columns: true, skip_empty_lines: true });
-  } catch (error) {
-    throw new DataError(file, `not a valid CSV (${errorMessage(error)})`);
-  }
-  return records.map((record, i) => {
-    const label = Number(record.label);
-    if (!record.path || !Number.isInteger(label) || label < 0 || label >= numClasses || !(splits as readonly string[]).includes(record.split ?? '')) {
-      throw new DataError(file, `row ${i + 2} is not a valid manifest row (path, label 0–2, split train|val|test)`);
-    }
-    return { path: record.path, label, split: record.split as Split, group: record.group ?? '' };
-  });
+  return parseSplitManifest(text, file);
 }
 
 export function createLoader(options: LoaderOptions): Loader {

@@ -175,15 +175,8 @@ export function formatSplitReport(report: SplitReport): string {
   return lines.join('\n');
 }
 
-/** The manifest every trainer and evaluator reads. */
-export async function readSplitManifest(dataDir: string): Promise<ManifestRow[]> {
-  const file = splitManifestPath(dataDir);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    throw new UserError(`no split manifest at ${file}: run \`osteo data split --data ${dataDir}\` first`);
-  }
+/** Parse the text of a splits.csv (`file` names it in errors). */
+export function parseSplitManifest(text: string, file: string): ManifestRow[] {
   let records: Record<string, string>[];
   try {
     records = parse(text, { columns: true, skip_empty_lines: true });
@@ -197,4 +190,20 @@ export async function readSplitManifest(dataDir: string): Promise<ManifestRow[]>
     if (!(splits as readonly string[]).includes(record.split ?? '')) throw new DataError(file, `row ${i + 2}: split '${record.split}' is not train, val or test`);
     return { path: record.path, label, split: record.split as Split, group: record.group ?? '' };
   });
+}
+
+export function missingManifestError(dataDir: string): UserError {
+  return new UserError(`no split manifest at ${splitManifestPath(dataDir)}: run \`osteo data split --data ${dataDir}\` first`);
+}
+
+/** The manifest every trainer and evaluator reads. */
+export async function readSplitManifest(dataDir: string): Promise<ManifestRow[]> {
+  const file = splitManifestPath(dataDir);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw missingManifestError(dataDir);
+  }
+  return parseSplitManifest(text, file);
 }
