@@ -1,0 +1,105 @@
+/**
+ * A training run directory, the layout EVAL and LEAD read:
+ *
+ *   RUN/config.json        the resolved, validated TrainConfig
+ *   RUN/metrics.csv        one row per epoch           RUN/events.jsonl   the event log
+ *   RUN/curves.png         loss and accuracy, train vs val
+ *   RUN/best/model.safetensors, RUN/best/state.json                       (the best epoch so far)
+ *   RUN/last/model.safetensors, RUN/last/optimizer.safetensors, RUN/last/state.json
+ */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { parseSavedTrainConfig, type TrainConfig } from '../config/index.js';
+import { loadAugmentConfig, type EvalTransform } from '../data/index.js';
+import { DataError, UserError, errorMessage } from '../errors.js';
+import { getModel, type ModelEntry, type ModelName } from '../models/index.js';
+import { loadStateDict, readSafetensors, type LoadReport } from '../weights/index.js';
+
+export function runPaths(dir: string) {
+  return {
+    config: join(dir, 'config.json'),
+    metrics: join(dir, 'metrics.csv'),
+    events: join(dir, 'events.jsonl'),
+    curves: join(dir, 'curves.png'),
+    best: join(dir, 'best'),
+    last: join(dir, 'last'),
+  };
+}
+
+export function runWeightsPath(dir: string, which: 'best' | 'last' = 'best'): string {
+  return join(dir, which, 'model.safetensors');
+}
+
+export interface RunInfo {
+  dir: string;
+  config: TrainConfig;
+  model: ModelName;
+  imageSize: number;
+  transform: EvalTransform;
+  numClasses: number;
+}
+
+/** The run's config.json, validated; a missing or bad one is an error naming the file. */
+export async function readRunConfig(dir: string): Promise<TrainConfig> {
+  const file = runPaths(dir).config;
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new UserError(`${dir} is not a training run: ${file} is missing (runs are written by \`osteo train\`)`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new DataError(file, `not valid JSON (${errorMessage(error)})`);
+  }
+  const input = parseSavedTrainConfig(file, json);
+  if (input.model === undefined) throw new DataError(file, 'has no "model"');
+  const entry = getModel(input.model);
+  const augment = typeof input.augment === 'string' ? await loadAugmentConfig(input.augment) : input.augment;
+  return {
+    ...input,
+    model: entry.name,
+    data: input.data ?? '',
+    out: input.out ?? dir,
+    imageSize: input.imageSize ?? entry.defaultImageSize,
+    augment,
+  };
+}
+
+/** A finished (or at least once validated) run: its config and preprocessing; it must have a best checkpoint. */
+export async function openRun(dir: string): Promise<RunInfo> {
+  const config = await readRunConfig(dir);
+  const weights = runWeightsPath(dir, 'best');
+  if (!existsSync(weights)) throw new UserError(`run ${dir} has no best checkpoint (${weights}): it has not finished an epoch`);
+  const entry = getModel(config.model);
+  return { dir: resolve(dir), config, model: entry.name, imageSize: config.imageSize, transform: entry.transform(config.imageSize), numClasses: config.numClasses };
+}
+
+export interface RunModel {
+  model: tfl.LayersModel;
+  entry: ModelEntry;
+  transform: EvalTransform;
+  info: RunInfo;
+  report: LoadReport;
+}
+
+/** A run's weights built into its architecture (strictly: every key must fit). The caller disposes the model. */
+export async function loadRunModel(dir: string, which: 'best' | 'last' = 'best'): Promise<RunModel> {
+  const info = await openRun(dir);
+  const entry = getModel(info.model);
+  const file = runWeightsPath(dir, which);
+  if (!existsSync(file)) throw new UserError(`run ${dir} has no ${which} checkpoint (${file})`);
+  const dict = await readSafetensors(file);
+  const model = entry.build({ numClasses: info.numClasses, imageSize: info.imageSize, initialize: false });
+  try {
+    const report = loadStateDict(model, entry.name, dict, { strict: true });
+    return { model, entry, transform: info.transform, info, report };
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+}
