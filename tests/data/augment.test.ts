@@ -158,25 +158,38 @@ test('parameter draws respect the config: probabilities, ranges, crop boxes', ()
   assert.is(randomErasingBox(10, [0.99, 1], [5, 6], 0, createRng(1)), null);
 });
 
-test('CLAHE raises local contrast of a dim film and leaves a flat image flat', async () => {
-  const width = 64;
-  const height = 64;
-  const data = new Uint8Array(width * height * 3);
-  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) data.fill(100 + ((x * 7 + y * 3) % 16), (y * width + x) * 3, (y * width + x) * 3 + 3);
-  const std = (d: Uint8Array) => {
+test('CLAHE: clipping and redistribution by hand, one tile without clipping is histogram equalisation', () => {
+  const gray = (values: number[], width: number): RgbImage => {
+    const data = new Uint8Array(values.length * 3);
+    values.forEach((v, i) => data.fill(v, i * 3, i * 3 + 3));
+    return { data, width, height: values.length / width };
+  };
+  // 16×16, one tile, clipLimit 2 → bins clip at 2·256/256 = 2. 200 pixels of 10 and 56 of 200 lose
+  // 198 + 54 = 252 counts, which go one each to bins 0…251. CDF(10) = 11 + 2 = 13 → 13·255/256 → 13;
+  // CDF(200) = 201 + 4 = 205 → 204.
+  const clipped = clahe(gray([...Array(200).fill(10), ...Array(56).fill(200)], 16), 2, 1);
+  assert.equal([clipped.data[0], clipped.data[200 * 3]], [13, 204]);
+  // A limit above every bin: plain histogram equalisation, round(CDF(v) · 255 / N).
+  const rng = createRng(8);
+  const values = Array.from({ length: 20 * 12 }, () => Math.floor(rng.next() * rng.next() * 256));
+  const equalised = clahe(gray(values, 20), 1000, 1);
+  const cdf = (v: number) => values.filter((u) => u <= v).length;
+  values.forEach((v, i) => assert.is(equalised.data[i * 3], Math.round((cdf(v) * 255) / values.length)));
+  // A flat image stays flat; a dim textured one gains contrast.
+  const flat = clahe(gray(Array(64 * 64).fill(90), 64), 3, 4);
+  assert.ok(flat.data.every((v) => v === flat.data[0]));
+  const dim = Array.from({ length: 64 * 64 }, (_, i) => 100 + ((i % 64) * 7 + Math.floor(i / 64) * 3) % 16);
+  const std = (d: ArrayLike<number>, stride: number) => {
     let s = 0;
     let s2 = 0;
-    for (let i = 0; i < d.length; i += 3) {
+    let n = 0;
+    for (let i = 0; i < d.length; i += stride, n++) {
       s += d[i]!;
       s2 += d[i]! ** 2;
     }
-    const m = s / (d.length / 3);
-    return Math.sqrt(s2 / (d.length / 3) - m * m);
+    return Math.sqrt(s2 / n - (s / n) ** 2);
   };
-  const enhanced = await clahe({ data, width, height }, 3, 4);
-  assert.ok(std(enhanced.data) > 1.5 * std(data), `${std(enhanced.data)} vs ${std(data)}`);
-  const flat = await clahe({ data: new Uint8Array(width * height * 3).fill(90), width, height }, 3, 4);
-  assert.is(std(flat.data), 0);
+  assert.ok(std(clahe(gray(dim, 64), 3, 4).data, 3) > 1.5 * std(dim, 1));
 });
 
 test('mixup: images and targets are the same convex mix; targets sum to 1', () => {
