@@ -340,13 +340,13 @@ export function conv2DBackpropInput({ inputs, backend, attrs }: InputGradArgs): 
     const sub = scope.output([jy, jx, co, ci]);
     const dst = view(backend, sub);
     const src = view(backend, filter);
+    const block = ci * co;
     for (let a = 0; a < jy; a++)
       for (let b = 0; b < jx; b++) {
-        const i = ry + (jy - 1 - a) * sh;
-        const j = rx + (jx - 1 - b) * sw;
-        const from = (i * kw + j) * ci * co;
-        const to = (a * jx + b) * co * ci;
-        for (let c = 0; c < ci; c++) for (let o = 0; o < co; o++) dst[to + o * ci + c] = src[from + c * co + o]!;
+        // tap (i, j) of the flipped sub-filter, its [Ci, Co] matrix transposed to [Co, Ci]
+        const from = ((ry + (jy - 1 - a) * sh) * kw + rx + (jx - 1 - b) * sw) * block;
+        const to = (a * jx + b) * block;
+        transpose2(src.subarray(from, from + block), ci, co, dst.subarray(to, to + block));
       }
     return sub;
   };
