@@ -38,6 +38,8 @@ const wasmBytesPerActivationFloat = 24;
 const wasmActivationBudget = 3 * 1024 ** 3;
 
 interface Executor {
+  /** where this executor's summed gradient lands (a worker's shared slice, or a local array) */
+  readonly gradBuffer: Float32Array;
   gradients(version: number, micro: MicroBatch[], scale: number, seed: number, step: number, gradOut: Float32Array): Promise<MicroResult[]>;
   predict(version: number, images: Float32Array, size: number, chunk: number): Promise<Float32Array>;
   numTensors(): Promise<number>;
@@ -48,11 +50,14 @@ interface Executor {
 class LocalExecutor implements Executor {
   private loaded = -1;
   private buffersCurrent = false;
+  readonly gradBuffer: Float32Array;
   constructor(
     private readonly replica: Replica,
     private readonly params: Float32Array,
     private readonly buffers: Float32Array,
-  ) {}
+  ) {
+    this.gradBuffer = new Float32Array(replica.layout.paramCount);
+  }
   sync(version: number): void {
     if (version !== this.loaded) {
       this.replica.writeParams(this.params);
@@ -81,12 +86,11 @@ class LocalExecutor implements Executor {
 class WorkerExecutor implements Executor {
   constructor(
     private readonly client: WorkerClient,
-    private readonly grads: Float32Array,
+    readonly gradBuffer: Float32Array,
   ) {}
-  async gradients(version: number, micro: MicroBatch[], scale: number, seed: number, step: number, gradOut: Float32Array): Promise<MicroResult[]> {
-    const results = await this.client.gradients(version, micro, scale, seed, step);
-    gradOut.set(this.grads);
-    return results;
+  /** The worker writes its gradient straight into `gradBuffer` (shared memory); `gradOut` is that same buffer. */
+  gradients(version: number, micro: MicroBatch[], scale: number, seed: number, step: number): Promise<MicroResult[]> {
+    return this.client.gradients(version, micro, scale, seed, step);
   }
   predict(version: number, images: Float32Array, size: number, chunk: number): Promise<Float32Array> {
     return this.client.predict(version, images, size, chunk);
@@ -153,7 +157,7 @@ class Engine implements TrainingEngine {
     readonly microBatchLimit: number | undefined,
     readonly backend: string,
   ) {
-    this.gradSlices = executors.map(() => new Float32Array(master.layout.paramCount));
+    this.gradSlices = executors.map((e) => e.gradBuffer);
     this.gradSum = new Float32Array(master.layout.paramCount);
   }
 

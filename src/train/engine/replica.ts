@@ -73,11 +73,10 @@ export class Replica {
   }
 
   /**
-   * Gradient of Σ_micro-batches (loss sum · scale) accumulated into `gradOut` (overwritten). The
+   * Gradient of Σ_micro-batches (loss sum · scale) written into `gradOut` (overwritten). The
    * buffers are reset to `startBuffers` before every micro-batch, so each reports its own update.
    */
   gradients(micro: MicroBatch[], scale: number, seed: number, step: number, startBuffers: Float32Array, gradOut: Float32Array): MicroResult[] {
-    gradOut.fill(0);
     const results: MicroResult[] = [];
     const s = this.imageSize;
     const c = this.numClasses;
@@ -100,7 +99,8 @@ export class Replica {
         const g = grads[v.name]!;
         const data = g.dataSync() as Float32Array;
         const offset = this.layout.params[i]!.offset;
-        for (let j = 0; j < data.length; j++) gradOut[offset + j] += data[j]!;
+        if (results.length === 0) gradOut.set(data, offset);
+        else addInto(gradOut, offset, data);
       });
       tf.dispose(grads);
       const buffers = new Float32Array(this.layout.bufferCount);
@@ -146,6 +146,10 @@ export class Replica {
   dispose(): void {
     this.model.dispose();
   }
+}
+
+function addInto(out: Float32Array, offset: number, values: Float32Array): void {
+  for (let j = 0; j < values.length; j++) out[offset + j] = out[offset + j]! + values[j]!;
 }
 
 export function countCorrect(logits: Float32Array, labels: Int32Array, size: number, classes: number): number {
