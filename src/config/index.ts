@@ -4,6 +4,7 @@ export {
   optional,
   optionEntries,
   optionsMarkdown,
+  optionsText,
   schemaOf,
   typeText,
   coerceText,

@@ -260,3 +260,15 @@ export function optionsMarkdown(table: OptionTable): string {
   });
   return ['| key | flag | type | default | meaning |', '|---|---|---|---|---|', ...rows].join('\n');
 }
+
+/** The same reference as plain text, one key per line (for --help). */
+export function optionsText(table: OptionTable): string {
+  const entries = optionEntries(table);
+  const width = Math.max(...entries.map(([key]) => key.length));
+  return entries
+    .map(([key, spec]) => {
+      const def = spec.hasDefault ? ` = ${JSON.stringify(spec.default)}` : '';
+      return `  ${key.padEnd(width)}  ${typeText(spec.schema)}${def}\n  ${' '.repeat(width)}  ${spec.help}`;
+    })
+    .join('\n');
+}

@@ -41,8 +41,8 @@ export interface RunInfo {
   numClasses: number;
 }
 
-/** The run's config.json, validated; a missing or bad one is an error naming the file. */
-export async function readRunConfig(dir: string): Promise<TrainConfig> {
+/** The run's config.json as saved (not yet validated): the base layer of a resumed run's config. */
+export async function readRunConfigJson(dir: string): Promise<{ file: string; json: unknown }> {
   const file = runPaths(dir).config;
   let text: string;
   try {
@@ -50,12 +50,16 @@ export async function readRunConfig(dir: string): Promise<TrainConfig> {
   } catch {
     throw new UserError(`${dir} is not a training run: ${file} is missing (runs are written by \`osteo train\`)`);
   }
-  let json: unknown;
   try {
-    json = JSON.parse(text) as unknown;
+    return { file, json: JSON.parse(text) as unknown };
   } catch (error) {
     throw new DataError(file, `not valid JSON (${errorMessage(error)})`);
   }
+}
+
+/** The run's config.json, validated; a missing or bad one is an error naming the file. */
+export async function readRunConfig(dir: string): Promise<TrainConfig> {
+  const { file, json } = await readRunConfigJson(dir);
   const input = parseSavedTrainConfig(file, json);
   if (input.model === undefined) throw new DataError(file, 'has no "model"');
   const entry = getModel(input.model);

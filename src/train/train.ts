@@ -196,10 +196,6 @@ export async function trainModel(config: TrainConfig, options: TrainOptions = {}
     if (resumeFrom) {
       if (!resumeFrom.optimizer) throw new DataError(`${paths.last}/optimizer.safetensors`, 'is missing');
       await engine.setState({ weights: resumeFrom.weights, optimizer: resumeFrom.optimizer, step: state.engine.step, rng: state.engine.rng });
-      await emit({ type: 'resume', epoch: state.epoch, batch: state.batch, step: state.step });
-    } else if (config.pretrained) {
-      const report = await engine.loadWeights(await readStateDict(config.pretrained), { allowHeadSwap: true });
-      await emit({ type: 'pretrained', file: config.pretrained, loaded: report.loaded.length, headReinitialised: report.headReinitialised });
     }
     await emit({
       type: 'start',
@@ -213,6 +209,12 @@ export async function trainModel(config: TrainConfig, options: TrainOptions = {}
       epochs: config.epochs,
       resumed: Boolean(options.resume),
     });
+    if (resumeFrom) {
+      await emit({ type: 'resume', epoch: state.epoch, batch: state.batch, step: state.step });
+    } else if (config.pretrained) {
+      const report = await engine.loadWeights(await readStateDict(config.pretrained), { allowHeadSwap: true });
+      await emit({ type: 'pretrained', file: config.pretrained, loaded: report.loaded.length, headReinitialised: report.headReinitialised });
+    }
 
     const saveLast = async (snapshot?: EngineState) => {
       snapshot ??= await engine.getState();

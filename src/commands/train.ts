@@ -1,0 +1,99 @@
+/**
+ * `osteo train`: its flags are generated from the training config's option table (src/config/train.ts),
+ * so a flag, its config key, its validation and its help text cannot drift. The command resolves the
+ * config (recipe → flags → --set), wires Ctrl-C to a clean stop, and calls trainModel.
+ */
+import { join } from 'node:path';
+import { Option, type Command } from 'commander';
+import { optionEntries, optionsText, resolveTrainConfig, trainOptions, type TrainConfig } from '../config/index.js';
+import { UserError } from '../errors.js';
+import { progressReporter, readRunConfigJson, trainModel, type TrainResult } from '../train/index.js';
+import { printJson } from './common.js';
+
+/** The table's flags, with the config key each one sets. */
+function generatedFlags(): { option: Option; key: string }[] {
+  return optionEntries(trainOptions)
+    .filter(([, spec]) => spec.flag !== undefined)
+    .map(([key, spec]) => {
+      const option = new Option(spec.flag!, spec.hasDefault ? `${spec.help} (default ${JSON.stringify(spec.default)})` : spec.help);
+      return { option, key };
+    });
+}
+
+interface CommandOptions {
+  config?: string;
+  set?: string[];
+  resume?: boolean;
+  json?: boolean;
+  printConfig?: boolean;
+  [attribute: string]: unknown;
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function summary(result: TrainResult): string {
+  const best = result.best ? `best ${result.best.metric} ${result.best.value.toFixed(4)} at epoch ${result.best.epoch}` : 'no best checkpoint yet';
+  return `${result.status}: ${result.message}\nrun: ${result.run} (${best})`;
+}
+
+export async function runTrainCommand(options: CommandOptions, flagKeys: Map<string, string>): Promise<void> {
+  const flags: Record<string, unknown> = {};
+  for (const [attribute, key] of flagKeys) if (options[attribute] !== undefined) flags[key] = options[attribute];
+  if (flags.backend === undefined && process.env.OSTEO_BACKEND) flags.backend = process.env.OSTEO_BACKEND;
+
+  let config: TrainConfig;
+  if (options.resume) {
+    const model = typeof flags.model === 'string' ? flags.model : undefined;
+    const out = (flags.out as string | undefined) ?? (model ? join('checkpoints', model) : undefined);
+    if (out === undefined) throw new UserError('--resume needs the run to continue: --out RUN (or --model NAME for checkpoints/NAME)');
+    const saved = await readRunConfigJson(out);
+    config = await resolveTrainConfig({ resumeFrom: { file: saved.file, config: saved.json }, configFile: options.config, flags: { ...flags, out }, sets: options.set });
+  } else {
+    config = await resolveTrainConfig({ configFile: options.config, flags, sets: options.set });
+  }
+  if (options.printConfig) {
+    printJson(config);
+    return;
+  }
+
+  // Ctrl-C once: finish the step, save `last`, stop. The listener is removed after it fires, so a
+  // second Ctrl-C gets Node's default and ends the process at once.
+  const controller = new AbortController();
+  const onInterrupt = () => {
+    process.stderr.write('\nCtrl-C: finishing the current step and saving `last` (press again to quit at once)\n');
+    controller.abort();
+  };
+  process.once('SIGINT', onInterrupt);
+  let result: TrainResult;
+  try {
+    result = await trainModel(config, { resume: options.resume, signal: controller.signal, onEvent: options.json ? undefined : progressReporter(process.stderr) });
+  } finally {
+    process.removeListener('SIGINT', onInterrupt);
+  }
+  const failed = result.status === 'diverged' || result.status === 'interrupted';
+  if (options.json) printJson({ ...result, config });
+  else if (!failed) console.log(summary(result));
+  // Not a success: the exit code says so (src/cli.ts prints a UserError's message and exits 1).
+  if (failed) throw new UserError(result.message);
+}
+
+export function registerTrainCommands(program: Command): void {
+  const command = program
+    .command('train')
+    .description('fine-tune a model on a split dataset: recipe (configs/<model>.json) → flags → --set; writes a run directory');
+  const flagKeys = new Map<string, string>();
+  for (const { option, key } of generatedFlags()) {
+    command.addOption(option);
+    flagKeys.set(option.attributeName(), key);
+  }
+  command
+    .option('--config <file>', "recipe file (default: the model's configs/<model>.json)")
+    .option('--set <key=value>', 'override any config key, dotted for nested ones (repeatable): --set optimizer.lr=3e-4', collect)
+    .option('--resume', 'continue the run in --out from its last checkpoint (exactly: same batches, same steps)')
+    .option('--print-config', 'print the resolved config and exit without training')
+    .option('--json', 'print the result (status, per-epoch metrics, best) as one JSON document')
+    .addHelpText('after', `\nConfig keys (recipe files and --set):\n${optionsText(trainOptions)}\n`)
+    .action(async (options: CommandOptions) => runTrainCommand(options, flagKeys));
+}
