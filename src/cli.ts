@@ -13,6 +13,8 @@ import { registerDataCommands } from './commands/data.js';
 import { registerWeightsCommands } from './commands/weights.js';
 import { registerBenchCommands } from './commands/bench.js';
 import { registerEvalCommands } from './commands/eval.js';
+import { registerReproduceCommands } from './commands/reproduce.js';
+import { registerTrainCommands } from './commands/train.js';
 
 export function buildProgram(): Command {
   const program = new Command('osteo')
@@ -25,6 +27,8 @@ export function buildProgram(): Command {
   registerWeightsCommands(program);
   registerBenchCommands(program);
   registerEvalCommands(program);
+  registerReproduceCommands(program);
+  registerTrainCommands(program);
   return program;
 }
 
