@@ -187,6 +187,7 @@ test('Tile, Sum, Mean, Identity and MaxPoolGrad match the cpu backend', async ()
     await compare(kernel, { x: input([3, 5, 7, 4]) }, { axis: -1, keepDims: true });
     await compare(kernel, { x: input([3, 5, 7, 4]) }, { axis: [0, 2], keepDims: false }); // not contiguous: the built-in
     await compare(kernel, { x: input([6, 9]) }, { axis: [0, 1], keepDims: false });
+    await compare(kernel, { x: input([2, 700, 8]) }, { axis: [1], keepDims: false }); // SIMD path, several flushes
   }
   await compare(tf.Identity, { x: input([4, 3]) }, {});
   await compare(tf.Cast, { x: input([4, 3]) }, { dtype: 'float32' });

@@ -5,8 +5,8 @@
  * intermediates on the tape and the backward pass runs some fifteen full-size elementwise ops and
  * four reductions. Here the forward is two passes (per-channel Σx and Σx², then y = a·x + b) and the
  * backward two more (Σdy and Σdy·x, then dx = A·dy + B·x + C per channel), and only x is kept for the
- * backward pass. On wasm the passes are kernels of their own; elsewhere the same math runs as tfjs
- * ops.
+ * backward pass. On wasm the passes are kernels of their own (SIMD loops from simd.ts when the channel
+ * count is a multiple of 4); elsewhere the same math runs as tfjs ops.
  *
  *   y  = γ·(x − μ)·s + β,  s = 1/√(σ² + ε),  μ, σ² the biased batch statistics over every axis but the last
  *   dβ = Σ dy,   dγ = s·(Σ dy·x − μ·Σ dy)
@@ -14,6 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { channelVectors, columnSums, simdKernels } from './simd.js';
 import type { Info } from './wasm-util.js';
 
 export const batchNormForwardKernel = 'OsteoBatchNormTrainForward';
@@ -42,15 +43,21 @@ export function batchNormForwardWasm({ inputs, attrs, backend }: KernelArgs): In
   const y = backend.makeOutput(x.shape, 'float32');
   const meanOut = backend.makeOutput([c], 'float32');
   const varianceOut = backend.makeOutput([c], 'float32');
-  const xv = floats(backend, x);
+  const simd = c % 4 === 0 ? simdKernels(backend) : null;
   const sum = new Float64Array(c);
   const squares = new Float64Array(c);
-  for (let r = 0, i = 0; r < rows; r++)
-    for (let k = 0; k < c; k++, i++) {
-      const v = xv[i]!;
-      sum[k] += v;
-      squares[k] += v * v;
-    }
+  const xAt = backend.getMemoryOffset(x.dataId);
+  if (simd) {
+    columnSums(backend, simd, xAt, xAt, rows, c, sum, squares);
+  } else {
+    const xv = floats(backend, x);
+    for (let r = 0, i = 0; r < rows; r++)
+      for (let k = 0; k < c; k++, i++) {
+        const v = xv[i]!;
+        sum[k] += v;
+        squares[k] += v * v;
+      }
+  }
   const scale = new Float64Array(c);
   const shift = new Float64Array(c);
   const g = floats(backend, gamma);
@@ -65,6 +72,13 @@ export function batchNormForwardWasm({ inputs, attrs, backend }: KernelArgs): In
     scale[k] = g[k]! / Math.sqrt(variance + epsilon);
     shift[k] = b[k]! - mean * scale[k]!;
   }
+  if (simd) {
+    const vectors = channelVectors(backend, [scale, shift]);
+    simd.affine(xAt, backend.getMemoryOffset(y.dataId), rows, c, vectors.offsets[0]!, vectors.offsets[1]!);
+    vectors.release();
+    return [y, meanOut, varianceOut];
+  }
+  const xv = floats(backend, x);
   const yv = floats(backend, y);
   for (let r = 0, i = 0; r < rows; r++) for (let k = 0; k < c; k++, i++) yv[i] = xv[i]! * scale[k]! + shift[k]!;
   return [y, meanOut, varianceOut];
@@ -79,16 +93,23 @@ export function batchNormBackwardWasm({ inputs, attrs, backend }: KernelArgs): I
   const dx = backend.makeOutput(x.shape, 'float32');
   const dgammaOut = backend.makeOutput([c], 'float32');
   const dbetaOut = backend.makeOutput([c], 'float32');
-  const xv = floats(backend, x);
-  const dyv = floats(backend, dy);
+  const simd = c % 4 === 0 ? simdKernels(backend) : null;
   const sumDy = new Float64Array(c);
   const sumDyX = new Float64Array(c);
-  for (let r = 0, i = 0; r < rows; r++)
-    for (let k = 0; k < c; k++, i++) {
-      const d = dyv[i]!;
-      sumDy[k] += d;
-      sumDyX[k] += d * xv[i]!;
-    }
+  const dyAt = backend.getMemoryOffset(dy.dataId);
+  const xAt = backend.getMemoryOffset(x.dataId);
+  if (simd) {
+    columnSums(backend, simd, dyAt, xAt, rows, c, sumDy, sumDyX);
+  } else {
+    const xv = floats(backend, x);
+    const dyv = floats(backend, dy);
+    for (let r = 0, i = 0; r < rows; r++)
+      for (let k = 0; k < c; k++, i++) {
+        const d = dyv[i]!;
+        sumDy[k] += d;
+        sumDyX[k] += d * xv[i]!;
+      }
+  }
   const g = floats(backend, gamma);
   const mu = floats(backend, mean);
   const s2 = floats(backend, variance);
@@ -107,6 +128,14 @@ export function batchNormBackwardWasm({ inputs, attrs, backend }: KernelArgs): I
     bx[k] = (-g[k]! * s * s * dgamma) / rows;
     c0[k] = -bx[k]! * mu[k]! - (g[k]! * s * dbeta) / rows;
   }
+  if (simd) {
+    const vectors = channelVectors(backend, [a, bx, c0]);
+    simd.affine2(dyAt, xAt, backend.getMemoryOffset(dx.dataId), rows, c, vectors.offsets[0]!, vectors.offsets[1]!, vectors.offsets[2]!);
+    vectors.release();
+    return [dx, dgammaOut, dbetaOut];
+  }
+  const xv = floats(backend, x);
+  const dyv = floats(backend, dy);
   const out = floats(backend, dx);
   for (let r = 0, i = 0; r < rows; r++) for (let k = 0; k < c; k++, i++) out[i] = a[k]! * dyv[i]! + bx[k]! * xv[i]! + c0[k]!;
   return [dx, dgammaOut, dbetaOut];

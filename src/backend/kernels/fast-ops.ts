@@ -17,6 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { columnSums, simdKernels } from './simd.js';
 import type { Info } from './wasm-util.js';
 
 type KernelArgs = { inputs: Record<string, Info>; attrs: Record<string, unknown>; backend: BackendWasm };
@@ -111,6 +112,17 @@ function reduceRun(args: KernelArgs, fallback: Fallback, mean: boolean): Info | 
     return out;
   }
   const acc = new Float64Array(inner);
+  const simd = inner % 4 === 0 ? simdKernels(backend) : null;
+  if (simd) {
+    const base = backend.getMemoryOffset(x.dataId);
+    for (let a = 0; a < outer; a++) {
+      acc.fill(0);
+      columnSums(backend, simd, base + a * reduced * inner * 4, null, reduced, inner, acc, null);
+      const result = heap(backend, out) as Float32Array;
+      for (let b = 0; b < inner; b++) result[a * inner + b] = acc[b]! * factor;
+    }
+    return out;
+  }
   for (let a = 0, i = 0; a < outer; a++) {
     acc.fill(0);
     for (let r = 0; r < reduced; r++) for (let b = 0; b < inner; b++) acc[b] += src[i++]!;
