@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { classNames, createRng, preprocessForModel, readSplitManifest, type EvalTransform, type ManifestRow } from '../data/index.js';
 import { UserError } from '../errors.js';
 import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from './ensemble.js';
-import { disambiguateNames, disposeModels, loadRunModel, predictProbabilities, transformKey, type LoadedModel } from './inference.js';
+import { disambiguateNames, disposeModels, loadRunForInference, predictProbabilities, transformKey, type LoadedModel } from './inference.js';
 import { summarize, writeEvaluationReport, type EvaluationReport, type ModelSummary, type WrittenReport } from './report.js';
 
 export type EvalSplit = 'test' | 'val';
@@ -91,7 +91,7 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
 
   const models: LoadedModel[] = [];
   try {
-    for (const run of options.runs) models.push(await loadRunModel(run));
+    for (const run of options.runs) models.push(await loadRunForInference(run));
     disambiguateNames(models);
     const numClasses = models[0]!.numClasses;
     if (models.some((m) => m.numClasses !== numClasses)) throw new UserError('the runs disagree on the number of classes; they cannot be ensembled');

@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { classNames, type EvalTransform } from '../data/index.js';
 import { UserError } from '../errors.js';
 import { getModel, type ModelName } from '../models/index.js';
-import { openRun, runWeightsPath } from './run-dir.js';
+import { loadRunModel, openRun, runWeightsPath } from '../train/index.js';
 import { osteoVersion } from '../version.js';
 import { loadStateDict, modelToStateDict, readStateDict, writePth, writeSafetensors } from '../weights/index.js';
 import { saveLayersModelToDir } from './tfjs-io.js';
@@ -95,20 +95,28 @@ interface ValidatedRun {
   layersModel: import('@tensorflow/tfjs-layers').LayersModel;
 }
 
-/** Open a run and load its best weights strictly into its architecture: the weights are proven to fit. */
+/**
+ * Open a run and load its best weights strictly into its architecture: the weights are proven to
+ * fit. `portable` builds the stock-layers variant (tfjs export) and loads the same weights into it.
+ */
 async function validatedRun(dir: string, options: { portable?: boolean } = {}): Promise<ValidatedRun> {
+  if (!options.portable) {
+    const run = await loadRunModel(dir, 'best');
+    const { info } = run;
+    return { run: info.dir, model: info.model, imageSize: info.imageSize, numClasses: info.numClasses, transform: run.transform, weightsFile: runWeightsPath(info.dir, 'best'), layersModel: run.model };
+  }
   const info = await openRun(dir);
   const weightsFile = runWeightsPath(info.dir, 'best');
   const entry = getModel(info.model);
   const dict = await readStateDict(weightsFile);
-  const layersModel = entry.build({ numClasses: info.numClasses, imageSize: info.imageSize, initialize: false, portable: options.portable ?? false });
+  const layersModel = entry.build({ numClasses: info.numClasses, imageSize: info.imageSize, initialize: false, portable: true });
   try {
     loadStateDict(layersModel, entry.name, dict, { strict: true });
   } catch (error) {
     layersModel.dispose();
     throw error;
   }
-  return { run: resolve(info.dir), model: entry.name, imageSize: info.imageSize, numClasses: info.numClasses, transform: info.transform, weightsFile, layersModel };
+  return { run: info.dir, model: entry.name, imageSize: info.imageSize, numClasses: info.numClasses, transform: info.transform, weightsFile, layersModel };
 }
 
 async function metadataFor(run: ValidatedRun, files: string[], input: string, notes: string[] = []): Promise<ExportMetadata> {

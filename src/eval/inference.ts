@@ -9,7 +9,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import type { EvalTransform } from '../data/index.js';
 import { UserError } from '../errors.js';
 import { getModel, type ModelName } from '../models/index.js';
-import { openRun, runWeightsPath } from './run-dir.js';
+import { loadRunModel, openRun, runWeightsPath } from '../train/index.js';
 import { loadStateDict, readStateDict } from '../weights/index.js';
 import { softmax } from './metrics.js';
 
@@ -28,33 +28,28 @@ export interface LoadedModel {
 }
 
 /**
- * The best checkpoint of a training run, loaded strictly into its architecture, with the run's
- * preprocessing — or the architecture's at `imageSize` when that is given and differs.
+ * The best checkpoint of a training run, loaded strictly into its architecture by the training
+ * room's loader, with the run's preprocessing. With `imageSize` (predict --image-size) the same
+ * weights are built for that input size instead — the networks end in global pooling, so any size
+ * works — with the architecture's transform for it.
  */
-export async function loadRunModel(dir: string, options: { imageSize?: number } = {}): Promise<LoadedModel> {
-  const info = await openRun(dir);
-  const weightsFile = runWeightsPath(info.dir, 'best');
-  const entry = getModel(info.model);
-  const dict = await readStateDict(weightsFile);
-  const imageSize = options.imageSize ?? info.imageSize;
-  const transform = imageSize === info.imageSize ? info.transform : entry.transform(imageSize);
-  const model = entry.build({ numClasses: info.numClasses, imageSize, initialize: false });
-  try {
-    loadStateDict(model, entry.name, dict, { strict: true });
-  } catch (error) {
-    model.dispose();
-    throw error;
+export async function loadRunForInference(dir: string, options: { imageSize?: number } = {}): Promise<LoadedModel> {
+  if (options.imageSize === undefined) {
+    const run = await loadRunModel(dir, 'best');
+    return {
+      name: run.entry.name,
+      modelName: run.entry.name,
+      run: run.info.dir,
+      weightsFile: runWeightsPath(run.info.dir, 'best'),
+      model: run.model,
+      imageSize: run.info.imageSize,
+      transform: run.transform,
+      numClasses: run.info.numClasses,
+    };
   }
-  return {
-    name: entry.name,
-    modelName: entry.name,
-    run: info.dir,
-    weightsFile,
-    model,
-    imageSize,
-    transform,
-    numClasses: info.numClasses,
-  };
+  const info = await openRun(dir);
+  const loaded = await loadWeightsFile(info.model, runWeightsPath(info.dir, 'best'), options.imageSize, info.numClasses);
+  return { ...loaded, run: info.dir };
 }
 
 /** A torchvision-keyed weights file (.pth or .safetensors) for a named architecture; 3 classes. */

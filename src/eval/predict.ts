@@ -9,7 +9,7 @@ import { classNames, preprocessForModel } from '../data/index.js';
 import { UserError } from '../errors.js';
 import { ensembleProbabilities } from './ensemble.js';
 import { gradCam, gradCamOverlayPng } from './gradcam.js';
-import { disambiguateNames, disposeModels, loadRunModel, loadWeightsFile, predictProbabilities, transformKey, type LoadedModel } from './inference.js';
+import { disambiguateNames, disposeModels, loadRunForInference, loadWeightsFile, predictProbabilities, transformKey, type LoadedModel } from './inference.js';
 
 export const researchDisclaimer = 'osteo is a research tool, not a diagnostic device. Every prediction must be reviewed by a clinician.';
 
@@ -63,7 +63,7 @@ async function loadModels(options: PredictOptions): Promise<LoadedModel[]> {
   }
   const models: LoadedModel[] = [];
   try {
-    for (const run of runs) models.push(await loadRunModel(run, { imageSize: options.imageSize }));
+    for (const run of runs) models.push(await loadRunForInference(run, { imageSize: options.imageSize }));
   } catch (error) {
     disposeModels(models);
     throw error;

@@ -6,7 +6,7 @@
 export {
   disambiguateNames,
   disposeModels,
-  loadRunModel,
+  loadRunForInference,
   loadWeightsFile,
   predictProbabilities,
   type LoadedModel,

@@ -1,12 +1,14 @@
 /**
  * Test fixtures for the eval room: training-run directories written directly in the contract's
- * layout (config.json + best/model.safetensors + best/state.json) from freshly built models, and
- * small deterministic images.
+ * layout (config.json resolved by the config room + best/model.safetensors + best/state.json) from
+ * freshly built models instead of trained ones, so the tests need no training; and small
+ * deterministic images.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs-core';
+import { resolveTrainConfig } from '../../src/config/index.js';
 import { getModel, type ModelName } from '../../src/models/index.js';
 import { loadStateDict, modelToStateDict, writeSafetensors, type StateDict } from '../../src/weights/index.js';
 import { seeded } from './helpers.js';
@@ -48,7 +50,9 @@ export async function writeRunFixture(dir: string, model: ModelName, options: { 
   await mkdir(join(dir, 'best'), { recursive: true });
   await writeSafetensors(join(dir, 'best', 'model.safetensors'), dict);
   await writeFile(join(dir, 'best', 'state.json'), JSON.stringify({ epoch: 3, metrics: { valAccuracy: 0.5, valLoss: 1.0 } }));
-  await writeFile(join(dir, 'config.json'), JSON.stringify({ model, imageSize: options.imageSize, numClasses: 3, seed: options.seed, data: 'fixture' }));
+  // The config the training room would save for this run (its recipe, resolved and validated).
+  const config = await resolveTrainConfig({ flags: { model, imageSize: options.imageSize, seed: options.seed, data: 'fixture', out: dir } });
+  await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2));
   return { dir, model, imageSize: options.imageSize };
 }
 
