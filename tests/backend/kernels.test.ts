@@ -128,7 +128,10 @@ const depthwiseCases: DepthwiseCase[] = [
   { n: 1, h: 10, w: 10, c: 4, m: 1, k: 5, s: 2, d: 1, pad: 'same' }, // asymmetric same
   { n: 2, h: 8, w: 9, c: 3, m: 2, k: 3, s: 1, d: 1, pad: 'same' }, // channel multiplier 2
   { n: 1, h: 11, w: 11, c: 2, m: 1, k: 3, s: 1, d: 2, pad: 'same' }, // dilation 2
-  { n: 1, h: 75, w: 75, c: 8, m: 1, k: 3, s: 1, d: 1, pad: 'same' }, // a long reduction (5,625 terms per tap)
+  { n: 1, h: 75, w: 75, c: 8, m: 1, k: 3, s: 1, d: 1, pad: 'same' }, // a long reduction (5,625 terms per tap), SIMD
+  { n: 2, h: 13, w: 11, c: 12, m: 1, k: 5, s: 1, d: 1, pad: 'same' }, // 5×5 stride 1, SIMD
+  { n: 2, h: 9, w: 9, c: 8, m: 1, k: 3, s: 1, d: 1, pad: 'valid' }, // valid, SIMD
+  { n: 2, h: 13, w: 13, c: 8, m: 1, k: 3, s: 2, d: 1, pad: [[0, 0], [1, 1], [1, 1], [0, 0]] }, // stride 2, channels of 4: XNNPACK correlation
 ];
 
 test('DepthwiseConv2dNative backprop (filter and input) match the cpu backend', async () => {

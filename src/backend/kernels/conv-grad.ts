@@ -15,6 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { simdKernels, type SimdKernels } from './simd.js';
 import { Scope, swapOuter, transpose2, view, type Info, type Shape4 } from './wasm-util.js';
 
 type Pad = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
@@ -137,7 +138,11 @@ export function depthwiseConv2dNativeBackpropFilter({ inputs, backend, attrs }: 
   const m = cm / c;
   const top = info.padInfo.top;
   const left = info.padInfo.left;
-  if (m === 1 && dh === 1 && dw === 1) return depthwiseFilterGradByCorrelation(backend, x, dy, info);
+  if (m === 1 && dh === 1 && dw === 1) {
+    const simd = sw === 1 && c % 4 === 0 ? simdKernels(backend) : null;
+    if (simd) return depthwiseFilterGradSimd(backend, simd, x, dy, info);
+    return depthwiseFilterGradByCorrelation(backend, x, dy, info);
+  }
   const out = backend.makeOutput([kh, kw, c, m], 'float32');
   const xv = view(backend, x);
   const dyv = view(backend, dy);
@@ -173,6 +178,49 @@ export function depthwiseConv2dNativeBackpropFilter({ inputs, backend, attrs }: 
         }
       }
   view(backend, out).set(acc);
+  return out;
+}
+
+/**
+ * The depthwise filter gradient for stride 1 and channels in multiples of 4: for every output row and
+ * tap, one SIMD dot-product pass over the row's pixels (x shifted by the tap against dy), float32
+ * within a row and float64 across rows.
+ */
+function depthwiseFilterGradSimd(backend: BackendWasm, simd: SimdKernels, x: Info, dy: Info, info: tf.backend_util.Conv2DInfo): Info {
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow } = info;
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sh } = info;
+  const top = info.padInfo.top;
+  const left = info.padInfo.left;
+  const taps = kh * kw;
+  const out = backend.makeOutput([kh, kw, c, 1], 'float32');
+  const heap = backend.wasm as unknown as { _malloc(bytes: number): number; _free(p: number): void; HEAPF32: Float32Array };
+  const scratch = heap._malloc(taps * c * 4);
+  const total = new Float64Array(taps * c);
+  const xAt = backend.getMemoryOffset(x.dataId);
+  const dyAt = backend.getMemoryOffset(dy.dataId);
+  try {
+    for (let b = 0; b < n; b++)
+      for (let r = 0; r < oh; r++) {
+        new Float32Array(heap.HEAPF32.buffer, scratch, taps * c).fill(0);
+        for (let i = 0; i < kh; i++) {
+          const y = r * sh + i - top;
+          if (y < 0 || y >= h) continue;
+          for (let j = 0; j < kw; j++) {
+            const first = Math.max(0, left - j);
+            const last = Math.min(ow - 1, w - 1 + left - j);
+            if (last < first) continue;
+            const xPixel = (b * h + y) * w + first + j - left;
+            const dyPixel = (b * oh + r) * ow + first;
+            simd.dot(xAt + xPixel * c * 4, dyAt + dyPixel * c * 4, last - first + 1, c, scratch + (i * kw + j) * c * 4);
+          }
+        }
+        const partial = new Float32Array(heap.HEAPF32.buffer, scratch, taps * c);
+        for (let k = 0; k < total.length; k++) total[k] += partial[k]!;
+      }
+  } finally {
+    heap._free(scratch);
+  }
+  view(backend, out).set(total);
   return out;
 }
 

@@ -13,6 +13,7 @@
  *   affine(x, out, rows, c, mul, add)       out[r,k] = x[r,k]·mul[k] + add[k]
  *   affine2(p, q, out, rows, c, s, t, u)    out[r,k] = p[r,k]·s[k] + q[r,k]·t[k] + u[k]
  *   colsum(a, rows, c, acc)                 acc[k] += Σ_r a[r,k]
+ *   dot(a, b, rows, c, acc)                 acc[k] += Σ_r a[r,k]·b[r,k]
  *
  * Pointers are byte offsets into the heap; accumulators are float32 and callers flush them into
  * float64 every few hundred rows.
@@ -24,6 +25,7 @@ export interface SimdKernels {
   affine(x: number, out: number, rows: number, c: number, mul: number, add: number): void;
   affine2(p: number, q: number, out: number, rows: number, c: number, s: number, t: number, u: number): void;
   colsum(a: number, rows: number, c: number, acc: number): void;
+  dot(a: number, b: number, rows: number, c: number, acc: number): void;
 }
 
 // --- a minimal assembler -------------------------------------------------------------------------
@@ -141,18 +143,27 @@ function assemble(): Uint8Array<ArrayBuffer> {
       ...bump(0), ...bump(6),
     ]),
   );
+  // dot(a0 b1 rows2 c3 acc4) locals: end5 rowEnd6 pA7
+  const dot = func(
+    [[3, I32]],
+    rowsLoop(0, 2, 3, 5, 6, [...op.get(4), ...op.set(7)], [
+      ...op.get(7), ...op.get(7), ...op.load, ...op.get(0), ...op.load, ...op.get(1), ...op.load, ...op.fmul, ...op.fadd, ...op.store,
+      ...bump(0), ...bump(1), ...bump(7),
+    ]),
+  );
   const types = [
     [0x60, ...vec(Array(6).fill([I32])), ...vec([])], // 0: six i32 → ()
     [0x60, ...vec(Array(8).fill([I32])), ...vec([])], // 1: eight i32 → ()
     [0x60, ...vec(Array(4).fill([I32])), ...vec([])], // 2: four i32 → ()
+    [0x60, ...vec(Array(5).fill([I32])), ...vec([])], // 3: five i32 → ()
   ];
   const bytes = [
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec(types)),
     ...section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x00, ...uleb(1)]])), // memory, min 1 page, no max
-    ...section(3, vec([uleb(0), uleb(0), uleb(1), uleb(2)])),
-    ...section(7, vec([[...name('sums'), 0x00, 0], [...name('affine'), 0x00, 1], [...name('affine2'), 0x00, 2], [...name('colsum'), 0x00, 3]])),
-    ...section(10, vec([sums, affine, affine2, colsum])),
+    ...section(3, vec([uleb(0), uleb(0), uleb(1), uleb(2), uleb(3)])),
+    ...section(7, vec([[...name('sums'), 0x00, 0], [...name('affine'), 0x00, 1], [...name('affine2'), 0x00, 2], [...name('colsum'), 0x00, 3], [...name('dot'), 0x00, 4]])),
+    ...section(10, vec([sums, affine, affine2, colsum, dot])),
   ];
   return new Uint8Array(bytes);
 }
