@@ -1,6 +1,6 @@
 /**
- * Convolution gradients for the wasm backend, expressed as forward convolutions, which XNNPACK runs
- * an order of magnitude faster than the backend's own Conv2DBackpropInput loop.
+ * Convolution gradients for the wasm backend, built from what XNNPACK runs fast (forward
+ * convolutions and GEMMs) instead of the backend's own Conv2DBackpropInput loop (≈ 4 GFLOP/s).
  *
  * Filter gradient (im2col + one GEMM): dW[(kh,kw,ci), co] = Σ_m colT[(kh,kw,ci), m]·dy[m, co] over
  * the N·OH·OW output pixels m. colT is written row by row from a channel-major copy of x, and the
@@ -11,7 +11,13 @@
  * Input gradient ("sub-pixel phases"): for stride s the input rows split into s phases; the rows of
  * phase r only see the filter taps r, r+s, r+2s… so each phase is an ordinary stride-1 convolution of
  * dy with that flipped sub-filter. The s² phase results are interleaved into dx. No multiply is
- * spent on the zeros a dilated-dy formulation would insert (4× fewer for stride 2).
+ * spent on the zeros a dilated-dy formulation would insert (4× fewer for stride 2). Special cases:
+ * 1×1 stride 1 is one GEMM dy·Wᵀ; ≤ 8 input channels (the stem) is a GEMM then col2im.
+ *
+ * Depthwise: the input gradient uses the same phases with XNNPACK's depthwise convolution; the
+ * filter gradient is SIMD dot products per row and tap (stride 1) or one XNNPACK depthwise
+ * correlation with the batch folded into the channels (stride 2). Channel multipliers > 1 and
+ * dilations, which no osteo model uses, take a direct loop.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';

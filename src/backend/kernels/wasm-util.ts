@@ -55,56 +55,6 @@ export function view(backend: BackendWasm, info: Info): Float32Array {
   return backend.typedArrayFromHeap(info) as Float32Array;
 }
 
-/**
- * out[d0][d1][d2][d3] = in[...] for a 4-D permutation. The loop runs in output order with the
- * innermost input stride hoisted, which V8 compiles to a tight strided copy; for the permutations
- * used here it runs at memory speed and several times faster than the wasm backend's Transpose.
- */
-export function transpose4(input: Float32Array, shape: Shape4, perm: Shape4, out: Float32Array): Shape4 {
-  const strides = [shape[1] * shape[2] * shape[3], shape[2] * shape[3], shape[3], 1];
-  const outShape = perm.map((p) => shape[p]!) as Shape4;
-  const s0 = strides[perm[0]]!;
-  const s1 = strides[perm[1]]!;
-  const s2 = strides[perm[2]]!;
-  const s3 = strides[perm[3]]!;
-  const [n0, n1, n2, n3] = outShape;
-  let o = 0;
-  if (s3 === 1) {
-    for (let a = 0; a < n0; a++)
-      for (let b = 0; b < n1; b++)
-        for (let c = 0; c < n2; c++) {
-          const base = a * s0 + b * s1 + c * s2;
-          out.set(input.subarray(base, base + n3), o);
-          o += n3;
-        }
-    return outShape;
-  }
-  for (let a = 0; a < n0; a++)
-    for (let b = 0; b < n1; b++)
-      for (let c = 0; c < n2; c++) {
-        let i = a * s0 + b * s1 + c * s2;
-        for (let d = 0; d < n3; d++, i += s3) out[o++] = input[i]!;
-      }
-  return outShape;
-}
-
-/**
- * [A, B, C] → [C, B, A]: the layout change between NHWC activations and the "channels as batch"
- * layout the filter gradient is computed in. The loop walks B outermost so that each step reads A
- * contiguous runs of C and writes C runs of A, both small enough to stay in cache.
- */
-export function swapOuterInner(input: Float32Array, a: number, b: number, c: number, out: Float32Array): void {
-  const inA = b * c;
-  const outC = b * a;
-  for (let j = 0; j < b; j++) {
-    for (let i = 0; i < a; i++) {
-      let src = i * inA + j * c;
-      let dst = j * a + i;
-      for (let k = 0; k < c; k++, src++, dst += outC) out[dst] = input[src]!;
-    }
-  }
-}
-
 /** [A, B, C] → [B, A, C]: moves contiguous runs of C. */
 export function swapOuter(input: Float32Array, a: number, b: number, c: number, out: Float32Array): void {
   let dst = 0;
@@ -137,13 +87,4 @@ export function transpose2(input: Float32Array, rows: number, cols: number, out:
       }
     }
   }
-}
-
-/** A new wasm tensor holding a permutation of a 4-D one. */
-export function permute(scope: Scope, x: Info, perm: Shape4): Info {
-  const shape = x.shape as Shape4;
-  const outShape = perm.map((p) => shape[p]!);
-  const out = scope.output(outShape);
-  transpose4(view(scope.backend, x), shape, perm, view(scope.backend, out));
-  return out;
 }
