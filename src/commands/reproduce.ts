@@ -1,0 +1,65 @@
+import type { Command } from 'commander';
+import { type BackendPreference } from '../backend/index.js';
+import { byteProgress, countProgress } from '../data/index.js';
+import { UserError } from '../errors.js';
+import { formatReproduceTable, reproduce } from '../pipeline/reproduce.js';
+import { progressReporter } from '../train/index.js';
+import { backendOption, finiteNumber, positiveInt, printJson } from './common.js';
+
+interface ReproduceFlags {
+  config: string;
+  data?: string;
+  out: string;
+  check?: number;
+  weightsDir?: string;
+  backend: BackendPreference;
+  workers?: number;
+  set: string[];
+  json?: boolean;
+}
+
+export function registerReproduceCommands(program: Command): void {
+  program
+    .command('reproduce')
+    .description('the published experiment end to end: data, index, one leak-free split, three models, ensemble, export, and the published table beside ours')
+    .option('--config <file>', 'pipeline config (configs/demo.json runs it on the phantom dataset)', 'configs/reproduce.json')
+    .option('--data <dir>', 'use this dataset folder instead of downloading (Normal/, Osteopenia/, Osteoporosis/)')
+    .option('--out <dir>', 'where runs, reports and the dashboard files go', 'reports/reproduce')
+    .option('--check <points>', 'exit non-zero when an accuracy falls more than this many points below the published one', finiteNumber('--check'))
+    .option('--weights-dir <dir>', 'where torchvision ImageNet checkpoints are found or fetched (default checkpoints/pretrained)')
+    .addOption(backendOption())
+    .option('--workers <n>', 'data-parallel worker threads for training', positiveInt('--workers'))
+    .option('--set <key=value>', 'training override for every model (repeatable), e.g. --set epochs=5', (v: string, all: string[]) => [...all, v], [])
+    .option('--json', 'print the result as one JSON document')
+    .action(async (flags: ReproduceFlags) => {
+      const human = !flags.json;
+      const controller = new AbortController();
+      const onSigint = () => controller.abort();
+      process.once('SIGINT', onSigint);
+      const result = await reproduce({
+        config: flags.config,
+        data: flags.data,
+        out: flags.out,
+        check: flags.check,
+        weightsDir: flags.weightsDir,
+        backend: flags.backend,
+        workers: flags.workers,
+        sets: flags.set,
+        log: (line) => process.stderr.write(line + '\n'),
+        progress: human ? (kind) => (kind === 'download' ? byteProgress('download') : countProgress('index', 'files')) : undefined,
+        onTrainEvent: human ? progressReporter(process.stderr) : undefined,
+        signal: controller.signal,
+      }).finally(() => process.off('SIGINT', onSigint));
+      if (flags.json) printJson(result);
+      else {
+        console.log('\n' + formatReproduceTable(result.rows, result.dataDir));
+        console.log('\nartefacts:');
+        console.log(`  report          ${result.artefacts.report}`);
+        if (result.artefacts.evaluation) console.log(`  evaluation      ${result.artefacts.evaluation}`);
+        for (const run of result.artefacts.runs) console.log(`  run             ${run}`);
+        for (const file of result.artefacts.dashboard ?? []) console.log(`  dashboard file  ${file}`);
+      }
+      const problems = [...result.failures.map((f) => `${f.model} failed: ${f.error}`), ...result.checkFailures.map((c) => `check: ${c}`)];
+      if (problems.length > 0) throw new UserError(problems.join('\n'));
+    });
+}
