@@ -47,6 +47,11 @@ export function registerExportCommand(program: Command): void {
         result = await exportRun({ run: options.run, format: options.format, outDir: options.out });
       }
       if (options.json) printJson({ dir: result.dir, files: result.files, metadata: result.metadata });
-      else console.log(`wrote ${result.files.join(', ')} to ${result.dir}`);
+      else {
+        const shards = result.files.filter((f) => f.endsWith('.bin'));
+        const named = result.files.filter((f) => !f.endsWith('.bin'));
+        const listing = shards.length > 0 ? [...named.slice(0, 1), `${shards.length} weight shard${shards.length > 1 ? 's' : ''}`, ...named.slice(1)] : named;
+        console.log(`wrote ${listing.join(', ')} to ${result.dir}`);
+      }
     });
 }
