@@ -169,7 +169,26 @@ class Engine implements TrainingEngine {
     return this.master.layout;
   }
 
-  /** Images per forward/backward pass for a logical batch of `size`. */
+  /**
+   * The micro-batches of a logical batch, as image ranges per executor. An explicit micro-batch size
+   * cuts the batch the same way whatever the number of workers (so results do not depend on it);
+   * the default gives each worker its shard, split into as few near-equal passes as the heap allows.
+   */
+  private partition(size: number): Array<Array<[number, number]>> {
+    const workers = this.executors.length;
+    const ranges = (start: number, end: number, parts: number): Array<[number, number]> =>
+      blocks(end - start, parts).map(([a, b]) => [start + a, start + b] as [number, number]).filter(([a, b]) => b > a);
+    if (this.options.microBatch !== undefined) {
+      const m = this.microBatchSize(size);
+      const all: Array<[number, number]> = [];
+      for (let start = 0; start < size; start += m) all.push([start, Math.min(size, start + m)]);
+      return blocks(all.length, workers).map(([a, b]) => all.slice(a, b));
+    }
+    const cap = this.microBatchSize(size);
+    return blocks(size, workers).map(([start, end]) => (end > start ? ranges(start, end, Math.ceil((end - start) / cap)) : []));
+  }
+
+  /** Images per forward/backward pass for a logical batch of `size` (the largest, when passes differ). */
   microBatchSize(size: number): number {
     const shard = Math.ceil(size / this.executors.length);
     return Math.max(1, Math.min(this.options.microBatch ?? shard, this.microBatchLimit ?? Infinity));
@@ -194,19 +213,22 @@ class Engine implements TrainingEngine {
     const coefficients = lossCoefficients(this.lossSpec, labels, size, targets);
     const denominator = lossDenominator(this.lossSpec, labels, size, targets);
     const scale = denominator > 0 ? 1 / denominator : 0;
-    const m = this.microBatchSize(size);
     const micro: MicroBatch[] = [];
-    for (let start = 0, index = 0; start < size; start += m, index++) {
-      const n = Math.min(m, size - start);
-      micro.push({
-        index,
-        size: n,
-        images: batch.images.slice(start * per, (start + n) * per),
-        labels: labels.slice(start, start + n),
-        coefficients: coefficients.slice(start * classes, (start + n) * classes),
-      });
+    const assignment: Array<[number, number]> = [];
+    for (const shard of this.partition(size)) {
+      const first = micro.length;
+      for (const [start, end] of shard) {
+        const n = end - start;
+        micro.push({
+          index: micro.length,
+          size: n,
+          images: batch.images.slice(start * per, end * per),
+          labels: labels.slice(start, end),
+          coefficients: coefficients.slice(start * classes, end * classes),
+        });
+      }
+      assignment.push([first, micro.length]);
     }
-    const assignment = blocks(micro.length, this.executors.length);
     const seed = this.options.seed;
     const step = this.stepCount;
     const replies = await Promise.all(
