@@ -20,7 +20,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { DataError, UserError, errorMessage } from '../errors.js';
-import type { Normalization, RgbImage } from './image.js';
+import { centerCropBox, type Normalization, type RgbImage } from './image.js';
 import { createRng, randomInt, uniform, type Rng } from './rng.js';
 
 const probability = z.number().min(0).max(1);
@@ -182,7 +182,7 @@ export function sampleAugmentation(config: AugmentConfig, rng: Rng, width: numbe
   else if (config.crop.type === 'random') {
     if (width < size || height < size) throw new RangeError(`image ${width}×${height} is smaller than the ${size}px crop`);
     crop = { top: randomInt(rng, height - size + 1), left: randomInt(rng, width - size + 1), width: size, height: size };
-  } else crop = { top: Math.round((height - size) / 2), left: Math.round((width - size) / 2), width: size, height: size };
+  } else crop = centerCropSquare(width, height, size);
   const flip = chance(config.hflip?.p);
   const angle = chance(config.rotation?.p) ? uniform(rng, -config.rotation!.degrees, config.rotation!.degrees) : 0;
   let brightness = 1;
@@ -491,11 +491,17 @@ export async function applyAugmentation(
   if (params.erase !== null) eraseInto(out, offset, size, params.erase);
 }
 
+/** The eval transform's centre crop (torchvision's offsets) as a crop box. */
+function centerCropSquare(width: number, height: number, size: number): CropBox {
+  const { left, top } = centerCropBox(width, height, size);
+  return { top, left, width: size, height: size };
+}
+
 /** The parameters of "no augmentation": the eval transform's centre crop. */
 export function identityParams(width: number, height: number, size: number): AugmentParams {
   return {
     clahe: false,
-    crop: { top: Math.round((height - size) / 2), left: Math.round((width - size) / 2), width: size, height: size },
+    crop: centerCropSquare(width, height, size),
     flip: false,
     angle: 0,
     brightness: 1,

@@ -66,10 +66,21 @@ export async function resizeShorter(image: RgbImage, shorter: number): Promise<R
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), ...target };
 }
 
-/** torchvision `CenterCrop(size)` offsets: round((dim - size) / 2). Images smaller than the crop are an error. */
+/** Python 3's round(): halves go to the even neighbour (torchvision computes crop offsets with it). */
+export function roundHalfEven(x: number): number {
+  const floor = Math.floor(x);
+  const fraction = x - floor;
+  if (fraction !== 0.5) return Math.round(x);
+  return floor % 2 === 0 ? floor : floor + 1;
+}
+
+/**
+ * torchvision `CenterCrop(size)` offsets: int(round((dim - size) / 2.0)) with Python's round, so an odd
+ * margin of 9 puts the crop at 4, not 5. Images smaller than the crop are an error.
+ */
 export function centerCropBox(width: number, height: number, crop: number): { left: number; top: number } {
   if (width < crop || height < crop) throw new RangeError(`image ${width}×${height} is smaller than the ${crop}px crop`);
-  return { left: Math.round((width - crop) / 2), top: Math.round((height - crop) / 2) };
+  return { left: roundHalfEven((width - crop) / 2), top: roundHalfEven((height - crop) / 2) };
 }
 
 export function centerCrop(image: RgbImage, crop: number): RgbImage {
