@@ -71,7 +71,12 @@ export function registerBenchCommands(program: Command): void {
         backend: options.backend,
         workers: options.workers,
         microBatch: options.microBatch,
-        onStep: options.json ? undefined : (index, ms, warmup) => console.error(`  step ${index + 1}: ${ms.toFixed(0)} ms${warmup ? ' (warm-up)' : ''}`),
+        onStep: options.json
+          ? undefined
+          : (index, ms, warmup, timing) =>
+              console.error(
+                `  step ${index + 1}: ${ms.toFixed(0)} ms${timing ? ` (forward/backward ${timing.gradientsMs.toFixed(0)}, gradient sum + optimizer ${timing.updateMs.toFixed(0)})` : ''}${warmup ? ' (warm-up)' : ''}`,
+              ),
       });
       if (options.json) {
         printJson({

@@ -18,8 +18,8 @@ export interface BenchOptions {
   backend?: BackendPreference;
   workers?: number;
   microBatch?: number;
-  /** print one line per step to stderr */
-  onStep?: (index: number, ms: number, warmup: boolean) => void;
+  /** called after every step (timing: the engine's split of a training step) */
+  onStep?: (index: number, ms: number, warmup: boolean, timing?: { gradientsMs: number; updateMs: number }) => void;
 }
 
 export interface BenchResult {
@@ -81,11 +81,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     let tensorsBefore: number[] = [];
     for (let i = 0; i < warmup + options.steps; i++) {
       const start = performance.now();
-      if (options.mode === 'train') await engine.step(batch, 1e-4);
-      else await engine.predict(batch.images, batch.size);
+      const timing = options.mode === 'train' ? (await engine.step(batch, 1e-4)).timing : (await engine.predict(batch.images, batch.size), undefined);
       const ms = performance.now() - start;
       const isWarmup = i < warmup;
-      options.onStep?.(i, ms, isWarmup);
+      options.onStep?.(i, ms, isWarmup, timing);
       if (!isWarmup) times.push(ms);
       if (i === warmup) tensorsBefore = await engine.numTensors();
     }

@@ -231,6 +231,7 @@ class Engine implements TrainingEngine {
     }
     const seed = this.options.seed;
     const step = this.stepCount;
+    const started = performance.now();
     const replies = await Promise.all(
       this.executors.map((executor, w) => {
         const [from, to] = assignment[w]!;
@@ -241,6 +242,7 @@ class Engine implements TrainingEngine {
         return executor.gradients(this.version, micro.slice(from, to), scale, seed, step, this.gradSlices[w]!);
       }),
     );
+    const computed = performance.now();
     // Sum in worker order: the only place the number of workers shows (float reassociation).
     const grads = this.gradSum;
     grads.set(this.gradSlices[0]!);
@@ -260,7 +262,7 @@ class Engine implements TrainingEngine {
     this.optimizer.apply(this.params, grads, lr);
     this.stepCount += 1;
     this.version += 1;
-    return { loss: lossSum * scale, correct, size, gradNorm };
+    return { loss: lossSum * scale, correct, size, gradNorm, timing: { gradientsMs: computed - started, updateMs: performance.now() - computed } };
   }
 
   async predict(images: Float32Array, size: number): Promise<Float32Array> {

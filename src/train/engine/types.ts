@@ -60,6 +60,8 @@ export interface StepResult {
   correct: number;
   size: number;
   gradNorm: number;
+  /** wall time of the parallel forward/backward phase and of the serial gradient sum + optimizer update */
+  timing?: { gradientsMs: number; updateMs: number };
 }
 
 export interface EngineState {
