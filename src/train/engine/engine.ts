@@ -241,7 +241,16 @@ class Engine implements TrainingEngine {
         }
         return executor.gradients(this.version, micro.slice(from, to), scale, seed, step, this.gradSlices[w]!);
       }),
-    );
+    ).catch((error: unknown) => {
+      // emscripten's abort() is how a wasm heap past 4 GiB shows; the replica is unusable afterwards
+      if (/Aborted\(|out of memory/i.test(String((error as Error)?.message ?? error))) {
+        throw new UserError(
+          `the wasm heap (4 GiB per worker) ran out at ${Math.max(...micro.map((m) => m.size))} images per pass of ${this.options.model}; ` +
+            'pass a smaller --micro-batch (the engine must be recreated)',
+        );
+      }
+      throw error;
+    });
     const computed = performance.now();
     // Sum in worker order: the only place the number of workers shows (float reassociation).
     const grads = this.gradSum;

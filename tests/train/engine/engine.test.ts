@@ -271,6 +271,12 @@ test('bad inputs are UserErrors that say what is wrong', async () => {
     await engine.dispose();
   }
   await rejects(() => createEngine(options({ workers: 0 })), /workers/);
+  const aborting = await createEngine(options({ model: tiny('tiny-abort') }));
+  try {
+    await rejects(() => aborting.step(makeBatch(4, 1), 0.1), /wasm heap.*--micro-batch/);
+  } finally {
+    await aborting.dispose();
+  }
   await rejects(() => createEngine(options({ classWeights: [1, 2] })), /classWeights/);
 });
 
