@@ -231,6 +231,11 @@ export async function trainModel(config: TrainConfig, options: TrainOptions = {}
 
     while (state.epoch < config.epochs) {
       const epoch = state.epoch; // 0-based, in progress
+      // At an epoch boundary `last` is already current: stopping here needs no save.
+      if (state.batch === 0 && existsSync(paths.last)) {
+        if (options.signal?.aborted) return await finish('interrupted', `interrupted after epoch ${epoch}; \`last\` is current: resume with --resume`);
+        if (config.maxSteps !== undefined && state.step >= config.maxSteps) return await finish('max-steps', `reached --max-steps ${config.maxSteps} at the end of epoch ${epoch}`);
+      }
       const stage: Stage = epoch < config.headEpochs ? 'head' : 'main';
       if (stage !== state.stage) {
         const { weights } = await engine.getState();

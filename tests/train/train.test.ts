@@ -20,7 +20,7 @@ import { createLoader } from '../../src/data/index.js';
 import { UserError } from '../../src/errors.js';
 import { getModel } from '../../src/models/index.js';
 import { loadRunModel, openRun, readRunConfig, readRunConfigJson, trainModel, type TrainEvent, type TrainResult } from '../../src/train/index.js';
-import { modelToStateDict, writeSafetensors } from '../../src/weights/index.js';
+import { modelToStateDict, writePth, writeSafetensors } from '../../src/weights/index.js';
 import { assertSameDict, phantomDataset, readWeights, sameValues, snapshotOn, tempDir, tinyConfig } from './helpers.js';
 
 let root: { path: string; cleanup: () => Promise<void> };
@@ -272,6 +272,49 @@ test('cpu and wasm agree on the loss of the first steps (≤ 1e-3)', async () =>
   assert.is(losses.cpu!.length, 3);
   losses.cpu!.forEach((loss, i) => assert.ok(Math.abs(loss - losses.wasm![i]!) <= 1e-3, `step ${i + 1}: cpu ${loss}, wasm ${losses.wasm![i]}`));
   assert.ok(losses.cpu![2] !== losses.cpu![0], 'the steps changed the model');
+});
+
+test('--pretrained: an ImageNet-shaped checkpoint loads with its 1000-class head swapped for a fresh one, and says so', async () => {
+  const imagenet = getModel('resnet18').build({ imageSize: 32, numClasses: 1000, seed: 7, head: 'torchvision' });
+  const checkpoint = modelToStateDict(imagenet, 'resnet18');
+  imagenet.dispose();
+  const file = join(root.path, 'imagenet-like.pth');
+  await writePth(file, checkpoint);
+  const run = join(root.path, 'pretrained');
+  const events: TrainEvent[] = [];
+  await trainModel(await tinyConfig(dataDir, run, { pretrained: file, maxSteps: '1' }), { onEvent: (event) => events.push(event) });
+  const loaded = events.find((e): e is Extract<TrainEvent, { type: 'pretrained' }> => e.type === 'pretrained')!;
+  assert.equal(loaded.headReinitialised, ['fc.weight', 'fc.bias']);
+  assert.is(loaded.loaded, checkpoint.size - 2);
+  const trained = await readWeights(join(run, 'last', 'model.safetensors'));
+  assert.equal(trained.get('fc.weight')!.shape, [3, 512]);
+  // One Adam step moves a weight by at most lr (1e-4): the backbone is the checkpoint's, not the seed's init.
+  const after = trained.get('layer2.0.conv1.weight')!.data as Float32Array;
+  const before = checkpoint.get('layer2.0.conv1.weight')!.data as Float32Array;
+  let worst = 0;
+  for (let i = 0; i < before.length; i++) worst = Math.max(worst, Math.abs(after[i]! - before[i]!));
+  assert.ok(worst <= 1.01e-4 && worst > 0, `largest change ${worst}`);
+});
+
+test('early stopping: no improvement for `patience` epochs stops the run (class-weighted loss, smoothing, clipping wired in)', async () => {
+  // Only the classifier trains, at a rate too small to change a float32 weight, and every BatchNorm is
+  // frozen: validation is identical each epoch, so the first epoch stays best and patience 1 stops after epoch 2.
+  const run = join(root.path, 'patience');
+  const config = await tinyConfig(dataDir, run, { epochs: '4' }, [
+    'optimizer.lr=1e-12',
+    'freezeUntil=layer4',
+    'earlyStopping.patience=1',
+    'classBalance=loss',
+    'labelSmoothing=0.1',
+    'clipGradNorm=1',
+  ]);
+  const result = await trainModel(config);
+  assert.is(result.status, 'early-stopped');
+  assert.is(result.history.length, 2);
+  assert.is(result.history[1]!.valBalancedAccuracy, result.history[0]!.valBalancedAccuracy);
+  assert.equal([result.best!.epoch, result.steps], [1, 16]);
+  assert.match(result.message, /valBalancedAccuracy has not improved for 1 epochs/);
+  assert.is(JSON.parse(readFileSync(join(run, 'best', 'state.json'), 'utf8')).epoch, 1);
 });
 
 test('refusals: no split manifest names the command that makes one; an existing run needs --resume', async () => {
