@@ -5,8 +5,10 @@
  * handed out in contiguous blocks to the replicas: the main thread's own replica, or — with
  * workers > 1 — one replica per worker thread, each with its own wasm backend. Parameters and
  * running statistics live in SharedArrayBuffers that every replica loads from, each worker writes
- * its summed gradient into its own shared slice, and the main thread adds them in worker order,
- * clips, and applies the optimizer once. Replicas therefore hold bit-identical weights.
+ * its summed gradient into its own shared slice; then each worker adds up all the slices (in worker
+ * order) for its share of the parameters, the main thread turns the partial squared norms into the
+ * clipping coefficient, and each worker applies the optimizer step to its share. One optimizer step,
+ * computed in parallel; replicas therefore hold bit-identical weights.
  *
  * BatchNorm follows PyTorch: statistics per micro-batch (as DDP computes them per GPU). The running
  * statistics are combined as if the micro-batches had run one after another in batch order — every
@@ -95,6 +97,12 @@ class WorkerExecutor implements Executor {
   predict(version: number, images: Float32Array, size: number, chunk: number): Promise<Float32Array> {
     return this.client.predict(version, images, size, chunk);
   }
+  reduce(from: number, to: number): Promise<number> {
+    return this.client.reduce(from, to);
+  }
+  update(from: number, to: number, lr: number, t: number, coefficient: number): Promise<void> {
+    return this.client.update(from, to, lr, t, coefficient);
+  }
   numTensors(): Promise<number> {
     return this.client.numTensors();
   }
@@ -156,9 +164,10 @@ class Engine implements TrainingEngine {
     private readonly lossSpec: LossSpec,
     readonly microBatchLimit: number | undefined,
     readonly backend: string,
+    gradSum: Float32Array,
   ) {
     this.gradSlices = executors.map((e) => e.gradBuffer);
-    this.gradSum = new Float32Array(master.layout.paramCount);
+    this.gradSum = gradSum;
   }
 
   get workers(): number {
@@ -252,13 +261,6 @@ class Engine implements TrainingEngine {
       throw error;
     });
     const computed = performance.now();
-    // Sum in worker order: the only place the number of workers shows (float reassociation).
-    const grads = this.gradSum;
-    grads.set(this.gradSlices[0]!);
-    for (let w = 1; w < this.gradSlices.length; w++) {
-      const slice = this.gradSlices[w]!;
-      for (let i = 0; i < grads.length; i++) grads[i] = grads[i]! + slice[i]!;
-    }
     const results = replies.flat().sort((a, b) => a.index - b.index);
     let lossSum = 0;
     let correct = 0;
@@ -266,12 +268,39 @@ class Engine implements TrainingEngine {
       lossSum += r.lossSum;
       correct += r.correct;
     }
-    const gradNorm = this.options.clipGradNorm !== undefined ? clipGradients(grads, this.options.clipGradNorm) : globalNorm(grads);
     combineBuffers(this.buffers.slice(), this.master.layout, results.map((r) => r.buffers), this.buffers);
-    this.optimizer.apply(this.params, grads, lr);
+    const gradNorm = await this.update(lr);
     this.stepCount += 1;
     this.version += 1;
     return { loss: lossSum * scale, correct, size, gradNorm, timing: { gradientsMs: computed - started, updateMs: performance.now() - computed } };
+  }
+
+  /**
+   * Sum the gradients in worker order (the only place the number of workers shows: float
+   * reassociation), clip, and apply the optimizer. With workers each one does this for its own slice
+   * of the parameters, in parallel, on the shared buffers; otherwise the main thread does all of it.
+   */
+  private async update(lr: number): Promise<number> {
+    const clip = this.options.clipGradNorm;
+    const workers = this.executors.filter((e): e is WorkerExecutor => e instanceof WorkerExecutor);
+    if (workers.length === this.executors.length && workers.length > 1) {
+      const slices = blocks(this.master.layout.paramCount, workers.length);
+      const squares = await Promise.all(workers.map((w, i) => w.reduce(...slices[i]!)));
+      const norm = Math.sqrt(squares.reduce((a, b) => a + b, 0));
+      const coefficient = clip !== undefined ? Math.min(1, clip / (norm + 1e-6)) : 1;
+      const t = this.optimizer.advance();
+      await Promise.all(workers.map((w, i) => w.update(...slices[i]!, lr, t, coefficient)));
+      return norm;
+    }
+    const grads = this.gradSum;
+    grads.set(this.gradSlices[0]!);
+    for (let w = 1; w < this.gradSlices.length; w++) {
+      const slice = this.gradSlices[w]!;
+      for (let i = 0; i < grads.length; i++) grads[i] = grads[i]! + slice[i]!;
+    }
+    const norm = clip !== undefined ? clipGradients(grads, clip) : globalNorm(grads);
+    this.optimizer.apply(this.params, grads, lr);
+    return norm;
   }
 
   async predict(images: Float32Array, size: number): Promise<Float32Array> {
@@ -396,20 +425,24 @@ export async function createEngine(options: EngineOptions): Promise<TrainingEngi
   master.readBuffers(buffers);
   let optimizer: FlatOptimizer;
   try {
-    optimizer = new FlatOptimizer(options.optimizer, layout.paramCount);
+    optimizer = new FlatOptimizer(options.optimizer, layout.paramCount, shared);
   } catch (error) {
     master.dispose();
     throw new UserError((error as Error).message);
   }
   const limit = backend === 'wasm' ? Math.max(1, Math.floor(wasmActivationBudget / (master.activationFloatsPerImage() * wasmBytesPerActivationFloat))) : undefined;
+  // the summed gradient: shared so that workers can reduce slices of it in place
+  const gradSum = sharedFloats(layout.paramCount, shared);
   let executors: Executor[];
   if (!shared) {
     executors = [new LocalExecutor(master, params, buffers)];
   } else {
     const clients: WorkerExecutor[] = [];
+    const allGrads = Array.from({ length: workers }, () => sharedFloats(layout.paramCount, true));
+    const slots = Object.fromEntries(Object.entries(optimizer.slotArrays).map(([name, values]) => [name, values.buffer as SharedArrayBuffer]));
     try {
       for (let w = 0; w < workers; w++) {
-        const grads = sharedFloats(layout.paramCount, true);
+        const grads = allGrads[w]!;
         const client = new WorkerClient({
           providerModule: options.providerModule,
           model: options.model,
@@ -418,6 +451,10 @@ export async function createEngine(options: EngineOptions): Promise<TrainingEngi
           params: params.buffer as SharedArrayBuffer,
           buffers: buffers.buffer as SharedArrayBuffer,
           grads: grads.buffer as SharedArrayBuffer,
+          allGrads: allGrads.map((g) => g.buffer as SharedArrayBuffer),
+          reduced: gradSum.buffer as SharedArrayBuffer,
+          optimizer: options.optimizer,
+          slots,
         });
         clients.push(new WorkerExecutor(client, grads));
         await client.ready;
@@ -429,5 +466,5 @@ export async function createEngine(options: EngineOptions): Promise<TrainingEngi
     }
     executors = clients;
   }
-  return new Engine(options, provider, master, executors, params, buffers, optimizer, lossSpec, limit, backend);
+  return new Engine(options, provider, master, executors, params, buffers, optimizer, lossSpec, limit, backend, gradSum);
 }

@@ -20,16 +20,19 @@ export class FlatOptimizer {
   private stepCount = 0;
   private readonly slots: Record<string, Float32Array> = {};
 
+  /** `shared`: keep the state in SharedArrayBuffers, so worker threads can update slices of it. */
   constructor(
     readonly config: OptimizerConfig,
     readonly size: number,
+    shared = false,
   ) {
     validateOptimizer(config);
+    const make = () => (shared ? new Float32Array(new SharedArrayBuffer(size * 4)) : new Float32Array(size));
     if (config.type === 'sgd') {
-      if ((config.momentum ?? 0) !== 0) this.slots['momentum_buffer'] = new Float32Array(size);
+      if ((config.momentum ?? 0) !== 0) this.slots['momentum_buffer'] = make();
     } else {
-      this.slots['exp_avg'] = new Float32Array(size);
-      this.slots['exp_avg_sq'] = new Float32Array(size);
+      this.slots['exp_avg'] = make();
+      this.slots['exp_avg_sq'] = make();
     }
   }
 
@@ -37,24 +40,21 @@ export class FlatOptimizer {
     return this.stepCount;
   }
 
+  /** The state arrays themselves (shared memory when constructed `shared`). */
+  get slotArrays(): Readonly<Record<string, Float32Array>> {
+    return this.slots;
+  }
+
   /** One update of `params` in place. */
   apply(params: Float32Array, grads: Float32Array, lr: number): void {
-    const c = this.config;
     this.stepCount += 1;
-    if (c.type === 'sgd') {
-      const buffer = this.slots['momentum_buffer'];
-      if (buffer) sgdMomentum(params, grads, buffer, this.size, lr, c.momentum ?? 0, c.nesterov ?? false, c.weightDecay ?? 0, this.stepCount === 1);
-      else sgdPlain(params, grads, this.size, lr, c.weightDecay ?? 0);
-      return;
-    }
-    const beta1 = c.beta1 ?? 0.9;
-    const beta2 = c.beta2 ?? 0.999;
-    const t = this.stepCount;
-    adam(
-      params, grads, this.slots['exp_avg']!, this.slots['exp_avg_sq']!, this.size,
-      beta1, beta2, c.eps ?? 1e-8, lr / (1 - beta1 ** t), Math.sqrt(1 - beta2 ** t),
-      c.type === 'adamw' ? 0 : (c.weightDecay ?? 0), c.type === 'adamw' ? 1 - lr * c.weightDecay : 1,
-    );
+    updateRange(this.config, this.slots, params, grads, lr, this.stepCount, 0, this.size);
+  }
+
+  /** Count a step whose update others (the workers, by slices) apply; returns its number t. */
+  advance(): number {
+    this.stepCount += 1;
+    return this.stepCount;
   }
 
   exportState(): OptimizerSlots {
@@ -75,6 +75,28 @@ export class FlatOptimizer {
   slotNames(): string[] {
     return Object.keys(this.slots);
   }
+}
+
+/** Step t of the optimizer on parameters [from, to): what FlatOptimizer.apply does, for one slice. */
+export function updateRange(
+  c: OptimizerConfig, slots: Readonly<Record<string, Float32Array>>, params: Float32Array, grads: Float32Array, lr: number, t: number, from: number, to: number,
+): void {
+  const n = to - from;
+  const p = params.subarray(from, to);
+  const g = grads.subarray(from, to);
+  if (c.type === 'sgd') {
+    const buffer = slots['momentum_buffer'];
+    if (buffer) sgdMomentum(p, g, buffer.subarray(from, to), n, lr, c.momentum ?? 0, c.nesterov ?? false, c.weightDecay ?? 0, t === 1);
+    else sgdPlain(p, g, n, lr, c.weightDecay ?? 0);
+    return;
+  }
+  const beta1 = c.beta1 ?? 0.9;
+  const beta2 = c.beta2 ?? 0.999;
+  adam(
+    p, g, slots['exp_avg']!.subarray(from, to), slots['exp_avg_sq']!.subarray(from, to), n,
+    beta1, beta2, c.eps ?? 1e-8, lr / (1 - beta1 ** t), Math.sqrt(1 - beta2 ** t),
+    c.type === 'adamw' ? 0 : (c.weightDecay ?? 0), c.type === 'adamw' ? 1 - lr * c.weightDecay : 1,
+  );
 }
 
 // The update loops are top-level functions with numeric arguments only: V8 keeps them monomorphic

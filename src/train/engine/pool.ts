@@ -76,6 +76,15 @@ export class WorkerClient {
     return reply['logits'] as Float32Array;
   }
 
+  async reduce(from: number, to: number): Promise<number> {
+    const reply = await this.request({ type: 'reduce', from, to });
+    return reply['squares'] as number;
+  }
+
+  async update(from: number, to: number, lr: number, t: number, coefficient: number): Promise<void> {
+    await this.request({ type: 'update', from, to, lr, t, coefficient });
+  }
+
   async numTensors(): Promise<number> {
     const reply = await this.request({ type: 'numTensors' });
     return reply['numTensors'] as number;

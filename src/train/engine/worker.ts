@@ -7,8 +7,10 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { useBackend, type BackendPreference } from '../../backend/index.js';
 import type { ModelBuildOptions } from '../../models/index.js';
+import { updateRange } from './optimizer.js';
 import { loadProvider } from './provider.js';
 import { Replica, type MicroBatch } from './replica.js';
+import type { OptimizerConfig } from './types.js';
 
 export interface WorkerInit {
   providerModule: string | undefined;
@@ -18,11 +20,18 @@ export interface WorkerInit {
   params: SharedArrayBuffer;
   buffers: SharedArrayBuffer;
   grads: SharedArrayBuffer;
+  /** every worker's gradient slice, in worker order, the reduced sum, and the optimizer's state */
+  allGrads: SharedArrayBuffer[];
+  reduced: SharedArrayBuffer;
+  optimizer: OptimizerConfig;
+  slots: Record<string, SharedArrayBuffer>;
 }
 
 export type WorkerRequest =
   | { id: number; type: 'gradients'; version: number; micro: MicroBatch[]; scale: number; seed: number; step: number }
   | { id: number; type: 'predict'; version: number; images: Float32Array; size: number; chunk: number }
+  | { id: number; type: 'reduce'; from: number; to: number }
+  | { id: number; type: 'update'; from: number; to: number; lr: number; t: number; coefficient: number }
   | { id: number; type: 'numTensors' };
 
 async function main(): Promise<void> {
@@ -38,6 +47,9 @@ async function main(): Promise<void> {
   if (params.length !== replica.layout.paramCount || buffers.length !== replica.layout.bufferCount) {
     throw new Error(`worker replica has ${replica.layout.paramCount}+${replica.layout.bufferCount} values, the engine ${params.length}+${buffers.length}`);
   }
+  const allGrads = init.allGrads.map((buffer) => new Float32Array(buffer));
+  const reduced = new Float32Array(init.reduced);
+  const slots = Object.fromEntries(Object.entries(init.slots).map(([name, buffer]) => [name, new Float32Array(buffer)]));
   let loadedVersion = -1;
   let buffersCurrent = false;
   const sync = (version: number) => {
@@ -57,6 +69,20 @@ async function main(): Promise<void> {
         // the replica's buffers now hold its last micro-batch's update, not the engine's combination
         buffersCurrent = false;
         port.postMessage({ id: request.id, ok: true, results });
+      } else if (request.type === 'reduce') {
+        // this worker's share of the gradient sum, added in worker order as the main thread would
+        let squares = 0;
+        for (let i = request.from; i < request.to; i++) {
+          let g = allGrads[0]![i]!;
+          for (let w = 1; w < allGrads.length; w++) g += allGrads[w]![i]!;
+          reduced[i] = g;
+          squares += Math.fround(g) * Math.fround(g);
+        }
+        port.postMessage({ id: request.id, ok: true, squares });
+      } else if (request.type === 'update') {
+        if (request.coefficient < 1) for (let i = request.from; i < request.to; i++) reduced[i] = reduced[i]! * request.coefficient;
+        updateRange(init.optimizer, slots, params, reduced, request.lr, request.t, request.from, request.to);
+        port.postMessage({ id: request.id, ok: true });
       } else if (request.type === 'predict') {
         sync(request.version);
         const logits = replica.predict(request.images, request.size, request.chunk);

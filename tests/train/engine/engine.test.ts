@@ -260,6 +260,30 @@ test('getState / setState resume exactly (weights, buffers, optimizer slots, ste
   }
 });
 
+test('state round trip with two workers (optimizer state lives in shared memory, updated by slices)', async () => {
+  const config = options({ backend: 'wasm', workers: 2, optimizer: { type: 'adamw', weightDecay: 0.05 }, clipGradNorm: 0.3 });
+  const a = await createEngine(config);
+  const b = await createEngine(config);
+  try {
+    for (let i = 0; i < 2; i++) await a.step(makeBatch(6, 20 + i), 0.01);
+    await b.setState(await a.getState());
+    const batch = makeBatch(6, 98);
+    const ra = await a.step(batch, 0.01);
+    const rb = await b.step(batch, 0.01);
+    assert.is(ra.loss, rb.loss);
+    assert.is(ra.gradNorm, rb.gradNorm);
+    const wa = await weightsOf(a);
+    const wb = await weightsOf(b);
+    for (const [key, values] of wa) assert.equal(Array.from(values), Array.from(wb.get(key)!), key);
+    const sa = await a.getState();
+    const sb = await b.getState();
+    for (const [key, tensor] of sa.optimizer) assert.equal(Array.from(tensor.data as Float32Array), Array.from(sb.optimizer.get(key)!.data as Float32Array), key);
+  } finally {
+    await a.dispose();
+    await b.dispose();
+  }
+});
+
 test('bad inputs are UserErrors that say what is wrong', async () => {
   const engine = await createEngine(options({}));
   try {
