@@ -38,7 +38,7 @@ async function rejects(sources: TrainConfigSources, ...patterns: RegExp[]): Prom
     for (const pattern of patterns) assert.match((error as Error).message, pattern);
     return (error as Error).message;
   }
-  throw new assert.Assertion({ message: `expected ${JSON.stringify(sources)} to be refused` });
+  return assert.unreachable(`expected ${JSON.stringify(sources)} to be refused`);
 }
 
 async function recipe(name: string, content: unknown): Promise<string> {
