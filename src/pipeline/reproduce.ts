@@ -226,6 +226,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   const configFile = resolve(options.config);
   const config = await loadReproduceConfig(configFile);
   const out = resolve(options.out);
+  if (config.description) log(config.description);
   const dataDir = await prepareData(config, options, log);
 
   const runs: Record<string, string> = {};
@@ -276,7 +277,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
         resnet50: runs.resnet50,
         efficientnetB3: runs.efficientnet_b3,
       });
-      dashboard = exported.files;
+      dashboard = exported.files.map((file) => resolve(exported.dir, file));
     }
   }
 

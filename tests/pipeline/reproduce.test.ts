@@ -100,6 +100,7 @@ test("npm start's pipeline end to end at the smallest settings: data, three mode
     }
     for (const file of ['sydney_best_model.pth', 'resnet50_best_model.pth', 'best_osteoporosis_model.pth']) {
       assert.ok(existsSync(join(out, 'dashboard', file)), `dashboard file ${file}`);
+      assert.ok(result.artefacts.dashboard!.includes(join(out, 'dashboard', file)), `${file} is listed with its path`);
     }
     assert.ok(existsSync(join(out, 'eval', 'results.md')));
     const report = await readFile(join(out, 'reproduce.md'), 'utf8');
