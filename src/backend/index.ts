@@ -15,3 +15,4 @@ export {
   type CandidateStatus,
 } from './select.js';
 export { environmentInfo, formatEnvironmentInfo, wasmSimdSupported, type EnvironmentInfo } from './info.js';
+export { batchNormTraining, type BatchNormTrainingResult } from './kernels/index.js';

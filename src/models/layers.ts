@@ -16,6 +16,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
 import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
+import { batchNormTraining } from '../backend/index.js';
 import { SeededRandom, deriveSeed } from './random.js';
 
 type Shape = (number | null)[];
@@ -82,9 +83,11 @@ export class TorchBatchNorm extends tfl.layers.Layer {
       if (!isTraining(kwargs) || !this.trainable) {
         return tf.batchNorm(x, this.movingMean.read(), this.movingVariance.read(), beta, gamma, this.epsilon);
       }
-      const axes = x.shape.map((_, axis) => axis).slice(0, -1);
-      const { mean, variance } = tf.moments(x, axes);
-      const output = tf.batchNorm(x, mean, variance, beta, gamma, this.epsilon);
+      // One fused op: the composed tf.moments + tf.batchNorm keeps three activation-sized tensors per layer for the backward pass.
+      const fused = batchNormTraining(x, gamma as tf.Tensor1D, beta as tf.Tensor1D, this.epsilon);
+      const output = fused.output;
+      const mean = tf.tensor1d(fused.mean, 'float32');
+      const variance = tf.tensor1d(fused.variance, 'float32');
       const count = x.size / x.shape[x.shape.length - 1]!;
       // PyTorch normalises with the biased variance but tracks the unbiased one.
       const unbiased = count > 1 ? tf.mul(variance, count / (count - 1)) : variance;
