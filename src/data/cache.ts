@@ -10,10 +10,11 @@
  * Delete DIR/.cache to reclaim the space; nothing else depends on it.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DataError } from '../errors.js';
 import { decodeRgb, resizeShorter, type RgbImage } from './image.js';
+import { writeFileAtomic } from '../fs.js';
 
 const magic = 0x3152534f; // "OSR1" little-endian
 const headerBytes = 32;
@@ -106,9 +107,7 @@ export function createResizedCache(dataDir: string, shorter: number, options: Ca
     if (useDisk) {
       dirReady ??= mkdir(dir, { recursive: true });
       await dirReady;
-      const temporary = `${file}.${process.pid}.${counters.decoded}.tmp`;
-      await writeFile(temporary, encode(image, info.size, info.mtimeMs));
-      await rename(temporary, file);
+      await writeFileAtomic(file, encode(image, info.size, info.mtimeMs));
     }
     return image;
   };

@@ -6,7 +6,7 @@
  *
  * Every file ends up either indexed or reported with a reason: nothing is skipped silently.
  */
-import { readFile, readdir, rename, stat, writeFile } from 'node:fs/promises';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { parse } from 'csv-parse/sync';
@@ -18,6 +18,7 @@ import { mapLimit } from './concurrency.js';
 import { contentHash, hammingDistance, hashWords, perceptualHash } from './hash.js';
 import { decodeRgb, maxInputPixels } from './image.js';
 import { silentProgress, type ProgressSink } from './progress.js';
+import { writeFileAtomic } from '../fs.js';
 
 export type ConflictPolicy = 'drop' | 'majority' | 'keep';
 export const conflictPolicies: readonly ConflictPolicy[] = ['drop', 'majority', 'keep'];
@@ -316,9 +317,7 @@ const csvColumns = [
 ] as const;
 
 export async function writeCsvAtomic(file: string, header: readonly string[], records: unknown[][]): Promise<void> {
-  const temporary = `${file}.${process.pid}.tmp`;
-  await writeFile(temporary, stringify(records, { header: true, columns: [...header] }));
-  await rename(temporary, file);
+  await writeFileAtomic(file, stringify(records, { header: true, columns: [...header] }));
 }
 
 export async function indexDataset(options: IndexOptions): Promise<{ rows: IndexRow[]; report: IndexReport }> {

@@ -6,11 +6,12 @@
  * that is absent wherever libtensorflow could not be downloaded. tfjs-core's withSaveHandler and
  * fromMemory do the (de)serialization; this file only moves bytes to and from disk.
  */
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { DataError } from '../errors.js';
+import { writeFileAtomic } from '../fs.js';
 
 /** tfjs-converter's default shard size: small enough for browser caches and HTTP/1 parallelism. */
 export const shardBytes = 4 * 1024 * 1024;
@@ -43,22 +44,11 @@ export async function saveLayersModelToDir(model: tfl.LayersModel, dir: string, 
   };
   await mkdir(dir, { recursive: true });
   for (let i = 0; i < shardCount; i++) {
-    await atomicWrite(join(dir, shardNames[i]!), weights.subarray(i * shardBytes, Math.min(weights.byteLength, (i + 1) * shardBytes)));
+    await writeFileAtomic(join(dir, shardNames[i]!), weights.subarray(i * shardBytes, Math.min(weights.byteLength, (i + 1) * shardBytes)));
   }
   // model.json last: a directory with a model.json is a complete model.
-  await atomicWrite(join(dir, 'model.json'), JSON.stringify(modelJson));
+  await writeFileAtomic(join(dir, 'model.json'), JSON.stringify(modelJson));
   return { dir, files: ['model.json', ...shardNames], bytes: weights.byteLength };
-}
-
-async function atomicWrite(file: string, data: string | Uint8Array): Promise<void> {
-  const temporary = `${file}.tmp-${process.pid}`;
-  try {
-    await writeFile(temporary, data);
-    await rename(temporary, file);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  }
 }
 
 /** An IOHandler that reads `dir/model.json` and its weight shards: `tfl.loadLayersModel(directoryLoadHandler(dir))`. */

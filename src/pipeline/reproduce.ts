@@ -5,7 +5,7 @@
  * the phantom dataset with configs/demo.json.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import {
@@ -19,6 +19,7 @@ import {
   type ProgressSink,
 } from '../data/index.js';
 import { DataError, UserError, errorMessage } from '../errors.js';
+import { writeFileAtomic } from '../fs.js';
 import { ensembleName, evaluateRuns, exportDashboard, type EvaluationResult } from '../eval/tasks.js';
 import { listModels, type ModelName } from '../models/index.js';
 import { resolveTrainConfig } from '../config/index.js';
@@ -214,13 +215,6 @@ export function checkAgainstPublished(rows: readonly ReproduceRow[], tolerance: 
   return failures;
 }
 
-async function writeAtomic(file: string, text: string): Promise<void> {
-  await mkdir(dirname(file), { recursive: true });
-  const temp = `${file}.${process.pid}.tmp`;
-  await writeFile(temp, text);
-  await rename(temp, file);
-}
-
 export async function reproduce(options: ReproduceOptions): Promise<ReproduceResult> {
   const log = options.log ?? (() => {});
   const configFile = resolve(options.config);
@@ -284,7 +278,8 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   const rows = tableRows(evaluation, runs, failures);
   const table = formatReproduceTable(rows, dataDir);
   const reportFile = join(out, 'reproduce.md');
-  await writeAtomic(reportFile, `# osteo reproduce\n\nconfig: ${options.config}\n\n${table}\n`);
+  await mkdir(out, { recursive: true });
+  await writeFileAtomic(reportFile, `# osteo reproduce\n\nconfig: ${options.config}\n\n${table}\n`);
   const checkFailures = options.check === undefined ? [] : checkAgainstPublished(rows, options.check);
   const result: ReproduceResult = {
     out,
@@ -295,6 +290,6 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
     checkFailures,
     artefacts: { report: reportFile, evaluation: evaluation?.written?.dir, dashboard, runs: runList },
   };
-  await writeAtomic(join(out, 'reproduce.json'), JSON.stringify(result, null, 2) + '\n');
+  await writeFileAtomic(join(out, 'reproduce.json'), JSON.stringify(result, null, 2) + '\n');
   return result;
 }

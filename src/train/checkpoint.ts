@@ -9,9 +9,12 @@
  * either the previous checkpoint or the new one complete in place.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { DataError, UserError, errorMessage } from '../errors.js';
+import { writeFileAtomic, writeJsonAtomic } from '../fs.js';
+
+export { writeFileAtomic, writeJsonAtomic };
 import { readSafetensors, writeSafetensors, type StateDict } from '../weights/index.js';
 
 export type CheckpointName = 'last' | 'best';
@@ -33,22 +36,6 @@ let sequence = 0;
 function uniqueSuffix(): string {
   sequence += 1;
   return `${process.pid}-${Date.now()}-${sequence}`;
-}
-
-/** Write text to a temporary name beside `file`, then rename it into place. */
-export async function writeFileAtomic(file: string, content: string | Buffer): Promise<void> {
-  const temporary = join(dirname(file), `.${basename(file)}.tmp-${uniqueSuffix()}`);
-  try {
-    await writeFile(temporary, content);
-    await rename(temporary, file);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
-  }
-}
-
-export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
-  await writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
 }
 
 export function checkpointDir(run: string, name: CheckpointName): string {

@@ -1,7 +1,7 @@
 /** Byte-level helpers shared by the .pth and .safetensors readers/writers (both formats are little-endian). */
 import { endianness } from 'node:os';
-import { rename, unlink, writeFile } from 'node:fs/promises';
 import { DataError } from '../errors.js';
+import { writeFileAtomic } from '../fs.js';
 
 export const hostIsLittleEndian = endianness() === 'LE';
 
@@ -97,20 +97,8 @@ export function littleEndianBytes(data: Float32Array | BigInt64Array): Buffer {
   return out;
 }
 
-/** Writes through a temporary file and a rename, so a reader never sees half a file. */
-export async function writeFileAtomic(path: string, write: (temporaryPath: string) => Promise<void>): Promise<void> {
-  const temporary = `${path}.${process.pid}.partial`;
-  try {
-    await write(temporary);
-    await rename(temporary, path);
-  } catch (error) {
-    await unlink(temporary).catch(() => undefined);
-    throw error;
-  }
-}
-
 export async function writeBufferAtomic(path: string, data: Uint8Array | Uint8Array[]): Promise<void> {
-  await writeFileAtomic(path, (temporary) => writeFile(temporary, Array.isArray(data) ? Buffer.concat(data) : data));
+  await writeFileAtomic(path, Array.isArray(data) ? Buffer.concat(data) : data);
 }
 
 /** The name a DataError uses for a source given as a path or as bytes. */

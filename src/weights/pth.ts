@@ -16,7 +16,8 @@ import { pipeline } from 'node:stream/promises';
 import yauzl from 'yauzl';
 import yazl from 'yazl';
 import { DataError } from '../errors.js';
-import { decodeContiguous, decodeElements, elementSize, littleEndianBytes, readSource, sourceName, writeFileAtomic, type ElementType } from './bytes.js';
+import { decodeContiguous, decodeElements, elementSize, littleEndianBytes, readSource, sourceName, type ElementType } from './bytes.js';
+import { replaceAtomically } from '../fs.js';
 import { contiguousStrides, pickleStateDict, PickleError, PyDict, TensorRef, unpickle, type PickledTensor, type PyValue, type StorageType } from './pickle.js';
 import { assertWellFormed, numel, type StateDict, type StateTensor } from './types.js';
 
@@ -188,5 +189,5 @@ export async function writePth(path: string, dict: StateDict): Promise<void> {
   zip.addBuffer(Buffer.from('3\n'), 'archive/version', entryOptions);
   zip.addBuffer(Buffer.from('little'), 'archive/byteorder', entryOptions);
   zip.end();
-  await writeFileAtomic(path, (temporary) => pipeline(zip.outputStream, createWriteStream(temporary)));
+  await replaceAtomically(path, (temporary) => pipeline(zip.outputStream, createWriteStream(temporary)));
 }
