@@ -1,27 +1,15 @@
 /** The training-step API that TRAIN and EVAL code against (see the team contract). */
 import type { BackendPreference } from '../../backend/index.js';
 import type { ModelBuildOptions, ModelName } from '../../models/index.js';
+import type { LoadReport, StateDict, StateTensor } from '../../weights/index.js';
 
 export type OptimizerConfig =
   | { type: 'adam'; beta1?: number; beta2?: number; eps?: number; weightDecay?: number /* L2 added to grad, like torch Adam */ }
   | { type: 'adamw'; beta1?: number; beta2?: number; eps?: number; weightDecay: number /* decoupled, like torch AdamW */ }
   | { type: 'sgd'; momentum?: number; nesterov?: boolean; weightDecay?: number };
 
-export interface StateTensor {
-  dtype: 'float32' | 'int64';
-  shape: number[];
-  data: Float32Array | BigInt64Array;
-}
-/** torchvision keys and PyTorch layouts (the weights room's StateDict). */
-export type StateDict = Map<string, StateTensor>;
-
-export interface LoadReport {
-  loaded: string[];
-  missing: string[];
-  unexpected: string[];
-  mismatched: string[];
-  headReinitialised: string[];
-}
+/** The weights room's types: torchvision keys and PyTorch layouts. */
+export type { LoadReport, StateDict, StateTensor };
 
 /** What a training step consumes: the data room's Batch (only these fields are read). */
 export interface EngineBatch {
