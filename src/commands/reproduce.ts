@@ -12,6 +12,7 @@ interface ReproduceFlags {
   out: string;
   check?: number;
   weightsDir?: string;
+  pretrained: boolean;
   backend: BackendPreference;
   workers?: number;
   set: string[];
@@ -26,6 +27,7 @@ export function registerReproduceCommands(program: Command): void {
     .option('--data <dir>', 'use this dataset folder instead of downloading (Normal/, Osteopenia/, Osteoporosis/)')
     .option('--out <dir>', 'where runs, reports and the dashboard files go', 'reports/reproduce')
     .option('--check <points>', 'exit non-zero when an accuracy falls more than this many points below the published one', finiteNumber('--check'))
+    .option('--no-pretrained', 'train every model from random weights instead of ImageNet checkpoints (offline machines)')
     .option('--weights-dir <dir>', 'where torchvision ImageNet checkpoints are found or fetched (default checkpoints/pretrained)')
     .addOption(backendOption())
     .option('--workers <n>', 'data-parallel worker threads for training', positiveInt('--workers'))
@@ -42,6 +44,7 @@ export function registerReproduceCommands(program: Command): void {
         out: flags.out,
         check: flags.check,
         weightsDir: flags.weightsDir,
+        pretrained: flags.pretrained,
         backend: flags.backend,
         workers: flags.workers,
         sets: flags.set,

@@ -21,10 +21,10 @@ import {
 import { DataError, UserError, errorMessage } from '../errors.js';
 import { writeFileAtomic } from '../fs.js';
 import { ensembleName, evaluateRuns, exportDashboard, type EvaluationResult } from '../eval/tasks.js';
-import { listModels, type ModelName } from '../models/index.js';
+import { getModel, listModels, type ModelName } from '../models/index.js';
 import { resolveTrainConfig } from '../config/index.js';
 import { trainModel, type TrainEvent } from '../train/index.js';
-import { fetchPretrainedWeights } from '../weights/fetch.js';
+import { defaultWeightsDir, fetchPretrainedWeights } from '../weights/fetch.js';
 import type { BackendPreference } from '../backend/index.js';
 
 /** The published table (README of the seed project) and what is known to be wrong with its protocol. */
@@ -104,6 +104,8 @@ export interface ReproduceOptions {
   weightsDir?: string;
   backend?: BackendPreference;
   workers?: number;
+  /** false: every model starts from random weights instead of its config's ImageNet checkpoint (offline machines). */
+  pretrained?: boolean;
   /** Extra `key=value` overrides for every model (after the config's). */
   sets?: readonly string[];
   log?: (line: string) => void;
@@ -184,6 +186,29 @@ function tableRows(evaluation: EvaluationResult | undefined, runs: Record<string
     });
 }
 
+/**
+ * The ImageNet checkpoints the config asks for, found or fetched before any data work, so that an
+ * offline machine learns in seconds — not after hours of training — what is missing and what to do.
+ */
+async function fetchCheckpoints(config: ReproduceConfig, options: ReproduceOptions, log: (line: string) => void): Promise<Map<ModelName, string>> {
+  const paths = new Map<ModelName, string>();
+  if (options.pretrained === false) return paths;
+  for (const spec of config.models.filter((m) => m.pretrained)) {
+    try {
+      const fetched = await fetchPretrainedWeights(spec.model, { dest: options.weightsDir, log, progress: options.progress?.('download') });
+      paths.set(spec.model, fetched.path);
+    } catch (error) {
+      const file = getModel(spec.model).pretrained.fileName;
+      throw new UserError(
+        `cannot get ${spec.model}'s ImageNet checkpoint ${file}: ${errorMessage(error)}\n` +
+          `  put the file in ${resolve(options.weightsDir ?? defaultWeightsDir)} (or name a folder with --weights-dir), ` +
+          `or train from random weights with --no-pretrained (the report then says so)`,
+      );
+    }
+  }
+  return paths;
+}
+
 /** The published table beside ours, as Markdown (printed, and saved as OUT/reproduce.md). */
 export function formatReproduceTable(rows: readonly ReproduceRow[], dataDir: string): string {
   const lines = [
@@ -221,6 +246,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   const config = await loadReproduceConfig(configFile);
   const out = resolve(options.out);
   if (config.description) log(config.description);
+  const checkpoints = await fetchCheckpoints(config, options, log);
   const dataDir = await prepareData(config, options, log);
 
   const runs: Record<string, string> = {};
@@ -229,11 +255,8 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
     const runDir = join(out, 'runs', spec.model);
     log(`\n== training ${spec.model} → ${runDir}`);
     try {
-      let pretrained: string | undefined;
-      if (spec.pretrained) {
-        const fetched = await fetchPretrainedWeights(spec.model, { dest: options.weightsDir, log, progress: options.progress?.('download') });
-        pretrained = fetched.path;
-      }
+      const pretrained = checkpoints.get(spec.model);
+      log(pretrained ? `initial weights: ${pretrained}` : 'initial weights: random (no ImageNet checkpoint)');
       const trainConfig = await resolveTrainConfig({
         configFile: spec.recipe ? resolve(dirname(configFile), spec.recipe) : undefined,
         flags: { model: spec.model, data: dataDir, out: runDir, pretrained, seed: config.seed, backend: options.backend, workers: options.workers },
@@ -278,8 +301,9 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   const rows = tableRows(evaluation, runs, failures);
   const table = formatReproduceTable(rows, dataDir);
   const reportFile = join(out, 'reproduce.md');
+  const initialWeights = config.models.map((m) => `${m.model}: ${checkpoints.has(m.model) ? 'ImageNet (torchvision)' : 'random'}`).join(', ');
   await mkdir(out, { recursive: true });
-  await writeFileAtomic(reportFile, `# osteo reproduce\n\nconfig: ${options.config}\n\n${table}\n`);
+  await writeFileAtomic(reportFile, `# osteo reproduce\n\nconfig: ${options.config}\n\ninitial weights: ${initialWeights}\n\n${table}\n`);
   const checkFailures = options.check === undefined ? [] : checkAgainstPublished(rows, options.check);
   const result: ReproduceResult = {
     out,

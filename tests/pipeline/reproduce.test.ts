@@ -1,4 +1,6 @@
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -76,6 +78,35 @@ test('the shipped pipeline configs are valid', async () => {
   }
 });
 
+test('a missing ImageNet checkpoint stops reproduce before any data work, saying what to do', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'osteo-repro-'));
+  const server = createServer((_request, response) => response.writeHead(404).end());
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const previous = process.env.OSTEO_WEIGHTS_URL;
+  process.env.OSTEO_WEIGHTS_URL = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const configFile = join(dir, 'needs-weights.json');
+    const dataDir = join(dir, 'phantom');
+    await writeFile(configFile, JSON.stringify({ data: { source: 'phantom', dir: dataDir }, models: [{ model: 'resnet18', pretrained: true }] }));
+    try {
+      await reproduce({ config: configFile, out: join(dir, 'out'), weightsDir: join(dir, 'weights') });
+      assert.unreachable('should have refused');
+    } catch (error) {
+      assert.instance(error, UserError);
+      const message = (error as Error).message;
+      assert.match(message, /resnet18's ImageNet checkpoint resnet18-f37072fd\.pth/);
+      assert.match(message, /--no-pretrained/);
+      assert.match(message, /--weights-dir/);
+    }
+    assert.not.ok(existsSync(dataDir), 'no data was generated before the refusal');
+  } finally {
+    if (previous === undefined) delete process.env.OSTEO_WEIGHTS_URL;
+    else process.env.OSTEO_WEIGHTS_URL = previous;
+    server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test("npm start's pipeline end to end at the smallest settings: data, three models, ensemble, dashboard export", async () => {
   const dir = await mkdtemp(join(tmpdir(), 'osteo-repro-'));
   try {
@@ -83,14 +114,14 @@ test("npm start's pipeline end to end at the smallest settings: data, three mode
     const config = {
       ...demo,
       data: { source: 'phantom', dir: join(dir, 'phantom'), perClass: 8, size: 64, val: 0.2, test: 0.2, seed: 3 },
-      models: demo.models.map((m) => ({ ...m, recipe: resolve('configs', m.recipe) })),
+      models: demo.models.map((m) => ({ ...m, recipe: resolve('configs', m.recipe), pretrained: true })),
       set: ['epochs=1', 'imageSize=32', 'batchSize=8', 'augment=none'],
     };
     const configFile = join(dir, 'tiny.json');
     await writeFile(configFile, JSON.stringify(config));
     const out = join(dir, 'out');
     const lines: string[] = [];
-    const result = await reproduce({ config: configFile, out, workers: 1, log: (line) => lines.push(line) });
+    const result = await reproduce({ config: configFile, out, workers: 1, pretrained: false, log: (line) => lines.push(line) });
     assert.equal(result.failures, []);
     assert.equal(Object.keys(result.runs), ['resnet18', 'resnet50', 'efficientnet_b3']);
     assert.equal(result.rows.map((r) => r.row), ['resnet18', 'resnet50', 'efficientnet_b3', 'ensemble (soft vote)']);
@@ -105,6 +136,7 @@ test("npm start's pipeline end to end at the smallest settings: data, three mode
     assert.ok(existsSync(join(out, 'eval', 'results.md')));
     const report = await readFile(join(out, 'reproduce.md'), 'utf8');
     assert.match(report, /\| ensemble \(soft vote\) \| 85\.0% \|/);
+    assert.match(report, /initial weights: resnet18: random, resnet50: random, efficientnet_b3: random/);
     const saved = JSON.parse(await readFile(join(out, 'reproduce.json'), 'utf8')) as { rows: unknown[] };
     assert.is(saved.rows.length, 4);
     assert.ok(lines.some((l) => /leak check: 0 images and 0 duplicate groups shared/.test(l)), 'the split reports no leak');
