@@ -200,7 +200,7 @@ function depthwiseFilterGradSimd(backend: BackendWasm, simd: SimdKernels, x: Inf
   const taps = kh * kw;
   const out = backend.makeOutput([kh, kw, c, 1], 'float32');
   const heap = backend.wasm as unknown as { _malloc(bytes: number): number; _free(p: number): void; HEAPF32: Float32Array };
-  const scratch = heap._malloc(taps * c * 4);
+  const scratch = heap._malloc(taps * c * 4) >>> 0; // a heap past 2 GiB hands out negative i32 pointers
   const total = new Float64Array(taps * c);
   const xAt = backend.getMemoryOffset(x.dataId);
   const dyAt = backend.getMemoryOffset(dy.dataId);

@@ -209,7 +209,7 @@ const flushRows = 256;
  */
 export function columnSums(backend: BackendWasm, kernels: SimdKernels, a: number, b: number | null, rows: number, c: number, totalA: Float64Array, totalAB: Float64Array | null): void {
   const heap = heapOf(backend);
-  const scratch = heap._malloc(c * 8);
+  const scratch = heap._malloc(c * 8) >>> 0; // emscripten returns pointers past 2 GiB as negative i32
   try {
     const rowBytes = c * 4;
     for (let r0 = 0; r0 < rows; r0 += flushRows) {
@@ -231,7 +231,7 @@ export function columnSums(backend: BackendWasm, kernels: SimdKernels, a: number
 export function channelVectors(backend: BackendWasm, vectors: ArrayLike<number>[]): { offsets: number[]; release(): void } {
   const heap = heapOf(backend);
   const c = vectors[0]!.length;
-  const base = heap._malloc(Math.max(16, vectors.length * c * 4));
+  const base = heap._malloc(Math.max(16, vectors.length * c * 4)) >>> 0;
   const view = new Float32Array(heap.HEAPF32.buffer, base, vectors.length * c);
   vectors.forEach((v, i) => view.set(v, i * c));
   return { offsets: vectors.map((_, i) => base + i * c * 4), release: () => heap._free(base) };
