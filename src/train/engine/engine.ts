@@ -31,11 +31,12 @@ import type { EngineBatch, EngineOptions, EngineState, LoadReport, StateDict, St
 
 /**
  * Wasm heap bytes a training pass takes per float of layer output: tfjs keeps every intermediate of
- * the forward pass (BatchNorm alone leaves three activation-sized tensors) and every gradient until
- * the backward pass ends. Measured high-water marks: ResNet50 224² 18 B, EfficientNet-B3 300² 22 B
- * (BENCHMARKS.md); 24 leaves room for fragmentation.
+ * the forward pass and every gradient until the backward pass ends. Measured high-water marks (whole
+ * heap ÷ activation floats, BatchNorm as the fused op that keeps only its input): ResNet50 224² 12.0 B
+ * at 4 images, 13.2 B at 3; EfficientNet-B3 300² 14.9 B at 2 images, 16.8 B at 1 (BENCHMARKS.md);
+ * 18 leaves room for fragmentation.
  */
-const wasmBytesPerActivationFloat = 24;
+const wasmBytesPerActivationFloat = 18;
 /** What a micro-batch may use of the 4 GiB wasm heap; weights, optimizer-free replicas and XNNPACK's packed copies need the rest. */
 const wasmActivationBudget = 3 * 1024 ** 3;
 
