@@ -114,7 +114,7 @@ test("npm start's pipeline end to end at the smallest settings: data, three mode
     const config = {
       ...demo,
       data: { source: 'phantom', dir: join(dir, 'phantom'), perClass: 8, size: 64, val: 0.2, test: 0.2, seed: 3 },
-      models: demo.models.map((m) => ({ ...m, recipe: resolve('configs', m.recipe), pretrained: true })),
+      models: demo.models.map((m) => ({ ...m, recipe: resolve('configs', m.recipe), pretrained: true, set: [] })),
       set: ['epochs=1', 'imageSize=32', 'batchSize=8', 'augment=none'],
     };
     const configFile = join(dir, 'tiny.json');
