@@ -10,21 +10,12 @@ import { useBackend } from '../../../src/backend/index.js';
 import { createEngine, type EngineBatch, type EngineOptions, type TrainingEngine } from '../../../src/train/engine/index.js';
 import { modelProvider } from './fixtures/tiny-provider.js';
 import { UserError } from '../../../src/errors.js';
+import { rng } from '../../helpers/random.js';
 
 const providerModule = new URL('./fixtures/tiny-provider.ts', import.meta.url).href;
 const size = 8;
 const per = size * size * 3;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Class k lights up channel k: learnable in a few steps. */
 function makeBatch(n: number, seed: number): EngineBatch {

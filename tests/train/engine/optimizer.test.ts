@@ -36,17 +36,8 @@ for case in job["cases"]:
     out.append({"params": p.detach().tolist(), "norms": norms})
 print(json.dumps(out))
 `;
+import { rng } from '../../helpers/random.js';
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('Adam, AdamW, SGD (momentum, Nesterov, weight decay) and clip_grad_norm_ match torch.optim', () => {
   const next = rng(3);
