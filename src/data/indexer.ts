@@ -9,7 +9,7 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
-import { parse } from 'csv-parse/sync';
+import { parseCsvRecords } from './csv.js';
 import { stringify } from 'csv-stringify/sync';
 import sharp from 'sharp';
 import { DataError, UserError, errorMessage } from '../errors.js';
@@ -411,12 +411,7 @@ export async function readIndex(dataDir: string): Promise<IndexRow[]> {
   } catch {
     throw new UserError(`no index at ${file}: run \`osteo data index --data ${dataDir}\` first`);
   }
-  let records: Record<string, string>[];
-  try {
-    records = parse(text, { columns: true, skip_empty_lines: true });
-  } catch (error) {
-    throw new DataError(file, `not a valid CSV (${errorMessage(error)})`);
-  }
+  const records = parseCsvRecords(text, file);
   return records.map((record, i) => {
     const missing = csvColumns.filter((column) => record[column] === undefined);
     if (missing.length > 0) throw new DataError(file, `row ${i + 2} lacks column(s) ${missing.join(', ')}`);

@@ -9,8 +9,8 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
-import { parse } from 'csv-parse/sync';
-import { DataError, UserError, errorMessage } from '../errors.js';
+import { parseCsvRecords } from './csv.js';
+import { DataError, UserError } from '../errors.js';
 import { classNames, numClasses } from './classes.js';
 import { indexDataset, indexPath, readIndex, writeCsvAtomic, type ConflictPolicy, type IndexRow } from './indexer.js';
 import { createRng, deriveSeed, shuffleInPlace } from './rng.js';
@@ -177,12 +177,7 @@ export function formatSplitReport(report: SplitReport): string {
 
 /** Parse the text of a splits.csv (`file` names it in errors). */
 export function parseSplitManifest(text: string, file: string): ManifestRow[] {
-  let records: Record<string, string>[];
-  try {
-    records = parse(text, { columns: true, skip_empty_lines: true });
-  } catch (error) {
-    throw new DataError(file, `not a valid CSV (${errorMessage(error)})`);
-  }
+  const records = parseCsvRecords(text, file);
   return records.map((record, i) => {
     const label = Number(record.label);
     if (record.path === undefined || record.path === '') throw new DataError(file, `row ${i + 2} has no path`);
