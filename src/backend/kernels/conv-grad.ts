@@ -313,13 +313,14 @@ type PhaseConv = (scope: Scope, dy: Info, filter: Info, pad: tf.backend_util.Exp
 function phasedBackpropInput(
   backend: BackendWasm,
   dy: Info,
-  inShape: Shape4,
-  geometry: { kh: number; kw: number; sh: number; sw: number; top: number; left: number; oh: number; ow: number },
+  info: tf.backend_util.Conv2DInfo,
   makeSubFilter: (scope: Scope, ry: number, rx: number, jy: number, jx: number) => Info,
   conv: PhaseConv,
 ): Info {
+  const inShape = info.inShape as Shape4;
   const [n, h, w, c] = inShape;
-  const { kh, kw, sh, sw, top, left, oh, ow } = geometry;
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw, outHeight: oh, outWidth: ow } = info;
+  const { top, left } = info.padInfo;
   const py = planAxis(kh, sh, top, h, oh);
   const px = planAxis(kw, sw, left, w, ow);
   if (!py || !px) throw new Error('unsupported padding for the phased transposed convolution');
@@ -406,14 +407,7 @@ export function conv2DBackpropInput({ inputs, backend, attrs }: InputGradArgs): 
   };
   const conv: PhaseConv = (scope, x, f, pad) =>
     scope.call('Conv2D', { x, filter: f }, { strides: [1, 1], pad, dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined });
-  return phasedBackpropInput(
-    backend,
-    dy,
-    info.inShape,
-    { kh, kw, sh, sw, top: info.padInfo.top, left: info.padInfo.left, oh: info.outHeight, ow: info.outWidth },
-    makeSubFilter,
-    conv,
-  );
+  return phasedBackpropInput(backend, dy, info, makeSubFilter, conv);
 }
 
 /** dx of a 1×1, stride-1 convolution: one GEMM dy·Wᵀ, skipping a convolution operator's setup. */
@@ -486,7 +480,7 @@ interface DepthwiseInputGradArgs {
 export function depthwiseConv2dNativeBackpropInput({ inputs, backend, attrs }: DepthwiseInputGradArgs): Info {
   const { dy, filter } = inputs;
   const info = tf.backend_util.computeConv2DInfo(attrs.inputShape, filter.shape as Shape4, attrs.strides, attrs.dilations, attrs.pad, attrs.dimRoundingMode, true);
-  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, inChannels: c } = info;
+  const { filterWidth: kw, strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw, inChannels: c } = info;
   const m = info.outChannels / c;
   if (m !== 1 || dh !== 1 || dw !== 1) return depthwiseBackpropInputDirect(backend, dy, filter, info);
   const makeSubFilter = (scope: Scope, ry: number, rx: number, jy: number, jx: number): Info => {
@@ -502,14 +496,7 @@ export function depthwiseConv2dNativeBackpropInput({ inputs, backend, attrs }: D
   };
   const conv: PhaseConv = (scope, x, f, pad) =>
     scope.call('DepthwiseConv2dNative', { x, filter: f }, { strides: [1, 1], pad, dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined });
-  return phasedBackpropInput(
-    backend,
-    dy,
-    info.inShape,
-    { kh, kw, sh, sw, top: info.padInfo.top, left: info.padInfo.left, oh: info.outHeight, ow: info.outWidth },
-    makeSubFilter,
-    conv,
-  );
+  return phasedBackpropInput(backend, dy, info, makeSubFilter, conv);
 }
 
 /** The general case (channel multiplier > 1 or dilation): a direct scatter, used by no osteo model. */
