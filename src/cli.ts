@@ -6,8 +6,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { isUserFacing } from './errors.js';
-import { osteoVersion } from './version.js';
+import { isUserFacing, osteoVersion } from './util/index.js';
 import { registerInfoCommand } from './commands/info.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerWeightsCommands } from './commands/weights.js';

@@ -1,3 +1,4 @@
+/** backend: one record per compute backend candidate (package, capabilities), choosing and activating one, and the kernels the backends lack. */
 export {
   backendPreferences,
   candidateNames,

@@ -1,6 +1,6 @@
 import { availableParallelism, cpus } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
-import { osteoVersion } from '../version.js';
+import { osteoVersion } from '../util/index.js';
 import { type BackendPreference, type BackendSelection, type CandidateStatus, useBackend } from './select.js';
 
 export interface EnvironmentInfo {

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { UserError, errorMessage } from '../errors.js';
+import { UserError, errorMessage } from '../util/index.js';
 import { registerWasmTrainingKernels } from './kernels/index.js';
 
 export const backendPreferences = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;

@@ -6,7 +6,7 @@
 import { Argument, type Command } from 'commander';
 import type { BackendPreference } from '../backend/index.js';
 import { benchData } from '../data/index.js';
-import { runBench, type BenchResult } from '../train/engine/bench.js';
+import { runBench, type BenchResult } from '../train/index.js';
 import { backendOption, positiveInt, printJson } from './common.js';
 
 interface BenchCliOptions {

@@ -1,23 +1,6 @@
 import { Option, type Command } from 'commander';
-import {
-  byteProgress,
-  classNames,
-  conflictPolicies,
-  countProgress,
-  defaultKaggleApi,
-  defaultNearThreshold,
-  downloadKaggleDataset,
-  formatBytes,
-  formatCounts,
-  formatIndexReport,
-  formatSplitReport,
-  indexDataset,
-  maxInputPixels,
-  previewAugmentations,
-  splitDataset,
-  synthesizePhantom,
-  type ConflictPolicy,
-} from '../data/index.js';
+import { byteProgress, countProgress, formatBytes } from '../util/index.js';
+import { classNames, conflictPolicies, defaultKaggleApi, defaultNearThreshold, downloadKaggleDataset, formatCounts, formatIndexReport, formatSplitReport, indexDataset, maxInputPixels, previewAugmentations, splitDataset, synthesizePhantom, type ConflictPolicy } from '../data/index.js';
 import { finiteNumber, positiveInt, printJson } from './common.js';
 
 const stderrLine = (line: string) => process.stderr.write(`${line}\n`);

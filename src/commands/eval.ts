@@ -1,7 +1,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { useBackend, type BackendPreference } from '../backend/index.js';
-import { reportSummaryJson, resultsTable } from '../eval/index.js';
-import { evaluateRuns, type EvalSplit } from '../eval/tasks.js';
+import { reportSummaryJson, resultsTable } from '../report/index.js';
+import { evaluateRuns, type EvalSplit } from '../eval/index.js';
 import { backendOption, positiveInt, printJson } from './common.js';
 import { registerExportCommand } from './export.js';
 import { registerPredictCommand } from './predict.js';

@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { useBackend, type BackendPreference } from '../backend/index.js';
-import { UserError } from '../errors.js';
-import { exportDashboard, exportFormats, exportRun, type ExportFormat } from '../eval/tasks.js';
+import { UserError } from '../util/index.js';
+import { exportDashboard, exportFormats, exportRun, type ExportFormat } from '../eval/index.js';
 import { backendOption, printJson } from './common.js';
 
 interface ExportCommandOptions {

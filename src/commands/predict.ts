@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { useBackend, type BackendPreference } from '../backend/index.js';
-import { formatPredictions, predictImages } from '../eval/tasks.js';
+import { formatPredictions, predictImages } from '../eval/index.js';
 import { backendOption, positiveInt, printJson } from './common.js';
 
 interface PredictCommandOptions {

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { type BackendPreference } from '../backend/index.js';
-import { byteProgress, countProgress } from '../data/index.js';
-import { UserError } from '../errors.js';
-import { formatReproduceTable, reproduce } from '../pipeline/reproduce.js';
+import { byteProgress, countProgress, UserError } from '../util/index.js';
+import { formatReproduceTable, reproduce } from '../pipeline/index.js';
 import { progressReporter } from '../train/index.js';
 import { backendOption, finiteNumber, positiveInt, printJson } from './common.js';
 

@@ -6,8 +6,9 @@
 import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { optionEntries, optionsText, resolveTrainConfig, trainOptions, type TrainConfig } from '../config/index.js';
-import { UserError } from '../errors.js';
-import { progressReporter, readRunConfigJson, trainModel, type TrainResult } from '../train/index.js';
+import { UserError } from '../util/index.js';
+import { progressReporter, trainModel, type TrainResult } from '../train/index.js';
+import { readRunConfigJson } from '../runs/index.js';
 import { printJson } from './common.js';
 
 /** The table's flags, with the config key each one sets. */

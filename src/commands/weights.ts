@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { byteProgress, formatBytes } from '../data/progress.js';
+import { byteProgress, formatBytes } from '../util/index.js';
 import { listModels } from '../models/index.js';
-import { defaultWeightsDir, fetchPretrainedWeights, type FetchWeightsResult } from '../weights/fetch.js';
+import { defaultWeightsDir, fetchPretrainedWeights, type FetchWeightsResult } from '../weights/index.js';
 import { printJson } from './common.js';
 
 export function registerWeightsCommands(program: Command): void {

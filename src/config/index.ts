@@ -1,4 +1,4 @@
-/** The config room: option tables (type, schema, flags and docs from one record per key) and the training config. */
+/** config: option tables (type, schema, flags and docs from one record per key), the config kinds built from them, and the one config-file reader. */
 export {
   option,
   optional,
@@ -30,3 +30,4 @@ export {
   type TrainConfigInput,
   type TrainConfigSources,
 } from './train.js';
+export { readConfigFile } from './files.js';

@@ -8,7 +8,7 @@
  * so a validation error names both the key and the file or flag that set it.
  */
 import { z } from 'zod';
-import { UserError } from '../errors.js';
+import { UserError } from '../util/index.js';
 
 export interface OptionSpec<S extends z.ZodType = z.ZodType, HasDefault extends boolean = boolean> {
   readonly kind: 'option';

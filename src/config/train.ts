@@ -4,14 +4,14 @@
  * `--set key=value` — into one validated, complete TrainConfig that is saved as RUN/config.json.
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { backendPreferences } from '../backend/index.js';
 import { augmentConfigSchema, augmentPresets, loadAugmentConfig, type AugmentConfig } from '../data/index.js';
-import { DataError, UserError, errorMessage } from '../errors.js';
+import { UserError, errorMessage } from '../util/index.js';
 import { getModel, listModels, type ModelName } from '../models/index.js';
+import { readConfigFile } from './files.js';
 import { OptionValues, coerceText, keyAt, option, optional, optionEntries, parseSetArgument, schemaOf, validateValues, type ConfigOf } from './options.js';
 
 const positiveInt = z.int().min(1);
@@ -89,10 +89,11 @@ export const trainConfigSchema = schemaOf(trainOptions);
 /** Where the built-in recipes live: configs/ at the package root (two levels above src/config and dist/config). */
 export const recipeDir = fileURLToPath(new URL('../../configs/', import.meta.url));
 
-/** The built-in recipe of a model (configs/<model>.json), if there is one. */
-export function defaultRecipe(model: string): string | undefined {
-  const file = join(recipeDir, `${model}.json`);
-  return existsSync(file) ? file : undefined;
+/** The built-in recipe of a model (its registry entry names the file in configs/). */
+export function defaultRecipe(model: string): string {
+  const file = join(recipeDir, getModel(model).recipe);
+  if (!existsSync(file)) throw new Error(`${model}: its registered recipe ${file} is missing from the package`);
+  return file;
 }
 
 export interface TrainConfigSources {
@@ -108,19 +109,6 @@ export interface TrainConfigSources {
 
 const flagOf = new Map(optionEntries(trainOptions).map(([key, spec]) => [key, spec.flag?.split(' ')[0] ?? key]));
 
-async function readJson(file: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    throw new UserError(`config file ${file} not found`);
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (error) {
-    throw new DataError(file, `not valid JSON (${errorMessage(error)})`);
-  }
-}
 
 function modelNamedBy(values: OptionValues): string | undefined {
   const value = values.get('model')?.value;
@@ -189,11 +177,12 @@ export async function resolveTrainConfig(sources: TrainConfigSources = {}): Prom
     applyFlags();
     applySets();
     const model = modelNamedBy(values);
-    recipe = model !== undefined ? defaultRecipe(model) : undefined;
+    // An unknown name gets no recipe here: the schema then rejects it naming the flag that set it.
+    recipe = model !== undefined && (modelNames as readonly string[]).includes(model) ? defaultRecipe(model) : undefined;
   }
   if (recipe) {
     values.nextLayer();
-    values.merge(await readJson(recipe), recipe);
+    values.merge(await readConfigFile(recipe, 'training config'), recipe);
     const augment = values.get('augment');
     if (augment?.origin === recipe && typeof augment.value === 'string' && !(augmentPresets as readonly string[]).includes(augment.value)) {
       values.set('augment', resolve(dirname(recipe), augment.value), recipe);

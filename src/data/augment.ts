@@ -19,9 +19,8 @@ import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { DataError, UserError, errorMessage } from '../errors.js';
+import { DataError, UserError, errorMessage, createRng, randomInt, uniform, type Rng } from '../util/index.js';
 import { centerCropBox, type Normalization, type RgbImage } from './image.js';
-import { createRng, randomInt, uniform, type Rng } from './rng.js';
 
 const probability = z.number().min(0).max(1);
 function range(min: number, max: number) {

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
-import { UserError } from '../errors.js';
+import { UserError } from '../util/index.js';
 import { loadAugmentConfig } from './augment.js';
 import { createResizedCache } from './cache.js';
 import { imagenetNormalization, type EvalTransform } from './image.js';

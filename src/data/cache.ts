@@ -12,9 +12,8 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DataError } from '../errors.js';
+import { DataError, writeFileAtomic } from '../util/index.js';
 import { decodeRgb, resizeShorter, type RgbImage } from './image.js';
-import { writeFileAtomic } from '../fs.js';
 
 const magic = 0x3152534f; // "OSR1" little-endian
 const headerBytes = 32;

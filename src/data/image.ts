@@ -7,7 +7,7 @@
  * with torchvision's size arithmetic (long side truncated, crop offset rounded).
  */
 import sharp from 'sharp';
-import { DataError } from '../errors.js';
+import { DataError } from '../util/index.js';
 
 /** Decoded 8-bit RGB pixels, row-major HWC. */
 export interface RgbImage {

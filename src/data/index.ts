@@ -1,9 +1,5 @@
-/**
- * The data room: Kaggle download, phantom dataset, index + de-duplication, one leak-free split, sharp
- * decoding with a resize cache, augmentation configs, class-weighted sampling and the batch loader.
- */
+/** data: Kaggle download, phantom dataset, index + de-duplication, the leak-free split, decoding with a resize cache, augmentation ops, class-weighted sampling and the batch loader. */
 export { classNames, numClasses, classIndex, type ClassName } from './classes.js';
-export { createRng, restoreRng, deriveSeed, uniform, randomInt, normal, beta, shuffleInPlace, type Rng, type RngState } from './rng.js';
 export {
   decodeRgb,
   resizeShorter,
@@ -32,8 +28,6 @@ export {
   type DownloadDatasetResult,
   type KaggleCredentials,
 } from './kaggle.js';
-export { downloadFile, HttpStatusError, type DownloadOptions, type DownloadResult } from './http.js';
-export { byteProgress, countProgress, silentProgress, formatBytes, type ProgressSink } from './progress.js';
 export { synthesizePhantom, renderPhantom, type SynthOptions, type SynthResult, type PhantomImage } from './phantom.js';
 export {
   indexDataset,

@@ -9,16 +9,12 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
-import { parseCsvRecords } from './csv.js';
+import { parseCsvRecords, DataError, UserError, errorMessage, mapLimit, silentProgress, type ProgressSink, writeFileAtomic } from '../util/index.js';
 import { stringify } from 'csv-stringify/sync';
 import sharp from 'sharp';
-import { DataError, UserError, errorMessage } from '../errors.js';
 import { classNames, numClasses } from './classes.js';
-import { mapLimit } from './concurrency.js';
 import { contentHash, hammingDistance, hashWords, perceptualHash } from './hash.js';
 import { decodeRgb, maxInputPixels } from './image.js';
-import { silentProgress, type ProgressSink } from './progress.js';
-import { writeFileAtomic } from '../fs.js';
 
 export type ConflictPolicy = 'drop' | 'majority' | 'keep';
 export const conflictPolicies: readonly ConflictPolicy[] = ['drop', 'majority', 'keep'];

@@ -10,10 +10,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { DataError, UserError } from '../errors.js';
+import { DataError, UserError, HttpStatusError, downloadFile, type DownloadOptions, silentProgress, type ProgressSink } from '../util/index.js';
 import { classNames } from './classes.js';
-import { HttpStatusError, downloadFile, type DownloadOptions } from './http.js';
-import { silentProgress, type ProgressSink } from './progress.js';
 import { extractZip } from './zip.js';
 
 export const kaggleDataset = { owner: 'mohamedgobara', slug: 'multi-class-knee-osteoporosis-x-ray-dataset' } as const;

@@ -12,13 +12,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { UserError } from '../errors.js';
+import { UserError, mapLimit, beta, createRng, deriveSeed, shuffleInPlace } from '../util/index.js';
 import { applyAugmentation, identityParams, mixupBatch, mixupPartners, sampleAugmentation, type AugmentConfig } from './augment.js';
 import { createResizedCache, type CacheOptions, type ResizedCache } from './cache.js';
 import { numClasses } from './classes.js';
-import { mapLimit } from './concurrency.js';
 import type { EvalTransform } from './image.js';
-import { beta, createRng, deriveSeed, shuffleInPlace } from './rng.js';
 import { missingManifestError, parseSplitManifest, splitManifestPath, type ManifestRow, type Split } from './split.js';
 
 export interface Batch {

@@ -23,10 +23,8 @@ import { copyFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promise
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
-import { UserError } from '../errors.js';
+import { UserError, mapLimit, createRng, deriveSeed, uniform, type Rng } from '../util/index.js';
 import { classNames } from './classes.js';
-import { mapLimit } from './concurrency.js';
-import { createRng, deriveSeed, uniform, type Rng } from './rng.js';
 
 export interface SynthOptions {
   dest: string;

@@ -7,12 +7,11 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { dirname, extname, join, resolve } from 'node:path';
 import sharp from 'sharp';
-import { UserError } from '../errors.js';
+import { UserError, beta, createRng, deriveSeed, shuffleInPlace } from '../util/index.js';
 import { applyAugmentation, loadAugmentConfig, mixupBatch, mixupPartners, sampleAugmentation, type AugmentConfig } from './augment.js';
 import { createResizedCache } from './cache.js';
 import { classNames, numClasses } from './classes.js';
 import { imagenetNormalization } from './image.js';
-import { beta, createRng, deriveSeed, shuffleInPlace } from './rng.js';
 import { readSplitManifest, splitManifestPath, type ManifestRow } from './split.js';
 
 export interface PreviewOptions {

@@ -9,11 +9,9 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
-import { parseCsvRecords } from './csv.js';
-import { DataError, UserError } from '../errors.js';
+import { parseCsvRecords, DataError, UserError, createRng, deriveSeed, shuffleInPlace } from '../util/index.js';
 import { classNames, numClasses } from './classes.js';
 import { indexDataset, indexPath, readIndex, writeCsvAtomic, type ConflictPolicy, type IndexRow } from './indexer.js';
-import { createRng, deriveSeed, shuffleInPlace } from './rng.js';
 
 export type Split = 'train' | 'val' | 'test';
 export const splits: readonly Split[] = ['train', 'val', 'test'];

@@ -13,7 +13,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import yauzl from 'yauzl';
-import { DataError, errorMessage } from '../errors.js';
+import { DataError, errorMessage } from '../util/index.js';
 
 const unsafeNameMessages = /^(invalid relative path|absolute path|invalid characters in fileName)/;
 const S_IFMT = 0o170000;

@@ -2,8 +2,8 @@
  * Soft-vote ensemble: the (weighted) mean of the members' softmax probabilities, argmax, and the
  * confidence is that mean probability — what the dashboard computes with equal weights.
  */
-import { UserError } from '../errors.js';
-import { negativeLogLikelihood } from './stats.js';
+import { UserError } from '../util/index.js';
+import { negativeLogLikelihood } from '../report/index.js';
 
 export type EnsembleWeightSpec = { kind: 'equal' } | { kind: 'auto' } | { kind: 'fixed'; weights: number[] };
 

@@ -4,11 +4,11 @@
  * evaluated split is read, from val predictions only.
  */
 import { dirname, join, resolve } from 'node:path';
-import { classNames, createRng, preprocessForModel, readSplitManifest, type EvalTransform, type ManifestRow } from '../data/index.js';
-import { UserError } from '../errors.js';
+import { classNames, preprocessForModel, readSplitManifest, type EvalTransform, type ManifestRow } from '../data/index.js';
+import { createRng, UserError } from '../util/index.js';
 import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from './ensemble.js';
 import { disambiguateNames, disposeModels, loadRunForInference, predictProbabilities, transformKey, type LoadedModel } from './inference.js';
-import { summarize, writeEvaluationReport, type EvaluationReport, type ModelSummary, type WrittenReport } from './report.js';
+import { summarize, writeEvaluationReport, type EvaluationReport, type ModelSummary, type WrittenReport } from '../report/index.js';
 
 export type EvalSplit = 'test' | 'val';
 

@@ -7,11 +7,10 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { classNames, type EvalTransform } from '../data/index.js';
-import { UserError } from '../errors.js';
+import { UserError, osteoVersion } from '../util/index.js';
 import { getModel, type ModelName } from '../models/index.js';
-import { loadRunModel, openRun, runWeightsPath } from '../train/index.js';
-import { osteoVersion } from '../version.js';
-import { loadStateDict, modelToStateDict, readStateDict, writePth, writeSafetensors } from '../weights/index.js';
+import { loadRunModel, openRun, runWeightsPath } from '../runs/index.js';
+import { buildWithWeights, modelToStateDict, readStateDict, writePth, writeSafetensors } from '../weights/index.js';
 import { saveLayersModelToDir } from './tfjs-io.js';
 
 export const exportFormats = ['pth', 'safetensors', 'tfjs'] as const;
@@ -108,14 +107,7 @@ async function validatedRun(dir: string, options: { portable?: boolean } = {}): 
   const info = await openRun(dir);
   const weightsFile = runWeightsPath(info.dir, 'best');
   const entry = getModel(info.model);
-  const dict = await readStateDict(weightsFile);
-  const layersModel = entry.build({ numClasses: info.numClasses, imageSize: info.imageSize, initialize: false, portable: true });
-  try {
-    loadStateDict(layersModel, entry.name, dict, { strict: true });
-  } catch (error) {
-    layersModel.dispose();
-    throw error;
-  }
+  const { model: layersModel } = buildWithWeights(entry, await readStateDict(weightsFile), { numClasses: info.numClasses, imageSize: info.imageSize, portable: true });
   return { run: info.dir, model: entry.name, imageSize: info.imageSize, numClasses: info.numClasses, transform: info.transform, weightsFile, layersModel };
 }
 

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import sharp from 'sharp';
 import type { EvalTransform } from '../data/index.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../util/index.js';
 
 interface CamSplit {
   features: tfl.LayersModel;

@@ -1,48 +1,4 @@
-/**
- * The eval room's light surface: metrics, charts, statistics, ensembles, reports, Grad-CAM, tfjs IO.
- * The entry points that read runs (evaluate, predict, export) are in ./tasks.ts: the training room
- * imports this file for its metrics and charts, and those entry points import the training room, so
- * keeping them apart keeps the two rooms free of an import cycle.
- */
-export {
-  argmaxRows,
-  classificationMetrics,
-  confusionMatrix,
-  metricsFromConfusion,
-  softmax,
-  type ClassMetrics,
-  type ClassificationMetrics,
-} from './metrics.js';
-export {
-  confusionMatrixPng,
-  confusionMatrixSvg,
-  lineChartPng,
-  lineChartSvg,
-  niceTicks,
-  reliabilityDiagramPng,
-  reliabilityDiagramSvg,
-  seriesColors,
-  svgToPng,
-  type ConfusionChartOptions,
-  type LegendCorner,
-  type LineChartOptions,
-  type ReliabilityBin,
-  type ReliabilityChartOptions,
-  type Series,
-} from './plot.js';
-export {
-  bootstrapAccuracy,
-  calibration,
-  negativeLogLikelihood,
-  oneVsRestAuc,
-  percentile,
-  rocCurve,
-  type BootstrapInterval,
-  type Calibration,
-  type OneVsRestAuc,
-  type RandomSource,
-  type RocCurve,
-} from './stats.js';
+/** eval: evaluate runs and their soft-vote ensemble, predict with Grad-CAM, export weights (pth, safetensors, tfjs, dashboard). */
 export {
   ensembleProbabilities,
   fitEnsembleWeights,
@@ -52,17 +8,34 @@ export {
   type EnsembleWeightSpec,
   type FittedWeights,
 } from './ensemble.js';
-export {
-  predictionsCsv,
-  reportSummaryJson,
-  resultsCsv,
-  resultsMarkdown,
-  resultsTable,
-  summarize,
-  writeEvaluationReport,
-  type EvaluationReport,
-  type ModelSummary,
-  type WrittenReport,
-} from './report.js';
 export { gradCam, gradCamOverlayPng, heatColor, splitAtLastFeatureMap, upsampleMap, type GradCamResult } from './gradcam.js';
 export { directoryLoadHandler, loadLayersModelFromDir, saveLayersModelToDir, shardBytes, type SavedTfjsModel } from './tfjs-io.js';
+export {
+  disambiguateNames,
+  disposeModels,
+  loadRunForInference,
+  loadWeightsFile,
+  predictProbabilities,
+  type LoadedModel,
+} from './inference.js';
+export { defaultEvalOutDir, ensembleName, evaluateRuns, type EvalSplit, type EvaluateOptions, type EvaluationResult } from './evaluate.js';
+export {
+  formatPredictions,
+  predictImages,
+  researchDisclaimer,
+  type ImagePrediction,
+  type ModelPrediction,
+  type PredictOptions,
+  type PredictResult,
+} from './predict.js';
+export {
+  dashboardFiles,
+  dashboardTransform,
+  exportDashboard,
+  exportFormats,
+  exportRun,
+  type DashboardExportOptions,
+  type ExportFormat,
+  type ExportMetadata,
+  type ExportResult,
+} from './export.js';

@@ -7,11 +7,11 @@ import { basename, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { EvalTransform } from '../data/index.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../util/index.js';
 import { getModel, type ModelName } from '../models/index.js';
-import { loadRunModel, openRun, runWeightsPath } from '../train/index.js';
-import { loadStateDict, readStateDict } from '../weights/index.js';
-import { softmax } from './metrics.js';
+import { loadRunModel, openRun, runWeightsPath } from '../runs/index.js';
+import { buildWithWeights, readStateDict } from '../weights/index.js';
+import { softmax } from '../report/index.js';
 
 export interface LoadedModel {
   /** Display name: the architecture, or `architecture:run` when two runs share one. */
@@ -56,14 +56,7 @@ export async function loadRunForInference(dir: string, options: { imageSize?: nu
 export async function loadWeightsFile(modelName: string, weightsFile: string, imageSize?: number, numClasses = 3): Promise<LoadedModel> {
   const entry = getModel(modelName);
   const size = imageSize ?? entry.defaultImageSize;
-  const dict = await readStateDict(weightsFile);
-  const model = entry.build({ numClasses, imageSize: size, initialize: false });
-  try {
-    loadStateDict(model, entry.name, dict, { strict: true });
-  } catch (error) {
-    model.dispose();
-    throw error;
-  }
+  const { model } = buildWithWeights(entry, await readStateDict(weightsFile), { numClasses, imageSize: size });
   return { name: entry.name, modelName: entry.name, weightsFile: resolve(weightsFile), model, imageSize: size, transform: entry.transform(size), numClasses };
 }
 

@@ -6,7 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { classNames, preprocessForModel } from '../data/index.js';
-import { UserError } from '../errors.js';
+import { UserError } from '../util/index.js';
 import { ensembleProbabilities } from './ensemble.js';
 import { gradCam, gradCamOverlayPng } from './gradcam.js';
 import { disambiguateNames, disposeModels, loadRunForInference, loadWeightsFile, predictProbabilities, transformKey, type LoadedModel } from './inference.js';

@@ -10,8 +10,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { DataError } from '../errors.js';
-import { writeFileAtomic } from '../fs.js';
+import { DataError, writeFileAtomic } from '../util/index.js';
 
 /** tfjs-converter's default shard size: small enough for browser caches and HTTP/1 parallelism. */
 export const shardBytes = 4 * 1024 * 1024;

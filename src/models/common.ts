@@ -1,7 +1,7 @@
 /** What every architecture's builder shares: option checking, freezing, preprocessing, the input. */
 import * as tfl from '@tensorflow/tfjs-layers';
-import { imagenetNormalization, type EvalTransform } from '../data/image.js';
-import { UserError } from '../errors.js';
+import { imagenetNormalization, type EvalTransform } from '../data/index.js';
+import { UserError } from '../util/index.js';
 import type { BuildContext } from './blocks.js';
 import { initializeWeights, type InitRule } from './init.js';
 import { isSeededLayer } from './layers.js';

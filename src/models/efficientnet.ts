@@ -220,6 +220,7 @@ function efficientnetEntry(name: 'efficientnet_b3'): ModelEntry {
       fileName: 'efficientnet_b3_rwightman-cf984f9c.pth',
       sha256Prefix: 'cf984f9c',
     },
+    recipe: `${name}.json`,
     parameterCount: (numClasses = 3, head = 'dashboard') => countParameters(config, numClasses, head),
     stageOf,
     moduleOrder: ['features', 'block', 'fc1', 'fc2', 'classifier'],

@@ -1,4 +1,4 @@
-/** The models room: torchvision-exact architectures built with tfjs-layers, found by name. */
+/** models: torchvision-exact architectures built with tfjs-layers, one file each, and the registry that holds every fact about them. */
 export { getModel, listModels, registry, ModelRegistry } from './registry.js';
 export { freezeUntilStage, seedModelRandomness, minImageSize } from './common.js';
 export { TorchBatchNorm, SeededDropout, StochasticDepth } from './layers.js';

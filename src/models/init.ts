@@ -13,7 +13,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { SeededRandom, deriveSeed } from './random.js';
+import { labelSeed } from '../util/index.js';
+import { SeededRandom } from './random.js';
 
 export type LinearInit = 'torch-default' | 'efficientnet';
 export interface InitRule {
@@ -27,7 +28,7 @@ export function initializeWeights(model: tfl.LayersModel, seed: number, rule: In
     for (const weight of layer.weights) {
       const shape = weight.shape as number[];
       const size = shape.reduce((a, b) => a * b, 1);
-      const random = new SeededRandom(deriveSeed(seed, weight.originalName));
+      const random = new SeededRandom(labelSeed(seed, weight.originalName));
       const isKernel = !weight.originalName.endsWith('/bias');
       let values: Float32Array | null = null;
       if (className === 'Dense') {

@@ -17,7 +17,8 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import type { LayerArgs } from '@tensorflow/tfjs-layers/dist/engine/topology.js';
 import type { Kwargs } from '@tensorflow/tfjs-layers/dist/types.js';
 import { batchNormTraining } from '../backend/index.js';
-import { SeededRandom, deriveSeed } from './random.js';
+import { labelSeed } from '../util/index.js';
+import { SeededRandom } from './random.js';
 
 type Shape = (number | null)[];
 
@@ -129,12 +130,12 @@ abstract class SeededMaskLayer extends tfl.layers.Layer implements SeededLayer {
     if (!(args.rate >= 0 && args.rate < 1)) throw new Error(`${this.name}: rate must be in [0, 1), got ${args.rate}`);
     this.rate = args.rate;
     this.seed = args.seed;
-    this.random = new SeededRandom(deriveSeed(args.seed, this.name));
+    this.random = new SeededRandom(labelSeed(args.seed, this.name));
   }
 
   reseed(seed: number): void {
     this.seed = seed;
-    this.random = new SeededRandom(deriveSeed(seed, this.name));
+    this.random = new SeededRandom(labelSeed(seed, this.name));
   }
 
   /** The mask's shape for an input shape: which elements share one keep/drop draw. */

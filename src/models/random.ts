@@ -3,24 +3,7 @@
  * Every draw comes from an explicit generator built from a seed, never from Math.random, so a model
  * built (and trained) twice with the same seed makes the same draws.
  */
-
-/** Mixes a 32-bit value (splitmix32's finaliser): nearby seeds give unrelated streams. */
-function mix32(value: number): number {
-  let z = (value + 0x9e3779b9) | 0;
-  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-  return (z ^ (z >>> 16)) >>> 0;
-}
-
-/** A stream seed for one named consumer (a layer, a weight) of a model seed: FNV-1a of the label, mixed. */
-export function deriveSeed(seed: number, label: string): number {
-  let hash = 0x811c9dc5 ^ mix32(seed >>> 0);
-  for (let i = 0; i < label.length; i++) {
-    hash ^= label.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return mix32(hash >>> 0);
-}
+import { mix32 } from '../util/index.js';
 
 /** xoshiro128**: small, fast, and good enough for masks and initial weights; 128 bits of state. */
 export class SeededRandom {

@@ -2,7 +2,7 @@
  * Models by name (timm's register_model / create_model, strict): registering a name twice is a bug and
  * throws; asking for an unknown name is a UserError that lists the valid ones.
  */
-import { UserError } from '../errors.js';
+import { UserError } from '../util/index.js';
 import { efficientnetB3 } from './efficientnet.js';
 import { resnet18, resnet50 } from './resnet.js';
 import type { ModelEntry } from './types.js';

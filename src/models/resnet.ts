@@ -138,6 +138,7 @@ function resnetEntry(name: 'resnet18' | 'resnet50'): ModelEntry {
     stages,
     classifierName: 'fc',
     pretrained: config.pretrained,
+    recipe: `${name}.json`,
     parameterCount: (numClasses = 3) => countParameters(config, numClasses),
     stageOf,
     moduleOrder: ['conv1', 'bn1', 'conv2', 'bn2', 'conv3', 'bn3', 'downsample', 'layer1', 'layer2', 'layer3', 'layer4', 'fc'],

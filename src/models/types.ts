@@ -1,5 +1,5 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
-import type { EvalTransform } from '../data/image.js';
+import type { EvalTransform } from '../data/index.js';
 
 export type ModelName = 'resnet18' | 'resnet50' | 'efficientnet_b3';
 
@@ -51,6 +51,8 @@ export interface ModelEntry {
   stages: readonly string[]; // ordered stage names valid for freezeUntil
   classifierName: string; // torchvision prefix of the head: 'fc' | 'classifier'
   pretrained: PretrainedCheckpoint; // torchvision ImageNet checkpoint (torchvision's DEFAULT weights)
+  /** Its built-in training recipe: a file name in configs/ (`osteo train --model NAME` reads it unless --config says otherwise). */
+  recipe: string;
   parameterCount(numClasses?: number, head?: HeadKind): number;
   /** The stage a layer (by name) belongs to, or null for the input. */
   stageOf(layerName: string): string | null;

@@ -8,23 +8,13 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import {
-  countClassFiles,
-  downloadKaggleDataset,
-  formatIndexReport,
-  formatSplitReport,
-  indexDataset,
-  splitDataset,
-  synthesizePhantom,
-  type ProgressSink,
-} from '../data/index.js';
-import { DataError, UserError, errorMessage } from '../errors.js';
-import { writeFileAtomic } from '../fs.js';
-import { ensembleName, evaluateRuns, exportDashboard, type EvaluationResult } from '../eval/tasks.js';
+import { countClassFiles, downloadKaggleDataset, formatIndexReport, formatSplitReport, indexDataset, splitDataset, synthesizePhantom } from '../data/index.js';
+import { type ProgressSink, DataError, UserError, errorMessage, writeFileAtomic } from '../util/index.js';
+import { ensembleName, evaluateRuns, exportDashboard, type EvaluationResult } from '../eval/index.js';
 import { getModel, listModels, type ModelName } from '../models/index.js';
 import { resolveTrainConfig } from '../config/index.js';
 import { trainModel, type TrainEvent } from '../train/index.js';
-import { defaultWeightsDir, fetchPretrainedWeights } from '../weights/fetch.js';
+import { defaultWeightsDir, fetchPretrainedWeights } from '../weights/index.js';
 import type { BackendPreference } from '../backend/index.js';
 
 /** The published table (README of the seed project) and what is known to be wrong with its protocol. */

@@ -6,8 +6,8 @@ import { appendFile } from 'node:fs/promises';
 import { stringify } from 'csv-stringify/sync';
 import sharp from 'sharp';
 import { classNames } from '../data/index.js';
-import { lineChartPng } from '../eval/index.js';
-import { writeFileAtomic } from './checkpoint.js';
+import { lineChartPng } from '../report/index.js';
+import { writeFileAtomic } from '../util/index.js';
 
 export interface EpochMetrics {
   epoch: number; // 1-based

@@ -15,16 +15,15 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { TrainConfig } from '../config/index.js';
-import { classCounts, createLoader, createResizedCache, deriveSeed, inverseFrequencyWeights, numClasses, readSplitManifest, type Batch, type Loader } from '../data/index.js';
-import { DataError, UserError } from '../errors.js';
-import { classificationMetrics } from '../eval/index.js';
+import { classCounts, createLoader, createResizedCache, inverseFrequencyWeights, numClasses, readSplitManifest, type Batch, type Loader } from '../data/index.js';
+import { deriveSeed, DataError, UserError, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
+import { classificationMetrics } from '../report/index.js';
 import { getModel } from '../models/index.js';
 import { readStateDict } from '../weights/index.js';
 import { createEngine, type EngineOptions, type EngineState, type OptimizerConfig, type TrainingEngine } from './engine/index.js';
-import { loadCheckpoint, recoverCheckpoints, saveCheckpoint, writeFileAtomic, writeJsonAtomic, type FaultInjector } from './checkpoint.js';
+import { loadCheckpoint, recoverCheckpoints, saveCheckpoint, type FaultInjector, runPaths } from '../runs/index.js';
 import type { BestRecord, TrainEvent, TrainStatus } from './events.js';
 import { appendEvent, curvesPng, writeMetricsCsv, type EpochMetrics } from './logs.js';
-import { runPaths } from './run.js';
 import { learningRate } from './schedule.js';
 
 export interface TrainOptions {

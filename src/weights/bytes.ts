@@ -1,7 +1,6 @@
 /** Byte-level helpers shared by the .pth and .safetensors readers/writers (both formats are little-endian). */
 import { endianness } from 'node:os';
-import { DataError } from '../errors.js';
-import { writeFileAtomic } from '../fs.js';
+import { DataError, writeFileAtomic } from '../util/index.js';
 
 export const hostIsLittleEndian = endianness() === 'LE';
 

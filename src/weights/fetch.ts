@@ -12,11 +12,8 @@ import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { DataError, UserError } from '../errors.js';
-import { HttpStatusError, downloadFile, type DownloadOptions } from '../data/http.js';
-import type { ProgressSink } from '../data/progress.js';
-import { getModel } from '../models/index.js';
-import type { PretrainedCheckpoint } from '../models/index.js';
+import { DataError, UserError, HttpStatusError, downloadFile, type DownloadOptions, type ProgressSink } from '../util/index.js';
+import { getModel, type PretrainedCheckpoint } from '../models/index.js';
 
 /** Where checkpoints go unless --dest says otherwise (git-ignored, kept between runs). */
 export const defaultWeightsDir = join('checkpoints', 'pretrained');

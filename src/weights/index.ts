@@ -1,11 +1,11 @@
-/**
- * The weights room: PyTorch `.pth` and `.safetensors` state dicts in and out, and the map between
- * them and the models' tfjs weights.
- */
+/** weights: PyTorch `.pth` and `.safetensors` state dicts in and out, the torchvision key map, building a model with given weights, and fetching ImageNet checkpoints. */
 import { extname } from 'node:path';
-import { UserError } from '../errors.js';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import type { ModelBuildOptions, ModelEntry } from '../models/index.js';
+import { UserError } from '../util/index.js';
 import { readPth } from './pth.js';
 import { readSafetensors } from './safetensors.js';
+import { loadStateDict, type LoadReport } from './keymap.js';
 import type { StateDict } from './types.js';
 
 export { readPth, writePth } from './pth.js';
@@ -22,3 +22,19 @@ export function readStateDict(path: string): Promise<StateDict> {
   if (extension === '.safetensors') return readSafetensors(path);
   throw new UserError(`cannot tell the format of ${path} from its extension: use ${stateDictExtensions.join(', ')}`);
 }
+
+/**
+ * The one way a trained model comes back to life: build the architecture (no random init: every
+ * weight is about to be overwritten) and load `dict` into it strictly — every key must fit. The
+ * caller owns (and disposes) the model; on any load error it is disposed here.
+ */
+export function buildWithWeights(entry: ModelEntry, dict: StateDict, options: Omit<ModelBuildOptions, 'initialize'>): { model: tfl.LayersModel; report: LoadReport } {
+  const model = entry.build({ ...options, initialize: false });
+  try {
+    return { model, report: loadStateDict(model, entry.name, dict, { strict: true }) };
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+}
+export { defaultWeightsDir, fetchPretrainedWeights, fetchCheckpoint, checkpointUrl, pretrainedPath, sha256File, type FetchWeightsOptions, type FetchWeightsResult } from './fetch.js';

@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { UserError } from '../errors.js';
+import { UserError } from '../util/index.js';
 import { getModel, type ModelEntry, type ModelName } from '../models/index.js';
 import { numel, type StateDict, type StateTensor } from './types.js';
 

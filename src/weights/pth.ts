@@ -15,9 +15,8 @@ import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import yauzl from 'yauzl';
 import yazl from 'yazl';
-import { DataError } from '../errors.js';
+import { DataError, replaceAtomically } from '../util/index.js';
 import { decodeContiguous, decodeElements, elementSize, littleEndianBytes, readSource, sourceName, type ElementType } from './bytes.js';
-import { replaceAtomically } from '../fs.js';
 import { contiguousStrides, pickleStateDict, PickleError, PyDict, TensorRef, unpickle, type PickledTensor, type PyValue, type StorageType } from './pickle.js';
 import { assertWellFormed, numel, type StateDict, type StateTensor } from './types.js';
 

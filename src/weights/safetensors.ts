@@ -8,7 +8,7 @@
  * The reader validates what the spec requires: offsets inside the buffer, lengths matching
  * dtype × shape, no overlaps, no gaps.
  */
-import { DataError } from '../errors.js';
+import { DataError } from '../util/index.js';
 import { decodeContiguous, elementSize, littleEndianBytes, readSource, sourceName, writeBufferAtomic, type ElementType } from './bytes.js';
 import { assertWellFormed, numel, type StateDict } from './types.js';
 

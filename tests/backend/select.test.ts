@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { nodeEnvironment, useBackend, type BackendEnvironment } from '../../src/backend/index.js';
-import { UserError } from '../../src/errors.js';
+import { UserError } from '../../src/util/index.js';
 
 const notFound = (specifier: string) => Object.assign(new Error(`Cannot find package '${specifier}'`), { code: 'ERR_MODULE_NOT_FOUND' });
 

@@ -17,7 +17,7 @@ import {
   trainOptions,
   type TrainConfigSources,
 } from '../../src/config/index.js';
-import { UserError, DataError } from '../../src/errors.js';
+import { UserError, DataError } from '../../src/util/index.js';
 import { buildProgram } from '../../src/cli.js';
 
 let dir: string;

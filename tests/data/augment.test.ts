@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UserError } from '../../src/errors.js';
+import { UserError, createRng } from '../../src/util/index.js';
 import {
   addGaussianNoise,
   adjustBrightness,
@@ -23,7 +23,6 @@ import {
   type FloatImage,
 } from '../../src/data/augment.js';
 import { centerCrop, imagenetNormalization, normalize, type RgbImage } from '../../src/data/image.js';
-import { createRng } from '../../src/data/rng.js';
 import { rejects, tempDir } from './helpers.js';
 
 function testImage(width: number, height: number, seed = 1): RgbImage {

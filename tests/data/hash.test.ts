@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { contentHash, hammingDistance, hashWords, perceptualHash } from '../../src/data/hash.js';
-import { createRng } from '../../src/data/rng.js';
+import { createRng } from '../../src/util/index.js';
 
 /** A 32×32 gray image (as RGB), so sharp's resize to 32×32 leaves the pixels as they are. */
 function grayImage(seed: number) {

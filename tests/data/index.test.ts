@@ -4,7 +4,7 @@ import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UserError } from '../../src/errors.js';
+import { UserError } from '../../src/util/index.js';
 import { decodeRgb } from '../../src/data/image.js';
 import { indexDataset, readIndex } from '../../src/data/indexer.js';
 import { synthesizePhantom } from '../../src/data/phantom.js';

@@ -3,28 +3,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UserError } from '../../src/errors.js';
-import {
-  classCounts,
-  createLoader,
-  createResizedCache,
-  createRng,
-  decodeRgb,
-  inverseFrequencyWeights,
-  loadAugmentConfig,
-  preprocessForModel,
-  previewAugmentations,
-  readSplitManifest,
-  resizeShorter,
-  restoreRng,
-  sampleOrder,
-  splitDataset,
-  synthesizePhantom,
-  imagenetNormalization,
-  type Batch,
-  type ManifestRow,
-  type ResizedCache,
-} from '../../src/data/index.js';
+import { UserError, createRng, restoreRng } from '../../src/util/index.js';
+import { classCounts, createLoader, createResizedCache, decodeRgb, inverseFrequencyWeights, loadAugmentConfig, preprocessForModel, previewAugmentations, readSplitManifest, resizeShorter, sampleOrder, splitDataset, synthesizePhantom, imagenetNormalization, type Batch, type ManifestRow, type ResizedCache } from '../../src/data/index.js';
 import { rejects, tempDir } from './helpers.js';
 
 const transform = { resize: 37, crop: 32, ...imagenetNormalization };

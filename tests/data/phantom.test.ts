@@ -2,7 +2,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UserError } from '../../src/errors.js';
+import { UserError } from '../../src/util/index.js';
 import { decodeRgb } from '../../src/data/image.js';
 import { contentHash } from '../../src/data/hash.js';
 import { renderPhantom, synthesizePhantom } from '../../src/data/phantom.js';

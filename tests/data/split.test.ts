@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UserError } from '../../src/errors.js';
+import { UserError } from '../../src/util/index.js';
 import { indexDataset, type IndexRow } from '../../src/data/indexer.js';
 import { synthesizePhantom } from '../../src/data/phantom.js';
 import { assignSplits, readSplitManifest, splitDataset } from '../../src/data/split.js';

@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights, simplexGrid } from '../../src/eval/ensemble.js';
-import { negativeLogLikelihood } from '../../src/eval/stats.js';
-import { UserError } from '../../src/errors.js';
+import { negativeLogLikelihood } from '../../src/report/stats.js';
+import { UserError } from '../../src/util/index.js';
 
 const a = new Float32Array([0.7, 0.2, 0.1, 0.1, 0.1, 0.8]);
 const b = new Float32Array([0.5, 0.4, 0.1, 0.3, 0.3, 0.4]);

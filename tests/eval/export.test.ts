@@ -14,7 +14,7 @@ import { setupOnce } from './helpers.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { useBackend } from '../../src/backend/index.js';
 import { preprocessForModel } from '../../src/data/image.js';
-import { UserError } from '../../src/errors.js';
+import { UserError } from '../../src/util/index.js';
 import { dashboardFiles, exportDashboard, exportRun } from '../../src/eval/export.js';
 import { predictImages } from '../../src/eval/predict.js';
 import { readPth, readSafetensors, readStateDict } from '../../src/weights/index.js';

@@ -1,4 +1,4 @@
-import type { RandomSource } from '../../src/eval/stats.js';
+import type { RandomSource } from '../../src/report/stats.js';
 
 /** mulberry32: a tiny seeded generator for test fixtures. */
 export function seeded(seed: number): RandomSource {

@@ -7,7 +7,7 @@ import { setupOnce } from './helpers.js';
 import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
 import { useBackend } from '../../src/backend/index.js';
-import { UserError } from '../../src/errors.js';
+import { UserError } from '../../src/util/index.js';
 import { formatPredictions, predictImages, researchDisclaimer } from '../../src/eval/predict.js';
 import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
 

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-cpu';
 import { loadLayersModelFromDir, saveLayersModelToDir } from '../../src/eval/tfjs-io.js';
-import { DataError } from '../../src/errors.js';
+import { DataError } from '../../src/util/index.js';
 
 setupOnce(test, async () => {
   await tf.setBackend('cpu');

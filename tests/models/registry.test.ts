@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { useBackend } from '../../src/backend/index.js';
-import { UserError } from '../../src/errors.js';
+import { UserError } from '../../src/util/index.js';
 import {
   adjustChannels,
   adjustDepth,

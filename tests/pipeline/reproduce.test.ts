@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UserError } from '../../src/errors.js';
+import { UserError } from '../../src/util/index.js';
 import {
   checkAgainstPublished,
   formatReproduceTable,

@@ -17,9 +17,10 @@ import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
 import { resolveTrainConfig } from '../../src/config/index.js';
 import { createLoader } from '../../src/data/index.js';
-import { UserError } from '../../src/errors.js';
+import { UserError } from '../../src/util/index.js';
 import { getModel } from '../../src/models/index.js';
-import { loadRunModel, openRun, readRunConfig, readRunConfigJson, trainModel, type TrainEvent, type TrainResult } from '../../src/train/index.js';
+import { loadRunModel, openRun, readRunConfig, readRunConfigJson } from '../../src/runs/index.js';
+import { trainModel, type TrainEvent, type TrainResult } from '../../src/train/index.js';
 import { modelToStateDict, writePth, writeSafetensors } from '../../src/weights/index.js';
 import { assertSameDict, phantomDataset, readWeights, sameValues, snapshotOn, tempDir, tinyConfig } from './helpers.js';
 

@@ -4,7 +4,7 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DataError, UserError } from '../../src/errors.js';
+import { DataError, UserError } from '../../src/util/index.js';
 import { checkpointUrl, fetchCheckpoint, fetchPretrainedWeights, pretrainedPath } from '../../src/weights/fetch.js';
 import { getModel } from '../../src/models/index.js';
 import { rejects, serve, startServer, tempDir, type TestServer } from '../data/helpers.js';

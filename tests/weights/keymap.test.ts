@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { useBackend } from '../../src/backend/index.js';
-import { UserError } from '../../src/errors.js';
+import { UserError } from '../../src/util/index.js';
 import { getModel } from '../../src/models/index.js';
 import { SeededRandom } from '../../src/models/random.js';
 import { permute } from '../../src/weights/keymap.js';

@@ -7,7 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DataError, UserError } from '../../src/errors.js';
+import { DataError, UserError } from '../../src/util/index.js';
 import { readPth, readStateDict, writePth, type StateDict } from '../../src/weights/index.js';
 import { runPython, temporaryDirectory } from '../fixtures/torch/python.js';
 

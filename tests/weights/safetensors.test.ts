@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DataError } from '../../src/errors.js';
+import { DataError } from '../../src/util/index.js';
 import { readSafetensors, readSafetensorsMetadata, readStateDict, writeSafetensors, type StateDict } from '../../src/weights/index.js';
 import { temporaryDirectory } from '../fixtures/torch/python.js';
 

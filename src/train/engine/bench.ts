@@ -4,7 +4,7 @@
  */
 import type { BackendPreference } from '../../backend/index.js';
 import { getModel, type ModelName } from '../../models/index.js';
-import { UserError } from '../../errors.js';
+import { UserError } from '../../util/index.js';
 import { createEngine } from './engine.js';
 import type { EngineBatch } from './types.js';
 

@@ -20,7 +20,7 @@
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { useBackend } from '../../backend/index.js';
-import { UserError } from '../../errors.js';
+import { UserError } from '../../util/index.js';
 import { lossCoefficients, lossDenominator, validateLossSpec, type LossSpec } from './loss.js';
 import { FlatOptimizer, clipGradients, globalNorm } from './optimizer.js';
 import type { BufferRule, Layout } from './params.js';

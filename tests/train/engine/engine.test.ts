@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { useBackend } from '../../../src/backend/index.js';
 import { createEngine, type EngineBatch, type EngineOptions, type TrainingEngine } from '../../../src/train/engine/index.js';
 import { modelProvider } from './fixtures/tiny-provider.js';
-import { UserError } from '../../../src/errors.js';
+import { UserError } from '../../../src/util/index.js';
 import { rng } from '../../helpers/random.js';
 
 const providerModule = new URL('./fixtures/tiny-provider.ts', import.meta.url).href;

@@ -13,9 +13,9 @@ import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { parseSavedTrainConfig, type TrainConfig } from '../config/index.js';
 import { loadAugmentConfig, type EvalTransform } from '../data/index.js';
-import { DataError, UserError, errorMessage } from '../errors.js';
+import { DataError, UserError, errorMessage } from '../util/index.js';
 import { getModel, type ModelEntry, type ModelName } from '../models/index.js';
-import { loadStateDict, readSafetensors, type LoadReport } from '../weights/index.js';
+import { buildWithWeights, readSafetensors, type LoadReport } from '../weights/index.js';
 
 export function runPaths(dir: string) {
   return {
@@ -97,13 +97,6 @@ export async function loadRunModel(dir: string, which: 'best' | 'last' = 'best')
   const entry = getModel(info.model);
   const file = runWeightsPath(dir, which);
   if (!existsSync(file)) throw new UserError(`run ${dir} has no ${which} checkpoint (${file})`);
-  const dict = await readSafetensors(file);
-  const model = entry.build({ numClasses: info.numClasses, imageSize: info.imageSize, initialize: false });
-  try {
-    const report = loadStateDict(model, entry.name, dict, { strict: true });
-    return { model, entry, transform: info.transform, info, report };
-  } catch (error) {
-    model.dispose();
-    throw error;
-  }
+  const { model, report } = buildWithWeights(entry, await readSafetensors(file), { numClasses: info.numClasses, imageSize: info.imageSize });
+  return { model, entry, transform: info.transform, info, report };
 }

@@ -6,8 +6,8 @@ import * as assert from 'uvu/assert';
 import { parse } from 'csv-parse/sync';
 import sharp from 'sharp';
 import { ensembleProbabilities } from '../../src/eval/ensemble.js';
-import { summarize, writeEvaluationReport, type EvaluationReport } from '../../src/eval/report.js';
-import { seeded } from './helpers.js';
+import { summarize, writeEvaluationReport, type EvaluationReport } from '../../src/report/results.js';
+import { seeded } from '../eval/helpers.js';
 
 const classNames = ['Normal', 'Osteopenia', 'Osteoporosis'] as const;
 

@@ -1,5 +1,5 @@
 import { parse } from 'csv-parse/sync';
-import { DataError, errorMessage } from '../errors.js';
+import { DataError, errorMessage } from './errors.js';
 
 /** Rows of a CSV with a header line (index.csv, splits.csv); a malformed file is a DataError naming it. */
 export function parseCsvRecords(text: string, file: string): Record<string, string>[] {

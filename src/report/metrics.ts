@@ -12,7 +12,7 @@
  *   `balanced_accuracy_score` drops absent classes rather than counting them as recall 0).
  * Everything is 0 for an empty input rather than NaN, so reports and JSON never carry NaN.
  */
-import { UserError } from '../errors.js';
+import { UserError } from '../util/index.js';
 
 /** confusion[trueClass][predictedClass] = count. */
 export function confusionMatrix(labels: ArrayLike<number>, predictions: ArrayLike<number>, numClasses: number): number[][] {

@@ -11,10 +11,8 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DataError, UserError, errorMessage } from '../errors.js';
-import { writeFileAtomic, writeJsonAtomic } from '../fs.js';
+import { DataError, UserError, errorMessage, writeJsonAtomic } from '../util/index.js';
 
-export { writeFileAtomic, writeJsonAtomic };
 import { readSafetensors, writeSafetensors, type StateDict } from '../weights/index.js';
 
 export type CheckpointName = 'last' | 'best';

@@ -7,7 +7,7 @@
  * dozen SVG elements, and sharp, already a dependency for images, turns SVG into PNG with no browser.
  */
 import sharp from 'sharp';
-import { UserError } from '../errors.js';
+import { UserError } from '../util/index.js';
 
 /** Tableau-10: distinct at a glance and readable for the common colour-vision deficiencies. */
 export const seriesColors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'] as const;

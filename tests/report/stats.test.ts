@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { bootstrapAccuracy, calibration, negativeLogLikelihood, oneVsRestAuc, percentile, rocCurve } from '../../src/eval/stats.js';
-import { seeded } from './helpers.js';
+import { bootstrapAccuracy, calibration, negativeLogLikelihood, oneVsRestAuc, percentile, rocCurve } from '../../src/report/stats.js';
+import { seeded } from '../eval/helpers.js';
 
 const close = (actual: number | null, expected: number, what: string, tol = 1e-12) =>
   assert.ok(actual !== null && Math.abs(actual - expected) <= tol, `${what}: ${actual} ≠ ${expected}`);

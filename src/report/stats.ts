@@ -2,7 +2,7 @@
  * The statistics behind the report: a bootstrap interval for accuracy, one-vs-rest ROC curves and
  * AUC, and expected calibration error. All take row-major [n, numClasses] probability arrays.
  */
-import { UserError } from '../errors.js';
+import { UserError } from '../util/index.js';
 import type { ReliabilityBin } from './plot.js';
 
 /** Anything that yields uniform numbers in [0, 1): the data room's seeded Rng satisfies it. */

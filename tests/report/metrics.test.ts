@@ -2,8 +2,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { argmaxRows, classificationMetrics, confusionMatrix, softmax } from '../../src/eval/index.js';
-import { UserError } from '../../src/errors.js';
+import { argmaxRows, classificationMetrics, confusionMatrix, softmax } from '../../src/report/index.js';
+import { UserError } from '../../src/util/index.js';
 
 const close = (actual: number, expected: number, what: string, tol = 1e-12) =>
   assert.ok(Math.abs(actual - expected) <= tol, `${what}: ${actual} ≠ ${expected}`);

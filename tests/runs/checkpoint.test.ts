@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadCheckpoint, recoverCheckpoints, saveCheckpoint, type CheckpointPoint } from '../../src/train/index.js';
+import { loadCheckpoint, recoverCheckpoints, saveCheckpoint, type CheckpointPoint } from '../../src/runs/index.js';
 import type { StateDict } from '../../src/weights/index.js';
 
 let run: string;

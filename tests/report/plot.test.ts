@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import sharp from 'sharp';
-import { confusionMatrixPng, lineChartPng, lineChartSvg, niceTicks, reliabilityDiagramPng } from '../../src/eval/index.js';
-import { UserError } from '../../src/errors.js';
+import { confusionMatrixPng, lineChartPng, lineChartSvg, niceTicks, reliabilityDiagramPng } from '../../src/report/index.js';
+import { UserError } from '../../src/util/index.js';
 
 async function pixels(png: Buffer) {
   const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });

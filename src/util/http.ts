@@ -14,7 +14,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { UserError, errorMessage } from '../errors.js';
+import { UserError, errorMessage } from './errors.js';
 import { silentProgress, type ProgressSink } from './progress.js';
 
 export interface DownloadOptions {

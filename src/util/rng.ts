@@ -8,7 +8,7 @@
  * float state in some generators.) Seeds are spread with splitmix32 so nearby seeds (0, 1, 2, …)
  * give unrelated streams.
  */
-import { UserError } from '../errors.js';
+import { UserError } from './errors.js';
 
 export interface RngState {
   algorithm: 'sfc32';
@@ -87,6 +87,11 @@ function fmix32(h: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
+/** splitmix32's step: the golden-ratio increment, then the finalizer (nearby seeds give unrelated streams). */
+export function mix32(value: number): number {
+  return fmix32((value + 0x9e3779b9) | 0);
+}
+
 /**
  * A 32-bit seed derived from a base seed and integers (epoch, sample index…). Used so each sample's
  * augmentation depends only on (seed, epoch, position), never on the order batches were prepared in.
@@ -99,6 +104,20 @@ export function deriveSeed(seed: number, ...parts: number[]): number {
     h = fmix32(h ^ (Math.floor(part / 4294967296) >>> 0));
   }
   return h;
+}
+
+/**
+ * A stream seed for one named consumer of a model seed (a layer's dropout masks, one weight's initial
+ * values): FNV-1a of the name, mixed. Names rather than positions, so adding a layer to an
+ * architecture leaves every other layer's draws as they were.
+ */
+export function labelSeed(seed: number, label: string): number {
+  let hash = 0x811c9dc5 ^ mix32(seed >>> 0);
+  for (let i = 0; i < label.length; i++) {
+    hash ^= label.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return mix32(hash >>> 0);
 }
 
 /** Uniform in [low, high). */

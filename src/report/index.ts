@@ -1,0 +1,52 @@
+/** report: metrics, bootstrap and calibration statistics, result tables and PNG charts — a leaf that train, eval and pipeline use. */
+export {
+  argmaxRows,
+  classificationMetrics,
+  confusionMatrix,
+  metricsFromConfusion,
+  softmax,
+  type ClassMetrics,
+  type ClassificationMetrics,
+} from './metrics.js';
+export {
+  confusionMatrixPng,
+  confusionMatrixSvg,
+  lineChartPng,
+  lineChartSvg,
+  niceTicks,
+  reliabilityDiagramPng,
+  reliabilityDiagramSvg,
+  seriesColors,
+  svgToPng,
+  type ConfusionChartOptions,
+  type LegendCorner,
+  type LineChartOptions,
+  type ReliabilityBin,
+  type ReliabilityChartOptions,
+  type Series,
+} from './plot.js';
+export {
+  bootstrapAccuracy,
+  calibration,
+  negativeLogLikelihood,
+  oneVsRestAuc,
+  percentile,
+  rocCurve,
+  type BootstrapInterval,
+  type Calibration,
+  type OneVsRestAuc,
+  type RandomSource,
+  type RocCurve,
+} from './stats.js';
+export {
+  predictionsCsv,
+  reportSummaryJson,
+  resultsCsv,
+  resultsMarkdown,
+  resultsTable,
+  summarize,
+  writeEvaluationReport,
+  type EvaluationReport,
+  type ModelSummary,
+  type WrittenReport,
+} from './results.js';
