@@ -1,5 +1,5 @@
 /**
- * A training run directory, the layout EVAL and LEAD read:
+ * A training run directory, as `osteo train` writes it and `osteo eval`, `predict` and `export` read it:
  *
  *   RUN/config.json        the resolved, validated TrainConfig
  *   RUN/metrics.csv        one row per epoch           RUN/events.jsonl   the event log

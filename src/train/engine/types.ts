@@ -1,4 +1,4 @@
-/** The training-step API that TRAIN and EVAL code against (see the team contract). */
+/** The training-step API: what src/train/train.ts (steps, validation) and src/train/engine/bench.ts call. */
 import type { BackendPreference } from '../../backend/index.js';
 import type { ModelBuildOptions, ModelName } from '../../models/index.js';
 import type { LoadReport, StateDict, StateTensor } from '../../weights/index.js';
