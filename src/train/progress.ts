@@ -59,6 +59,45 @@ export function epochLine(event: Extract<TrainEvent, { type: 'epoch-end' }>, epo
   );
 }
 
+/** The lines that announce the run's setup; every other event is drawn by the epoch's bar or summary. */
+function setupLines(event: TrainEvent): string[] {
+  switch (event.type) {
+    case 'start':
+      return [
+        `${event.resumed ? 'resuming' : 'training'} ${event.model} in ${event.run} on ${event.backend} (${event.workers} worker${event.workers === 1 ? '' : 's'}): ` +
+          `${event.trainImages} train / ${event.valImages} val images, ${event.stepsPerEpoch} steps per epoch, ${event.epochs} epochs`,
+      ];
+    case 'recovered':
+      return event.actions.map((action) => `recovered: ${action}`);
+    case 'pretrained':
+      return [
+        `pretrained weights ${event.file}: ${event.loaded} tensors loaded` +
+          (event.headReinitialised.length > 0 ? `; head re-initialised (${event.headReinitialised.join(', ')})` : ''),
+      ];
+    case 'resume':
+      return [`resumed at epoch ${event.epoch + 1}, batch ${event.batch}, step ${event.step}`];
+    case 'stage':
+      return [event.stage === 'head' ? `stage 1 from epoch ${event.epoch}: classifier only (frozen through ${event.freezeUntil})` : `from epoch ${event.epoch}: ${event.freezeUntil ? `frozen through ${event.freezeUntil}` : 'all layers train'}`];
+    default:
+      return [];
+  }
+}
+
+function epochBar(stream: ProgressStream, progress: EpochProgress): cliProgress.SingleBar {
+  const bar = new cliProgress.SingleBar({
+    stream: stream as NodeJS.WritableStream,
+    gracefulExit: false, // its own SIGINT handler would fight the trainer's Ctrl-C save
+    hideCursor: false,
+    barsize: 24,
+    format: (_options, params) => {
+      const filled = Math.round((params.total > 0 ? params.value / params.total : 0) * 24);
+      return `epoch ${progress.epoch}/${progress.epochs} [${'#'.repeat(filled)}${'-'.repeat(24 - filled)}] ${params.value}/${params.total} | ${progress.summary()}`;
+    },
+  });
+  bar.start(progress.steps, progress.firstBatch);
+  return bar;
+}
+
 /** An onEvent handler that renders to `stream` (stderr by default). */
 export function progressReporter(stream: ProgressStream = process.stderr): (event: TrainEvent) => void {
   const tty = stream.isTTY === true;
@@ -72,44 +111,9 @@ export function progressReporter(stream: ProgressStream = process.stderr): (even
   };
   return (event) => {
     switch (event.type) {
-      case 'start':
-        epochs = event.epochs;
-        line(
-          `${event.resumed ? 'resuming' : 'training'} ${event.model} in ${event.run} on ${event.backend} (${event.workers} worker${event.workers === 1 ? '' : 's'}): ` +
-            `${event.trainImages} train / ${event.valImages} val images, ${event.stepsPerEpoch} steps per epoch, ${event.epochs} epochs`,
-        );
-        break;
-      case 'recovered':
-        for (const action of event.actions) line(`recovered: ${action}`);
-        break;
-      case 'pretrained':
-        line(
-          `pretrained weights ${event.file}: ${event.loaded} tensors loaded` +
-            (event.headReinitialised.length > 0 ? `; head re-initialised (${event.headReinitialised.join(', ')})` : ''),
-        );
-        break;
-      case 'resume':
-        line(`resumed at epoch ${event.epoch + 1}, batch ${event.batch}, step ${event.step}`);
-        break;
-      case 'stage':
-        line(event.stage === 'head' ? `stage 1 from epoch ${event.epoch}: classifier only (frozen through ${event.freezeUntil})` : `from epoch ${event.epoch}: ${event.freezeUntil ? `frozen through ${event.freezeUntil}` : 'all layers train'}`);
-        break;
       case 'epoch-start':
         current = new EpochProgress(event.epoch, event.epochs, event.steps, event.firstBatch);
-        if (tty) {
-          const progress = current;
-          bar = new cliProgress.SingleBar({
-            stream: stream as NodeJS.WritableStream,
-            gracefulExit: false, // its own SIGINT handler would fight the trainer's Ctrl-C save
-            hideCursor: false,
-            barsize: 24,
-            format: (_options, params) => {
-              const filled = Math.round((params.total > 0 ? params.value / params.total : 0) * 24);
-              return `epoch ${progress.epoch}/${progress.epochs} [${'#'.repeat(filled)}${'-'.repeat(24 - filled)}] ${params.value}/${params.total} | ${progress.summary()}`;
-            },
-          });
-          bar.start(event.steps, event.firstBatch);
-        }
+        if (tty) bar = epochBar(stream, current);
         break;
       case 'step': {
         if (!current) break;
@@ -125,12 +129,13 @@ export function progressReporter(stream: ProgressStream = process.stderr): (even
         line(epochLine(event, epochs));
         current = undefined;
         break;
-      case 'checkpoint':
-        break;
       case 'stop':
         bar?.stop(); // the command prints the outcome
         bar = undefined;
         break;
+      default:
+        if (event.type === 'start') epochs = event.epochs;
+        for (const text of setupLines(event)) line(text);
     }
   };
 }

@@ -9,6 +9,15 @@ import { splitDataset, synthesizePhantom } from '../../src/data/index.js';
 import type { TrainConfig, TrainEvent } from '../../src/train/index.js';
 import { readSafetensors, type StateDict } from '../../src/weights/index.js';
 
+/**
+ * A slow fixture, made on first use and shared after: each test asks for what it needs, so none
+ * depends on an earlier test having run (or having passed). Tests treat what it returns as read-only.
+ */
+export function memo<T>(make: () => Promise<T>): () => Promise<T> {
+  let made: Promise<T> | undefined;
+  return () => (made ??= make());
+}
+
 export async function tempDir(prefix = 'osteo-train-'): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };

@@ -20,24 +20,17 @@ import { createLoader } from '../../src/data/index.js';
 import { UserError } from '../../src/util/index.js';
 import { getModel } from '../../src/models/index.js';
 import { loadRunModel, openRun, readRunConfig, readRunConfigJson } from '../../src/runs/index.js';
-import { trainModel, type TrainEvent, type TrainResult } from '../../src/train/index.js';
+import { trainModel, type TrainEvent } from '../../src/train/index.js';
 import { modelToStateDict, writePth, writeSafetensors } from '../../src/weights/index.js';
-import { assertSameDict, phantomDataset, readWeights, sameValues, snapshotOn, tempDir, tinyConfig } from './helpers.js';
+import { assertSameDict, memo, phantomDataset, readWeights, sameValues, snapshotOn, tempDir, tinyConfig } from './helpers.js';
 
-let root: { path: string; cleanup: () => Promise<void> };
-let dataDir: string;
-let runA: string;
-let resultA: TrainResult;
-const eventsA: TrainEvent[] = [];
-let epoch2: string; // run A's `last` right after epoch 2
-
-test.before(async () => {
-  root = await tempDir();
-  dataDir = await phantomDataset(root.path);
-});
+const workspace = memo(() => tempDir());
 test.after(async () => {
-  await root.cleanup();
+  await (await workspace()).cleanup();
 });
+/** Each test writes only under its own folder of the shared temporary directory. */
+const folder = async (name: string) => join((await workspace()).path, name);
+const phantom = memo(async () => phantomDataset((await workspace()).path));
 
 const recipe = ['optimizer.lr=1e-3'];
 
@@ -47,28 +40,35 @@ function metricsRows(run: string): Record<string, string>[] {
   return rows.map(({ seconds: _s, images_per_sec: _r, ...rest }) => rest);
 }
 
-test('resnet18 learns on the phantom: train loss falls, val balanced accuracy well above chance; the run directory is complete', async () => {
-  runA = join(root.path, 'a');
-  epoch2 = join(root.path, 'a-epoch2');
-  const config = await tinyConfig(dataDir, runA, { epochs: '5' }, recipe);
-  const snapshot = snapshotOn(runA, 'last', 2, 0, epoch2);
-  resultA = await trainModel(config, {
+/** The uninterrupted 5-epoch run that the resume, NaN and refusal tests compare against, with its events and a copy of `last` right after epoch 2. */
+const runA = memo(async () => {
+  const run = await folder('a');
+  const epoch2 = await folder('a-epoch2');
+  const config = await tinyConfig(await phantom(), run, { epochs: '5' }, recipe);
+  const events: TrainEvent[] = [];
+  const snapshot = snapshotOn(run, 'last', 2, 0, epoch2);
+  const result = await trainModel(config, {
     onEvent: (event) => {
-      eventsA.push(event);
+      events.push(event);
       snapshot(event);
     },
   });
-  const h = resultA.history;
+  return { run, epoch2, config, result, events: events as readonly TrainEvent[] };
+});
+
+test('resnet18 learns on the phantom: train loss falls, val balanced accuracy well above chance; the run directory is complete', async () => {
+  const { run, config, result, events } = await runA();
+  const h = result.history;
   console.log(`    phantom resnet18 32px: val balanced accuracy by epoch ${h.map((r) => r.valBalancedAccuracy.toFixed(3)).join(', ')}; train loss ${h.map((r) => r.trainLoss.toFixed(3)).join(', ')}`);
-  assert.is(resultA.status, 'completed');
+  assert.is(result.status, 'completed');
   assert.is(h.length, 5);
-  assert.is(resultA.steps, 40);
+  assert.is(result.steps, 40);
   assert.ok(h[4]!.trainLoss < 0.75 * h[0]!.trainLoss, `train loss ${h[0]!.trainLoss} → ${h[4]!.trainLoss}`);
-  assert.ok(resultA.best!.value >= 0.5, `best val balanced accuracy ${resultA.best!.value} (chance 1/3)`);
-  assert.is(resultA.best!.metric, 'valBalancedAccuracy');
+  assert.ok(result.best!.value >= 0.5, `best val balanced accuracy ${result.best!.value} (chance 1/3)`);
+  assert.is(result.best!.metric, 'valBalancedAccuracy');
 
   // metrics.csv: one row per epoch, the same numbers as the result
-  const rows = metricsRows(runA);
+  const rows = metricsRows(run);
   assert.is(rows.length, 5);
   rows.forEach((row, i) => {
     assert.is(Number(row.epoch), i + 1);
@@ -76,26 +76,28 @@ test('resnet18 learns on the phantom: train loss falls, val balanced accuracy we
     assert.is(Number(row.train_loss), h[i]!.trainLoss);
   });
   // events.jsonl: every event, one JSON object per line
-  const lines = readFileSync(join(runA, 'events.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as TrainEvent);
-  assert.equal(lines.map((e) => e.type), eventsA.map((e) => e.type));
+  const lines = readFileSync(join(run, 'events.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as TrainEvent);
+  assert.equal(lines.map((e) => e.type), events.map((e) => e.type));
   assert.is(lines.filter((e) => e.type === 'step').length, 40);
   // curves.png: two charts side by side
-  const meta = await sharp(join(runA, 'curves.png')).metadata();
+  const meta = await sharp(join(run, 'curves.png')).metadata();
   assert.equal([meta.format, meta.width, meta.height], ['png', 1120, 400]);
   // config.json round-trips; openRun gives the preprocessing of a 32 px ResNet
-  assert.equal(JSON.parse(JSON.stringify(await readRunConfig(runA))), JSON.parse(JSON.stringify(config)));
-  const info = await openRun(runA);
+  assert.equal(JSON.parse(JSON.stringify(await readRunConfig(run))), JSON.parse(JSON.stringify(config)));
+  const info = await openRun(run);
   assert.equal([info.model, info.imageSize, info.transform.resize, info.transform.crop, info.numClasses], ['resnet18', 32, 37, 32, 3]);
   // no tensor leaks: the same count after every epoch
-  const tensors = eventsA.flatMap((e) => (e.type === 'epoch-end' ? [e.tensors.join('/')] : []));
+  const tensors = events.flatMap((e) => (e.type === 'epoch-end' ? [e.tensors.join('/')] : []));
   assert.is(new Set(tensors).size, 1, `tensors after each epoch: ${tensors.join(', ')}`);
 });
 
 test('best/ holds the best epoch: its weights reproduce that epoch’s validation accuracy', async () => {
-  const best = resultA.best!;
-  const state = JSON.parse(readFileSync(join(runA, 'best', 'state.json'), 'utf8'));
+  const { run, result } = await runA();
+  const dataDir = await phantom();
+  const best = result.best!;
+  const state = JSON.parse(readFileSync(join(run, 'best', 'state.json'), 'utf8'));
   assert.equal([state.epoch, state.metric, state.value], [best.epoch, 'valBalancedAccuracy', best.value]);
-  const { model, transform, report } = await loadRunModel(runA, 'best');
+  const { model, transform, report } = await loadRunModel(run, 'best');
   assert.is(report.missing.length + report.unexpected.length + report.mismatched.length, 0);
   const before = tf.memory().numTensors; // the model's weights
   let correct = 0;
@@ -107,12 +109,13 @@ test('best/ holds the best epoch: its weights reproduce that epoch’s validatio
   }
   assert.is(tf.memory().numTensors, before);
   model.dispose();
-  assert.is(correct / seen, resultA.history[best.epoch - 1]!.valAccuracy);
+  assert.is(correct / seen, result.history[best.epoch - 1]!.valAccuracy);
 });
 
 test('Ctrl-C mid-epoch, then a kill during the next checkpoint write: both resume to the uninterrupted run, bitwise (same seed, same metrics)', async () => {
-  const run = join(root.path, 'b');
-  const config = await tinyConfig(dataDir, run, { epochs: '2' }, recipe);
+  const { run: uninterrupted, epoch2 } = await runA();
+  const run = await folder('b');
+  const config = await tinyConfig(await phantom(), run, { epochs: '2' }, recipe);
   // 1. Ctrl-C after step 13 (batch 5 of epoch 2): the step finishes, `last` is saved, status says so.
   const controller = new AbortController();
   const first = await trainModel(config, {
@@ -158,13 +161,14 @@ test('Ctrl-C mid-epoch, then a kill during the next checkpoint write: both resum
 
   assertSameDict(await readWeights(join(run, 'last', 'model.safetensors')), await readWeights(join(epoch2, 'model.safetensors')), 'weights');
   assertSameDict(await readWeights(join(run, 'last', 'optimizer.safetensors')), await readWeights(join(epoch2, 'optimizer.safetensors')), 'optimizer state');
-  assert.equal(metricsRows(run), metricsRows(runA).slice(0, 2), 'epoch metrics equal the uninterrupted run');
+  assert.equal(metricsRows(run), metricsRows(uninterrupted).slice(0, 2), 'epoch metrics equal the uninterrupted run');
 });
 
 test('a NaN loss stops the run naming epoch and step, and leaves the last checkpoint untouched', async () => {
-  const run = join(root.path, 'nan');
+  const { run: uninterrupted, epoch2 } = await runA();
+  const run = await folder('nan');
   await cp(epoch2, join(run, 'last'), { recursive: true });
-  await cp(join(runA, 'config.json'), join(run, 'config.json'));
+  await cp(join(uninterrupted, 'config.json'), join(run, 'config.json'));
   // A checkpoint whose classifier bias is NaN: the first step's loss is NaN.
   const weights = await readWeights(join(run, 'last', 'model.safetensors'));
   (weights.get('fc.bias')!.data as Float32Array).fill(Number.NaN);
@@ -181,8 +185,8 @@ test('a NaN loss stops the run naming epoch and step, and leaves the last checkp
 });
 
 test('resnet50 recipe (conv1–layer3 frozen): frozen weights and BatchNorm statistics stay bitwise, layer4 and fc train', async () => {
-  const run = join(root.path, 'r50');
-  const config = await tinyConfig(dataDir, run, { model: 'resnet50', batchSize: '4', maxSteps: '2' });
+  const run = await folder('r50');
+  const config = await tinyConfig(await phantom(), run, { model: 'resnet50', batchSize: '4', maxSteps: '2' });
   assert.is(config.freezeUntil, 'layer3');
   const result = await trainModel(config);
   assert.is(result.status, 'max-steps');
@@ -208,7 +212,8 @@ test('resnet50 recipe (conv1–layer3 frozen): frozen weights and BatchNorm stat
 });
 
 test('efficientnet_b3 recipe (AdamW, class-weighted sampler, CLAHE) takes its steps', async () => {
-  const run = join(root.path, 'b3');
+  const dataDir = await phantom();
+  const run = await folder('b3');
   const events: TrainEvent[] = [];
   const config = await resolveTrainConfig({
     flags: { model: 'efficientnet_b3', data: dataDir, out: run, imageSize: '32', batchSize: '4', maxSteps: '2', backend: 'wasm', workers: '1' },
@@ -223,9 +228,9 @@ test('efficientnet_b3 recipe (AdamW, class-weighted sampler, CLAHE) takes its st
 });
 
 test('two-stage fine-tuning: epoch 1 trains only the classifier, epoch 2 the whole network', async () => {
-  const run = join(root.path, 'two-stage');
-  const afterHead = join(root.path, 'two-stage-epoch1');
-  const config = await tinyConfig(dataDir, run, { epochs: '2', maxSteps: '9' }, [...recipe, 'headEpochs=1']);
+  const run = await folder('two-stage');
+  const afterHead = await folder('two-stage-epoch1');
+  const config = await tinyConfig(await phantom(), run, { epochs: '2', maxSteps: '9' }, [...recipe, 'headEpochs=1']);
   const events: TrainEvent[] = [];
   const snapshot = snapshotOn(run, 'last', 1, 0, afterHead);
   const result = await trainModel(config, {
@@ -261,10 +266,10 @@ test('cpu and wasm agree on the loss of the first steps (≤ 1e-3)', async () =>
   // ResNet18 even at 32 px, so the full network's backward pass is compared in the engine's tests.
   const losses: Record<string, number[]> = {};
   for (const backend of ['cpu', 'wasm']) {
-    const run = join(root.path, `agree-${backend}`);
+    const run = await folder(`agree-${backend}`);
     // the recipe's Adam 1e-4: at 1e-3 Adam's normalised update turns float-rounding differences in
     // near-zero gradients into full-size steps, and the two backends drift apart by step 3
-    const config = await tinyConfig(dataDir, run, { backend, batchSize: '4', maxSteps: '3' }, ['freezeUntil=layer3']);
+    const config = await tinyConfig(await phantom(), run, { backend, batchSize: '4', maxSteps: '3' }, ['freezeUntil=layer3']);
     const events: TrainEvent[] = [];
     await trainModel(config, { onEvent: (event) => events.push(event) });
     losses[backend] = events.flatMap((e) => (e.type === 'step' ? [e.loss] : []));
@@ -279,11 +284,11 @@ test('--pretrained: an ImageNet-shaped checkpoint loads with its 1000-class head
   const imagenet = getModel('resnet18').build({ imageSize: 32, numClasses: 1000, seed: 7, head: 'torchvision' });
   const checkpoint = modelToStateDict(imagenet, 'resnet18');
   imagenet.dispose();
-  const file = join(root.path, 'imagenet-like.pth');
+  const file = await folder('imagenet-like.pth');
   await writePth(file, checkpoint);
-  const run = join(root.path, 'pretrained');
+  const run = await folder('pretrained');
   const events: TrainEvent[] = [];
-  await trainModel(await tinyConfig(dataDir, run, { pretrained: file, maxSteps: '1' }), { onEvent: (event) => events.push(event) });
+  await trainModel(await tinyConfig(await phantom(), run, { pretrained: file, maxSteps: '1' }), { onEvent: (event) => events.push(event) });
   const loaded = events.find((e): e is Extract<TrainEvent, { type: 'pretrained' }> => e.type === 'pretrained')!;
   assert.equal(loaded.headReinitialised, ['fc.weight', 'fc.bias']);
   assert.is(loaded.loaded, checkpoint.size - 2);
@@ -300,8 +305,8 @@ test('--pretrained: an ImageNet-shaped checkpoint loads with its 1000-class head
 test('early stopping: no improvement for `patience` epochs stops the run (class-weighted loss, smoothing, clipping wired in)', async () => {
   // Only the classifier trains, at a rate too small to change a float32 weight, and every BatchNorm is
   // frozen: validation is identical each epoch, so the first epoch stays best and patience 1 stops after epoch 2.
-  const run = join(root.path, 'patience');
-  const config = await tinyConfig(dataDir, run, { epochs: '4' }, [
+  const run = await folder('patience');
+  const config = await tinyConfig(await phantom(), run, { epochs: '4' }, [
     'optimizer.lr=1e-12',
     'freezeUntil=layer4',
     'earlyStopping.patience=1',
@@ -319,8 +324,8 @@ test('early stopping: no improvement for `patience` epochs stops the run (class-
 });
 
 test('refusals: no split manifest names the command that makes one; an existing run needs --resume', async () => {
-  const empty = join(root.path, 'no-split');
-  const config = await tinyConfig(empty, join(root.path, 'never'));
+  const empty = await folder('no-split');
+  const config = await tinyConfig(empty, await folder('never'));
   try {
     await trainModel(config);
     assert.unreachable();
@@ -329,7 +334,7 @@ test('refusals: no split manifest names the command that makes one; an existing 
     assert.match((error as Error).message, /no split manifest at .*splits\.csv: run `osteo data split --data .*no-split` first/);
   }
   try {
-    await trainModel(await tinyConfig(dataDir, runA));
+    await trainModel(await tinyConfig(await phantom(), (await runA()).run));
     assert.unreachable();
   } catch (error) {
     assert.instance(error, UserError);
