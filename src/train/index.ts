@@ -4,5 +4,5 @@ export { learningRate, warmupSteps, type ScheduleConfig, type ScheduleSpan } fro
 export { metricsCsv, metricsColumns, curvesPng, type EpochMetrics } from './logs.js';
 export type { TrainEvent, TrainStatus, BestRecord } from './events.js';
 export type { TrainConfig } from '../config/index.js';
-export { progressReporter, epochLine, formatDuration, type ProgressStream } from './progress.js';
+export { progressReporter, epochLine, type ProgressStream } from './progress.js';
 export { runBench, median, syntheticBatch, type BenchOptions, type BenchResult } from './engine/bench.js';

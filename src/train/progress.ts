@@ -4,18 +4,12 @@
  * and one summary line per epoch either way. The trainer itself never writes to the console.
  */
 import cliProgress from 'cli-progress';
+import { formatDuration } from '../util/index.js';
 import type { TrainEvent } from './events.js';
 
 export interface ProgressStream {
   write(text: string): unknown;
   isTTY?: boolean;
-}
-
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) return '?';
-  if (seconds < 60) return `${Math.round(seconds)}s`;
-  const minutes = Math.floor(seconds / 60);
-  return minutes < 60 ? `${minutes}m${String(Math.round(seconds % 60)).padStart(2, '0')}s` : `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, '0')}m`;
 }
 
 const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : String(x));

@@ -6,7 +6,7 @@
 export { UserError, DataError, isUserFacing, errorMessage } from './errors.js';
 export { temporaryPathFor, replaceAtomically, writeFileAtomic, writeJsonAtomic } from './fs.js';
 export { downloadFile, isRetryable, HttpStatusError, type DownloadOptions, type DownloadResult } from './http.js';
-export { byteProgress, countProgress, silentProgress, formatBytes, type ProgressSink } from './progress.js';
+export { byteProgress, countProgress, silentProgress, formatBytes, formatDuration, type ProgressSink } from './progress.js';
 export { createRng, restoreRng, deriveSeed, labelSeed, mix32, uniform, randomInt, normal, gamma, beta, shuffleInPlace, type Rng, type RngState } from './rng.js';
 export { parseCsvRecords } from './csv.js';
 export { mapLimit } from './concurrency.js';

@@ -1,7 +1,8 @@
 /** The progress display: plain lines when the stream is not a terminal, one summary per epoch. */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { formatDuration, progressReporter, type EpochMetrics, type TrainEvent } from '../../src/train/index.js';
+import { progressReporter, type EpochMetrics, type TrainEvent } from '../../src/train/index.js';
+import { formatDuration } from '../../src/util/index.js';
 
 const metrics: EpochMetrics = {
   epoch: 1,
