@@ -1,18 +1,25 @@
 /** backend: one record per compute backend candidate (package, capabilities), choosing and activating one, and the kernels the backends lack. */
 export {
+  backendCandidates,
   backendPreferences,
-  candidateNames,
-  currentBackend,
-  nodeEnvironment,
-  onWasmActivation,
-  parseBackendPreference,
-  useBackend,
   wasmBinaryDirectory,
+  workerThreadBackends,
+  type ActivationMemory,
+  type BackendCandidate,
+  type BackendCapabilities,
   type BackendEnvironment,
   type BackendName,
   type BackendPreference,
+  type OutOfMemory,
+  type WorkerThreads,
+} from './candidates.js';
+export {
+  backendFromEnvironment,
+  currentBackend,
+  nodeEnvironment,
+  parseBackendPreference,
+  useBackend,
   type BackendSelection,
-  type CandidateName,
   type CandidateStatus,
 } from './select.js';
 export { environmentInfo, formatEnvironmentInfo, wasmSimdSupported, type EnvironmentInfo } from './info.js';

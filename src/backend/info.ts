@@ -1,7 +1,8 @@
 import { availableParallelism, cpus } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { osteoVersion } from '../util/index.js';
-import { type BackendPreference, type BackendSelection, type CandidateStatus, useBackend } from './select.js';
+import type { BackendPreference } from './candidates.js';
+import { type BackendSelection, type CandidateStatus, useBackend } from './select.js';
 
 export interface EnvironmentInfo {
   osteoVersion: string;

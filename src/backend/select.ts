@@ -1,52 +1,25 @@
 /**
- * Backend choice. The order of preference is fixed by what each backend can do for training:
- * tfjs-node-gpu (CUDA) → tfjs-node (libtensorflow on the CPU) → wasm (XNNPACK, SIMD) → cpu (pure JS).
- * The first two are optionalDependencies: where npm could not install them (no network to fetch
- * libtensorflow, no CUDA) osteo still runs, on wasm. This is the only module that imports a
- * backend package; everything above src/backend/ asks for a preference and gets a selection.
+ * Backend choice. `auto` takes the first usable candidate of candidates.ts, in their order of what
+ * each can do for training: tfjs-node-gpu (CUDA) → tfjs-node (libtensorflow on the CPU) → wasm
+ * (XNNPACK, SIMD) → cpu (pure JS). The first two are optionalDependencies: where npm could not install
+ * them (no network to fetch libtensorflow, no CUDA) osteo still runs, on wasm. This room alone imports
+ * a backend package; everything above src/backend/ asks for a preference and gets a selection.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError, errorMessage } from '../util/index.js';
-import { registerWasmTrainingKernels } from './kernels/index.js';
-
-export const backendPreferences = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
-export type BackendPreference = (typeof backendPreferences)[number];
-
-/** The four ways osteo can run, most capable first. */
-export const candidateNames = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const;
-export type CandidateName = (typeof candidateNames)[number];
-
-/** The tfjs backend name each candidate registers. */
-export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
-const backendOf: Record<CandidateName, BackendName> = {
-  'tfjs-node-gpu': 'tensorflow',
-  'tfjs-node': 'tensorflow',
-  wasm: 'wasm',
-  cpu: 'cpu',
-};
-
-const packageOf: Record<CandidateName, string> = {
-  'tfjs-node-gpu': '@tensorflow/tfjs-node-gpu',
-  'tfjs-node': '@tensorflow/tfjs-node',
-  wasm: '@tensorflow/tfjs-backend-wasm',
-  cpu: '@tensorflow/tfjs-backend-cpu',
-};
-
-const installHint: Record<CandidateName, string> = {
-  'tfjs-node-gpu':
-    'it needs an NVIDIA GPU with CUDA 11.2 and cuDNN 8.1, and `npm install @tensorflow/tfjs-node-gpu@4.22.0` with network access (its install downloads libtensorflow)',
-  'tfjs-node':
-    '`npm install @tensorflow/tfjs-node@4.22.0` needs network access: its install script downloads libtensorflow',
-  wasm: 'reinstall the project dependencies with `npm ci`',
-  cpu: 'reinstall the project dependencies with `npm ci`',
-};
+import {
+  backendCandidates,
+  backendPreferences,
+  preferencesOf,
+  type BackendCandidate,
+  type BackendCapabilities,
+  type BackendEnvironment,
+  type BackendPreference,
+} from './candidates.js';
 
 export interface CandidateStatus {
-  candidate: CandidateName;
+  candidate: string;
   package: string;
   /** true: usable; false: not usable (reason says why); null: not tried because an earlier one was chosen. */
   available: boolean | null;
@@ -54,21 +27,15 @@ export interface CandidateStatus {
 }
 
 export interface BackendSelection {
-  preference: BackendPreference;
-  candidate: CandidateName;
-  backend: BackendName;
+  preference: string;
+  candidate: string;
+  /** the tfjs backend now active */
+  backend: string;
   reason: string;
   candidates: CandidateStatus[];
+  /** what the chosen candidate can do for training: what code above this room reads instead of its name */
+  capabilities: BackendCapabilities;
 }
-
-/** What the selection needs from the outside world; tests inject their own to simulate machines. */
-export interface BackendEnvironment {
-  importModule(specifier: string): Promise<unknown>;
-  /** null when a CUDA GPU looks usable, else the reason it does not. */
-  cudaUnavailableReason(): string | null;
-}
-
-const require = createRequire(import.meta.url);
 
 export const nodeEnvironment: BackendEnvironment = {
   importModule: (specifier) => import(specifier),
@@ -88,110 +55,85 @@ function isNotInstalled(error: unknown): boolean {
   return code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND';
 }
 
-/** Directory holding the wasm binaries, found by path so that nothing is fetched over a network. */
-export function wasmBinaryDirectory(): string {
-  return dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm'));
-}
-
 type Loaded = { status: CandidateStatus; activate?: () => Promise<boolean> };
 
-async function load(candidate: CandidateName, env: BackendEnvironment): Promise<Loaded> {
-  const pkg = packageOf[candidate];
-  const fail = (reason: string): Loaded => ({ status: { candidate, package: pkg, available: false, reason } });
-  if (candidate === 'tfjs-node-gpu') {
-    const noCuda = env.cudaUnavailableReason();
-    if (noCuda !== null) return fail(`skipped: ${noCuda}`);
-  }
+async function load(candidate: BackendCandidate, env: BackendEnvironment): Promise<Loaded> {
+  const fail = (reason: string): Loaded => ({ status: { candidate: candidate.name, package: candidate.package, available: false, reason } });
+  const skipped = candidate.probe?.(env);
+  if (skipped) return fail(skipped);
   let module: unknown;
   try {
-    module = await env.importModule(pkg);
+    module = await env.importModule(candidate.package);
   } catch (error) {
-    if (isNotInstalled(error)) {
-      const why =
-        candidate === 'tfjs-node' || candidate === 'tfjs-node-gpu'
-          ? 'not installed (an optional dependency: npm skips it when its install cannot download libtensorflow)'
-          : 'not installed';
-      return fail(why);
-    }
+    if (isNotInstalled(error)) return fail(candidate.whyMissing ? `not installed (${candidate.whyMissing})` : 'not installed');
     return fail(`installed but failed to load: ${errorMessage(error).split('\n')[0]}`);
   }
-  const name = backendOf[candidate];
-  if (candidate === 'wasm') {
-    const wasm = module as { setWasmPaths?: (prefix: string) => void };
-    if (typeof WebAssembly !== 'object') return fail('this JavaScript runtime has no WebAssembly');
-    let directory: string;
-    try {
-      directory = wasmBinaryDirectory();
-    } catch (error) {
-      return fail(`wasm binaries not found: ${errorMessage(error)}`);
-    }
-    if (!existsSync(join(directory, 'tfjs-backend-wasm-simd.wasm'))) return fail(`wasm binaries missing in ${directory}`);
-    wasm.setWasmPaths?.(directory + '/');
-  }
+  const unprepared = candidate.prepare?.(module);
+  if (unprepared) return fail(unprepared);
+  const name = candidate.backend;
   if (tf.findBackendFactory(name) === null) return fail(`the package loaded but registered no '${name}' backend`);
-  const reason = 'available';
   return {
-    status: { candidate, package: pkg, available: true, reason },
+    status: { candidate: candidate.name, package: candidate.package, available: true, reason: 'available' },
     activate: async () => {
       const ok = await tf.setBackend(name);
-      if (ok && name === 'wasm') await onWasmActivated();
+      if (ok) await candidate.activated?.();
       return ok;
     },
   };
 }
 
-/** Hooks run once the wasm backend is live (the training kernels it lacks are registered here). */
-const wasmActivationHooks: Array<() => void | Promise<void>> = [registerWasmTrainingKernels];
-export function onWasmActivation(hook: () => void | Promise<void>): void {
-  wasmActivationHooks.push(hook);
-}
-async function onWasmActivated(): Promise<void> {
-  for (const hook of wasmActivationHooks) await hook();
-}
-
-function candidatesFor(preference: BackendPreference): CandidateName[] {
-  switch (preference) {
-    case 'auto':
-      return [...candidateNames];
-    case 'tensorflow':
-      return ['tfjs-node-gpu', 'tfjs-node'];
-    case 'wasm':
-      return ['wasm'];
-    case 'cpu':
-      return ['cpu'];
-  }
+function unknownBackend(value: string, choices: readonly string[]): string {
+  return `unknown backend '${value}': choose one of ${choices.join(', ')}`;
 }
 
 export function parseBackendPreference(value: string): BackendPreference {
   if ((backendPreferences as readonly string[]).includes(value)) return value as BackendPreference;
-  throw new UserError(`unknown backend '${value}': choose one of ${backendPreferences.join(', ')}`);
+  throw new UserError(unknownBackend(value, backendPreferences));
+}
+
+/**
+ * The --backend default from the environment: OSTEO_BACKEND, or undefined where it is unset or empty
+ * (an empty assignment is how shells unset a variable for one command).
+ */
+export function backendFromEnvironment(env: Readonly<Record<string, string | undefined>> = process.env): BackendPreference | undefined {
+  const value = env['OSTEO_BACKEND'];
+  if (value === undefined || value === '') return undefined;
+  if ((backendPreferences as readonly string[]).includes(value)) return value as BackendPreference;
+  throw new UserError(`OSTEO_BACKEND='${value}' names no backend: set it to one of ${backendPreferences.join(', ')}, or unset it`);
 }
 
 let current: BackendSelection | undefined;
 let currentEnvironment: BackendEnvironment | undefined;
 
+function reasonFor(preference: string, chosen: string, skipped: string[]): string {
+  if (preference !== 'auto') return `requested with --backend ${preference}`;
+  if (skipped.length === 0) return `${chosen} is the most capable backend available`;
+  return `${chosen} is the first available after ${skipped.join(', ')} (see their reasons)`;
+}
+
 /**
- * Pick and activate a backend. `auto` takes the first usable candidate in order; an explicit
- * preference that cannot be met is a UserError naming what is missing and how to install it.
- * Every candidate's status is recorded so `osteo info` can say why each was skipped.
+ * Pick and activate a backend. `auto` takes the first usable candidate in order; a backend name tries
+ * the candidates that register it. A preference that cannot be met is a UserError naming what is
+ * missing and how to install it. Every candidate's status is recorded so `osteo info` can say why
+ * each was skipped.
  */
-export async function useBackend(
-  preference: BackendPreference = 'auto',
-  env: BackendEnvironment = nodeEnvironment,
-): Promise<BackendSelection> {
+export async function useBackend(preference: string = 'auto', env: BackendEnvironment = nodeEnvironment): Promise<BackendSelection> {
   if (current && currentEnvironment === env && current.preference === preference && tf.getBackend() === current.backend) {
     return current;
   }
-  const tried = candidatesFor(preference);
+  const candidates = env.candidates ?? backendCandidates;
+  const choices = preferencesOf(candidates);
+  if (!choices.includes(preference)) throw new UserError(unknownBackend(preference, choices));
   const statuses: CandidateStatus[] = [];
-  let chosen: { candidate: CandidateName; reason: string } | undefined;
-  for (const candidate of candidateNames) {
-    if (!tried.includes(candidate) || chosen) {
+  let chosen: BackendCandidate | undefined;
+  let reason = '';
+  for (const candidate of candidates) {
+    if (chosen || (preference !== 'auto' && candidate.backend !== preference)) {
       statuses.push({
-        candidate,
-        package: packageOf[candidate],
+        candidate: candidate.name,
+        package: candidate.package,
         available: null,
-        reason: chosen ? `not tried: ${chosen.candidate} was chosen first` : `not tried: --backend ${preference}`,
+        reason: chosen ? `not tried: ${chosen.name} was chosen first` : `not tried: --backend ${preference}`,
       });
       continue;
     }
@@ -206,33 +148,24 @@ export async function useBackend(
       }
       if (ok) {
         const skipped = statuses.filter((s) => s.available === false).map((s) => s.candidate);
-        const reason =
-          preference === 'auto'
-            ? skipped.length === 0
-              ? `${candidate} is the most capable backend available`
-              : `${candidate} is the first available after ${skipped.join(', ')} (see their reasons)`
-            : `requested with --backend ${preference}`;
-        chosen = { candidate, reason };
-        statuses.push(loaded.status);
-        continue;
+        chosen = candidate;
+        reason = reasonFor(preference, candidate.name, skipped);
+      } else {
+        loaded.status.available = false;
+        loaded.status.reason = why;
       }
-      loaded.status.available = false;
-      loaded.status.reason = why;
     }
     statuses.push(loaded.status);
   }
   if (!chosen) {
-    const failures = statuses.filter((s) => s.available === false);
-    const details = failures.map((s) => `${s.package}: ${s.reason}; ${installHint[s.candidate]}`).join('\n  ');
+    const hints = new Map(candidates.map((c) => [c.name, c.installHint]));
+    const details = statuses
+      .filter((s) => s.available === false)
+      .map((s) => `${s.package}: ${s.reason}; ${hints.get(s.candidate)}`)
+      .join('\n  ');
     throw new UserError(`backend '${preference}' is not available:\n  ${details}`);
   }
-  current = {
-    preference,
-    candidate: chosen.candidate,
-    backend: backendOf[chosen.candidate],
-    reason: chosen.reason,
-    candidates: statuses,
-  };
+  current = { preference, candidate: chosen.name, backend: chosen.backend, reason, candidates: statuses, capabilities: chosen.capabilities };
   currentEnvironment = env;
   return current;
 }

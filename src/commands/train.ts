@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import { Option, type Command } from 'commander';
+import { backendFromEnvironment } from '../backend/index.js';
 import { optionEntries, optionsText, resolveTrainConfig, trainOptions, type TrainConfig } from '../config/index.js';
 import { UserError } from '../util/index.js';
 import { progressReporter, trainModel, type TrainResult } from '../train/index.js';
@@ -42,7 +43,7 @@ function summary(result: TrainResult): string {
 export async function runTrainCommand(options: CommandOptions, flagKeys: Map<string, string>): Promise<void> {
   const flags: Record<string, unknown> = {};
   for (const [attribute, key] of flagKeys) if (options[attribute] !== undefined) flags[key] = options[attribute];
-  if (flags.backend === undefined && process.env.OSTEO_BACKEND) flags.backend = process.env.OSTEO_BACKEND;
+  flags.backend ??= backendFromEnvironment();
 
   let config: TrainConfig;
   if (options.resume) {

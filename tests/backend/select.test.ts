@@ -3,7 +3,15 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { nodeEnvironment, useBackend, type BackendEnvironment } from '../../src/backend/index.js';
+import {
+  backendCandidates,
+  backendFromEnvironment,
+  nodeEnvironment,
+  useBackend,
+  workerThreadBackends,
+  type BackendCandidate,
+  type BackendEnvironment,
+} from '../../src/backend/index.js';
 import { UserError } from '../../src/util/index.js';
 
 const notFound = (specifier: string) => Object.assign(new Error(`Cannot find package '${specifier}'`), { code: 'ERR_MODULE_NOT_FOUND' });
@@ -27,7 +35,7 @@ function machine(present: string[], cuda: boolean): BackendEnvironment & { impor
 }
 
 test.after.each(() => {
-  if (tf.findBackendFactory('tensorflow') !== null) tf.removeBackend('tensorflow');
+  for (const name of ['tensorflow', 'dummy']) if (tf.findBackendFactory(name) !== null) tf.removeBackend(name);
 });
 
 test('auto falls back in order: gpu (no CUDA) → node (missing) → wasm (missing) → cpu', async () => {
@@ -86,7 +94,108 @@ test('the real wasm backend initialises from node_modules by path, and cpu is se
   assert.is(tf.getBackend(), 'cpu');
 });
 
-const cli = (args: string[]) => execFileSync(process.execPath, ['dist/cli.js', ...args], { encoding: 'utf8' });
+/** A backend osteo does not ship, placed where a new one would go: after tfjs-node, before wasm. */
+const dummy: BackendCandidate = {
+  name: 'dummy-accelerator',
+  backend: 'dummy',
+  package: 'dummy-accelerator-package',
+  installHint: 'install the dummy',
+  capabilities: {
+    workerThreads: { trainsInWorkers: false, why: 'the dummy runs in one process' },
+    activationMemory: { budgetBytes: 1024, bytesPerActivationFloat: 4 },
+  },
+};
+
+function withDummy(present: string[]): BackendEnvironment & { imported: string[]; activated: number } {
+  const base = machine(present, false);
+  const record: BackendCandidate = { ...dummy, activated: () => void (env.activated += 1) };
+  const env = {
+    ...base,
+    activated: 0,
+    candidates: [...backendCandidates.slice(0, 2), record, ...backendCandidates.slice(2)],
+    async importModule(specifier: string) {
+      if (specifier !== dummy.package) return base.importModule(specifier);
+      base.imported.push(specifier);
+      if (tf.findBackendFactory('dummy') === null) tf.registerBackend('dummy', () => new MathBackendCPU());
+      return {};
+    },
+  };
+  return env;
+}
+
+test('a candidate added as one record is tried by auto in its place, and its capabilities reach the selection', async () => {
+  const env = withDummy(['@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-cpu']);
+  const selection = await useBackend('auto', env);
+  assert.is(selection.candidate, 'dummy-accelerator');
+  assert.is(selection.backend, 'dummy');
+  assert.is(tf.getBackend(), 'dummy');
+  assert.is(env.activated, 1, 'its activation hook ran once');
+  assert.equal(env.imported, ['@tensorflow/tfjs-node', 'dummy-accelerator-package'], 'wasm and cpu are not imported');
+  assert.is(selection.capabilities, dummy.capabilities);
+  assert.equal(
+    selection.candidates.map((s) => [s.candidate, s.available]),
+    [['tfjs-node-gpu', false], ['tfjs-node', false], ['dummy-accelerator', true], ['wasm', null], ['cpu', null]],
+  );
+  assert.match(selection.reason, /dummy-accelerator is the first available after tfjs-node-gpu, tfjs-node/);
+  const explicit = await useBackend('dummy', withDummy([]));
+  assert.is(explicit.reason, 'requested with --backend dummy');
+});
+
+test('a missing added candidate reports its own package and install hint', async () => {
+  const env = machine(['@tensorflow/tfjs-backend-cpu'], false);
+  try {
+    await useBackend('dummy', { ...env, candidates: [dummy, ...backendCandidates] });
+    assert.unreachable('should have thrown');
+  } catch (error) {
+    assert.instance(error, UserError);
+    assert.match((error as Error).message, /dummy-accelerator-package: not installed; install the dummy/);
+  }
+});
+
+test('the shipped candidates carry their capabilities: wasm trains in workers within a bounded heap, tensorflow in one process', async () => {
+  const wasm = await useBackend('wasm');
+  const threads = wasm.capabilities.workerThreads;
+  assert.ok(threads.trainsInWorkers && threads.defaultCount() >= 1);
+  assert.is(wasm.capabilities.activationMemory?.budgetBytes, 3 * 1024 ** 3);
+  assert.ok(wasm.capabilities.outOfMemory?.matches(new Error('engine worker: Aborted(). Build with -sASSERTIONS for more info.')));
+  assert.not.ok(wasm.capabilities.outOfMemory?.matches(new Error('shapes do not match')));
+  const cpu = await useBackend('cpu');
+  assert.is(cpu.capabilities.activationMemory, undefined);
+  const node = await useBackend('tensorflow', machine(['@tensorflow/tfjs-node'], false));
+  assert.equal(node.capabilities.workerThreads, { trainsInWorkers: false, why: 'tfjs-node already uses every core in one process' });
+  assert.is(workerThreadBackends(), 'wasm and cpu');
+});
+
+test('OSTEO_BACKEND: unset or empty leaves the default, a valid name is taken, anything else is a UserError naming it', () => {
+  assert.is(backendFromEnvironment({}), undefined);
+  assert.is(backendFromEnvironment({ OSTEO_BACKEND: '' }), undefined);
+  assert.is(backendFromEnvironment({ OSTEO_BACKEND: 'wasm' }), 'wasm');
+  for (const value of ['WASM', 'foo', ' cpu']) {
+    try {
+      backendFromEnvironment({ OSTEO_BACKEND: value });
+      assert.unreachable(`'${value}' should have thrown`);
+    } catch (error) {
+      assert.instance(error, UserError);
+      const message = (error as Error).message;
+      assert.ok(message.includes(`OSTEO_BACKEND='${value}'`), message);
+      assert.match(message, /auto, tensorflow, wasm, cpu/);
+    }
+  }
+});
+
+test('useBackend with an unknown name is a UserError listing the choices, not a crash', async () => {
+  for (const value of ['', 'WASM', 'tfjs-node']) {
+    try {
+      await useBackend(value, machine([], false));
+      assert.unreachable(`'${value}' should have thrown`);
+    } catch (error) {
+      assert.instance(error, UserError);
+      assert.match((error as Error).message, /choose one of auto, tensorflow, wasm, cpu/);
+    }
+  }
+});
+
+const cli = (args: string[], env: NodeJS.ProcessEnv = process.env) => execFileSync(process.execPath, ['dist/cli.js', ...args], { encoding: 'utf8', env, stdio: 'pipe' });
 
 test('osteo --help lists the commands', () => {
   const help = cli(['--help']);
@@ -114,6 +223,26 @@ test('osteo info --backend with an unknown name exits non-zero and says the choi
     assert.is.not(e.status, 0);
     assert.match(e.stderr, /auto, tensorflow, wasm, cpu/);
   }
+});
+
+test('OSTEO_BACKEND: empty means unset, a valid name is used, a bad one is a user error naming the variable (not a crash), --help still works', () => {
+  const withBackend = (value: string) => ({ ...process.env, OSTEO_BACKEND: value });
+  const backendOf = (env: NodeJS.ProcessEnv) => (JSON.parse(cli(['info', '--json'], env)) as { backend: string }).backend;
+  const { OSTEO_BACKEND: _unset, ...unset } = process.env;
+  assert.is(backendOf(withBackend('')), backendOf(unset));
+  assert.is(backendOf(withBackend('cpu')), 'cpu');
+  for (const bad of ['WASM', 'foo']) {
+    try {
+      cli(['info'], withBackend(bad));
+      assert.unreachable(`OSTEO_BACKEND=${bad} should have failed`);
+    } catch (error) {
+      const e = error as { status: number; stderr: string };
+      assert.is(e.status, 1, e.stderr);
+      assert.match(e.stderr, new RegExp(`'${bad}' from env 'OSTEO_BACKEND'.*auto, tensorflow, wasm, cpu`));
+      assert.not.match(e.stderr, /internal error/);
+    }
+  }
+  assert.match(cli(['--help'], withBackend('foo')), /Usage: osteo/);
 });
 
 test.run();

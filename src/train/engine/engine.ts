@@ -3,12 +3,16 @@
  *
  * The logical batch is cut into micro-batches of a fixed size (gradient accumulation), which are
  * handed out in contiguous blocks to the replicas: the main thread's own replica, or — with
- * workers > 1 — one replica per worker thread, each with its own wasm backend. Parameters and
- * running statistics live in SharedArrayBuffers that every replica loads from, each worker writes
- * its summed gradient into its own shared slice; then each worker adds up all the slices (in worker
- * order) for its share of the parameters, the main thread turns the partial squared norms into the
- * clipping coefficient, and each worker applies the optimizer step to its share. One optimizer step,
- * computed in parallel; replicas therefore hold bit-identical weights.
+ * workers > 1, on a backend that trains in worker threads — one replica per worker thread, each with
+ * its own instance of the backend. Parameters and running statistics live in SharedArrayBuffers that
+ * every replica loads from, each worker writes its summed gradient into its own shared slice; then
+ * each worker runs the replica reduce (reduce.ts) on its share of the parameters, the main thread
+ * turns the partial squared norms into the clipping coefficient, and each worker applies the
+ * optimizer step to its share. One optimizer step, computed in parallel; replicas therefore hold
+ * bit-identical weights. Without workers the main thread runs the same reduce over everything.
+ *
+ * Which backend runs is not this file's business: it reads the selection's capabilities (worker
+ * threads, activation memory, how its out-of-memory failure shows).
  *
  * BatchNorm follows PyTorch: statistics per micro-batch (as DDP computes them per GPU). The running
  * statistics are combined as if the micro-batches had run one after another in batch order — every
@@ -17,68 +21,48 @@
  * (seed, step, micro-batch index). So for a fixed micro-batch size the result of a step does not
  * depend on the number of workers, except through float reassociation of the gradient sum.
  */
-import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
-import { useBackend } from '../../backend/index.js';
+import { useBackend, workerThreadBackends, type BackendCapabilities } from '../../backend/index.js';
 import { UserError } from '../../util/index.js';
 import { lossCoefficients, lossDenominator, validateLossSpec, type LossSpec } from './loss.js';
-import { FlatOptimizer, clipGradients, globalNorm } from './optimizer.js';
+import { FlatOptimizer, clipCoefficient } from './optimizer.js';
 import type { BufferRule, Layout } from './params.js';
 import { WorkerClient } from './pool.js';
 import { loadProvider, type ModelProvider } from './provider.js';
-import { Replica, type MicroBatch, type MicroResult } from './replica.js';
+import { ReplicaReduce } from './reduce.js';
+import { BoundReplica, Replica, type MicroBatch, type MicroResult } from './replica.js';
 import type { EngineBatch, EngineOptions, EngineState, LoadReport, StateDict, StepResult, TrainingEngine } from './types.js';
-
-/**
- * Wasm heap bytes a training pass takes per float of layer output: tfjs keeps every intermediate of
- * the forward pass and every gradient until the backward pass ends. Measured high-water marks (whole
- * heap ÷ activation floats, BatchNorm as the fused op that keeps only its input): ResNet50 224² 12.0 B
- * at 4 images, 13.2 B at 3; EfficientNet-B3 300² 14.9 B at 2 images, 16.8 B at 1 (BENCHMARKS.md);
- * 18 leaves room for fragmentation.
- */
-const wasmBytesPerActivationFloat = 18;
-/** What a micro-batch may use of the 4 GiB wasm heap; weights, optimizer-free replicas and XNNPACK's packed copies need the rest. */
-const wasmActivationBudget = 3 * 1024 ** 3;
 
 interface Executor {
   /** where this executor's summed gradient lands (a worker's shared slice, or a local array) */
   readonly gradBuffer: Float32Array;
-  gradients(version: number, micro: MicroBatch[], scale: number, seed: number, step: number, gradOut: Float32Array): Promise<MicroResult[]>;
+  gradients(version: number, micro: MicroBatch[], scale: number, seed: number, step: number): Promise<MicroResult[]>;
   predict(version: number, images: Float32Array, size: number, chunk: number): Promise<Float32Array>;
+  /** the replica reduce over parameters [from, to): see reduce.ts */
+  reduce(from: number, to: number): Promise<number>;
+  update(from: number, to: number, lr: number, t: number, coefficient: number): Promise<void>;
   numTensors(): Promise<number>;
   dispose(): Promise<void>;
 }
 
 /** The replica in this thread; it doubles as the engine's master model. */
 class LocalExecutor implements Executor {
-  private loaded = -1;
-  private buffersCurrent = false;
-  readonly gradBuffer: Float32Array;
   constructor(
-    private readonly replica: Replica,
-    private readonly params: Float32Array,
-    private readonly buffers: Float32Array,
-  ) {
-    this.gradBuffer = new Float32Array(replica.layout.paramCount);
-  }
-  sync(version: number): void {
-    if (version !== this.loaded) {
-      this.replica.writeParams(this.params);
-      this.loaded = version;
-      this.buffersCurrent = false;
-    }
-    if (!this.buffersCurrent) this.replica.writeBuffers(this.buffers);
-    this.buffersCurrent = true;
-  }
-  async gradients(version: number, micro: MicroBatch[], scale: number, seed: number, step: number, gradOut: Float32Array): Promise<MicroResult[]> {
-    this.sync(version);
-    const results = this.replica.gradients(micro, scale, seed, step, this.buffers, gradOut);
-    this.buffersCurrent = false;
-    return results;
+    private readonly replica: BoundReplica,
+    readonly gradBuffer: Float32Array,
+    private readonly reducer: ReplicaReduce,
+  ) {}
+  async gradients(version: number, micro: MicroBatch[], scale: number, seed: number, step: number): Promise<MicroResult[]> {
+    return this.replica.gradients(version, micro, scale, seed, step, this.gradBuffer);
   }
   async predict(version: number, images: Float32Array, size: number, chunk: number): Promise<Float32Array> {
-    this.sync(version);
-    return this.replica.predict(images, size, chunk);
+    return this.replica.predict(version, images, size, chunk);
+  }
+  async reduce(from: number, to: number): Promise<number> {
+    return this.reducer.reduce(from, to);
+  }
+  async update(from: number, to: number, lr: number, t: number, coefficient: number): Promise<void> {
+    this.reducer.update(from, to, lr, t, coefficient);
   }
   async numTensors(): Promise<number> {
     return tf.memory().numTensors;
@@ -86,12 +70,12 @@ class LocalExecutor implements Executor {
   async dispose(): Promise<void> {}
 }
 
+/** A worker thread's replica; it writes its gradient straight into `gradBuffer` (shared memory). */
 class WorkerExecutor implements Executor {
   constructor(
     private readonly client: WorkerClient,
     readonly gradBuffer: Float32Array,
   ) {}
-  /** The worker writes its gradient straight into `gradBuffer` (shared memory); `gradOut` is that same buffer. */
   gradients(version: number, micro: MicroBatch[], scale: number, seed: number, step: number): Promise<MicroResult[]> {
     return this.client.gradients(version, micro, scale, seed, step);
   }
@@ -151,7 +135,6 @@ class Engine implements TrainingEngine {
   private version = 0;
   private stepCount = 0;
   private readonly gradSlices: Float32Array[];
-  private readonly gradSum: Float32Array;
   private disposed = false;
 
   constructor(
@@ -165,10 +148,9 @@ class Engine implements TrainingEngine {
     private readonly lossSpec: LossSpec,
     readonly microBatchLimit: number | undefined,
     readonly backend: string,
-    gradSum: Float32Array,
+    private readonly capabilities: BackendCapabilities,
   ) {
     this.gradSlices = executors.map((e) => e.gradBuffer);
-    this.gradSum = gradSum;
   }
 
   get workers(): number {
@@ -182,7 +164,7 @@ class Engine implements TrainingEngine {
   /**
    * The micro-batches of a logical batch, as image ranges per executor. An explicit micro-batch size
    * cuts the batch the same way whatever the number of workers (so results do not depend on it);
-   * the default gives each worker its shard, split into as few near-equal passes as the heap allows.
+   * the default gives each worker its shard, split into as few near-equal passes as the backend's activation memory allows.
    */
   private partition(size: number): Array<Array<[number, number]>> {
     const workers = this.executors.length;
@@ -208,8 +190,8 @@ class Engine implements TrainingEngine {
     if (this.disposed) throw new Error('the training engine has been disposed');
   }
 
-  async step(batch: EngineBatch, lr: number): Promise<StepResult> {
-    this.checkOpen();
+  /** Per-step data comes from the data pipeline, not from validated config: it is checked here. */
+  private checkBatch(batch: EngineBatch, lr: number): void {
     const { size, labels, targets } = batch;
     const per = this.master.imageSize * this.master.imageSize * 3;
     const classes = this.master.numClasses;
@@ -219,50 +201,58 @@ class Engine implements TrainingEngine {
     for (let i = 0; i < size; i++) if (!(labels[i]! >= 0 && labels[i]! < classes)) throw new UserError(`label ${labels[i]} is outside 0..${classes - 1}`);
     if (targets && targets.length !== size * classes) throw new UserError(`soft targets hold ${targets.length} values; need ${size}×${classes}`);
     if (!(lr >= 0) || !Number.isFinite(lr)) throw new UserError(`learning rate must be a finite number ≥ 0, got ${lr}`);
+  }
 
-    const coefficients = lossCoefficients(this.lossSpec, labels, size, targets);
-    const denominator = lossDenominator(this.lossSpec, labels, size, targets);
-    const scale = denominator > 0 ? 1 / denominator : 0;
-    const micro: MicroBatch[] = [];
-    const assignment: Array<[number, number]> = [];
-    for (const shard of this.partition(size)) {
-      const first = micro.length;
-      for (const [start, end] of shard) {
-        const n = end - start;
-        micro.push({
-          index: micro.length,
-          size: n,
-          images: batch.images.slice(start * per, end * per),
-          labels: labels.slice(start, end),
-          coefficients: coefficients.slice(start * classes, end * classes),
-        });
-      }
-      assignment.push([first, micro.length]);
-    }
-    const seed = this.options.seed;
-    const step = this.stepCount;
-    const started = performance.now();
+  /** The micro-batches of each executor, numbered in batch order. */
+  private cut(batch: EngineBatch, coefficients: Float32Array): MicroBatch[][] {
+    const per = this.master.imageSize * this.master.imageSize * 3;
+    const classes = this.master.numClasses;
+    let index = 0;
+    return this.partition(batch.size).map((shard) =>
+      shard.map(([start, end]) => ({
+        index: index++,
+        size: end - start,
+        images: batch.images.slice(start * per, end * per),
+        labels: batch.labels.slice(start, end),
+        coefficients: coefficients.slice(start * classes, end * classes),
+      })),
+    );
+  }
+
+  /** Every executor's forward/backward passes over its micro-batches; the results in batch order. */
+  private async gradients(shards: MicroBatch[][], scale: number): Promise<MicroResult[]> {
     const replies = await Promise.all(
       this.executors.map((executor, w) => {
-        const [from, to] = assignment[w]!;
-        if (from === to) {
+        const shard = shards[w]!;
+        if (shard.length === 0) {
           this.gradSlices[w]!.fill(0);
           return Promise.resolve([] as MicroResult[]);
         }
-        return executor.gradients(this.version, micro.slice(from, to), scale, seed, step, this.gradSlices[w]!);
+        return executor.gradients(this.version, shard, scale, this.options.seed, this.stepCount);
       }),
     ).catch((error: unknown) => {
-      // emscripten's abort() is how a wasm heap past 4 GiB shows; the replica is unusable afterwards
-      if (/Aborted\(|out of memory/i.test(String((error as Error)?.message ?? error))) {
+      const outOfMemory = this.capabilities.outOfMemory;
+      if (outOfMemory?.matches(error)) {
         throw new UserError(
-          `the wasm heap (4 GiB per worker) ran out at ${Math.max(...micro.map((m) => m.size))} images per pass of ${this.options.model}; ` +
+          `${outOfMemory.memory} ran out at ${Math.max(...shards.flat().map((m) => m.size))} images per pass of ${this.options.model}; ` +
             'pass a smaller --micro-batch (the engine must be recreated)',
         );
       }
       throw error;
     });
+    return replies.flat().sort((a, b) => a.index - b.index);
+  }
+
+  async step(batch: EngineBatch, lr: number): Promise<StepResult> {
+    this.checkOpen();
+    this.checkBatch(batch, lr);
+    const { size, labels, targets } = batch;
+    const denominator = lossDenominator(this.lossSpec, labels, size, targets);
+    const scale = denominator > 0 ? 1 / denominator : 0;
+    const shards = this.cut(batch, lossCoefficients(this.lossSpec, labels, size, targets));
+    const started = performance.now();
+    const results = await this.gradients(shards, scale);
     const computed = performance.now();
-    const results = replies.flat().sort((a, b) => a.index - b.index);
     let lossSum = 0;
     let correct = 0;
     for (const r of results) {
@@ -277,30 +267,16 @@ class Engine implements TrainingEngine {
   }
 
   /**
-   * Sum the gradients in worker order (the only place the number of workers shows: float
-   * reassociation), clip, and apply the optimizer. With workers each one does this for its own slice
-   * of the parameters, in parallel, on the shared buffers; otherwise the main thread does all of it.
+   * The replica reduce, each executor on its share of the parameters: sum the replicas' gradients,
+   * then — once the global norm and with it the clip coefficient are known — apply the optimizer.
    */
   private async update(lr: number): Promise<number> {
-    const clip = this.options.clipGradNorm;
-    const workers = this.executors.filter((e): e is WorkerExecutor => e instanceof WorkerExecutor);
-    if (workers.length === this.executors.length && workers.length > 1) {
-      const slices = blocks(this.master.layout.paramCount, workers.length);
-      const squares = await Promise.all(workers.map((w, i) => w.reduce(...slices[i]!)));
-      const norm = Math.sqrt(squares.reduce((a, b) => a + b, 0));
-      const coefficient = clip !== undefined ? Math.min(1, clip / (norm + 1e-6)) : 1;
-      const t = this.optimizer.advance();
-      await Promise.all(workers.map((w, i) => w.update(...slices[i]!, lr, t, coefficient)));
-      return norm;
-    }
-    const grads = this.gradSum;
-    grads.set(this.gradSlices[0]!);
-    for (let w = 1; w < this.gradSlices.length; w++) {
-      const slice = this.gradSlices[w]!;
-      for (let i = 0; i < grads.length; i++) grads[i] = grads[i]! + slice[i]!;
-    }
-    const norm = clip !== undefined ? clipGradients(grads, clip) : globalNorm(grads);
-    this.optimizer.apply(this.params, grads, lr);
+    const shares = blocks(this.master.layout.paramCount, this.executors.length);
+    const squares = await Promise.all(this.executors.map((e, i) => e.reduce(...shares[i]!)));
+    const norm = Math.sqrt(squares.reduce((a, b) => a + b, 0));
+    const coefficient = clipCoefficient(norm, this.options.clipGradNorm);
+    const t = this.optimizer.advance();
+    await Promise.all(this.executors.map((e, i) => e.update(...shares[i]!, lr, t, coefficient)));
     return norm;
   }
 
@@ -396,76 +372,85 @@ class Engine implements TrainingEngine {
   }
 }
 
-export async function createEngine(options: EngineOptions): Promise<TrainingEngine & { readonly layout: Layout; microBatchSize(size: number): number; readonly backend: string }> {
-  if (!Number.isInteger(options.seed)) throw new UserError(`seed must be an integer, got ${options.seed}`);
-  const selection = await useBackend(options.backend ?? 'auto');
-  const backend = selection.backend;
-  const workers = options.workers ?? (backend === 'wasm' ? availableParallelism() : 1);
-  if (!Number.isInteger(workers) || workers < 1) throw new UserError(`workers must be a positive integer, got ${workers}`);
-  if (workers > 1 && backend === 'tensorflow') {
-    throw new UserError('--workers > 1 is for the wasm and cpu backends; tfjs-node already uses every core in one process');
-  }
-  if (options.microBatch !== undefined && !(Number.isInteger(options.microBatch) && options.microBatch > 0)) {
-    throw new UserError(`micro-batch must be a positive integer, got ${options.microBatch}`);
+type CreatedEngine = TrainingEngine & { readonly layout: Layout; microBatchSize(size: number): number; readonly backend: string };
+
+/** Options arrive validated (train config, bench flags); what is checked here depends on the model or the backend. */
+export async function createEngine(options: EngineOptions): Promise<CreatedEngine> {
+  const { backend, capabilities } = await useBackend(options.backend ?? 'auto');
+  const threads = capabilities.workerThreads;
+  const workers = options.workers ?? (threads.trainsInWorkers ? threads.defaultCount() : 1);
+  if (workers > 1 && !threads.trainsInWorkers) {
+    throw new UserError(`--workers > 1 is for the ${workerThreadBackends()} backends; ${threads.why}`);
   }
   const provider = await loadProvider(options.providerModule);
   const build = { ...options.build, seed: options.build.seed ?? options.seed };
   const master = new Replica(provider, options.model, build);
   const lossSpec: LossSpec = { numClasses: master.numClasses, labelSmoothing: options.labelSmoothing ?? 0, classWeights: options.classWeights };
-  try {
-    validateLossSpec(lossSpec);
-  } catch (error) {
-    master.dispose();
-    throw new UserError((error as Error).message);
-  }
   const layout = master.layout;
   const shared = workers > 1;
-  const params = sharedFloats(layout.paramCount, shared);
-  const buffers = sharedFloats(layout.bufferCount, shared);
-  master.readParams(params);
-  master.readBuffers(buffers);
   let optimizer: FlatOptimizer;
   try {
+    validateLossSpec(lossSpec);
     optimizer = new FlatOptimizer(options.optimizer, layout.paramCount, shared);
   } catch (error) {
     master.dispose();
     throw new UserError((error as Error).message);
   }
-  const limit = backend === 'wasm' ? Math.max(1, Math.floor(wasmActivationBudget / (master.activationFloatsPerImage() * wasmBytesPerActivationFloat))) : undefined;
+  const params = sharedFloats(layout.paramCount, shared);
+  const buffers = sharedFloats(layout.bufferCount, shared);
+  master.readParams(params);
+  master.readBuffers(buffers);
+  const memory = capabilities.activationMemory;
+  const limit = memory ? Math.max(1, Math.floor(memory.budgetBytes / (master.activationFloatsPerImage() * memory.bytesPerActivationFloat))) : undefined;
   // the summed gradient: shared so that workers can reduce slices of it in place
-  const gradSum = sharedFloats(layout.paramCount, shared);
+  const reduced = sharedFloats(layout.paramCount, shared);
   let executors: Executor[];
   if (!shared) {
-    executors = [new LocalExecutor(master, params, buffers)];
+    const grads = new Float32Array(layout.paramCount);
+    const reducer = new ReplicaReduce(options.optimizer, { replicaGrads: [grads], reduced, params, slots: optimizer.slotArrays });
+    executors = [new LocalExecutor(new BoundReplica(master, params, buffers), grads, reducer)];
   } else {
-    const clients: WorkerExecutor[] = [];
-    const allGrads = Array.from({ length: workers }, () => sharedFloats(layout.paramCount, true));
-    const slots = Object.fromEntries(Object.entries(optimizer.slotArrays).map(([name, values]) => [name, values.buffer as SharedArrayBuffer]));
     try {
-      for (let w = 0; w < workers; w++) {
-        const grads = allGrads[w]!;
-        const client = new WorkerClient({
-          providerModule: options.providerModule,
-          model: options.model,
-          build: { ...build, initialize: false },
-          backend,
-          params: params.buffer as SharedArrayBuffer,
-          buffers: buffers.buffer as SharedArrayBuffer,
-          grads: grads.buffer as SharedArrayBuffer,
-          allGrads: allGrads.map((g) => g.buffer as SharedArrayBuffer),
-          reduced: gradSum.buffer as SharedArrayBuffer,
-          optimizer: options.optimizer,
-          slots,
-        });
-        clients.push(new WorkerExecutor(client, grads));
-        await client.ready;
-      }
+      executors = await startWorkers(workers, { ...options, build }, backend, { params, buffers, reduced, slots: optimizer.slotArrays });
     } catch (error) {
-      await Promise.all(clients.map((c) => c.dispose()));
       master.dispose();
       throw error;
     }
-    executors = clients;
   }
-  return new Engine(options, provider, master, executors, params, buffers, optimizer, lossSpec, limit, backend, gradSum);
+  return new Engine(options, provider, master, executors, params, buffers, optimizer, lossSpec, limit, backend, capabilities);
+}
+
+/** Start one worker thread per replica, each with views onto the shared memory; all or none. */
+async function startWorkers(
+  workers: number,
+  options: EngineOptions,
+  backend: string,
+  memory: { params: Float32Array; buffers: Float32Array; reduced: Float32Array; slots: Readonly<Record<string, Float32Array>> },
+): Promise<WorkerExecutor[]> {
+  const allGrads = Array.from({ length: workers }, () => sharedFloats(memory.params.length, true));
+  const shareOf = (values: Float32Array) => values.buffer as SharedArrayBuffer;
+  const clients: WorkerExecutor[] = [];
+  try {
+    for (const grads of allGrads) {
+      const client = new WorkerClient({
+        providerModule: options.providerModule,
+        model: options.model,
+        build: { ...options.build, initialize: false },
+        backend,
+        params: shareOf(memory.params),
+        buffers: shareOf(memory.buffers),
+        grads: shareOf(grads),
+        allGrads: allGrads.map(shareOf),
+        reduced: shareOf(memory.reduced),
+        optimizer: options.optimizer,
+        slots: Object.fromEntries(Object.entries(memory.slots).map(([name, values]) => [name, shareOf(values)])),
+      });
+      clients.push(new WorkerExecutor(client, grads));
+      await client.ready;
+    }
+  } catch (error) {
+    await Promise.all(clients.map((c) => c.dispose()));
+    throw error;
+  }
+  return clients;
 }

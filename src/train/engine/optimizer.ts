@@ -139,11 +139,20 @@ export function globalNorm(grads: Float32Array): number {
   return Math.sqrt(sum);
 }
 
-/** torch.nn.utils.clip_grad_norm_: scale by min(1, max / (norm + 1e-6)). Returns the norm before clipping. */
+/** torch.nn.utils.clip_grad_norm_'s factor for a gradient of global norm `norm`: min(1, max / (norm + 1e-6)); 1 without a maximum. */
+export function clipCoefficient(norm: number, maxNorm: number | undefined): number {
+  return maxNorm === undefined ? 1 : Math.min(1, maxNorm / (norm + 1e-6));
+}
+
+/** Multiply grads [from, to) by a clip coefficient (nothing to do at 1, the common case). */
+export function scaleRange(grads: Float32Array, coefficient: number, from: number, to: number): void {
+  if (coefficient < 1) for (let i = from; i < to; i++) grads[i] = grads[i]! * coefficient;
+}
+
+/** torch.nn.utils.clip_grad_norm_ on one flat gradient. Returns the norm before clipping. */
 export function clipGradients(grads: Float32Array, maxNorm: number): number {
   const norm = globalNorm(grads);
-  const coefficient = Math.min(1, maxNorm / (norm + 1e-6));
-  if (coefficient < 1) for (let i = 0; i < grads.length; i++) grads[i] = grads[i]! * coefficient;
+  scaleRange(grads, clipCoefficient(norm, maxNorm), 0, grads.length);
   return norm;
 }
 

@@ -148,6 +148,44 @@ export class Replica {
   }
 }
 
+/**
+ * A replica training on the engine's parameter and running-statistics memory (shared with the worker
+ * threads, or the main thread's own). It reloads them only when the engine's version moved on, or
+ * when its own last pass left its statistics at a micro-batch's update.
+ */
+export class BoundReplica {
+  private loadedVersion = -1;
+  private buffersCurrent = false;
+
+  constructor(
+    readonly replica: Replica,
+    private readonly params: Float32Array,
+    private readonly buffers: Float32Array,
+  ) {}
+
+  private sync(version: number): void {
+    if (version !== this.loadedVersion) {
+      this.replica.writeParams(this.params);
+      this.loadedVersion = version;
+      this.buffersCurrent = false;
+    }
+    if (!this.buffersCurrent) this.replica.writeBuffers(this.buffers);
+    this.buffersCurrent = true;
+  }
+
+  gradients(version: number, micro: MicroBatch[], scale: number, seed: number, step: number, gradOut: Float32Array): MicroResult[] {
+    this.sync(version);
+    const results = this.replica.gradients(micro, scale, seed, step, this.buffers, gradOut);
+    this.buffersCurrent = false;
+    return results;
+  }
+
+  predict(version: number, images: Float32Array, size: number, chunk: number): Float32Array {
+    this.sync(version);
+    return this.replica.predict(images, size, chunk);
+  }
+}
+
 function addInto(out: Float32Array, offset: number, values: Float32Array): void {
   for (let j = 0; j < values.length; j++) out[offset + j] = out[offset + j]! + values[j]!;
 }

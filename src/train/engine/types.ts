@@ -23,11 +23,11 @@ export interface EngineOptions {
   model: ModelName;
   build: ModelBuildOptions;
   backend?: BackendPreference;
-  /** Default: one per core on wasm, 1 elsewhere. More than one runs data-parallel worker threads. */
+  /** Default: the backend's (one per core on wasm, 1 elsewhere). More than one runs data-parallel worker threads. */
   workers?: number;
   /**
    * Images per forward/backward pass. Default: the whole shard (logical batch ÷ workers), capped so a
-   * pass fits the wasm heap. BatchNorm statistics are per micro-batch (PyTorch DDP); fixing it makes
+   * pass fits the backend's activation memory where it has a bound (the wasm heap). BatchNorm statistics are per micro-batch (PyTorch DDP); fixing it makes
    * a step's result independent of the number of workers (up to float reassociation).
    */
   microBatch?: number;

@@ -1,22 +1,24 @@
 /**
- * A data-parallel worker: its own tfjs backend (a separate wasm instance), its own replica built from
- * the provider by name, and views onto the main thread's shared parameter, buffer and gradient
- * memory. It loads parameters when their version changes, so every replica holds the same bits.
+ * A data-parallel worker: its own instance of the selected tfjs backend, its own replica built from
+ * the provider by name, and views onto the main thread's shared parameter, buffer, gradient and
+ * optimizer memory. It loads parameters when their version changes, so every replica holds the same
+ * bits, and runs the replica reduce on its share of the parameters.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
-import { useBackend, type BackendPreference } from '../../backend/index.js';
+import { useBackend } from '../../backend/index.js';
 import type { ModelBuildOptions } from '../../models/index.js';
-import { updateRange } from './optimizer.js';
 import { loadProvider } from './provider.js';
-import { Replica, type MicroBatch } from './replica.js';
+import { ReplicaReduce } from './reduce.js';
+import { BoundReplica, Replica, type MicroBatch } from './replica.js';
 import type { OptimizerConfig } from './types.js';
 
 export interface WorkerInit {
   providerModule: string | undefined;
   model: string;
   build: ModelBuildOptions;
-  backend: BackendPreference;
+  /** the tfjs backend the main thread selected */
+  backend: string;
   params: SharedArrayBuffer;
   buffers: SharedArrayBuffer;
   grads: SharedArrayBuffer;
@@ -47,45 +49,25 @@ async function main(): Promise<void> {
   if (params.length !== replica.layout.paramCount || buffers.length !== replica.layout.bufferCount) {
     throw new Error(`worker replica has ${replica.layout.paramCount}+${replica.layout.bufferCount} values, the engine ${params.length}+${buffers.length}`);
   }
-  const allGrads = init.allGrads.map((buffer) => new Float32Array(buffer));
-  const reduced = new Float32Array(init.reduced);
-  const slots = Object.fromEntries(Object.entries(init.slots).map(([name, buffer]) => [name, new Float32Array(buffer)]));
-  let loadedVersion = -1;
-  let buffersCurrent = false;
-  const sync = (version: number) => {
-    if (version !== loadedVersion) {
-      replica.writeParams(params);
-      loadedVersion = version;
-      buffersCurrent = false;
-    }
-    if (!buffersCurrent) replica.writeBuffers(buffers);
-    buffersCurrent = true;
-  };
+  const bound = new BoundReplica(replica, params, buffers);
+  const reducer = new ReplicaReduce(init.optimizer, {
+    replicaGrads: init.allGrads.map((buffer) => new Float32Array(buffer)),
+    reduced: new Float32Array(init.reduced),
+    params,
+    slots: Object.fromEntries(Object.entries(init.slots).map(([name, buffer]) => [name, new Float32Array(buffer)])),
+  });
   port.on('message', (request: WorkerRequest) => {
     try {
       if (request.type === 'gradients') {
-        sync(request.version);
-        const results = replica.gradients(request.micro, request.scale, request.seed, request.step, buffers.slice(), grads);
-        // the replica's buffers now hold its last micro-batch's update, not the engine's combination
-        buffersCurrent = false;
+        const results = bound.gradients(request.version, request.micro, request.scale, request.seed, request.step, grads);
         port.postMessage({ id: request.id, ok: true, results });
       } else if (request.type === 'reduce') {
-        // this worker's share of the gradient sum, added in worker order as the main thread would
-        let squares = 0;
-        for (let i = request.from; i < request.to; i++) {
-          let g = allGrads[0]![i]!;
-          for (let w = 1; w < allGrads.length; w++) g += allGrads[w]![i]!;
-          reduced[i] = g;
-          squares += Math.fround(g) * Math.fround(g);
-        }
-        port.postMessage({ id: request.id, ok: true, squares });
+        port.postMessage({ id: request.id, ok: true, squares: reducer.reduce(request.from, request.to) });
       } else if (request.type === 'update') {
-        if (request.coefficient < 1) for (let i = request.from; i < request.to; i++) reduced[i] = reduced[i]! * request.coefficient;
-        updateRange(init.optimizer, slots, params, reduced, request.lr, request.t, request.from, request.to);
+        reducer.update(request.from, request.to, request.lr, request.t, request.coefficient);
         port.postMessage({ id: request.id, ok: true });
       } else if (request.type === 'predict') {
-        sync(request.version);
-        const logits = replica.predict(request.images, request.size, request.chunk);
+        const logits = bound.predict(request.version, request.images, request.size, request.chunk);
         port.postMessage({ id: request.id, ok: true, logits }, [logits.buffer as ArrayBuffer]);
       } else {
         port.postMessage({ id: request.id, ok: true, numTensors: tf.memory().numTensors });
