@@ -1,7 +1,8 @@
 import { Option, type Command } from 'commander';
 import { useBackend, type BackendPreference } from '../backend/index.js';
 import { UserError } from '../util/index.js';
-import { exportDashboard, exportFormats, exportRun, type ExportFormat } from '../eval/index.js';
+import { listModels } from '../models/index.js';
+import { dashboardModels, dashboardRunFlag, exportDashboard, exportFormats, exportRun, type ExportFormat } from '../eval/index.js';
 import { backendOption, printJson } from './common.js';
 
 interface ExportCommandOptions {
@@ -9,39 +10,51 @@ interface ExportCommandOptions {
   format?: ExportFormat;
   out?: string;
   dashboard?: string;
-  resnet18?: string;
-  resnet50?: string;
-  efficientnetB3?: string;
   json?: boolean;
   backend: BackendPreference;
+  /** The per-model run flags (`--resnet18 RUN`), by commander's attribute name. */
+  [runFlag: string]: unknown;
+}
+
+/**
+ * One `--<model> RUN` flag per registered model. Models without a dashboard file get a hidden flag,
+ * so that naming one is answered by exportDashboard's "has no dashboard file" rather than by
+ * commander's "unknown option".
+ */
+function runFlags(): { option: Option; model: string }[] {
+  return listModels().map((entry) => {
+    const help = entry.dashboard ? `with --dashboard: the ${entry.name} run (→ ${entry.dashboard.file})` : `${entry.name} has no dashboard file`;
+    const option = new Option(`${dashboardRunFlag(entry.name)} <run>`, help);
+    return { option: entry.dashboard ? option : option.hideHelp(), model: entry.name };
+  });
 }
 
 export function registerExportCommand(program: Command): void {
-  program
+  const flags = runFlags();
+  const dashboardFlags = dashboardModels().map((entry) => dashboardRunFlag(entry.name));
+  const command = program
     .command('export')
-    .description("export a run's best weights (.pth, .safetensors, tfjs), or the three files the dashboard loads")
+    .description("export a run's best weights (.pth, .safetensors, tfjs), or the files the dashboard loads")
     .option('--run <dir>', 'training run to export')
     .addOption(new Option('--format <format>', 'output format').choices([...exportFormats]))
     .option('--out <dir>', 'output directory (default: RUN/export/FORMAT)')
-    .option('--dashboard <dir>', 'write sydney_best_model.pth, resnet50_best_model.pth, best_osteoporosis_model.pth here')
-    .option('--resnet18 <run>', 'with --dashboard: the ResNet18 run')
-    .option('--resnet50 <run>', 'with --dashboard: the ResNet50 run')
-    .option('--efficientnet-b3 <run>', 'with --dashboard: the EfficientNet-B3 run')
+    .option('--dashboard <dir>', `write ${dashboardModels().map((entry) => entry.dashboard.file).join(', ')} here`);
+  for (const { option } of flags) command.addOption(option);
+  command
     .addOption(backendOption())
     .option('--json', 'print what was written as one JSON document')
     .action(async (options: ExportCommandOptions) => {
+      const runs = Object.fromEntries(flags.map(({ option, model }) => [model, options[option.attributeName()] as string | undefined]));
       let result;
       if (options.dashboard !== undefined) {
-        if (options.run !== undefined || options.format !== undefined) throw new UserError('--dashboard exports three runs: use --resnet18/--resnet50/--efficientnet-b3, not --run/--format');
-        const missing = (['resnet18', 'resnet50', 'efficientnetB3'] as const).filter((k) => options[k] === undefined);
-        if (missing.length > 0) {
-          throw new UserError(`--dashboard needs ${missing.map((k) => (k === 'efficientnetB3' ? '--efficientnet-b3' : `--${k}`)).join(', ')} RUN`);
+        if (options.run !== undefined || options.format !== undefined) {
+          throw new UserError(`--dashboard exports one run per dashboard model: use ${dashboardFlags.join('/')}, not --run/--format`);
         }
         await useBackend(options.backend);
-        result = await exportDashboard({ dir: options.dashboard, resnet18: options.resnet18!, resnet50: options.resnet50!, efficientnetB3: options.efficientnetB3! });
+        result = await exportDashboard({ dir: options.dashboard, runs });
       } else {
         if (options.run === undefined || options.format === undefined) {
-          throw new UserError('give --run DIR --format pth|safetensors|tfjs, or --dashboard DIR --resnet18 RUN --resnet50 RUN --efficientnet-b3 RUN');
+          throw new UserError(`give --run DIR --format ${exportFormats.join('|')}, or --dashboard DIR ${dashboardFlags.map((flag) => `${flag} RUN`).join(' ')}`);
         }
         await useBackend(options.backend);
         result = await exportRun({ run: options.run, format: options.format, outDir: options.out });

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { useBackend, type BackendPreference } from '../backend/index.js';
 import { formatPredictions, predictImages } from '../eval/index.js';
+import { modelNames } from '../models/index.js';
 import { backendOption, positiveInt, printJson } from './common.js';
 
 interface PredictCommandOptions {
@@ -20,7 +21,7 @@ export function registerPredictCommand(program: Command): void {
     .description('diagnose knee X-rays with one model or the soft-vote ensemble of runs (research use only)')
     .argument('<images...>', 'image files (PNG, JPEG, …)')
     .option('--run <dir...>', 'training runs: their best models vote (mean of softmax probabilities)')
-    .option('--model <name>', 'architecture of --weights: resnet18, resnet50, efficientnet_b3')
+    .option('--model <name>', `architecture of --weights: ${modelNames().join(', ')}`)
     .option('--weights <file>', 'a torchvision state dict (.pth or .safetensors) for --model')
     .option('--image-size <n>', 'input crop size (default: the run\'s, or the architecture\'s)', positiveInt('--image-size'))
     .option('--gradcam <dir>', 'write a Grad-CAM heat-map overlay PNG per image and model here')

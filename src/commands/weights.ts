@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { byteProgress, formatBytes } from '../util/index.js';
-import { listModels } from '../models/index.js';
+import { modelNames } from '../models/index.js';
 import { defaultWeightsDir, fetchPretrainedWeights, type FetchWeightsResult } from '../weights/index.js';
 import { printJson } from './common.js';
 
@@ -9,12 +9,12 @@ export function registerWeightsCommands(program: Command): void {
   weights
     .command('fetch')
     .description("download torchvision's ImageNet checkpoint for a model, verifying the SHA-256 prefix in its file name")
-    .argument('<names...>', `model name(s): ${listModels().map((m) => m.name).join(', ')}, or all`)
+    .argument('<names...>', `model name(s): ${modelNames().join(', ')}, or all`)
     .option('--dest <dir>', 'folder for the checkpoints', defaultWeightsDir)
     .option('--url <base>', 'fetch BASE/<file name> instead of the torchvision URL (default: $OSTEO_WEIGHTS_URL)')
     .option('--json', 'print one JSON document')
     .action(async (names: string[], options: { dest: string; url?: string; json?: boolean }) => {
-      const wanted = names.includes('all') ? listModels().map((m) => m.name) : names;
+      const wanted = names.includes('all') ? modelNames() : names;
       const results: (FetchWeightsResult & { model: string })[] = [];
       for (const name of wanted) {
         const result = await fetchPretrainedWeights(name, {

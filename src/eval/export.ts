@@ -1,14 +1,15 @@
 /**
  * `osteo export`: a run's best weights as a PyTorch `.pth`, a `.safetensors`, or a tfjs LayersModel,
- * and the three files the dashboard loads. Every export validates the weights by loading them
- * strictly into the architecture first and writes `metadata.json` beside them.
+ * and the files the dashboard loads (one per registry entry that names a dashboard file). Every
+ * export validates the weights by loading them strictly into the architecture first and writes
+ * `metadata.json` beside them.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { classNames, type EvalTransform } from '../data/index.js';
-import { UserError, osteoVersion } from '../util/index.js';
-import { getModel, type ModelName } from '../models/index.js';
+import { UserError, osteoVersion, writeJsonAtomic } from '../util/index.js';
+import { getModel, listModels, type DashboardFile, type ModelEntry, type ModelName } from '../models/index.js';
 import { loadRunModel, openRun, runWeightsPath } from '../runs/index.js';
 import { buildWithWeights, modelToStateDict, readStateDict, writePth, writeSafetensors } from '../weights/index.js';
 import { saveLayersModelToDir } from './tfjs-io.js';
@@ -16,16 +17,23 @@ import { saveLayersModelToDir } from './tfjs-io.js';
 export const exportFormats = ['pth', 'safetensors', 'tfjs'] as const;
 export type ExportFormat = (typeof exportFormats)[number];
 
-/** The dashboard's file per architecture and the module it builds to load it (DESIGN.md, "Contracts"). */
-export const dashboardFiles: Record<ModelName, { file: string; architecture: string }> = {
-  resnet18: { file: 'sydney_best_model.pth', architecture: 'torchvision.models.resnet18(weights=None); fc = nn.Linear(512, 3)' },
-  resnet50: { file: 'resnet50_best_model.pth', architecture: 'torchvision.models.resnet50(weights=None); fc = nn.Linear(2048, 3)' },
-  efficientnet_b3: {
-    file: 'best_osteoporosis_model.pth',
-    architecture:
-      'torchvision.models.efficientnet_b3(weights=None); classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(1536, 512), nn.ReLU(), nn.Dropout(0.3), nn.Linear(512, 3))',
-  },
-};
+export type DashboardModel = ModelEntry & { dashboard: DashboardFile };
+
+/** The architectures the dashboard loads (DESIGN.md, "Contracts"): the registry entries that name a dashboard file, in registry order. */
+export function dashboardModels(): DashboardModel[] {
+  return listModels().filter((entry): entry is DashboardModel => entry.dashboard !== undefined);
+}
+
+/** The `osteo export --dashboard` flag that names a model's run: `--resnet18`, `--efficientnet-b3`. */
+export function dashboardRunFlag(model: string): string {
+  return `--${model.replaceAll('_', '-')}`;
+}
+
+/** What metadata.json says the module is: the dashboard's own architecture text where there is one (3 classes). */
+function architectureOf(entry: ModelEntry, numClasses: number): string {
+  if (entry.dashboard === undefined) return `osteo's ${entry.name} with ${numClasses} outputs (torchvision state-dict keys)`;
+  return numClasses === 3 ? entry.dashboard.architecture : `${entry.dashboard.architecture} — but with ${numClasses} outputs instead of 3`;
+}
 
 /** The preprocessing the dashboard applies to every model. */
 export const dashboardTransform = { resize: 256, crop: 224 } as const;
@@ -112,13 +120,13 @@ async function validatedRun(dir: string, options: { portable?: boolean } = {}): 
 }
 
 async function metadataFor(run: ValidatedRun, files: string[], input: string, notes: string[] = []): Promise<ExportMetadata> {
-  const architecture = dashboardFiles[run.model].architecture;
+
   return {
     osteoVersion,
     createdAt: new Date().toISOString(),
     classes: run.numClasses === classNames.length ? classNames : Array.from({ length: run.numClasses }, (_, i) => `class ${i}`),
     model: run.model,
-    architecture: run.numClasses === 3 ? architecture : `${architecture} — but with ${run.numClasses} outputs instead of 3`,
+    architecture: architectureOf(getModel(run.model), run.numClasses),
     numClasses: run.numClasses,
     imageSize: run.imageSize,
     preprocessing: preprocessingOf(run.transform),
@@ -160,7 +168,7 @@ export async function exportRun(options: { run: string; format: ExportFormat; ou
       input = `float32 [N, 3, ${run.imageSize}, ${run.imageSize}] (NCHW, torchvision), preprocessed as below`;
     }
     const metadata = await metadataFor(run, files, input);
-    await writeFile(join(outDir, 'metadata.json'), JSON.stringify(metadata, null, 2) + '\n');
+    await writeJsonAtomic(join(outDir, 'metadata.json'), metadata);
     return { dir: outDir, files: [...files, 'metadata.json'], metadata };
   } finally {
     run.layersModel.dispose();
@@ -169,31 +177,41 @@ export async function exportRun(options: { run: string; format: ExportFormat; ou
 
 export interface DashboardExportOptions {
   dir: string;
-  resnet18: string;
-  resnet50: string;
-  efficientnetB3: string;
+  /** The training run for each architecture the dashboard loads, by model name (`resnet18: 'checkpoints/resnet18'`). */
+  runs: Readonly<Record<string, string | undefined>>;
 }
 
 /**
- * The three files the dashboard loads, under exactly its names, each validated by a strict load
- * into the dashboard's architecture (3 classes, its heads), plus one metadata.json for all three.
+ * A run for every dashboard model and for nothing else: a model without a dashboard file is named
+ * as such, with the files the dashboard does load. Messages name the CLI flags (dashboardRunFlag).
+ */
+function dashboardRuns(runs: DashboardExportOptions['runs']): [DashboardModel, string][] {
+  const models = dashboardModels();
+  const loads = models.map((entry) => `${entry.dashboard.file} (${entry.name})`).join(', ');
+  for (const [name, dir] of Object.entries(runs)) {
+    if (dir !== undefined && getModel(name).dashboard === undefined) throw new UserError(`${name} has no dashboard file: the dashboard loads ${loads}`);
+  }
+  const missing = models.filter((entry) => runs[entry.name] === undefined);
+  if (missing.length > 0) throw new UserError(`--dashboard needs ${missing.map((entry) => dashboardRunFlag(entry.name)).join(', ')} RUN`);
+  return models.map((entry) => [entry, runs[entry.name]!]);
+}
+
+/**
+ * The files the dashboard loads, under exactly its names, each validated by a strict load into the
+ * dashboard's architecture (3 classes, its heads), plus one metadata.json for all of them.
  */
 export async function exportDashboard(options: DashboardExportOptions): Promise<ExportResult> {
-  const runs: [ModelName, string][] = [
-    ['resnet18', options.resnet18],
-    ['resnet50', options.resnet50],
-    ['efficientnet_b3', options.efficientnetB3],
-  ];
+  const runs = dashboardRuns(options.runs);
   await mkdir(options.dir, { recursive: true });
   const models: Record<string, ExportMetadata> = {};
   const files: string[] = [];
   for (const [expected, dir] of runs) {
     const run = await validatedRun(dir);
     try {
-      const flag = `--${expected.replace('_', '-')}`;
-      if (run.model !== expected) throw new UserError(`${flag} ${dir} is a ${run.model} run; the dashboard's ${dashboardFiles[expected].file} must be a ${expected}`);
+      const flag = dashboardRunFlag(expected.name);
+      const file = expected.dashboard.file;
+      if (run.model !== expected.name) throw new UserError(`${flag} ${dir} is a ${run.model} run; the dashboard's ${file} must be a ${expected.name}`);
       if (run.numClasses !== 3) throw new UserError(`${flag} ${dir} has ${run.numClasses} classes; the dashboard builds 3-class heads`);
-      const file = dashboardFiles[expected].file;
       await writePth(join(options.dir, file), modelToStateDict(run.layersModel, run.model));
       const notes: string[] = [];
       if (run.transform.resize !== dashboardTransform.resize || run.transform.crop !== dashboardTransform.crop) {
@@ -213,9 +231,14 @@ export async function exportDashboard(options: DashboardExportOptions): Promise<
     createdAt: new Date().toISOString(),
     classes: classNames,
     loading: 'torch.load(path, map_location=device, weights_only=True); model.load_state_dict(state_dict, strict=True)',
-    ensemble: 'mean of the three models\' softmax probabilities; argmax; confidence = that mean probability',
+    ensemble: `mean of the ${countWord(runs.length)} models' softmax probabilities; argmax; confidence = that mean probability`,
     models,
   };
-  await writeFile(join(options.dir, 'metadata.json'), JSON.stringify(metadata, null, 2) + '\n');
+  await writeJsonAtomic(join(options.dir, 'metadata.json'), metadata);
   return { dir: options.dir, files: [...files, 'metadata.json'], metadata };
+}
+
+/** Small counts in words, as metadata.json has always spelled the dashboard's ("the three models'"). */
+function countWord(count: number): string {
+  return ['no', 'one', 'two', 'three', 'four', 'five', 'six'][count] ?? String(count);
 }

@@ -1,10 +1,10 @@
 /**
  * Grad-CAM (Selvaraju et al. 2017): where in the image the model looked for a class.
  *
- * The model is cut after its last spatial feature map A (ResNet's layer4, EfficientNet's final 1×1
- * conv stage); the rest is the head (pooling, classifier). The class score's gradient with respect
- * to A, averaged over space, weights A's channels; the ReLU of the weighted sum is the map. Found
- * from the graph rather than from layer names, so it works for every architecture in the registry.
+ * The model is cut after a named spatial feature map A (the registry entry's `gradCamLayer`:
+ * ResNet's last layer4 block, EfficientNet's final 1×1 conv stage); the rest is the head (pooling,
+ * classifier). The class score's gradient with respect to A, averaged over space, weights A's
+ * channels; the ReLU of the weighted sum is the map.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
@@ -19,38 +19,41 @@ interface CamSplit {
 }
 
 // Sub-models share the original's layers (no new weights), so they are cached, never disposed:
-// disposing one would release the shared weights.
-const splits = new WeakMap<tfl.LayersModel, CamSplit>();
+// disposing one would release the shared weights. Keyed by model, then by layer name.
+const splits = new WeakMap<tfl.LayersModel, Map<string, CamSplit>>();
 
 type LayerWithNodes = tfl.layers.Layer & { inboundNodes: { inboundLayers: tfl.layers.Layer[] }[] };
 
-/** The last layer with a spatial (rank-4, more than 1×1) output, and the chain of layers after it. */
-export function splitAtLastFeatureMap(model: tfl.LayersModel): CamSplit {
-  const cached = splits.get(model);
+/**
+ * The model cut after `layerName`, whose output must be a feature map [n, h, w, c], and the chain of
+ * layers after it. The name comes from the registry, so a wrong one is a bug (Error, not UserError).
+ */
+export function splitAtLayer(model: tfl.LayersModel, layerName: string): CamSplit {
+  const cached = splits.get(model)?.get(layerName);
   if (cached) return cached;
   const layers = model.layers as LayerWithNodes[];
-  let cut = -1;
-  for (let i = 0; i < layers.length; i++) {
-    const shape = layers[i]!.outputShape as (number | null)[];
-    if (Array.isArray(shape) && shape.length === 4 && ((shape[1] ?? 0) > 1 || (shape[2] ?? 0) > 1)) cut = i;
-  }
-  if (cut < 0) throw new UserError(`model ${model.name} has no spatial feature map for Grad-CAM`);
+  const cut = layers.findIndex((layer) => layer.name === layerName);
+  if (cut < 0) throw new Error(`model ${model.name} has no layer '${layerName}' for Grad-CAM`);
+  const shape = layers[cut]!.outputShape as (number | null)[];
+  if (!Array.isArray(shape) || shape.length !== 4) throw new Error(`Grad-CAM layer '${layerName}' of ${model.name} is not a feature map: its output shape is ${JSON.stringify(shape)}`);
   const head = layers.slice(cut + 1);
   // The head must be a plain chain (pool → flatten/dropout → dense…), each layer fed by the one before.
   let previous: tfl.layers.Layer = layers[cut]!;
   for (const layer of head) {
     const inbound = layer.inboundNodes.flatMap((node) => node.inboundLayers);
     if (inbound.length !== 1 || inbound[0] !== previous) {
-      throw new UserError(`Grad-CAM needs a sequential head after '${layers[cut]!.name}', but '${layer.name}' is not fed by '${previous.name}' alone`);
+      throw new Error(`Grad-CAM needs a sequential head after '${layerName}', but '${layer.name}' is not fed by '${previous.name}' alone`);
     }
     previous = layer;
   }
   if (head.length === 0 || previous !== layers[layers.length - 1] || model.outputs.length !== 1 || model.outputs[0]!.sourceLayer !== previous) {
-    throw new UserError(`Grad-CAM could not trace a head from '${layers[cut]!.name}' to the model output`);
+    throw new Error(`Grad-CAM could not trace a head from '${layerName}' to the model output`);
   }
   const features = tfl.model({ inputs: model.inputs, outputs: layers[cut]!.output as tfl.SymbolicTensor });
-  const split = { features, head, layerName: layers[cut]!.name };
-  splits.set(model, split);
+  const split = { features, head, layerName };
+  const forModel = splits.get(model) ?? new Map<string, CamSplit>();
+  forModel.set(layerName, split);
+  splits.set(model, forModel);
   return split;
 }
 
@@ -63,9 +66,9 @@ export interface GradCamResult {
   layerName: string;
 }
 
-/** Grad-CAM of one preprocessed image (size×size×3, NHWC) for `classIndex`. */
-export function gradCam(model: tfl.LayersModel, image: Float32Array, imageSize: number, classIndex: number): GradCamResult {
-  const split = splitAtLastFeatureMap(model);
+/** Grad-CAM at `layerName` of one preprocessed image (size×size×3, NHWC) for `classIndex`. */
+export function gradCam(model: tfl.LayersModel, layerName: string, image: Float32Array, imageSize: number, classIndex: number): GradCamResult {
+  const split = splitAtLayer(model, layerName);
   const [map, height, width] = tf.tidy(() => {
     const x = tf.tensor4d(image, [1, imageSize, imageSize, 3]);
     const activations = split.features.predict(x) as tf.Tensor4D;

@@ -8,7 +8,7 @@ export {
   type EnsembleWeightSpec,
   type FittedWeights,
 } from './ensemble.js';
-export { gradCam, gradCamOverlayPng, heatColor, splitAtLastFeatureMap, upsampleMap, type GradCamResult } from './gradcam.js';
+export { gradCam, gradCamOverlayPng, heatColor, splitAtLayer, upsampleMap, type GradCamResult } from './gradcam.js';
 export { directoryLoadHandler, loadLayersModelFromDir, saveLayersModelToDir, shardBytes, type SavedTfjsModel } from './tfjs-io.js';
 export {
   disambiguateNames,
@@ -29,12 +29,14 @@ export {
   type PredictResult,
 } from './predict.js';
 export {
-  dashboardFiles,
+  dashboardModels,
+  dashboardRunFlag,
   dashboardTransform,
   exportDashboard,
   exportFormats,
   exportRun,
   type DashboardExportOptions,
+  type DashboardModel,
   type ExportFormat,
   type ExportMetadata,
   type ExportResult,

@@ -3,10 +3,12 @@
  * several runs, with each model's own probabilities (the dashboard's breakdown) and, optionally, a
  * Grad-CAM overlay per image and model.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 import { classNames, preprocessForModel } from '../data/index.js';
-import { UserError } from '../util/index.js';
+import { UserError, writeFileAtomic } from '../util/index.js';
+import { getModel } from '../models/index.js';
+import { argmaxRows } from '../report/index.js';
 import { ensembleProbabilities } from './ensemble.js';
 import { gradCam, gradCamOverlayPng } from './gradcam.js';
 import { disambiguateNames, disposeModels, loadRunForInference, loadWeightsFile, predictProbabilities, transformKey, type LoadedModel } from './inference.js';
@@ -47,8 +49,7 @@ export interface PredictResult {
 
 function describe(probabilities: ArrayLike<number>): ModelPrediction {
   const values = Array.from(probabilities, Number);
-  let best = 0;
-  for (let c = 1; c < values.length; c++) if (values[c]! > values[best]!) best = c;
+  const best = argmaxRows(values, values.length)[0]!;
   return { prediction: classNames[best] ?? String(best), confidence: values[best]!, probabilities: values };
 }
 
@@ -104,13 +105,13 @@ export async function predictImages(options: PredictOptions): Promise<PredictRes
         models: Object.fromEntries(models.map((m, i) => [m.name, describe(perModel[i]!)])),
       };
       if (options.gradcamDir !== undefined) {
-        const classIndex = combined.probabilities.indexOf(combined.confidence);
+        const classIndex = argmaxRows(combined.probabilities, numClasses)[0]!;
         result.gradcam = {};
         for (const m of models) {
           const input = inputs.get(transformKey(m.transform))!;
-          const cam = gradCam(m.model, input, m.transform.crop, classIndex);
+          const cam = gradCam(m.model, getModel(m.modelName).gradCamLayer, input, m.transform.crop, classIndex);
           const file = join(options.gradcamDir, `${stems[index]}.${m.name.replace(/[^A-Za-z0-9_.-]+/g, '_')}.gradcam.png`);
-          await writeFile(file, await gradCamOverlayPng(input, m.transform, cam));
+          await writeFileAtomic(file, await gradCamOverlayPng(input, m.transform, cam));
           result.gradcam[m.name] = file;
         }
       }

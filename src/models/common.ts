@@ -5,7 +5,7 @@ import { UserError } from '../util/index.js';
 import type { BuildContext } from './blocks.js';
 import { initializeWeights, type InitRule } from './init.js';
 import { isSeededLayer } from './layers.js';
-import type { HeadKind, ModelBuildOptions, ModelEntry } from './types.js';
+import type { HeadKind, ModelBuildOptions, ModelEntryOf } from './types.js';
 
 export interface ResolvedOptions {
   numClasses: number;
@@ -20,7 +20,7 @@ export interface ResolvedOptions {
 /** The smallest input every architecture here reduces without a zero-sized feature map. */
 export const minImageSize = 32;
 
-export function resolveOptions(entry: Pick<ModelEntry, 'name' | 'defaultImageSize' | 'stages'>, options: ModelBuildOptions = {}): ResolvedOptions {
+export function resolveOptions(entry: Pick<ModelEntryOf<string>, 'name' | 'defaultImageSize' | 'stages'>, options: ModelBuildOptions = {}): ResolvedOptions {
   const numClasses = options.numClasses ?? 3;
   if (!Number.isInteger(numClasses) || numClasses < 1) throw new UserError(`${entry.name}: numClasses must be a positive integer, got ${numClasses}`);
   const imageSize = options.imageSize ?? entry.defaultImageSize;
@@ -30,15 +30,14 @@ export function resolveOptions(entry: Pick<ModelEntry, 'name' | 'defaultImageSiz
   if (options.freezeUntil !== undefined && !entry.stages.includes(options.freezeUntil)) {
     throw new UserError(`${entry.name}: unknown stage '${options.freezeUntil}' to freeze until; stages are ${entry.stages.join(', ')}`);
   }
-  const seed = options.seed ?? 0;
-  if (!Number.isInteger(seed)) throw new UserError(`${entry.name}: seed must be an integer, got ${seed}`);
   const head = options.head ?? 'dashboard';
   if (head !== 'dashboard' && head !== 'torchvision') throw new UserError(`${entry.name}: head must be 'dashboard' or 'torchvision', got '${String(head)}'`);
   return {
     numClasses,
     imageSize,
     freezeUntil: options.freezeUntil,
-    seed,
+    // The seed is checked where a user gives one (the config schema, the engine's options), not here.
+    seed: options.seed ?? 0,
     head,
     initialize: options.initialize ?? true,
     portable: options.portable ?? false,
@@ -55,7 +54,7 @@ export function imageInput(imageSize: number): tfl.SymbolicTensor {
 
 /** Wraps up a built graph: the model, its initial weights, and its frozen stages. */
 export function finishModel(
-  entry: Pick<ModelEntry, 'name' | 'stages' | 'stageOf'>,
+  entry: Pick<ModelEntryOf<string>, 'name' | 'stages' | 'stageOf'>,
   input: tfl.SymbolicTensor,
   output: tfl.SymbolicTensor,
   options: ResolvedOptions,
@@ -72,7 +71,7 @@ export function finishModel(
  * running statistics even under training=true. Stages after it are made trainable again, so this can
  * be called again to move the boundary.
  */
-export function freezeUntilStage(model: tfl.LayersModel, entry: Pick<ModelEntry, 'name' | 'stages' | 'stageOf'>, stage: string): void {
+export function freezeUntilStage(model: tfl.LayersModel, entry: Pick<ModelEntryOf<string>, 'name' | 'stages' | 'stageOf'>, stage: string): void {
   const last = entry.stages.indexOf(stage);
   if (last < 0) throw new UserError(`${entry.name}: unknown stage '${stage}' to freeze until; stages are ${entry.stages.join(', ')}`);
   for (const layer of model.layers) {
@@ -86,7 +85,6 @@ export function freezeUntilStage(model: tfl.LayersModel, entry: Pick<ModelEntry,
 
 /** Make every random draw inside the model (dropout, stochastic depth) come from this seed from now on. */
 export function seedModelRandomness(model: tfl.LayersModel, seed: number): void {
-  if (!Number.isInteger(seed)) throw new UserError(`seed must be an integer, got ${seed}`);
   for (const layer of model.layers) if (isSeededLayer(layer)) layer.reseed(seed);
 }
 

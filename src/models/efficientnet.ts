@@ -23,7 +23,7 @@ import {
   type Symbolic,
 } from './blocks.js';
 import { buildContext, evalTransform, finishModel, imageInput, resolveOptions } from './common.js';
-import type { HeadKind, ModelBuildOptions, ModelEntry } from './types.js';
+import type { ModelBuildOptions, ModelEntryOf } from './types.js';
 
 /** One row of the EfficientNet paper's Table 1 (torchvision's MBConvConfig before scaling). */
 interface StageRow {
@@ -149,18 +149,20 @@ function mbConv(x: Symbolic, block: BlockPlan, context: BuildContext): Symbolic 
   return add([y, x], `${block.prefix}.add`);
 }
 
+/** The 1×1 conv to 4× the last stage's channels that follows the MBConv stages. */
+const lastStage = `features.${b0Stages.length + 1}`;
+
 /** torchvision's EfficientNet uses nn.BatchNorm2d's defaults for B0–B4. */
 const bnEpsilon = 1e-5;
 const bnMomentum = 0.9; // torch momentum 0.1
 
-function buildEfficientNet(entry: ModelEntry, config: EfficientNetConfig, options?: ModelBuildOptions): tfl.LayersModel {
+function buildEfficientNet(entry: ModelEntryOf<string>, config: EfficientNetConfig, options?: ModelBuildOptions): tfl.LayersModel {
   const resolved = resolveOptions(entry, options);
   const context = buildContext(resolved, bnEpsilon, bnMomentum);
   const input = imageInput(resolved.imageSize);
   let x = convNormActivation(input, 'features.0', stemChannels(config), 3, 2, context);
   for (const block of blockPlan(config)) x = mbConv(x, block, context);
-  const stages = b0Stages.length + 1;
-  x = convNormActivation(x, `features.${stages}`, lastChannels(config), 1, 1, context);
+  x = convNormActivation(x, lastStage, lastChannels(config), 1, 1, context);
   x = globalAveragePool(x, 'avgpool');
   x = dropout(x, 'classifier.0', config.dropout, context);
   if (resolved.head === 'dashboard') {
@@ -176,24 +178,6 @@ function buildEfficientNet(entry: ModelEntry, config: EfficientNetConfig, option
   return finishModel(entry, input, x, resolved, { linear: () => linearInit });
 }
 
-function countParameters(config: EfficientNetConfig, numClasses: number, head: HeadKind): number {
-  const bn = (c: number) => 2 * c;
-  const stem = stemChannels(config);
-  let count = 3 * stem * 9 + bn(stem);
-  for (const block of blockPlan(config)) {
-    const expanded = expandedChannels(block);
-    const squeeze = squeezeChannels(block);
-    if (expanded !== block.inChannels) count += block.inChannels * expanded + bn(expanded);
-    count += expanded * block.kernel * block.kernel + bn(expanded);
-    count += expanded * squeeze + squeeze + squeeze * expanded + expanded;
-    count += expanded * block.outChannels + bn(block.outChannels);
-  }
-  const last = lastChannels(config);
-  count += (last / 4) * last + bn(last);
-  if (head === 'dashboard') return count + last * dashboardHidden + dashboardHidden + dashboardHidden * numClasses + numClasses;
-  return count + last * numClasses + numClasses;
-}
-
 const stages = ['features.0', 'features.1', 'features.2', 'features.3', 'features.4', 'features.5', 'features.6', 'features.7', 'features.8', 'classifier'] as const;
 
 function stageOf(layerName: string): string | null {
@@ -205,9 +189,12 @@ function stageOf(layerName: string): string | null {
   return stage;
 }
 
-function efficientnetEntry(name: 'efficientnet_b3'): ModelEntry {
+/** The facts of a variant that are data rather than consequences of its table row. */
+type VariantFacts = Pick<ModelEntryOf<string>, 'parameterCount' | 'dashboard' | 'pretrained'>;
+
+function efficientnetEntry<Name extends keyof typeof efficientnetTable>(name: Name, facts: VariantFacts): ModelEntryOf<Name> {
   const config: EfficientNetConfig = efficientnetTable[name];
-  const entry: ModelEntry = {
+  const entry: ModelEntryOf<Name> = {
     name,
     build: (options) => buildEfficientNet(entry, config, options),
     defaultImageSize: 300,
@@ -215,17 +202,26 @@ function efficientnetEntry(name: 'efficientnet_b3'): ModelEntry {
     transform: (imageSize = 300) => evalTransform(imageSize, 300 / 320),
     stages,
     classifierName: 'classifier',
-    pretrained: {
-      url: 'https://download.pytorch.org/models/efficientnet_b3_rwightman-cf984f9c.pth',
-      fileName: 'efficientnet_b3_rwightman-cf984f9c.pth',
-      sha256Prefix: 'cf984f9c',
-    },
     recipe: `${name}.json`,
-    parameterCount: (numClasses = 3, head = 'dashboard') => countParameters(config, numClasses, head),
+    ...facts,
+    // The final 1×1 conv stage's SiLU (Conv2dNormActivation's `.2`), before avgpool.
+    gradCamLayer: `${lastStage}.2`,
     stageOf,
     moduleOrder: ['features', 'block', 'fc1', 'fc2', 'classifier'],
   };
   return entry;
 }
 
-export const efficientnetB3 = efficientnetEntry('efficientnet_b3');
+export const efficientnetB3 = efficientnetEntry('efficientnet_b3', {
+  pretrained: {
+    url: 'https://download.pytorch.org/models/efficientnet_b3_rwightman-cf984f9c.pth',
+    fileName: 'efficientnet_b3_rwightman-cf984f9c.pth',
+    sha256Prefix: 'cf984f9c',
+  },
+  parameterCount: 11_484_715,
+  dashboard: {
+    file: 'best_osteoporosis_model.pth',
+    architecture:
+      'torchvision.models.efficientnet_b3(weights=None); classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(1536, 512), nn.ReLU(), nn.Dropout(0.3), nn.Linear(512, 3))',
+  },
+});

@@ -1,7 +1,7 @@
 /** models: torchvision-exact architectures built with tfjs-layers, one file each, and the registry that holds every fact about them. */
-export { getModel, listModels, registry, ModelRegistry } from './registry.js';
+export { getModel, listModels, modelNames, registry, ModelRegistry } from './registry.js';
 export { freezeUntilStage, seedModelRandomness, minImageSize } from './common.js';
 export { TorchBatchNorm, SeededDropout, StochasticDepth } from './layers.js';
 export { resnetTable } from './resnet.js';
 export { efficientnetTable, makeDivisible, adjustChannels, adjustDepth } from './efficientnet.js';
-export type { HeadKind, ModelBuildOptions, ModelEntry, ModelName, PretrainedCheckpoint } from './types.js';
+export type { DashboardFile, HeadKind, ModelBuildOptions, ModelEntry, ModelEntryOf, ModelName, PretrainedCheckpoint } from './types.js';

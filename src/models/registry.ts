@@ -1,21 +1,28 @@
 /**
  * Models by name (timm's register_model / create_model, strict): registering a name twice is a bug and
- * throws; asking for an unknown name is a UserError that lists the valid ones.
+ * throws; asking for an unknown name is a UserError that lists the valid ones. The list below is the
+ * one place an architecture is registered; ModelName, help texts and CLI choices all derive from it.
  */
 import { UserError } from '../util/index.js';
 import { efficientnetB3 } from './efficientnet.js';
 import { resnet18, resnet50 } from './resnet.js';
-import type { ModelEntry } from './types.js';
+import type { ModelEntry, ModelEntryOf } from './types.js';
 
-export class ModelRegistry {
-  private readonly entries = new Map<string, ModelEntry>();
+/** Every architecture osteo builds, in the order help texts list them (the first is the default where one is needed). */
+const registeredModels = [resnet18, resnet50, efficientnetB3] as const;
 
-  register(entry: ModelEntry): void {
+/** A registered architecture's name: 'resnet18' | 'resnet50' | 'efficientnet_b3', read from the list above. */
+export type ModelName = (typeof registeredModels)[number]['name'];
+
+export class ModelRegistry<Name extends string = string> {
+  private readonly entries = new Map<string, ModelEntryOf<Name>>();
+
+  register(entry: ModelEntryOf<Name>): void {
     if (this.entries.has(entry.name)) throw new Error(`model '${entry.name}' is already registered`);
     this.entries.set(entry.name, entry);
   }
 
-  get(name: string): ModelEntry {
+  get(name: string): ModelEntryOf<Name> {
     const entry = this.entries.get(name);
     if (entry === undefined) {
       const known = [...this.entries.keys()];
@@ -24,13 +31,13 @@ export class ModelRegistry {
     return entry;
   }
 
-  list(): readonly ModelEntry[] {
+  list(): readonly ModelEntryOf<Name>[] {
     return [...this.entries.values()];
   }
 }
 
-export const registry = new ModelRegistry();
-for (const entry of [resnet18, resnet50, efficientnetB3]) registry.register(entry);
+export const registry = new ModelRegistry<ModelName>();
+for (const entry of registeredModels) registry.register(entry);
 
 export function getModel(name: string): ModelEntry {
   return registry.get(name);
@@ -38,4 +45,9 @@ export function getModel(name: string): ModelEntry {
 
 export function listModels(): readonly ModelEntry[] {
   return registry.list();
+}
+
+/** The registered names, non-empty (what a zod enum or a commander choice list takes). */
+export function modelNames(): [ModelName, ...ModelName[]] {
+  return registeredModels.map((entry) => entry.name) as [ModelName, ...ModelName[]];
 }

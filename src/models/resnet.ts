@@ -15,7 +15,7 @@ import {
   type Symbolic,
 } from './blocks.js';
 import { buildContext, evalTransform, finishModel, imageInput, resolveOptions, stageByFirstSegment } from './common.js';
-import type { ModelBuildOptions, ModelEntry, PretrainedCheckpoint } from './types.js';
+import type { ModelBuildOptions, ModelEntryOf, PretrainedCheckpoint } from './types.js';
 
 type BlockKind = 'basic' | 'bottleneck';
 
@@ -86,7 +86,7 @@ const stages = ['conv1', 'layer1', 'layer2', 'layer3', 'layer4', 'fc'] as const;
 // The stem's bn1, relu and maxpool belong to the 'conv1' stage; avgpool to 'layer4'.
 const stageOf = stageByFirstSegment({ bn1: 'conv1', relu: 'conv1', maxpool: 'conv1', avgpool: 'layer4' }, stages);
 
-function buildResNet(entry: ModelEntry, config: ResNetConfig, options?: ModelBuildOptions): tfl.LayersModel {
+function buildResNet(entry: ModelEntryOf<string>, config: ResNetConfig, options?: ModelBuildOptions): tfl.LayersModel {
   const resolved = resolveOptions(entry, options);
   const context = buildContext(resolved, bnEpsilon, bnMomentum);
   const input = imageInput(resolved.imageSize);
@@ -108,28 +108,12 @@ function buildResNet(entry: ModelEntry, config: ResNetConfig, options?: ModelBui
   return finishModel(entry, input, logits, resolved, { linear: () => 'torch-default' });
 }
 
-/** Parameters (not buffers) as torch's sum(p.numel() for p in model.parameters()) counts them. */
-function countParameters(config: ResNetConfig, numClasses: number): number {
-  const bn = (c: number) => 2 * c;
-  let count = 3 * 64 * 7 * 7 + bn(64);
-  let channels = 64;
-  config.layers.forEach((blocks, stage) => {
-    const planes = 64 * 2 ** stage;
-    const out = planes * expansion[config.block];
-    for (let b = 0; b < blocks; b++) {
-      const stride = stage > 0 && b === 0 ? 2 : 1;
-      if (config.block === 'basic') count += channels * planes * 9 + bn(planes) + planes * planes * 9 + bn(planes);
-      else count += channels * planes + bn(planes) + planes * planes * 9 + bn(planes) + planes * out + bn(out);
-      if (stride !== 1 || channels !== out) count += channels * out + bn(out);
-      channels = out;
-    }
-  });
-  return count + channels * numClasses + numClasses;
-}
+/** The facts of a variant that are data rather than consequences of its stage table row. */
+type VariantFacts = Pick<ModelEntryOf<string>, 'parameterCount' | 'dashboard'>;
 
-function resnetEntry(name: 'resnet18' | 'resnet50'): ModelEntry {
+function resnetEntry<Name extends keyof typeof resnetTable>(name: Name, facts: VariantFacts): ModelEntryOf<Name> {
   const config: ResNetConfig = resnetTable[name];
-  const entry: ModelEntry = {
+  const entry: ModelEntryOf<Name> = {
     name,
     build: (options) => buildResNet(entry, config, options),
     defaultImageSize: 224,
@@ -139,12 +123,20 @@ function resnetEntry(name: 'resnet18' | 'resnet50'): ModelEntry {
     classifierName: 'fc',
     pretrained: config.pretrained,
     recipe: `${name}.json`,
-    parameterCount: (numClasses = 3) => countParameters(config, numClasses),
+    ...facts,
+    // The last block's closing ReLU: layer4's output, before avgpool.
+    gradCamLayer: `layer4.${config.layers[3] - 1}.relu`,
     stageOf,
     moduleOrder: ['conv1', 'bn1', 'conv2', 'bn2', 'conv3', 'bn3', 'downsample', 'layer1', 'layer2', 'layer3', 'layer4', 'fc'],
   };
   return entry;
 }
 
-export const resnet18 = resnetEntry('resnet18');
-export const resnet50 = resnetEntry('resnet50');
+export const resnet18 = resnetEntry('resnet18', {
+  parameterCount: 11_178_051,
+  dashboard: { file: 'sydney_best_model.pth', architecture: 'torchvision.models.resnet18(weights=None); fc = nn.Linear(512, 3)' },
+});
+export const resnet50 = resnetEntry('resnet50', {
+  parameterCount: 23_514_179,
+  dashboard: { file: 'resnet50_best_model.pth', architecture: 'torchvision.models.resnet50(weights=None); fc = nn.Linear(2048, 3)' },
+});

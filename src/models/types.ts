@@ -1,7 +1,8 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { EvalTransform } from '../data/index.js';
+import type { ModelName } from './registry.js';
 
-export type ModelName = 'resnet18' | 'resnet50' | 'efficientnet_b3';
+export type { ModelName };
 
 /**
  * The classifier on top of the backbone. 'dashboard' is what the dashboard builds (and the default):
@@ -42,8 +43,20 @@ export interface PretrainedCheckpoint {
   sha256Prefix: string;
 }
 
-export interface ModelEntry {
-  name: ModelName;
+/** What the dashboard (DESIGN.md, "Contracts") loads for an architecture: its file name and the module it builds. */
+export interface DashboardFile {
+  file: string;
+  /** The torchvision code the dashboard runs to build the module, for metadata.json. */
+  architecture: string;
+}
+
+/**
+ * Everything osteo knows about one architecture; train, eval and export read these facts instead of
+ * branching on the name. `Name` is the entry's literal name, so that the registry's list of entries
+ * yields ModelName (a default of ModelName here would be circular, hence the alias below).
+ */
+export interface ModelEntryOf<Name extends string> {
+  name: Name;
   build(options?: ModelBuildOptions): tfl.LayersModel; // outputs logits [null, numClasses] (no softmax)
   defaultImageSize: number; // 224 for ResNets, 300 for B3
   cropFraction: number; // 224/256 = 0.875 ResNets; 300/320 B3
@@ -53,7 +66,16 @@ export interface ModelEntry {
   pretrained: PretrainedCheckpoint; // torchvision ImageNet checkpoint (torchvision's DEFAULT weights)
   /** Its built-in training recipe: a file name in configs/ (`osteo train --model NAME` reads it unless --config says otherwise). */
   recipe: string;
-  parameterCount(numClasses?: number, head?: HeadKind): number;
+  /**
+   * torchvision's parameter count (torch's `sum(p.numel() for p in model.parameters())`, buffers
+   * excluded) of the default build: 3 classes, the dashboard head. Data, not derived: a test compares
+   * it with the built model's, and the parity test with torchvision's.
+   */
+  parameterCount: number;
+  /** The layer whose output Grad-CAM weighs: the last spatial feature map, right before global pooling. */
+  gradCamLayer: string;
+  /** The file the dashboard loads for this architecture, if it loads one. */
+  dashboard?: DashboardFile;
   /** The stage a layer (by name) belongs to, or null for the input. */
   stageOf(layerName: string): string | null;
   /**
@@ -62,3 +84,6 @@ export interface ModelEntry {
    */
   moduleOrder: readonly string[];
 }
+
+/** A registered model's entry. */
+export type ModelEntry = ModelEntryOf<ModelName>;

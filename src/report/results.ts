@@ -2,9 +2,10 @@
  * Evaluation reports: per-model summaries (metrics, interval, AUC, calibration) and the files the
  * eval command writes — results.csv, results.md, predictions.csv and the PNG plots.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
+import { writeFileAtomic } from '../util/index.js';
 import { argmaxRows, classificationMetrics, type ClassificationMetrics } from './metrics.js';
 import { confusionMatrixPng, lineChartPng, reliabilityDiagramPng } from './plot.js';
 import { bootstrapAccuracy, calibration, negativeLogLikelihood, oneVsRestAuc, type BootstrapInterval, type Calibration, type OneVsRestAuc, type RandomSource } from './stats.js';
@@ -32,7 +33,7 @@ export function summarize(
   probabilities: Float32Array,
   labels: ArrayLike<number>,
   numClasses: number,
-  options: { rng: RandomSource; resamples?: number; run?: string },
+  options: { rng: RandomSource; resamples: number; run?: string },
 ): ModelSummary {
   const predictions = argmaxRows(probabilities, numClasses);
   const metrics = classificationMetrics(labels, predictions, numClasses);
@@ -213,16 +214,16 @@ export async function writeEvaluationReport(report: EvaluationReport, outDir: st
     png: () => reliabilityDiagramPng({ title: `Reliability — ${report.split}`, models: report.models.map((m) => ({ name: m.name, bins: m.calibration.bins, ece: m.calibration.ece })) }),
   });
   const files = ['results.csv', 'results.md', 'predictions.csv', ...plots.map((p) => p.file)];
-  await writeFile(join(outDir, 'results.csv'), resultsCsv(report));
-  await writeFile(join(outDir, 'predictions.csv'), predictionsCsv(report));
-  await writeFile(
+  await writeFileAtomic(join(outDir, 'results.csv'), resultsCsv(report));
+  await writeFileAtomic(join(outDir, 'predictions.csv'), predictionsCsv(report));
+  await writeFileAtomic(
     join(outDir, 'results.md'),
     resultsMarkdown(
       report,
       plots.map((p) => p.file),
     ),
   );
-  for (const plot of plots) await writeFile(join(outDir, plot.file), await plot.png());
+  for (const plot of plots) await writeFileAtomic(join(outDir, plot.file), await plot.png());
   return { dir: outDir, files };
 }
 

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-cpu';
 import sharp from 'sharp';
-import { gradCam, gradCamOverlayPng, splitAtLastFeatureMap, upsampleMap } from '../../src/eval/gradcam.js';
+import { gradCam, gradCamOverlayPng, splitAtLayer, upsampleMap } from '../../src/eval/gradcam.js';
 import { imagenetNormalization } from '../../src/data/image.js';
 
 const size = 32;
@@ -53,14 +53,16 @@ setupOnce(test, async () => {
   await tf.setBackend('cpu');
 });
 
-test('the cut is the last spatial feature map and the head is the chain after it', () => {
+test('the cut is the named feature map and the head is the chain after it; other layers are refused', () => {
   const model = plantedModel();
-  const split = splitAtLastFeatureMap(model);
+  const split = splitAtLayer(model, 'features');
   assert.is(split.layerName, 'features');
   assert.equal(
     split.head.map((l) => l.name),
     ['pool', 'classifier'],
   );
+  assert.throws(() => splitAtLayer(model, 'layer4'), /has no layer 'layer4'/);
+  assert.throws(() => splitAtLayer(model, 'pool'), /'pool' .* is not a feature map/);
   model.dispose();
 });
 
@@ -68,8 +70,8 @@ test('Grad-CAM highlights the planted feature of the requested class, and only i
   const model = plantedModel();
   const image = plantedImage();
   const before = tf.memory().numTensors;
-  const red = gradCam(model, image, size, 0);
-  const green = gradCam(model, image, size, 1);
+  const red = gradCam(model, 'features', image, size, 0);
+  const green = gradCam(model, 'features', image, size, 1);
   assert.is(tf.memory().numTensors, before, 'no tensors leak');
   assert.is(red.width, 16);
   assert.is(Math.max(...red.map), 1, 'scaled to a maximum of 1');
@@ -87,7 +89,7 @@ test('Grad-CAM highlights the planted feature of the requested class, and only i
 test('a class with no supporting evidence gives an all-zero map, not NaN', () => {
   const model = plantedModel();
   const black = new Float32Array(size * size * 3);
-  const cam = gradCam(model, black, size, 0);
+  const cam = gradCam(model, 'features', black, size, 0);
   assert.ok(cam.map.every((v) => v === 0));
   model.dispose();
 });
@@ -98,7 +100,7 @@ test('the overlay PNG is the crop size, not blank, and hot where the map is', as
   const raw = plantedImage();
   const { mean, std } = imagenetNormalization;
   const image = raw.map((v, i) => (v - mean[i % 3]!) / std[i % 3]!);
-  const cam = gradCam(model, image, size, 0);
+  const cam = gradCam(model, 'features', image, size, 0);
   const png = await gradCamOverlayPng(image, { resize: size, crop: size, mean, std }, cam);
   const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
   assert.is(info.width, size);

@@ -1,13 +1,18 @@
 /**
  * The registry, and the same checks for every registered model (tiny inputs; the PyTorch parity
- * sweep is parity.test.ts): output shape, parameter counts against torchvision's published numbers,
- * no leaked tensors, freezing, preprocessing, seeding, and tfjs serialisation (custom and portable).
+ * sweep is parity.test.ts): output shape, the entry's parameter count against the built model's, no
+ * leaked tensors, stages and freezing, the Grad-CAM layer, recipe and dashboard file, preprocessing,
+ * seeding, and tfjs serialisation (custom and portable). A new architecture gets all of them by
+ * being registered.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { useBackend } from '../../src/backend/index.js';
+import { recipeDir } from '../../src/config/index.js';
 import { UserError } from '../../src/util/index.js';
 import {
   adjustChannels,
@@ -16,6 +21,7 @@ import {
   freezeUntilStage,
   getModel,
   listModels,
+  modelNames,
   ModelRegistry,
   seedModelRandomness,
   TorchBatchNorm,
@@ -25,11 +31,11 @@ import { loadStateDict, modelToStateDict } from '../../src/weights/index.js';
 
 const size = 32;
 
-/** Parameters (excluding BatchNorm buffers) with the dashboard's 3-class heads, and with torchvision's ImageNet heads (its weights' num_params). */
-const parameterCounts: Record<string, { dashboard: number; imagenet: number }> = {
-  resnet18: { dashboard: 11_178_051, imagenet: 11_689_512 },
-  resnet50: { dashboard: 23_514_179, imagenet: 25_557_032 },
-  efficientnet_b3: { dashboard: 11_484_715, imagenet: 12_233_232 },
+/** torchvision's published eval transforms (crop, resize) — reference values, not the registry's. */
+const torchvisionTransforms: Record<string, { crop: number; resize: number }> = {
+  resnet18: { crop: 224, resize: 256 },
+  resnet50: { crop: 224, resize: 256 },
+  efficientnet_b3: { crop: 300, resize: 320 },
 };
 
 const batch = () => tf.randomNormal([2, size, size, 3], 0, 1, 'float32', 42) as tf.Tensor4D;
@@ -38,10 +44,15 @@ function predict(model: tfl.LayersModel, x: tf.Tensor): Float32Array {
   return tf.tidy(() => (model.predict(x) as tf.Tensor).dataSync() as Float32Array).slice();
 }
 
+/** Parameters as torch counts them: BatchNorm buffers (running statistics, batch count) excluded. */
 function countParameters(model: tfl.LayersModel): number {
   return model.weights
     .filter((w) => !/\/(moving_mean|moving_variance|num_batches_tracked)$/.test(w.originalName))
     .reduce((sum, w) => sum + (w.shape as number[]).reduce((a, b) => a * b, 1), 0);
+}
+
+function trainableParameters(model: tfl.LayersModel): number {
+  return model.trainableWeights.reduce((sum, w) => sum + (w.shape as number[]).reduce((a, b) => a * b, 1), 0);
 }
 
 test.before(async () => {
@@ -50,6 +61,7 @@ test.before(async () => {
 
 test('the registry holds the three models; unknown names list the valid ones; duplicates throw', () => {
   assert.equal(listModels().map((m) => m.name), ['resnet18', 'resnet50', 'efficientnet_b3']);
+  assert.equal(modelNames(), ['resnet18', 'resnet50', 'efficientnet_b3'], 'ModelName and help texts read the same list');
   try {
     getModel('vgg16');
     assert.unreachable();
@@ -63,6 +75,20 @@ test('the registry holds the three models; unknown names list the valid ones; du
   assert.throws(() => new ModelRegistry().get('resnet18'), /\(none registered\)/);
 });
 
+test('dashboard files are unique .pth names; every recipe exists in configs/', () => {
+  const files = listModels().flatMap((entry) => (entry.dashboard ? [entry.dashboard.file] : []));
+  assert.is(new Set(files).size, files.length, `unique: ${files.join(', ')}`);
+  for (const file of files) assert.match(file, /^[\w.-]+\.pth$/);
+  for (const entry of listModels()) assert.ok(existsSync(join(recipeDir, entry.recipe)), `${entry.name}: ${entry.recipe} in ${recipeDir}`);
+});
+
+test("torchvision's eval transforms: resize the shorter side to crop / cropFraction", () => {
+  for (const [name, expected] of Object.entries(torchvisionTransforms)) {
+    const entry = getModel(name);
+    assert.equal({ crop: entry.defaultImageSize, resize: entry.transform().resize }, expected, name);
+  }
+});
+
 test("EfficientNet-B3's stage table follows torchvision's width/depth rounding", () => {
   const { widthMult, depthMult } = efficientnetTable.efficientnet_b3;
   assert.equal([32, 16, 24, 40, 80, 112, 192, 320].map((c) => adjustChannels(c, widthMult)), [40, 24, 32, 48, 96, 136, 232, 384]);
@@ -71,27 +97,68 @@ test("EfficientNet-B3's stage table follows torchvision's width/depth rounding",
 });
 
 for (const entry of listModels()) {
-  test(`${entry.name}: logits shape, parameter counts, and no leaked tensors`, () => {
+  test(`${entry.name}: logits [n, 3], the entry's parameter count, and no leaked tensors`, () => {
     const before = tf.memory().numTensors;
-    const model = entry.build({ imageSize: size, numClasses: 5, initialize: false });
+    const model = entry.build({ imageSize: size, initialize: false });
     assert.equal(model.inputs[0]!.shape, [null, size, size, 3]);
     const x = batch();
     const y = model.predict(x) as tf.Tensor;
-    assert.equal(y.shape, [2, 5]);
+    assert.equal(y.shape, [2, 3]);
     tf.dispose([x, y]);
-    assert.is(countParameters(model), entry.parameterCount(5));
+    assert.is(countParameters(model), entry.parameterCount);
     model.dispose();
     assert.is(tf.memory().numTensors, before, 'build + predict + dispose leaves no tensor');
-    assert.is(entry.parameterCount(), parameterCounts[entry.name]!.dashboard);
-    assert.is(entry.parameterCount(1000, 'torchvision'), parameterCounts[entry.name]!.imagenet);
+    const five = entry.build({ imageSize: size, numClasses: 5, initialize: false });
+    assert.equal(five.outputs[0]!.shape, [null, 5]);
+    five.dispose();
   });
 
-  test(`${entry.name}: preprocessing, stages and checkpoint metadata`, () => {
-    const expected = entry.name === 'efficientnet_b3' ? { size: 300, resize: 320, resize224: 239 } : { size: 224, resize: 256, resize224: 256 };
-    assert.is(entry.defaultImageSize, expected.size);
-    assert.equal(entry.transform(), { resize: expected.resize, crop: expected.size, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
-    assert.is(entry.transform(224).resize, expected.resize224);
+  test(`${entry.name}: every layer has a stage, and each stage is a valid freezing boundary`, () => {
+    assert.ok(entry.stages.length > 0);
+    assert.is(new Set(entry.stages).size, entry.stages.length, 'stage names are unique');
     assert.is(entry.stages[entry.stages.length - 1], entry.classifierName);
+    const model = entry.build({ imageSize: size, initialize: false });
+    try {
+      for (const layer of model.layers) {
+        const stage = entry.stageOf(layer.name);
+        if (stage !== null) assert.ok(entry.stages.includes(stage), `${layer.name} → ${stage}`);
+      }
+      // Each stage holds weights, so moving the boundary one stage on freezes strictly more.
+      let trainable = trainableParameters(model);
+      for (const stage of entry.stages) {
+        freezeUntilStage(model, entry, stage);
+        const now = trainableParameters(model);
+        assert.ok(now < trainable, `freezing until ${stage}: ${now} trainable, before ${trainable}`);
+        trainable = now;
+      }
+      assert.is(trainable, 0, 'frozen until the classifier, nothing trains');
+    } finally {
+      model.dispose();
+    }
+  });
+
+  test(`${entry.name}: the Grad-CAM layer is a spatial feature map followed by a plain head`, () => {
+    // 64 px: every model here reduces by 32, so the map is 2×2 (at 32 px it would be 1×1).
+    const model = entry.build({ imageSize: 64, initialize: false });
+    try {
+      const index = model.layers.findIndex((layer) => layer.name === entry.gradCamLayer);
+      assert.ok(index >= 0, `${entry.gradCamLayer} is a layer of ${entry.name}`);
+      const shape = model.layers[index]!.outputShape as (number | null)[];
+      assert.equal(shape.slice(0, 3), [null, 2, 2], `${entry.gradCamLayer} output ${JSON.stringify(shape)}`);
+      // Nothing after it is spatial: it is the last feature map before pooling.
+      for (const layer of model.layers.slice(index + 1)) {
+        const after = layer.outputShape as (number | null)[];
+        assert.ok(after.length !== 4 || (after[1] === 1 && after[2] === 1), `${layer.name} after the Grad-CAM layer is ${JSON.stringify(after)}`);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+
+  test(`${entry.name}: preprocessing, option checks and checkpoint metadata`, () => {
+    const resize = (crop: number) => Math.round(crop / entry.cropFraction);
+    assert.equal(entry.transform(), { resize: resize(entry.defaultImageSize), crop: entry.defaultImageSize, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
+    assert.is(entry.transform(224).resize, resize(224));
     assert.match(entry.pretrained.url, /^https:\/\/download\.pytorch\.org\/models\//);
     assert.ok(entry.pretrained.url.endsWith(entry.pretrained.fileName));
     assert.match(entry.pretrained.fileName, new RegExp(`-${entry.pretrained.sha256Prefix}\\.pth$`));
@@ -139,19 +206,17 @@ for (const entry of listModels()) {
   });
 
   test(`${entry.name}: the same seed builds the same weights; another seed different ones`, () => {
-    if (entry.name === 'resnet50') return; // initialisation is shared code; one ResNet is enough for the time budget
-    const firstConv = (m: tfl.LayersModel) => m.layers.find((l) => l.getClassName() === 'Conv2D')!.getWeights()[0]!.dataSync() as Float32Array;
+    const firstConv = (m: tfl.LayersModel) => m.layers.find((l) => l.getClassName() === 'Conv2D')!.getWeights()[0]!;
     const a = entry.build({ imageSize: size, seed: 3 });
     const b = entry.build({ imageSize: size, seed: 3 });
     const c = entry.build({ imageSize: size, seed: 4 });
     try {
-      assert.equal(firstConv(a), firstConv(b));
-      assert.not.equal(Array.from(firstConv(a)), Array.from(firstConv(c)));
-      // Kaiming-normal fan_out: the stem conv's std is sqrt(2 / (out · k · k)).
-      const w = firstConv(a);
+      const w = firstConv(a).dataSync() as Float32Array;
+      assert.equal(w, firstConv(b).dataSync() as Float32Array);
+      assert.not.equal(Array.from(w), Array.from(firstConv(c).dataSync()));
+      // Kaiming-normal fan_out: the stem conv's std is sqrt(2 / (out · k · k)), kernel [k, k, in, out].
+      const [k, , , out] = firstConv(a).shape as [number, number, number, number];
       const std = Math.sqrt(w.reduce((s, v) => s + v * v, 0) / w.length);
-      const out = entry.name === 'efficientnet_b3' ? 40 : 64;
-      const k = entry.name === 'efficientnet_b3' ? 3 : 7;
       assert.ok(Math.abs(std / Math.sqrt(2 / (out * k * k)) - 1) < 0.1, `stem std ${std}`);
     } finally {
       [a, b, c].forEach((m) => m.dispose());
