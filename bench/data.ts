@@ -5,6 +5,7 @@
  * generated phantom of 640-pixel films.
  */
 import { parseArgs } from 'node:util';
+import { loadAugmentConfig } from '../src/config/index.js';
 import { benchData } from '../src/data/index.js';
 
 const { values } = parseArgs({
@@ -22,7 +23,7 @@ const result = await benchData({
   dataDir: values.data,
   imageSize: Number(values['image-size']),
   batchSize: Number(values['batch-size']),
-  augment: values.augment,
+  augment: { name: values.augment, config: await loadAugmentConfig(values.augment) },
   images: Number(values.images),
   log: values.json ? undefined : (line) => process.stderr.write(`${line}\n`),
 });

@@ -5,7 +5,9 @@
  */
 import { Argument, type Command } from 'commander';
 import type { BackendPreference } from '../backend/index.js';
+import { loadAugmentConfig } from '../config/index.js';
 import { benchData } from '../data/index.js';
+import { modelNames } from '../models/index.js';
 import { runBench, type BenchResult } from '../train/index.js';
 import { backendOption, positiveInt, printJson } from './common.js';
 
@@ -19,7 +21,7 @@ interface BenchCliOptions {
   workers?: number;
   microBatch?: number;
   data?: string;
-  augment?: string;
+  augment: string;
   json?: boolean;
 }
 
@@ -37,7 +39,7 @@ export function registerBenchCommands(program: Command): void {
     .command('bench')
     .description('throughput: a training step or inference on synthetic images, or the data loader')
     .addArgument(new Argument('<what>', 'what to time').choices(['train', 'infer', 'data']))
-    .option('--model <name>', 'resnet18 | resnet50 | efficientnet_b3', 'resnet18')
+    .option('--model <name>', modelNames().join(' | '), modelNames()[0])
     .option('--image-size <n>', "input size (default: the model's)", positiveInt('--image-size'))
     .option('--batch-size <n>', 'images per step (the logical batch)', positiveInt('--batch-size'), 8)
     .option('--steps <n>', 'timed steps', positiveInt('--steps'), 5)
@@ -54,7 +56,7 @@ export function registerBenchCommands(program: Command): void {
           dataDir: options.data,
           imageSize: options.imageSize,
           batchSize: options.batchSize,
-          augment: options.augment,
+          augment: { name: options.augment, config: await loadAugmentConfig(options.augment) },
           log: options.json ? undefined : (line) => console.error(line),
         });
         if (options.json) printJson(result);

@@ -8,9 +8,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { backendPreferences } from '../backend/index.js';
-import { augmentConfigSchema, augmentPresets, loadAugmentConfig, type AugmentConfig } from '../data/index.js';
+import { augmentConfigSchema, type AugmentConfig } from '../data/index.js';
 import { UserError, errorMessage } from '../util/index.js';
 import { getModel, listModels, type ModelName } from '../models/index.js';
+import { augmentPresets, loadAugmentConfig } from './augment.js';
 import { readConfigFile } from './files.js';
 import { OptionValues, coerceText, keyAt, option, optional, optionEntries, parseSetArgument, schemaOf, validateValues, type ConfigOf } from './options.js';
 

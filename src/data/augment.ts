@@ -1,26 +1,99 @@
 /**
- * Training augmentation, configured by JSON files (configs/augment/*.json) and built from pure
- * functions `(input, params, rng) → output`.
+ * Training augmentation as an ordered list of ops, configured by JSON files (configs/augment/*.json).
+ * An op is one record: its config key and schema, how it draws its parameters, how it applies them and
+ * when they change nothing. The config schema, the parameter record and both passes are derived from
+ * the list, so adding an op is adding one entry to `augmentOps`.
  *
- * The semantics are torchvision's, operation by operation, so a recipe from a PyTorch notebook means
- * the same here: RandomResizedCrop's parameter search, RandomCrop, HorizontalFlip, RandomRotation
- * (counter-clockwise degrees, bilinear, black fill), ColorJitter's brightness and contrast (factors
- * uniform in [1−x, 1+x], applied in random order, contrast blending with the mean gray level),
- * RandomErasing (after normalisation, as torchvision places it) and mixup (Zhang et al. 2018; λ ~
- * Beta(α, α), paired with another image of the batch). CLAHE is OpenCV's algorithm with OpenCV's
- * parameter names (clipLimit, tileGridSize). Gaussian noise is added to the gray level, the same for all three channels,
- * because the films are monochrome.
+ * The list order is the order of the random draws and of application. Each op declares the stage it
+ * works on, and the stages follow one another:
  *
- * Randomness is drawn in one place, `sampleAugmentation`, into a plain record of parameters; applying
- * them is deterministic. Pixel loops run over the crop only (≤ imageSize²), so a training batch costs
- * milliseconds of JavaScript; decoding and resizing are sharp's, off the main thread.
+ *   film        the resized film as uint8, before the crop (CLAHE)
+ *   crop        which box of the film is read and whether mirrored (crop, hflip): however many ops
+ *               shape it, the crop is read in one resampling pass
+ *   float       the crop as floats in [0, 1] (rotation, colour jitter, gaussian noise)
+ *   normalized  the crop after normalisation, in its slot of the batch buffer (random erasing, where
+ *               torchvision places it)
+ *
+ * When every float op is the identity and the crop box is exactly the output size, nothing resamples or
+ * recolours: the crop is normalised straight from the bytes, exactly as the eval transform does.
+ *
+ * Mixup pairs images across a batch, so it is no per-image op: its key sits beside the ops' in the
+ * config and the loader applies it (mixupBatch). The pixel arithmetic, torchvision's op by op, is in
+ * augment-pixels.ts.
  */
-import { readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { DataError, UserError, errorMessage, createRng, randomInt, uniform, type Rng } from '../util/index.js';
-import { centerCropBox, type Normalization, type RgbImage } from './image.js';
+import { createRng, randomInt, uniform, type Rng } from '../util/index.js';
+import type { Normalization, RgbImage } from './image.js';
+import {
+  addGaussianNoise,
+  adjustBrightness,
+  adjustContrast,
+  centerCropSquare,
+  clahe,
+  eraseInto,
+  normalizeCropInto,
+  normalizeInto,
+  randomErasingBox,
+  randomResizedCropBox,
+  resizedCrop,
+  rotate,
+  type CropBox,
+  type EraseBox,
+  type FloatImage,
+} from './augment-pixels.js';
+
+/** Which box of the film the crop reads, and whether it reads it mirrored. */
+export interface CropPlan {
+  box: CropBox;
+  flip: boolean;
+}
+
+/** One image's normalised size×size×3 slot at `offset` of a batch buffer. */
+export interface NormalizedImage {
+  data: Float32Array;
+  offset: number;
+  size: number;
+}
+
+/** What an op of each stage receives and returns. */
+export interface StageImages {
+  film: RgbImage;
+  crop: CropPlan;
+  float: FloatImage;
+  normalized: NormalizedImage;
+}
+export type Stage = keyof StageImages;
+const stageOrder: readonly Stage[] = ['film', 'crop', 'float', 'normalized'];
+
+/** What an op knows when it draws: the film as it enters augmentation (resized so its shorter side is the model's resize size) and the square output size. */
+export interface SampleContext {
+  width: number;
+  height: number;
+  size: number;
+}
+
+export interface AugmentOp<Key extends string = string, S extends Stage = Stage, Schema extends z.ZodType = z.ZodType, Params = unknown> {
+  /** Its key in the config. */
+  key: Key;
+  stage: S;
+  /** Its entry in the config: `.optional()` for an op that is off unless configured. */
+  schema: Schema;
+  /** Draw one image's parameters; the config is undefined when an optional op is not configured. */
+  sample(config: z.output<Schema>, rng: Rng, context: SampleContext): Params;
+  /** Deterministic: the same image and parameters give the same result. Float and normalized ops may work in place. */
+  apply(image: StageImages[S], params: Params): StageImages[S];
+  /** True when these parameters leave the image as it is. */
+  isIdentity(params: Params): boolean;
+}
+
+/** Types an op record, inferring its key, stage, schema and parameters. */
+export function defineOp<Key extends string, S extends Stage, Schema extends z.ZodType, Params>(op: AugmentOp<Key, S, Schema, Params>): AugmentOp<Key, S, Schema, Params> {
+  return op;
+}
+
+// `any` parameters let one list hold ops whose parameters differ; each op's own record is fully typed.
+type AnyAugmentOp = AugmentOp<string, Stage, z.ZodType, any>;
+type StageOp<S extends Stage> = AugmentOp<string, S, z.ZodType, any>;
 
 const probability = z.number().min(0).max(1);
 function range(min: number, max: number) {
@@ -29,11 +102,28 @@ function range(min: number, max: number) {
     .refine(([low, high]) => low <= high, { message: 'a range is [low, high] with low ≤ high' });
 }
 
-export const augmentConfigSchema = z.strictObject({
-  /** Free text: what the config is for. */
-  description: z.string().optional(),
+/** An op with probability p fires when a draw falls below p; p = 0 or no config draws nothing. */
+function chance(p: number | undefined, rng: Rng): boolean {
+  return p !== undefined && p > 0 && rng.next() < p;
+}
+
+export const claheOp = defineOp({
+  key: 'clahe',
+  stage: 'film',
+  schema: z
+    .strictObject({ p: probability.default(1), clipLimit: z.number().min(1).max(100).default(2), tileGridSize: z.int().min(1).max(64).default(8) })
+    .optional(),
+  sample: (config, rng): { clipLimit: number; tileGridSize: number } | null =>
+    chance(config?.p, rng) ? { clipLimit: config!.clipLimit, tileGridSize: config!.tileGridSize } : null,
+  apply: (image, params) => (params === null ? image : clahe(image, params.clipLimit, params.tileGridSize)),
+  isIdentity: (params) => params === null,
+});
+
+export const cropOp = defineOp({
+  key: 'crop',
+  stage: 'crop',
   /** How the imageSize crop is taken from the image resized to the model's resize size. */
-  crop: z
+  schema: z
     .discriminatedUnion('type', [
       z.strictObject({ type: z.literal('center') }),
       z.strictObject({ type: z.literal('random') }),
@@ -44,16 +134,79 @@ export const augmentConfigSchema = z.strictObject({
       }),
     ])
     .default({ type: 'center' }),
-  hflip: z.strictObject({ p: probability }).optional(),
-  rotation: z.strictObject({ p: probability.default(1), degrees: z.number().min(0).max(180) }).optional(),
-  colorJitter: z
+  sample: (config, rng, { width, height, size }): CropBox => {
+    if (config.type === 'randomResized') return randomResizedCropBox(width, height, config.scale, config.ratio, rng);
+    if (config.type === 'random') {
+      if (width < size || height < size) throw new RangeError(`image ${width}×${height} is smaller than the ${size}px crop`);
+      return { top: randomInt(rng, height - size + 1), left: randomInt(rng, width - size + 1), width: size, height: size };
+    }
+    return centerCropSquare(width, height, size);
+  },
+  apply: (plan, box) => ({ ...plan, box }),
+  // Choosing the box is never a no-op: even the centre box decides which pixels are read.
+  isIdentity: () => false,
+});
+
+export const hflipOp = defineOp({
+  key: 'hflip',
+  stage: 'crop',
+  schema: z.strictObject({ p: probability }).optional(),
+  sample: (config, rng): boolean => chance(config?.p, rng),
+  apply: (plan, flip) => (flip ? { ...plan, flip: !plan.flip } : plan),
+  isIdentity: (flip) => !flip,
+});
+
+export const rotationOp = defineOp({
+  key: 'rotation',
+  stage: 'float',
+  schema: z.strictObject({ p: probability.default(1), degrees: z.number().min(0).max(180) }).optional(),
+  /** Counter-clockwise degrees. */
+  sample: (config, rng): number => (chance(config?.p, rng) ? uniform(rng, -config!.degrees, config!.degrees) : 0),
+  apply: (image, degrees) => rotate(image, degrees),
+  isIdentity: (degrees) => degrees === 0,
+});
+
+export const colorJitterOp = defineOp({
+  key: 'colorJitter',
+  stage: 'float',
+  schema: z
     .strictObject({ p: probability.default(1), brightness: z.number().min(0).max(1).default(0), contrast: z.number().min(0).max(1).default(0) })
     .optional(),
-  clahe: z
-    .strictObject({ p: probability.default(1), clipLimit: z.number().min(1).max(100).default(2), tileGridSize: z.int().min(1).max(64).default(8) })
-    .optional(),
-  gaussianNoise: z.strictObject({ p: probability.default(0.5), sigma: range(0, 1) }).optional(),
-  randomErasing: z
+  /** torchvision ColorJitter: factors uniform in [max(0, 1 − x), 1 + x], applied in random order. */
+  sample: (config, rng): { brightness: number; contrast: number; contrastFirst: boolean } => {
+    const params = { brightness: 1, contrast: 1, contrastFirst: false };
+    if (chance(config?.p, rng)) {
+      const jitter = config!;
+      if (jitter.brightness > 0) params.brightness = uniform(rng, Math.max(0, 1 - jitter.brightness), 1 + jitter.brightness);
+      if (jitter.contrast > 0) params.contrast = uniform(rng, Math.max(0, 1 - jitter.contrast), 1 + jitter.contrast);
+      params.contrastFirst = rng.next() < 0.5;
+    }
+    return params;
+  },
+  apply: (image, { brightness, contrast, contrastFirst }) =>
+    contrastFirst ? adjustBrightness(adjustContrast(image, contrast), brightness) : adjustContrast(adjustBrightness(image, brightness), contrast),
+  isIdentity: ({ brightness, contrast }) => brightness === 1 && contrast === 1,
+});
+
+export const gaussianNoiseOp = defineOp({
+  key: 'gaussianNoise',
+  stage: 'float',
+  schema: z.strictObject({ p: probability.default(0.5), sigma: range(0, 1) }).optional(),
+  sample: (config, rng): { sigma: number; seed: number } => {
+    const sigma = chance(config?.p, rng) ? uniform(rng, config!.sigma[0], config!.sigma[1]) : 0;
+    // The noise has a generator of its own, seeded from one draw, so a crop of any size consumes one
+    // draw here. The draw is made even when noise is off: that is the stream every seed has given
+    // since this op existed, and the draws after it (erasing) depend on it.
+    return { sigma, seed: rng.nextUint32() };
+  },
+  apply: (image, { sigma, seed }) => addGaussianNoise(image, sigma, createRng(seed)),
+  isIdentity: ({ sigma }) => sigma === 0,
+});
+
+export const randomErasingOp = defineOp({
+  key: 'randomErasing',
+  stage: 'normalized',
+  schema: z
     .strictObject({
       p: probability.default(0.5),
       scale: range(0, 1).default([0.02, 0.33]),
@@ -61,490 +214,107 @@ export const augmentConfigSchema = z.strictObject({
       value: z.number().default(0),
     })
     .optional(),
-  mixup: z.strictObject({ p: probability.default(1), alpha: z.number().positive() }).optional(),
+  sample: (config, rng, { size }): EraseBox | null => (chance(config?.p, rng) ? randomErasingBox(size, config!.scale, config!.ratio, config!.value, rng) : null),
+  apply: (image, box) => {
+    if (box !== null) eraseInto(image.data, image.offset, image.size, box);
+    return image;
+  },
+  isIdentity: (box) => box === null,
 });
 
+/** The training augmentation, in the order its draws are made and its ops applied. */
+export const augmentOps = [claheOp, cropOp, hflipOp, rotationOp, colorJitterOp, gaussianNoiseOp, randomErasingOp] as const;
+
+/** Mixup (applied by the loader across a batch, after the per-image ops): λ ~ Beta(α, α), fired with probability p per batch. */
+const mixupSchema = z.strictObject({ p: probability.default(1), alpha: z.number().positive() }).optional();
+
+type OpShape<Ops extends readonly AnyAugmentOp[]> = { [Op in Ops[number] as Op['key']]: Op['schema'] };
+
+/** Everything random about one image's augmentation, drawn up front: each op's parameters under its key. */
+export type AugmentParamsOf<Ops extends readonly AnyAugmentOp[]> = {
+  [Op in Ops[number] as Op['key']]: Op extends AugmentOp<string, Stage, z.ZodType, infer Params> ? Params : never;
+};
+
+/** The config schema of a list of ops: their keys, plus the free-text description and the batch-level mixup. */
+function configSchemaOf<const Ops extends readonly AnyAugmentOp[]>(ops: Ops) {
+  const shape = Object.fromEntries(ops.map((op) => [op.key, op.schema])) as OpShape<Ops>;
+  return z.strictObject({
+    /** Free text: what the config is for. */
+    description: z.string().optional(),
+    ...shape,
+    mixup: mixupSchema,
+  });
+}
+
+/**
+ * A pipeline from an ordered list of ops: its config schema, the sampler that draws every op's
+ * parameters in list order, and the deterministic pass that applies them. Keys must be unique and
+ * the stages in order (film, crop, float, normalized), since list order is application order.
+ */
+export function createAugmentation<const Ops extends readonly AnyAugmentOp[]>(ops: Ops) {
+  const seen = new Set<string>(['description', 'mixup']);
+  let lastStage = 0;
+  for (const op of ops) {
+    if (seen.has(op.key)) throw new Error(`augmentation op "${op.key}" is listed twice or shadows a config key (${[...seen].join(', ')})`);
+    seen.add(op.key);
+    const stage = stageOrder.indexOf(op.stage);
+    if (stage < lastStage) throw new Error(`augmentation op "${op.key}" works on the ${op.stage} stage after an op on the ${stageOrder[lastStage]} stage: list ops in stage order (${stageOrder.join(', ')})`);
+    lastStage = stage;
+  }
+  const schema = configSchemaOf(ops);
+  type Config = z.output<typeof schema>;
+  type Params = AugmentParamsOf<Ops>;
+  const onStage = <S extends Stage>(stage: S) => ops.filter((op): op is StageOp<S> => op.stage === stage);
+  const filmOps = onStage('film');
+  const cropOps = onStage('crop');
+  const floatOps = onStage('float');
+  const normalizedOps = onStage('normalized');
+
+  /** Draw one image's parameters. `width`×`height` is the film as it enters augmentation; `size` the square output. */
+  function sample(config: Config, rng: Rng, width: number, height: number, size: number): Params {
+    const context: SampleContext = { width, height, size };
+    const byKey = config as Record<string, unknown>;
+    return Object.fromEntries(ops.map((op) => [op.key, op.sample(byKey[op.key], rng, context)])) as Params;
+  }
+
+  /** Apply drawn parameters to one film and write the normalised size×size×3 result into `out` at `offset`. */
+  function apply(image: RgbImage, params: Params, size: number, normalization: Normalization, out: Float32Array, offset: number): void {
+    const byKey = params as Record<string, unknown>;
+    const active = <S extends Stage>(list: StageOp<S>[]) => list.filter((op) => !op.isIdentity(byKey[op.key]));
+    const film = active(filmOps).reduce<RgbImage>((current, op) => op.apply(current, byKey[op.key]), image);
+    // Before any crop op, the plan is the eval transform's centre crop.
+    const plan = cropOps.reduce<CropPlan>((current, op) => op.apply(current, byKey[op.key]), { box: centerCropSquare(film.width, film.height, size), flip: false });
+    const floatSteps = active(floatOps);
+    if (floatSteps.length === 0 && plan.box.width === size && plan.box.height === size) {
+      // Nothing resamples or recolours: normalise straight from the bytes, exactly as the eval transform does.
+      normalizeCropInto(film, plan.box, plan.flip, normalization, out, offset);
+    } else {
+      const float = floatSteps.reduce<FloatImage>((current, op) => op.apply(current, byKey[op.key]), resizedCrop(film, plan.box, size, plan.flip));
+      normalizeInto(float, normalization, out, offset);
+    }
+    for (const op of active(normalizedOps)) op.apply({ data: out, offset, size }, byKey[op.key]);
+  }
+
+  return { ops, schema, sample, apply };
+}
+
+const augmentation = createAugmentation(augmentOps);
+
+export const augmentConfigSchema = augmentation.schema;
 export type AugmentConfig = z.output<typeof augmentConfigSchema>;
-export const augmentPresets = ['none', 'seed', 'strong'] as const;
+export type AugmentParams = AugmentParamsOf<typeof augmentOps>;
 
-/** configs/augment/ — two levels above this file both in src/data and in dist/data. */
-export const augmentPresetDir = fileURLToPath(new URL('../../configs/augment/', import.meta.url));
+/** Draw one image's parameters for the training augmentation (see `createAugmentation`). */
+export const sampleAugmentation: (config: AugmentConfig, rng: Rng, width: number, height: number, size: number) => AugmentParams = augmentation.sample;
 
-function describeIssue(issue: z.core.$ZodIssue): string {
-  const where = issue.path.length === 0 ? 'at the top level' : `in "${issue.path.join('.')}"`;
-  if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((key) => `unknown key "${key}" ${where}`).join('; ');
-  }
-  return `${issue.path.join('.') || '(config)'}: ${issue.message}`;
-}
+/** Apply drawn parameters to one (resized, cached) film, writing the normalised result into `out` at `offset`. */
+export const applyAugmentation: (image: RgbImage, params: AugmentParams, size: number, normalization: Normalization, out: Float32Array, offset: number) => void =
+  augmentation.apply;
 
-/** Validate a parsed config object; `source` names it in errors. */
-export function parseAugmentConfig(value: unknown, source = 'augmentation config'): AugmentConfig {
-  const parsed = augmentConfigSchema.safeParse(value);
-  if (!parsed.success) {
-    const allowed = Object.keys(augmentConfigSchema.shape).join(', ');
-    throw new UserError(`${source}: ${parsed.error.issues.map(describeIssue).join('; ')} (keys: ${allowed})`);
-  }
-  return parsed.data;
-}
+/** The config of "no augmentation": every op absent and the centre crop, i.e. the eval transform. */
+export const noAugmentation: AugmentConfig = augmentConfigSchema.parse({});
 
-/** 'none' | 'seed' | 'strong' (configs/augment/<name>.json) or a path to a JSON file. */
-export async function loadAugmentConfig(fileOrPreset: string): Promise<AugmentConfig> {
-  const file = (augmentPresets as readonly string[]).includes(fileOrPreset) ? `${augmentPresetDir}${fileOrPreset}.json` : fileOrPreset;
-  if (!existsSync(file)) throw new UserError(`no augmentation config '${fileOrPreset}': give a preset (${augmentPresets.join(', ')}) or a JSON file`);
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(file, 'utf8'));
-  } catch (error) {
-    throw new DataError(file, `not valid JSON (${errorMessage(error)})`);
-  }
-  return parseAugmentConfig(json, file);
-}
-
-/** An RGB image as floats in [0, 1], HWC. */
-export interface FloatImage {
-  data: Float32Array;
-  width: number;
-  height: number;
-}
-
-export interface CropBox {
-  left: number;
-  top: number;
-  width: number;
-  height: number;
-}
-
-export interface EraseBox extends CropBox {
-  value: number;
-}
-
-/** Everything random about one sample's augmentation, drawn up front. */
-export interface AugmentParams {
-  clahe: boolean;
-  crop: CropBox;
-  flip: boolean;
-  /** Counter-clockwise degrees. */
-  angle: number;
-  brightness: number;
-  contrast: number;
-  contrastFirst: boolean;
-  noiseSigma: number;
-  noiseSeed: number;
-  erase: EraseBox | null;
-}
-
-/** torchvision `RandomResizedCrop.get_params`: ten tries at a box of the asked area and aspect, then a centred fallback. */
-export function randomResizedCropBox(width: number, height: number, scale: readonly [number, number], ratio: readonly [number, number], rng: Rng): CropBox {
-  const area = width * height;
-  const logRatio = [Math.log(ratio[0]), Math.log(ratio[1])] as const;
-  for (let attempt = 0; attempt < 10; attempt++) {
-    const targetArea = area * uniform(rng, scale[0], scale[1]);
-    const aspect = Math.exp(uniform(rng, logRatio[0], logRatio[1]));
-    const w = Math.round(Math.sqrt(targetArea * aspect));
-    const h = Math.round(Math.sqrt(targetArea / aspect));
-    if (w > 0 && h > 0 && w <= width && h <= height) {
-      return { top: randomInt(rng, height - h + 1), left: randomInt(rng, width - w + 1), width: w, height: h };
-    }
-  }
-  const inRatio = width / height;
-  let w = width;
-  let h = height;
-  if (inRatio < Math.min(...ratio)) h = Math.round(w / Math.min(...ratio));
-  else if (inRatio > Math.max(...ratio)) w = Math.round(h * Math.max(...ratio));
-  return { top: Math.floor((height - h) / 2), left: Math.floor((width - w) / 2), width: w, height: h };
-}
-
-/** torchvision `RandomErasing.get_params` (value fixed): up to ten tries, else no erasing. */
-export function randomErasingBox(size: number, scale: readonly [number, number], ratio: readonly [number, number], value: number, rng: Rng): EraseBox | null {
-  const area = size * size;
-  const logRatio = [Math.log(ratio[0]), Math.log(ratio[1])] as const;
-  for (let attempt = 0; attempt < 10; attempt++) {
-    const eraseArea = area * uniform(rng, scale[0], scale[1]);
-    const aspect = Math.exp(uniform(rng, logRatio[0], logRatio[1]));
-    const h = Math.round(Math.sqrt(eraseArea * aspect));
-    const w = Math.round(Math.sqrt(eraseArea / aspect));
-    if (h < size && w < size) return { top: randomInt(rng, size - h + 1), left: randomInt(rng, size - w + 1), width: w, height: h, value };
-  }
-  return null;
-}
-
-/**
- * Draw one sample's parameters. `width`×`height` is the image as it enters augmentation (resized so
- * its shorter side is the model's resize size); `size` the square output.
- */
-export function sampleAugmentation(config: AugmentConfig, rng: Rng, width: number, height: number, size: number): AugmentParams {
-  const chance = (p: number | undefined) => p !== undefined && p > 0 && rng.next() < p;
-  const clahe = chance(config.clahe?.p);
-  let crop: CropBox;
-  if (config.crop.type === 'randomResized') crop = randomResizedCropBox(width, height, config.crop.scale, config.crop.ratio, rng);
-  else if (config.crop.type === 'random') {
-    if (width < size || height < size) throw new RangeError(`image ${width}×${height} is smaller than the ${size}px crop`);
-    crop = { top: randomInt(rng, height - size + 1), left: randomInt(rng, width - size + 1), width: size, height: size };
-  } else crop = centerCropSquare(width, height, size);
-  const flip = chance(config.hflip?.p);
-  const angle = chance(config.rotation?.p) ? uniform(rng, -config.rotation!.degrees, config.rotation!.degrees) : 0;
-  let brightness = 1;
-  let contrast = 1;
-  let contrastFirst = false;
-  if (chance(config.colorJitter?.p)) {
-    const jitter = config.colorJitter!;
-    if (jitter.brightness > 0) brightness = uniform(rng, Math.max(0, 1 - jitter.brightness), 1 + jitter.brightness);
-    if (jitter.contrast > 0) contrast = uniform(rng, Math.max(0, 1 - jitter.contrast), 1 + jitter.contrast);
-    contrastFirst = rng.next() < 0.5;
-  }
-  const noiseSigma = chance(config.gaussianNoise?.p) ? uniform(rng, config.gaussianNoise!.sigma[0], config.gaussianNoise!.sigma[1]) : 0;
-  const noiseSeed = rng.nextUint32();
-  const erasing = config.randomErasing;
-  const erase = chance(erasing?.p) ? randomErasingBox(size, erasing!.scale, erasing!.ratio, erasing!.value, rng) : null;
-  return { clahe, crop, flip, angle, brightness, contrast, contrastFirst, noiseSigma, noiseSeed, erase };
-}
-
-/**
- * Crop `box` from `image` and resize it to size×size, bilinear with half-pixel centres and edge
- * clamping inside the box (torch `interpolate(mode='bilinear', align_corners=False, antialias=False)`
- * on the cropped tensor), optionally mirrored. An exact crop (box = size) copies pixels unchanged.
- */
-export function resizedCrop(image: RgbImage, box: CropBox, size: number, flip = false): FloatImage {
-  const out = new Float32Array(size * size * 3);
-  if (box.width === size && box.height === size) {
-    // An exact crop: the bilinear weights would all be 0 or 1, so copy.
-    const { data, width } = image;
-    let o = 0;
-    for (let y = 0; y < size; y++) {
-      const row = ((box.top + y) * width + box.left) * 3;
-      for (let x = 0; x < size; x++) {
-        const i = row + (flip ? size - 1 - x : x) * 3;
-        out[o++] = data[i]! / 255;
-        out[o++] = data[i + 1]! / 255;
-        out[o++] = data[i + 2]! / 255;
-      }
-    }
-    return { data: out, width: size, height: size };
-  }
-  const scaleX = box.width / size;
-  const scaleY = box.height / size;
-  const { data, width } = image;
-  const xs0 = new Int32Array(size);
-  const xs1 = new Int32Array(size);
-  const xw = new Float32Array(size);
-  for (let x = 0; x < size; x++) {
-    const sx = Math.min(Math.max((x + 0.5) * scaleX - 0.5, 0), box.width - 1);
-    const x0 = Math.floor(sx);
-    const column = flip ? size - 1 - x : x;
-    xs0[column] = (box.left + x0) * 3;
-    xs1[column] = (box.left + Math.min(x0 + 1, box.width - 1)) * 3;
-    xw[column] = sx - x0;
-  }
-  for (let y = 0; y < size; y++) {
-    const sy = Math.min(Math.max((y + 0.5) * scaleY - 0.5, 0), box.height - 1);
-    const y0 = Math.floor(sy);
-    const wy = sy - y0;
-    const row0 = (box.top + y0) * width * 3;
-    const row1 = (box.top + Math.min(y0 + 1, box.height - 1)) * width * 3;
-    let o = y * size * 3;
-    for (let x = 0; x < size; x++) {
-      const wx = xw[x]!;
-      const a = row0 + xs0[x]!;
-      const b = row0 + xs1[x]!;
-      const c = row1 + xs0[x]!;
-      const d = row1 + xs1[x]!;
-      // The four weights once per pixel, then the three channels (unrolled: this is the hot loop).
-      const w00 = ((1 - wx) * (1 - wy)) / 255;
-      const w10 = (wx * (1 - wy)) / 255;
-      const w01 = ((1 - wx) * wy) / 255;
-      const w11 = (wx * wy) / 255;
-      out[o++] = w00 * data[a]! + w10 * data[b]! + w01 * data[c]! + w11 * data[d]!;
-      out[o++] = w00 * data[a + 1]! + w10 * data[b + 1]! + w01 * data[c + 1]! + w11 * data[d + 1]!;
-      out[o++] = w00 * data[a + 2]! + w10 * data[b + 2]! + w01 * data[c + 2]! + w11 * data[d + 2]!;
-    }
-  }
-  return { data: out, width: size, height: size };
-}
-
-/**
- * Rotate counter-clockwise by `degrees` about the image centre, bilinear, zeros outside (torchvision
- * `rotate(tensor, angle, BILINEAR)`, whose grid_sample pads with zeros).
- */
-export function rotate(image: FloatImage, degrees: number): FloatImage {
-  if (degrees === 0) return image;
-  const { width, height, data } = image;
-  const out = new Float32Array(data.length);
-  const radians = (degrees * Math.PI) / 180;
-  const cos = Math.cos(radians);
-  const sin = Math.sin(radians);
-  const cx = width / 2;
-  const cy = height / 2;
-  for (let y = 0; y < height; y++) {
-    const dy = y + 0.5 - cy;
-    for (let x = 0; x < width; x++) {
-      const dx = x + 0.5 - cx;
-      // Inverse map: where in the input does this output pixel come from (y axis points down).
-      const sx = cos * dx - sin * dy + cx - 0.5;
-      const sy = sin * dx + cos * dy + cy - 0.5;
-      const x0 = Math.floor(sx);
-      const y0 = Math.floor(sy);
-      if (x0 < -1 || y0 < -1 || x0 >= width || y0 >= height) continue;
-      const wx = sx - x0;
-      const wy = sy - y0;
-      // Taps outside the image count as zero (grid_sample's zero padding): give them weight 0.
-      const inX0 = x0 >= 0;
-      const inX1 = x0 + 1 < width;
-      const inY0 = y0 >= 0;
-      const inY1 = y0 + 1 < height;
-      const w00 = inX0 && inY0 ? (1 - wx) * (1 - wy) : 0;
-      const w10 = inX1 && inY0 ? wx * (1 - wy) : 0;
-      const w01 = inX0 && inY1 ? (1 - wx) * wy : 0;
-      const w11 = inX1 && inY1 ? wx * wy : 0;
-      const cx0 = inX0 ? x0 : 0;
-      const cx1 = inX1 ? x0 + 1 : 0;
-      const row0 = (inY0 ? y0 : 0) * width;
-      const row1 = (inY1 ? y0 + 1 : 0) * width;
-      const i00 = (row0 + cx0) * 3;
-      const i10 = (row0 + cx1) * 3;
-      const i01 = (row1 + cx0) * 3;
-      const i11 = (row1 + cx1) * 3;
-      const o = (y * width + x) * 3;
-      out[o] = w00 * data[i00]! + w10 * data[i10]! + w01 * data[i01]! + w11 * data[i11]!;
-      out[o + 1] = w00 * data[i00 + 1]! + w10 * data[i10 + 1]! + w01 * data[i01 + 1]! + w11 * data[i11 + 1]!;
-      out[o + 2] = w00 * data[i00 + 2]! + w10 * data[i10 + 2]! + w01 * data[i01 + 2]! + w11 * data[i11 + 2]!;
-    }
-  }
-  return { data: out, width, height };
-}
-
-function clampUnit(x: number): number {
-  return x < 0 ? 0 : x > 1 ? 1 : x;
-}
-
-/** torchvision `adjust_brightness` on floats: scale, clamp to [0, 1]. In place. */
-export function adjustBrightness(image: FloatImage, factor: number): FloatImage {
-  if (factor === 1) return image;
-  const { data } = image;
-  for (let i = 0; i < data.length; i++) data[i] = clampUnit(data[i]! * factor);
-  return image;
-}
-
-/** torchvision `adjust_contrast` on floats: blend with the mean of the ITU-R 601 gray image, clamp. In place. */
-export function adjustContrast(image: FloatImage, factor: number): FloatImage {
-  if (factor === 1) return image;
-  const { data } = image;
-  let sum = 0;
-  for (let i = 0; i < data.length; i += 3) sum += 0.2989 * data[i]! + 0.587 * data[i + 1]! + 0.114 * data[i + 2]!;
-  const mean = sum / (data.length / 3);
-  const offset = (1 - factor) * mean;
-  for (let i = 0; i < data.length; i++) data[i] = clampUnit(factor * data[i]! + offset);
-  return image;
-}
-
-/** Add N(0, σ²) to each pixel's gray level (all channels alike), clamp. In place. */
-export function addGaussianNoise(image: FloatImage, sigma: number, rng: Rng): FloatImage {
-  if (sigma === 0) return image;
-  const { data } = image;
-  const pixels = data.length / 3;
-  for (let p = 0; p < pixels; p += 2) {
-    // Box–Muller gives two independent normals per pair of uniforms: one for each of two pixels.
-    const radius = sigma * Math.sqrt(-2 * Math.log(1 - rng.next())); // 1 − u keeps the logarithm finite
-    const angle = 2 * Math.PI * rng.next();
-    addGray(data, p * 3, radius * Math.cos(angle));
-    if (p + 1 < pixels) addGray(data, p * 3 + 3, radius * Math.sin(angle));
-  }
-  return image;
-}
-
-function addGray(data: Float32Array, i: number, noise: number): void {
-  data[i] = clampUnit(data[i]! + noise);
-  data[i + 1] = clampUnit(data[i + 1]! + noise);
-  data[i + 2] = clampUnit(data[i + 2]! + noise);
-}
-
-/** (x − mean[c]) / std[c], writing into `out` at `offset` (a batch buffer). */
-export function normalizeInto(image: FloatImage, { mean, std }: Normalization, out: Float32Array, offset: number): void {
-  const { data } = image;
-  const scale = [1 / std[0], 1 / std[1], 1 / std[2]];
-  for (let i = 0; i < data.length; i += 3) {
-    out[offset + i] = (data[i]! - mean[0]) * scale[0]!;
-    out[offset + i + 1] = (data[i + 1]! - mean[1]) * scale[1]!;
-    out[offset + i + 2] = (data[i + 2]! - mean[2]) * scale[2]!;
-  }
-}
-
-/** Crop (and mirror) uint8 pixels and normalise them with the arithmetic of image.ts `normalize`. */
-function normalizeCropInto(image: RgbImage, box: CropBox, flip: boolean, { mean, std }: Normalization, out: Float32Array, offset: number): void {
-  let o = offset;
-  for (let y = 0; y < box.height; y++) {
-    for (let x = 0; x < box.width; x++) {
-      const i = ((box.top + y) * image.width + box.left + (flip ? box.width - 1 - x : x)) * 3;
-      for (let c = 0; c < 3; c++) out[o++] = (image.data[i + c]! / 255 - mean[c]!) / std[c]!;
-    }
-  }
-}
-
-/** torchvision `erase` on a normalised size×size×3 image stored at `offset` of `out`. */
-export function eraseInto(out: Float32Array, offset: number, size: number, box: EraseBox): void {
-  for (let y = box.top; y < box.top + box.height; y++) {
-    out.fill(box.value, offset + (y * size + box.left) * 3, offset + (y * size + box.left + box.width) * 3);
-  }
-}
-
-/**
- * Contrast-limited adaptive histogram equalisation (Zuiderveld 1994) of the gray level, as OpenCV's
- * `createCLAHE(clipLimit, (n, n))` computes it: a clipped, redistributed histogram per tile, its CDF as
- * the tile's mapping, and each pixel mapped through the four nearest tiles' mappings, interpolated
- * bilinearly. Written here because sharp's `clahe` (libvips hist_local) is a per-pixel sliding window
- * whose cost grows with the window: ~100 ms per 256-pixel film against ~1 ms for this. The films
- * are monochrome, so the ITU-R 601 gray level is equalised and written to all three channels.
- */
-export function clahe(image: RgbImage, clipLimit: number, tileGridSize: number): RgbImage {
-  const { width, height, data } = image;
-  const tileWidth = Math.ceil(width / tileGridSize);
-  const tileHeight = Math.ceil(height / tileGridSize);
-  const tilesX = Math.ceil(width / tileWidth);
-  const tilesY = Math.ceil(height / tileHeight);
-  const gray = new Uint8Array(width * height);
-  for (let i = 0, j = 0; i < gray.length; i++, j += 3) gray[i] = Math.round(0.299 * data[j]! + 0.587 * data[j + 1]! + 0.114 * data[j + 2]!);
-
-  const luts = new Uint8Array(tilesX * tilesY * 256);
-  const histogram = new Int32Array(256);
-  for (let ty = 0; ty < tilesY; ty++) {
-    for (let tx = 0; tx < tilesX; tx++) {
-      histogram.fill(0);
-      const x0 = tx * tileWidth;
-      const y0 = ty * tileHeight;
-      const x1 = Math.min(x0 + tileWidth, width);
-      const y1 = Math.min(y0 + tileHeight, height);
-      for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) histogram[gray[y * width + x]!]!++;
-      const area = (x1 - x0) * (y1 - y0);
-      // Clip each bin at clipLimit × the mean bin height and spread the excess evenly (OpenCV's scheme).
-      const limit = Math.max(Math.floor((clipLimit * area) / 256), 1);
-      let clipped = 0;
-      for (let i = 0; i < 256; i++) {
-        if (histogram[i]! > limit) {
-          clipped += histogram[i]! - limit;
-          histogram[i] = limit;
-        }
-      }
-      const batch = Math.floor(clipped / 256);
-      let residual = clipped - batch * 256;
-      for (let i = 0; i < 256; i++) histogram[i]! += batch;
-      if (residual > 0) {
-        const step = Math.max(Math.floor(256 / residual), 1);
-        for (let i = 0; i < 256 && residual > 0; i += step, residual--) histogram[i]!++;
-      }
-      const lut = (ty * tilesX + tx) * 256;
-      let sum = 0;
-      for (let i = 0; i < 256; i++) {
-        sum += histogram[i]!;
-        luts[lut + i] = Math.min(255, Math.round((sum * 255) / area));
-      }
-    }
-  }
-
-  const out = new Uint8Array(width * height * 3);
-  for (let y = 0; y < height; y++) {
-    const fy = y / tileHeight - 0.5;
-    const ty0 = Math.max(Math.floor(fy), 0);
-    const ty1 = Math.min(Math.floor(fy) + 1, tilesY - 1);
-    const wy = fy < 0 ? 0 : Math.min(fy - Math.floor(fy), 1);
-    for (let x = 0; x < width; x++) {
-      const fx = x / tileWidth - 0.5;
-      const tx0 = Math.max(Math.floor(fx), 0);
-      const tx1 = Math.min(Math.floor(fx) + 1, tilesX - 1);
-      const wx = fx < 0 ? 0 : Math.min(fx - Math.floor(fx), 1);
-      const v = gray[y * width + x]!;
-      const top = (1 - wx) * luts[(ty0 * tilesX + tx0) * 256 + v]! + wx * luts[(ty0 * tilesX + tx1) * 256 + v]!;
-      const bottom = (1 - wx) * luts[(ty1 * tilesX + tx0) * 256 + v]! + wx * luts[(ty1 * tilesX + tx1) * 256 + v]!;
-      const value = Math.round((1 - wy) * top + wy * bottom);
-      out.fill(value, (y * width + x) * 3, (y * width + x) * 3 + 3);
-    }
-  }
-  return { data: out, width, height };
-}
-
-/**
- * Apply drawn parameters to one image and write the normalised size×size×3 result into `out` at
- * `offset`. `image` is the resized (cached) film.
- */
-export async function applyAugmentation(
-  image: RgbImage,
-  params: AugmentParams,
-  config: AugmentConfig,
-  size: number,
-  normalization: Normalization,
-  out: Float32Array,
-  offset: number,
-): Promise<void> {
-  const source = params.clahe ? clahe(image, config.clahe!.clipLimit, config.clahe!.tileGridSize) : image;
-  const exactCrop = params.crop.width === size && params.crop.height === size && params.angle === 0;
-  if (exactCrop && params.brightness === 1 && params.contrast === 1 && params.noiseSigma === 0) {
-    // Nothing resamples or recolours: normalise straight from the bytes, exactly as the eval transform does.
-    normalizeCropInto(source, params.crop, params.flip, normalization, out, offset);
-    if (params.erase !== null) eraseInto(out, offset, size, params.erase);
-    return;
-  }
-  let float = rotate(resizedCrop(source, params.crop, size, params.flip), params.angle);
-  if (params.contrastFirst) float = adjustBrightness(adjustContrast(float, params.contrast), params.brightness);
-  else float = adjustContrast(adjustBrightness(float, params.brightness), params.contrast);
-  addGaussianNoise(float, params.noiseSigma, createRng(params.noiseSeed));
-  normalizeInto(float, normalization, out, offset);
-  if (params.erase !== null) eraseInto(out, offset, size, params.erase);
-}
-
-/** The eval transform's centre crop (torchvision's offsets) as a crop box. */
-function centerCropSquare(width: number, height: number, size: number): CropBox {
-  const { left, top } = centerCropBox(width, height, size);
-  return { top, left, width: size, height: size };
-}
-
-/** The parameters of "no augmentation": the eval transform's centre crop. */
+/** The parameters of "no augmentation". The draws do not matter: on the empty config only the noise seed is drawn, and no noise is added. */
 export function identityParams(width: number, height: number, size: number): AugmentParams {
-  return {
-    clahe: false,
-    crop: centerCropSquare(width, height, size),
-    flip: false,
-    angle: 0,
-    brightness: 1,
-    contrast: 1,
-    contrastFirst: false,
-    noiseSigma: 0,
-    noiseSeed: 0,
-    erase: null,
-  };
-}
-
-/**
- * Mixup partners: a random cycle through the batch, so no image is paired with itself (a plain
- * random permutation leaves fixed points, and an unlucky one leaves the whole batch unmixed).
- */
-export function mixupPartners(n: number, rng: Rng): number[] {
-  const order = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = randomInt(rng, i + 1);
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
-  const partners = new Array<number>(n);
-  for (let k = 0; k < n; k++) partners[order[k]!] = order[(k + 1) % n]!;
-  return partners;
-}
-
-/**
- * Mixup over a prepared batch, in place: image i becomes λ·x_i + (1−λ)·x_perm(i) and its target the
- * same mix of one-hot labels. Returns the soft targets (N×C).
- */
-export function mixupBatch(images: Float32Array, labels: Int32Array, numClasses: number, lambda: number, permutation: readonly number[]): Float32Array {
-  const n = labels.length;
-  const pixels = images.length / n;
-  const original = images.slice();
-  for (let i = 0; i < n; i++) {
-    const j = permutation[i]!;
-    const a = i * pixels;
-    const b = j * pixels;
-    for (let k = 0; k < pixels; k++) images[a + k] = lambda * original[a + k]! + (1 - lambda) * original[b + k]!;
-  }
-  const targets = new Float32Array(n * numClasses);
-  for (let i = 0; i < n; i++) {
-    targets[i * numClasses + labels[i]!]! += lambda;
-    targets[i * numClasses + labels[permutation[i]!]!]! += 1 - lambda;
-  }
-  return targets;
+  return sampleAugmentation(noAugmentation, createRng(0), width, height, size);
 }

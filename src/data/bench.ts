@@ -10,7 +10,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { UserError } from '../util/index.js';
-import { loadAugmentConfig } from './augment.js';
+import type { AugmentConfig } from './augment.js';
 import { createResizedCache } from './cache.js';
 import { imagenetNormalization, type EvalTransform } from './image.js';
 import { createLoader } from './loader.js';
@@ -21,7 +21,8 @@ export interface BenchDataOptions {
   dataDir?: string;
   imageSize?: number;
   batchSize?: number;
-  augment?: string;
+  /** The augmentation to time, read by the caller (config's loadAugmentConfig), and the name the result gives it. */
+  augment: { name: string; config: AugmentConfig };
   /** Images per measurement (default 96): the train rows used (capped by the split) and the minimum timed. */
   images?: number;
   log?: (line: string) => void;
@@ -41,10 +42,9 @@ export interface BenchDataResult {
   date: string;
 }
 
-export async function benchData(options: BenchDataOptions = {}): Promise<BenchDataResult> {
+export async function benchData(options: BenchDataOptions): Promise<BenchDataResult> {
   const imageSize = options.imageSize ?? 224;
   const batchSize = options.batchSize ?? 16;
-  const augmentName = options.augment ?? 'seed';
   const log = options.log ?? (() => {});
   const scratch = await mkdtemp(join(tmpdir(), 'osteo-bench-data-'));
   try {
@@ -56,7 +56,7 @@ export async function benchData(options: BenchDataOptions = {}): Promise<BenchDa
       await synthesizePhantom({ dest: dataDir, perClass: 16, size: 640, seed: 1 });
       await splitDataset({ dataDir, val: 0.1, test: 0.1 });
     } else dataDir = resolve(options.dataDir);
-    const augment = await loadAugmentConfig(augmentName);
+    const augment = options.augment.config;
     const transform: EvalTransform = { resize: Math.round(imageSize / 0.875), crop: imageSize, ...imagenetNormalization };
     const train = (await readSplitManifest(dataDir)).filter((row) => row.split === 'train');
     const rows = train.slice(0, Math.min(options.images ?? 96, train.length));
@@ -87,7 +87,7 @@ export async function benchData(options: BenchDataOptions = {}): Promise<BenchDa
     return {
       dataDir,
       generated,
-      augment: augmentName,
+      augment: options.augment.name,
       imageSize,
       resize: transform.resize,
       batchSize,

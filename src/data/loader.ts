@@ -13,7 +13,8 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UserError, mapLimit, beta, createRng, deriveSeed, shuffleInPlace } from '../util/index.js';
-import { applyAugmentation, identityParams, mixupBatch, mixupPartners, sampleAugmentation, type AugmentConfig } from './augment.js';
+import { mixupBatch, mixupPartners } from './augment-pixels.js';
+import { applyAugmentation, identityParams, sampleAugmentation, type AugmentConfig } from './augment.js';
 import { createResizedCache, type CacheOptions, type ResizedCache } from './cache.js';
 import { numClasses } from './classes.js';
 import type { EvalTransform } from './image.js';
@@ -143,7 +144,7 @@ export function createLoader(options: LoaderOptions): Loader {
         augment === undefined
           ? identityParams(image.width, image.height, size)
           : sampleAugmentation(augment, createRng(deriveSeed(options.seed, options.epoch, 3, start + k)), image.width, image.height, size);
-      await applyAugmentation(image, params, augment ?? { crop: { type: 'center' } }, size, transform, images, k * pixels);
+      applyAugmentation(image, params, size, transform, images, k * pixels);
     });
     const batch: Batch = { images, labels, size: n, paths };
     if (augment?.mixup !== undefined) {

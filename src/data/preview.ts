@@ -8,7 +8,8 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { dirname, extname, join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { UserError, beta, createRng, deriveSeed, shuffleInPlace } from '../util/index.js';
-import { applyAugmentation, loadAugmentConfig, mixupBatch, mixupPartners, sampleAugmentation, type AugmentConfig } from './augment.js';
+import { mixupBatch, mixupPartners } from './augment-pixels.js';
+import { applyAugmentation, sampleAugmentation, type AugmentConfig } from './augment.js';
 import { createResizedCache } from './cache.js';
 import { classNames, numClasses } from './classes.js';
 import { imagenetNormalization } from './image.js';
@@ -16,8 +17,8 @@ import { readSplitManifest, splitManifestPath, type ManifestRow } from './split.
 
 export interface PreviewOptions {
   dataDir: string;
-  /** A preset name or a JSON file, or a parsed config. */
-  augment: string | AugmentConfig;
+  /** A validated config (config/'s loadAugmentConfig reads presets and files). */
+  augment: AugmentConfig;
   n?: number;
   out?: string;
   /** Tile size in pixels (default 160). */
@@ -56,7 +57,7 @@ export async function previewAugmentations(options: PreviewOptions): Promise<Pre
   const size = options.imageSize ?? 160;
   const seed = options.seed ?? 0;
   if (!Number.isInteger(n) || n < 1 || n > 256) throw new UserError(`--n must be an integer from 1 to 256, got ${n}`);
-  const config = typeof options.augment === 'string' ? await loadAugmentConfig(options.augment) : options.augment;
+  const config = options.augment;
   const manifest = existsSync(splitManifestPath(dataDir)) ? (await readSplitManifest(dataDir)).filter((r) => r.split === 'train') : await folderRows(dataDir);
   if (manifest.length === 0) throw new UserError(`no images found in ${dataDir}: expected ${classNames.map((c) => `${c}/`).join(', ')} or a split manifest`);
 
@@ -76,7 +77,7 @@ export async function previewAugmentations(options: PreviewOptions): Promise<Pre
   for (const [k, row] of chosen.entries()) {
     const image = await cache.get(row.path);
     const params = sampleAugmentation(config, createRng(deriveSeed(seed, 1, k)), image.width, image.height, size);
-    await applyAugmentation(image, params, config, size, imagenetNormalization, images, k * pixels);
+    applyAugmentation(image, params, size, imagenetNormalization, images, k * pixels);
   }
   const labels = Int32Array.from(chosen.map((r) => r.label));
   const captions: string[] = chosen.map((r) => classNames[r.label]!);

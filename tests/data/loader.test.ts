@@ -4,7 +4,8 @@ import sharp from 'sharp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UserError, createRng, restoreRng } from '../../src/util/index.js';
-import { classCounts, createLoader, createResizedCache, decodeRgb, inverseFrequencyWeights, loadAugmentConfig, preprocessForModel, previewAugmentations, readSplitManifest, resizeShorter, sampleOrder, splitDataset, synthesizePhantom, imagenetNormalization, type Batch, type ManifestRow, type ResizedCache } from '../../src/data/index.js';
+import { loadAugmentConfig } from '../../src/config/index.js';
+import { classCounts, createLoader, createResizedCache, decodeRgb, inverseFrequencyWeights, preprocessForModel, previewAugmentations, readSplitManifest, resizeShorter, sampleOrder, splitDataset, synthesizePhantom, imagenetNormalization, type Batch, type ManifestRow, type ResizedCache } from '../../src/data/index.js';
 import { rejects, tempDir } from './helpers.js';
 
 const transform = { resize: 37, crop: 32, ...imagenetNormalization };
@@ -168,13 +169,13 @@ test('clear errors: missing manifest, empty split, crop larger than the resize',
 
 test('preview: a contact sheet with one labelled tile per sample', async () => {
   const out = join(dir.path, 'sheet.png');
-  const result = await previewAugmentations({ dataDir, augment: 'seed', n: 6, out, imageSize: 48 });
+  const result = await previewAugmentations({ dataDir, augment: await loadAugmentConfig('seed'), n: 6, out, imageSize: 48 });
   const meta = await sharp(out).metadata();
   assert.equal([meta.width, meta.height], [result.width, result.height]);
   assert.is(result.tiles.length, 6);
   assert.equal(new Set(result.tiles.map((t) => t.label)), new Set([0, 1, 2]), 'every class shown');
   assert.ok(result.tiles.every((t) => ['Normal', 'Osteopenia', 'Osteoporosis'][t.label] === t.caption));
-  const mixed = await previewAugmentations({ dataDir, augment: 'strong', n: 4, out, imageSize: 48, seed: 1 });
+  const mixed = await previewAugmentations({ dataDir, augment: await loadAugmentConfig('strong'), n: 4, out, imageSize: 48, seed: 1 });
   assert.ok(mixed.tiles.every((t) => /\d\.\d\d/.test(t.caption)), 'mixup captions show the label weights');
 });
 

@@ -1,0 +1,56 @@
+/**
+ * Augmentation configs as files: presets and JSON files load through the one config reader, and every
+ * error names the file and the key.
+ */
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { augmentPresetDir, augmentPresets, loadAugmentConfig, parseAugmentConfig } from '../../src/config/index.js';
+import { DataError, UserError } from '../../src/util/index.js';
+import { rejects } from '../data/helpers.js';
+
+test('presets: every file in configs/augment is a preset, and each loads', async () => {
+  const files = (await readdir(augmentPresetDir)).filter((name) => name.endsWith('.json')).map((name) => name.replace(/\.json$/, ''));
+  assert.equal(files.sort(), [...augmentPresets].sort());
+  const seed = await loadAugmentConfig('seed');
+  assert.equal(seed.rotation, { p: 1, degrees: 10 });
+  assert.equal(seed.colorJitter, { p: 1, brightness: 0.2, contrast: 0.2 });
+  assert.is(seed.hflip?.p, 0.5);
+  assert.equal((await loadAugmentConfig('none')).crop, { type: 'center' });
+  const strong = await loadAugmentConfig('strong');
+  assert.equal(strong.mixup, { p: 0.5, alpha: 0.2 });
+  assert.equal(strong.crop, { type: 'randomResized', scale: [0.6, 1], ratio: [0.8, 1.25] });
+});
+
+test('errors name the file and the key: unknown keys, bad values, bad JSON, folders, unknown presets', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'osteo-augment-'));
+  try {
+    const typo = join(dir, 'typo.json');
+    await writeFile(typo, JSON.stringify({ rotaton: { degrees: 5 }, hflip: { p: 0.5, prob: 1 } }));
+    const error = await rejects(() => loadAugmentConfig(typo), (e) => e instanceof UserError);
+    assert.ok(error.message.startsWith(`${typo}: `), error.message);
+    assert.match(error.message, /unknown key "rotaton" at the top level/);
+    assert.match(error.message, /unknown key "prob" in "hflip"/);
+    assert.match(error.message, /\(keys: description, clahe, crop, hflip, rotation, colorJitter, gaussianNoise, randomErasing, mixup\)/);
+
+    const bad = join(dir, 'bad.json');
+    await writeFile(bad, JSON.stringify({ rotation: { degrees: 500 } }));
+    await rejects(() => loadAugmentConfig(bad), (e) => e instanceof UserError && e.message.startsWith(`${bad}: rotation.degrees:`));
+    assert.throws(() => parseAugmentConfig({ gaussianNoise: { sigma: [0.3, 0.1] } }), /gaussianNoise\.sigma: a range is \[low, high\] with low ≤ high/);
+    assert.throws(() => parseAugmentConfig({ crop: { type: 'zoom' } }, 'inline'), /^inline: crop/);
+
+    const broken = join(dir, 'broken.json');
+    await writeFile(broken, '{ "hflip": ');
+    await rejects(() => loadAugmentConfig(broken), (e) => e instanceof DataError && e.message.startsWith(`${broken}: not valid JSON`));
+    const folder = join(dir, 'folder.json');
+    await mkdir(folder);
+    await rejects(() => loadAugmentConfig(folder), (e) => e instanceof UserError && /augmentation config .*folder\.json is a folder/.test(e.message));
+    await rejects(() => loadAugmentConfig('medium'), (e) => e instanceof UserError && /no augmentation config 'medium'.*none, seed, strong/.test(e.message));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();
