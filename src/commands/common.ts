@@ -1,12 +1,25 @@
 /**
- * What every subcommand shares: the --backend option and one JSON document on stdout for --json.
+ * What every subcommand shares: the --backend option, one JSON document on stdout for --json, and
+ * flags generated from an option table.
  * Commands parse options and call one library function; errors travel up to src/cli.ts.
  */
-import { InvalidArgumentError as InvalidOptionValue, Option } from 'commander';
+import { InvalidArgumentError as InvalidOptionValue, Option, type Command } from 'commander';
 import { backendPreferences } from '../backend/index.js';
+import { optionEntries, type OptionTable } from '../config/index.js';
 
+/**
+ * --backend, or the OSTEO_BACKEND variable when the flag is absent (empty counts as unset). The value
+ * is checked when the command runs, not when the program is built, so a bad variable never stops --help.
+ */
 export function backendOption(): Option {
-  return new Option('--backend <name>', 'compute backend').choices([...backendPreferences]).default(process.env.OSTEO_BACKEND ?? 'auto');
+  return new Option('--backend <name>', `compute backend: ${backendPreferences.join(', ')}`)
+    .env('OSTEO_BACKEND')
+    .default('auto')
+    .argParser((value: string) => {
+      if (value === '') return 'auto';
+      if (!(backendPreferences as readonly string[]).includes(value)) throw new InvalidOptionValue(`choose one of ${backendPreferences.join(', ')}`);
+      return value;
+    });
 }
 
 export function printJson(value: unknown): void {
@@ -28,5 +41,27 @@ export function finiteNumber(name: string): (value: string) => number {
     const n = Number(value);
     if (value.trim() === '' || !Number.isFinite(n)) throw new InvalidOptionValue(`${name} must be a number, got '${value}'`);
     return n;
+  };
+}
+
+/**
+ * Add a flag for every key of `table` that has one (help and default from the table; a required key's
+ * flag is mandatory). Commander applies no defaults and no parsing: the table's resolver does both,
+ * so a value it never saw keeps the origin 'default' and a bad one is reported naming its flag.
+ * Returns the reader of the given flags by config key, for that resolver.
+ */
+export function addTableOptions(command: Command, table: OptionTable): (options: Readonly<Record<string, unknown>>) => Record<string, unknown> {
+  const keyOf = new Map<string, string>();
+  for (const [key, spec] of optionEntries(table)) {
+    if (spec.flag === undefined) continue;
+    const option = new Option(spec.flag, spec.hasDefault ? `${spec.help} (default ${JSON.stringify(spec.default)})` : spec.help);
+    if (spec.present && !spec.hasDefault) option.makeOptionMandatory();
+    command.addOption(option);
+    keyOf.set(option.attributeName(), key);
+  }
+  return (options) => {
+    const flags: Record<string, unknown> = {};
+    for (const [attribute, key] of keyOf) if (options[attribute] !== undefined) flags[key] = options[attribute];
+    return flags;
   };
 }

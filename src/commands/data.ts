@@ -1,7 +1,8 @@
 import { Option, type Command } from 'commander';
 import { byteProgress, countProgress, formatBytes } from '../util/index.js';
 import { classNames, conflictPolicies, defaultKaggleApi, defaultNearThreshold, downloadKaggleDataset, formatCounts, formatIndexReport, formatSplitReport, indexDataset, maxInputPixels, previewAugmentations, splitDataset, synthesizePhantom, type ConflictPolicy } from '../data/index.js';
-import { finiteNumber, positiveInt, printJson } from './common.js';
+import { loadAugmentConfig, resolveSplitConfig, splitOptions } from '../config/index.js';
+import { addTableOptions, finiteNumber, positiveInt, printJson } from './common.js';
 
 const stderrLine = (line: string) => process.stderr.write(`${line}\n`);
 
@@ -75,17 +76,18 @@ export function registerDataCommands(program: Command): void {
       else console.log(formatIndexReport(report));
     });
 
-  data
+  const split = data
     .command('split')
     .description('write DIR/splits.csv: stratified by class, over duplicate groups (none straddles splits), deterministic for a seed')
-    .requiredOption('--data <dir>', 'dataset folder (indexed first if DIR/index.csv is missing)')
-    .option('--val <fraction>', 'validation fraction', finiteNumber('--val'), 0.15)
-    .option('--test <fraction>', 'test fraction', finiteNumber('--test'), 0.15)
-    .option('--seed <n>', 'random seed', finiteNumber('--seed'), 42)
+    .requiredOption('--data <dir>', 'dataset folder (indexed first if DIR/index.csv is missing)');
+  // --val, --test, --seed: the split option table's flags, defaults and validation (src/config/split.ts).
+  const splitFlags = addTableOptions(split, splitOptions);
+  split
     .addOption(conflictsOption().default(undefined, 'drop, if the index must be built'))
     .option('--json', 'print the report as one JSON document')
-    .action(async (options: { data: string; val: number; test: number; seed: number; conflicts?: ConflictPolicy; json?: boolean }) => {
-      const { report } = await splitDataset({ dataDir: options.data, val: options.val, test: options.test, seed: options.seed, conflicts: options.conflicts });
+    .action(async (options: { data: string; conflicts?: ConflictPolicy; json?: boolean }) => {
+      const settings = resolveSplitConfig(splitFlags(options));
+      const { report } = await splitDataset({ dataDir: options.data, ...settings, conflicts: options.conflicts });
       if (options.json) printJson(report);
       else console.log(formatSplitReport(report));
     });
@@ -101,7 +103,7 @@ export function registerDataCommands(program: Command): void {
     .option('--seed <n>', 'random seed', finiteNumber('--seed'), 0)
     .option('--json', 'print one JSON document')
     .action(async (options: { data: string; augment: string; n: number; out: string; imageSize: number; seed: number; json?: boolean }) => {
-      const result = await previewAugmentations({ dataDir: options.data, augment: options.augment, n: options.n, out: options.out, imageSize: options.imageSize, seed: options.seed });
+      const result = await previewAugmentations({ dataDir: options.data, augment: await loadAugmentConfig(options.augment), n: options.n, out: options.out, imageSize: options.imageSize, seed: options.seed });
       if (options.json) printJson(result);
       else console.log(`wrote ${result.out} (${result.tiles.length} samples, ${result.width}×${result.height})`);
     });

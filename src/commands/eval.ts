@@ -1,31 +1,20 @@
-import { InvalidArgumentError, Option, type Command } from 'commander';
+/**
+ * `osteo eval`: its flags are generated from the evaluation option table (src/config/eval.ts), so a
+ * flag, its default, its validation and its help text cannot drift apart.
+ */
+import type { Command } from 'commander';
 import { useBackend, type BackendPreference } from '../backend/index.js';
+import { evalOptions, resolveEvalConfig } from '../config/index.js';
 import { reportSummaryJson, resultsTable } from '../report/index.js';
-import { evaluateRuns, type EvalSplit } from '../eval/index.js';
-import { backendOption, positiveInt, printJson } from './common.js';
+import { evaluateRuns } from '../eval/index.js';
+import { addTableOptions, backendOption, printJson } from './common.js';
 import { registerExportCommand } from './export.js';
 import { registerPredictCommand } from './predict.js';
 
 interface EvalCommandOptions {
-  run: string[];
-  data: string;
-  split: EvalSplit;
-  tta?: boolean;
-  weights: string;
-  out?: string;
   json?: boolean;
-  batchSize: number;
-  seed: number;
-  resamples: number;
   backend: BackendPreference;
-}
-
-function nonNegativeInt(name: string): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${value}'`);
-    return n;
-  };
+  [attribute: string]: unknown;
 }
 
 /** The eval room's commands: eval, predict, export (one registration call for src/cli.ts). */
@@ -36,32 +25,26 @@ export function registerEvalCommands(program: Command): void {
 }
 
 function registerEvalCommand(program: Command): void {
-  program
+  const command = program
     .command('eval')
-    .description('evaluate runs and their soft-vote ensemble on a split: metrics with a bootstrap interval, AUC, calibration, plots')
-    .requiredOption('--run <dir...>', 'training run directories (each contributes its best checkpoint)')
-    .requiredOption('--data <dir>', 'dataset directory with splits.csv')
-    .addOption(new Option('--split <split>', 'split to evaluate').choices(['test', 'val']).default('test'))
-    .option('--tta', 'average each image with its horizontal mirror')
-    .option('--weights <spec>', "ensemble weights: 'equal', 'auto' (fitted on val), or w1,w2,… per run", 'equal')
-    .option('--out <dir>', 'report directory (default: eval-<split> beside the first run)')
-    .option('--batch-size <n>', 'images per forward pass', positiveInt('--batch-size'), 16)
-    .option('--seed <n>', 'bootstrap seed', nonNegativeInt('--seed'), 0)
-    .option('--resamples <n>', 'bootstrap resamples', positiveInt('--resamples'), 2000)
+    .description('evaluate runs and their soft-vote ensemble on a split: metrics with a bootstrap interval, AUC, calibration, plots');
+  const tableFlags = addTableOptions(command, evalOptions);
+  command
     .addOption(backendOption())
     .option('--json', 'print the summary as one JSON document')
     .action(async (options: EvalCommandOptions) => {
+      const config = resolveEvalConfig(tableFlags(options));
       await useBackend(options.backend);
       const { report, written } = await evaluateRuns({
-        runs: options.run,
-        dataDir: options.data,
-        split: options.split,
-        tta: options.tta ?? false,
-        weights: options.weights,
-        outDir: options.out,
-        batchSize: options.batchSize,
-        seed: options.seed,
-        resamples: options.resamples,
+        runs: config.run,
+        dataDir: config.data,
+        split: config.split,
+        tta: config.tta,
+        weights: config.weights,
+        outDir: config.out,
+        batchSize: config.batchSize,
+        seed: config.seed,
+        resamples: config.resamples,
         onProgress: options.json ? undefined : ({ split, done, total }) => process.stderr.write(`\r${split}: ${done}/${total} images${done === total ? '\n' : ''}`),
       });
       if (options.json) {

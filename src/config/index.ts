@@ -1,4 +1,4 @@
-/** config: option tables (type, schema, flags and docs from one record per key), the config kinds built from them, and the one config-file reader. */
+/** config: option tables (type, schema, flags and docs from one record per key), the config kinds built from them (training, augmentation files), and the one config-file reader. */
 export {
   option,
   optional,
@@ -31,3 +31,9 @@ export {
   type TrainConfigSources,
 } from './train.js';
 export { readConfigFile } from './files.js';
+export { loadAugmentConfig, parseAugmentConfig, augmentPresets, augmentPresetDir } from './augment.js';
+export { splitOptions, splitConfigSchema, resolveSplitConfig, checkSplitFractions, type SplitConfig } from './split.js';
+export { evalOptions, evalSplits, evalConfigSchema, resolveEvalConfig, type EvalConfig, type EvalSplit } from './eval.js';
+export { pipelineOptions, pipelineConfigSchema, loadPipelineConfig, type PipelineConfig } from './pipeline.js';
+export { required, list, withoutFlags, applyFlags, flagName, type ListItems } from './options.js';
+export { regenerateDocs, generatedBlocks, documentedTables } from './docs.js';

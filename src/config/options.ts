@@ -2,20 +2,25 @@
  * Option tables: one record per configuration key that feeds the config's TypeScript type, its zod
  * schema, the command-line flags and the docs (STYLE.md §18), so the four cannot drift apart.
  *
- * A table is a nested object whose leaves are `option(...)` (has a default) or `optional(...)` (may be
- * absent). Keys are addressed with dots (`optimizer.lr`). Values arrive in layers — built-in
- * defaults, a config file, flags, `--set key=value` — and every value remembers where it came from,
- * so a validation error names both the key and the file or flag that set it.
+ * A table is a nested object whose leaves are `option(...)` (has a default), `optional(...)` (may be
+ * absent), `required(...)` (must be given) or `list(...)` (a required array of objects, each described
+ * by a flat table of its own). Keys are addressed with dots (`optimizer.lr`). Values arrive in layers —
+ * built-in defaults, a config file, flags, `--set key=value` — and every value remembers where it came
+ * from, so a validation error names both the key and the file or flag that set it.
  */
 import { z } from 'zod';
 import { UserError } from '../util/index.js';
 
-export interface OptionSpec<S extends z.ZodType = z.ZodType, HasDefault extends boolean = boolean> {
+export interface OptionSpec<S extends z.ZodType = z.ZodType, Present extends boolean = boolean> {
   readonly kind: 'option';
   readonly schema: S;
-  readonly hasDefault: HasDefault;
+  /** Whether a validated config always holds the key: it has a default, or it is required. */
+  readonly present: Present;
+  readonly hasDefault: boolean;
   readonly default: z.output<S> | undefined;
   readonly help: string;
+  /** list(...): the flat table that describes each element (for the docs; the schema already holds it). */
+  readonly items?: ListItems;
   /** commander flag syntax, e.g. '--epochs <n>'; absent: set through a config file or --set only. */
   readonly flag?: string;
   /** May differ when a run is resumed (where it runs, how long): everything else must match the run. */
@@ -26,23 +31,53 @@ export interface OptionTable {
   readonly [key: string]: OptionSpec | OptionTable;
 }
 
+/** The keys of one element of a list: leaves only, so element defaults can live in the element schema. */
+export interface ListItems {
+  readonly [key: string]: OptionSpec;
+}
+
 interface Extra {
   flag?: string;
   runtime?: boolean;
 }
 
-export function option<S extends z.ZodType>(schema: S, defaultValue: z.output<S>, help: string, extra: Extra = {}): OptionSpec<S, true> {
-  return { kind: 'option', schema, hasDefault: true, default: defaultValue, help, ...extra };
+export function option<S extends z.ZodType>(schema: S, defaultValue: z.output<S>, help: string, extra: Extra = {}): OptionSpec<S, true> & { readonly default: z.output<S> } {
+  return { kind: 'option', schema, present: true, hasDefault: true, default: defaultValue, help, ...extra };
 }
 
 export function optional<S extends z.ZodType>(schema: S, help: string, extra: Extra = {}): OptionSpec<S, false> {
-  return { kind: 'option', schema, hasDefault: false, default: undefined, help, ...extra };
+  return { kind: 'option', schema, present: false, hasDefault: false, default: undefined, help, ...extra };
+}
+
+/** A key without a default that every config must set (a generated flag is mandatory). */
+export function required<S extends z.ZodType>(schema: S, help: string, extra: Extra = {}): OptionSpec<S, true> {
+  return { kind: 'option', schema, present: true, hasDefault: false, default: undefined, help, ...extra };
+}
+
+/**
+ * A required array of strict objects, each described by `items` (e.g. a pipeline's models). The
+ * element schema fills the element defaults, and a schema issue inside an element keeps its full
+ * path (`models.0.model`), so errors name the element's key and the origin of the list.
+ */
+export function list<T extends ListItems>(items: T, help: string, extra: Extra & { min?: number } = {}): OptionSpec<z.ZodArray<z.ZodType<ConfigOf<T>>>, true> {
+  const shape: Record<string, z.ZodType> = {};
+  for (const [key, spec] of Object.entries(items)) {
+    shape[key] = spec.hasDefault ? spec.schema.default(spec.default) : spec.present ? spec.schema : spec.schema.optional();
+  }
+  const { min = 0, ...rest } = extra;
+  const schema = z.array(z.strictObject(shape) as unknown as z.ZodType<ConfigOf<T>>).min(min);
+  return { kind: 'option', schema, present: true, hasDefault: false, default: undefined, help, items, ...rest };
+}
+
+/** The same keys with no flags: a table reused inside a config file whose command does not expose them. */
+export function withoutFlags<T extends OptionTable>(table: T): T {
+  return Object.fromEntries(Object.entries(table).map(([key, node]) => [key, isOption(node) ? { ...node, flag: undefined } : withoutFlags(node)])) as T;
 }
 
 /** The config type a table describes. */
 export type ConfigOf<T extends OptionTable> = {
-  -readonly [K in keyof T]: T[K] extends OptionSpec<infer S, infer D>
-    ? D extends true
+  -readonly [K in keyof T]: T[K] extends OptionSpec<infer S, infer Present>
+    ? Present extends true
       ? z.output<S>
       : z.output<S> | undefined
     : T[K] extends OptionTable
@@ -69,7 +104,7 @@ export function optionEntries(table: OptionTable, prefix = ''): [string, OptionS
 export function schemaOf(table: OptionTable): z.ZodObject {
   const shape: Record<string, z.ZodType> = {};
   for (const [key, node] of Object.entries(table)) {
-    shape[key] = isOption(node) ? (node.hasDefault ? node.schema : node.schema.optional()) : schemaOf(node);
+    shape[key] = isOption(node) ? (node.present ? node.schema : node.schema.optional()) : schemaOf(node);
   }
   return z.strictObject(shape);
 }
@@ -86,6 +121,8 @@ export interface Sourced {
 export class OptionValues {
   private readonly values = new Map<string, Sourced>();
   private readonly specs: Map<string, OptionSpec>;
+  /** The files merged so far: where a required key that nobody set should have been. */
+  private readonly mergedOrigins: string[] = [];
   private layer = 0;
 
   constructor(readonly table: OptionTable) {
@@ -125,6 +162,7 @@ export class OptionValues {
 
   /** Merge a nested object (a config file's content): unknown keys are errors naming the key and `origin`. */
   merge(layer: unknown, origin: string, node: OptionTable = this.table, prefix = ''): void {
+    if (prefix === '' && !this.mergedOrigins.includes(origin)) this.mergedOrigins.push(origin);
     if (typeof layer !== 'object' || layer === null || Array.isArray(layer)) {
       throw new UserError(`${origin}: ${prefix ? `"${prefix.slice(0, -1)}" must be an object` : 'a config must be a JSON object'}`);
     }
@@ -159,17 +197,25 @@ export class OptionValues {
     return out;
   }
 
-  /** The origin of the value at a schema issue's path: the longest dotted prefix that is a key. */
-  originOf(path: readonly PropertyKey[]): { key: string; origin: string; value: unknown } {
+  /**
+   * The origin of the value at a schema issue's path: the longest dotted prefix that is a key (a path
+   * below a key points inside its value, e.g. `models.0.model` in the list `models`). A key nobody set
+   * is "missing" from the files merged so far.
+   */
+  originOf(path: readonly PropertyKey[]): { key: string; origin: string; value: unknown; missing: boolean } {
     const parts = path.map(String);
     for (let n = parts.length; n > 0; n--) {
       const key = parts.slice(0, n).join('.');
       if (this.specs.has(key)) {
         const sourced = this.values.get(key);
-        return { key: parts.join('.'), origin: sourced?.origin ?? 'default', value: sourced?.value };
+        let value = sourced?.value;
+        for (const part of parts.slice(n)) value = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[part] : undefined;
+        const missing = sourced === undefined && n === parts.length;
+        const unsetIn = this.mergedOrigins.length > 0 ? this.mergedOrigins.join(', ') : (this.specs.get(key)!.flag?.split(' ')[0] ?? 'config');
+        return { key: parts.join('.'), origin: sourced?.origin ?? unsetIn, value, missing };
       }
     }
-    return { key: parts.join('.') || '(config)', origin: 'config', value: undefined };
+    return { key: parts.join('.') || '(config)', origin: 'config', value: undefined, missing: false };
   }
 }
 
@@ -211,12 +257,31 @@ export function parseSetArgument(values: OptionValues, argument: string): { key:
   return { key, value: coerceText(spec, text) };
 }
 
+/** The long flag of a key (`--batch-size`), or the key itself when it has none. */
+export function flagName(key: string, spec: OptionSpec): string {
+  return spec.flag?.split(' ')[0] ?? key;
+}
+
+/**
+ * Command-line values by dotted key, merged as one new layer: strings are coerced as --set values
+ * are, and each value's origin is its flag, so a bad one is reported as `--seed: seed: …`.
+ */
+export function applyFlags(values: OptionValues, flags: Readonly<Record<string, unknown>>): void {
+  values.nextLayer();
+  for (const [key, value] of Object.entries(flags)) {
+    if (value === undefined) continue;
+    const spec = values.spec(key);
+    values.set(key, typeof value === 'string' ? coerceText(spec, value) : value, flagName(key, spec));
+  }
+}
+
 function describeIssue(issue: z.core.$ZodIssue, values: OptionValues): string {
   if (issue.code === 'unrecognized_keys') {
     const where = values.originOf(issue.path);
     return issue.keys.map((key) => `${where.origin}: unknown key "${[...issue.path.map(String), key].join('.')}"`).join('; ');
   }
-  const { key, origin, value } = values.originOf(issue.path);
+  const { key, origin, value, missing } = values.originOf(issue.path);
+  if (missing && values.spec(key).present) return `${origin}: missing required key "${key}" (${values.spec(key).help})`;
   const got = value === undefined ? '' : ` (got ${JSON.stringify(value)})`;
   return `${keyAt(origin, key)}: ${issue.message}${got}`;
 }
@@ -240,6 +305,10 @@ function describeJsonType(json: Record<string, unknown>): string {
   const alternatives = (json.anyOf ?? json.oneOf) as Record<string, unknown>[] | undefined;
   if (alternatives) return alternatives.map(describeJsonType).join(' | ');
   const type = json.type as string | undefined;
+  if (type === 'array' && typeof json.items === 'object' && json.items !== null) {
+    const items = json.items as Record<string, unknown>;
+    return items.type === 'object' ? 'array of objects' : `array of ${describeJsonType(items)}`;
+  }
   if (type === 'integer' || type === 'number') {
     const bounds: string[] = [];
     if (typeof json.minimum === 'number') bounds.push(`≥ ${json.minimum}`);
@@ -251,11 +320,25 @@ function describeJsonType(json: Record<string, unknown>): string {
   return type ?? 'value';
 }
 
+/** Every key for the docs: a list's element keys follow it as `key[].item`. */
+function documentedEntries(table: OptionTable): [string, OptionSpec][] {
+  return optionEntries(table).flatMap(([key, spec]): [string, OptionSpec][] => [
+    [key, spec],
+    ...Object.entries(spec.items ?? {}).map(([item, itemSpec]): [string, OptionSpec] => [`${key}[].${item}`, itemSpec]),
+  ]);
+}
+
+function defaultText(spec: OptionSpec): string | undefined {
+  if (spec.hasDefault) return JSON.stringify(spec.default);
+  return spec.present ? 'required' : undefined;
+}
+
 /** A Markdown table of every key: the reference docs of a config kind. */
 export function optionsMarkdown(table: OptionTable): string {
-  const rows = optionEntries(table).map(([key, spec]) => {
+  const rows = documentedEntries(table).map(([key, spec]) => {
     const flag = spec.flag ? `\`${spec.flag.split(' ')[0]}\`` : '';
-    const def = spec.hasDefault ? `\`${JSON.stringify(spec.default)}\`` : '—';
+    const text = defaultText(spec);
+    const def = spec.hasDefault ? `\`${text}\`` : (text ?? '—');
     return `| \`${key}\` | ${flag} | ${typeText(spec.schema).replaceAll('|', '\\|')} | ${def} | ${spec.help.replaceAll('|', '\\|')} |`;
   });
   return ['| key | flag | type | default | meaning |', '|---|---|---|---|---|', ...rows].join('\n');
@@ -263,11 +346,12 @@ export function optionsMarkdown(table: OptionTable): string {
 
 /** The same reference as plain text, one key per line (for --help). */
 export function optionsText(table: OptionTable): string {
-  const entries = optionEntries(table);
+  const entries = documentedEntries(table);
   const width = Math.max(...entries.map(([key]) => key.length));
   return entries
     .map(([key, spec]) => {
-      const def = spec.hasDefault ? ` = ${JSON.stringify(spec.default)}` : '';
+      const text = defaultText(spec);
+      const def = text === undefined ? '' : spec.hasDefault ? ` = ${text}` : ` (${text})`;
       return `  ${key.padEnd(width)}  ${typeText(spec.schema)}${def}\n  ${' '.repeat(width)}  ${spec.help}`;
     })
     .join('\n');

@@ -41,17 +41,9 @@ export {
   type IndexRow,
 } from './indexer.js';
 export { splitDataset, readSplitManifest, assignSplits, formatSplitReport, splitManifestPath, splits, type Split, type ManifestRow, type SplitOptions, type SplitReport } from './split.js';
-export {
-  loadAugmentConfig,
-  parseAugmentConfig,
-  augmentConfigSchema,
-  augmentPresets,
-  sampleAugmentation,
-  applyAugmentation,
-  type AugmentConfig,
-  type AugmentParams,
-} from './augment.js';
+export { augmentConfigSchema, sampleAugmentation, applyAugmentation, type AugmentConfig, type AugmentParams } from './augment.js';
 export { createResizedCache, cacheDir, type ResizedCache, type CacheOptions } from './cache.js';
 export { createLoader, classCounts, inverseFrequencyWeights, sampleOrder, type Batch, type Loader, type LoaderOptions, type SamplerKind } from './loader.js';
 export { previewAugmentations, type PreviewOptions, type PreviewResult } from './preview.js';
 export { benchData, type BenchDataOptions, type BenchDataResult } from './bench.js';
+export { splitDefaults } from './split.js';

@@ -24,6 +24,15 @@ export interface ManifestRow {
   group: string;
 }
 
+/**
+ * The split of the published protocol, 70/15/15 with seed 42: the one place these numbers are
+ * written. They are a fact of the data protocol (as a model's input size is a fact of its registry
+ * entry), so they live here, where splitDataset and its in-room callers can read them; the split
+ * option table (src/config/split.ts) takes its defaults, docs and `osteo data split` flags from them.
+ */
+export const splitDefaults: Readonly<{ val: number; test: number; seed: number }> = Object.freeze({ val: 0.15, test: 0.15, seed: 42 });
+
+/** Fractions and seed arrive validated (the split option table checks them); absent ones take splitDefaults. */
 export interface SplitOptions {
   dataDir: string;
   val?: number;
@@ -83,10 +92,6 @@ async function loadIndex(dataDir: string, conflicts: ConflictPolicy | undefined)
   return { rows, indexed: false };
 }
 
-function checkFraction(name: string, value: number): void {
-  if (!Number.isFinite(value) || value < 0 || value >= 1) throw new UserError(`--${name} must be a fraction in [0, 1), got ${value}`);
-}
-
 /**
  * Assign duplicate groups to splits, stratified by class (a group's class is its first label; under
  * --conflicts keep a group may carry two). Pure: same rows and seed, same assignment.
@@ -118,12 +123,9 @@ export function assignSplits(rows: IndexRow[], fractions: { val: number; test: n
 
 export async function splitDataset(options: SplitOptions): Promise<{ rows: ManifestRow[]; report: SplitReport }> {
   const dataDir = resolve(options.dataDir);
-  const val = options.val ?? 0.15;
-  const test = options.test ?? 0.15;
-  const seed = options.seed ?? 42;
-  checkFraction('val', val);
-  checkFraction('test', test);
-  if (val + test >= 1) throw new UserError(`--val + --test must leave images for training, got ${val} + ${test}`);
+  const val = options.val ?? splitDefaults.val;
+  const test = options.test ?? splitDefaults.test;
+  const seed = options.seed ?? splitDefaults.seed;
   const { rows: indexRows, indexed } = await loadIndex(dataDir, options.conflicts);
   const rows = assignSplits(indexRows, { val, test }, seed);
   if (rows.length === 0) throw new UserError(`no usable images in ${dataDir} (see \`osteo data index --data ${dataDir}\`)`);

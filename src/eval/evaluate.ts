@@ -6,12 +6,17 @@
 import { dirname, join, resolve } from 'node:path';
 import { classNames, preprocessForModel, readSplitManifest, type EvalTransform, type ManifestRow } from '../data/index.js';
 import { createRng, UserError } from '../util/index.js';
+import { evalOptions, type EvalSplit } from '../config/index.js';
 import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from './ensemble.js';
 import { disambiguateNames, disposeModels, loadRunForInference, predictProbabilities, transformKey, type LoadedModel } from './inference.js';
 import { summarize, writeEvaluationReport, type EvaluationReport, type ModelSummary, type WrittenReport } from '../report/index.js';
 
-export type EvalSplit = 'test' | 'val';
+export type { EvalSplit };
 
+/**
+ * What to evaluate, validated by the caller (`osteo eval` through the eval option table, a pipeline
+ * through its config); an absent setting takes the eval table's default, so none is written here.
+ */
 export interface EvaluateOptions {
   runs: string[];
   dataDir: string;
@@ -48,7 +53,7 @@ async function predictRows(
   options: Pick<EvaluateOptions, 'tta' | 'batchSize' | 'readImage' | 'onProgress'>,
 ): Promise<Float32Array[]> {
   const readImage = options.readImage ?? ((file, transform) => preprocessForModel(file, transform));
-  const batchSize = options.batchSize ?? 16;
+  const batchSize = options.batchSize ?? evalOptions.batchSize.default;
   const outputs = models.map((m) => new Float32Array(rows.length * m.numClasses));
   const groups = new Map<string, LoadedModel[]>();
   for (const m of models) groups.set(transformKey(m.transform), [...(groups.get(transformKey(m.transform)) ?? []), m]);
@@ -75,14 +80,13 @@ export interface EvaluationResult {
 }
 
 export async function evaluateRuns(options: EvaluateOptions): Promise<EvaluationResult> {
-  const split = options.split ?? 'test';
-  if (options.runs.length === 0) throw new UserError('give at least one --run DIR');
-  const weightSpec = parseEnsembleWeights(options.weights ?? 'equal', options.runs.length);
+  const split = options.split ?? evalOptions.split.default;
+  const weightSpec = parseEnsembleWeights(options.weights ?? evalOptions.weights.default, options.runs.length);
   if (weightSpec.kind === 'auto' && split === 'val') {
     throw new UserError('--weights auto is fitted on the val split, so evaluating it on val would be biased: use --split test, or --weights equal|w1,w2,…');
   }
-  const seed = options.seed ?? 0;
-  const resamples = options.resamples ?? 2000;
+  const seed = options.seed ?? evalOptions.seed.default;
+  const resamples = options.resamples ?? evalOptions.resamples.default;
   const manifest = await readSplitManifest(options.dataDir);
   const rows = manifest.filter((r) => r.split === split);
   if (rows.length === 0) throw new UserError(`the ${split} split of ${options.dataDir} is empty: re-run \`osteo data split --data ${options.dataDir}\``);
@@ -128,7 +132,7 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
       split,
       dataDir: options.dataDir,
       classNames,
-      tta: options.tta ?? false,
+      tta: options.tta ?? evalOptions.tta.default,
       ensembleWeights,
       bootstrap: { resamples, seed },
       images: rows.map((r) => ({ path: r.path, label: r.label })),

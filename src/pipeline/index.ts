@@ -1,12 +1,10 @@
 /** pipeline: whole experiments composed from the rooms below — `osteo reproduce` (download → split → train each model → evaluate → export). */
 export {
   reproduce,
-  loadReproduceConfig,
   formatReproduceTable,
   checkAgainstPublished,
   publishedResults,
   publishedProtocolDefects,
-  type ReproduceConfig,
   type ReproduceOptions,
   type ReproduceRow,
   type ReproduceResult,

@@ -5,14 +5,13 @@
  * the phantom dataset with configs/demo.json.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { z } from 'zod';
 import { countClassFiles, downloadKaggleDataset, formatIndexReport, formatSplitReport, indexDataset, splitDataset, synthesizePhantom } from '../data/index.js';
 import { type ProgressSink, DataError, UserError, errorMessage, writeFileAtomic } from '../util/index.js';
-import { ensembleName, evaluateRuns, exportDashboard, type EvaluationResult } from '../eval/index.js';
-import { getModel, listModels, type ModelName } from '../models/index.js';
-import { resolveTrainConfig } from '../config/index.js';
+import { dashboardModels, ensembleName, evaluateRuns, exportDashboard, type EvaluationResult } from '../eval/index.js';
+import { getModel, type ModelName } from '../models/index.js';
+import { loadPipelineConfig, resolveTrainConfig, type PipelineConfig } from '../config/index.js';
 import { trainModel, type TrainEvent } from '../train/index.js';
 import { defaultWeightsDir, fetchPretrainedWeights } from '../weights/index.js';
 import type { BackendPreference } from '../backend/index.js';
@@ -32,59 +31,8 @@ export const publishedProtocolDefects: readonly string[] = [
   'no confidence intervals: on a test set of ~290 images a 95% interval is about ±4 points.',
 ];
 
-const modelNames = listModels().map((entry) => entry.name) as [ModelName, ...ModelName[]];
-
-const reproduceSchema = z.strictObject({
-  description: z.string().optional(),
-  data: z.strictObject({
-    source: z.enum(['kaggle', 'phantom']),
-    dir: z.string().min(1),
-    /** phantom only: distinct images per class and image width. */
-    perClass: z.int().min(6).optional(),
-    size: z.int().min(32).optional(),
-    val: z.number().gt(0).lt(1).default(0.15),
-    test: z.number().gt(0).lt(1).default(0.15),
-    seed: z.int().min(0).default(42),
-  }),
-  models: z
-    .array(
-      z.strictObject({
-        model: z.enum(modelNames),
-        /** A training recipe, relative to this file (default: the model's built-in recipe). */
-        recipe: z.string().min(1).optional(),
-        /** Start from torchvision's ImageNet checkpoint (fetched into --weights-dir when missing). */
-        pretrained: z.boolean().default(true),
-        /** `key=value` overrides for this model only, as `osteo train --set`. */
-        set: z.array(z.string()).default([]),
-      }),
-    )
-    .min(1),
-  /** `key=value` overrides for every model, applied before the per-model ones. */
-  set: z.array(z.string()).default([]),
-  seed: z.int().min(0).default(42),
-  ensemble: z.strictObject({ weights: z.string().default('equal'), tta: z.boolean().default(false) }).default({ weights: 'equal', tta: false }),
-});
-export type ReproduceConfig = z.output<typeof reproduceSchema>;
-
-export async function loadReproduceConfig(file: string): Promise<ReproduceConfig> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(file, 'utf8'));
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`reproduce config ${file} not found`);
-    throw new DataError(file, `not valid JSON (${errorMessage(error)})`);
-  }
-  const parsed = reproduceSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const key = issue.path.join('.') || '(top level)';
-    const keys = issue.code === 'unrecognized_keys' ? `: unknown key ${issue.keys.map((k) => `"${k}"`).join(', ')}` : `: ${issue.message}`;
-    throw new UserError(`invalid reproduce config ${file}: ${key}${keys}`);
-  }
-  return parsed.data;
-}
-
 export interface ReproduceOptions {
+  /** A pipeline config file (the pipeline option table, src/config/pipeline.ts, says what it may hold). */
   config: string;
   /** Use this dataset folder instead of the config's (it must hold Normal/, Osteopenia/, Osteoporosis/). */
   data?: string;
@@ -129,7 +77,7 @@ export interface ReproduceResult {
   artefacts: { report: string; evaluation?: string; dashboard?: string[]; runs: string[] };
 }
 
-async function prepareData(config: ReproduceConfig, options: ReproduceOptions, log: (line: string) => void): Promise<string> {
+async function prepareData(config: PipelineConfig, options: ReproduceOptions, log: (line: string) => void): Promise<string> {
   const dataDir = resolve(options.data ?? config.data.dir);
   if (options.data === undefined) {
     if (config.data.source === 'phantom') {
@@ -180,7 +128,7 @@ function tableRows(evaluation: EvaluationResult | undefined, runs: Record<string
  * The ImageNet checkpoints the config asks for, found or fetched before any data work, so that an
  * offline machine learns in seconds — not after hours of training — what is missing and what to do.
  */
-async function fetchCheckpoints(config: ReproduceConfig, options: ReproduceOptions, log: (line: string) => void): Promise<Map<ModelName, string>> {
+async function fetchCheckpoints(config: PipelineConfig, options: ReproduceOptions, log: (line: string) => void): Promise<Map<ModelName, string>> {
   const paths = new Map<ModelName, string>();
   if (options.pretrained === false) return paths;
   for (const spec of config.models.filter((m) => m.pretrained)) {
@@ -233,7 +181,7 @@ export function checkAgainstPublished(rows: readonly ReproduceRow[], tolerance: 
 export async function reproduce(options: ReproduceOptions): Promise<ReproduceResult> {
   const log = options.log ?? (() => {});
   const configFile = resolve(options.config);
-  const config = await loadReproduceConfig(configFile);
+  const config = await loadPipelineConfig(configFile);
   const out = resolve(options.out);
   if (config.description) log(config.description);
   const checkpoints = await fetchCheckpoints(config, options, log);
@@ -277,13 +225,9 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
       outDir: join(out, 'eval'),
       seed: config.seed,
     });
-    if (runs.resnet18 && runs.resnet50 && runs.efficientnet_b3) {
-      const exported = await exportDashboard({
-        dir: join(out, 'dashboard'),
-        resnet18: runs.resnet18,
-        resnet50: runs.resnet50,
-        efficientnetB3: runs.efficientnet_b3,
-      });
+    const dashboardNames = dashboardModels().map((entry) => entry.name);
+    if (dashboardNames.every((name) => runs[name] !== undefined)) {
+      const exported = await exportDashboard({ dir: join(out, 'dashboard'), runs: Object.fromEntries(dashboardNames.map((name) => [name, runs[name]])) });
       dashboard = exported.files.map((file) => resolve(exported.dir, file));
     }
   }

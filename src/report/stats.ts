@@ -3,6 +3,7 @@
  * AUC, and expected calibration error. All take row-major [n, numClasses] probability arrays.
  */
 import { UserError } from '../util/index.js';
+import { argmaxRows } from './metrics.js';
 import type { ReliabilityBin } from './plot.js';
 
 /** Anything that yields uniform numbers in [0, 1): the data room's seeded Rng satisfies it. */
@@ -29,16 +30,15 @@ export interface BootstrapInterval {
 /**
  * Percentile bootstrap interval for accuracy: resample the evaluated images with replacement
  * `resamples` times and take the central `confidence` mass of the resampled accuracies. With a
- * few hundred test images this is the honest error bar on "83%": about ±4 points.
+ * few hundred test images this is the honest error bar on "83%": about ±4 points. `resamples` is a
+ * positive integer and `confidence` in (0, 1): callers pass validated settings (the eval option table).
  */
 export function bootstrapAccuracy(
   correct: ArrayLike<boolean | number>,
-  options: { rng: RandomSource; resamples?: number; confidence?: number },
+  options: { rng: RandomSource; resamples: number; confidence?: number },
 ): BootstrapInterval {
-  const resamples = options.resamples ?? 2000;
+  const { resamples } = options;
   const confidence = options.confidence ?? 0.95;
-  if (!Number.isInteger(resamples) || resamples < 1) throw new UserError(`bootstrap resamples must be a positive integer, got ${resamples}`);
-  if (!(confidence > 0 && confidence < 1)) throw new UserError(`bootstrap confidence must be in (0, 1), got ${confidence}`);
   const n = correct.length;
   if (n === 0) return { lower: 0, upper: 0, confidence, resamples };
   const hits = new Uint8Array(n);
@@ -136,9 +136,9 @@ export function calibration(probabilities: Float32Array, labels: ArrayLike<numbe
   const count = new Float64Array(numBins);
   const confidenceSum = new Float64Array(numBins);
   const correctSum = new Float64Array(numBins);
+  const predicted = argmaxRows(probabilities, numClasses);
   for (let i = 0; i < n; i++) {
-    let best = 0;
-    for (let c = 1; c < numClasses; c++) if (probabilities[i * numClasses + c]! > probabilities[i * numClasses + best]!) best = c;
+    const best = predicted[i]!;
     const confidence = probabilities[i * numClasses + best]!;
     const bin = Math.min(numBins - 1, Math.max(0, Math.ceil(confidence * numBins) - 1));
     count[bin]!++;

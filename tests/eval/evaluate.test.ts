@@ -126,7 +126,6 @@ test('option errors: auto on val, wrong weight count, empty split', async () => 
     );
   await reject({ runs: [r18.dir, b3.dir], dataDir: data, split: 'val', weights: 'auto', outDir: null }, /biased/);
   await reject({ runs: [r18.dir, b3.dir], dataDir: data, weights: '1,2,3', outDir: null }, /3 values but there are 2 models/);
-  await reject({ runs: [], dataDir: data, outDir: null }, /--run/);
   const empty = join(root, 'data-empty');
   await mkdir(empty, { recursive: true });
   await writeFile(join(empty, 'splits.csv'), 'path,label,split,group\nx.png,0,train,g\n');

@@ -7,10 +7,10 @@ import { join, resolve } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UserError } from '../../src/util/index.js';
+import { loadPipelineConfig } from '../../src/config/index.js';
 import {
   checkAgainstPublished,
   formatReproduceTable,
-  loadReproduceConfig,
   publishedResults,
   reproduce,
   type ReproduceRow,
@@ -53,18 +53,18 @@ test('a reproduce config with an unknown key is refused naming the key and the f
     const file = join(dir, 'bad.json');
     await writeFile(file, JSON.stringify({ data: { source: 'phantom', dir: 'x', colour: 1 }, models: [{ model: 'resnet18' }] }));
     try {
-      await loadReproduceConfig(file);
+      await loadPipelineConfig(file);
       assert.unreachable();
     } catch (error) {
       assert.instance(error, UserError);
-      assert.match((error as Error).message, /bad\.json: data: unknown key "colour"/);
+      assert.match((error as Error).message, /bad\.json: unknown key "data\.colour"/);
     }
     await writeFile(file, JSON.stringify({ data: { source: 'phantom', dir: 'x' }, models: [{ model: 'resnet34' }] }));
     try {
-      await loadReproduceConfig(file);
+      await loadPipelineConfig(file);
       assert.unreachable();
     } catch (error) {
-      assert.match((error as Error).message, /models\.0\.model/);
+      assert.match((error as Error).message, /bad\.json: models\.0\.model: .*"resnet34"/);
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -73,7 +73,7 @@ test('a reproduce config with an unknown key is refused naming the key and the f
 
 test('the shipped pipeline configs are valid', async () => {
   for (const name of ['reproduce.json', 'demo.json']) {
-    const config = await loadReproduceConfig(resolve('configs', name));
+    const config = await loadPipelineConfig(resolve('configs', name));
     assert.equal(config.models.map((m) => m.model), ['resnet18', 'resnet50', 'efficientnet_b3']);
   }
 });

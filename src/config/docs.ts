@@ -1,0 +1,33 @@
+/**
+ * The reference tables in README.md, generated from the option tables so the docs cannot drift from
+ * the flags and schemas: `npm run docs` rewrites each block between `<!-- generated: NAME -->` and
+ * `<!-- /generated -->`, and a test fails when README.md is out of date.
+ */
+import { evalOptions } from './eval.js';
+import { optionsMarkdown, type OptionTable } from './options.js';
+import { pipelineOptions } from './pipeline.js';
+import { splitOptions } from './split.js';
+import { trainOptions } from './train.js';
+
+export const documentedTables: Readonly<Record<string, OptionTable>> = {
+  'train options': trainOptions,
+  'split options': splitOptions,
+  'eval options': evalOptions,
+  'pipeline options': pipelineOptions,
+};
+
+const block = /(<!-- generated: ([^>]+?) -->)[\s\S]*?(<!-- \/generated -->)/g;
+
+/** `markdown` with every generated block rewritten from its table; unknown block names are errors. */
+export function regenerateDocs(markdown: string): string {
+  return markdown.replace(block, (_all, open: string, name: string, close: string) => {
+    const table = documentedTables[name];
+    if (table === undefined) throw new Error(`README.md names an unknown generated block "${name}"; known: ${Object.keys(documentedTables).join(', ')}`);
+    return `${open}\n${optionsMarkdown(table)}\n${close}`;
+  });
+}
+
+/** The names of the generated blocks a document holds. */
+export function generatedBlocks(markdown: string): string[] {
+  return [...markdown.matchAll(block)].map((match) => match[2]!);
+}

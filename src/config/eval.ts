@@ -1,0 +1,34 @@
+/**
+ * The evaluation settings: one option table for the `osteo eval` flags, their validation, the defaults
+ * evaluateRuns falls back to when a pipeline calls it, and the docs.
+ */
+import { z } from 'zod';
+import { OptionValues, applyFlags, option, optional, required, schemaOf, validateValues, type ConfigOf } from './options.js';
+
+const positiveInt = z.int().min(1);
+
+export const evalSplits = ['test', 'val'] as const;
+export type EvalSplit = (typeof evalSplits)[number];
+
+export const evalOptions = {
+  run: required(z.array(z.string().min(1)).min(1), 'training run directories (each contributes its best checkpoint)', { flag: '--run <dir...>' }),
+  data: required(z.string().min(1), 'dataset directory with splits.csv', { flag: '--data <dir>' }),
+  split: option(z.enum(evalSplits), 'test', `split to evaluate: ${evalSplits.join(' or ')}`, { flag: '--split <split>' }),
+  tta: option(z.boolean(), false, 'average each image with its horizontal mirror', { flag: '--tta' }),
+  weights: option(z.string().min(1), 'equal', "ensemble weights: 'equal', 'auto' (fitted on val), or w1,w2,… per run", { flag: '--weights <spec>' }),
+  out: optional(z.string().min(1), 'report directory (default: eval-<split> beside the first run)', { flag: '--out <dir>' }),
+  batchSize: option(positiveInt, 16, 'images per forward pass', { flag: '--batch-size <n>' }),
+  seed: option(z.int().min(0), 0, 'bootstrap seed', { flag: '--seed <n>' }),
+  resamples: option(positiveInt, 2000, 'bootstrap resamples', { flag: '--resamples <n>' }),
+} as const;
+
+export type EvalConfig = ConfigOf<typeof evalOptions>;
+
+export const evalConfigSchema = schemaOf(evalOptions);
+
+/** The evaluation settings from `osteo eval` flags (by key): errors name the flag. */
+export function resolveEvalConfig(flags: Readonly<Record<string, unknown>>): EvalConfig {
+  const values = new OptionValues(evalOptions);
+  applyFlags(values, flags);
+  return validateValues(values, evalConfigSchema) as EvalConfig;
+}

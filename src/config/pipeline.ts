@@ -1,0 +1,57 @@
+/**
+ * The pipeline config (`osteo reproduce --config`, configs/reproduce.json and configs/demo.json): one
+ * option table, read by the one config-file reader and validated by the same machinery as a training
+ * recipe, so an unknown or bad key is reported as `FILE: unknown key "models.0.foo"` or
+ * `FILE: data.val: …`. The split and ensemble keys are the split and eval tables' own records.
+ */
+import { z } from 'zod';
+import { listModels, type ModelName } from '../models/index.js';
+import { UserError } from '../util/index.js';
+import { evalOptions } from './eval.js';
+import { readConfigFile } from './files.js';
+import { OptionValues, keyAt, list, option, optional, required, schemaOf, validateValues, withoutFlags, type ConfigOf } from './options.js';
+import { checkSplitFractions, splitOptions } from './split.js';
+
+const modelNames = listModels().map((entry) => entry.name) as [ModelName, ...ModelName[]];
+
+const pipelineModel = {
+  model: required(z.enum(modelNames), `architecture: ${modelNames.join(', ')}`),
+  recipe: optional(z.string().min(1), "a training recipe, relative to this file (default: the model's built-in recipe)"),
+  pretrained: option(z.boolean(), true, "start from torchvision's ImageNet checkpoint (fetched into --weights-dir when missing)"),
+  set: option(z.array(z.string()), [], '`key=value` training overrides for this model only, as `osteo train --set`'),
+} as const;
+
+export const pipelineOptions = {
+  description: optional(z.string(), 'free text: what this pipeline runs and why'),
+  data: {
+    source: required(z.enum(['kaggle', 'phantom']), 'kaggle: download the published dataset; phantom: generate the synthetic one'),
+    dir: required(z.string().min(1), 'dataset folder (relative to the working directory): downloaded or generated when empty'),
+    perClass: optional(z.int().min(6), 'phantom only: distinct images per class'),
+    size: optional(z.int().min(32), 'phantom only: image width in pixels'),
+    // The file sets them; `osteo reproduce` has no --val/--test/--seed of its own.
+    ...withoutFlags(splitOptions),
+  },
+  models: list(pipelineModel, 'the models to train, in order, on the one shared split', { min: 1 }),
+  set: option(z.array(z.string()), [], '`key=value` training overrides for every model, applied before the per-model ones'),
+  seed: option(z.int().min(0), 42, 'training seed of every model, and the bootstrap seed of the evaluation'),
+  ensemble: withoutFlags({ weights: evalOptions.weights, tta: evalOptions.tta }),
+} as const;
+
+export type PipelineConfig = ConfigOf<typeof pipelineOptions>;
+
+export const pipelineConfigSchema = schemaOf(pipelineOptions);
+
+/** Read and validate a pipeline config file; every error names the file and the key. */
+export async function loadPipelineConfig(file: string): Promise<PipelineConfig> {
+  const values = new OptionValues(pipelineOptions);
+  values.nextLayer();
+  values.merge(await readConfigFile(file, 'pipeline config'), file);
+  const config = validateValues(values, pipelineConfigSchema) as PipelineConfig;
+  checkSplitFractions(config.data, values, 'data.');
+  // A split may leave val or test empty; the pipeline needs both: val picks each model's best
+  // checkpoint, test is what the published table is compared on.
+  for (const key of ['val', 'test'] as const) {
+    if (config.data[key] === 0) throw new UserError(`invalid config: ${keyAt(values.get(`data.${key}`)!.origin, `data.${key}`)}: the pipeline needs a ${key} split (got 0)`);
+  }
+  return config;
+}
