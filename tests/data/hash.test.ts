@@ -1,8 +1,9 @@
-import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { contentHash, hammingDistance, hashWords, perceptualHash } from '../../src/data/hash.js';
 import { createRng } from '../../src/util/index.js';
+import { testWith } from '../helpers/requirements.js';
+import { numpy, runPython } from '../fixtures/torch/python.js';
 
 /** A 32×32 gray image (as RGB), so sharp's resize to 32×32 leaves the pixels as they are. */
 function grayImage(seed: number) {
@@ -13,7 +14,7 @@ function grayImage(seed: number) {
   return { gray, image: { data, width: 32, height: 32 } };
 }
 
-test('perceptual hash: the DCT bits match a numpy reference', async () => {
+testWith(numpy, test, 'perceptual hash: the DCT bits match a numpy reference', async () => {
   const { gray, image } = grayImage(3);
   const script = String.raw`
 import json, sys
@@ -27,7 +28,7 @@ median = np.sort(flat[1:])[len(flat[1:]) // 2]
 bits = (flat > median).astype(np.uint8)
 print(bytes(np.packbits(bits, bitorder="little")).hex())
 `;
-  const reference = execFileSync('/usr/bin/python3', ['-c', script], { input: JSON.stringify(gray) }).toString().trim();
+  const reference = runPython({ code: script }, [], { input: JSON.stringify(gray), needs: numpy }).trim();
   assert.is(await perceptualHash(image), reference);
 });
 

@@ -4,20 +4,17 @@
  * feature (mean brightness) must not solve it. One thread and fixed seeds make the run repeatable
  * (it scored 0.74 when written; neighbouring torch seeds give 0.65–0.83).
  */
-import { execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLoader, imagenetNormalization, splitDataset, synthesizePhantom, type Split } from '../../src/data/index.js';
 import { tempDir } from './helpers.js';
+import { referenceTest, runPython } from '../fixtures/torch/python.js';
 
 const trainScript = String.raw`
 import json, sys
-try:
-    import numpy as np, torch, torch.nn as nn
-except ImportError as error:
-    sys.exit("PyTorch is needed for this test (apt-get install python3-torch): %s" % error)
+import numpy as np, torch, torch.nn as nn
 torch.manual_seed(0)
 torch.set_num_threads(1)
 folder = sys.argv[1]
@@ -49,7 +46,7 @@ brightness = ((mean_te[:, None] - centroids[None]).abs().argmin(1) == yte).float
 print(json.dumps({"cnn": cnn, "brightness": brightness, "train": len(ytr), "test": len(yte)}))
 `;
 
-test('a small CNN learns the phantom at 64 px well above chance; mean brightness does not', async () => {
+referenceTest(test, 'a small CNN learns the phantom at 64 px well above chance; mean brightness does not', async () => {
   const dir = await tempDir();
   try {
     const dataDir = join(dir.path, 'phantom');
@@ -71,7 +68,7 @@ test('a small CNN learns the phantom at 64 px well above chance; mean brightness
       meta[`${split}_labels`] = labels;
     }
     await writeFile(join(dir.path, 'meta.json'), JSON.stringify(meta));
-    const result = JSON.parse(execFileSync('/usr/bin/python3', ['-c', trainScript, dir.path]).toString()) as { cnn: number; brightness: number; train: number; test: number };
+    const result = JSON.parse(runPython({ code: trainScript }, [dir.path])) as { cnn: number; brightness: number; train: number; test: number };
     assert.ok(result.test >= 50, `test images: ${result.test}`);
     assert.ok(result.cnn >= 0.6, `CNN test accuracy ${result.cnn.toFixed(2)} (chance 0.33)`);
     assert.ok(result.brightness <= 0.7, `mean-brightness baseline ${result.brightness.toFixed(2)} should not solve the task`);

@@ -15,13 +15,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import { useBackend } from '../../src/backend/index.js';
 import { preprocessForModel } from '../../src/data/image.js';
 import { UserError } from '../../src/util/index.js';
-import { dashboardFiles, exportDashboard, exportRun } from '../../src/eval/export.js';
+import { dashboardModels, exportDashboard, exportRun } from '../../src/eval/export.js';
 import { predictImages } from '../../src/eval/predict.js';
 import { readPth, readSafetensors, readStateDict } from '../../src/weights/index.js';
 import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
+import { referenceTest, runPython } from '../fixtures/torch/python.js';
 
 const run = promisify(execFile);
-const python = '/usr/bin/python3';
 
 let root = '';
 let runs: Record<'resnet18' | 'resnet50' | 'efficientnet_b3', RunFixture>;
@@ -55,18 +55,9 @@ test.after(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-async function torchAvailable(): Promise<void> {
-  try {
-    await run(python, ['-c', 'import torch, torchvision']);
-  } catch {
-    throw new Error(`${python} cannot import torch and torchvision: install the Debian packages python3-torch python3-torchvision (.ci/run does)`);
-  }
-}
-
-test('dashboard export: exact file names, strict weights_only load in PyTorch, probabilities match osteo predict to 1e-4', async () => {
-  await torchAvailable();
+referenceTest(test, 'dashboard export: exact file names, strict weights_only load in PyTorch, probabilities match osteo predict to 1e-4', async () => {
   const dir = join(root, 'dashboard');
-  const result = await exportDashboard({ dir, resnet18: runs.resnet18.dir, resnet50: runs.resnet50.dir, efficientnetB3: runs.efficientnet_b3.dir });
+  const result = await exportDashboard({ dir, runs: { resnet18: runs.resnet18.dir, resnet50: runs.resnet50.dir, efficientnet_b3: runs.efficientnet_b3.dir } });
   assert.equal(result.files, ['sydney_best_model.pth', 'resnet50_best_model.pth', 'best_osteoporosis_model.pth', 'metadata.json']);
   const metadata = JSON.parse(await readFile(join(dir, 'metadata.json'), 'utf8'));
   assert.equal(metadata.classes, ['Normal', 'Osteopenia', 'Osteoporosis']);
@@ -77,20 +68,15 @@ test('dashboard export: exact file names, strict weights_only load in PyTorch, p
   assert.match(metadata.models['resnet50_best_model.pth'].source.sha256, /^[0-9a-f]{64}$/);
 
   const imageFor = { resnet18: image256, resnet50: image256, efficientnet_b3: image239 } as const;
-  const { stdout } = await run(
-    python,
-    [
-      join(import.meta.dirname, 'scripts', 'dashboard_probabilities.py'),
-      dir,
-      ...(Object.keys(dashboardFiles) as (keyof typeof dashboardFiles)[]).map((m) => `${dashboardFiles[m].file}=${imageFor[m]}`),
-    ],
-    { maxBuffer: 1 << 20 },
-  );
+  const stdout = runPython(join(import.meta.dirname, 'scripts', 'dashboard_probabilities.py'), [
+    dir,
+    ...dashboardModels().map((entry) => `${entry.dashboard.file}=${imageFor[entry.name]}`),
+  ]);
   const torchProbabilities = JSON.parse(stdout) as Record<string, number[]>;
   const report: string[] = [];
-  for (const model of Object.keys(dashboardFiles) as (keyof typeof dashboardFiles)[]) {
-    const file = dashboardFiles[model].file;
-    const ours = await predictImages({ images: [imageFor[model]], model, weights: join(dir, file), imageSize: 224 });
+  for (const entry of dashboardModels()) {
+    const file = entry.dashboard.file;
+    const ours = await predictImages({ images: [imageFor[entry.name]], model: entry.name, weights: join(dir, file), imageSize: 224 });
     const theirs = torchProbabilities[file]!;
     const diff = Math.max(...ours.images[0]!.probabilities.map((p, c) => Math.abs(p - theirs[c]!)));
     report.push(`${file}: max |Δp| = ${diff.toExponential(2)}`);
@@ -143,7 +129,7 @@ test('tfjs export: stock tfjs (no osteo layer classes) loads model.json and pred
 });
 
 test('export refuses a run of the wrong architecture for a dashboard slot', async () => {
-  await exportDashboard({ dir: join(root, 'wrong'), resnet18: runs.resnet50.dir, resnet50: runs.resnet50.dir, efficientnetB3: runs.efficientnet_b3.dir }).then(
+  await exportDashboard({ dir: join(root, 'wrong'), runs: { resnet18: runs.resnet50.dir, resnet50: runs.resnet50.dir, efficientnet_b3: runs.efficientnet_b3.dir } }).then(
     () => assert.unreachable('exported a resnet50 as sydney_best_model.pth'),
     (e: unknown) => assert.ok(e instanceof UserError && /--resnet18 .* is a resnet50 run/.test(e.message), String(e)),
   );

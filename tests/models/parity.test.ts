@@ -18,7 +18,7 @@ import { useBackend } from '../../src/backend/index.js';
 import { listModels, TorchBatchNorm } from '../../src/models/index.js';
 import { SeededRandom } from '../../src/models/random.js';
 import { loadStateDict, modelToStateDict, readPth, writePth } from '../../src/weights/index.js';
-import { runPython, temporaryDirectory } from '../fixtures/torch/python.js';
+import { once, referenceTest, runPython, temporaryDirectory } from '../fixtures/torch/python.js';
 
 const tolerance = 1e-4;
 const sizes = [64, 65];
@@ -97,9 +97,16 @@ function normaliseLogitScale(model: tfl.LayersModel, input: tf.Tensor4D): void {
 
 const measured: string[] = [];
 
-test.before(async () => {
+// In before.each, not before: uvu 0.5 hides an error thrown in test.before, but one thrown in
+// before.each fails the test (useBackend returns at once when the backend is already in use).
+test.before.each(async () => {
   await useBackend('wasm');
+});
+
+/** The torchvision-written .pth files, inputs and logits, made by the first test that reads them. */
+const torchvisionFiles = once(() => {
   runPython('reference.py', ['export', dir.path, ...models.map((m) => m.name), '--sizes', sizes.join(',')]);
+  return dir.path;
 });
 
 test.after(() => {
@@ -109,14 +116,15 @@ test.after(() => {
 });
 
 for (const entry of models) {
-  test(`${entry.name}: a torchvision-written .pth loads strictly, in torchvision's key order, and gives PyTorch's logits`, async () => {
-    const dict = await readPth(join(dir.path, `${entry.name}.pth`));
-    const meta = JSON.parse(readFileSync(join(dir.path, `${entry.name}.json`), 'utf8')) as {
+  referenceTest(test, `${entry.name}: a torchvision-written .pth loads strictly, in torchvision's key order, and gives PyTorch's logits`, async () => {
+    const files = torchvisionFiles();
+    const dict = await readPth(join(files, `${entry.name}.pth`));
+    const meta = JSON.parse(readFileSync(join(files, `${entry.name}.json`), 'utf8')) as {
       keys: [string, number[], string][];
       parameters: number;
     };
     assert.equal([...dict.keys()], meta.keys.map(([key]) => key), 'the reader keeps the pickle order');
-    assert.is(entry.parameterCount(), meta.parameters, 'parameter count equals torchvision');
+    assert.is(entry.parameterCount, meta.parameters, 'parameter count equals torchvision');
     for (const size of sizes) {
       const model = entry.build({ imageSize: size, initialize: false });
       try {
@@ -131,13 +139,13 @@ for (const entry of models) {
           );
           for (const [key, tensor] of dict) assert.equal(ours.get(key)!.data, tensor.data, `${key} survives the round trip`);
         }
-        const nchw = readF32(join(dir.path, `${entry.name}_input_${size}.bin`));
-        const expected = readF32(join(dir.path, `${entry.name}_logits_${size}.bin`));
+        const nchw = readF32(join(files, `${entry.name}_input_${size}.bin`));
+        const expected = readF32(join(files, `${entry.name}_logits_${size}.bin`));
         const input = tf.tidy(() => tf.transpose(tf.tensor4d(nchw, [2, 3, size, size]), [0, 2, 3, 1]) as tf.Tensor4D);
         const ours = logits(model, input);
         input.dispose();
         const diff = maxAbsDiff(ours, expected);
-        const floor = maxAbsDiff(expected, readF32(join(dir.path, `${entry.name}_logits64_${size}.bin`)));
+        const floor = maxAbsDiff(expected, readF32(join(files, `${entry.name}_logits64_${size}.bin`)));
         measured.push(
           `${entry.name} torchvision→osteo ${size}px: max |Δlogit| = ${diff.toExponential(2)} (PyTorch float32 vs float64: ${floor.toExponential(2)}; |logit| ≤ ${Math.max(...expected.map(Math.abs)).toFixed(2)})`,
         );
@@ -149,7 +157,7 @@ for (const entry of models) {
   });
 }
 
-test('every registered model: our written .pth loads in PyTorch (weights_only, strict) and gives our logits', async () => {
+referenceTest(test, 'every registered model: our written .pth loads in PyTorch (weights_only, strict) and gives our logits', async () => {
   const ourLogits = new Map<string, Float32Array>();
   for (const [index, entry] of models.entries()) {
     const model = entry.build({ imageSize: reverseSize, seed: 7 + index });

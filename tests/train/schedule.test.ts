@@ -2,11 +2,10 @@
  * Learning-rate schedules against PyTorch's own schedulers, stepped as the trainer steps them: StepLR
  * once per epoch; LinearLR warm-up then CosineAnnealingLR (SequentialLR) once per optimizer step.
  */
-import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { learningRate, type ScheduleConfig } from '../../src/train/index.js';
-import { requireTorch, systemPython } from '../fixtures/torch/python.js';
+import { referenceTest, runPython } from '../fixtures/torch/python.js';
 
 const script = `
 import json, sys, warnings
@@ -32,11 +31,7 @@ print(json.dumps(lrs))
 `;
 
 function torchSchedule(kind: 'step' | 'cosine', peak: number, stepsPerEpoch: number, epochs: number, a: number, b: number, c: number): number[] {
-  requireTorch();
-  const out = execFileSync(systemPython, ['-c', script, kind, String(peak), String(stepsPerEpoch), String(epochs), String(a), String(b), String(c)], {
-    encoding: 'utf8',
-    env: { ...process.env, OMP_NUM_THREADS: '1' },
-  });
+  const out = runPython({ code: script }, [kind, String(peak), String(stepsPerEpoch), String(epochs), String(a), String(b), String(c)]);
   return JSON.parse(out) as number[];
 }
 
@@ -52,14 +47,14 @@ function assertClose(actual: number[], expected: number[], label: string): void 
   actual.forEach((value, i) => assert.ok(Math.abs(value - expected[i]!) <= 1e-12 * Math.max(1, Math.abs(expected[i]!)), `${label}: step ${i}: ${value} vs torch ${expected[i]}`));
 }
 
-test('step decay = torch StepLR stepped once per epoch (the ResNet18 recipe: ×0.1 every 7 epochs)', () => {
+referenceTest(test, 'step decay = torch StepLR stepped once per epoch (the ResNet18 recipe: ×0.1 every 7 epochs)', () => {
   const expected = torchSchedule('step', 1e-4, 5, 25, 7, 0.1, 0);
   assertClose(ours(schedule({ type: 'step', stepSize: 7, gamma: 0.1 }), 1e-4, 5, 25), expected, 'step');
   assert.is(expected[7 * 5 - 1], 1e-4);
   assert.ok(Math.abs(expected[7 * 5]! - 1e-5) < 1e-18, 'the decay lands on the first step of epoch 8');
 });
 
-test('cosine with linear warm-up = torch LinearLR → CosineAnnealingLR (SequentialLR), per step', () => {
+referenceTest(test, 'cosine with linear warm-up = torch LinearLR → CosineAnnealingLR (SequentialLR), per step', () => {
   const expected = torchSchedule('cosine', 3e-4, 7, 6, 10, 0, 1e-6);
   const config = schedule({ type: 'cosine', warmupEpochs: 10 / 7, minLr: 1e-6 });
   assertClose(ours(config, 3e-4, 7, 6), expected, 'cosine');

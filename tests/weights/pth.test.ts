@@ -9,16 +9,17 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DataError, UserError } from '../../src/util/index.js';
 import { readPth, readStateDict, writePth, type StateDict } from '../../src/weights/index.js';
-import { runPython, temporaryDirectory } from '../fixtures/torch/python.js';
+import { once, referenceTest, runPython, temporaryDirectory } from '../fixtures/torch/python.js';
 
 const dir = temporaryDirectory('pth');
 const marker = join(dir.path, 'PWNED');
 
-test.before(() => {
+/** The torch-written files (pth_cases.py write, hostile), made by the first test that reads one. */
+const torchFiles = once(() => {
   runPython('pth_cases.py', ['write', dir.path]);
   runPython('pth_cases.py', ['hostile', dir.path, marker]);
+  return dir.path;
 });
-test.after(() => dir.remove());
 
 async function rejects(promise: Promise<unknown>): Promise<Error> {
   try {
@@ -29,9 +30,10 @@ async function rejects(promise: Promise<unknown>): Promise<Error> {
   throw new assert.Assertion({ message: 'expected a rejection', operator: 'rejects', generated: false, actual: 'resolved', expects: 'rejected' });
 }
 
-test('reads what torch.save wrote: every dtype, views with strides and offsets, scalars, empty tensors', async () => {
-  const dict = await readPth(join(dir.path, 'dtypes.pth'));
-  const expected = JSON.parse(readFileSync(join(dir.path, 'dtypes.json'), 'utf8')) as Record<string, [number[], number[]]>;
+referenceTest(test, 'reads what torch.save wrote: every dtype, views with strides and offsets, scalars, empty tensors', async () => {
+  const files = torchFiles();
+  const dict = await readPth(join(files, 'dtypes.pth'));
+  const expected = JSON.parse(readFileSync(join(files, 'dtypes.json'), 'utf8')) as Record<string, [number[], number[]]>;
   assert.equal([...dict.keys()], Object.keys(expected), 'key order is the pickle order');
   for (const [key, [shape, values]] of Object.entries(expected)) {
     const tensor = dict.get(key)!;
@@ -44,14 +46,17 @@ test('reads what torch.save wrote: every dtype, views with strides and offsets, 
   }
 });
 
-test('our .pth opens with torch.load(weights_only=True): keys, order, dtypes, shapes and values', async () => {
-  const dict: StateDict = new Map([
-    ['features.0.0.weight', { dtype: 'float32', shape: [2, 3, 1, 1], data: Float32Array.from([0.5, -1.25, 3, 1e-8, -0, 65504]) }],
-    ['z_last_in_alphabet_first_here', { dtype: 'float32', shape: [3], data: Float32Array.from([1, 2, 3]) }],
-    ['bn.num_batches_tracked', { dtype: 'int64', shape: [], data: BigInt64Array.of(123456789012n) }],
-    ['empty', { dtype: 'float32', shape: [0, 4], data: new Float32Array(0) }],
-    ['big', { dtype: 'float32', shape: [70000], data: Float32Array.from({ length: 70000 }, (_, i) => i) }],
-  ]);
+/** What the writer tests write: an odd key order, an int64 past 2^32, an empty tensor, one past 64 KiB. */
+const ourDict: StateDict = new Map([
+  ['features.0.0.weight', { dtype: 'float32', shape: [2, 3, 1, 1], data: Float32Array.from([0.5, -1.25, 3, 1e-8, -0, 65504]) }],
+  ['z_last_in_alphabet_first_here', { dtype: 'float32', shape: [3], data: Float32Array.from([1, 2, 3]) }],
+  ['bn.num_batches_tracked', { dtype: 'int64', shape: [], data: BigInt64Array.of(123456789012n) }],
+  ['empty', { dtype: 'float32', shape: [0, 4], data: new Float32Array(0) }],
+  ['big', { dtype: 'float32', shape: [70000], data: Float32Array.from({ length: 70000 }, (_, i) => i) }],
+]);
+
+referenceTest(test, 'our .pth opens with torch.load(weights_only=True): keys, order, dtypes, shapes and values', async () => {
+  const dict = ourDict;
   const path = join(dir.path, 'ours.pth');
   await writePth(path, dict);
   const torch = JSON.parse(runPython('pth_cases.py', ['read', path])) as Record<string, [string, number[], number[]]>;
@@ -62,7 +67,12 @@ test('our .pth opens with torch.load(weights_only=True): keys, order, dtypes, sh
     assert.equal(shape, tensor.shape, key);
     assert.equal(values, Array.from(tensor.data as ArrayLike<number | bigint>, Number), key);
   }
-  // And it reads back identically, and the file is deterministic.
+});
+
+test('our .pth reads back identically, and the file is deterministic', async () => {
+  const dict = ourDict;
+  const path = join(dir.path, 'ours-again.pth');
+  await writePth(path, dict);
   const back = await readPth(path);
   assert.equal([...back], [...dict]);
   const second = join(dir.path, 'ours2.pth');
@@ -76,8 +86,8 @@ for (const [name, global] of [
   ['builtins_eval', 'builtins.eval'],
   ['nested', '__builtin__.exec'], // protocol 2 spells builtins the Python 2 way
 ] as const) {
-  test(`a pickle that would call ${global} is refused by name, and nothing runs`, async () => {
-    const path = join(dir.path, `${name}.pth`);
+  referenceTest(test, `a pickle that would call ${global} is refused by name, and nothing runs`, async () => {
+    const path = join(torchFiles(), `${name}.pth`);
     const error = await rejects(readPth(path));
     assert.instance(error, DataError);
     assert.is((error as DataError).file, path);
@@ -87,13 +97,17 @@ for (const [name, global] of [
   });
 }
 
-test('legacy, wrapped and non-dict checkpoints are refused with what to do', async () => {
-  assert.match((await rejects(readPth(join(dir.path, 'legacy.pth')))).message, /legacy \(pre-1\.6\)/);
-  const wrapped = await rejects(readPth(join(dir.path, 'wrapped.pth')));
+referenceTest(test, 'legacy, wrapped and non-dict checkpoints are refused with what to do', async () => {
+  const files = torchFiles();
+  assert.match((await rejects(readPth(join(files, 'legacy.pth')))).message, /legacy \(pre-1\.6\)/);
+  const wrapped = await rejects(readPth(join(files, 'wrapped.pth')));
   assert.instance(wrapped, DataError);
   assert.match(wrapped.message, /'epoch' holds a number/);
-  const list = await rejects(readPth(join(dir.path, 'list.pth')));
+  const list = await rejects(readPth(join(files, 'list.pth')));
   assert.match(list.message, /holds a list, not a state dict/);
+});
+
+test('a file that is not a zip, or is missing, is refused', async () => {
   const notZip = join(dir.path, 'notzip.pth');
   writeFileSync(notZip, 'hello');
   assert.match((await rejects(readPth(notZip))).message, /not a PyTorch zip checkpoint/);
@@ -119,9 +133,12 @@ test('a storage shorter than its tensor, or a tensor past its storage, is a Data
   assert.match(error.message, /storage|past/);
 });
 
-test('readStateDict picks the reader by extension', async () => {
-  const dict = await readStateDict(join(dir.path, 'dtypes.pth'));
+referenceTest(test, 'readStateDict reads a .pth', async () => {
+  const dict = await readStateDict(join(torchFiles(), 'dtypes.pth'));
   assert.ok(dict.has('double'));
+});
+
+test('readStateDict refuses an extension it has no reader for', async () => {
   try {
     await readStateDict(join(dir.path, 'weights.bin'));
     assert.unreachable();

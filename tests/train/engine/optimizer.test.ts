@@ -2,20 +2,15 @@
  * The engine's optimizers and gradient clipping against torch.optim (PyTorch 1.13 through
  * /usr/bin/python3): the same parameters and gradient sequence, several steps, every option.
  */
-import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FlatOptimizer, clipGradients, type OptimizerConfig } from '../../../src/train/engine/index.js';
-
-const python = '/usr/bin/python3';
+import { rng } from '../../helpers/random.js';
+import { referenceTest, runPython } from '../../fixtures/torch/python.js';
 
 const torchScript = String.raw`
 import json, sys
-try:
-    import torch
-except ImportError:
-    sys.stderr.write("PyTorch is not installed for /usr/bin/python3 (Debian: apt-get install python3-torch)\n")
-    sys.exit(3)
+import torch
 job = json.load(sys.stdin)
 out = []
 for case in job["cases"]:
@@ -36,10 +31,8 @@ for case in job["cases"]:
     out.append({"params": p.detach().tolist(), "norms": norms})
 print(json.dumps(out))
 `;
-import { rng } from '../../helpers/random.js';
 
-
-test('Adam, AdamW, SGD (momentum, Nesterov, weight decay) and clip_grad_norm_ match torch.optim', () => {
+referenceTest(test, 'Adam, AdamW, SGD (momentum, Nesterov, weight decay) and clip_grad_norm_ match torch.optim', () => {
   const next = rng(3);
   const n = 37;
   const params = Array.from({ length: n }, () => next() * 2 - 1);
@@ -52,13 +45,7 @@ test('Adam, AdamW, SGD (momentum, Nesterov, weight decay) and clip_grad_norm_ ma
     { config: { type: 'sgd', momentum: 0.9, weightDecay: 1e-3 }, lr: 0.05, clip: 1.5 },
     { config: { type: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 1e-4 }, lr: 0.05 },
   ];
-  let output: string;
-  try {
-    output = execFileSync(python, ['-c', torchScript], { input: JSON.stringify({ params, grads, cases }), encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
-  } catch (error) {
-    const e = error as { status?: number; stderr?: string };
-    throw new Error(`the PyTorch reference could not run (${python}): ${e.stderr ?? String(error)}`);
-  }
+  const output = runPython({ code: torchScript }, [], { input: JSON.stringify({ params, grads, cases }) });
   const expected = JSON.parse(output) as Array<{ params: number[]; norms: number[] }>;
   cases.forEach((c, index) => {
     const p = Float32Array.from(params);
