@@ -5,17 +5,17 @@
  * `FILE: data.val: …`. The split and ensemble keys are the split and eval tables' own records.
  */
 import { z } from 'zod';
-import { listModels, type ModelName } from '../models/index.js';
+import { modelNames } from '../models/index.js';
 import { UserError } from '../util/index.js';
 import { evalOptions } from './eval.js';
 import { readConfigFile } from './files.js';
 import { OptionValues, keyAt, list, option, optional, required, schemaOf, validateValues, withoutFlags, type ConfigOf } from './options.js';
 import { checkSplitFractions, splitOptions } from './split.js';
 
-const modelNames = listModels().map((entry) => entry.name) as [ModelName, ...ModelName[]];
+const registered = modelNames();
 
 const pipelineModel = {
-  model: required(z.enum(modelNames), `architecture: ${modelNames.join(', ')}`),
+  model: required(z.enum(registered), `architecture: ${registered.join(', ')}`),
   recipe: optional(z.string().min(1), "a training recipe, relative to this file (default: the model's built-in recipe)"),
   pretrained: option(z.boolean(), true, "start from torchvision's ImageNet checkpoint (fetched into --weights-dir when missing)"),
   set: option(z.array(z.string()), [], '`key=value` training overrides for this model only, as `osteo train --set`'),

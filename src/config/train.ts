@@ -10,20 +10,20 @@ import { z } from 'zod';
 import { backendPreferences } from '../backend/index.js';
 import { augmentConfigSchema, type AugmentConfig } from '../data/index.js';
 import { UserError, errorMessage } from '../util/index.js';
-import { getModel, listModels, type ModelName } from '../models/index.js';
+import { getModel, modelNames, type ModelName } from '../models/index.js';
 import { augmentPresets, loadAugmentConfig } from './augment.js';
 import { readConfigFile } from './files.js';
 import { OptionValues, coerceText, keyAt, option, optional, optionEntries, parseSetArgument, schemaOf, validateValues, type ConfigOf } from './options.js';
 
 const positiveInt = z.int().min(1);
-const modelNames = listModels().map((entry) => entry.name) as [ModelName, ...ModelName[]];
+const registered = modelNames();
 
 export const monitorMetrics = ['valLoss', 'valAccuracy', 'valBalancedAccuracy', 'valMacroF1'] as const;
 export type MonitorMetric = (typeof monitorMetrics)[number];
 
 export const trainOptions = {
   description: optional(z.string(), 'free text: what this recipe is and where its numbers come from'),
-  model: optional(z.enum(modelNames), `architecture: ${modelNames.join(', ')}`, { flag: '--model <name>' }),
+  model: optional(z.enum(registered), `architecture: ${registered.join(', ')}`, { flag: '--model <name>' }),
   data: optional(z.string().min(1), 'dataset folder holding a split manifest (splits.csv from `osteo data split`)', { flag: '--data <dir>' }),
   out: optional(z.string().min(1), 'run directory (default: checkpoints/<model>)', { flag: '--out <dir>', runtime: true }),
   pretrained: optional(z.string().min(1), 'initial weights, .pth or .safetensors in torchvision keys; an ImageNet head is replaced by a fresh 3-class head', {
@@ -125,7 +125,7 @@ function crossCheck(config: TrainConfigInput, values: OptionValues): void {
   // it moot, or later; a recipe's stepSize is simply unused when the command line switches to cosine.
   const layerOf = (key: string) => values.get(key)?.layer ?? 0;
   const moot = (key: string, choice: string) => layerOf(key) > 0 && layerOf(key) >= layerOf(choice);
-  if (config.model === undefined) throw new UserError(`no model: give --model NAME (${modelNames.join(', ')}) or a config file with "model"`);
+  if (config.model === undefined) throw new UserError(`no model: give --model NAME (${registered.join(', ')}) or a config file with "model"`);
   if (config.data === undefined) throw new UserError('no dataset: give --data DIR (a folder prepared with `osteo data split`)');
   const entry = getModel(config.model);
   if (config.freezeUntil !== undefined) {
@@ -179,7 +179,7 @@ export async function resolveTrainConfig(sources: TrainConfigSources = {}): Prom
     applySets();
     const model = modelNamedBy(values);
     // An unknown name gets no recipe here: the schema then rejects it naming the flag that set it.
-    recipe = model !== undefined && (modelNames as readonly string[]).includes(model) ? defaultRecipe(model) : undefined;
+    recipe = model !== undefined && (registered as readonly string[]).includes(model) ? defaultRecipe(model) : undefined;
   }
   if (recipe) {
     values.nextLayer();
