@@ -82,13 +82,13 @@ async function load(candidate: BackendCandidate, env: BackendEnvironment): Promi
   };
 }
 
-function unknownBackend(value: string, choices: readonly string[]): string {
-  return `unknown backend '${value}': choose one of ${choices.join(', ')}`;
-}
-
-export function parseBackendPreference(value: string): BackendPreference {
-  if ((backendPreferences as readonly string[]).includes(value)) return value as BackendPreference;
-  throw new UserError(unknownBackend(value, backendPreferences));
+/**
+ * The one check of a backend preference, wherever it comes from: `source` names that place (the
+ * --backend flag, the OSTEO_BACKEND variable) in the error.
+ */
+export function parseBackendPreference(value: string, source = '--backend', choices: readonly string[] = backendPreferences): BackendPreference {
+  if (choices.includes(value)) return value as BackendPreference;
+  throw new UserError(`${source} '${value}' names no backend: choose one of ${choices.join(', ')}`);
 }
 
 /**
@@ -98,8 +98,7 @@ export function parseBackendPreference(value: string): BackendPreference {
 export function backendFromEnvironment(env: Readonly<Record<string, string | undefined>> = process.env): BackendPreference | undefined {
   const value = env['OSTEO_BACKEND'];
   if (value === undefined || value === '') return undefined;
-  if ((backendPreferences as readonly string[]).includes(value)) return value as BackendPreference;
-  throw new UserError(`OSTEO_BACKEND='${value}' names no backend: set it to one of ${backendPreferences.join(', ')}, or unset it`);
+  return parseBackendPreference(value, 'OSTEO_BACKEND');
 }
 
 let current: BackendSelection | undefined;
@@ -123,7 +122,7 @@ export async function useBackend(preference: string = 'auto', env: BackendEnviro
   }
   const candidates = env.candidates ?? backendCandidates;
   const choices = preferencesOf(candidates);
-  if (!choices.includes(preference)) throw new UserError(unknownBackend(preference, choices));
+  parseBackendPreference(preference, '--backend', choices);
   const statuses: CandidateStatus[] = [];
   let chosen: BackendCandidate | undefined;
   let reason = '';

@@ -4,8 +4,9 @@
  * Commands parse options and call one library function; errors travel up to src/cli.ts.
  */
 import { InvalidArgumentError as InvalidOptionValue, Option, type Command } from 'commander';
-import { backendPreferences } from '../backend/index.js';
+import { backendPreferences, parseBackendPreference } from '../backend/index.js';
 import { optionEntries, type OptionTable } from '../config/index.js';
+import { errorMessage } from '../util/index.js';
 
 /**
  * --backend, or the OSTEO_BACKEND variable when the flag is absent (empty counts as unset). The value
@@ -17,8 +18,12 @@ export function backendOption(): Option {
     .default('auto')
     .argParser((value: string) => {
       if (value === '') return 'auto';
-      if (!(backendPreferences as readonly string[]).includes(value)) throw new InvalidOptionValue(`choose one of ${backendPreferences.join(', ')}`);
-      return value;
+      try {
+        return parseBackendPreference(value);
+      } catch (error) {
+        // commander's own message already says which flag or variable held the value
+        throw new InvalidOptionValue(errorMessage(error).replace(/^--backend '[^']*' /, ''));
+      }
     });
 }
 

@@ -4,23 +4,13 @@
  * config (recipe → flags → --set), wires Ctrl-C to a clean stop, and calls trainModel.
  */
 import { join } from 'node:path';
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { backendFromEnvironment } from '../backend/index.js';
-import { optionEntries, optionsText, resolveTrainConfig, trainOptions, type TrainConfig } from '../config/index.js';
+import { optionsText, resolveTrainConfig, trainOptions, type TrainConfig } from '../config/index.js';
 import { UserError } from '../util/index.js';
 import { progressReporter, trainModel, type TrainResult } from '../train/index.js';
 import { readRunConfigJson } from '../runs/index.js';
-import { printJson } from './common.js';
-
-/** The table's flags, with the config key each one sets. */
-function generatedFlags(): { option: Option; key: string }[] {
-  return optionEntries(trainOptions)
-    .filter(([, spec]) => spec.flag !== undefined)
-    .map(([key, spec]) => {
-      const option = new Option(spec.flag!, spec.hasDefault ? `${spec.help} (default ${JSON.stringify(spec.default)})` : spec.help);
-      return { option, key };
-    });
-}
+import { addTableOptions, printJson } from './common.js';
 
 interface CommandOptions {
   config?: string;
@@ -40,9 +30,8 @@ function summary(result: TrainResult): string {
   return `${result.status}: ${result.message}\nrun: ${result.run} (${best})`;
 }
 
-export async function runTrainCommand(options: CommandOptions, flagKeys: Map<string, string>): Promise<void> {
-  const flags: Record<string, unknown> = {};
-  for (const [attribute, key] of flagKeys) if (options[attribute] !== undefined) flags[key] = options[attribute];
+export async function runTrainCommand(options: CommandOptions, readFlags: (options: Readonly<Record<string, unknown>>) => Record<string, unknown>): Promise<void> {
+  const flags = readFlags(options);
   flags.backend ??= backendFromEnvironment();
 
   let config: TrainConfig;
@@ -85,11 +74,7 @@ export function registerTrainCommands(program: Command): void {
   const command = program
     .command('train')
     .description('fine-tune a model on a split dataset: recipe (configs/<model>.json) → flags → --set; writes a run directory');
-  const flagKeys = new Map<string, string>();
-  for (const { option, key } of generatedFlags()) {
-    command.addOption(option);
-    flagKeys.set(option.attributeName(), key);
-  }
+  const readFlags = addTableOptions(command, trainOptions);
   command
     .option('--config <file>', "recipe file (default: the model's configs/<model>.json)")
     .option('--set <key=value>', 'override any config key, dotted for nested ones (repeatable): --set optimizer.lr=3e-4', collect)
@@ -97,5 +82,5 @@ export function registerTrainCommands(program: Command): void {
     .option('--print-config', 'print the resolved config and exit without training')
     .option('--json', 'print the result (status, per-epoch metrics, best) as one JSON document')
     .addHelpText('after', `\nConfig keys (recipe files and --set):\n${optionsText(trainOptions)}\n`)
-    .action(async (options: CommandOptions) => runTrainCommand(options, flagKeys));
+    .action(async (options: CommandOptions) => runTrainCommand(options, readFlags));
 }

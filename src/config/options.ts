@@ -211,7 +211,7 @@ export class OptionValues {
         let value = sourced?.value;
         for (const part of parts.slice(n)) value = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[part] : undefined;
         const missing = sourced === undefined && n === parts.length;
-        const unsetIn = this.mergedOrigins.length > 0 ? this.mergedOrigins.join(', ') : (this.specs.get(key)!.flag?.split(' ')[0] ?? 'config');
+        const unsetIn = this.mergedOrigins.length > 0 ? this.mergedOrigins.join(', ') : (longFlag(this.specs.get(key)!) ?? 'config');
         return { key: parts.join('.'), origin: sourced?.origin ?? unsetIn, value, missing };
       }
     }
@@ -258,8 +258,13 @@ export function parseSetArgument(values: OptionValues, argument: string): { key:
 }
 
 /** The long flag of a key (`--batch-size`), or the key itself when it has none. */
+/** The long flag of a key ('--epochs'), if it has one. */
+export function longFlag(spec: OptionSpec): string | undefined {
+  return spec.flag?.split(' ')[0];
+}
+
 export function flagName(key: string, spec: OptionSpec): string {
-  return spec.flag?.split(' ')[0] ?? key;
+  return longFlag(spec) ?? key;
 }
 
 /**
@@ -336,7 +341,7 @@ function defaultText(spec: OptionSpec): string | undefined {
 /** A Markdown table of every key: the reference docs of a config kind. */
 export function optionsMarkdown(table: OptionTable): string {
   const rows = documentedEntries(table).map(([key, spec]) => {
-    const flag = spec.flag ? `\`${spec.flag.split(' ')[0]}\`` : '';
+    const flag = spec.flag ? `\`${longFlag(spec)}\`` : '';
     const text = defaultText(spec);
     const def = spec.hasDefault ? `\`${text}\`` : (text ?? '—');
     return `| \`${key}\` | ${flag} | ${typeText(spec.schema).replaceAll('|', '\\|')} | ${def} | ${spec.help.replaceAll('|', '\\|')} |`;

@@ -13,7 +13,7 @@ import { UserError, errorMessage } from '../util/index.js';
 import { getModel, modelNames, type ModelName } from '../models/index.js';
 import { augmentPresets, loadAugmentConfig } from './augment.js';
 import { readConfigFile } from './files.js';
-import { OptionValues, coerceText, keyAt, option, optional, optionEntries, parseSetArgument, schemaOf, validateValues, type ConfigOf } from './options.js';
+import { OptionValues, applyFlags, keyAt, option, optional, optionEntries, parseSetArgument, schemaOf, validateValues, type ConfigOf } from './options.js';
 
 const positiveInt = z.int().min(1);
 const registered = modelNames();
@@ -108,9 +108,6 @@ export interface TrainConfigSources {
   sets?: readonly string[];
 }
 
-const flagOf = new Map(optionEntries(trainOptions).map(([key, spec]) => [key, spec.flag?.split(' ')[0] ?? key]));
-
-
 function modelNamedBy(values: OptionValues): string | undefined {
   const value = values.get('model')?.value;
   return typeof value === 'string' ? value : undefined;
@@ -158,14 +155,7 @@ export async function resolveTrainConfig(sources: TrainConfigSources = {}): Prom
     // Layer 0, as defaults: a saved config holds every key, including those its choices make moot.
     values.merge(sources.resumeFrom.config, sources.resumeFrom.file);
   }
-  const flags = Object.entries(sources.flags ?? {}).filter(([, value]) => value !== undefined);
-  const applyFlags = () => {
-    values.nextLayer();
-    for (const [key, value] of flags) {
-      const spec = values.spec(key);
-      values.set(key, typeof value === 'string' ? coerceText(spec, value) : value, flagOf.get(key) ?? key);
-    }
-  };
+  const applyCommandLine = () => applyFlags(values, sources.flags ?? {});
   const sets = (sources.sets ?? []).map((argument) => ({ argument, ...parseSetArgument(values, argument) }));
   const applySets = () => {
     values.nextLayer();
@@ -175,7 +165,7 @@ export async function resolveTrainConfig(sources: TrainConfigSources = {}): Prom
   let recipe = sources.configFile;
   if (!recipe && !sources.resumeFrom) {
     // The model may come from a flag or --set: look at those first to find its built-in recipe.
-    applyFlags();
+    applyCommandLine();
     applySets();
     const model = modelNamedBy(values);
     // An unknown name gets no recipe here: the schema then rejects it naming the flag that set it.
@@ -189,7 +179,7 @@ export async function resolveTrainConfig(sources: TrainConfigSources = {}): Prom
       values.set('augment', resolve(dirname(recipe), augment.value), recipe);
     }
   }
-  applyFlags();
+  applyCommandLine();
   applySets();
 
   const input = validateValues(values, trainConfigSchema) as TrainConfigInput;

@@ -334,7 +334,6 @@ export function centerCropSquare(width: number, height: number, size: number): C
   return { top, left, width: size, height: size };
 }
 
-
 /**
  * Mixup partners: a random cycle through the batch, so no image is paired with itself (a plain
  * random permutation leaves fixed points, and an unlucky one leaves the whole batch unmixed).

@@ -8,12 +8,11 @@
  *   RUN/last/model.safetensors, RUN/last/optimizer.safetensors, RUN/last/state.json
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { loadAugmentConfig, parseSavedTrainConfig, type TrainConfig } from '../config/index.js';
+import { loadAugmentConfig, parseSavedTrainConfig, readConfigFile, type TrainConfig } from '../config/index.js';
 import type { EvalTransform } from '../data/index.js';
-import { DataError, UserError, errorMessage } from '../util/index.js';
+import { DataError, UserError } from '../util/index.js';
 import { getModel, type ModelEntry, type ModelName } from '../models/index.js';
 import { buildWithWeights, readSafetensors, type LoadReport } from '../weights/index.js';
 
@@ -44,17 +43,8 @@ export interface RunInfo {
 /** The run's config.json as saved (not yet validated): the base layer of a resumed run's config. */
 export async function readRunConfigJson(dir: string): Promise<{ file: string; json: unknown }> {
   const file = runPaths(dir).config;
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    throw new UserError(`${dir} is not a training run: ${file} is missing (runs are written by \`osteo train\`)`);
-  }
-  try {
-    return { file, json: JSON.parse(text) as unknown };
-  } catch (error) {
-    throw new DataError(file, `not valid JSON (${errorMessage(error)})`);
-  }
+  if (!existsSync(file)) throw new UserError(`${dir} is not a training run: ${file} is missing (runs are written by \`osteo train\`)`);
+  return { file, json: await readConfigFile(file, 'run config') };
 }
 
 /** The run's config.json, validated; a missing or bad one is an error naming the file. */

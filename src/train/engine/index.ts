@@ -1,6 +1,7 @@
 /** The engine room: one optimizer step per logical batch, on any backend, across worker threads on wasm. */
 export { createEngine, combineBuffers } from './engine.js';
-export { FlatOptimizer, clipGradients, globalNorm } from './optimizer.js';
+export { FlatOptimizer, clipCoefficient } from './optimizer.js';
+export { ReplicaReduce, type ReduceMemory } from './reduce.js';
 export { lossCoefficients, lossDenominator, weightedCrossEntropy } from './loss.js';
 export type { ModelProvider } from './provider.js';
 export type {

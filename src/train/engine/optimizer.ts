@@ -45,12 +45,6 @@ export class FlatOptimizer {
     return this.slots;
   }
 
-  /** One update of `params` in place. */
-  apply(params: Float32Array, grads: Float32Array, lr: number): void {
-    this.stepCount += 1;
-    updateRange(this.config, this.slots, params, grads, lr, this.stepCount, 0, this.size);
-  }
-
   /** Count a step whose update others (the workers, by slices) apply; returns its number t. */
   advance(): number {
     this.stepCount += 1;
@@ -77,7 +71,7 @@ export class FlatOptimizer {
   }
 }
 
-/** Step t of the optimizer on parameters [from, to): what FlatOptimizer.apply does, for one slice. */
+/** Step t of the optimizer on parameters [from, to) (ReplicaReduce.update calls it for its share). */
 export function updateRange(
   c: OptimizerConfig, slots: Readonly<Record<string, Float32Array>>, params: Float32Array, grads: Float32Array, lr: number, t: number, from: number, to: number,
 ): void {
@@ -132,13 +126,6 @@ function sgdPlain(params: Float32Array, grads: Float32Array, n: number, lr: numb
   for (let i = 0; i < n; i++) params[i] = params[i]! - lr * (grads[i]! + wd * params[i]!);
 }
 
-/** Global L2 norm of the gradient (float64 accumulation). */
-export function globalNorm(grads: Float32Array): number {
-  let sum = 0;
-  for (let i = 0; i < grads.length; i++) sum += grads[i]! * grads[i]!;
-  return Math.sqrt(sum);
-}
-
 /** torch.nn.utils.clip_grad_norm_'s factor for a gradient of global norm `norm`: min(1, max / (norm + 1e-6)); 1 without a maximum. */
 export function clipCoefficient(norm: number, maxNorm: number | undefined): number {
   return maxNorm === undefined ? 1 : Math.min(1, maxNorm / (norm + 1e-6));
@@ -147,13 +134,6 @@ export function clipCoefficient(norm: number, maxNorm: number | undefined): numb
 /** Multiply grads [from, to) by a clip coefficient (nothing to do at 1, the common case). */
 export function scaleRange(grads: Float32Array, coefficient: number, from: number, to: number): void {
   if (coefficient < 1) for (let i = from; i < to; i++) grads[i] = grads[i]! * coefficient;
-}
-
-/** torch.nn.utils.clip_grad_norm_ on one flat gradient. Returns the norm before clipping. */
-export function clipGradients(grads: Float32Array, maxNorm: number): number {
-  const norm = globalNorm(grads);
-  scaleRange(grads, clipCoefficient(norm, maxNorm), 0, grads.length);
-  return norm;
 }
 
 export function validateOptimizer(c: OptimizerConfig): void {
