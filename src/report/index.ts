@@ -39,6 +39,7 @@ export {
   type RocCurve,
 } from './stats.js';
 export {
+  metricColumns,
   predictionsCsv,
   reportSummaryJson,
   resultsCsv,
@@ -47,6 +48,7 @@ export {
   summarize,
   writeEvaluationReport,
   type EvaluationReport,
+  type MetricColumn,
   type ModelSummary,
   type WrittenReport,
 } from './results.js';

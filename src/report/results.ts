@@ -72,9 +72,85 @@ const slug = (name: string) =>
     .replace(/[^a-z0-9]+/g, '_')
     .replace(/^_|_$/g, '');
 
-export function resultsCsv(report: EvaluationReport): string {
+/**
+ * The headline metrics of a model row, one record each: its CSV column(s), its cell in the Markdown
+ * table, its key in the --json summary — in that order everywhere. A new report metric is one record
+ * here (per-class metrics and the confusion matrix have their own sections).
+ */
+export interface MetricColumn {
+  /** Key in the --json summary; absent: not in the summary. */
+  json?: string;
+  jsonValue?: (m: ModelSummary) => unknown;
+  /** CSV header(s) and the row's values; absent: not in results.csv. */
+  csv?: readonly string[];
+  csvValues?: (m: ModelSummary) => (number | string)[];
+  /** Header and cell of the Markdown table (the published table's shape); absent: not in it. */
+  table?: { header: (report: EvaluationReport) => string; cell: (m: ModelSummary, report: EvaluationReport) => string };
+}
+
+/** Osteopenia, the clinically weak spot, when the classes are osteo's; else the second class. */
+function weakClassIndex(report: EvaluationReport): number {
+  const index = report.classNames.indexOf('Osteopenia');
+  return index >= 0 ? index : 1;
+}
+
+export const metricColumns: readonly MetricColumn[] = [
+  {
+    json: 'accuracy',
+    jsonValue: (m) => m.metrics.accuracy,
+    csv: ['accuracy'],
+    csvValues: (m) => [round(m.metrics.accuracy)],
+    table: {
+      header: () => 'accuracy (95% CI)',
+      cell: (m) => `${percent(m.metrics.accuracy)} (${percent(m.accuracyInterval.lower)}–${percent(m.accuracyInterval.upper)})`,
+    },
+  },
+  {
+    json: 'accuracyInterval',
+    jsonValue: (m) => [m.accuracyInterval.lower, m.accuracyInterval.upper],
+    csv: ['accuracy_ci_low', 'accuracy_ci_high'],
+    csvValues: (m) => [round(m.accuracyInterval.lower), round(m.accuracyInterval.upper)],
+  },
+  {
+    json: 'balancedAccuracy',
+    jsonValue: (m) => m.metrics.balancedAccuracy,
+    csv: ['balanced_accuracy'],
+    csvValues: (m) => [round(m.metrics.balancedAccuracy)],
+    table: { header: () => 'balanced accuracy', cell: (m) => percent(m.metrics.balancedAccuracy) },
+  },
+  {
+    json: 'macroF1',
+    jsonValue: (m) => m.metrics.macroF1,
+    csv: ['macro_f1'],
+    csvValues: (m) => [round(m.metrics.macroF1)],
+    table: { header: () => 'macro-F1', cell: (m) => m.metrics.macroF1.toFixed(3) },
+  },
+  {
+    table: {
+      header: (report) => `${report.classNames[weakClassIndex(report)] ?? 'class 1'} recall`,
+      cell: (m, report) => percent(m.metrics.perClass[weakClassIndex(report)]?.recall ?? 0),
+    },
+  },
+  {
+    json: 'macroAuc',
+    jsonValue: (m) => m.auc.macro,
+    csv: ['macro_auc'],
+    csvValues: (m) => [round(m.auc.macro)],
+    table: { header: () => 'macro AUC', cell: (m) => (m.auc.macro === null ? '—' : m.auc.macro.toFixed(3)) },
+  },
+  {
+    json: 'ece',
+    jsonValue: (m) => m.calibration.ece,
+    csv: ['ece'],
+    csvValues: (m) => [round(m.calibration.ece)],
+    table: { header: () => 'ECE', cell: (m) => m.calibration.ece.toFixed(3) },
+  },
+  { json: 'nll', jsonValue: (m) => m.nll, csv: ['nll'], csvValues: (m) => [round(m.nll)] },
+];
+
+export function resultsCsv(report: EvaluationReport, columns: readonly MetricColumn[] = metricColumns): string {
   const classColumns = report.classNames.flatMap((c) => [`precision_${c}`, `recall_${c}`, `f1_${c}`, `support_${c}`, `auc_${c}`]);
-  const header = ['model', 'kind', 'run', 'split', 'images', 'accuracy', 'accuracy_ci_low', 'accuracy_ci_high', 'balanced_accuracy', 'macro_f1', 'macro_auc', 'ece', 'nll', 'weight', ...classColumns];
+  const header = ['model', 'kind', 'run', 'split', 'images', ...columns.flatMap((c) => c.csv ?? []), 'weight', ...classColumns];
   const members = report.models.filter((m) => m.kind === 'model');
   const rows = report.models.map((m) => {
     const weight = m.kind === 'model' ? report.ensembleWeights.weights[members.indexOf(m)] ?? null : null;
@@ -84,14 +160,7 @@ export function resultsCsv(report: EvaluationReport): string {
       m.run ?? '',
       report.split,
       report.images.length,
-      round(m.metrics.accuracy),
-      round(m.accuracyInterval.lower),
-      round(m.accuracyInterval.upper),
-      round(m.metrics.balancedAccuracy),
-      round(m.metrics.macroF1),
-      round(m.auc.macro),
-      round(m.calibration.ece),
-      round(m.nll),
+      ...columns.flatMap((c) => c.csvValues?.(m) ?? []),
       round(weight),
       ...m.metrics.perClass.flatMap((c, k) => [round(c.precision), round(c.recall), round(c.f1), c.support, round(m.auc.perClass[k] ?? null)]),
     ];
@@ -117,18 +186,14 @@ export function predictionsCsv(report: EvaluationReport): string {
  * The headline table in the published table's shape (model, accuracy), with the bootstrap interval
  * and the other metrics beside it; Osteopenia's recall, the clinically weak spot, has its own column.
  */
-export function resultsTable(report: EvaluationReport): string {
-  const weakClass = report.classNames.indexOf('Osteopenia');
-  const recallHeader = weakClass >= 0 ? 'Osteopenia recall' : `${report.classNames[1] ?? 'class 1'} recall`;
-  const recallIndex = weakClass >= 0 ? weakClass : 1;
+export function resultsTable(report: EvaluationReport, columns: readonly MetricColumn[] = metricColumns): string {
+  const shown = columns.filter((c) => c.table !== undefined);
   return [
-    `| model | accuracy (95% CI) | balanced accuracy | macro-F1 | ${recallHeader} | macro AUC | ECE |`,
-    '|---|---|---|---|---|---|---|',
+    `| model | ${shown.map((c) => c.table!.header(report)).join(' | ')} |`,
+    `|---|${shown.map(() => '---').join('|')}|`,
     ...report.models.map((m) => {
       const name = m.kind === 'ensemble' ? `**${m.name}**` : m.name;
-      const ci = `${percent(m.metrics.accuracy)} (${percent(m.accuracyInterval.lower)}–${percent(m.accuracyInterval.upper)})`;
-      const auc = m.auc.macro === null ? '—' : m.auc.macro.toFixed(3);
-      return `| ${name} | ${ci} | ${percent(m.metrics.balancedAccuracy)} | ${m.metrics.macroF1.toFixed(3)} | ${percent(m.metrics.perClass[recallIndex]?.recall ?? 0)} | ${auc} | ${m.calibration.ece.toFixed(3)} |`;
+      return `| ${name} | ${shown.map((c) => c.table!.cell(m, report)).join(' | ')} |`;
     }),
   ].join('\n');
 }
@@ -228,7 +293,7 @@ export async function writeEvaluationReport(report: EvaluationReport, outDir: st
 }
 
 /** The report as JSON-friendly data (no per-image arrays; those are in predictions.csv). */
-export function reportSummaryJson(report: EvaluationReport): unknown {
+export function reportSummaryJson(report: EvaluationReport, columns: readonly MetricColumn[] = metricColumns): unknown {
   return {
     split: report.split,
     dataDir: report.dataDir,
@@ -241,13 +306,7 @@ export function reportSummaryJson(report: EvaluationReport): unknown {
       name: m.name,
       kind: m.kind,
       ...(m.run === undefined ? {} : { run: m.run }),
-      accuracy: m.metrics.accuracy,
-      accuracyInterval: [m.accuracyInterval.lower, m.accuracyInterval.upper],
-      balancedAccuracy: m.metrics.balancedAccuracy,
-      macroF1: m.metrics.macroF1,
-      macroAuc: m.auc.macro,
-      ece: m.calibration.ece,
-      nll: m.nll,
+      ...Object.fromEntries(columns.filter((c) => c.json !== undefined).map((c) => [c.json!, c.jsonValue!(m)])),
       perClass: m.metrics.perClass.map((c, k) => ({ class: report.classNames[k], ...c, auc: m.auc.perClass[k] })),
       confusion: m.metrics.confusion,
     })),

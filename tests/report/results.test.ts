@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { parse } from 'csv-parse/sync';
 import sharp from 'sharp';
 import { ensembleProbabilities } from '../../src/eval/ensemble.js';
-import { summarize, writeEvaluationReport, type EvaluationReport } from '../../src/report/results.js';
+import { metricColumns, reportSummaryJson, resultsCsv, resultsTable, summarize, writeEvaluationReport, type EvaluationReport, type MetricColumn } from '../../src/report/index.js';
 import { seeded } from '../eval/helpers.js';
 
 const classNames = ['Normal', 'Osteopenia', 'Osteoporosis'] as const;
@@ -85,6 +85,28 @@ test('the report files carry the summaries: CSV numbers, Markdown table, predict
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('a new report metric is one column record: it reaches results.csv, the Markdown table and the --json summary', () => {
+  const report = fixture();
+  const brier: MetricColumn = {
+    json: 'brier',
+    jsonValue: () => 0.25,
+    csv: ['brier'],
+    csvValues: () => [0.25],
+    table: { header: () => 'Brier', cell: () => '0.250' },
+  };
+  const columns = [...metricColumns, brier];
+  const rows = parse(resultsCsv(report, columns), { columns: true }) as Record<string, string>[];
+  assert.equal(rows.map((r) => r.brier), ['0.25', '0.25', '0.25']);
+  const table = resultsTable(report, columns).split('\n');
+  assert.ok(table[0]!.endsWith('| ECE | Brier |'), table[0]);
+  assert.ok(table.slice(2).every((line) => line.endsWith('| 0.250 |')));
+  const json = reportSummaryJson(report, columns) as { models: { brier: number; accuracy: number }[] };
+  assert.equal(json.models.map((m) => m.brier), [0.25, 0.25, 0.25]);
+  assert.is(json.models[0]!.accuracy, report.models[0]!.metrics.accuracy);
+  // the default columns are the published table's shape
+  assert.match(resultsTable(report).split('\n')[0]!, /^\| model \| accuracy \(95% CI\) \| balanced accuracy \| macro-F1 \| Osteopenia recall \| macro AUC \| ECE \|$/);
 });
 
 test.run();
