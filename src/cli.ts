@@ -6,14 +6,16 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { isUserFacing, osteoVersion } from './util/index.js';
+import { environmentUserError, isUserFacing, osteoVersion } from './util/index.js';
 import { registerInfoCommand } from './commands/info.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerWeightsCommands } from './commands/weights.js';
 import { registerBenchCommands } from './commands/bench.js';
 import { registerEvalCommands } from './commands/eval.js';
 import { registerReproduceCommands } from './commands/reproduce.js';
+import { registerCvCommands } from './commands/cv.js';
 import { registerTrainCommands } from './commands/train.js';
+import { registerServeCommand } from './commands/serve.js';
 
 export function buildProgram(): Command {
   const program = new Command('osteo')
@@ -27,7 +29,9 @@ export function buildProgram(): Command {
   registerBenchCommands(program);
   registerEvalCommands(program);
   registerReproduceCommands(program);
+  registerCvCommands(program);
   registerTrainCommands(program);
+  registerServeCommand(program);
   return program;
 }
 
@@ -39,6 +43,12 @@ export async function main(argv: string[]): Promise<number> {
     if (error instanceof CommanderError) return error.exitCode; // commander already printed it
     if (isUserFacing(error)) {
       process.stderr.write(`osteo: ${error.message}\n`);
+      return 1;
+    }
+    // A full disk, a read-only folder or a file where a folder belongs is the machine's state, not a bug.
+    const environment = environmentUserError(error);
+    if (environment !== undefined) {
+      process.stderr.write(`osteo: ${environment.message}\n`);
       return 1;
     }
     process.stderr.write(`osteo: internal error (a bug; please report it with this trace)\n${(error as Error)?.stack ?? String(error)}\n`);

@@ -9,18 +9,28 @@ import type { z } from 'zod';
 import { augmentConfigSchema, type AugmentConfig } from '../data/index.js';
 import { UserError } from '../util/index.js';
 import { readConfigFile } from './files.js';
+import { actionableIssues, describeValue } from './options.js';
 
 export const augmentPresets = ['none', 'seed', 'strong'] as const;
 
 /** configs/augment/ — two levels above this file both in src/config and in dist/config. */
 export const augmentPresetDir = fileURLToPath(new URL('../../configs/augment/', import.meta.url));
 
-function describeIssue(issue: z.core.$ZodIssue): string {
+/** The value at a schema issue's path inside `root`, for the message (undefined where it is absent). */
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let value = root;
+  for (const part of path) value = typeof value === 'object' && value !== null ? (value as Record<PropertyKey, unknown>)[part] : undefined;
+  return value;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, root: unknown): string {
   const where = issue.path.length === 0 ? 'at the top level' : `in "${issue.path.join('.')}"`;
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((key) => `unknown key "${key}" ${where}`).join('; ');
   }
-  return `${issue.path.join('.') || '(config)'}: ${issue.message}`;
+  const value = valueAt(root, issue.path);
+  const got = value === undefined ? '' : ` (got ${describeValue(value)})`;
+  return `${issue.path.join('.') || '(config)'}: ${issue.message}${got}`;
 }
 
 /** Validate a parsed config object; `source` (a file, or what the object is) names it in errors. */
@@ -28,7 +38,7 @@ export function parseAugmentConfig(value: unknown, source = 'augmentation config
   const parsed = augmentConfigSchema.safeParse(value);
   if (!parsed.success) {
     const allowed = Object.keys(augmentConfigSchema.shape).join(', ');
-    throw new UserError(`${source}: ${parsed.error.issues.map(describeIssue).join('; ')} (keys: ${allowed})`);
+    throw new UserError(`${source}: ${actionableIssues(parsed.error.issues).map((issue) => describeIssue(issue, value)).join('; ')} (keys: ${allowed})`);
   }
   return parsed.data;
 }

@@ -280,6 +280,30 @@ export function applyFlags(values: OptionValues, flags: Readonly<Record<string, 
   }
 }
 
+/**
+ * The issues a user can act on. A union (a preset name or an inline object, say) fails as one
+ * "Invalid input" for the whole value; when the value's type picks one alternative (only one branch
+ * fails below its top level), that branch's own issues say what is wrong and where, with full paths.
+ */
+export function actionableIssues(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue[] {
+  return issues.flatMap((issue) => {
+    if (issue.code !== 'invalid_union' || issue.errors.length === 0) return [issue];
+    const wrongType = (branch: readonly z.core.$ZodIssue[]) => branch.some((inner) => inner.path.length === 0 && inner.code === 'invalid_type');
+    const fitting = issue.errors.filter((branch) => !wrongType(branch));
+    if (fitting.length !== 1) return [issue];
+    return actionableIssues(fitting[0]!.map((inner) => ({ ...inner, path: [...issue.path, ...inner.path] }) as z.core.$ZodIssue));
+  });
+}
+
+/** A bad value as a user would spot it: short values as JSON; an object or a long list by its shape, not its whole text. */
+export function describeValue(value: unknown): string {
+  const json = JSON.stringify(value);
+  if (json === undefined) return String(value);
+  if (json.length <= 60 || typeof value !== 'object' || value === null) return json.length <= 200 ? json : `${json.slice(0, 197)}...`;
+  if (Array.isArray(value)) return `a list of ${value.length} items`;
+  return `an object with keys ${Object.keys(value).join(', ')}`;
+}
+
 function describeIssue(issue: z.core.$ZodIssue, values: OptionValues): string {
   if (issue.code === 'unrecognized_keys') {
     const where = values.originOf(issue.path);
@@ -287,14 +311,14 @@ function describeIssue(issue: z.core.$ZodIssue, values: OptionValues): string {
   }
   const { key, origin, value, missing } = values.originOf(issue.path);
   if (missing && values.spec(key).present) return `${origin}: missing required key "${key}" (${values.spec(key).help})`;
-  const got = value === undefined ? '' : ` (got ${JSON.stringify(value)})`;
+  const got = value === undefined ? '' : ` (got ${describeValue(value)})`;
   return `${keyAt(origin, key)}: ${issue.message}${got}`;
 }
 
 /** Validate the merged values against the table's schema; errors name each bad key and its origin. */
 export function validateValues<T>(values: OptionValues, schema: z.ZodType<T>): T {
   const parsed = schema.safeParse(values.nested());
-  if (!parsed.success) throw new UserError(`invalid config: ${parsed.error.issues.map((issue) => describeIssue(issue, values)).join('; ')}`);
+  if (!parsed.success) throw new UserError(`invalid config: ${actionableIssues(parsed.error.issues).map((issue) => describeIssue(issue, values)).join('; ')}`);
   return parsed.data;
 }
 

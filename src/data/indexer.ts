@@ -9,7 +9,7 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
-import { parseCsvRecords, DataError, UserError, errorMessage, mapLimit, silentProgress, type ProgressSink, writeFileAtomic } from '../util/index.js';
+import { parseCsvRecords, DataError, UserError, environmentUserError, errorMessage, mapLimit, silentProgress, type ProgressSink, writeFileAtomic } from '../util/index.js';
 import { stringify } from 'csv-stringify/sync';
 import sharp from 'sharp';
 import { classNames, numClasses } from './classes.js';
@@ -25,7 +25,7 @@ export const defaultNearThreshold = 20;
 const imageExtensions = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff']);
 const supportedFormats = new Set(['jpeg', 'png', 'webp', 'tiff']);
 /** What osteo itself writes at the top of a data folder; not reported as stray entries. */
-const ownFiles = new Set(['index.csv', 'splits.csv', 'phantom.json']);
+const ownFiles = new Set(['index.csv', 'splits.csv', 'phantom.json', 'download.json']);
 
 export type BadReason = 'zero-byte' | 'not-an-image' | 'unsupported-format' | 'too-large' | 'truncated' | 'unreadable';
 
@@ -143,12 +143,27 @@ const truncation = /premature end|end of stream|truncat|unexpected end|end of fi
 /** Look at one file: its header first (cheap refusals), then a full decode. */
 async function inspectFile(dataDir: string, path: string, label: number, maxPixels: number): Promise<IndexRow> {
   const file = join(dataDir, path);
-  const bytes = (await stat(file)).size;
+  let info;
+  try {
+    info = await stat(file);
+  } catch (error) {
+    // A dangling symbolic link, or a file removed while scanning: reported, not a crash of the whole index.
+    return bad(emptyRow(path, label, 0), 'unreadable', `cannot read the file: ${environmentUserError(error, file)?.message ?? errorMessage(error)}`);
+  }
+  const bytes = info.size;
   const row = emptyRow(path, label, bytes);
+  // A FIFO or device would block the read forever (or never end): only regular files are images.
+  if (!info.isFile()) return bad(row, 'not-an-image', 'not a regular file (a pipe, socket or device)');
   if (bytes === 0) return bad(row, 'zero-byte', 'empty file (0 bytes)');
   const extension = extname(path).toLowerCase();
   if (!imageExtensions.has(extension)) return bad(row, 'not-an-image', `not an image file type (${extension || 'no extension'})`);
-  const buffer = await readFile(file);
+  let buffer: Buffer;
+  try {
+    buffer = await readFile(file);
+  } catch (error) {
+    // No permission, or an I/O error: this file cannot be used, the others can; it is reported.
+    return bad(row, 'unreadable', `cannot read the file: ${environmentUserError(error, file)?.message ?? errorMessage(error)}`);
+  }
   let metadata: sharp.Metadata;
   try {
     metadata = await sharp(buffer, { limitInputPixels: false }).metadata();
@@ -202,6 +217,23 @@ class UnionFind {
     const rb = this.find(b);
     if (ra !== rb) this.parent[Math.max(ra, rb)] = Math.min(ra, rb);
   }
+}
+
+/** What a copy's name carries: "x (copy).png", "x - Copy.png", "Copy of x.png", "x_copy2.png", "x (1).png". */
+const copyMarker = /(^|[\s_.(-])copy([\s_.-]*\d*)?([\s_.)-]|$)|\(\d+\)/i;
+
+/**
+ * Of identical files, the one that looks like the original is kept and the others are marked as its
+ * duplicates: a name without a copy marker first, then the shorter name, then the path (for a stable
+ * order). So "x.png" is kept over "x (copy).png", which is what a reader of the report expects.
+ */
+function originalFirst(a: IndexRow, b: IndexRow): number {
+  const nameOf = (row: IndexRow) => row.path.slice(row.path.lastIndexOf('/') + 1).replace(/\.[^.]*$/, '');
+  const [nameA, nameB] = [nameOf(a), nameOf(b)];
+  const marked = Number(copyMarker.test(nameA)) - Number(copyMarker.test(nameB));
+  if (marked !== 0) return marked;
+  if (nameA.length !== nameB.length) return nameA.length - nameB.length;
+  return a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
 }
 
 function addNote(row: IndexRow, note: string): void {
@@ -277,7 +309,7 @@ export function groupRows(
     }
     // One row per (image, label) enters the split; identical copies would only double its weight.
     const seen = new Map<string, string>();
-    for (const row of keep) {
+    for (const row of [...keep].sort(originalFirst)) {
       const key = `${row.contentHash}:${row.label}`;
       const first = seen.get(key);
       if (first === undefined) {
@@ -316,21 +348,52 @@ export async function writeCsvAtomic(file: string, header: readonly string[], re
   await writeFileAtomic(file, stringify(records, { header: true, columns: [...header] }));
 }
 
+/** A folder name that is a class name but for case, spaces, dashes or underscores (`normal`, `Osteoporosis `). */
+function classNameCloseTo(folder: string): string | undefined {
+  const squash = (name: string) => name.toLowerCase().replace(/[\s_-]+/g, '');
+  return classNames.find((name) => squash(name) === squash(folder));
+}
+
+/**
+ * Training on two classes, or with one of them silently empty, gives a model that cannot say the
+ * third: every class folder must exist, spelled exactly. The message names what was expected and
+ * which folders are near misses (and what to rename them to).
+ */
+export function missingClassesError(dataDir: string, missing: readonly string[], folders: readonly string[]): UserError {
+  const expected = classNames.map((n) => `${n}/`).join(', ');
+  const nearMisses = folders.filter((folder) => !(classNames as readonly string[]).includes(folder) && classNameCloseTo(folder) !== undefined);
+  const renames = nearMisses.map((folder) => `'${folder}' → rename it to '${classNameCloseTo(folder)}'`);
+  const found = renames.length > 0 ? `; found near misses: ${renames.join(', ')}` : '';
+  if (missing.length === classNames.length && nearMisses.length === 0) {
+    return new UserError(
+      `no class folders in ${dataDir}: expected ${expected} ` +
+        `(get the data with \`osteo data download\` or make a phantom with \`osteo data synth\`)`,
+    );
+  }
+  return new UserError(`${dataDir} lacks the class folder(s) ${missing.map((n) => `'${n}/'`).join(', ')}: a dataset needs all of ${expected}, spelled exactly so${found}`);
+}
+
+/** Classes with no usable image, for a warning in the index report and a refusal before a split. */
+export function emptyClasses(usablePerClass: readonly number[]): string[] {
+  return classNames.filter((_, label) => (usablePerClass[label] ?? 0) === 0);
+}
+
 export async function indexDataset(options: IndexOptions): Promise<{ rows: IndexRow[]; report: IndexReport }> {
   const started = performance.now();
   const dataDir = resolve(options.dataDir);
   const policy = options.conflicts ?? 'drop';
   if (!conflictPolicies.includes(policy)) throw new UserError(`--conflicts must be one of ${conflictPolicies.join(', ')}, got '${policy}'`);
   const nearThreshold = options.nearThreshold ?? defaultNearThreshold;
+  // A pHash has 256 bits: a distance outside 0–256 cannot be meant (above 256 every image would match).
+  if (!Number.isInteger(nearThreshold) || nearThreshold < 0 || nearThreshold > 256) {
+    throw new UserError(`--near-threshold must be a whole number of bits from 0 to 256 (of the 256-bit perceptual hash), got ${nearThreshold}; the default is ${defaultNearThreshold}`);
+  }
   const maxPixels = options.maxPixels ?? maxInputPixels;
+  if (existsSync(dataDir) && !(await stat(dataDir)).isDirectory()) throw new UserError(`--data ${dataDir} is a file: give the dataset folder that holds ${classNames.map((n) => `${n}/`).join(', ')}`);
   const top = existsSync(dataDir) ? await readdir(dataDir, { withFileTypes: true }) : [];
   const present = classNames.filter((name) => top.some((entry) => entry.isDirectory() && entry.name === name));
-  if (present.length === 0) {
-    throw new UserError(
-      `no class folders in ${dataDir}: expected ${classNames.map((n) => `${n}/`).join(', ')} ` +
-        `(get the data with \`osteo data download\` or make a phantom with \`osteo data synth\`)`,
-    );
-  }
+  const missing = classNames.filter((name) => !present.includes(name));
+  if (missing.length > 0) throw missingClassesError(dataDir, missing, top.filter((entry) => entry.isDirectory()).map((entry) => entry.name));
   const ignored = top
     .filter((entry) => !entry.name.startsWith('.') && !ownFiles.has(entry.name) && !(entry.isDirectory() && (present as string[]).includes(entry.name)))
     .map((entry) => entry.name)
@@ -404,8 +467,9 @@ export async function readIndex(dataDir: string): Promise<IndexRow[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
-  } catch {
-    throw new UserError(`no index at ${file}: run \`osteo data index --data ${dataDir}\` first`);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new UserError(`no index at ${file}: run \`osteo data index --data ${dataDir}\` first`);
+    throw environmentUserError(error, file) ?? error;
   }
   const records = parseCsvRecords(text, file);
   return records.map((record, i) => {
@@ -452,5 +516,8 @@ export function formatIndexReport(report: IndexReport): string {
   lines.push(`bad files:              ${report.bad.length}`);
   for (const file of report.bad) lines.push(`  ${file.path}: ${file.reason}: ${file.detail}`);
   if (report.ignored.length > 0) lines.push(`not scanned (not a class folder): ${report.ignored.join(', ')}`);
+  for (const name of emptyClasses(report.usablePerClass)) {
+    lines.push(`WARNING: ${name}/ has no usable image: \`osteo data split\` and training refuse this dataset until it has some`);
+  }
   return lines.join('\n');
 }

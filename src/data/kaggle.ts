@@ -5,19 +5,29 @@
  * Everything happens in a staging directory beside DEST (download, zip check, extraction, layout) and
  * only a complete dataset is renamed into place, so an interrupted or failed download never looks
  * like a finished one.
+ *
+ * DEST/download.json records that osteo downloaded the dataset there. `--force` replaces only what
+ * osteo owns in such a folder (the class folders, download.json, and the index, split and cache made
+ * from them); other files are kept, and a folder osteo did not download into is never written over.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { DataError, UserError, HttpStatusError, downloadFile, type DownloadOptions, silentProgress, type ProgressSink } from '../util/index.js';
+import { DataError, UserError, HttpStatusError, checkWritableFolder, downloadFile, environmentUserError, parseHttpUrl, type DownloadOptions, silentProgress, type ProgressSink, type StatFs, writeJsonAtomic } from '../util/index.js';
 import { classNames } from './classes.js';
-import { extractZip } from './zip.js';
+import { extractZip, inspectZip } from './zip.js';
 
 export const kaggleDataset = { owner: 'mohamedgobara', slug: 'multi-class-knee-osteoporosis-x-ray-dataset' } as const;
 export const defaultKaggleApi = 'https://www.kaggle.com/api/v1';
 /** Files per class in the published dataset (Normal, Osteopenia, Osteoporosis). */
 export const publishedCounts: readonly number[] = [780, 374, 793];
+/** The record osteo leaves in DEST: what was downloaded, from where, when. */
+export const downloadRecordName = 'download.json';
+/** What `osteo data download` writes at the top of DEST, and what is derived from it there (index, split, cache). */
+const ownedEntries = [...classNames, downloadRecordName, 'index.csv', 'splits.csv', '.cache'];
+/** Where replaced entries wait inside DEST until the new ones are in place (owned too: a kill may leave it). */
+const replacedDir = '.osteo-replaced';
 
 export interface KaggleCredentials {
   username: string;
@@ -36,7 +46,9 @@ export async function resolveKaggleCredentials(env: NodeJS.ProcessEnv = process.
   let text: string;
   try {
     text = await readFile(file, 'utf8');
-  } catch {
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw environmentUserError(error, file) ?? error;
     throw new UserError(
       `no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY, or put {"username": …, "key": …} in ${file} ` +
         `(create an API token at https://www.kaggle.com/settings), or use the phantom dataset: osteo data synth`,
@@ -66,6 +78,8 @@ export interface DownloadDatasetOptions {
   /** Retry and backoff settings for the HTTP layer (tests shorten the waits). */
   http?: Pick<DownloadOptions, 'retries' | 'backoffMs' | 'maxBackoffMs' | 'timeoutMs' | 'onRetry' | 'sleep'>;
   log?: (line: string) => void;
+  /** Free space of a folder's disk (tests pretend a full one). */
+  statfs?: StatFs;
 }
 
 export interface DownloadDatasetResult {
@@ -160,22 +174,45 @@ function describeStatus(error: HttpStatusError, url: string, credentials: Kaggle
   return error;
 }
 
+/**
+ * Whether osteo may write the dataset into `dest`: absent, empty, or a dataset osteo downloaded there
+ * (and then only with --force). Returns true when an existing dataset should be kept as it is.
+ */
+async function checkDestination(dest: string, force: boolean, log: (line: string) => void): Promise<boolean> {
+  if (!existsSync(dest)) return false;
+  if (!(await stat(dest)).isDirectory()) throw new UserError(`--dest ${dest} is a file: give a folder for the dataset (a new or empty one)`);
+  const entries = (await readdir(dest)).filter((name) => name !== replacedDir);
+  if (entries.length === 0) return false;
+  const downloaded = existsSync(join(dest, downloadRecordName));
+  if (!force && (await hasAnyClassFiles(dest))) {
+    const how = downloaded ? 'pass --force to download it again (only the files osteo wrote are replaced)' : 'to download it again, choose another --dest';
+    log(`${dest} already holds a dataset; not downloading (${how})`);
+    return true;
+  }
+  if (!downloaded) {
+    const what = existsSync(join(dest, 'phantom.json')) ? 'holds a phantom made by `osteo data synth`' : `holds files osteo did not download (no ${downloadRecordName})`;
+    throw new UserError(`${dest} ${what}: osteo will not write over it; choose another --dest (a new or empty folder)`);
+  }
+  return false;
+}
+
 export async function downloadKaggleDataset(options: DownloadDatasetOptions): Promise<DownloadDatasetResult> {
   const dest = resolve(options.dest);
   const log = options.log ?? (() => {});
-  if (!options.force && (await hasAnyClassFiles(dest))) {
-    log(`${dest} already holds a dataset; not downloading (use --force to replace it)`);
+  const api = (options.apiUrl ?? defaultKaggleApi).replace(/\/+$/, '');
+  parseHttpUrl(api, '--api-url');
+  if (await checkDestination(dest, options.force ?? false, log)) {
     return { dest, skipped: true, counts: await countClassFiles(dest), published: publishedCounts, bytes: 0, attempts: 0 };
   }
-  if (existsSync(dest) && !options.force && (await readdir(dest)).length > 0) {
-    throw new UserError(`${dest} exists and is not a dataset folder; choose another --dest or pass --force to replace it`);
-  }
   const credentials = await resolveKaggleCredentials(options.env, options.homeDir);
-  const api = (options.apiUrl ?? defaultKaggleApi).replace(/\/+$/, '');
   const url = `${api}/datasets/download/${kaggleDataset.owner}/${kaggleDataset.slug}`;
   const staging = `${dest}.osteo-partial`;
-  await rm(staging, { recursive: true, force: true }); // what an interrupted earlier run left
-  await mkdir(staging, { recursive: true });
+  try {
+    await rm(staging, { recursive: true, force: true }); // what an interrupted earlier run left
+    await mkdir(staging, { recursive: true });
+  } catch (error) {
+    throw environmentUserError(error, dirname(dest)) ?? error;
+  }
   try {
     const archive = join(staging, 'download.zip');
     log(`downloading ${kaggleDataset.owner}/${kaggleDataset.slug} from ${api} (credentials: ${credentials.source})`);
@@ -191,34 +228,53 @@ export async function downloadKaggleDataset(options: DownloadDatasetOptions): Pr
       throw error;
     }
     log(`extracting ${(await stat(archive)).size} bytes`);
-    await extractZip(archive, join(staging, 'extracted'));
     const layout = join(staging, 'dataset');
-    await normaliseLayout(join(staging, 'extracted'), layout, archive);
-    await moveIntoPlace(layout, dest);
-    const counts = await countClassFiles(dest);
+    try {
+      // Extraction needs the archive's full uncompressed size on the same disk: say so now, not when it fills up.
+      await checkWritableFolder(dirname(dest), (await inspectZip(archive)).bytes, options.statfs);
+      await extractZip(archive, join(staging, 'extracted'));
+      await normaliseLayout(join(staging, 'extracted'), layout, archive);
+    } catch (error) {
+      // The archive is deleted with the staging folder below: name where it came from instead.
+      if (error instanceof DataError && error.file === archive) throw new DataError(`the archive downloaded from ${redactedUrl(url)}`, error.reason);
+      throw error;
+    }
+    const counts = await countClassFiles(layout);
+    const record = { dataset: `${kaggleDataset.owner}/${kaggleDataset.slug}`, url: redactedUrl(url), downloaded: new Date().toISOString(), bytes: download.bytes, counts };
+    await writeJsonAtomic(join(layout, downloadRecordName), record);
+    await switchOwnedEntries(layout, dest);
     return { dest, skipped: false, counts, published: publishedCounts, bytes: download.bytes, attempts: download.attempts };
+  } catch (error) {
+    // A full disk or a read-only folder met in the staging folder is reported against DEST, which
+    // the user chose and which still exists once the staging folder is gone.
+    throw environmentUserError(error, dest) ?? error;
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
 }
 
-/** Rename `from` to `to`; an existing `to` (only with --force, checked above) goes only after `from` is in place. */
-async function moveIntoPlace(from: string, to: string): Promise<void> {
-  await mkdir(dirname(to), { recursive: true });
-  if (!existsSync(to)) {
-    await rename(from, to);
-    return;
+function redactedUrl(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.origin}${parsed.pathname}`;
+}
+
+/**
+ * Move each entry osteo owns from `from` into `to`, replacing only those: the old ones are moved aside
+ * into TO/.osteo-replaced first and deleted once every new one is in place, and anything else in `to`
+ * is left alone.
+ */
+async function switchOwnedEntries(from: string, to: string): Promise<void> {
+  await mkdir(to, { recursive: true });
+  const aside = join(to, replacedDir);
+  await rm(aside, { recursive: true, force: true });
+  await mkdir(aside);
+  for (const entry of ownedEntries) {
+    if (existsSync(join(to, entry))) await rename(join(to, entry), join(aside, entry));
   }
-  if ((await readdir(to)).length === 0) {
-    await rmdir(to);
-    await rename(from, to);
-    return;
+  for (const entry of ownedEntries) {
+    if (existsSync(join(from, entry))) await rename(join(from, entry), join(to, entry));
   }
-  const old = `${to}.osteo-old`;
-  await rm(old, { recursive: true, force: true });
-  await rename(to, old);
-  await rename(from, to);
-  await rm(old, { recursive: true, force: true });
+  await rm(aside, { recursive: true, force: true });
 }
 
 /** "Normal 780 (published 780) …" for the CLI. */

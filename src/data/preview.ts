@@ -3,11 +3,11 @@
  * an augmentation config does before training with it. Samples come from the train split when a
  * manifest exists (else straight from the class folders), a few from each class.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { dirname, extname, join, resolve } from 'node:path';
 import sharp from 'sharp';
-import { UserError, beta, createRng, deriveSeed, shuffleInPlace } from '../util/index.js';
+import { UserError, beta, checkWritableFolder, createRng, deriveSeed, shuffleInPlace, writeFileAtomic } from '../util/index.js';
 import { mixupBatch, mixupPartners } from './augment-pixels.js';
 import { applyAugmentation, sampleAugmentation, type AugmentConfig } from './augment.js';
 import { createResizedCache } from './cache.js';
@@ -47,6 +47,20 @@ async function folderRows(dataDir: string): Promise<ManifestRow[]> {
   return rows;
 }
 
+/** The image format `--out` names by its extension; anything else would be bytes under a misleading name. */
+const sheetFormats: Record<string, 'png' | 'jpeg' | 'webp'> = { '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg', '.webp': 'webp' };
+
+function sheetFormat(out: string): 'png' | 'jpeg' | 'webp' {
+  if (existsSync(out) && statSync(out).isDirectory()) {
+    throw new UserError(`--out ${out} is a folder: give the file to write, e.g. --out ${join(out, 'preview.png')}`);
+  }
+  const format = sheetFormats[extname(out).toLowerCase()];
+  if (format === undefined) {
+    throw new UserError(`--out ${out}: the contact sheet is written as ${Object.keys(sheetFormats).join(', ')}; give a file name with one of those extensions`);
+  }
+  return format;
+}
+
 function escapeXml(text: string): string {
   return text.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
@@ -57,6 +71,10 @@ export async function previewAugmentations(options: PreviewOptions): Promise<Pre
   const size = options.imageSize ?? 160;
   const seed = options.seed ?? 0;
   if (!Number.isInteger(n) || n < 1 || n > 256) throw new UserError(`--n must be an integer from 1 to 256, got ${n}`);
+  // Checked before any image is decoded: a wrong --out should not cost the whole sheet's work.
+  const out = resolve(options.out ?? 'preview.png');
+  const format = sheetFormat(out);
+  await checkWritableFolder(dirname(out), 0);
   const config = options.augment;
   const manifest = existsSync(splitManifestPath(dataDir)) ? (await readSplitManifest(dataDir)).filter((r) => r.split === 'train') : await folderRows(dataDir);
   if (manifest.length === 0) throw new UserError(`no images found in ${dataDir}: expected ${classNames.map((c) => `${c}/`).join(', ')} or a split manifest`);
@@ -114,11 +132,9 @@ export async function previewAugmentations(options: PreviewOptions): Promise<Pre
     const svg = `<svg width="${size}" height="${caption}" xmlns="http://www.w3.org/2000/svg"><text x="3" y="15" font-family="sans-serif" font-size="12" fill="#f0f0f0">${escapeXml(captions[k]!)}</text></svg>`;
     composites.push({ input: Buffer.from(svg), left, top: top + size });
   }
-  const out = resolve(options.out ?? 'preview.png');
+  const sheet = sharp({ create: { width, height, channels: 3, background: { r: 24, g: 24, b: 28 } } }).composite(composites);
+  const bytes = await sheet.toFormat(format, format === 'png' ? {} : { quality: 95 }).toBuffer();
   await mkdir(dirname(out), { recursive: true });
-  await sharp({ create: { width, height, channels: 3, background: { r: 24, g: 24, b: 28 } } })
-    .composite(composites)
-    .png()
-    .toFile(out);
+  await writeFileAtomic(out, bytes);
   return { out, width, height, tiles: chosen.map((row, k) => ({ path: row.path, label: row.label, caption: captions[k]! })) };
 }

@@ -7,11 +7,11 @@
  * to test, then val, then train until each split holds its share of that class's images.
  */
 import { readFile, readdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
-import { parseCsvRecords, DataError, UserError, createRng, deriveSeed, shuffleInPlace } from '../util/index.js';
+import { parseCsvRecords, DataError, UserError, createRng, deriveSeed, environmentUserError, shuffleInPlace } from '../util/index.js';
 import { classNames, numClasses } from './classes.js';
-import { indexDataset, indexPath, readIndex, writeCsvAtomic, type ConflictPolicy, type IndexRow } from './indexer.js';
+import { emptyClasses, indexDataset, indexPath, missingClassesError, readIndex, writeCsvAtomic, type ConflictPolicy, type IndexRow } from './indexer.js';
 
 export type Split = 'train' | 'val' | 'test';
 export const splits: readonly Split[] = ['train', 'val', 'test'];
@@ -77,6 +77,12 @@ async function currentFiles(dataDir: string): Promise<Set<string>> {
 /** The index, built if missing; an index that no longer matches the folder is an error, not a guess. */
 async function loadIndex(dataDir: string, conflicts: ConflictPolicy | undefined): Promise<{ rows: IndexRow[]; indexed: boolean }> {
   if (!existsSync(indexPath(dataDir))) return { rows: (await indexDataset({ dataDir, conflicts })).rows, indexed: true };
+  // An index from before a class folder was renamed away still lists it: check the folders again.
+  const missing = classNames.filter((name) => !existsSync(join(dataDir, name)));
+  if (missing.length > 0) {
+    const folders = (await readdir(dataDir, { withFileTypes: true })).filter((entry) => entry.isDirectory()).map((entry) => entry.name);
+    throw missingClassesError(dataDir, missing, folders);
+  }
   const rows = await readIndex(dataDir);
   const onDisk = await currentFiles(dataDir);
   const indexed = new Set(rows.map((row) => row.path));
@@ -129,6 +135,14 @@ export async function splitDataset(options: SplitOptions): Promise<{ rows: Manif
   const { rows: indexRows, indexed } = await loadIndex(dataDir, options.conflicts);
   const rows = assignSplits(indexRows, { val, test }, seed);
   if (rows.length === 0) throw new UserError(`no usable images in ${dataDir} (see \`osteo data index --data ${dataDir}\`)`);
+  // A class without images would train a model that never predicts it, and score it as if it could.
+  const empty = emptyClasses(classNames.map((_, label) => rows.filter((row) => row.label === label).length));
+  if (empty.length > 0) {
+    throw new UserError(
+      `${dataDir}: no usable image in ${empty.map((name) => `${name}/`).join(', ')}: every class needs images before a split ` +
+        `(\`osteo data index --data ${dataDir}\` lists each file's problem)`,
+    );
+  }
 
   const hashOf = new Map(indexRows.map((row) => [row.path, row.contentHash]));
   const splitsOfHash = new Map<string, Set<Split>>();
@@ -175,6 +189,22 @@ export function formatSplitReport(report: SplitReport): string {
   return lines.join('\n');
 }
 
+/**
+ * A manifest row names a file below a class folder of its dataset, as `osteo data split` writes it.
+ * Anything else (`../../etc/passwd`, an absolute path, a Windows drive) would make the loader open a
+ * file outside the dataset, so the whole manifest is refused rather than the row skipped.
+ */
+function checkInsideDataset(path: string, file: string, row: number): void {
+  const parts = path.split('/');
+  const escapes = isAbsolute(path) || /^[a-zA-Z]:/.test(path) || path.includes('\\') || path.includes('\0') || parts.some((part) => part === '' || part === '.' || part === '..');
+  if (escapes || parts.length < 2 || !(classNames as readonly string[]).includes(parts[0]!)) {
+    throw new DataError(
+      file,
+      `row ${row}: path '${path}' is not a file inside the dataset (expected <class folder>/<file>, e.g. ${classNames[0]}/image.png): refusing to open it; write the manifest again with \`osteo data split\``,
+    );
+  }
+}
+
 /** Parse the text of a splits.csv (`file` names it in errors). */
 export function parseSplitManifest(text: string, file: string): ManifestRow[] {
   const records = parseCsvRecords(text, file);
@@ -183,6 +213,7 @@ export function parseSplitManifest(text: string, file: string): ManifestRow[] {
     if (record.path === undefined || record.path === '') throw new DataError(file, `row ${i + 2} has no path`);
     if (!Number.isInteger(label) || label < 0 || label >= numClasses) throw new DataError(file, `row ${i + 2}: label '${record.label}' is not 0, 1 or 2`);
     if (!(splits as readonly string[]).includes(record.split ?? '')) throw new DataError(file, `row ${i + 2}: split '${record.split}' is not train, val or test`);
+    checkInsideDataset(record.path, file, i + 2);
     return { path: record.path, label, split: record.split as Split, group: record.group ?? '' };
   });
 }
@@ -197,8 +228,10 @@ export async function readSplitManifest(dataDir: string): Promise<ManifestRow[]>
   let text: string;
   try {
     text = await readFile(file, 'utf8');
-  } catch {
-    throw missingManifestError(dataDir);
+  } catch (error) {
+    // Only an absent manifest means "split first"; a folder in its place or no permission says so.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw missingManifestError(dataDir);
+    throw environmentUserError(error, file) ?? error;
   }
   return parseSplitManifest(text, file);
 }

@@ -78,6 +78,23 @@ export function isRetryable(error: unknown): boolean {
   return typeof code === 'string' && retryableCodes.has(code);
 }
 
+/**
+ * `text` as an http(s) URL, or a UserError naming the value and where it came from (`source`: a flag
+ * or an environment variable), so a typo is reported as such rather than as a TypeError from URL.
+ */
+export function parseHttpUrl(text: string, source: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UserError(`${source}: '${text}' is not a URL: give an absolute http(s) URL such as https://example.org/path`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new UserError(`${source}: '${redactUrl(text)}' is a ${url.protocol.replace(/:$/, '')} URL; only http and https are supported`);
+  }
+  return url;
+}
+
 /** Query strings of signed URLs carry credentials; messages show only origin and path. */
 function redactUrl(url: string): string {
   try {
@@ -125,7 +142,11 @@ async function getFollowingRedirects(
     if (status >= 300 && status < 400 && response.headers.location !== undefined) {
       response.resume();
       if (hop >= maxRedirects) throw new UserError(`GET ${redactUrl(url)}: more than ${maxRedirects} redirects`);
-      current = new URL(response.headers.location, current);
+      try {
+        current = new URL(response.headers.location, current);
+      } catch {
+        throw new UserError(`GET ${redactUrl(current.href)} redirected to '${response.headers.location}', which is not a URL`);
+      }
       continue;
     }
     if (status < 200 || status >= 300) {
@@ -169,6 +190,7 @@ async function attemptDownload(
  * Throws HttpStatusError for refusals, a UserError naming the last failure once retries run out.
  */
 export async function downloadFile(url: string, file: string, options: DownloadOptions = {}): Promise<DownloadResult> {
+  parseHttpUrl(url, 'download');
   const retries = options.retries ?? 4;
   const backoffMs = options.backoffMs ?? 1000;
   const maxBackoffMs = options.maxBackoffMs ?? 30_000;

@@ -12,7 +12,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { DataError, UserError, HttpStatusError, downloadFile, type DownloadOptions, type ProgressSink } from '../util/index.js';
+import { DataError, UserError, HttpStatusError, downloadFile, parseHttpUrl, type DownloadOptions, type ProgressSink } from '../util/index.js';
 import { getModel, type PretrainedCheckpoint } from '../models/index.js';
 
 /** Where checkpoints go unless --dest says otherwise (git-ignored, kept between runs). */
@@ -48,6 +48,7 @@ export async function sha256File(path: string): Promise<string> {
 export function checkpointUrl(checkpoint: PretrainedCheckpoint, urlBase?: string, env: NodeJS.ProcessEnv = process.env): string {
   const base = urlBase ?? env.OSTEO_WEIGHTS_URL;
   if (base === undefined || base === '') return checkpoint.url;
+  parseHttpUrl(base, urlBase !== undefined ? '--url' : 'OSTEO_WEIGHTS_URL');
   return `${base.replace(/\/+$/, '')}/${encodeURIComponent(checkpoint.fileName)}`;
 }
 

@@ -13,6 +13,7 @@
  */
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
 import yauzl from 'yauzl';
 import yazl from 'yazl';
 import { DataError, replaceAtomically } from '../util/index.js';
@@ -63,21 +64,28 @@ async function openZip(buffer: Buffer, file: string): Promise<ZipRecords> {
     async read(name) {
       const entry = entries.get(name);
       if (entry === undefined) throw new DataError(file, `the archive has no record ${name}`);
+      let bytes: Buffer;
       try {
         if (entry.compressionMethod === 0 && !entry.isEncrypted()) {
           // Stored, as torch writes every record: the bytes are a slice of the file, no copy.
           const { fileDataStart } = await zip.readLocalFileHeaderPromise(entry, { minimal: true });
           if (fileDataStart + entry.compressedSize > buffer.length) throw new Error('record runs past the end of the file');
-          return buffer.subarray(fileDataStart, fileDataStart + entry.compressedSize);
+          bytes = buffer.subarray(fileDataStart, fileDataStart + entry.compressedSize);
+        } else {
+          if (name.endsWith('.pkl') && entry.uncompressedSize > maxPickleBytes) throw new Error('pickle record too large');
+          const chunks: Buffer[] = [];
+          for await (const chunk of await zip.openReadStreamPromise(entry)) chunks.push(chunk as Buffer);
+          bytes = Buffer.concat(chunks);
         }
-        if (name.endsWith('.pkl') && entry.uncompressedSize > maxPickleBytes) throw new Error('pickle record too large');
-        const chunks: Buffer[] = [];
-        for await (const chunk of await zip.openReadStreamPromise(entry)) chunks.push(chunk as Buffer);
-        return Buffer.concat(chunks);
       } catch (error) {
         if (error instanceof DataError) throw error;
         throw new DataError(file, `cannot read record ${name}: ${(error as Error).message}`);
       }
+      // yauzl checks sizes but not checksums: without this a flipped bit in a weight loads silently.
+      if (zlib.crc32(bytes) >>> 0 !== entry.crc32 >>> 0) {
+        throw new DataError(file, `record ${name} fails its CRC-32 check (the file is damaged): download or export it again`);
+      }
+      return bytes;
     },
   };
 }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { augmentPresetDir, augmentPresets, loadAugmentConfig, parseAugmentConfig } from '../../src/config/index.js';
+import { augmentPresetDir, augmentPresets, loadAugmentConfig, parseAugmentConfig, resolveTrainConfig } from '../../src/config/index.js';
 import { DataError, UserError } from '../../src/util/index.js';
 import { rejects } from '../data/helpers.js';
 
@@ -51,6 +51,28 @@ test('errors name the file and the key: unknown keys, bad values, bad JSON, fold
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('a bad value is printed alone, not the whole object around it: in a file, and inline through --set augment=…', async () => {
+  assert.throws(() => parseAugmentConfig({ hflip: { p: 'often' }, rotation: { p: 1, degrees: 10 } }, 'inline'), (error: Error) => {
+    assert.match(error.message, /^inline: hflip\.p: Invalid input: expected number, received string \(got "often"\)/);
+    return !error.message.includes('degrees');
+  });
+  // augment takes a preset name or an inline object: an object picks the object branch, whose issue names the leaf.
+  const big = { hflip: { p: 1, extra: 1 }, rotation: { p: 1, degrees: 'ten' }, colorJitter: { p: 1, brightness: 0.2, contrast: 0.2 } };
+  const error = await rejects(
+    () => resolveTrainConfig({ flags: { model: 'resnet18', data: 'datasets/x' }, sets: [`augment=${JSON.stringify(big)}`] }),
+    (e) => e instanceof UserError,
+  );
+  assert.match(error.message, /augment\.rotation\.degrees: Invalid input: expected number, received string \(got "ten"\)/);
+  assert.match(error.message, /unknown key "augment\.hflip\.extra"/);
+  assert.not.ok(error.message.includes('colorJitter'), error.message);
+  assert.not.ok(/Invalid input \(got \{/.test(error.message), error.message);
+  // A bad value that is itself a big object is described by its shape, not pasted whole.
+  const bigValue = { first: 'x'.repeat(40), second: 'y'.repeat(40) };
+  const shaped = await rejects(() => resolveTrainConfig({ flags: { model: 'resnet18', data: 'datasets/x' }, sets: [`epochs=${JSON.stringify(bigValue)}`] }), (e) => e instanceof UserError);
+  assert.match(shaped.message, /epochs.*\(got an object with keys first, second\)/);
+  assert.not.ok(shaped.message.includes('xxxxxxxxxx'), shaped.message);
 });
 
 test.run();

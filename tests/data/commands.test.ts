@@ -1,5 +1,5 @@
 /** The data and weights subcommands end to end through the CLI entry (in-process, no spawning). */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -41,6 +41,26 @@ test('synth → index → split → preview with --json', async () => {
     const preview = await osteo('data', 'preview', '--data', data, '--augment', 'seed', '--n', '4', '--image-size', '32', '--out', out);
     assert.is(preview.code, 0, preview.stderr);
     assert.ok(existsSync(out));
+    assert.ok(readFileSync(out).subarray(0, 4).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47])), 'a .png is PNG');
+    // The format follows the extension: .jpg gets JPEG bytes, an unknown one is refused before any work.
+    const jpeg = join(dir.path, 'sheet.jpg');
+    const asJpeg = await osteo('data', 'preview', '--data', data, '--n', '2', '--image-size', '32', '--out', jpeg);
+    assert.is(asJpeg.code, 0, asJpeg.stderr);
+    assert.ok(readFileSync(jpeg).subarray(0, 3).equals(Buffer.from([0xff, 0xd8, 0xff])), 'a .jpg is JPEG');
+    const gif = await osteo('data', 'preview', '--data', data, '--n', '2', '--out', join(dir.path, 'sheet.gif'));
+    assert.is(gif.code, 1);
+    assert.match(gif.stderr, /\.png, \.jpg, \.jpeg, \.webp/);
+    // A folder as --out, and a path below a regular file: user errors (exit 1) naming the path, never "internal error".
+    const folder = await osteo('data', 'preview', '--data', data, '--n', '2', '--out', dir.path);
+    assert.is(folder.code, 1);
+    assert.ok(folder.stderr.includes(`--out ${dir.path} is a folder: give the file to write`), folder.stderr);
+    const underFile = await osteo('data', 'preview', '--data', data, '--n', '2', '--image-size', '32', '--out', join(out, 'sheet.png'));
+    assert.is(underFile.code, 1, underFile.stderr);
+    assert.ok(underFile.stderr.includes(out) && /is a file/.test(underFile.stderr), underFile.stderr);
+    assert.not.match(underFile.stderr, /internal error/);
+    const threshold = await osteo('data', 'index', '--data', data, '--near-threshold', '300');
+    assert.is(threshold.code, 1);
+    assert.match(threshold.stderr, /--near-threshold must be a whole number of bits from 0 to 256/);
     const bad = await osteo('data', 'index', '--data', data, '--conflicts', 'vote');
     assert.is(bad.code, 1);
     assert.match(bad.stderr, /drop, majority, keep/);
@@ -72,6 +92,16 @@ test('download and weights fetch against a local server', async () => {
     const fetch = await osteo('weights', 'fetch', 'resnet18', '--dest', join(dir.path, 'w'), '--url', `${server.url}/w`);
     assert.is(fetch.code, 1);
     assert.match(fetch.stderr, /does not start with f37072fd/);
+    const notUrl = await osteo('weights', 'fetch', 'resnet18', '--dest', join(dir.path, 'w'), '--url', 'notaurl');
+    assert.is(notUrl.code, 1, notUrl.stderr);
+    assert.match(notUrl.stderr, /^osteo: --url: 'notaurl' is not a URL/);
+    // A raw file-system error from below (mkdir through a regular file) reaches the CLI's catch: exit 1, path named, no stack.
+    const plain = join(dir.path, 'plain-file');
+    writeFileSync(plain, 'x');
+    const blocked = await osteo('weights', 'fetch', 'resnet18', '--dest', join(plain, 'w'), '--url', `${server.url}/w`);
+    assert.is(blocked.code, 1, blocked.stderr);
+    assert.ok(blocked.stderr.includes(plain) && /is a file where a folder is needed/.test(blocked.stderr), blocked.stderr);
+    assert.not.match(blocked.stderr, /internal error|\n\s+at /);
   } finally {
     process.env.KAGGLE_USERNAME = saved.user;
     process.env.KAGGLE_KEY = saved.key;

@@ -61,7 +61,7 @@ test('success: basic auth, zip extracted and normalised to DEST/{Normal,Osteopen
     assert.is(result.skipped, false);
     assert.equal(result.counts, [2, 1, 3]);
     assert.equal(result.published, [780, 374, 793]);
-    assert.equal((await readdir(dest)).sort(), ['Normal', 'Osteopenia', 'Osteoporosis']);
+    assert.equal((await readdir(dest)).sort(), ['Normal', 'Osteopenia', 'Osteoporosis', 'download.json']);
     assert.is(await readFile(join(dest, 'Osteoporosis', 'O1.JPG'), 'utf8'), 'o1');
     assert.equal(await readdir(dir.path), ['knee'], 'no staging directory is left behind');
     // A second run finds the dataset and does not download again.
@@ -207,7 +207,12 @@ test('a truncated zip (served whole, so no retry can help) is refused and nothin
     const dest = join(dir.path, 'knee');
     await rejects(
       () => downloadKaggleDataset({ dest, apiUrl, env, http: fast }),
-      (error: Error) => error instanceof DataError && /not a readable zip/.test(error.message),
+      (error: Error) =>
+        error instanceof DataError &&
+        /not a readable zip/.test(error.message) &&
+        // The staging folder is gone by the time the user reads this: the message names the URL.
+        error.message.startsWith(`the archive downloaded from ${apiUrl}${datasetPath}: `) &&
+        !error.message.includes('osteo-partial'),
     );
     assert.equal(await readdir(dir.path), []);
   } finally {
@@ -272,6 +277,98 @@ test('downloadFile: body shorter than Content-Length counts as a transient failu
     const result = await downloadFile(`${server.url}/short`, file, fast);
     assert.is(result.attempts, 2);
     assert.ok((await readFile(file)).equals(body));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('--force replaces only what osteo wrote: class folders, download.json, index, split and cache; other files stay', async () => {
+  const dir = await tempDir();
+  try {
+    const { apiUrl, path } = api();
+    server.route(path, authorised((response) => serve(zip)({} as never, response, 1)));
+    const dest = join(dir.path, 'knee');
+    await downloadKaggleDataset({ dest, apiUrl, env, http: fast });
+    const record = JSON.parse(await readFile(join(dest, 'download.json'), 'utf8'));
+    assert.is(record.dataset, `${kaggleDataset.owner}/${kaggleDataset.slug}`);
+    assert.equal(record.counts, [2, 1, 3]);
+    // The user's own files beside the dataset, and osteo's derived files from the old data.
+    await writeFile(join(dest, 'notes.txt'), 'my notes');
+    await mkdir(join(dest, 'analysis'));
+    await writeFile(join(dest, 'analysis', 'result.csv'), 'a,b');
+    await writeFile(join(dest, 'index.csv'), 'stale index');
+    await writeFile(join(dest, 'Normal', 'stale.jpg'), 'from the old download');
+    const again = await downloadKaggleDataset({ dest, apiUrl, env, http: fast, force: true });
+    assert.is(again.skipped, false);
+    assert.equal(again.counts, [2, 1, 3]);
+    assert.equal((await readdir(dest)).sort(), ['Normal', 'Osteopenia', 'Osteoporosis', 'analysis', 'download.json', 'notes.txt']);
+    assert.is(await readFile(join(dest, 'notes.txt'), 'utf8'), 'my notes');
+    assert.is(await readFile(join(dest, 'analysis', 'result.csv'), 'utf8'), 'a,b');
+    assert.not.ok(existsSync(join(dest, 'Normal', 'stale.jpg')));
+    assert.equal(await readdir(dir.path), ['knee'], 'no staging folder left');
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('a folder osteo did not download into is refused (with or without --force) and left untouched; the message suggests no destructive flag', async () => {
+  const dir = await tempDir();
+  try {
+    const { apiUrl, path } = api();
+    server.route(path, authorised((response) => serve(zip)({} as never, response, 1)));
+    const unrelated = join(dir.path, 'photos');
+    await mkdir(unrelated);
+    await writeFile(join(unrelated, 'holiday.jpg'), 'sun');
+    for (const force of [false, true]) {
+      await rejects(
+        () => downloadKaggleDataset({ dest: unrelated, apiUrl, env, http: fast, force }),
+        (error: Error) => error instanceof UserError && /osteo did not download.*choose another --dest/.test(error.message) && !error.message.includes('--force'),
+      );
+    }
+    assert.equal(await readdir(unrelated), ['holiday.jpg']);
+    // A dataset someone assembled by hand (class folders, no download.json): kept without --force, refused with it.
+    const handMade = join(dir.path, 'curated');
+    await mkdir(join(handMade, 'Normal'), { recursive: true });
+    await writeFile(join(handMade, 'Normal', 'checked.png'), 'by hand');
+    const logs: string[] = [];
+    assert.is((await downloadKaggleDataset({ dest: handMade, apiUrl, env, http: fast, log: (line) => logs.push(line) })).skipped, true);
+    assert.not.ok(logs.join('\n').includes('--force'), logs.join('\n'));
+    await rejects(() => downloadKaggleDataset({ dest: handMade, apiUrl, env, http: fast, force: true }), (error: Error) => error instanceof UserError && /will not write over it/.test(error.message));
+    assert.is(await readFile(join(handMade, 'Normal', 'checked.png'), 'utf8'), 'by hand');
+    assert.is(server.requests.filter((r) => r.url === path).length, 0, 'nothing was downloaded');
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('too little space to extract is a user error before extraction, naming the folder and the sizes; nothing is left', async () => {
+  const dir = await tempDir();
+  try {
+    const { apiUrl, path } = api();
+    server.route(path, authorised((response) => serve(zip)({} as never, response, 1)));
+    const dest = join(dir.path, 'knee');
+    const nearlyFull = async () => ({ bavail: 1, bsize: 4 });
+    await rejects(
+      () => downloadKaggleDataset({ dest, apiUrl, env, http: fast, statfs: nearlyFull }),
+      (error: Error) => error instanceof UserError && error.message.startsWith(`${dir.path}: `) && /are needed and only 0\.0 MiB are free/.test(error.message),
+    );
+    assert.equal(await readdir(dir.path), []);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('bad --api-url and a file as --dest are user errors naming the value', async () => {
+  const dir = await tempDir();
+  try {
+    await rejects(() => downloadKaggleDataset({ dest: join(dir.path, 'k'), apiUrl: 'kaggle.com/api', env, http: fast }), (error: Error) => error instanceof UserError && /^--api-url: 'kaggle.com\/api' is not a URL/.test(error.message));
+    const file = join(dir.path, 'file');
+    await writeFile(file, 'x');
+    await rejects(() => downloadKaggleDataset({ dest: file, apiUrl: 'http://127.0.0.1:9', env, http: fast }), (error: Error) => error instanceof UserError && error.message.includes(`--dest ${file} is a file`));
+    await rejects(
+      () => downloadKaggleDataset({ dest: join(file, 'knee'), apiUrl: 'http://127.0.0.1:9', env, http: fast }),
+      (error: Error) => error instanceof UserError && error.message.includes(file) && /a file where a folder is needed/.test(error.message),
+    );
   } finally {
     await dir.cleanup();
   }

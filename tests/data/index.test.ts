@@ -1,4 +1,5 @@
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
 import sharp from 'sharp';
@@ -6,7 +7,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { UserError } from '../../src/util/index.js';
 import { decodeRgb } from '../../src/data/image.js';
-import { indexDataset, readIndex } from '../../src/data/indexer.js';
+import { formatIndexReport, indexDataset, readIndex } from '../../src/data/indexer.js';
+import { splitDataset } from '../../src/data/split.js';
 import { synthesizePhantom } from '../../src/data/phantom.js';
 import { rejects, tempDir } from './helpers.js';
 
@@ -192,6 +194,126 @@ test('a folder without class folders is a clear error', async () => {
   try {
     await rejects(() => indexDataset({ dataDir: dir.path }), (e) => e instanceof UserError && /Normal\/.*osteo data synth/.test(e.message));
     await rejects(() => readIndex(dir.path), (e) => e instanceof UserError && /osteo data index/.test(e.message));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+/** A small PNG of seeded noise: distinct seeds give images far apart in perceptual hash. */
+async function noisePng(seed: number): Promise<Buffer> {
+  const size = 16;
+  const pixels = Buffer.alloc(size * size * 3);
+  let state = seed * 2654435761;
+  for (let i = 0; i < pixels.length; i++) {
+    state = (state * 1103515245 + 12345) >>> 0;
+    pixels[i] = state >>> 24;
+  }
+  return sharp(pixels, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+}
+
+async function makeDataset(root: string, folders: Record<string, number[]>): Promise<void> {
+  for (const [folder, seeds] of Object.entries(folders)) {
+    await mkdir(join(root, folder), { recursive: true });
+    for (const seed of seeds) await writeFile(join(root, folder, `img${seed}.png`), await noisePng(seed));
+  }
+}
+
+test('missing or misnamed class folders are refused, naming the expected folders and the near misses', async () => {
+  const dir = await tempDir();
+  try {
+    const dataDir = join(dir.path, 'misnamed');
+    await makeDataset(dataDir, { normal: [1, 2], Osteopenia: [3, 4], 'Osteoporosis ': [5, 6] });
+    const error = await rejects(() => indexDataset({ dataDir }), (e) => e instanceof UserError);
+    assert.match(error.message, /lacks the class folder\(s\) 'Normal\/', 'Osteoporosis\/'/);
+    assert.match(error.message, /Normal\/, Osteopenia\/, Osteoporosis\//);
+    assert.match(error.message, /'normal' → rename it to 'Normal'/);
+    assert.match(error.message, /'Osteoporosis ' → rename it to 'Osteoporosis'/);
+    await rejects(() => readFile(join(dataDir, 'index.csv')), () => true);
+    // One class folder alone is no dataset either, and split (which indexes first) refuses the same way.
+    const single = join(dir.path, 'single');
+    await makeDataset(single, { Normal: [1, 2, 3] });
+    await rejects(() => indexDataset({ dataDir: single }), (e) => e instanceof UserError && /lacks the class folder\(s\) 'Osteopenia\/', 'Osteoporosis\/'/.test(e.message));
+    await rejects(() => splitDataset({ dataDir: single }), (e) => e instanceof UserError && /lacks the class folder/.test(e.message));
+    // A file given as the dataset folder is a user error, not a crash.
+    await writeFile(join(dir.path, 'file.txt'), 'x');
+    await rejects(() => indexDataset({ dataDir: join(dir.path, 'file.txt') }), (e) => e instanceof UserError && /is a file: give the dataset folder/.test(e.message));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('a class folder with no usable image: the index warns, and split refuses naming the class', async () => {
+  const dir = await tempDir();
+  try {
+    const dataDir = join(dir.path, 'empty-class');
+    await makeDataset(dataDir, { Normal: [1, 2, 3], Osteopenia: [], Osteoporosis: [4, 5, 6] });
+    await writeFile(join(dataDir, 'Osteopenia', 'broken.png'), 'not a png');
+    const { report } = await indexDataset({ dataDir });
+    assert.equal(report.usablePerClass, [3, 0, 3]);
+    assert.match(formatIndexReport(report), /WARNING: Osteopenia\/ has no usable image/);
+    await rejects(() => splitDataset({ dataDir }), (e) => e instanceof UserError && /no usable image in Osteopenia\//.test(e.message));
+    await rejects(() => readFile(join(dataDir, 'splits.csv')), () => true);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('a dangling symbolic link and a FIFO in a class folder are reported as bad files, not a crash or a hang', async () => {
+  const dir = await tempDir();
+  try {
+    const dataDir = join(dir.path, 'odd-entries');
+    await makeDataset(dataDir, { Normal: [1, 2], Osteopenia: [3], Osteoporosis: [4] });
+    await symlink(join(dir.path, 'gone.png'), join(dataDir, 'Normal', 'link.png'));
+    execFileSync('mkfifo', [join(dataDir, 'Osteopenia', 'pipe.png')]);
+    const { report } = await indexDataset({ dataDir, write: false });
+    assert.equal(
+      report.bad.map((b) => [b.path, b.reason]),
+      [
+        ['Normal/link.png', 'unreadable'],
+        ['Osteopenia/pipe.png', 'not-an-image'],
+      ],
+    );
+    assert.match(report.bad[0]!.detail, /does not exist/);
+    assert.equal(report.usablePerClass, [2, 1, 1]);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('--near-threshold outside 0–256 bits (or not whole) is refused', async () => {
+  const dir = await tempDir();
+  try {
+    const dataDir = join(dir.path, 'd');
+    await makeDataset(dataDir, { Normal: [1], Osteopenia: [2], Osteoporosis: [3] });
+    for (const nearThreshold of [-1, 257, 2.5, Number.NaN]) {
+      await rejects(() => indexDataset({ dataDir, nearThreshold, write: false }), (e) => e instanceof UserError && /--near-threshold must be a whole number of bits from 0 to 256/.test(e.message));
+    }
+    assert.is((await indexDataset({ dataDir, nearThreshold: 256, write: false })).report.nearThreshold, 256);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('of identical files, the original-looking name is kept and the copies are marked as its duplicates', async () => {
+  const dir = await tempDir();
+  try {
+    const dataDir = join(dir.path, 'copies');
+    await makeDataset(dataDir, { Normal: [1], Osteopenia: [2], Osteoporosis: [3] });
+    const image = await noisePng(9);
+    // Names that sort before the original, so the old first-by-path rule kept a copy.
+    for (const name of ['x (copy).png', 'x (1).png', 'x - Copy.png', 'x.png', 'x_copy2.png']) await writeFile(join(dataDir, 'Normal', name), image);
+    await writeFile(join(dataDir, 'Osteopenia', 'scan 2.png'), await noisePng(10));
+    await writeFile(join(dataDir, 'Osteopenia', 'scan 12.png'), await noisePng(10));
+    const { rows } = await indexDataset({ dataDir, write: false });
+    const used = rows.filter((row) => row.use).map((row) => row.path);
+    assert.ok(used.includes('Normal/x.png'), used.join(', '));
+    for (const copy of ['x (copy).png', 'x (1).png', 'x - Copy.png', 'x_copy2.png']) {
+      const row = rows.find((r) => r.path === `Normal/${copy}`)!;
+      assert.is(row.use, false, copy);
+      assert.match(row.note, /duplicate of Normal\/x\.png/);
+    }
+    // Without a copy marker, the shorter name wins.
+    assert.ok(used.includes('Osteopenia/scan 2.png') && !used.includes('Osteopenia/scan 12.png'));
   } finally {
     await dir.cleanup();
   }

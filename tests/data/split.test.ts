@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UserError } from '../../src/util/index.js';
+import { DataError, UserError } from '../../src/util/index.js';
 import { indexDataset, type IndexRow } from '../../src/data/indexer.js';
 import { synthesizePhantom } from '../../src/data/phantom.js';
 import { assignSplits, readSplitManifest, splitDataset } from '../../src/data/split.js';
@@ -108,6 +108,33 @@ test('clear errors: no manifest, stale index (bad fractions: tests/config/split-
     await indexDataset({ dataDir });
     await writeFile(join(dataDir, 'Normal', 'late.png'), await readFile(join(dataDir, 'Normal', 'normal_0000 (copy).png')));
     await rejects(() => splitDataset({ dataDir }), (e) => e instanceof UserError && /out of date.*\+Normal\/late.png/.test(e.message));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('a manifest row pointing outside the dataset is refused, naming the row', async () => {
+  const dir = await tempDir();
+  try {
+    const header = 'path,label,class,split,group,contentHash\n';
+    const good = 'Normal/a.png,0,Normal,train,g1,h\n';
+    for (const [path, row] of [
+      ['../../../../etc/passwd', 3],
+      ['Normal/../../outside.png', 3],
+      ['/etc/passwd', 3],
+      ['C:/Windows/win.ini', 3],
+      ['Normal\\..\\..\\x.png', 3],
+      ['notes/readme.png', 3],
+      ['Normal//a.png', 3],
+    ] as const) {
+      await writeFile(join(dir.path, 'splits.csv'), `${header}${good}"${path}",1,Osteopenia,test,g2,h\n`);
+      await rejects(
+        () => readSplitManifest(dir.path),
+        (e) => e instanceof DataError && e.file === join(dir.path, 'splits.csv') && e.message.includes(`row ${row}: path '${path}' is not a file inside the dataset`),
+      );
+    }
+    await writeFile(join(dir.path, 'splits.csv'), `${header}${good}"Osteopenia/sub dir/b (1).png",1,Osteopenia,test,g2,h\n`);
+    assert.equal((await readSplitManifest(dir.path)).map((r) => r.path), ['Normal/a.png', 'Osteopenia/sub dir/b (1).png']);
   } finally {
     await dir.cleanup();
   }

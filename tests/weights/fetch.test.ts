@@ -4,7 +4,7 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DataError, UserError } from '../../src/util/index.js';
+import { DataError, UserError, downloadFile } from '../../src/util/index.js';
 import { checkpointUrl, fetchCheckpoint, fetchPretrainedWeights, pretrainedPath } from '../../src/weights/fetch.js';
 import { getModel } from '../../src/models/index.js';
 import { rejects, serve, startServer, tempDir, type TestServer } from '../data/helpers.js';
@@ -102,6 +102,26 @@ test('by model name: the registry file name and hash are used (a stand-in file f
     assert.is(hits('/registry/resnet18-f37072fd.pth'), 1);
     assert.is(pretrainedPath('resnet18', dir.path), join(dir.path, 'resnet18-f37072fd.pth'));
     await rejects(() => fetchPretrainedWeights('vgg16', { dest: dir.path }), (e) => e instanceof UserError && /resnet18/.test(e.message));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('a bad URL base (--url or OSTEO_WEIGHTS_URL) is a UserError naming the value and its source, before any file is touched', async () => {
+  const dir = await tempDir();
+  try {
+    for (const [options, source, value] of [
+      [{ urlBase: 'notaurl' }, '--url', 'notaurl'],
+      [{ urlBase: 'ftp://mirror.example/weights' }, '--url', 'ftp://mirror.example/weights'],
+      [{ env: { OSTEO_WEIGHTS_URL: 'mirror/weights' } }, 'OSTEO_WEIGHTS_URL', 'mirror/weights'],
+    ] as const) {
+      await rejects(
+        () => fetchCheckpoint(checkpoint, { dest: join(dir.path, 'out'), http: fast, ...options }),
+        (e) => e instanceof UserError && e.message.startsWith(`${source}: '${value}'`) && /http/.test(e.message),
+      );
+    }
+    assert.equal(await readdir(dir.path), [], 'the destination folder was not created');
+    await rejects(() => downloadFile('notaurl', join(dir.path, 'x'), { retries: 0 }), (e) => e instanceof UserError && /'notaurl' is not a URL/.test(e.message));
   } finally {
     await dir.cleanup();
   }

@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import zlib from 'node:zlib';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DataError, UserError } from '../../src/util/index.js';
@@ -127,10 +128,49 @@ test('a storage shorter than its tensor, or a tensor past its storage, is a Data
   const numelOpcode = pickleAt + 3; // after 'cpu': K <numel>
   assert.is(patched[numelOpcode], 0x4b);
   patched[numelOpcode + 1] = 9;
-  // The zip CRC of data.pkl no longer matches, but torch's layout is stored: readers slice, they do not inflate.
+  // A crafted file, not a damaged one: its checksums agree, so only the storage-size check can catch it.
+  refreshCrc(patched, 'archive/data.pkl');
   const error = await rejects(readPth(patched));
   assert.instance(error, DataError);
   assert.match(error.message, /storage|past/);
+});
+
+/** Rewrite the CRC-32 of record `name` in its local header and its central-directory entry. */
+function refreshCrc(zip: Buffer, name: string): void {
+  const nameBytes = Buffer.from(name);
+  const centralSignature = Buffer.from([0x50, 0x4b, 0x01, 0x02]);
+  let found = false;
+  for (let at = zip.indexOf(centralSignature); at >= 0; at = zip.indexOf(centralSignature, at + 4)) {
+    const nameLength = zip.readUInt16LE(at + 28);
+    if (!zip.subarray(at + 46, at + 46 + nameLength).equals(nameBytes)) continue;
+    const local = zip.readUInt32LE(at + 42);
+    const size = zip.readUInt32LE(local + 18);
+    const dataStart = local + 30 + zip.readUInt16LE(local + 26) + zip.readUInt16LE(local + 28);
+    const crc = zlib.crc32(zip.subarray(dataStart, dataStart + size)) >>> 0;
+    zip.writeUInt32LE(crc, local + 14);
+    zip.writeUInt32LE(crc, at + 16);
+    found = true;
+  }
+  assert.ok(found, `no record ${name}`);
+}
+
+test('a flipped byte anywhere in a record (a weight, or the pickle) fails the zip CRC-32 check, naming the record', async () => {
+  const dict: StateDict = new Map([['fc.weight', { dtype: 'float32', shape: [2, 3], data: Float32Array.from([0.5, -1, 2, 3, 4.25, -6]) }]]);
+  const path = join(dir.path, 'flip.pth');
+  await writePth(path, dict);
+  const bytes = readFileSync(path);
+  assert.equal([...(await readPth(bytes))], [...dict], 'the intact file reads');
+  // The weight bytes: the first float's little-endian bytes, stored uncompressed in archive/data/0.
+  const weightAt = bytes.indexOf(Buffer.from(Float32Array.from([0.5, -1]).buffer));
+  assert.ok(weightAt > 0);
+  const flipped = Buffer.from(bytes);
+  flipped[weightAt + 3] ^= 0x01;
+  const weightError = await rejects(readPth(flipped));
+  assert.instance(weightError, DataError);
+  assert.match(weightError.message, /record archive\/data\/0 fails its CRC-32 check/);
+  const pickleFlipped = Buffer.from(bytes);
+  pickleFlipped[pickleFlipped.indexOf(Buffer.from('fc.weight')) + 1] ^= 0x20; // 'fc' → 'fC'
+  assert.match((await rejects(readPth(pickleFlipped))).message, /record archive\/data\.pkl fails its CRC-32 check/);
 });
 
 referenceTest(test, 'readStateDict reads a .pth', async () => {
