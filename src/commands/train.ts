@@ -1,7 +1,7 @@
 /**
  * `osteo train`: its flags are generated from the training config's option table (src/config/train.ts),
  * so a flag, its config key, its validation and its help text cannot drift. The command resolves the
- * config (recipe → flags → --set), wires Ctrl-C to a clean stop, and calls trainModel.
+ * config (recipe → flags → --set), wires Ctrl-C and SIGTERM to a clean stop, and calls trainModel.
  */
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -49,19 +49,21 @@ export async function runTrainCommand(options: CommandOptions, readFlags: (optio
     return;
   }
 
-  // Ctrl-C once: finish the step, save `last`, stop. The listener is removed after it fires, so a
-  // second Ctrl-C gets Node's default and ends the process at once.
+  // Ctrl-C or SIGTERM (`timeout`, a scheduler) once: finish the step, save `last`, stop. Each
+  // listener is removed after it fires, so a second signal gets Node's default and ends the process at once.
   const controller = new AbortController();
-  const onInterrupt = () => {
-    process.stderr.write('\nCtrl-C: finishing the current step and saving `last` (press again to quit at once)\n');
+  const onSignal = (signal: NodeJS.Signals) => {
+    const name = signal === 'SIGINT' ? 'Ctrl-C' : signal;
+    process.stderr.write(`\n${name}: finishing the current step and saving \`last\` (send it again to quit at once)\n`);
     controller.abort();
   };
-  process.once('SIGINT', onInterrupt);
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
+  for (const signal of signals) process.once(signal, onSignal);
   let result: TrainResult;
   try {
     result = await trainModel(config, { resume: options.resume, signal: controller.signal, onEvent: options.json ? undefined : progressReporter(process.stderr) });
   } finally {
-    process.removeListener('SIGINT', onInterrupt);
+    for (const signal of signals) process.removeListener(signal, onSignal);
   }
   const failed = result.status === 'diverged' || result.status === 'interrupted';
   if (options.json) printJson({ ...result, config });

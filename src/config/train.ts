@@ -4,10 +4,11 @@
  * `--set key=value` — into one validated, complete TrainConfig that is saved as RUN/config.json.
  */
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { backendPreferences } from '../backend/index.js';
+import { backendCandidates, backendPreferences, type WorkerThreads } from '../backend/index.js';
 import { augmentConfigSchema, type AugmentConfig } from '../data/index.js';
 import { UserError, errorMessage } from '../util/index.js';
 import { getModel, modelNames, type ModelName } from '../models/index.js';
@@ -31,7 +32,7 @@ export const trainOptions = {
   }),
   seed: option(z.int().min(0), 0, 'seeds weight init, sample order, augmentation and dropout', { flag: '--seed <n>' }),
   epochs: option(positiveInt, 25, 'epochs to train', { flag: '--epochs <n>', runtime: true }),
-  maxSteps: optional(positiveInt, 'stop after this many optimizer steps in all (tests, CI); `last` is saved', { flag: '--max-steps <n>', runtime: true }),
+  maxSteps: optional(positiveInt, 'stop after this many optimizer steps in this invocation (a resumed run takes up to this many more); `last` is saved', { flag: '--max-steps <n>', runtime: true }),
   batchSize: option(positiveInt, 16, 'images per optimizer step', { flag: '--batch-size <n>' }),
   microBatch: optional(positiveInt, 'images per forward/backward pass (gradient accumulation; BatchNorm statistics are per micro-batch)', {
     flag: '--micro-batch <n>',
@@ -141,6 +142,34 @@ function crossCheck(config: TrainConfigInput, values: OptionValues): void {
     for (const key of keys) if (moot(`schedule.${key}`, 'schedule.type')) fail(`schedule.${key}`, `applies to the ${type} schedule only, not ${config.schedule.type}`);
   }
   if (config.imageSize !== undefined && config.imageSize > 1024) fail('imageSize', 'is larger than any model here is meant for (≤ 1024)');
+  checkLengths(config, fail);
+  checkWorkers(config, fail);
+}
+
+/** Values that each pass the schema but contradict one another. */
+function checkLengths(config: TrainConfigInput, fail: (key: string, message: string) => never): void {
+  const { optimizer, schedule, epochs } = config;
+  if (schedule.type === 'cosine' && schedule.minLr >= optimizer.lr) {
+    fail('schedule.minLr', `${schedule.minLr} is not below optimizer.lr ${optimizer.lr}: the cosine schedule decays from optimizer.lr down to minLr, so minLr must be smaller`);
+  }
+  if (config.microBatch !== undefined && config.microBatch > config.batchSize) {
+    fail('microBatch', `${config.microBatch} is larger than batchSize ${config.batchSize}: a micro-batch is a part of one batch (use at most ${config.batchSize})`);
+  }
+  // headEpochs = epochs would never unfreeze the backbone: that is freezeUntil's job, said plainly
+  if (config.headEpochs >= epochs) {
+    fail('headEpochs', `${config.headEpochs} head-only epochs leave none of the ${epochs} epochs for the whole network: use fewer than ${epochs} (to train only the classifier, set freezeUntil to the last backbone stage)`);
+  }
+  if (schedule.warmupEpochs > epochs) fail('schedule.warmupEpochs', `a ${schedule.warmupEpochs}-epoch warm-up is longer than the ${epochs} epochs of training (use at most ${epochs})`);
+}
+
+/** More worker threads than the machine runs at once only contend; a backend that does not train in workers takes one. */
+function checkWorkers(config: TrainConfigInput, fail: (key: string, message: string) => never): void {
+  if (config.workers === undefined) return;
+  const cores = availableParallelism();
+  if (config.workers > cores) fail('workers', `${config.workers} is more than this machine runs at once (${cores}, os.availableParallelism()): use at most ${cores}`);
+  const candidate = backendCandidates.find((c) => c.backend === config.backend);
+  const threads: WorkerThreads | undefined = candidate?.capabilities.workerThreads;
+  if (threads && !threads.trainsInWorkers && config.workers > 1) fail('workers', `the ${config.backend} backend trains in one process (${threads.why}): use 1, or a backend that trains in worker threads`);
 }
 
 /**
@@ -153,7 +182,7 @@ export async function resolveTrainConfig(sources: TrainConfigSources = {}): Prom
   if (sources.resumeFrom) {
     if (sources.configFile) throw new UserError('--config cannot be combined with --resume: a resumed run keeps its own config (RUN/config.json)');
     // Layer 0, as defaults: a saved config holds every key, including those its choices make moot.
-    values.merge(sources.resumeFrom.config, sources.resumeFrom.file);
+    values.merge(withoutStepBudget(sources.resumeFrom.config), sources.resumeFrom.file);
   }
   const applyCommandLine = () => applyFlags(values, sources.flags ?? {});
   const sets = (sources.sets ?? []).map((argument) => ({ argument, ...parseSetArgument(values, argument) }));
@@ -216,6 +245,13 @@ export async function resolveTrainConfig(sources: TrainConfigSources = {}): Prom
     imageSize: input.imageSize ?? entry.defaultImageSize,
     augment,
   };
+}
+
+/** --max-steps budgets one invocation: a resumed run does not inherit the budget of the one that saved it. */
+function withoutStepBudget(saved: unknown): unknown {
+  if (typeof saved !== 'object' || saved === null || Array.isArray(saved)) return saved;
+  const { maxSteps: _budget, ...rest } = saved as Record<string, unknown>;
+  return rest;
 }
 
 /** Validate a saved config (RUN/config.json): errors name the file and the key. */

@@ -26,6 +26,8 @@ export interface LineChartOptions {
   /** Fixed axis ranges; by default each spans its data (padded to nice tick values). */
   xRange?: [number, number];
   yRange?: [number, number];
+  /** Whole-number x ticks only (epochs): no 1.5 between epochs 1 and 2. */
+  xIntegerTicks?: boolean;
   /** Draw the dashed y = x line (ROC curves, reliability diagrams). */
   diagonal?: boolean;
   /** Legend corner, chosen where the data is not: ROC curves leave the bottom right empty. */
@@ -51,15 +53,16 @@ export function escapeXml(text: string): string {
   return text.replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[ch]!);
 }
 
-/** Round tick values (1, 2, 5 × 10^k steps) covering [min, max]. */
-export function niceTicks(min: number, max: number, target = 6): number[] {
+/** Round tick values (1, 2, 5 × 10^k steps) covering [min, max]; with `integer`, steps of at least 1 (whole numbers only). */
+export function niceTicks(min: number, max: number, target = 6, integer = false): number[] {
   if (!(max > min)) {
-    const pad = min === 0 ? 1 : Math.abs(min) * 0.1;
-    return niceTicks(min - pad, max + pad, target);
+    const pad = integer ? 1 : min === 0 ? 1 : Math.abs(min) * 0.1;
+    return niceTicks(min - pad, max + pad, target, integer);
   }
   const rough = (max - min) / target;
   const magnitude = 10 ** Math.floor(Math.log10(rough));
-  const step = [1, 2, 5, 10].map((m) => m * magnitude).find((s) => s >= rough) ?? 10 * magnitude;
+  const nice = [1, 2, 5, 10].map((m) => m * magnitude).find((s) => s >= rough) ?? 10 * magnitude;
+  const step = integer ? Math.max(1, nice) : nice;
   const first = Math.floor(min / step + 1e-9) * step;
   const ticks: number[] = [];
   // Index-based so float accumulation cannot add or drop the last tick.
@@ -156,7 +159,7 @@ export function lineChartSvg(options: LineChartOptions): string {
     if (s.x.length !== s.y.length) throw new UserError(`series '${s.name}' has ${s.x.length} x values and ${s.y.length} y values`);
   }
   const f = frame(options.width, options.height);
-  const xTicks = niceTicks(...(options.xRange ?? finiteRange(options.series.flatMap((s) => s.x), [0, 1])));
+  const xTicks = niceTicks(...(options.xRange ?? finiteRange(options.series.flatMap((s) => s.x), [0, 1])), 6, options.xIntegerTicks);
   const yTicks = niceTicks(...(options.yRange ?? finiteRange(options.series.flatMap((s) => s.y), [0, 1])));
   const ax = axes(f, xTicks, yTicks, options.title, options.xLabel, options.yLabel);
   const body = [...ax.elements];

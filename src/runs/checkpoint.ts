@@ -15,7 +15,9 @@ import { DataError, UserError, errorMessage, writeJsonAtomic } from '../util/ind
 
 import { readSafetensors, writeSafetensors, type StateDict } from '../weights/index.js';
 
-export type CheckpointName = 'last' | 'best';
+/** A run's two checkpoints: the best validation epoch so far, and the latest state (what --resume continues). */
+export const checkpointNames = ['best', 'last'] as const;
+export type CheckpointName = (typeof checkpointNames)[number];
 
 /** Points between the writes of a checkpoint, where tests inject a failure to stand in for a kill. */
 export type CheckpointPoint = 'model' | 'optimizer' | 'state' | 'switch' | 'between-renames' | 'cleanup';

@@ -14,6 +14,7 @@ import { loadAugmentConfig, parseSavedTrainConfig, readConfigFile, type TrainCon
 import type { EvalTransform } from '../data/index.js';
 import { DataError, UserError } from '../util/index.js';
 import { getModel, type ModelEntry, type ModelName } from '../models/index.js';
+import type { CheckpointName } from './checkpoint.js';
 import { buildWithWeights, readSafetensors, type LoadReport } from '../weights/index.js';
 
 export function runPaths(dir: string) {
@@ -27,7 +28,7 @@ export function runPaths(dir: string) {
   };
 }
 
-export function runWeightsPath(dir: string, which: 'best' | 'last' = 'best'): string {
+export function runWeightsPath(dir: string, which: CheckpointName = 'best'): string {
   return join(dir, which, 'model.safetensors');
 }
 
@@ -64,11 +65,20 @@ export async function readRunConfig(dir: string): Promise<TrainConfig> {
   };
 }
 
-/** A finished (or at least once validated) run: its config and preprocessing; it must have a best checkpoint. */
-export async function openRun(dir: string): Promise<RunInfo> {
+/**
+ * A run to read weights from: its config and preprocessing; the `which` checkpoint must exist (a run
+ * stopped before its first epoch ended has only `last`, and the error says so).
+ */
+export async function openRun(dir: string, which: CheckpointName = 'best'): Promise<RunInfo> {
   const config = await readRunConfig(dir);
-  const weights = runWeightsPath(dir, 'best');
-  if (!existsSync(weights)) throw new UserError(`run ${dir} has no best checkpoint (${weights}): it has not finished an epoch`);
+  const weights = runWeightsPath(dir, which);
+  if (!existsSync(weights)) {
+    const other: CheckpointName = which === 'best' ? 'last' : 'best';
+    const hint = existsSync(runWeightsPath(dir, other))
+      ? `it has a ${other} checkpoint: add --checkpoint ${other}`
+      : 'it has no checkpoint at all: train it (`osteo train --resume`) until it saves one';
+    throw new UserError(`run ${dir} has no ${which} checkpoint (${weights}): ${hint}`);
+  }
   const entry = getModel(config.model);
   return { dir: resolve(dir), config, model: entry.name, imageSize: config.imageSize, transform: entry.transform(config.imageSize), numClasses: config.numClasses };
 }
@@ -82,11 +92,9 @@ export interface RunModel {
 }
 
 /** A run's weights built into its architecture (strictly: every key must fit). The caller disposes the model. */
-export async function loadRunModel(dir: string, which: 'best' | 'last' = 'best'): Promise<RunModel> {
-  const info = await openRun(dir);
+export async function loadRunModel(dir: string, which: CheckpointName = 'best'): Promise<RunModel> {
+  const info = await openRun(dir, which);
   const entry = getModel(info.model);
-  const file = runWeightsPath(dir, which);
-  if (!existsSync(file)) throw new UserError(`run ${dir} has no ${which} checkpoint (${file})`);
-  const { model, report } = buildWithWeights(entry, await readSafetensors(file), { numClasses: info.numClasses, imageSize: info.imageSize });
+  const { model, report } = buildWithWeights(entry, await readSafetensors(runWeightsPath(dir, which)), { numClasses: info.numClasses, imageSize: info.imageSize });
   return { model, entry, transform: info.transform, info, report };
 }

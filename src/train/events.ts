@@ -24,6 +24,7 @@ export type TrainEvent =
       resumed: boolean;
     }
   | { type: 'recovered'; actions: string[] }
+  | { type: 'restarted'; reason: string; removed: string[] }
   | { type: 'pretrained'; file: string; loaded: number; headReinitialised: string[] }
   | { type: 'resume'; epoch: number; batch: number; step: number }
   | { type: 'stage'; stage: 'head' | 'main'; freezeUntil: string | null; epoch: number }

@@ -6,7 +6,7 @@ import { appendFile } from 'node:fs/promises';
 import { stringify } from 'csv-stringify/sync';
 import sharp from 'sharp';
 import { classNames } from '../data/index.js';
-import { lineChartPng } from '../report/index.js';
+import { lineChartPng, type LineChartOptions } from '../report/index.js';
 import { writeFileAtomic } from '../util/index.js';
 
 export interface EpochMetrics {
@@ -70,14 +70,13 @@ export async function appendEvent(file: string, event: object): Promise<void> {
   await appendFile(file, JSON.stringify({ time: new Date().toISOString(), ...event }) + '\n');
 }
 
-/** Two charts side by side: loss (train, val) and accuracy (train, val, val balanced). */
-export async function curvesPng(rows: readonly EpochMetrics[], title: string): Promise<Buffer> {
+/** The two charts of curves.png: loss (train, val) and accuracy (train, val, val balanced), by whole epoch. */
+export function curveCharts(rows: readonly EpochMetrics[], title: string, width = 560, height = 400): [LineChartOptions, LineChartOptions] {
   const epochs = rows.map((row) => row.epoch);
-  const width = 560;
-  const height = 400;
-  const loss = await lineChartPng({
+  const loss: LineChartOptions = {
     title: `${title}: loss`,
     xLabel: 'epoch',
+    xIntegerTicks: true,
     yLabel: 'cross-entropy',
     width,
     height,
@@ -85,10 +84,11 @@ export async function curvesPng(rows: readonly EpochMetrics[], title: string): P
       { name: 'train', x: epochs, y: rows.map((row) => row.trainLoss) },
       { name: 'val', x: epochs, y: rows.map((row) => row.valLoss) },
     ],
-  });
-  const accuracy = await lineChartPng({
+  };
+  const accuracy: LineChartOptions = {
     title: `${title}: accuracy`,
     xLabel: 'epoch',
+    xIntegerTicks: true,
     yLabel: 'accuracy',
     width,
     height,
@@ -99,11 +99,19 @@ export async function curvesPng(rows: readonly EpochMetrics[], title: string): P
       { name: 'val', x: epochs, y: rows.map((row) => row.valAccuracy) },
       { name: 'val balanced', x: epochs, y: rows.map((row) => row.valBalancedAccuracy) },
     ],
-  });
+  };
+  return [loss, accuracy];
+}
+
+/** The two charts side by side. */
+export async function curvesPng(rows: readonly EpochMetrics[], title: string): Promise<Buffer> {
+  const width = 560;
+  const height = 400;
+  const [loss, accuracy] = await Promise.all(curveCharts(rows, title, width, height).map((chart) => lineChartPng(chart)));
   return sharp({ create: { width: width * 2, height, channels: 3, background: '#ffffff' } })
     .composite([
-      { input: loss, left: 0, top: 0 },
-      { input: accuracy, left: width, top: 0 },
+      { input: loss!, left: 0, top: 0 },
+      { input: accuracy!, left: width, top: 0 },
     ])
     .png()
     .toBuffer();

@@ -63,6 +63,8 @@ function setupLines(event: TrainEvent): string[] {
       ];
     case 'recovered':
       return event.actions.map((action) => `recovered: ${action}`);
+    case 'restarted':
+      return [event.reason + (event.removed.length > 0 ? ` (removed its ${event.removed.join(', ')})` : '')];
     case 'pretrained':
       return [
         `pretrained weights ${event.file}: ${event.loaded} tensors loaded` +

@@ -16,16 +16,16 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { TrainConfig } from '../config/index.js';
 import { classCounts, createLoader, createResizedCache, inverseFrequencyWeights, numClasses, readSplitManifest, type Batch, type Loader } from '../data/index.js';
-import { deriveSeed, DataError, UserError, writeFileAtomic } from '../util/index.js';
+import { checkWritableFolder, deriveSeed, DataError, environmentUserError, UserError, writeFileAtomic } from '../util/index.js';
 import { argmaxRows, classificationMetrics, type ClassificationMetrics } from '../report/index.js';
 import { getModel } from '../models/index.js';
-import { readStateDict } from '../weights/index.js';
+import { readStateDict, type LoadReport } from '../weights/index.js';
 import { createEngine, type EngineState, type OptimizerConfig } from './engine/index.js';
 import { saveCheckpoint, type FaultInjector, type LoadedCheckpoint, runPaths } from '../runs/index.js';
 import type { BestRecord, TrainEvent, TrainStatus } from './events.js';
 import { appendEvent, curvesPng, writeMetricsCsv, type EpochMetrics } from './logs.js';
 import { learningRate, type ScheduleSpan } from './schedule.js';
-import { emptyPartial, openTrainingRun, type RunState, type Stage } from './state.js';
+import { alreadyTrainedMessage, checkpointBytes, datasetOf, emptyPartial, freshState, holdsTraining, lockRun, openTrainingRun, type RunState, type Stage } from './state.js';
 
 export interface TrainOptions {
   /** Continue the run in config.out from its `last` checkpoint. */
@@ -77,6 +77,16 @@ interface Training {
   state: RunState;
   /** Rebuilt when two-stage fine-tuning moves from the head to the whole network. */
   engine: Engine;
+  /** Continuing from `last` (false for a new run, and for a restart of one that never saved `last`). */
+  resumed: boolean;
+  /** The step count when this invocation began: --max-steps is a budget per invocation. */
+  firstStep: number;
+}
+
+/** --pretrained weights, loaded into a new run's engine before its folder is made. */
+interface PretrainedLoad {
+  file: string;
+  report: LoadReport;
 }
 
 export async function trainModel(config: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
@@ -86,38 +96,75 @@ export async function trainModel(config: TrainConfig, options: TrainOptions = {}
     await appendEvent(paths.events, event);
     options.onEvent?.(event);
   };
-  const data = await openData(config);
-  const { state, resumeFrom } = await openTrainingRun(config, run, Boolean(options.resume), emit);
-  const t: Training = { config, run, paths, options, emit, data, state, engine: await createStageEngine(config, data, state.stage) };
+  // Everything that can refuse is checked before the run folder is made or touched: a failed start
+  // leaves nothing behind, or only what the same command restarts (see openTrainingRun).
+  const resume = Boolean(options.resume) && holdsTraining(run);
+  if (!options.resume && holdsTraining(run)) throw new UserError(alreadyTrainedMessage(run));
+  const dataDir = await datasetOf(config, run, resume);
+  const data = await openData(config, dataDir);
+  await checkWritableFolder(run, checkpointBytes(config));
+  const fresh = resume ? undefined : await prepareNewRun(config, data);
+  let engine = fresh?.engine;
+  let t: Training | undefined;
+  const release = await lockRun(run).catch(async (error: unknown) => {
+    await engine?.dispose();
+    throw error;
+  });
   try {
-    await startEngine(t, resumeFrom);
-    while (state.epoch < config.epochs) {
-      const stopped = await trainOneEpoch(t);
-      if (stopped) return await finish(t, stopped);
-      const early = await endEpoch(t, await validate(t.engine, data.valLoader));
-      if (early) return await finish(t, early);
-    }
-    const best = state.best;
-    return await finish(t, {
-      status: 'completed',
-      message: `trained ${state.epoch} epochs (${state.step} steps); best ${best ? `${best.metric} ${best.value.toFixed(4)} at epoch ${best.epoch}` : 'none'}`,
-    });
+    const { state, resumeFrom } = await openTrainingRun(config, run, { resume, dataDir }, emit);
+    engine ??= await createStageEngine(config, data, state.stage);
+    t = { config, run, paths, options, emit, data, state, engine, resumed: resume, firstStep: state.step };
+    await startEngine(t, resumeFrom, fresh?.pretrained);
+    return await trainEpochs(t);
+  } catch (error) {
+    // a full disk at a checkpoint, say: the machine's state, which the pipeline reports like any UserError
+    throw environmentUserError(error) ?? error;
   } finally {
-    await t.engine.dispose();
+    await (t?.engine ?? engine)?.dispose();
+    await release();
+  }
+}
+
+async function trainEpochs(t: Training): Promise<TrainResult> {
+  const { config, state } = t;
+  while (state.epoch < config.epochs) {
+    const stopped = await trainOneEpoch(t);
+    if (stopped) return await finish(t, stopped);
+    const val = await validate(t.engine, t.data.valLoader);
+    const early = nonFiniteValidation(t, val.loss) ?? (await endEpoch(t, val));
+    if (early) return await finish(t, early);
+  }
+  const best = state.best;
+  return await finish(t, {
+    status: 'completed',
+    message: `trained ${state.epoch} epochs (${state.step} steps); best ${best ? `${best.metric} ${best.value.toFixed(4)} at epoch ${best.epoch}` : 'none'}`,
+  });
+}
+
+/** A new run's engine (which activates the backend) with its --pretrained weights loaded: both fail here, before the run folder exists. */
+async function prepareNewRun(config: TrainConfig, data: TrainData): Promise<{ engine: Engine; pretrained?: PretrainedLoad }> {
+  const engine = await createStageEngine(config, data, freshState(config).stage);
+  if (!config.pretrained) return { engine };
+  try {
+    const report = await engine.loadWeights(await readStateDict(config.pretrained), { allowHeadSwap: true });
+    return { engine, pretrained: { file: config.pretrained, report } };
+  } catch (error) {
+    await engine.dispose();
+    throw error;
   }
 }
 
 /** The split manifest (its absence is a UserError naming `osteo data split`) and one resize cache for all epochs. */
-async function openData(config: TrainConfig): Promise<TrainData> {
-  const rows = await readSplitManifest(config.data);
+async function openData(config: TrainConfig, dataDir: string): Promise<TrainData> {
+  const rows = await readSplitManifest(dataDir);
   const trainRows = rows.filter((row) => row.split === 'train');
   const valRows = rows.filter((row) => row.split === 'val');
   if (trainRows.length === 0 || valRows.length === 0) {
-    throw new UserError(`${config.data}: the split has ${trainRows.length} train and ${valRows.length} val images; training needs both (re-run \`osteo data split\`)`);
+    throw new UserError(`${dataDir}: the split has ${trainRows.length} train and ${valRows.length} val images; training needs both (re-run \`osteo data split\`)`);
   }
   const transform = getModel(config.model).transform(config.imageSize);
-  const cache = createResizedCache(config.data, transform.resize);
-  const common = { dataDir: config.data, rows, imageSize: config.imageSize, transform, batchSize: config.batchSize, seed: config.seed, cache };
+  const cache = createResizedCache(dataDir, transform.resize);
+  const common = { dataDir, rows, imageSize: config.imageSize, transform, batchSize: config.batchSize, seed: config.seed, cache };
   const sampler = config.classBalance === 'sampler' ? 'weighted' : 'shuffle';
   const trainLoader = (epoch: number) => createLoader({ ...common, split: 'train', augment: config.augment, sampler, epoch });
   const valLoader = createLoader({ ...common, split: 'val', sampler: 'sequential', epoch: 0 });
@@ -162,8 +209,8 @@ function createStageEngine(config: TrainConfig, data: TrainData, stage: Stage): 
   });
 }
 
-/** Restore `last` into the engine (resume) or load --pretrained (a new run), announcing the run between the two. */
-async function startEngine(t: Training, resumeFrom: LoadedCheckpoint | undefined): Promise<void> {
+/** Restore `last` into the engine (resume) and announce the run, and what was loaded into it. */
+async function startEngine(t: Training, resumeFrom: LoadedCheckpoint | undefined, pretrained: PretrainedLoad | undefined): Promise<void> {
   const { config, state, engine } = t;
   if (resumeFrom) {
     if (!resumeFrom.optimizer) throw new DataError(`${t.paths.last}/optimizer.safetensors`, 'is missing');
@@ -179,13 +226,12 @@ async function startEngine(t: Training, resumeFrom: LoadedCheckpoint | undefined
     valImages: t.data.valImages,
     stepsPerEpoch: t.data.span.stepsPerEpoch,
     epochs: config.epochs,
-    resumed: Boolean(t.options.resume),
+    resumed: t.resumed,
   });
   if (resumeFrom) {
     await t.emit({ type: 'resume', epoch: state.epoch, batch: state.batch, step: state.step });
-  } else if (config.pretrained) {
-    const report = await engine.loadWeights(await readStateDict(config.pretrained), { allowHeadSwap: true });
-    await t.emit({ type: 'pretrained', file: config.pretrained, loaded: report.loaded.length, headReinitialised: report.headReinitialised });
+  } else if (pretrained) {
+    await t.emit({ type: 'pretrained', file: pretrained.file, loaded: pretrained.report.loaded.length, headReinitialised: pretrained.report.headReinitialised });
   }
 }
 
@@ -211,8 +257,8 @@ async function trainOneEpoch(t: Training): Promise<StopReason | undefined> {
   return stop ? await stopMidEpoch(t, stop, loader.length) : undefined;
 }
 
-function maxStepsReached({ config, state }: Training): boolean {
-  return config.maxSteps !== undefined && state.step >= config.maxSteps;
+function maxStepsReached({ config, state, firstStep }: Training): boolean {
+  return config.maxSteps !== undefined && state.step - firstStep >= config.maxSteps;
 }
 
 /** Ctrl-C and --max-steps take effect between steps, never inside one. */
@@ -228,7 +274,7 @@ function stopAtEpochBoundary(t: Training): StopReason | undefined {
   if (state.batch !== 0 || !existsSync(t.paths.last)) return undefined;
   const stop = pendingStop(t);
   if (stop === 'interrupted') return { status: stop, message: `interrupted after epoch ${state.epoch}; \`last\` is current: resume with --resume` };
-  if (stop === 'max-steps') return { status: stop, message: `reached --max-steps ${config.maxSteps} at the end of epoch ${state.epoch}` };
+  if (stop === 'max-steps') return { status: stop, message: `took the --max-steps ${config.maxSteps} steps of this invocation; stopped at the end of epoch ${state.epoch}: continue with --resume` };
   return undefined;
 }
 
@@ -277,8 +323,21 @@ async function stopMidEpoch(t: Training, stop: 'max-steps' | 'interrupted', step
   await saveLast(t);
   const { state } = t;
   const where = `epoch ${state.epoch + 1}, after batch ${state.batch} of ${steps} (step ${state.step})`;
-  const message = stop === 'interrupted' ? `interrupted at ${where}; \`last\` saved: resume with --resume` : `reached --max-steps ${t.config.maxSteps} at ${where}; \`last\` saved`;
+  const message = stop === 'interrupted' ? `interrupted at ${where}; \`last\` saved: resume with --resume` : `took the --max-steps ${t.config.maxSteps} steps of this invocation; stopped at ${where}; \`last\` saved: continue with --resume`;
   return { status: stop, message };
+}
+
+/**
+ * A finite training loss with non-finite validation outputs (BatchNorm running statistics that
+ * overflowed, say) would score a broken model as if it predicted: the epoch is not recorded or saved.
+ */
+function nonFiniteValidation(t: Training, valLoss: number): StopReason | undefined {
+  if (Number.isFinite(valLoss)) return undefined;
+  const { state, paths } = t;
+  const message =
+    `validation diverged: the val loss is ${valLoss} after epoch ${state.epoch + 1} (step ${state.step}); the epoch was not recorded or saved — ` +
+    `${existsSync(paths.last) ? `${paths.last} holds the last good checkpoint` : 'no checkpoint had been saved yet'}. Lower optimizer.lr or set clipGradNorm.`;
+  return { status: 'diverged', message };
 }
 
 /** Mean cross-entropy and the classification metrics over the whole val split, in inference mode. */

@@ -3,9 +3,9 @@
  * seeded random numbers and seed derivation, CSV parsing, bounded concurrency, the version. It
  * imports nothing from the project.
  */
-export { UserError, DataError, isUserFacing, errorMessage } from './errors.js';
-export { temporaryPathFor, replaceAtomically, writeFileAtomic, writeJsonAtomic } from './fs.js';
-export { downloadFile, isRetryable, HttpStatusError, type DownloadOptions, type DownloadResult } from './http.js';
+export { UserError, DataError, isUserFacing, errorMessage, environmentUserError } from './errors.js';
+export { temporaryPathFor, replaceAtomically, writeFileAtomic, writeJsonAtomic, createFileExclusive, checkWritableFolder, stageFolder, replaceFolder, recoverStagedFolder, type StatFs, type StagedFolder } from './fs.js';
+export { downloadFile, parseHttpUrl, isRetryable, HttpStatusError, type DownloadOptions, type DownloadResult } from './http.js';
 export { byteProgress, countProgress, silentProgress, formatBytes, formatDuration, type ProgressSink } from './progress.js';
 export { createRng, restoreRng, deriveSeed, labelSeed, mix32, uniform, randomInt, normal, gamma, beta, shuffleInPlace, type Rng, type RngState } from './rng.js';
 export { parseCsvRecords } from './csv.js';

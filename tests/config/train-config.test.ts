@@ -4,7 +4,7 @@
  * really is the single source of the flags, the schema and the docs.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -18,6 +18,7 @@ import {
   type TrainConfigSources,
 } from '../../src/config/index.js';
 import { UserError, DataError } from '../../src/util/index.js';
+import { backendCandidates } from '../../src/backend/index.js';
 import { buildProgram } from '../../src/cli.js';
 
 let dir: string;
@@ -122,6 +123,37 @@ test('a key that the chosen optimizer or schedule ignores is refused only when s
   await rejects({ configFile: file, flags: { data: 'd' } }, /moot\.json: schedule\.gamma: applies to the step schedule only/);
 });
 
+test('settings that contradict each other are refused, naming the key and where it was set', async () => {
+  // cosine decays from lr to minLr: minLr ≥ lr would raise the rate (the issue's minLr=1 at lr 1e-4 reached a loss of 3e18)
+  await rejects({ flags: base, sets: ['schedule.type=cosine', 'schedule.minLr=1'] }, /^invalid config: --set schedule\.minLr: 1 is not below optimizer\.lr 0\.0001/);
+  await rejects({ flags: base, sets: ['schedule.type=cosine', 'schedule.minLr=1e-4'] }, /schedule\.minLr: 0\.0001 is not below/);
+  const cosine = await resolveTrainConfig({ flags: base, sets: ['schedule.type=cosine', 'schedule.minLr=1e-6'] });
+  assert.is(cosine.schedule.minLr, 1e-6);
+  await rejects({ flags: { ...base, microBatch: '32', batchSize: '16' } }, /^invalid config: --micro-batch: microBatch: 32 is larger than batchSize 16: .*use at most 16/);
+  assert.is((await resolveTrainConfig({ flags: { ...base, microBatch: '16', batchSize: '16' } })).microBatch, 16);
+  // the recipe's 25 epochs, all of them head-only: never unfreezes
+  await rejects({ flags: base, sets: ['headEpochs=25'] }, /^invalid config: --set headEpochs: 25 head-only epochs leave none of the 25 epochs/, /freezeUntil/);
+  await rejects({ flags: { ...base, epochs: '2' }, sets: ['headEpochs=3'] }, /headEpochs: 3 head-only epochs leave none of the 2 epochs/);
+  assert.is((await resolveTrainConfig({ flags: { ...base, epochs: '2' }, sets: ['headEpochs=1'] })).headEpochs, 1);
+  await rejects({ flags: { ...base, epochs: '2' }, sets: ['schedule.warmupEpochs=2.5'] }, /schedule\.warmupEpochs: a 2\.5-epoch warm-up is longer than the 2 epochs/);
+  assert.is((await resolveTrainConfig({ flags: { ...base, epochs: '2' }, sets: ['schedule.warmupEpochs=2'] })).schedule.warmupEpochs, 2);
+  // a recipe file is named as the origin
+  const file = await recipe('r.json', { model: 'resnet18', epochs: 3, headEpochs: 3 });
+  await rejects({ configFile: file, flags: { data: 'd' } }, new RegExp(`^invalid config: ${file}: headEpochs: 3 head-only`));
+});
+
+test('--workers is capped at what the machine runs at once, and at 1 on a backend that does not train in worker threads', async () => {
+  const cores = availableParallelism();
+  await rejects({ flags: { ...base, workers: String(cores + 1) } }, new RegExp(`^invalid config: --workers: workers: ${cores + 1} is more than this machine runs at once \\(${cores}, .*use at most ${cores}`));
+  assert.is((await resolveTrainConfig({ flags: { ...base, workers: String(cores) } })).workers, cores);
+  const single = backendCandidates.find((c) => !c.capabilities.workerThreads.trainsInWorkers);
+  assert.ok(single, 'a candidate that trains in one process (tfjs-node)');
+  if (cores >= 2) {
+    await rejects({ flags: { ...base, workers: '2', backend: single.backend } }, new RegExp(`workers: the ${single.backend} backend trains in one process`));
+  }
+  assert.is((await resolveTrainConfig({ flags: { ...base, workers: '1', backend: single.backend } })).workers, 1);
+});
+
 test('augmentation: a recipe names a file relative to itself, or writes the config inline', async () => {
   await recipe('aug.json', { crop: { type: 'center' }, hflip: { p: 0.25 } });
   const file = await recipe('with-aug.json', { model: 'resnet18', augment: 'aug.json' });
@@ -141,6 +173,11 @@ test('resuming: runtime keys may change, everything that shapes the result may n
   await rejects({ resumeFrom: { file: 'runs/a/config.json', config: saved }, flags: { batchSize: '8' } }, /--batch-size: cannot change batchSize when resuming/, /16/);
   await rejects({ resumeFrom: { file: 'runs/a/config.json', config: saved }, sets: ['optimizer.lr=1'] }, /cannot change optimizer\.lr/);
   await rejects({ resumeFrom: { file: 'runs/a/config.json', config: saved }, configFile: 'x.json' }, /--config cannot be combined with --resume/);
+  // --max-steps budgets one invocation: the saved run's budget is not inherited
+  const budgeted = JSON.parse(JSON.stringify(await resolveTrainConfig({ flags: { ...base, out: 'runs/a', maxSteps: '2' } })));
+  assert.is(budgeted.maxSteps, 2);
+  assert.is((await resolveTrainConfig({ resumeFrom: { file: 'runs/a/config.json', config: budgeted } })).maxSteps, undefined);
+  assert.is((await resolveTrainConfig({ resumeFrom: { file: 'runs/a/config.json', config: budgeted }, flags: { maxSteps: '3' } })).maxSteps, 3);
 });
 
 test('one table: schema keys, generated flags and docs all come from it', async () => {

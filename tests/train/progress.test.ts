@@ -42,4 +42,11 @@ test('durations read as seconds, minutes or hours', () => {
   assert.equal([formatDuration(5.4), formatDuration(75), formatDuration(3725), formatDuration(Number.NaN)], ['5s', '1m15s', '1h02m', '?']);
 });
 
+test('a restarted run says why and what of its own it removed, before the start line', () => {
+  const lines: string[] = [];
+  const report = progressReporter({ isTTY: false, write: (text: string) => lines.push(...text.trimEnd().split('\n')) });
+  report({ type: 'restarted', reason: 'runs/x holds no saved training: starting it from scratch', removed: ['best', 'metrics.csv'] });
+  assert.equal(lines, ['runs/x holds no saved training: starting it from scratch (removed its best, metrics.csv)']);
+});
+
 test.run();

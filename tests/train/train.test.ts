@@ -333,6 +333,7 @@ test('refusals: no split manifest names the command that makes one; an existing 
     assert.instance(error, UserError);
     assert.match((error as Error).message, /no split manifest at .*splits\.csv: run `osteo data split --data .*no-split` first/);
   }
+  assert.not.ok(existsSync(config.out), 'a refused start makes no run folder');
   try {
     await trainModel(await tinyConfig(await phantom(), (await runA()).run));
     assert.unreachable();

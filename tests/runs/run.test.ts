@@ -1,0 +1,46 @@
+/** Loading a run's weights: a checkpoint with another head says what the user can actually do. */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { useBackend } from '../../src/backend/index.js';
+import { resolveTrainConfig } from '../../src/config/index.js';
+import { getModel } from '../../src/models/index.js';
+import { loadRunModel, runPaths, runWeightsPath } from '../../src/runs/index.js';
+import { UserError, writeJsonAtomic } from '../../src/util/index.js';
+import { modelToStateDict, writeSafetensors } from '../../src/weights/index.js';
+
+let run: string;
+test.before.each(async () => {
+  run = await mkdtemp(join(tmpdir(), 'osteo-run-'));
+});
+test.after.each(async () => {
+  await rm(run, { recursive: true, force: true });
+});
+
+test('weights with a 1000-class head in a run: the error names the key and the command that swaps a head (an existing one)', async () => {
+  await useBackend('wasm');
+  const config = await resolveTrainConfig({ flags: { model: 'resnet18', data: 'd', out: run, imageSize: '32' } });
+  await writeJsonAtomic(runPaths(run).config, config);
+  const imagenet = getModel('resnet18').build({ imageSize: 32, numClasses: 1000, seed: 1 });
+  const dict = modelToStateDict(imagenet, 'resnet18');
+  imagenet.dispose();
+  await mkdir(runPaths(run).best);
+  await writeSafetensors(runWeightsPath(run, 'best'), dict);
+  try {
+    (await loadRunModel(run)).model.dispose();
+    assert.unreachable('a 1000-class head loaded into a 3-class model');
+  } catch (error) {
+    assert.instance(error, UserError);
+    const message = (error as Error).message;
+    assert.match(message, /fc\.weight \(checkpoint float32 \[1000, 512\], model float32 \[3, 512\]\)/);
+    // the hint names a flag that exists: osteo train's own --pretrained option
+    assert.match(message, /fine-tune from these weights with `osteo train --pretrained FILE`, which replaces the head with a fresh 3-class one/);
+    const { buildProgram } = await import('../../src/cli.js');
+    const train = buildProgram().commands.find((command) => command.name() === 'train')!;
+    assert.ok(train.options.some((option) => option.long === '--pretrained'), 'osteo train has --pretrained');
+  }
+});
+
+test.run();
