@@ -2,7 +2,7 @@ import { availableParallelism, cpus } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { osteoVersion } from '../util/index.js';
 import type { BackendPreference } from './candidates.js';
-import { type BackendSelection, type CandidateStatus, useBackend } from './select.js';
+import { reasonFor, type BackendSelection, type CandidateStatus, type PreferenceOrigin, useBackend } from './select.js';
 
 export interface EnvironmentInfo {
   osteoVersion: string;
@@ -28,9 +28,13 @@ export function wasmSimdSupported(): boolean {
   return typeof WebAssembly === 'object' && WebAssembly.validate(simdProbe);
 }
 
-/** What `osteo info` reports: versions, the backend chosen and why, each candidate's status. */
-export async function environmentInfo(preference: BackendPreference = 'auto'): Promise<EnvironmentInfo> {
+/**
+ * What `osteo info` reports: versions, the backend chosen and why, each candidate's status. `origin`
+ * says where a named preference came from, so the reason names the flag or variable the user set.
+ */
+export async function environmentInfo(preference: BackendPreference = 'auto', origin: PreferenceOrigin = 'flag'): Promise<EnvironmentInfo> {
   const selection = await useBackend(preference);
+  const skipped = selection.candidates.filter((s) => s.available === false).map((s) => s.candidate);
   return {
     osteoVersion,
     tfjsVersion: tf.version_core,
@@ -40,7 +44,7 @@ export async function environmentInfo(preference: BackendPreference = 'auto'): P
     cpuModel: cpus()[0]?.model ?? 'unknown',
     backend: selection.backend,
     candidate: selection.candidate,
-    reason: selection.reason,
+    reason: reasonFor(selection.preference, selection.candidate, skipped, origin),
     candidates: selection.candidates,
     wasmSimd: wasmSimdSupported(),
   };

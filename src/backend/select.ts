@@ -104,8 +104,12 @@ export function backendFromEnvironment(env: Readonly<Record<string, string | und
 let current: BackendSelection | undefined;
 let currentEnvironment: BackendEnvironment | undefined;
 
-function reasonFor(preference: string, chosen: string, skipped: string[]): string {
-  if (preference !== 'auto') return `requested with --backend ${preference}`;
+/** Where a backend preference came from, as a user would set it again. */
+export type PreferenceOrigin = 'flag' | 'environment';
+
+/** Why this backend: the place the request came from (the --backend flag or OSTEO_BACKEND), or auto's order. */
+export function reasonFor(preference: string, chosen: string, skipped: string[], origin: PreferenceOrigin = 'flag'): string {
+  if (preference !== 'auto') return origin === 'environment' ? `requested with OSTEO_BACKEND=${preference}` : `requested with --backend ${preference}`;
   if (skipped.length === 0) return `${chosen} is the most capable backend available`;
   return `${chosen} is the first available after ${skipped.join(', ')} (see their reasons)`;
 }

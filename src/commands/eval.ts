@@ -39,12 +39,14 @@ function registerEvalCommand(program: Command): void {
         runs: config.run,
         dataDir: config.data,
         split: config.split,
+        checkpoint: config.checkpoint,
         tta: config.tta,
         weights: config.weights,
         outDir: config.out,
         batchSize: config.batchSize,
         seed: config.seed,
         resamples: config.resamples,
+        onWarning: (message) => process.stderr.write(`osteo: warning: ${message}\n`),
         onProgress: options.json ? undefined : ({ split, done, total }) => process.stderr.write(`\r${split}: ${done}/${total} images${done === total ? '\n' : ''}`),
       });
       if (options.json) {

@@ -1,16 +1,20 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { useBackend, type BackendPreference } from '../backend/index.js';
-import { formatPredictions, predictImages } from '../eval/index.js';
+import { checkpointChoices, formatPredictions, predictImages, type CheckpointChoice } from '../eval/index.js';
+import { maxInputPixels } from '../data/index.js';
 import { modelNames } from '../models/index.js';
+import { UserError } from '../util/index.js';
 import { backendOption, positiveInt, printJson } from './common.js';
 
 interface PredictCommandOptions {
   run?: string[];
+  checkpoint: CheckpointChoice;
   model?: string;
   weights?: string;
   imageSize?: number;
   gradcam?: string;
   tta?: boolean;
+  maxPixels: number;
   json?: boolean;
   backend: BackendPreference;
 }
@@ -19,27 +23,37 @@ export function registerPredictCommand(program: Command): void {
   program
     .command('predict')
     .description('diagnose knee X-rays with one model or the soft-vote ensemble of runs (research use only)')
-    .argument('<images...>', 'image files (PNG, JPEG, …)')
-    .option('--run <dir...>', 'training runs: their best models vote (mean of softmax probabilities)')
+    .argument('<images...>', 'image files (PNG, JPEG, …), or folders: the images directly inside them')
+    .option('--run <dir...>', 'training runs: their models vote (mean of softmax probabilities)')
+    .addOption(new Option('--checkpoint <which>', "each run's checkpoint: best (best validation epoch) or last (a run stopped before its first epoch ended has only last)").choices(checkpointChoices).default('best'))
     .option('--model <name>', `architecture of --weights: ${modelNames().join(', ')}`)
     .option('--weights <file>', 'a torchvision state dict (.pth or .safetensors) for --model')
-    .option('--image-size <n>', 'input crop size (default: the run\'s, or the architecture\'s)', positiveInt('--image-size'))
-    .option('--gradcam <dir>', 'write a Grad-CAM heat-map overlay PNG per image and model here')
+    .option('--image-size <n>', "input crop size (default: the size the weights were trained at: the run's, or an osteo export's metadata.json beside --weights, else the architecture's)", positiveInt('--image-size'))
+    .option('--gradcam <dir>', 'write a Grad-CAM heat-map overlay PNG per image and model here (the whole image; the region the model saw is outlined)')
     .option('--tta', 'average each image with its horizontal mirror')
+    .option('--max-pixels <n>', 'refuse images with more pixels than this (a guard against decompression bombs)', positiveInt('--max-pixels'), maxInputPixels)
     .addOption(backendOption())
-    .option('--json', 'print {"images":[{path, prediction, confidence, probabilities, models}]}')
+    .option('--json', 'print {"images":[{path, prediction, confidence, probabilities, models}], "failed":[{path, error}]}')
     .action(async (images: string[], options: PredictCommandOptions) => {
       await useBackend(options.backend);
       const result = await predictImages({
         images,
         runs: options.run,
+        checkpoint: options.checkpoint,
         model: options.model,
         weights: options.weights,
         imageSize: options.imageSize,
         gradcamDir: options.gradcam,
         tta: options.tta ?? false,
+        maxPixels: options.maxPixels,
+        onWarning: (message) => process.stderr.write(`osteo: warning: ${message}\n`),
       });
       if (options.json) printJson(result);
       else console.log(formatPredictions(result));
+      // Every readable image was predicted and printed above; the exit status still says some were not.
+      if (result.failed.length > 0) {
+        const total = result.failed.length + result.images.length;
+        throw new UserError(`${result.failed.length} of ${total} inputs could not be predicted: ${result.failed.map((f) => `${f.path} (${f.error})`).join('; ')}`);
+      }
     });
 }

@@ -11,12 +11,16 @@ export const evalSplits = ['test', 'val'] as const;
 export type EvalSplit = (typeof evalSplits)[number];
 
 export const evalOptions = {
-  run: required(z.array(z.string().min(1)).min(1), 'training run directories (each contributes its best checkpoint)', { flag: '--run <dir...>' }),
+  run: required(z.array(z.string().min(1)).min(1), 'training run directories (each contributes its --checkpoint)', { flag: '--run <dir...>' }),
   data: required(z.string().min(1), 'dataset directory with splits.csv', { flag: '--data <dir>' }),
   split: option(z.enum(evalSplits), 'test', `split to evaluate: ${evalSplits.join(' or ')}`, { flag: '--split <split>' }),
+  // The names of the run room's checkpoints (src/runs CheckpointName), which config cannot import.
+  checkpoint: option(z.enum(['best', 'last']), 'best', "each run's checkpoint: best (best validation epoch) or last (a run stopped before its first epoch ended has only last)", {
+    flag: '--checkpoint <which>',
+  }),
   tta: option(z.boolean(), false, 'average each image with its horizontal mirror', { flag: '--tta' }),
   weights: option(z.string().min(1), 'equal', "ensemble weights: 'equal', 'auto' (fitted on val), or w1,w2,… per run", { flag: '--weights <spec>' }),
-  out: optional(z.string().min(1), 'report directory (default: eval-<split> beside the first run)', { flag: '--out <dir>' }),
+  out: optional(z.string().min(1), 'report directory (default: eval-<split>-<run names> beside the first run); another evaluation\'s report is never overwritten', { flag: '--out <dir>' }),
   batchSize: option(positiveInt, 16, 'images per forward pass', { flag: '--batch-size <n>' }),
   seed: option(z.int().min(0), 0, 'bootstrap seed', { flag: '--seed <n>' }),
   resamples: option(positiveInt, 2000, 'bootstrap resamples', { flag: '--resamples <n>' }),

@@ -35,6 +35,9 @@ export function ensembleProbabilities(members: readonly Float32Array[], weights?
   if (members.some((m) => m.length !== length)) throw new UserError('ensemble members disagree on the number of predictions');
   const w = normalizeWeights(weights ?? members.map(() => 1));
   if (w.length !== members.length) throw new UserError(`${w.length} weights for ${members.length} ensemble members`);
+  const broken = members.findIndex((m) => !m.every(Number.isFinite));
+  // A NaN would win no argmax and pass silently as class 0 with a NaN confidence.
+  if (broken >= 0) throw new UserError(`ensemble member ${broken + 1} of ${members.length} has non-finite probabilities (NaN or infinity): its weights are damaged or its training diverged`);
   const out = new Float32Array(length);
   // Accumulate in float64 so the mean of identical members is exactly that member.
   for (let i = 0; i < length; i++) {

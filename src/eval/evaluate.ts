@@ -3,12 +3,28 @@
  * with the report files. Ensemble weights `auto` are fitted on the val split BEFORE any image of the
  * evaluated split is read, from val predictions only.
  */
-import { dirname, join, resolve } from 'node:path';
-import { classNames, preprocessForModel, readSplitManifest, type EvalTransform, type ManifestRow } from '../data/index.js';
-import { createRng, UserError } from '../util/index.js';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import {
+  centerCrop,
+  classNames,
+  contentHash,
+  decodeRgb,
+  normalize,
+  readSplitManifest,
+  resizeShorter,
+  splitManifestPath,
+  type EvalTransform,
+  type ManifestRow,
+  type RgbImage,
+} from '../data/index.js';
+import { DataError, UserError, checkWritableFolder, createRng, environmentUserError, errorMessage, parseCsvRecords, recoverStagedFolder, stageFolder, writeJsonAtomic, type StagedFolder } from '../util/index.js';
 import { evalOptions, type EvalSplit } from '../config/index.js';
+import { manifestSha256, readRunSplit } from '../runs/index.js';
 import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from './ensemble.js';
-import { disambiguateNames, disposeModels, loadRunForInference, predictProbabilities, transformKey, type LoadedModel } from './inference.js';
+import { disambiguateNames, disposeModels, loadRunForInference, predictProbabilities, transformKey, type CheckpointChoice, type LoadedModel } from './inference.js';
 import { summarize, writeEvaluationReport, type EvaluationReport, type ModelSummary, type WrittenReport } from '../report/index.js';
 
 export type { EvalSplit };
@@ -21,57 +37,180 @@ export interface EvaluateOptions {
   runs: string[];
   dataDir: string;
   split?: EvalSplit;
+  /** Which checkpoint of each run (default best). */
+  checkpoint?: CheckpointChoice;
   tta?: boolean;
   /** `auto` | `equal` | `w1,w2,…` (one weight per run, in order). */
   weights?: string;
-  /** Where the report goes; null writes nothing. Default: `eval-<split>` beside the first run. */
+  /** Where the report goes; null writes nothing. Default: defaultEvalOutDir. */
   outDir?: string | null;
   batchSize?: number;
   /** Seed of the bootstrap resampling. */
   seed?: number;
   resamples?: number;
-  /** How an image file becomes a normalized crop (tests substitute one that records what is read). */
+  /** How an image file becomes a normalized crop (tests substitute one that records what is read; it skips the content-hash check). */
   readImage?: (file: string, transform: EvalTransform) => Promise<Float32Array>;
   /** Progress: which split is being predicted, images done so far. */
   onProgress?: (event: { split: EvalSplit; done: number; total: number }) => void;
   /** Called once the ensemble weights are fixed (tests check no evaluated image was read before). */
   onWeightsFitted?: (weights: number[]) => void;
+  /** Warnings: a run without a split record, a manifest without content hashes. */
+  onWarning?: (message: string) => void;
 }
 
 export const ensembleName = 'ensemble (soft vote)';
 
-export function defaultEvalOutDir(runs: string[], split: EvalSplit): string {
-  return join(dirname(resolve(runs[0]!)), `eval-${split}`);
+/** The report folder's record of what it evaluated: another evaluation must not write over it. */
+export const evaluationRecordFile = 'evaluation.json';
+
+export interface EvaluationRecord {
+  format: 'osteo-evaluation';
+  version: 1;
+  split: EvalSplit;
+  data: string;
+  /** Absolute run directories, in --run order. */
+  runs: string[];
+  checkpoint: CheckpointChoice;
 }
 
-/** Each model's probabilities on `rows`, images preprocessed once per distinct transform. */
+/**
+ * `eval-<split>-<run names>` beside the first run: each set of runs gets its own folder, so one
+ * evaluation never lands on another's report. Very long name lists end in a short hash instead.
+ */
+export function defaultEvalOutDir(runs: string[], split: EvalSplit, checkpoint: CheckpointChoice = 'best'): string {
+  const absolute = runs.map((r) => resolve(r));
+  let names = absolute.map((r) => basename(r).replace(/[^A-Za-z0-9_.-]+/g, '_')).join('+');
+  if (names.length > 80) names = `${names.slice(0, 60)}-${createHash('sha256').update(absolute.join('\n')).digest('hex').slice(0, 10)}`;
+  return join(dirname(absolute[0]!), `eval-${split}-${names}${checkpoint === 'last' ? '-last' : ''}`);
+}
+
+/** Files an osteo evaluation writes: a folder holding only these (and no record) is an older report of ours. */
+const reportEntry = /^(results\.csv|results\.md|predictions\.csv|reliability\.png|(confusion|roc)_[a-z0-9_]+\.png|evaluation\.json)$/;
+
+const sameRecord = (a: EvaluationRecord, b: EvaluationRecord) =>
+  a.split === b.split && a.checkpoint === b.checkpoint && a.runs.length === b.runs.length && a.runs.every((r, i) => r === b.runs[i]);
+
+/**
+ * Refuse an output folder that is not this evaluation's to replace: a file, a folder of other
+ * files, or another evaluation's report (other runs, split or checkpoint).
+ */
+async function checkReportFolder(outDir: string, record: EvaluationRecord): Promise<void> {
+  if (!existsSync(outDir)) return;
+  if (!(await stat(outDir)).isDirectory()) throw new UserError(`--out ${outDir} is a file, not a folder: give a folder for the report`);
+  const entries = (await readdir(outDir)).filter((e) => !e.startsWith('.'));
+  if (entries.length === 0) return;
+  const recordFile = join(outDir, evaluationRecordFile);
+  if (existsSync(recordFile)) {
+    let previous: EvaluationRecord;
+    try {
+      previous = JSON.parse(await readFile(recordFile, 'utf8')) as EvaluationRecord;
+    } catch (error) {
+      throw new DataError(recordFile, `not valid JSON (${errorMessage(error)}): move the folder aside or give another --out`);
+    }
+    if (previous?.format === 'osteo-evaluation' && Array.isArray(previous.runs) && sameRecord(previous, record)) return;
+    const what = Array.isArray(previous?.runs) ? `the ${previous.split} split of ${previous.runs.join(', ')} (${previous.checkpoint} checkpoint)` : 'another evaluation';
+    throw new UserError(`--out ${outDir} holds the report of ${what}, not of these runs: give another --out (or omit it: the default folder names the runs), or delete that folder`);
+  }
+  const foreign = entries.filter((e) => !reportEntry.test(e));
+  if (foreign.length > 0) {
+    throw new UserError(`--out ${outDir} holds files osteo eval did not write (${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', …' : ''}): give an empty or new folder for the report`);
+  }
+}
+
+/** File-system conditions (read-only, full, not a folder, no permission) are the user's to fix. */
+function environmentError(path: string, error: unknown): unknown {
+  return environmentUserError(error, path) ?? error;
+}
+
+/**
+ * A run is evaluated on the split it was trained with: RUN/split.json records the dataset and its
+ * manifest's hash when training started. The same dataset with another manifest was re-split since,
+ * so the evaluated images may be training images: refused. Another dataset folder with another
+ * manifest is a deliberate choice (an external test set; the published protocol scoring every member
+ * on the first member's split and counting the leak), so it is allowed with a warning.
+ */
+async function checkRunSplits(runs: string[], dataDir: string, warn: (message: string) => void): Promise<void> {
+  const current = await manifestSha256(dataDir);
+  const manifest = splitManifestPath(dataDir);
+  for (const run of runs) {
+    const record = await readRunSplit(run);
+    if (record === undefined) {
+      warn(`run ${run} has no split record (split.json; runs trained before osteo wrote one): osteo cannot check that ${manifest} is the split it was trained on`);
+      continue;
+    }
+    if (record.manifestSha256 === current) continue;
+    if (record.data === resolve(dataDir)) {
+      throw new UserError(
+        `run ${run} was trained with a splits.csv of SHA-256 ${record.manifestSha256}, but ${manifest} now has SHA-256 ${current}: ` +
+          'the data was re-split since, so the evaluated images may be ones the model trained on. Evaluate on the split the run was trained with (restore that splits.csv), or retrain the run on the current split',
+      );
+    }
+    warn(
+      `run ${run} was trained on ${record.data} (splits.csv SHA-256 ${record.manifestSha256}), not on ${dataDir} (SHA-256 ${current}): ` +
+        'if these share images, some evaluated images may be ones the model trained on',
+    );
+  }
+}
+
+/**
+ * The expected content hash of each manifest row (the contentHash column `osteo data split` writes),
+ * keyed by path; empty for a manifest without the column.
+ */
+async function manifestContentHashes(dataDir: string): Promise<Map<string, string>> {
+  const file = splitManifestPath(dataDir);
+  const records = parseCsvRecords(await readFile(file, 'utf8'), file);
+  return new Map(records.filter((r) => r.path && r.contentHash).map((r) => [r.path!, r.contentHash!]));
+}
+
+/** Each model's probabilities on `rows`, images decoded once and preprocessed once per distinct transform. */
 async function predictRows(
   models: LoadedModel[],
   dataDir: string,
   rows: ManifestRow[],
   split: EvalSplit,
+  hashes: Map<string, string>,
   options: Pick<EvaluateOptions, 'tta' | 'batchSize' | 'readImage' | 'onProgress'>,
 ): Promise<Float32Array[]> {
-  const readImage = options.readImage ?? ((file, transform) => preprocessForModel(file, transform));
   const batchSize = options.batchSize ?? evalOptions.batchSize.default;
   const outputs = models.map((m) => new Float32Array(rows.length * m.numClasses));
   const groups = new Map<string, LoadedModel[]>();
   for (const m of models) groups.set(transformKey(m.transform), [...(groups.get(transformKey(m.transform)) ?? []), m]);
-  for (let start = 0; start < rows.length; start += batchSize) {
-    const batch = rows.slice(start, start + batchSize);
+  const decodeVerified = async (row: ManifestRow): Promise<RgbImage> => {
+    const file = join(dataDir, row.path);
+    const image = await decodeRgb(file);
+    const expected = hashes.get(row.path);
+    if (expected !== undefined && contentHash(image) !== expected) {
+      throw new DataError(file, `its pixels no longer match the content hash in ${splitManifestPath(dataDir)}: the image was changed after indexing; re-run \`osteo data index\` and \`osteo data split\` (and retrain), or restore the file`);
+    }
+    return image;
+  };
+  for (const [start, end] of batchRanges(rows.length, batchSize)) {
+    const batch = rows.slice(start, end);
+    const decoded = options.readImage ? [] : await Promise.all(batch.map(decodeVerified));
     for (const group of groups.values()) {
       const transform = group[0]!.transform;
       const pixels = transform.crop * transform.crop * 3;
       const images = new Float32Array(batch.length * pixels);
-      for (let i = 0; i < batch.length; i++) images.set(await readImage(join(dataDir, batch[i]!.path), transform), i * pixels);
+      for (let i = 0; i < batch.length; i++) {
+        const crop = options.readImage
+          ? await options.readImage(join(dataDir, batch[i]!.path), transform)
+          : normalize(centerCrop(await resizeShorter(decoded[i]!, transform.resize), transform.crop), transform);
+        images.set(crop, i * pixels);
+      }
       for (const m of group) {
         const probabilities = predictProbabilities(m, images, batch.length, { tta: options.tta, batchSize });
         outputs[models.indexOf(m)]!.set(probabilities, start * m.numClasses);
       }
     }
-    options.onProgress?.({ split, done: Math.min(rows.length, start + batchSize), total: rows.length });
+    options.onProgress?.({ split, done: end, total: rows.length });
   }
   return outputs;
+}
+
+function batchRanges(count: number, size: number): [number, number][] {
+  const ranges: [number, number][] = [];
+  for (let start = 0; start < count; start += size) ranges.push([start, Math.min(count, start + size)]);
+  return ranges;
 }
 
 export interface EvaluationResult {
@@ -81,6 +220,8 @@ export interface EvaluationResult {
 
 export async function evaluateRuns(options: EvaluateOptions): Promise<EvaluationResult> {
   const split = options.split ?? evalOptions.split.default;
+  const checkpoint = options.checkpoint ?? 'best';
+  const warn = options.onWarning ?? (() => undefined);
   const weightSpec = parseEnsembleWeights(options.weights ?? evalOptions.weights.default, options.runs.length);
   if (weightSpec.kind === 'auto' && split === 'val') {
     throw new UserError('--weights auto is fitted on the val split, so evaluating it on val would be biased: use --split test, or --weights equal|w1,w2,…');
@@ -92,19 +233,37 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
   if (rows.length === 0) throw new UserError(`the ${split} split of ${options.dataDir} is empty: re-run \`osteo data split --data ${options.dataDir}\``);
   const valRows = manifest.filter((r) => r.split === 'val');
   if (weightSpec.kind === 'auto' && valRows.length === 0) throw new UserError(`--weights auto needs a val split, and ${options.dataDir} has none`);
+  await checkRunSplits(options.runs, options.dataDir, warn);
+  const hashes = await manifestContentHashes(options.dataDir);
+  if (hashes.size === 0 && !options.readImage) warn(`${splitManifestPath(options.dataDir)} has no contentHash column, so the images cannot be checked against the index: re-run \`osteo data split --data ${options.dataDir}\``);
+
+  const outDir = options.outDir === undefined ? defaultEvalOutDir(options.runs, split, checkpoint) : options.outDir;
+  const record: EvaluationRecord = { format: 'osteo-evaluation', version: 1, split, data: resolve(options.dataDir), runs: options.runs.map((r) => resolve(r)), checkpoint };
+  if (outDir !== null) {
+    await recoverStagedFolder(outDir).catch((error: unknown) => {
+      throw environmentError(outDir, error);
+    });
+    await checkReportFolder(outDir, record);
+    // Plots are tens of kB each, predictions.csv a line per image and model: a generous bound, checked before any model runs.
+    await checkWritableFolder(dirname(resolve(outDir)), 4 * 2 ** 20 + rows.length * (options.runs.length + 1) * 256);
+  }
 
   const models: LoadedModel[] = [];
+  // The report folder is written whole beside its destination and switched in, so an interrupted
+  // evaluation leaves the previous report untouched and no stale plot of an earlier one survives.
+  let staged: StagedFolder | undefined;
   try {
-    for (const run of options.runs) models.push(await loadRunForInference(run));
+    for (const run of options.runs) models.push(await loadRunForInference(run, { checkpoint }));
     disambiguateNames(models);
     const numClasses = models[0]!.numClasses;
     if (models.some((m) => m.numClasses !== numClasses)) throw new UserError('the runs disagree on the number of classes; they cannot be ensembled');
     if (numClasses !== classNames.length) throw new UserError(`the runs have ${numClasses} classes but the data has ${classNames.length}`);
+    if (outDir !== null) staged = await stageFolder(outDir);
 
     let ensembleWeights: EvaluationReport['ensembleWeights'];
     if (weightSpec.kind === 'auto') {
       // Fitting sees val rows only; the evaluated split is not read until the weights are fixed.
-      const valProbabilities = await predictRows(models, options.dataDir, valRows, 'val', options);
+      const valProbabilities = await predictRows(models, options.dataDir, valRows, 'val', hashes, options);
       const fitted = fitEnsembleWeights(
         valProbabilities,
         valRows.map((r) => r.label),
@@ -118,7 +277,7 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
     }
     options.onWeightsFitted?.(ensembleWeights.weights);
 
-    const probabilities = await predictRows(models, options.dataDir, rows, split, options);
+    const probabilities = await predictRows(models, options.dataDir, rows, split, hashes, options);
     const labels = rows.map((r) => r.label);
     // Every summary resamples with the same seed, so the intervals are paired: same resampled images.
     const summaries: ModelSummary[] = models.map((m, i) =>
@@ -138,10 +297,20 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
       images: rows.map((r) => ({ path: r.path, label: r.label })),
       models: summaries,
     };
-    const outDir = options.outDir === undefined ? defaultEvalOutDir(options.runs, split) : options.outDir;
-    const written = outDir === null ? null : await writeEvaluationReport(report, outDir);
+    let written: WrittenReport | null = null;
+    if (staged !== undefined && outDir !== null) {
+      try {
+        const files = (await writeEvaluationReport(report, staged.dir)).files;
+        await writeJsonAtomic(join(staged.dir, evaluationRecordFile), record);
+        await staged.commit();
+        written = { dir: outDir, files: [...files, evaluationRecordFile] };
+      } catch (error) {
+        throw environmentError(outDir, error);
+      }
+    }
     return { report, written };
   } finally {
     disposeModels(models);
+    await staged?.abandon();
   }
 }

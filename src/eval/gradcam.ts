@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import sharp from 'sharp';
-import type { EvalTransform } from '../data/index.js';
+import { centerCropBox, resizedShape, type EvalTransform, type RgbImage } from '../data/index.js';
 import { UserError } from '../util/index.js';
 
 interface CamSplit {
@@ -114,30 +114,78 @@ export function heatColor(t: number): [number, number, number] {
   return stops[stops.length - 1]![1];
 }
 
-/** The map bilinearly upsampled to size×size (half-pixel centres, as cv2.resize / torch align_corners=False). */
-export function upsampleMap(result: GradCamResult, size: number): Float32Array {
+/** The map bilinearly upsampled to width×height (half-pixel centres, as cv2.resize / torch align_corners=False). */
+export function upsampleMap(result: GradCamResult, width: number, height = width): Float32Array {
   return tf.tidy(() => {
     const grid = tf.tensor4d(result.map, [1, result.height, result.width, 1]);
-    return tf.image.resizeBilinear(grid, [size, size], false, true).dataSync() as Float32Array;
+    return tf.image.resizeBilinear(grid, [height, width], false, true).dataSync() as Float32Array;
   });
 }
 
+/** A rectangle in pixels of the overlay. */
+export interface OverlayRegion {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+export interface GradCamOverlay {
+  png: Buffer;
+  width: number;
+  height: number;
+  /** Where the model's centre crop lies in the overlay: the only part the model saw. */
+  region: OverlayRegion;
+}
+
+/** Overlays are drawn at the input's own resolution, enlarged so the shorter side is at least this. */
+export const minOverlaySide = 256;
+
 /**
- * The heat map over the image the model saw (the preprocessed crop, de-normalized), as a PNG:
- * colour weight grows with the map so unimportant regions keep the radiograph readable.
+ * The heat map over the whole input image, at its own resolution (at least minOverlaySide on the
+ * shorter side, so a 32 px crop's map is still readable): the model's centre crop carries the map,
+ * colour weight growing with it so unimportant regions keep the radiograph readable; what the model
+ * never saw (cut off by the centre crop) is dimmed and the crop is outlined.
  */
-export async function gradCamOverlayPng(image: Float32Array, transform: EvalTransform, result: GradCamResult): Promise<Buffer> {
-  const size = transform.crop;
-  const heat = upsampleMap(result, size);
-  const out = Buffer.alloc(size * size * 3);
-  for (let p = 0; p < size * size; p++) {
-    const t = heat[p]!;
-    const color = heatColor(t);
-    const alpha = 0.25 + 0.5 * t;
-    for (let c = 0; c < 3; c++) {
-      const gray = Math.min(255, Math.max(0, (image[p * 3 + c]! * transform.std[c]! + transform.mean[c]!) * 255));
-      out[p * 3 + c] = Math.round((1 - alpha) * gray + alpha * color[c]!);
+export async function gradCamOverlayPng(original: RgbImage, transform: EvalTransform, result: GradCamResult): Promise<GradCamOverlay> {
+  const resized = resizedShape(original.width, original.height, transform.resize);
+  const box = centerCropBox(resized.width, resized.height, transform.crop);
+  const scale = Math.max(1, minOverlaySide / Math.min(original.width, original.height));
+  const width = Math.round(original.width * scale);
+  const height = Math.round(original.height * scale);
+  const base =
+    width === original.width && height === original.height
+      ? Buffer.from(original.data.buffer, original.data.byteOffset, original.data.byteLength)
+      : await sharp(Buffer.from(original.data.buffer, original.data.byteOffset, original.data.byteLength), { raw: { width: original.width, height: original.height, channels: 3 } })
+          .resize(width, height, { kernel: 'linear', fit: 'fill' })
+          .raw()
+          .toBuffer();
+  // Crop box from resized-image pixels to overlay pixels.
+  const fx = width / resized.width;
+  const fy = height / resized.height;
+  const left = Math.round(box.left * fx);
+  const top = Math.round(box.top * fy);
+  const region = { left, top, width: Math.max(1, Math.min(width - left, Math.round(transform.crop * fx))), height: Math.max(1, Math.min(height - top, Math.round(transform.crop * fy))) };
+  const heat = upsampleMap(result, region.width, region.height);
+  const out = Buffer.alloc(width * height * 3);
+  const border = Math.max(1, Math.round(Math.min(width, height) / 256));
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const p = y * width + x;
+      const rx = x - region.left;
+      const ry = y - region.top;
+      const inside = rx >= 0 && ry >= 0 && rx < region.width && ry < region.height;
+      const edge = inside && (rx < border || ry < border || rx >= region.width - border || ry >= region.height - border);
+      if (!inside || (edge && (region.width < width || region.height < height))) {
+        for (let c = 0; c < 3; c++) out[p * 3 + c] = edge ? 255 : Math.round(base[p * 3 + c]! * 0.45);
+        continue;
+      }
+      const t = heat[ry * region.width + rx]!;
+      const color = heatColor(t);
+      const alpha = 0.25 + 0.5 * t;
+      for (let c = 0; c < 3; c++) out[p * 3 + c] = Math.round((1 - alpha) * base[p * 3 + c]! + alpha * color[c]!);
     }
   }
-  return sharp(out, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+  const png = await sharp(out, { raw: { width, height, channels: 3 } }).png().toBuffer();
+  return { png, width, height, region };
 }

@@ -3,13 +3,15 @@
  * each with the preprocessing it was trained with, and batched softmax probabilities (optionally
  * averaged with the horizontally flipped image: test-time augmentation).
  */
-import { basename, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { EvalTransform } from '../data/index.js';
-import { UserError } from '../util/index.js';
+import { DataError, UserError } from '../util/index.js';
 import { getModel, type ModelName } from '../models/index.js';
-import { loadRunModel, openRun, runWeightsPath } from '../runs/index.js';
+import { checkpointNames, openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
 import { buildWithWeights, readStateDict } from '../weights/index.js';
 import { softmax } from '../report/index.js';
 
@@ -27,37 +29,78 @@ export interface LoadedModel {
   numClasses: number;
 }
 
-/**
- * The best checkpoint of a training run, loaded strictly into its architecture by the training
- * room's loader, with the run's preprocessing. With `imageSize` (predict --image-size) the same
- * weights are built for that input size instead — the networks end in global pooling, so any size
- * works — with the architecture's transform for it.
- */
-export async function loadRunForInference(dir: string, options: { imageSize?: number } = {}): Promise<LoadedModel> {
-  if (options.imageSize === undefined) {
-    const run = await loadRunModel(dir, 'best');
-    return {
-      name: run.entry.name,
-      modelName: run.entry.name,
-      run: run.info.dir,
-      weightsFile: runWeightsPath(run.info.dir, 'best'),
-      model: run.model,
-      imageSize: run.info.imageSize,
-      transform: run.transform,
-      numClasses: run.info.numClasses,
-    };
-  }
-  const info = await openRun(dir);
-  const loaded = await loadWeightsFile(info.model, runWeightsPath(info.dir, 'best'), options.imageSize, info.numClasses);
-  return { ...loaded, run: info.dir };
+/** --checkpoint's choices: the run's checkpoints. */
+export const checkpointChoices = checkpointNames;
+export type CheckpointChoice = CheckpointName;
+
+export interface LoadOptions {
+  /** predict --image-size: build the same weights for this input size (default: the size they were trained at). */
+  imageSize?: number;
+  /** Which of the run's checkpoints (default best). */
+  checkpoint?: CheckpointChoice;
+  /** Told when the requested input size differs from the one the weights were trained at. */
+  onWarning?: (message: string) => void;
 }
 
-/** A torchvision-keyed weights file (.pth or .safetensors) for a named architecture; 3 classes. */
-export async function loadWeightsFile(modelName: string, weightsFile: string, imageSize?: number, numClasses = 3): Promise<LoadedModel> {
+function sizeMismatch(source: string, trained: number, requested: number): string {
+  return `${source} was trained at ${trained}px but --image-size ${requested} was given: accuracy at another size is unmeasured (omit --image-size to use ${trained})`;
+}
+
+/**
+ * A checkpoint of a training run, loaded strictly into its architecture, with the run's
+ * preprocessing. With `imageSize` (predict --image-size) the same weights are built for that input
+ * size instead — the networks end in global pooling, so any size works — with the architecture's
+ * transform for it.
+ */
+export async function loadRunForInference(dir: string, options: LoadOptions = {}): Promise<LoadedModel> {
+  const which = options.checkpoint ?? 'best';
+  const { config } = await openRun(dir, which);
+  const file = runWeightsPath(dir, which);
+  if (options.imageSize !== undefined && options.imageSize !== config.imageSize) options.onWarning?.(sizeMismatch(`run ${dir}`, config.imageSize, options.imageSize));
+  const loaded = await buildFromFile(config.model, file, options.imageSize ?? config.imageSize, config.numClasses);
+  return { ...loaded, run: resolve(dir) };
+}
+
+async function buildFromFile(modelName: string, weightsFile: string, imageSize: number, numClasses: number): Promise<LoadedModel> {
   const entry = getModel(modelName);
-  const size = imageSize ?? entry.defaultImageSize;
-  const { model } = buildWithWeights(entry, await readStateDict(weightsFile), { numClasses, imageSize: size });
-  return { name: entry.name, modelName: entry.name, weightsFile: resolve(weightsFile), model, imageSize: size, transform: entry.transform(size), numClasses };
+  const { model } = buildWithWeights(entry, await readStateDict(weightsFile), { numClasses, imageSize });
+  return { name: entry.name, modelName: entry.name, weightsFile: resolve(weightsFile), model, imageSize, transform: entry.transform(imageSize), numClasses };
+}
+
+/**
+ * The input size `osteo export` recorded for a weights file in the metadata.json beside it: a run
+ * export names one model, a dashboard export one record per file. Undefined when there is none or it
+ * describes another architecture.
+ */
+export async function exportedImageSize(weightsFile: string, modelName: ModelName): Promise<number | undefined> {
+  const file = join(dirname(weightsFile), 'metadata.json');
+  if (!existsSync(file)) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(file, 'utf8'));
+  } catch {
+    return undefined; // not osteo's metadata: nothing known about the size
+  }
+  type Record = { model?: unknown; imageSize?: unknown; files?: unknown };
+  const root = json as Record & { models?: { [file: string]: Record } };
+  const candidates = [root.models?.[basename(weightsFile)], root].filter((r): r is Record => typeof r === 'object' && r !== null);
+  for (const record of candidates) {
+    const describesFile = !Array.isArray(record.files) || record.files.includes(basename(weightsFile));
+    if (record.model === modelName && describesFile && typeof record.imageSize === 'number' && Number.isInteger(record.imageSize) && record.imageSize > 0) return record.imageSize;
+  }
+  return undefined;
+}
+
+/**
+ * A torchvision-keyed weights file (.pth or .safetensors) for a named architecture; 3 classes. The
+ * input size defaults to what an `osteo export` metadata.json beside the file records, else the
+ * architecture's default; a different --image-size is used but warned about.
+ */
+export async function loadWeightsFile(modelName: string, weightsFile: string, imageSize?: number, numClasses = 3, onWarning?: (message: string) => void): Promise<LoadedModel> {
+  const entry = getModel(modelName);
+  const recorded = await exportedImageSize(weightsFile, entry.name);
+  if (imageSize !== undefined && recorded !== undefined && imageSize !== recorded) onWarning?.(sizeMismatch(`${weightsFile} (its metadata.json)`, recorded, imageSize));
+  return buildFromFile(entry.name, weightsFile, imageSize ?? recorded ?? entry.defaultImageSize, numClasses);
 }
 
 /** Give models that share an architecture distinct display names (`resnet18:run-a`, `resnet18:run-b`). */
@@ -83,6 +126,15 @@ export function transformKey(t: EvalTransform): string {
   return JSON.stringify([t.resize, t.crop, t.mean, t.std]);
 }
 
+/** Non-finite outputs name the model and the file whose weights produced them. */
+export function nonFiniteError(loaded: Pick<LoadedModel, 'name' | 'run' | 'weightsFile'>): DataError {
+  const source = loaded.run === undefined ? '' : ` of run ${loaded.run}`;
+  return new DataError(
+    loaded.weightsFile,
+    `model ${loaded.name}${source} gives non-finite outputs (NaN or infinity): its weights are damaged or its training diverged; retrain it, or evaluate another checkpoint (--checkpoint best|last)`,
+  );
+}
+
 /**
  * Softmax probabilities for `count` preprocessed images (NHWC, crop×crop×3 each), in batches.
  * With `tta`, each image's probabilities are averaged with its horizontal mirror's — averaging
@@ -105,7 +157,12 @@ export function predictProbabilities(loaded: LoadedModel, images: Float32Array, 
     });
     let probabilities: Float32Array[];
     try {
-      probabilities = logits.map((l) => softmax(l.dataSync() as Float32Array, k));
+      probabilities = logits.map((l) => {
+        const values = l.dataSync() as Float32Array;
+        // softmax of a NaN is NaN and argmax then picks class 0: "Normal (confidence NaN%)".
+        if (!values.every(Number.isFinite)) throw nonFiniteError(loaded);
+        return softmax(values, k);
+      });
     } finally {
       tf.dispose(logits);
     }

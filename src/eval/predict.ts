@@ -3,30 +3,52 @@
  * several runs, with each model's own probabilities (the dashboard's breakdown) and, optionally, a
  * Grad-CAM overlay per image and model.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
-import { classNames, preprocessForModel } from '../data/index.js';
-import { UserError, writeFileAtomic } from '../util/index.js';
+import sharp from 'sharp';
+import { centerCrop, classNames, decodeRgb, maxInputPixels, normalize, resizeShorter, type RgbImage } from '../data/index.js';
+import { DataError, UserError, checkWritableFolder, environmentUserError, errorMessage, writeFileAtomic } from '../util/index.js';
 import { getModel } from '../models/index.js';
 import { argmaxRows } from '../report/index.js';
 import { ensembleProbabilities } from './ensemble.js';
-import { gradCam, gradCamOverlayPng } from './gradcam.js';
-import { disambiguateNames, disposeModels, loadRunForInference, loadWeightsFile, predictProbabilities, transformKey, type LoadedModel } from './inference.js';
+import { gradCam, gradCamOverlayPng, type GradCamResult, type OverlayRegion } from './gradcam.js';
+import {
+  disambiguateNames,
+  disposeModels,
+  loadRunForInference,
+  loadWeightsFile,
+  predictProbabilities,
+  transformKey,
+  type CheckpointChoice,
+  type LoadedModel,
+} from './inference.js';
 
 export const researchDisclaimer = 'osteo is a research tool, not a diagnostic device. Every prediction must be reviewed by a clinician.';
 
+/** What a folder argument contributes: its files with these extensions (sharp decodes them), sorted. */
+export const imageExtensions = ['.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff', '.gif', '.avif'] as const;
+
 export interface PredictOptions {
+  /** Image files, or folders standing for the images directly inside them. */
   images: string[];
-  /** Ensemble of these runs' best models (equal-weight soft vote, as the dashboard). */
+  /** Ensemble of these runs' models (equal-weight soft vote, as the dashboard). */
   runs?: string[];
+  /** Which checkpoint of each run (default best). */
+  checkpoint?: CheckpointChoice;
   /** Or one architecture with a weights file (.pth / .safetensors). */
   model?: string;
   weights?: string;
-  /** Input size; default: the run's, or the architecture's default. */
+  /** Input size; default: the size the weights were trained at when osteo knows it, else the architecture's. */
   imageSize?: number;
   tta?: boolean;
   /** Write `<image>.<model>.gradcam.png` here for every image and model. */
   gradcamDir?: string;
+  /** Refuse images with more pixels than this (default maxInputPixels, the decompression-bomb guard). */
+  maxPixels?: number;
+  /** Warnings (a size mismatch, a tiny image, a Grad-CAM that could not be drawn). */
+  onWarning?: (message: string) => void;
+  /** The Grad-CAM computation (tests substitute one that fails). */
+  explain?: typeof gradCam;
 }
 
 export interface ModelPrediction {
@@ -41,10 +63,21 @@ export interface ImagePrediction extends ModelPrediction {
   models: Record<string, ModelPrediction>;
   /** Grad-CAM overlay files per model (for the final prediction's class), when asked for. */
   gradcam?: Record<string, string>;
+  /** Per model whose Grad-CAM could not be drawn: why (its prediction above still stands). */
+  gradcamFailed?: Record<string, string>;
+  /** Where, in the overlay's pixels, each model's centre crop lies: the only region it saw. */
+  gradcamRegion?: Record<string, OverlayRegion>;
+}
+
+export interface FailedImage {
+  path: string;
+  error: string;
 }
 
 export interface PredictResult {
   images: ImagePrediction[];
+  /** Inputs that could not be predicted; the others were. */
+  failed: FailedImage[];
 }
 
 function describe(probabilities: ArrayLike<number>): ModelPrediction {
@@ -60,16 +93,67 @@ async function loadModels(options: PredictOptions): Promise<LoadedModel[]> {
   }
   if (runs.length === 0) {
     if (options.model === undefined || options.weights === undefined) throw new UserError('give --run DIR (one or more), or --model NAME with --weights FILE');
-    return [await loadWeightsFile(options.model, options.weights, options.imageSize)];
+    if (options.checkpoint !== undefined && options.checkpoint !== 'best') throw new UserError('--checkpoint chooses among a run\'s checkpoints: use it with --run, not --weights');
+    return [await loadWeightsFile(options.model, options.weights, options.imageSize, 3, options.onWarning)];
   }
   const models: LoadedModel[] = [];
   try {
-    for (const run of runs) models.push(await loadRunForInference(run, { imageSize: options.imageSize }));
+    for (const run of runs) models.push(await loadRunForInference(run, { imageSize: options.imageSize, checkpoint: options.checkpoint, onWarning: options.onWarning }));
   } catch (error) {
     disposeModels(models);
     throw error;
   }
   return models;
+}
+
+/**
+ * The inputs as image files: a folder stands for the image files directly inside it. Entries that
+ * cannot be images (missing, not a regular file: a FIFO would block the decoder forever) are
+ * returned as failures so the rest still run.
+ */
+export async function expandInputs(inputs: string[]): Promise<{ files: string[]; failed: FailedImage[] }> {
+  const files: string[] = [];
+  const failed: FailedImage[] = [];
+  for (const input of inputs) {
+    let info;
+    try {
+      info = await stat(input);
+    } catch (error) {
+      failed.push({ path: input, error: (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or folder' : `cannot read it: ${errorMessage(error)}` });
+      continue;
+    }
+    if (info.isDirectory()) {
+      const names = (await readdir(input, { withFileTypes: true }))
+        .filter((entry) => entry.isFile() && (imageExtensions as readonly string[]).includes(extname(entry.name).toLowerCase()))
+        .map((entry) => entry.name)
+        .sort();
+      if (names.length === 0) failed.push({ path: input, error: `a folder with no image files (${imageExtensions.join(', ')}) directly inside it` });
+      files.push(...names.map((name) => join(input, name)));
+    } else if (info.isFile()) {
+      files.push(input);
+    } else {
+      failed.push({ path: input, error: 'not a regular file (a FIFO, socket or device cannot be read as an image)' });
+    }
+  }
+  return { files, failed };
+}
+
+/** Decode an input, with the pixel limit explained in terms of the flag that raises it. */
+async function decodeInput(path: string, maxPixels: number): Promise<RgbImage> {
+  try {
+    return await decodeRgb(path, { maxPixels });
+  } catch (error) {
+    if (!(error instanceof DataError) || !/pixel limit/i.test(error.reason)) throw error;
+    const meta = await sharp(path).metadata().catch(() => undefined);
+    const size = meta?.width && meta.height ? `${meta.width}×${meta.height} = ${(meta.width * meta.height).toLocaleString('en-US')} pixels` : 'more pixels than allowed';
+    throw new DataError(path, `${size}, above the limit of ${maxPixels.toLocaleString('en-US')} (a guard against decompression bombs): if the image is genuine, raise it with --max-pixels N`);
+  }
+}
+
+/** A file-system condition of the --gradcam folder is the user's to fix, and the same for every image. */
+function unwritableGradcamDir(dir: string, error: unknown): unknown {
+  const environment = environmentUserError(error);
+  return environment === undefined ? error : new UserError(`cannot write Grad-CAM overlays into --gradcam ${dir}: ${environment.message}`);
 }
 
 /** Unique, readable Grad-CAM file stems even when two inputs share a file name. */
@@ -80,6 +164,52 @@ function gradcamStems(images: string[]): string[] {
   return stems.map((s, i) => (counts.get(s)! > 1 ? `${i + 1}-${s}` : s));
 }
 
+/** One image through every model (and Grad-CAM); errors about the image propagate to the caller. */
+async function predictOne(path: string, stem: string, models: LoadedModel[], options: PredictOptions): Promise<ImagePrediction> {
+  const warn = options.onWarning ?? (() => undefined);
+  const decoded = await decodeInput(path, options.maxPixels ?? maxInputPixels);
+  const largestCrop = Math.max(...models.map((m) => m.transform.crop));
+  if (Math.min(decoded.width, decoded.height) * 2 < largestCrop) {
+    warn(`${path} is only ${decoded.width}×${decoded.height} px, enlarged more than 2× to the model's ${largestCrop} px input: its prediction rests on little detail`);
+  }
+  // One resize + crop per distinct preprocessing, shared by the models that use it.
+  const inputs = new Map<string, Float32Array>();
+  for (const m of models) {
+    const key = transformKey(m.transform);
+    if (!inputs.has(key)) inputs.set(key, normalize(centerCrop(await resizeShorter(decoded, m.transform.resize), m.transform.crop), m.transform));
+  }
+  const perModel = models.map((m) => predictProbabilities(m, inputs.get(transformKey(m.transform))!, 1, { tta: options.tta }));
+  const combined = describe(ensembleProbabilities(perModel));
+  const result: ImagePrediction = { path, ...combined, models: Object.fromEntries(models.map((m, i) => [m.name, describe(perModel[i]!)])) };
+  if (options.gradcamDir === undefined) return result;
+  const classIndex = argmaxRows(combined.probabilities, combined.probabilities.length)[0]!;
+  const explain = options.explain ?? gradCam;
+  result.gradcam = {};
+  result.gradcamRegion = {};
+  for (const m of models) {
+    // A map that cannot be drawn costs that overlay only: the predictions above stand.
+    try {
+      const cam: GradCamResult = explain(m.model, getModel(m.modelName).gradCamLayer, inputs.get(transformKey(m.transform))!, m.transform.crop, classIndex);
+      const overlay = await gradCamOverlayPng(decoded, m.transform, cam);
+      const file = join(options.gradcamDir, `${stem}.${m.name.replace(/[^A-Za-z0-9_.-]+/g, '_')}.gradcam.png`);
+      await writeFileAtomic(file, overlay.png);
+      result.gradcam[m.name] = file;
+      result.gradcamRegion[m.name] = overlay.region;
+    } catch (error) {
+      if (environmentUserError(error) !== undefined) throw unwritableGradcamDir(options.gradcamDir, error);
+      result.gradcamFailed ??= {};
+      result.gradcamFailed[m.name] = errorMessage(error);
+      warn(`Grad-CAM of ${m.name} for ${path} could not be drawn: ${errorMessage(error)}`);
+    }
+  }
+  return result;
+}
+
+/**
+ * Predict every input; an input that cannot be read or decoded is reported in `failed` and the
+ * others go on. Model problems (missing run, non-finite outputs) stop everything: they would fail
+ * every image alike.
+ */
 export async function predictImages(options: PredictOptions): Promise<PredictResult> {
   if (options.images.length === 0) throw new UserError('give at least one IMAGE to predict');
   const models = await loadModels(options);
@@ -87,37 +217,27 @@ export async function predictImages(options: PredictOptions): Promise<PredictRes
     disambiguateNames(models);
     const numClasses = models[0]!.numClasses;
     if (models.some((m) => m.numClasses !== numClasses)) throw new UserError('the models disagree on the number of classes; they cannot be ensembled');
-    if (options.gradcamDir !== undefined) await mkdir(options.gradcamDir, { recursive: true });
-    const stems = gradcamStems(options.images);
-    const results: ImagePrediction[] = [];
-    for (const [index, path] of options.images.entries()) {
-      // One decode + transform per distinct preprocessing, shared by the models that use it.
-      const inputs = new Map<string, Float32Array>();
-      for (const m of models) {
-        const key = transformKey(m.transform);
-        if (!inputs.has(key)) inputs.set(key, await preprocessForModel(path, m.transform));
-      }
-      const perModel = models.map((m) => predictProbabilities(m, inputs.get(transformKey(m.transform))!, 1, { tta: options.tta }));
-      const combined = describe(ensembleProbabilities(perModel));
-      const result: ImagePrediction = {
-        path,
-        ...combined,
-        models: Object.fromEntries(models.map((m, i) => [m.name, describe(perModel[i]!)])),
-      };
-      if (options.gradcamDir !== undefined) {
-        const classIndex = argmaxRows(combined.probabilities, numClasses)[0]!;
-        result.gradcam = {};
-        for (const m of models) {
-          const input = inputs.get(transformKey(m.transform))!;
-          const cam = gradCam(m.model, getModel(m.modelName).gradCamLayer, input, m.transform.crop, classIndex);
-          const file = join(options.gradcamDir, `${stems[index]}.${m.name.replace(/[^A-Za-z0-9_.-]+/g, '_')}.gradcam.png`);
-          await writeFileAtomic(file, await gradCamOverlayPng(input, m.transform, cam));
-          result.gradcam[m.name] = file;
-        }
-      }
-      results.push(result);
+    const { files, failed } = await expandInputs(options.images);
+    if (options.gradcamDir !== undefined && files.length > 0) {
+      const dir = options.gradcamDir;
+      // An overlay of a large film is a few MB of PNG: refuse a full disk before the first prediction.
+      await checkWritableFolder(dir, files.length * models.length * 4 * 2 ** 20);
+      await mkdir(dir, { recursive: true }).catch((error: unknown) => {
+        throw unwritableGradcamDir(dir, error);
+      });
     }
-    return { images: results };
+    const stems = gradcamStems(files);
+    const results: ImagePrediction[] = [];
+    for (const [index, path] of files.entries()) {
+      try {
+        results.push(await predictOne(path, stems[index]!, models, options));
+      } catch (error) {
+        // A DataError names an input file that cannot be used; anything else is about the models.
+        if (!(error instanceof DataError) || error.file !== path) throw error;
+        failed.push({ path, error: error.reason });
+      }
+    }
+    return { images: results, failed };
   } finally {
     disposeModels(models);
   }
@@ -138,8 +258,14 @@ export function formatPredictions(result: PredictResult): string {
       const breakdown = m.probabilities.map((p, c) => `${classNames[c] ?? c} ${pct(p)}`).join(', ');
       lines.push(`  ${name.padEnd(width)}  ${m.prediction.padEnd(12)} ${pct(m.confidence).padStart(6)}   [${breakdown}]`);
     }
-    for (const [name, file] of Object.entries(image.gradcam ?? {})) lines.push(`  Grad-CAM ${name}: ${file}`);
+    for (const [name, file] of Object.entries(image.gradcam ?? {})) {
+      const r = image.gradcamRegion?.[name];
+      const seen = r === undefined ? '' : ` (outlined: the ${r.width}×${r.height} region at ${r.left},${r.top} that the model saw)`;
+      lines.push(`  Grad-CAM ${name}: ${file}${seen}`);
+    }
+    for (const [name, why] of Object.entries(image.gradcamFailed ?? {})) lines.push(`  Grad-CAM ${name}: not drawn (${why})`);
   }
+  for (const failure of result.failed) lines.push(`${failure.path}: not predicted — ${failure.error}`);
   lines.push('', researchDisclaimer);
   return lines.join('\n');
 }

@@ -225,6 +225,18 @@ test('osteo info --backend with an unknown name exits non-zero and says the choi
   }
 });
 
+test('osteo info says where the backend request came from: OSTEO_BACKEND, or the --backend flag (which wins over it)', () => {
+  const { OSTEO_BACKEND: _unset, ...unset } = process.env;
+  const reasonOf = (args: string[], env: NodeJS.ProcessEnv) => (JSON.parse(cli(['info', '--json', ...args], env)) as { backend: string; reason: string });
+  const fromEnvironment = reasonOf([], { ...unset, OSTEO_BACKEND: 'cpu' });
+  assert.is(fromEnvironment.backend, 'cpu');
+  assert.is(fromEnvironment.reason, 'requested with OSTEO_BACKEND=cpu');
+  const fromFlag = reasonOf(['--backend', 'cpu'], { ...unset, OSTEO_BACKEND: 'wasm' });
+  assert.is(fromFlag.backend, 'cpu');
+  assert.is(fromFlag.reason, 'requested with --backend cpu');
+  assert.match(cli(['info'], { ...unset, OSTEO_BACKEND: 'cpu' }), /backend: cpu \(cpu\) — requested with OSTEO_BACKEND=cpu/);
+});
+
 test('OSTEO_BACKEND: empty means unset, a valid name is used, a bad one is a user error naming the variable (not a crash), --help still works', () => {
   const withBackend = (value: string) => ({ ...process.env, OSTEO_BACKEND: value });
   const backendOf = (env: NodeJS.ProcessEnv) => (JSON.parse(cli(['info', '--json'], env)) as { backend: string }).backend;

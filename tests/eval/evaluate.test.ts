@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { parse } from 'csv-parse/sync';
 import { useBackend } from '../../src/backend/index.js';
 import { preprocessForModel, type EvalTransform } from '../../src/data/image.js';
+import { classNames } from '../../src/data/index.js';
 import { UserError } from '../../src/util/index.js';
 import { classificationMetrics } from '../../src/report/index.js';
 import { evaluateRuns } from '../../src/eval/evaluate.js';
@@ -26,8 +27,9 @@ async function writeManifest(dir: string, testLabels: number[], testSeedOffset =
   for (const split of ['val', 'test'] as const) {
     const splitLabels = split === 'test' ? testLabels : labels.val;
     for (const [i, label] of splitLabels.entries()) {
-      const path = `${split}/${i}.png`;
-      await mkdir(join(dir, split), { recursive: true });
+      // `<class folder>/<file>`, as `osteo data split` writes paths (the manifest reader refuses others).
+      const path = `${classNames[label]}/${split}-${i}.png`;
+      await mkdir(join(dir, classNames[label]!), { recursive: true });
       await writeTestImage(join(dir, path), 80 + (i % 3) * 7, 76 + (i % 2) * 9, (split === 'test' ? 100 + testSeedOffset : 200) + i);
       rows.push(`${path},${label},${split},${split}-${i}`);
     }
@@ -66,7 +68,7 @@ test('each model and the soft vote on the test split: metrics, ensemble = mean, 
     assert.ok(m.accuracyInterval.lower <= m.metrics.accuracy && m.metrics.accuracy <= m.accuracyInterval.upper);
   }
   // Evaluation and prediction share one preprocessing and inference path.
-  const predicted = await predictImages({ images: [join(data, 'test/3.png')], runs: [r18.dir, b3.dir] });
+  const predicted = await predictImages({ images: [join(data, 'Osteopenia/test-3.png')], runs: [r18.dir, b3.dir] });
   predicted.images[0]!.probabilities.forEach((p, c) => assert.ok(Math.abs(p - ensemble!.probabilities[3 * 3 + c]!) < 1e-6));
 
   assert.ok(written !== null);
@@ -82,7 +84,7 @@ test('each model and the soft vote on the test split: metrics, ensemble = mean, 
 test('--weights auto is fitted on val before any test image is read, and test data cannot change it', async () => {
   const events: string[] = [];
   const readImage = (file: string, transform: EvalTransform) => {
-    events.push(file.includes('/test/') ? 'test' : file.includes('/val/') ? 'val' : `other:${file}`);
+    events.push(/\/test-\d+\.png$/.test(file) ? 'test' : /\/val-\d+\.png$/.test(file) ? 'val' : `other:${file}`);
     return preprocessForModel(file, transform);
   };
   const first = await evaluateRuns({
@@ -128,7 +130,7 @@ test('option errors: auto on val, wrong weight count, empty split', async () => 
   await reject({ runs: [r18.dir, b3.dir], dataDir: data, weights: '1,2,3', outDir: null }, /3 values but there are 2 models/);
   const empty = join(root, 'data-empty');
   await mkdir(empty, { recursive: true });
-  await writeFile(join(empty, 'splits.csv'), 'path,label,split,group\nx.png,0,train,g\n');
+  await writeFile(join(empty, 'splits.csv'), 'path,label,split,group\nNormal/x.png,0,train,g\n');
   await reject({ runs: [r18.dir], dataDir: empty, outDir: null }, /test split .* is empty/);
 });
 

@@ -6,7 +6,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-cpu';
 import sharp from 'sharp';
 import { gradCam, gradCamOverlayPng, splitAtLayer, upsampleMap } from '../../src/eval/gradcam.js';
-import { imagenetNormalization } from '../../src/data/image.js';
+import { imagenetNormalization, type RgbImage } from '../../src/data/image.js';
 
 const size = 32;
 
@@ -94,18 +94,27 @@ test('a class with no supporting evidence gives an all-zero map, not NaN', () =>
   model.dispose();
 });
 
-test('the overlay PNG is the crop size, not blank, and hot where the map is', async () => {
+/** The planted image as the decoder gives it: 8-bit RGB. */
+function plantedRgb(width = size, offset = 0): RgbImage {
+  const raw = plantedImage();
+  const data = new Uint8Array(width * size * 3);
+  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) for (let c = 0; c < 3; c++) data[(y * width + x + offset) * 3 + c] = Math.round(raw[(y * size + x) * 3 + c]! * 255);
+  return { data, width, height: size };
+}
+
+test('the overlay covers the whole image at >= 256 px, not blank, and hot where the map is', async () => {
   const model = plantedModel();
   // Normalize like the real pipeline so the de-normalized background is the planted image.
   const raw = plantedImage();
   const { mean, std } = imagenetNormalization;
   const image = raw.map((v, i) => (v - mean[i % 3]!) / std[i % 3]!);
   const cam = gradCam(model, 'features', image, size, 0);
-  const png = await gradCamOverlayPng(image, { resize: size, crop: size, mean, std }, cam);
-  const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
-  assert.is(info.width, size);
-  assert.is(info.height, size);
-  const pixel = (x: number, y: number) => [...data.subarray((y * size + x) * info.channels, (y * size + x) * info.channels + 3)];
+  const overlay = await gradCamOverlayPng(plantedRgb(), { resize: size, crop: size, mean, std }, cam);
+  const { data, info } = await sharp(overlay.png).raw().toBuffer({ resolveWithObject: true });
+  // 32 px enlarged 8× so the shorter side is 256; the crop is the whole image.
+  assert.equal([info.width, info.height], [256, 256]);
+  assert.equal(overlay.region, { left: 0, top: 0, width: 256, height: 256 });
+  const pixel = (x: number, y: number) => [...data.subarray((y * info.width + x) * info.channels, (y * info.width + x) * info.channels + 3)];
   let min = 255;
   let max = 0;
   for (const v of data) {
@@ -113,10 +122,31 @@ test('the overlay PNG is the crop size, not blank, and hot where the map is', as
     max = Math.max(max, v);
   }
   assert.ok(max - min > 100, 'not blank');
-  const hot = pixel(7, 7);
-  const cold = pixel(16, 3);
+  const hot = pixel(7 * 8, 7 * 8);
+  const cold = pixel(16 * 8, 3 * 8);
   assert.ok(hot[0]! > hot[2]!, `hot region is red-dominant: ${hot}`);
   assert.ok(cold[2]! >= cold[0]!, `cold region is not: ${cold}`);
+  model.dispose();
+});
+
+test('on a wider image the map lies on the centre crop the model saw, outlined; the cut-off sides are dimmed, not coloured', async () => {
+  const model = plantedModel();
+  const { mean, std } = imagenetNormalization;
+  // 48×32, resize 32 (no-op) → centre crop 32 at x = 8: the planted image sits exactly there.
+  const wide = plantedRgb(48, 8);
+  for (let y = 0; y < size; y++) for (const x of [2, 45]) for (let c = 0; c < 3; c++) wide.data[(y * 48 + x) * 3 + c] = 200;
+  const image = plantedImage().map((v, i) => (v - mean[i % 3]!) / std[i % 3]!);
+  const cam = gradCam(model, 'features', image, size, 0);
+  const overlay = await gradCamOverlayPng(wide, { resize: size, crop: size, mean, std }, cam);
+  assert.equal([overlay.width, overlay.height], [384, 256]);
+  assert.equal(overlay.region, { left: 64, top: 0, width: 256, height: 256 });
+  const { data, info } = await sharp(overlay.png).raw().toBuffer({ resolveWithObject: true });
+  const pixel = (x: number, y: number) => [...data.subarray((y * info.width + x) * 3, (y * info.width + x) * 3 + 3)];
+  const hot = pixel(64 + 7 * 8, 7 * 8);
+  assert.ok(hot[0]! > hot[2]! + 50, `the red patch, shifted by the crop offset, is hot: ${hot}`);
+  const outside = pixel(2 * 8 + 4, 100);
+  assert.ok(outside[0] === outside[1] && outside[1] === outside[2] && outside[0]! > 40 && outside[0]! < 200, `outside the crop: the image, grey and dimmed: ${outside}`);
+  assert.equal(pixel(64, 100), [255, 255, 255], 'the crop is outlined');
   model.dispose();
 });
 

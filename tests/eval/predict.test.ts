@@ -63,7 +63,7 @@ test('flip TTA averages the image with its mirror', async () => {
   tta.images[0]!.probabilities.forEach((p, c) => assert.ok(Math.abs(p - (a![c]! + b![c]!) / 2) < 1e-5, `class ${c}`));
 });
 
-test('Grad-CAM: one overlay per image and model, at the crop size, not blank', async () => {
+test('Grad-CAM: one overlay per image and model, over the whole image (at least 256 px), not blank', async () => {
   const dir = join(root, 'cams');
   const before = tf.memory().numTensors;
   const result = await predictImages({ images, runs: [r18.dir, b3.dir], gradcamDir: dir });
@@ -73,9 +73,12 @@ test('Grad-CAM: one overlay per image and model, at the crop size, not blank', a
   for (const file of files) {
     const stats = await sharp(file).stats();
     const meta = await sharp(file).metadata();
-    assert.is(meta.width, 64);
+    // a.png is 90×120 and sub-b.png 100×80: enlarged so the shorter side is 256, aspect kept.
+    assert.equal([meta.width, meta.height], file.includes('sub-b') ? [320, 256] : [256, 341]);
     assert.ok(stats.channels.some((c) => c.stdev > 10), `${file} has contrast`);
   }
+  assert.ok(result.images.every((i) => Object.keys(i.gradcamRegion ?? {}).length === 2), 'each overlay says where the model looked');
+  assert.match(formatPredictions(result), /outlined: the \d+×\d+ region at \d+,\d+ that the model saw/);
 });
 
 test('human output: verdict, per-model breakdown and the research-use disclaimer', async () => {
