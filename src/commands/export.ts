@@ -2,14 +2,18 @@ import { Option, type Command } from 'commander';
 import { useBackend, type BackendPreference } from '../backend/index.js';
 import { UserError } from '../util/index.js';
 import { listModels } from '../models/index.js';
-import { dashboardModels, dashboardRunFlag, exportDashboard, exportFormats, exportRun, type ExportFormat } from '../eval/index.js';
+import { checkpointChoices, dashboardModels, dashboardRunFlag, exportDashboard, exportFormats, exportRun, exportWeb, type CheckpointChoice, type ExportFormat } from '../eval/index.js';
 import { backendOption, printJson } from './common.js';
 
+/** The single-run formats plus `web`, the browser viewer of one run or an ensemble. */
+const commandFormats = [...exportFormats, 'web'] as const;
+
 interface ExportCommandOptions {
-  run?: string;
-  format?: ExportFormat;
+  run: string[];
+  format?: ExportFormat | 'web';
   out?: string;
   dashboard?: string;
+  checkpoint: CheckpointChoice;
   json?: boolean;
   backend: BackendPreference;
   /** The per-model run flags (`--resnet18 RUN`), by commander's attribute name. */
@@ -34,10 +38,11 @@ export function registerExportCommand(program: Command): void {
   const dashboardFlags = dashboardModels().map((entry) => dashboardRunFlag(entry.name));
   const command = program
     .command('export')
-    .description("export a run's best weights (.pth, .safetensors, tfjs), or the files the dashboard loads")
-    .option('--run <dir>', 'training run to export')
-    .addOption(new Option('--format <format>', 'output format').choices([...exportFormats]))
-    .option('--out <dir>', 'output directory (default: RUN/export/FORMAT)')
+    .description("export a run's best weights (.pth, .safetensors, tfjs), a browser viewer of one or more runs (web), or the files the dashboard loads")
+    .option('--run <dir>', 'training run to export (repeat with --format web for an ensemble)', (dir: string, previous: string[]) => [...previous, dir], [] as string[])
+    .addOption(new Option('--format <format>', 'output format').choices([...commandFormats]))
+    .option('--out <dir>', 'output directory (default: RUN/export/FORMAT; required for web)')
+    .addOption(new Option('--checkpoint <which>', "each run's checkpoint: best (best validation epoch) or last (a run stopped before its first epoch ended has only last)").choices([...checkpointChoices]).default('best'))
     .option('--dashboard <dir>', `write ${dashboardModels().map((entry) => entry.dashboard.file).join(', ')} here`);
   for (const { option } of flags) command.addOption(option);
   command
@@ -47,20 +52,29 @@ export function registerExportCommand(program: Command): void {
       const runs = Object.fromEntries(flags.map(({ option, model }) => [model, options[option.attributeName()] as string | undefined]));
       let result;
       if (options.dashboard !== undefined) {
-        if (options.run !== undefined || options.format !== undefined) {
+        if (options.run.length > 0 || options.format !== undefined) {
           throw new UserError(`--dashboard exports one run per dashboard model: use ${dashboardFlags.join('/')}, not --run/--format`);
         }
         await useBackend(options.backend);
-        result = await exportDashboard({ dir: options.dashboard, runs });
+        result = await exportDashboard({ dir: options.dashboard, runs, checkpoint: options.checkpoint });
       } else {
-        if (options.run === undefined || options.format === undefined) {
-          throw new UserError(`give --run DIR --format ${exportFormats.join('|')}, or --dashboard DIR ${dashboardFlags.map((flag) => `${flag} RUN`).join(' ')}`);
+        if (options.run.length === 0 || options.format === undefined) {
+          throw new UserError(`give --run DIR --format ${commandFormats.join('|')}, or --dashboard DIR ${dashboardFlags.map((flag) => `${flag} RUN`).join(' ')}`);
         }
-        await useBackend(options.backend);
-        result = await exportRun({ run: options.run, format: options.format, outDir: options.out });
+        if (options.format === 'web') {
+          if (options.out === undefined) throw new UserError('--format web needs --out DIR: the folder of the static site');
+          await useBackend(options.backend);
+          result = await exportWeb({ runs: options.run, outDir: options.out, checkpoint: options.checkpoint });
+        } else {
+          if (options.run.length > 1) throw new UserError(`--format ${options.format} exports one run; several --run go with --format web`);
+          await useBackend(options.backend);
+          result = await exportRun({ run: options.run[0]!, format: options.format, outDir: options.out, checkpoint: options.checkpoint });
+        }
       }
       if (options.json) printJson({ dir: result.dir, files: result.files, metadata: result.metadata });
-      else {
+      else if (options.format === 'web') {
+        console.log(`wrote the browser viewer of ${options.run.length} model${options.run.length > 1 ? 's' : ''} to ${result.dir}: open it with osteo serve ${result.dir}`);
+      } else {
         const shards = result.files.filter((f) => f.endsWith('.bin'));
         const named = result.files.filter((f) => !f.endsWith('.bin'));
         const listing = shards.length > 0 ? [...named.slice(0, 1), `${shards.length} weight shard${shards.length > 1 ? 's' : ''}`, ...named.slice(1)] : named;

@@ -5,12 +5,13 @@
  * `metadata.json` beside them.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, readdir, rename, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { classNames, type EvalTransform } from '../data/index.js';
-import { UserError, osteoVersion, writeJsonAtomic } from '../util/index.js';
+import { UserError, osteoVersion, recoverStagedFolder, replaceFolder, stageFolder, writeJsonAtomic } from '../util/index.js';
 import { getModel, listModels, type DashboardFile, type ModelEntry, type ModelName } from '../models/index.js';
-import { loadRunModel, openRun, runWeightsPath } from '../runs/index.js';
+import { loadRunModel, openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
 import { buildWithWeights, modelToStateDict, readStateDict, writePth, writeSafetensors } from '../weights/index.js';
 import { saveLayersModelToDir } from './tfjs-io.js';
 
@@ -64,13 +65,13 @@ export interface ExportMetadata {
   notes: string[];
 }
 
-async function sha256(file: string): Promise<string> {
+export async function sha256(file: string): Promise<string> {
   return createHash('sha256')
     .update(await readFile(file))
     .digest('hex');
 }
 
-async function readBestState(run: string): Promise<unknown> {
+export async function readBestState(run: string): Promise<unknown> {
   const file = join(dirname(runWeightsPath(run, 'best')), 'state.json');
   try {
     return JSON.parse(await readFile(file, 'utf8')) as unknown;
@@ -79,7 +80,7 @@ async function readBestState(run: string): Promise<unknown> {
   }
 }
 
-function preprocessingOf(transform: EvalTransform): ExportMetadata['preprocessing'] {
+export function preprocessingOf(transform: EvalTransform): ExportMetadata['preprocessing'] {
   return {
     steps: `RGB; resize shorter side to ${transform.resize} (bilinear); center crop ${transform.crop}; scale to [0,1]; normalize (x - mean) / std`,
     resize: transform.resize,
@@ -91,7 +92,7 @@ function preprocessingOf(transform: EvalTransform): ExportMetadata['preprocessin
   };
 }
 
-interface ValidatedRun {
+export interface ValidatedRun {
   run: string;
   model: ModelName;
   imageSize: number;
@@ -103,17 +104,19 @@ interface ValidatedRun {
 }
 
 /**
- * Open a run and load its best weights strictly into its architecture: the weights are proven to
- * fit. `portable` builds the stock-layers variant (tfjs export) and loads the same weights into it.
+ * Open a run and load one of its checkpoints (default best) strictly into its architecture: the
+ * weights are proven to fit. `portable` builds the stock-layers variant (tfjs export) and loads the
+ * same weights into it.
  */
-async function validatedRun(dir: string, options: { portable?: boolean } = {}): Promise<ValidatedRun> {
+export async function validatedRun(dir: string, options: { portable?: boolean; checkpoint?: CheckpointName } = {}): Promise<ValidatedRun> {
+  const which = options.checkpoint ?? 'best';
   if (!options.portable) {
-    const run = await loadRunModel(dir, 'best');
+    const run = await loadRunModel(dir, which);
     const { info } = run;
-    return { run: info.dir, model: info.model, imageSize: info.imageSize, numClasses: info.numClasses, transform: run.transform, weightsFile: runWeightsPath(info.dir, 'best'), layersModel: run.model };
+    return { run: info.dir, model: info.model, imageSize: info.imageSize, numClasses: info.numClasses, transform: run.transform, weightsFile: runWeightsPath(info.dir, which), layersModel: run.model };
   }
-  const info = await openRun(dir);
-  const weightsFile = runWeightsPath(info.dir, 'best');
+  const info = await openRun(dir, which);
+  const weightsFile = runWeightsPath(info.dir, which);
   const entry = getModel(info.model);
   const { model: layersModel } = buildWithWeights(entry, await readStateDict(weightsFile), { numClasses: info.numClasses, imageSize: info.imageSize, portable: true });
   return { run: info.dir, model: entry.name, imageSize: info.imageSize, numClasses: info.numClasses, transform: info.transform, weightsFile, layersModel };
@@ -139,36 +142,96 @@ async function metadataFor(run: ValidatedRun, files: string[], input: string, no
   };
 }
 
+/** The top-level entries of `dir` that an earlier osteo export did not write (its metadata.json lists its files). */
+async function foreignEntries(dir: string): Promise<string[]> {
+  const entries = await readdir(dir);
+  if (entries.length === 0) return [];
+  let files: unknown;
+  try {
+    files = (JSON.parse(await readFile(join(dir, 'metadata.json'), 'utf8')) as { files?: unknown }).files;
+  } catch {
+    files = undefined;
+  }
+  const ours = new Set(['metadata.json', ...(Array.isArray(files) ? files.map((file) => String(file).split('/')[0]!) : [])]);
+  return entries.filter((entry) => !ours.has(entry));
+}
+
+/**
+ * A whole export folder written beside `target` and switched in (STYLE.md §23): `fill` writes into a
+ * sibling staging folder; then the previous export (if any) is moved aside, the new one renamed into
+ * place and the previous one removed. An interrupted export leaves the previous one whole — never a
+ * mix of old and new weight shards. A `target` holding files osteo did not write is refused, since
+ * switching would delete them.
+ */
+export async function writeFolderStaged(target: string, fill: (staging: string) => Promise<void>): Promise<void> {
+  const exists = existsSync(target);
+  if (exists) {
+    if (!(await stat(target)).isDirectory()) throw new UserError(`${target} exists and is not a folder: choose another --out`);
+    const foreign = await foreignEntries(target);
+    if (foreign.length > 0) {
+      throw new UserError(`${target} holds files osteo export did not write (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? ', …' : ''}): choose an empty or new --out folder`);
+    }
+  }
+  await recoverStagedFolder(target);
+  await replaceFolder(target, fill);
+}
+
+/**
+ * Files of fixed names written into a staging folder beside `dir`, then each renamed into `dir`
+ * (metadata.json last): for folders that hold other things too (the dashboard's own app), where the
+ * folder cannot be swapped whole. Nothing reaches `dir` until every file is written and validated.
+ */
+export async function writeFilesStaged(dir: string, fill: (staging: string) => Promise<string[]>): Promise<string[]> {
+  const staged = await stageFolder(dir);
+  try {
+    const files = await fill(staged.dir);
+    await mkdir(dir, { recursive: true });
+    const ordered = [...files.filter((file) => file !== 'metadata.json'), ...files.filter((file) => file === 'metadata.json')];
+    for (const file of ordered) await rename(join(staged.dir, file), join(dir, file));
+    return files;
+  } finally {
+    await staged.abandon();
+  }
+}
+
 export interface ExportResult {
   dir: string;
   files: string[];
   metadata: unknown;
 }
 
-/** `osteo export --run DIR --format F [--out DIR]`; default out: RUN/export/F. */
-export async function exportRun(options: { run: string; format: ExportFormat; outDir?: string }): Promise<ExportResult> {
+/** `osteo export --run DIR --format F [--out DIR]`; default out: RUN/export/F (web exports: exportWeb in web-export.ts). */
+export async function exportRun(options: { run: string; format: ExportFormat; outDir?: string; checkpoint?: CheckpointName }): Promise<ExportResult> {
   if (!exportFormats.includes(options.format)) throw new UserError(`unknown export format '${options.format}': choose one of ${exportFormats.join(', ')}`);
   const outDir = options.outDir ?? join(options.run, 'export', options.format);
   // tfjs exports build from stock layers only, so a web app loads them without osteo's classes.
-  const run = await validatedRun(options.run, { portable: options.format === 'tfjs' });
+  const run = await validatedRun(options.run, { portable: options.format === 'tfjs', checkpoint: options.checkpoint });
   try {
-    await mkdir(outDir, { recursive: true });
-    let files: string[];
+    let files: string[] = [];
     let input: string;
+    let metadata: ExportMetadata | undefined;
     if (options.format === 'tfjs') {
-      const saved = await saveLayersModelToDir(run.layersModel, outDir, `osteo ${osteoVersion}`);
-      files = saved.files;
       input = `float32 [N, ${run.imageSize}, ${run.imageSize}, 3] (NHWC), preprocessed as below`;
+      // Shard names depend on the model's size: only a whole-folder switch keeps old shards out.
+      await writeFolderStaged(outDir, async (staging) => {
+        files = (await saveLayersModelToDir(run.layersModel, staging, `osteo ${osteoVersion}`)).files;
+        metadata = await metadataFor(run, files, input);
+        await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
+      });
     } else {
-      const dict = modelToStateDict(run.layersModel, run.model);
-      const file = `${run.model}.${options.format}`;
-      if (options.format === 'pth') await writePth(join(outDir, file), dict);
-      else await writeSafetensors(join(outDir, file), dict, { format: 'pt', osteo: osteoVersion, model: run.model });
-      files = [file];
+      const format = options.format;
       input = `float32 [N, 3, ${run.imageSize}, ${run.imageSize}] (NCHW, torchvision), preprocessed as below`;
+      const file = `${run.model}.${format}`;
+      files = [file];
+      await writeFilesStaged(outDir, async (staging) => {
+        const dict = modelToStateDict(run.layersModel, run.model);
+        if (format === 'pth') await writePth(join(staging, file), dict);
+        else await writeSafetensors(join(staging, file), dict, { format: 'pt', osteo: osteoVersion, model: run.model });
+        metadata = await metadataFor(run, files, input);
+        await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
+        return [file, 'metadata.json'];
+      });
     }
-    const metadata = await metadataFor(run, files, input);
-    await writeJsonAtomic(join(outDir, 'metadata.json'), metadata);
     return { dir: outDir, files: [...files, 'metadata.json'], metadata };
   } finally {
     run.layersModel.dispose();
@@ -179,6 +242,8 @@ export interface DashboardExportOptions {
   dir: string;
   /** The training run for each architecture the dashboard loads, by model name (`resnet18: 'checkpoints/resnet18'`). */
   runs: Readonly<Record<string, string | undefined>>;
+  /** Which checkpoint of every run (default best). */
+  checkpoint?: CheckpointName;
 }
 
 /**
@@ -202,40 +267,44 @@ function dashboardRuns(runs: DashboardExportOptions['runs']): [DashboardModel, s
  */
 export async function exportDashboard(options: DashboardExportOptions): Promise<ExportResult> {
   const runs = dashboardRuns(options.runs);
-  await mkdir(options.dir, { recursive: true });
-  const models: Record<string, ExportMetadata> = {};
-  const files: string[] = [];
-  for (const [expected, dir] of runs) {
-    const run = await validatedRun(dir);
-    try {
-      const flag = dashboardRunFlag(expected.name);
-      const file = expected.dashboard.file;
-      if (run.model !== expected.name) throw new UserError(`${flag} ${dir} is a ${run.model} run; the dashboard's ${file} must be a ${expected.name}`);
-      if (run.numClasses !== 3) throw new UserError(`${flag} ${dir} has ${run.numClasses} classes; the dashboard builds 3-class heads`);
-      await writePth(join(options.dir, file), modelToStateDict(run.layersModel, run.model));
-      const notes: string[] = [];
-      if (run.transform.resize !== dashboardTransform.resize || run.transform.crop !== dashboardTransform.crop) {
-        notes.push(
-          `trained on resize ${run.transform.resize} / crop ${run.transform.crop}, but the dashboard feeds resize ${dashboardTransform.resize} / crop ${dashboardTransform.crop}: ` +
-            'the network accepts any size, its accuracy may differ from the evaluation',
-        );
+  let metadata: unknown;
+  // All three files are validated and written before any reaches the dashboard's folder.
+  const files = await writeFilesStaged(options.dir, async (staging) => {
+    const models: Record<string, ExportMetadata> = {};
+    const written: string[] = [];
+    for (const [expected, dir] of runs) {
+      const run = await validatedRun(dir, { checkpoint: options.checkpoint });
+      try {
+        const flag = dashboardRunFlag(expected.name);
+        const file = expected.dashboard.file;
+        if (run.model !== expected.name) throw new UserError(`${flag} ${dir} is a ${run.model} run; the dashboard's ${file} must be a ${expected.name}`);
+        if (run.numClasses !== 3) throw new UserError(`${flag} ${dir} has ${run.numClasses} classes; the dashboard builds 3-class heads`);
+        await writePth(join(staging, file), modelToStateDict(run.layersModel, run.model));
+        const notes: string[] = [];
+        if (run.transform.resize !== dashboardTransform.resize || run.transform.crop !== dashboardTransform.crop) {
+          notes.push(
+            `trained on resize ${run.transform.resize} / crop ${run.transform.crop}, but the dashboard feeds resize ${dashboardTransform.resize} / crop ${dashboardTransform.crop}: ` +
+              'the network accepts any size, its accuracy may differ from the evaluation',
+          );
+        }
+        models[file] = await metadataFor(run, [file], 'float32 [N, 3, H, W] (NCHW), preprocessed as below', notes);
+        written.push(file);
+      } finally {
+        run.layersModel.dispose();
       }
-      models[file] = await metadataFor(run, [file], 'float32 [N, 3, H, W] (NCHW), preprocessed as below', notes);
-      files.push(file);
-    } finally {
-      run.layersModel.dispose();
     }
-  }
-  const metadata = {
-    osteoVersion,
-    createdAt: new Date().toISOString(),
-    classes: classNames,
-    loading: 'torch.load(path, map_location=device, weights_only=True); model.load_state_dict(state_dict, strict=True)',
-    ensemble: `mean of the ${countWord(runs.length)} models' softmax probabilities; argmax; confidence = that mean probability`,
-    models,
-  };
-  await writeJsonAtomic(join(options.dir, 'metadata.json'), metadata);
-  return { dir: options.dir, files: [...files, 'metadata.json'], metadata };
+    metadata = {
+      osteoVersion,
+      createdAt: new Date().toISOString(),
+      classes: classNames,
+      loading: 'torch.load(path, map_location=device, weights_only=True); model.load_state_dict(state_dict, strict=True)',
+      ensemble: `mean of the ${countWord(runs.length)} models' softmax probabilities; argmax; confidence = that mean probability`,
+      models,
+    };
+    await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
+    return [...written, 'metadata.json'];
+  });
+  return { dir: options.dir, files, metadata };
 }
 
 /** Small counts in words, as metadata.json has always spelled the dashboard's ("the three models'"). */

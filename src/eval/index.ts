@@ -1,4 +1,4 @@
-/** eval: evaluate runs and their soft-vote ensemble, predict with Grad-CAM, export weights (pth, safetensors, tfjs, dashboard). */
+/** eval: evaluate runs and their soft-vote ensemble, predict with Grad-CAM, export weights (pth, safetensors, tfjs, dashboard) and the browser viewer (web), serve it. */
 export {
   ensembleProbabilities,
   fitEnsembleWeights,
@@ -8,21 +8,29 @@ export {
   type EnsembleWeightSpec,
   type FittedWeights,
 } from './ensemble.js';
-export { gradCam, gradCamOverlayPng, heatColor, splitAtLayer, upsampleMap, type GradCamResult } from './gradcam.js';
+export { gradCam, gradCamOverlayPng, heatColor, minOverlaySide, splitAtLayer, upsampleMap, type GradCamOverlay, type GradCamResult, type OverlayRegion } from './gradcam.js';
 export { directoryLoadHandler, loadLayersModelFromDir, saveLayersModelToDir, shardBytes, type SavedTfjsModel } from './tfjs-io.js';
 export {
+  checkpointChoices,
   disambiguateNames,
   disposeModels,
+  exportedImageSize,
   loadRunForInference,
   loadWeightsFile,
+  nonFiniteError,
   predictProbabilities,
+  type CheckpointChoice,
   type LoadedModel,
+  type LoadOptions,
 } from './inference.js';
 export { defaultEvalOutDir, ensembleName, evaluateRuns, type EvalSplit, type EvaluateOptions, type EvaluationResult } from './evaluate.js';
 export {
+  expandInputs,
   formatPredictions,
+  imageExtensions,
   predictImages,
   researchDisclaimer,
+  type FailedImage,
   type ImagePrediction,
   type ModelPrediction,
   type PredictOptions,
@@ -41,3 +49,6 @@ export {
   type ExportMetadata,
   type ExportResult,
 } from './export.js';
+export { bundleViewer, exportWeb, wasmBinaries, type WebExportOptions } from './web-export.js';
+export { resolveRequestPath, serveDirectory, serveHost, type ServedDirectory } from './web-serve.js';
+export type { WebMetadata, WebModelEntry } from './web/metadata.js';

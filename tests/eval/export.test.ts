@@ -4,7 +4,7 @@
  * predicts the same; pth/safetensors exports reload into our models unchanged.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -67,16 +67,16 @@ referenceTest(test, 'dashboard export: exact file names, strict weights_only loa
   assert.is(metadata.models['resnet50_best_model.pth'].metrics.epoch, 3);
   assert.match(metadata.models['resnet50_best_model.pth'].source.sha256, /^[0-9a-f]{64}$/);
 
-  const imageFor = { resnet18: image256, resnet50: image256, efficientnet_b3: image239 } as const;
+  const imageFor: Record<string, string> = { resnet18: image256, resnet50: image256, efficientnet_b3: image239 };
   const stdout = runPython(join(import.meta.dirname, 'scripts', 'dashboard_probabilities.py'), [
     dir,
-    ...dashboardModels().map((entry) => `${entry.dashboard.file}=${imageFor[entry.name]}`),
+    ...dashboardModels().map((entry) => `${entry.dashboard.file}=${imageFor[entry.name]!}`),
   ]);
   const torchProbabilities = JSON.parse(stdout) as Record<string, number[]>;
   const report: string[] = [];
   for (const entry of dashboardModels()) {
     const file = entry.dashboard.file;
-    const ours = await predictImages({ images: [imageFor[entry.name]], model: entry.name, weights: join(dir, file), imageSize: 224 });
+    const ours = await predictImages({ images: [imageFor[entry.name]!], model: entry.name, weights: join(dir, file), imageSize: 224 });
     const theirs = torchProbabilities[file]!;
     const diff = Math.max(...ours.images[0]!.probabilities.map((p, c) => Math.abs(p - theirs[c]!)));
     report.push(`${file}: max |Δp| = ${diff.toExponential(2)}`);
@@ -104,6 +104,23 @@ test('pth and safetensors exports round-trip the run weights exactly, with metad
     assert.is(metadata.preprocessing.resize, 73);
     assert.ok(typeof metadata.osteoVersion === 'string' && metadata.osteoVersion.length > 0);
   }
+});
+
+test('a run with only last/ exports with --checkpoint last; without it the error points to the flag', async () => {
+  const early = join(root, 'early');
+  await cp(small.dir, early, { recursive: true });
+  await rename(join(early, 'best'), join(early, 'last'));
+  try {
+    await exportRun({ run: early, format: 'safetensors', outDir: join(root, 'early-export') });
+    assert.unreachable('best/ is missing');
+  } catch (error) {
+    assert.instance(error, UserError);
+    assert.match((error as Error).message, /has no best checkpoint .*add --checkpoint last/);
+  }
+  const result = await exportRun({ run: early, format: 'safetensors', outDir: join(root, 'early-export'), checkpoint: 'last' });
+  const exported = await readStateDict(join(result.dir, 'resnet18.safetensors'));
+  const source = await readSafetensors(join(early, 'last', 'model.safetensors'));
+  for (const [key, tensor] of source) assert.ok(Buffer.from(exported.get(key)!.data.buffer).equals(Buffer.from(tensor.data.buffer)), key);
 });
 
 test('tfjs export: stock tfjs (no osteo layer classes) loads model.json and predicts what osteo predicts', async () => {
@@ -134,6 +151,37 @@ test('export refuses a run of the wrong architecture for a dashboard slot', asyn
     (e: unknown) => assert.ok(e instanceof UserError && /--resnet18 .* is a resnet50 run/.test(e.message), String(e)),
   );
   assert.ok(tf.memory().numTensors >= 0);
+});
+
+test('dashboard export writes nothing into the folder until all three files are valid; the folder’s own files stay', async () => {
+  const dir = join(root, 'dashboard-app');
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'app.py'), 'import streamlit');
+  // The first two slots are valid and were written into the folder before the third failed, once.
+  await exportDashboard({ dir, runs: { resnet18: runs.resnet18.dir, resnet50: runs.resnet50.dir, efficientnet_b3: runs.resnet18.dir } }).then(
+    () => assert.unreachable('exported a resnet18 as best_osteoporosis_model.pth'),
+    (e: unknown) => assert.ok(e instanceof UserError && /--efficientnet-b3 .* is a resnet18 run/.test(e.message), String(e)),
+  );
+  assert.equal(await readdir(dir), ['app.py']);
+  assert.equal((await readdir(root)).filter((name) => name.startsWith('.dashboard-app')), [], 'no staging folder left');
+});
+
+test('tfjs re-export replaces the folder whole: no shard of the previous export survives', async () => {
+  const out = join(root, 'export-tfjs-again');
+  await exportRun({ run: small.dir, format: 'tfjs', outDir: out });
+  // Stand in for an earlier export of a larger model: one more shard, listed in its metadata.json.
+  await writeFile(join(out, 'group1-shard9of9.bin'), 'a shard of an older, larger model');
+  const previous = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
+  await writeFile(join(out, 'metadata.json'), JSON.stringify({ ...previous, files: [...previous.files, 'group1-shard9of9.bin'] }));
+  const result = await exportRun({ run: small.dir, format: 'tfjs', outDir: out });
+  assert.equal((await readdir(out)).sort(), [...result.files].sort());
+  // A file no export listed is never deleted: the export is refused instead.
+  await writeFile(join(out, 'mine.txt'), 'not osteo’s');
+  await exportRun({ run: small.dir, format: 'tfjs', outDir: out }).then(
+    () => assert.unreachable('exported over a foreign file'),
+    (e: unknown) => assert.ok(e instanceof UserError && /mine\.txt/.test(e.message), String(e)),
+  );
+  assert.ok((await readdir(out)).includes('mine.txt'));
 });
 
 test.run();

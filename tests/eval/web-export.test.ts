@@ -1,0 +1,151 @@
+/**
+ * `osteo export --format web`: the static site's files and metadata.json, the bundled viewer with no
+ * network address in it, and the folder switched in whole (no stale shards, previous export intact
+ * on failure, a folder with foreign files refused). The page itself runs in web-browser.test.ts.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { setupOnce } from './helpers.js';
+import { useBackend } from '../../src/backend/index.js';
+import { main } from '../../src/cli.js';
+import { getModel } from '../../src/models/index.js';
+import { UserError } from '../../src/util/index.js';
+import { writeFolderStaged } from '../../src/eval/export.js';
+import { predictImages } from '../../src/eval/predict.js';
+import { loadLayersModelFromDir } from '../../src/eval/tfjs-io.js';
+import { defaultEvalOutDir } from '../../src/eval/evaluate.js';
+import { evaluationOf, exportWeb, wasmBinaries } from '../../src/eval/web-export.js';
+import type { WebMetadata } from '../../src/eval/web/metadata.js';
+import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
+
+let root = '';
+let runA: RunFixture;
+let runB: RunFixture;
+
+setupOnce(test, async () => {
+  await useBackend('wasm');
+  root = await mkdtemp(join(tmpdir(), 'osteo-web-export-'));
+  runA = await writeRunFixture(join(root, 'run-a'), 'resnet18', { imageSize: 32, seed: 21 });
+  runB = await writeRunFixture(join(root, 'run-b'), 'resnet18', { imageSize: 32, seed: 22 });
+});
+test.after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+/** Siblings the staging left behind (`.NAME.staging-…` / `.NAME.old-…`). */
+async function leftovers(target: string): Promise<string[]> {
+  return (await readdir(dirname(target))).filter((name) => name.startsWith(`.${basename(target)}.`));
+}
+
+test('a two-run export: page, bundle, wasm binaries, one LayersModel per run, metadata with predict’s names', async () => {
+  const out = join(root, 'site');
+  const result = await exportWeb({ runs: [runA.dir, runB.dir], outDir: out });
+  for (const file of ['index.html', 'viewer.js', ...wasmBinaries, 'metadata.json']) assert.ok(result.files.includes(file) && existsSync(join(out, file)), file);
+  const metadata = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8')) as WebMetadata;
+  assert.is(metadata.format, 'osteo-web');
+  assert.equal(metadata.classes, ['Normal', 'Osteopenia', 'Osteoporosis']);
+  assert.equal(metadata.backends, ['webgpu', 'webgl', 'wasm']);
+  assert.equal(metadata.ensemble.weights, [0.5, 0.5]);
+  assert.match(metadata.disclaimer, /not a diagnostic device/);
+  // The names osteo predict gives the same two runs, so the page's #result reads the same.
+  const probe = join(root, 'probe.png');
+  await writeTestImage(probe, 40, 37, 3);
+  const predicted = await predictImages({ images: [probe], runs: [runA.dir, runB.dir] });
+  const names = metadata.models.map((m) => m.name);
+  assert.equal(names, ['resnet18:run-a', 'resnet18:run-b']);
+  assert.equal(Object.keys(predicted.images[0]!.models), names);
+  for (const [i, entry] of metadata.models.entries()) {
+    assert.is(entry.model, 'resnet18');
+    assert.is(entry.path, `models/${i + 1}-resnet18-run-${'ab'[i]}`);
+    assert.is(entry.gradCamLayer, getModel('resnet18').gradCamLayer);
+    assert.equal({ resize: entry.preprocessing.resize, crop: entry.preprocessing.crop }, { resize: 37, crop: 32 });
+    assert.equal(entry.preprocessing.mean, [0.485, 0.456, 0.406]);
+    assert.is((entry.metrics as { epoch: number }).epoch, 3);
+    assert.match(entry.source.sha256, /^[0-9a-f]{64}$/);
+    const model = await loadLayersModelFromDir(join(out, entry.path));
+    assert.ok(model.getLayer(entry.gradCamLayer) !== undefined, 'the Grad-CAM layer is in the exported model');
+    model.dispose();
+  }
+  assert.equal(metadata.files, result.files.filter((file) => file !== 'metadata.json'));
+  const viewer = await readFile(join(out, 'viewer.js'), 'utf8');
+  assert.not.match(viewer, /cdn\.|unpkg|jsdelivr|googleapis|tfhub/, 'no CDN in the bundle');
+  const html = await readFile(join(out, 'index.html'), 'utf8');
+  assert.match(html, /<script src="viewer\.js"><\/script>/);
+  assert.match(html, /id="result"/);
+  assert.match(html, /default-src 'self'/, 'the page may not reach the network');
+  assert.equal(await leftovers(out), []);
+});
+
+test('metadata.json carries osteo eval’s test metrics of exactly these runs, and none of other runs', async () => {
+  assert.is(await evaluationOf([runA.dir, runB.dir]), null, 'no report yet');
+  const report = defaultEvalOutDir([runA.dir, runB.dir], 'test');
+  await mkdir(report, { recursive: true });
+  const record = { format: 'osteo-evaluation', version: 1, split: 'test', data: 'phantom', runs: [runA.dir, runB.dir], checkpoint: 'best' };
+  await writeFile(join(report, 'evaluation.json'), JSON.stringify(record));
+  await writeFile(join(report, 'results.csv'), 'model,accuracy\nresnet18:run-a,0.5\nensemble (soft vote),0.6\n');
+  const evaluation = await evaluationOf([runA.dir, runB.dir]);
+  assert.equal(evaluation, { split: 'test', report, rows: [{ model: 'resnet18:run-a', accuracy: '0.5' }, { model: 'ensemble (soft vote)', accuracy: '0.6' }] });
+  await writeFile(join(report, 'evaluation.json'), JSON.stringify({ ...record, runs: [runB.dir, runA.dir] }));
+  assert.is(await evaluationOf([runA.dir, runB.dir]), null, 'a report of the runs in another order is another ensemble');
+  await rm(report, { recursive: true });
+});
+
+test('re-export switches the folder whole: stale shards of the previous export are gone', async () => {
+  const out = join(root, 'site-again');
+  await exportWeb({ runs: [runA.dir], outDir: out });
+  const folder = join(out, 'models', '1-resnet18');
+  await writeFile(join(folder, 'group1-shard99of99.bin'), 'a shard of an older, larger export');
+  await exportWeb({ runs: [runB.dir], outDir: out });
+  assert.not.ok(existsSync(join(folder, 'group1-shard99of99.bin')));
+  const metadata = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8')) as WebMetadata;
+  assert.match(metadata.models[0]!.source.run, /run-b$/);
+  assert.equal(await leftovers(out), []);
+});
+
+test('a folder holding files osteo did not write is refused and left untouched', async () => {
+  const out = join(root, 'user-folder');
+  await mkdir(out, { recursive: true });
+  await writeFile(join(out, 'notes.txt'), 'mine');
+  await exportWeb({ runs: [runA.dir], outDir: out }).then(
+    () => assert.unreachable('exported over a user folder'),
+    (e: unknown) => assert.ok(e instanceof UserError && /notes\.txt/.test(e.message) && /did not write/.test(e.message), String(e)),
+  );
+  assert.equal(await readdir(out), ['notes.txt']);
+  assert.equal(await leftovers(out), []);
+});
+
+test('a failure while writing leaves the previous export whole and no staging folder', async () => {
+  const out = join(root, 'site-fail');
+  await exportWeb({ runs: [runA.dir], outDir: out });
+  const before = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8')) as WebMetadata;
+  await writeFolderStaged(out, async (staging) => {
+    await writeFile(join(staging, 'metadata.json'), '{}');
+    throw new Error('disk full (simulated)');
+  }).then(
+    () => assert.unreachable('the failure was swallowed'),
+    (e: unknown) => assert.match(String(e), /simulated/),
+  );
+  const after = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8')) as WebMetadata;
+  assert.equal(after, before);
+  assert.equal(await leftovers(out), []);
+});
+
+test('the CLI: --format web needs --out; several --run only with web', async () => {
+  const err: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => (err.push(String(chunk)), true)) as typeof process.stderr.write;
+  try {
+    assert.is(await main(['export', '--run', runA.dir, '--format', 'web', '--backend', 'wasm']), 1);
+    assert.match(err.join(''), /--format web needs --out DIR/);
+    assert.is(await main(['export', '--run', runA.dir, '--run', runB.dir, '--format', 'pth', '--backend', 'wasm']), 1);
+    assert.match(err.join(''), /several --run go with --format web/);
+  } finally {
+    process.stderr.write = write;
+  }
+});
+
+test.run();
