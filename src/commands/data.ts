@@ -20,7 +20,7 @@ export function registerDataCommands(program: Command): void {
     .description('download the Kaggle dataset (credentials: KAGGLE_USERNAME/KAGGLE_KEY or ~/.kaggle/kaggle.json) into DEST/{Normal,Osteopenia,Osteoporosis}')
     .option('--dest <dir>', 'where the dataset goes', 'datasets/knee')
     .option('--api-url <url>', "Kaggle's API base URL", defaultKaggleApi)
-    .option('--force', 'replace a dataset already at --dest')
+    .option('--force', 'download again into a dataset osteo downloaded at --dest (replaces only the files osteo wrote; other folders are refused)')
     .option('--json', 'print one JSON document')
     .action(async (options: { dest: string; apiUrl: string; force?: boolean; json?: boolean }) => {
       const result = await downloadKaggleDataset({
@@ -43,9 +43,10 @@ export function registerDataCommands(program: Command): void {
     .option('--per-class <n>', 'distinct images per class', positiveInt('--per-class'), 60)
     .option('--size <px>', 'image width in pixels', positiveInt('--size'), 256)
     .option('--seed <n>', 'random seed', finiteNumber('--seed'), 42)
-    .option('--force', 'replace what is at --dest')
+    .option('--duplicate-rate <r>', 'fraction (0 to 0.9) of Normal and Osteoporosis files that are byte-identical copies, as in the Kaggle set (about 0.5)', finiteNumber('--duplicate-rate'), 0)
+    .option('--force', 'replace a phantom already at --dest (only the files synth writes; a folder that is not a phantom is refused)')
     .option('--json', 'print one JSON document')
-    .action(async (options: { dest: string; perClass: number; size: number; seed: number; force?: boolean; json?: boolean }) => {
+    .action(async (options: { dest: string; perClass: number; size: number; seed: number; duplicateRate: number; force?: boolean; json?: boolean }) => {
       const result = await synthesizePhantom(options);
       if (options.json) return printJson(result);
       console.log(`wrote ${result.expected.files} files to ${result.dest} in ${result.seconds.toFixed(1)} s`);
@@ -61,7 +62,7 @@ export function registerDataCommands(program: Command): void {
     .description('decode and check every file; find bad files, exact and near duplicates and label conflicts; write DIR/index.csv')
     .requiredOption('--data <dir>', 'dataset folder with class subfolders')
     .addOption(conflictsOption())
-    .option('--near-threshold <bits>', 'perceptual-hash distance (of 256 bits) for near duplicates', finiteNumber('--near-threshold'), defaultNearThreshold)
+    .option('--near-threshold <bits>', 'perceptual-hash distance (0 to 256 bits) for near duplicates', finiteNumber('--near-threshold'), defaultNearThreshold)
     .option('--max-pixels <n>', 'refuse images larger than this (decompression-bomb guard)', positiveInt('--max-pixels'), maxInputPixels)
     .option('--json', 'print the report as one JSON document')
     .action(async (options: { data: string; conflicts: ConflictPolicy; nearThreshold: number; maxPixels: number; json?: boolean }) => {
@@ -98,7 +99,7 @@ export function registerDataCommands(program: Command): void {
     .requiredOption('--data <dir>', 'dataset folder')
     .option('--augment <file>', 'augmentation preset (none, seed, strong) or JSON file', 'seed')
     .option('--n <n>', 'number of samples', positiveInt('--n'), 16)
-    .option('--out <file>', 'PNG to write', 'preview.png')
+    .option('--out <file>', 'image to write: .png, .jpg or .webp (the format follows the extension)', 'preview.png')
     .option('--image-size <px>', 'tile size', positiveInt('--image-size'), 160)
     .option('--seed <n>', 'random seed', finiteNumber('--seed'), 0)
     .option('--json', 'print one JSON document')

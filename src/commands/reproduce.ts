@@ -1,7 +1,8 @@
-import type { Command } from 'commander';
+import { readFile } from 'node:fs/promises';
+import { Option, type Command } from 'commander';
 import { type BackendPreference } from '../backend/index.js';
 import { byteProgress, countProgress, UserError } from '../util/index.js';
-import { formatReproduceTable, reproduce } from '../pipeline/index.js';
+import { protocols, reproduce, type Protocol } from '../pipeline/index.js';
 import { progressReporter } from '../train/index.js';
 import { backendOption, finiteNumber, positiveInt, printJson } from './common.js';
 
@@ -10,6 +11,9 @@ interface ReproduceFlags {
   data?: string;
   out: string;
   check?: number;
+  protocol: Protocol;
+  cv?: number;
+  fresh?: boolean;
   weightsDir?: string;
   pretrained: boolean;
   backend: BackendPreference;
@@ -21,11 +25,14 @@ interface ReproduceFlags {
 export function registerReproduceCommands(program: Command): void {
   program
     .command('reproduce')
-    .description('the published experiment end to end: data, index, one leak-free split, three models, ensemble, export, and the published table beside ours')
+    .description('the published experiment end to end under the published protocol and a leak-free one: data, index, splits, three models, ensemble, export, and the published table beside ours')
     .option('--config <file>', 'pipeline config (configs/demo.json runs it on the phantom dataset)', 'configs/reproduce.json')
     .option('--data <dir>', 'use this dataset folder instead of downloading (Normal/, Osteopenia/, Osteoporosis/)')
     .option('--out <dir>', 'where runs, reports and the dashboard files go', 'reports/reproduce')
-    .option('--check <points>', 'exit non-zero when an accuracy falls more than this many points below the published one', finiteNumber('--check'))
+    .addOption(new Option('--protocol <name>', "published: each model's own random split, duplicates kept, as the seed project did; clean: one de-duplicated shared split; both").choices([...protocols]).default('both'))
+    .option('--cv <k>', 'also run grouped K-fold cross-validation under the clean protocol (OUT/cv)', positiveInt('--cv'))
+    .option('--fresh', 'remove the runs and reports an earlier reproduce wrote in --out and start over (default: reuse finished runs, resume interrupted ones)')
+    .option('--check <points>', 'exit non-zero when a published-protocol accuracy falls more than this many points below the published one (Kaggle data only)', finiteNumber('--check'))
     .option('--no-pretrained', 'train every model from random weights instead of ImageNet checkpoints (offline machines)')
     .option('--weights-dir <dir>', 'where torchvision ImageNet checkpoints are found or fetched (default checkpoints/pretrained)')
     .addOption(backendOption())
@@ -42,6 +49,9 @@ export function registerReproduceCommands(program: Command): void {
         data: flags.data,
         out: flags.out,
         check: flags.check,
+        protocol: flags.protocol,
+        cv: flags.cv,
+        fresh: flags.fresh,
         weightsDir: flags.weightsDir,
         pretrained: flags.pretrained,
         backend: flags.backend,
@@ -54,14 +64,16 @@ export function registerReproduceCommands(program: Command): void {
       }).finally(() => process.off('SIGINT', onSigint));
       if (flags.json) printJson(result);
       else {
-        console.log('\n' + formatReproduceTable(result.rows, result.dataDir));
-        console.log('\nartefacts:');
+        console.log('\n' + (await readFile(result.artefacts.report, 'utf8')));
+        console.log('artefacts:');
         console.log(`  report          ${result.artefacts.report}`);
         if (result.artefacts.evaluation) console.log(`  evaluation      ${result.artefacts.evaluation}`);
+        if (result.artefacts.publishedEvaluation) console.log(`  published eval  ${result.artefacts.publishedEvaluation}`);
+        if (result.artefacts.cv) console.log(`  cv report       ${result.artefacts.cv}`);
         for (const run of result.artefacts.runs) console.log(`  run             ${run}`);
         for (const file of result.artefacts.dashboard ?? []) console.log(`  dashboard file  ${file}`);
       }
-      const problems = [...result.failures.map((f) => `${f.model} failed: ${f.error}`), ...result.checkFailures.map((c) => `check: ${c}`)];
+      const problems = [...result.failures.map((f) => `${f.model} (${f.protocol}) failed: ${f.error}`), ...result.checkFailures.map((c) => `check: ${c}`)];
       if (problems.length > 0) throw new UserError(problems.join('\n'));
     });
 }

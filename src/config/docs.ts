@@ -3,6 +3,7 @@
  * the flags and schemas: `npm run docs` rewrites each block between `<!-- generated: NAME -->` and
  * `<!-- /generated -->`, and a test fails when README.md is out of date.
  */
+import { cvOptions } from './cv.js';
 import { evalOptions } from './eval.js';
 import { optionsMarkdown, type OptionTable } from './options.js';
 import { pipelineOptions } from './pipeline.js';
@@ -14,6 +15,7 @@ export const documentedTables: Readonly<Record<string, OptionTable>> = {
   'split options': splitOptions,
   'eval options': evalOptions,
   'pipeline options': pipelineOptions,
+  'cv options': cvOptions,
 };
 
 const block = /(<!-- generated: ([^>]+?) -->)[\s\S]*?(<!-- \/generated -->)/g;

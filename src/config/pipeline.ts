@@ -19,6 +19,7 @@ const pipelineModel = {
   recipe: optional(z.string().min(1), "a training recipe, relative to this file (default: the model's built-in recipe)"),
   pretrained: option(z.boolean(), true, "start from torchvision's ImageNet checkpoint (fetched into --weights-dir when missing)"),
   set: option(z.array(z.string()), [], '`key=value` training overrides for this model only, as `osteo train --set`'),
+  publishedSeed: optional(z.int().min(0), "--protocol published: the seed of this model's own random 70/15/15 split (the seed project's: ResNet50 123, EfficientNet-B3 42; default: data.seed)"),
 } as const;
 
 export const pipelineOptions = {
@@ -28,6 +29,7 @@ export const pipelineOptions = {
     dir: required(z.string().min(1), 'dataset folder (relative to the working directory): downloaded or generated when empty'),
     perClass: optional(z.int().min(6), 'phantom only: distinct images per class'),
     size: optional(z.int().min(32), 'phantom only: image width in pixels'),
+    duplicateRate: optional(z.number().min(0).max(0.9), 'phantom only: fraction of Normal and Osteoporosis files that are byte-identical copies (the Kaggle set: about 0.5)'),
     // The file sets them; `osteo reproduce` has no --val/--test/--seed of its own.
     ...withoutFlags(splitOptions),
   },

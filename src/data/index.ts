@@ -47,3 +47,5 @@ export { createLoader, classCounts, inverseFrequencyWeights, sampleOrder, type B
 export { previewAugmentations, type PreviewOptions, type PreviewResult } from './preview.js';
 export { benchData, type BenchDataOptions, type BenchDataResult } from './bench.js';
 export { splitDefaults } from './split.js';
+export { assignFolds, foldManifest, publishedSplit, countLeakedTestImages, writeManifestView, type FoldRow } from './folds.js';
+export { contentHash } from './hash.js';

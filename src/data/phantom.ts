@@ -15,7 +15,13 @@
  * Planted for the index to find, and listed in DEST/phantom.json: per class one image saved twice as
  * identical PNG files plus once as lossless WebP (same decoded pixels), one JPEG re-saved as PNG, one
  * downscaled lossy copy (a near duplicate), and ONE Osteopenia image also filed under Osteoporosis
- * (a label conflict).
+ * (a label conflict). With `duplicateRate` R, Normal and Osteoporosis also get byte-identical copies
+ * of randomly chosen images until about R of their files are such copies (the Kaggle set: about half),
+ * so a random split without de-duplication tests on training images, as the published protocol did.
+ *
+ * `--force` replaces only what synth owns (the class folders, phantom.json, and the index, split and
+ * cache derived from them) in a folder that phantom.json marks as a phantom; any other file stays, and
+ * a folder that is not a phantom is refused.
  *
  * Image i of class c depends only on (seed, c, i): adding images never changes the existing ones.
  */
@@ -35,7 +41,14 @@ export interface SynthOptions {
   seed?: number;
   /** Replace an existing phantom at `dest`. */
   force?: boolean;
+  /** Fraction in [0, 0.9] of the Normal and Osteoporosis files that are byte-identical copies (default 0). */
+  duplicateRate?: number;
 }
+
+/** The classes whose files the Kaggle set duplicates about half of. */
+const duplicatedClasses = [0, 2];
+/** What `osteo data synth` writes at the top of DEST, and what is derived from it there (index, split, cache). */
+const ownedEntries = [...classNames, 'phantom.json', 'index.csv', 'splits.csv', '.cache'];
 
 export interface PlantedDuplicate {
   kind: 'exact' | 'near' | 'conflict';
@@ -342,8 +355,12 @@ export async function synthesizePhantom(options: SynthOptions): Promise<SynthRes
   if (!Number.isInteger(perClass) || perClass < 6) throw new UserError(`--per-class must be an integer ≥ 6 (planted duplicates need a few images), got ${perClass}`);
   if (!Number.isInteger(size) || size < 32 || size > 4096) throw new UserError(`--size must be an integer between 32 and 4096, got ${size}`);
   const dest = resolve(options.dest);
+  const duplicateRate = options.duplicateRate ?? 0;
+  if (!Number.isFinite(duplicateRate) || duplicateRate < 0 || duplicateRate > 0.9) throw new UserError(`--duplicate-rate must be a number from 0 to 0.9, got ${duplicateRate}`);
   if (existsSync(dest) && (await readdir(dest)).length > 0) {
-    if (!options.force) throw new UserError(`${dest} is not empty; choose another --dest or pass --force to replace it`);
+    const isPhantom = existsSync(join(dest, 'phantom.json'));
+    if (!isPhantom) throw new UserError(`${dest} is not empty and is not an osteo phantom (no phantom.json): osteo will not replace it; choose another --dest`);
+    if (!options.force) throw new UserError(`${dest} already holds a phantom; choose another --dest, or pass --force to replace it (files osteo did not write are kept)`);
   }
   // Build beside the destination and rename into place, like the download.
   const staging = `${dest}.osteo-partial`;
@@ -402,6 +419,26 @@ export async function synthesizePhantom(options: SynthOptions): Promise<SynthRes
   await copyFile(join(staging, conflictSource.path), join(staging, conflictName));
   planted.push({ kind: 'conflict', paths: [conflictSource.path, conflictName] });
   files[2]! += 1;
+  // 5. Kaggle-rate duplicates: c copies next to n distinct files make c / (n + c) = R. A copy of an
+  // image planted above joins that image's group; the others make new exact-duplicate groups.
+  const copies = Math.round((perClass * duplicateRate) / (1 - duplicateRate));
+  for (const label of duplicatedClasses) {
+    const rng = createRng(deriveSeed(seed, label, 0x64757073));
+    const groups = new Map<string, PlantedDuplicate>();
+    for (let copy = 0; copy < copies; copy++) {
+      const source = written.get(`${label}:${Math.floor(rng.next() * perClass)}`)!;
+      const name = `${classNames[label]}/${fileStem(label, source.image.index)} (dup ${copy})${source.path.slice(source.path.lastIndexOf('.'))}`;
+      await copyFile(join(staging, source.path), join(staging, name));
+      let group = groups.get(source.path) ?? planted.find((p) => p.kind === 'exact' && p.paths[0] === source.path);
+      if (group === undefined) {
+        group = { kind: 'exact', paths: [source.path] };
+        planted.push(group);
+      }
+      groups.set(source.path, group);
+      group.paths.push(name);
+    }
+    files[label]! += copies;
+  }
 
   const expected = {
     files: files.reduce((s, n) => s + n, 0),
@@ -414,6 +451,7 @@ export async function synthesizePhantom(options: SynthOptions): Promise<SynthRes
     seed,
     size,
     perClass,
+    duplicateRate,
     classes: classNames,
     files,
     expected,
@@ -421,7 +459,11 @@ export async function synthesizePhantom(options: SynthOptions): Promise<SynthRes
     note: 'Synthetic knee radiographs for tests and demos; not medical data.',
   };
   await writeFile(join(staging, 'phantom.json'), JSON.stringify(description, null, 2) + '\n');
-  if (existsSync(dest)) await rm(dest, { recursive: true, force: true });
-  await rename(staging, dest);
+  await mkdir(dest, { recursive: true });
+  for (const entry of ownedEntries) {
+    await rm(join(dest, entry), { recursive: true, force: true });
+    if (existsSync(join(staging, entry))) await rename(join(staging, entry), join(dest, entry));
+  }
+  await rm(staging, { recursive: true, force: true });
   return { dest, files, distinctPerClass: perClass, planted, expected, seconds: (performance.now() - started) / 1000 };
 }

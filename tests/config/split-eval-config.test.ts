@@ -107,7 +107,7 @@ test('eval flags come from the eval table: same flags, defaults in help, values 
   assert.ok(evalCommand.options.find((o) => o.long === '--data')!.mandatory, '--data is required');
 
   const config = resolveEvalConfig({ run: ['runs/a'], data: 'd' });
-  assert.equal(config, { run: ['runs/a'], data: 'd', split: 'test', tta: false, weights: 'equal', batchSize: 16, seed: 0, resamples: evalOptions.resamples.default });
+  assert.equal(config, { run: ['runs/a'], data: 'd', split: 'test', checkpoint: 'best', tta: false, weights: 'equal', batchSize: 16, seed: 0, resamples: evalOptions.resamples.default });
   const given = resolveEvalConfig({ run: ['a', 'b'], data: 'd', split: 'val', tta: true, weights: '2', batchSize: '4', seed: '3', resamples: '100' });
   assert.equal([given.split, given.tta, given.weights, given.batchSize, given.seed, given.resamples], ['val', true, '2', 4, 3, 100], "'2' stays a weight spec string");
   refused(() => resolveEvalConfig({ run: ['a'], data: 'd', resamples: '0' }), /--resamples: resamples: /, /got 0/);
@@ -147,7 +147,7 @@ test('pipeline config: element defaults are filled, shipped configs read unchang
   assert.equal([config.seed, config.set, config.ensemble], [42, [], { weights: evalOptions.weights.default, tta: evalOptions.tta.default }]);
   const demo = await loadPipelineConfig(resolve('configs', 'demo.json'));
   assert.equal(demo.models[2], { model: 'efficientnet_b3', recipe: 'efficientnet_b3.json', pretrained: false, set: ['epochs=8'] });
-  assert.equal(demo.data, { source: 'phantom', dir: 'datasets/phantom', perClass: 60, size: 128, val: 0.15, test: 0.15, seed: 42 });
+  assert.equal(demo.data, { source: 'phantom', dir: 'datasets/phantom', perClass: 30, size: 128, duplicateRate: 0.5, val: 0.15, test: 0.15, seed: 42 });
   const docs = optionsMarkdown(pipelineOptions);
   for (const key of ['data.source', 'data.val', 'models', 'models[].model', 'models[].pretrained', 'ensemble.weights']) assert.ok(docs.includes(`| \`${key}\` |`), `docs row for ${key}`);
   assert.not.ok(docs.includes('`--val`'), 'a pipeline file key has no flag of its own');

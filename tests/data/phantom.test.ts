@@ -1,4 +1,5 @@
-import { readFile, readdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -6,6 +7,7 @@ import { UserError } from '../../src/util/index.js';
 import { decodeRgb } from '../../src/data/image.js';
 import { contentHash } from '../../src/data/hash.js';
 import { renderPhantom, synthesizePhantom } from '../../src/data/phantom.js';
+import { indexDataset } from '../../src/data/indexer.js';
 import { rejects, tempDir } from './helpers.js';
 
 test('same seed → byte-identical files; another seed → different images', async () => {
@@ -90,6 +92,50 @@ test('refuses to overwrite a non-empty folder without force, and bad sizes', asy
     await synthesizePhantom({ dest: join(dir.path, 'p'), perClass: 6, size: 32, force: true });
     await rejects(() => synthesizePhantom({ dest: join(dir.path, 'q'), perClass: 2 }), (e) => e instanceof UserError && /per-class/.test(e.message));
     await rejects(() => synthesizePhantom({ dest: join(dir.path, 'q'), size: 8 }), (e) => e instanceof UserError && /size/.test(e.message));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('--force replaces only what synth owns; a folder that is not a phantom is refused even with --force', async () => {
+  const dir = await tempDir();
+  try {
+    const dest = join(dir.path, 'p');
+    await synthesizePhantom({ dest, perClass: 6, size: 32 });
+    await writeFile(join(dest, 'notes.txt'), 'mine');
+    await writeFile(join(dest, 'splits.csv'), 'stale');
+    await synthesizePhantom({ dest, perClass: 7, size: 32, force: true });
+    assert.is(await readFile(join(dest, 'notes.txt'), 'utf8'), 'mine', 'an unrelated file survives --force');
+    assert.not.ok(existsSync(join(dest, 'splits.csv')), 'the split derived from the old phantom is gone');
+    assert.is((await readdir(join(dest, 'Osteopenia'))).length, 7 + 4, 'the class folders are the new phantom');
+    const other = join(dir.path, 'mine');
+    await mkdir(other);
+    await writeFile(join(other, 'thesis.tex'), 'x');
+    await rejects(() => synthesizePhantom({ dest: other, perClass: 6, size: 32, force: true }), (e) => e instanceof UserError && /not an osteo phantom/.test(e.message) && !/--force/.test(e.message));
+    assert.is(await readFile(join(other, 'thesis.tex'), 'utf8'), 'x');
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('--duplicate-rate plants byte-identical copies in Normal and Osteoporosis at that rate, and the index finds them', async () => {
+  const dir = await tempDir();
+  try {
+    const dest = join(dir.path, 'p');
+    const result = await synthesizePhantom({ dest, perClass: 10, size: 32, seed: 2, duplicateRate: 0.5 });
+    // 10 distinct images per class: 10 copies make half of the class's planted-free files copies.
+    assert.equal(result.files, [14 + 10, 14, 15 + 10]);
+    const { report } = await indexDataset({ dataDir: dest });
+    const normal = await readdir(join(dest, 'Normal'));
+    const dups = normal.filter((name) => / \(dup \d+\)\./.test(name));
+    assert.is(dups.length, 10);
+    for (const name of dups) {
+      const original = name.replace(/ \(dup \d+\)/, '');
+      assert.ok((await readFile(join(dest, 'Normal', name))).equals(await readFile(join(dest, 'Normal', original))), `${name} is a byte copy of ${original}`);
+    }
+    assert.is(report.exactDuplicateGroups.length, result.expected.exactDuplicateGroups);
+    assert.is((await readdir(join(dest, 'Osteopenia'))).filter((n) => n.includes('(dup')).length, 0, 'Osteopenia gets none');
+    await rejects(() => synthesizePhantom({ dest: join(dir.path, 'q'), perClass: 6, duplicateRate: 1 }), (e) => e instanceof UserError && /duplicate-rate/.test(e.message));
   } finally {
     await dir.cleanup();
   }
