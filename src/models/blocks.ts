@@ -11,7 +11,7 @@
  * every window by one pixel — there an explicit ZeroPadding2D + 'valid' reproduces torch exactly.
  */
 import * as tfl from '@tensorflow/tfjs-layers';
-import { SeededDropout, StochasticDepth, TorchBatchNorm } from './layers.js';
+import { LayerScale, SeededDropout, StochasticDepth, TorchBatchNorm, TorchLayerNorm } from './layers.js';
 
 export type Symbolic = tfl.SymbolicTensor;
 
@@ -41,11 +41,14 @@ export interface ConvOptions {
   kernel: number;
   stride?: number;
   bias?: boolean;
+  /** Only 0 is given explicitly (ConvNeXt's patchify convs); otherwise torch's kernel//2. */
+  padding?: 0;
 }
 
-/** nn.Conv2d(in, filters, kernel, stride, padding=kernel//2, bias). Weights start at zero: see init.ts. */
-export function conv2d(x: Symbolic, name: string, { filters, kernel, stride = 1, bias = false }: ConvOptions): Symbolic {
-  const [input, padding] = torchPadded(x, name, kernel, stride);
+/** nn.Conv2d(in, filters, kernel, stride, padding=kernel//2 unless 0 is given, bias). Weights start at zero: see init.ts. */
+export function conv2d(x: Symbolic, name: string, { filters, kernel, stride = 1, bias = false, padding: explicit }: ConvOptions): Symbolic {
+  // With no padding, torch's floor((n − k)/s) + 1 equals tfjs 'valid''s ceil((n − k + 1)/s).
+  const [input, padding] = explicit === 0 ? [x, 'valid' as const] : torchPadded(x, name, kernel, stride);
   const layer = tfl.layers.conv2d({
     name,
     filters,
@@ -59,8 +62,8 @@ export function conv2d(x: Symbolic, name: string, { filters, kernel, stride = 1,
   return apply(layer, input);
 }
 
-/** nn.Conv2d(c, c, kernel, stride, padding=kernel//2, groups=c, bias=False): depthwise. */
-export function depthwiseConv2d(x: Symbolic, name: string, kernel: number, stride: number): Symbolic {
+/** nn.Conv2d(c, c, kernel, stride, padding=kernel//2, groups=c, bias): depthwise. */
+export function depthwiseConv2d(x: Symbolic, name: string, kernel: number, stride: number, bias = false): Symbolic {
   const [input, padding] = torchPadded(x, name, kernel, stride);
   const layer = tfl.layers.depthwiseConv2d({
     name,
@@ -68,8 +71,9 @@ export function depthwiseConv2d(x: Symbolic, name: string, kernel: number, strid
     strides: stride,
     padding,
     depthMultiplier: 1,
-    useBias: false,
+    useBias: bias,
     depthwiseInitializer: 'zeros',
+    biasInitializer: 'zeros',
   });
   return apply(layer, input);
 }
@@ -82,10 +86,41 @@ export function batchNorm(x: Symbolic, name: string, context: BuildContext): Sym
   return apply(layer, x);
 }
 
-export type ActivationName = 'relu' | 'silu' | 'sigmoid';
+/**
+ * nn.LayerNorm(C, eps) over the channel axis: in NHWC both ConvNeXt's channels-last LayerNorm and its
+ * LayerNorm2d (which permutes NCHW to channels-last and back) are this one operation.
+ */
+export function layerNorm(x: Symbolic, name: string, epsilon: number, context: BuildContext): Symbolic {
+  const layer = context.portable ? tfl.layers.layerNormalization({ name, axis: -1, epsilon }) : new TorchLayerNorm({ name, epsilon });
+  return apply(layer, x);
+}
+
+/**
+ * ConvNeXt's `layer_scale`, a [C, 1, 1] nn.Parameter of the block multiplied into its branch. The layer
+ * is named `<block>.layer_scale`, which is the state-dict key itself (src/weights/keymap.ts). The
+ * portable build has no custom class, so there it is a bias-free 1×1 depthwise conv: the same product.
+ */
+export function layerScale(x: Symbolic, name: string, initialValue: number, context: BuildContext): Symbolic {
+  const layer = context.portable
+    ? tfl.layers.depthwiseConv2d({ name, kernelSize: 1, depthMultiplier: 1, useBias: false, depthwiseInitializer: 'zeros' })
+    : new LayerScale({ name, initialValue });
+  return apply(layer, x);
+}
+
+/** nn.AvgPool2d(2, stride=2): torch floors odd sizes, as tfjs 'valid' does. */
+export function averagePool2x2(x: Symbolic, name: string): Symbolic {
+  return apply(tfl.layers.averagePooling2d({ name, poolSize: 2, strides: 2, padding: 'valid' }), x);
+}
+
+/** torch.cat(inputs, 1) in NCHW: the channel axis, last in NHWC. */
+export function concatenate(inputs: Symbolic[], name: string): Symbolic {
+  return apply(tfl.layers.concatenate({ name, axis: -1 }), inputs);
+}
+
+export type ActivationName = 'relu' | 'silu' | 'sigmoid' | 'gelu';
 
 export function activation(x: Symbolic, name: string, kind: ActivationName): Symbolic {
-  // tfjs' 'swish' is x·sigmoid(x), i.e. torch's SiLU.
+  // tfjs' 'swish' is x·sigmoid(x), i.e. torch's SiLU; its 'gelu' is the exact x·Φ(x) with erf, as nn.GELU() by default.
   const identifier = kind === 'silu' ? 'swish' : kind;
   return apply(tfl.layers.activation({ name, activation: identifier }), x);
 }

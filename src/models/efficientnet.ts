@@ -49,10 +49,14 @@ interface EfficientNetConfig {
   widthMult: number;
   depthMult: number;
   dropout: number;
+  /** torchvision's weights' eval transform: crop, and the resize of the shorter side before it. */
+  crop: number;
+  resize: number;
 }
 
 export const efficientnetTable = {
-  efficientnet_b3: { widthMult: 1.2, depthMult: 1.4, dropout: 0.3 },
+  efficientnet_b0: { widthMult: 1.0, depthMult: 1.0, dropout: 0.2, crop: 224, resize: 256 },
+  efficientnet_b3: { widthMult: 1.2, depthMult: 1.4, dropout: 0.3, crop: 300, resize: 320 },
 } as const satisfies Record<string, EfficientNetConfig>;
 
 /** torchvision's `_make_divisible(v, 8)`: round to a multiple of 8, never more than 10% down. */
@@ -158,6 +162,8 @@ const bnMomentum = 0.9; // torch momentum 0.1
 
 function buildEfficientNet(entry: ModelEntryOf<string>, config: EfficientNetConfig, options?: ModelBuildOptions): tfl.LayersModel {
   const resolved = resolveOptions(entry, options);
+  // Only a variant the dashboard loads has a dashboard head; the others have torchvision's under either name.
+  const dashboardHead = resolved.head === 'dashboard' && entry.dashboard !== undefined;
   const context = buildContext(resolved, bnEpsilon, bnMomentum);
   const input = imageInput(resolved.imageSize);
   let x = convNormActivation(input, 'features.0', stemChannels(config), 3, 2, context);
@@ -165,7 +171,7 @@ function buildEfficientNet(entry: ModelEntryOf<string>, config: EfficientNetConf
   x = convNormActivation(x, lastStage, lastChannels(config), 1, 1, context);
   x = globalAveragePool(x, 'avgpool');
   x = dropout(x, 'classifier.0', config.dropout, context);
-  if (resolved.head === 'dashboard') {
+  if (dashboardHead) {
     x = linear(x, 'classifier.1', dashboardHidden);
     x = activation(x, 'classifier.2', 'relu');
     x = dropout(x, 'classifier.3', config.dropout, context);
@@ -174,7 +180,7 @@ function buildEfficientNet(entry: ModelEntryOf<string>, config: EfficientNetConf
     x = linear(x, 'classifier.1', resolved.numClasses);
   }
   // The dashboard assigns a new head after construction, so its Linears keep nn.Linear's own init.
-  const linearInit = resolved.head === 'dashboard' ? 'torch-default' : 'efficientnet';
+  const linearInit = dashboardHead ? 'torch-default' : 'efficientnet';
   return finishModel(entry, input, x, resolved, { linear: () => linearInit });
 }
 
@@ -197,9 +203,9 @@ function efficientnetEntry<Name extends keyof typeof efficientnetTable>(name: Na
   const entry: ModelEntryOf<Name> = {
     name,
     build: (options) => buildEfficientNet(entry, config, options),
-    defaultImageSize: 300,
-    cropFraction: 300 / 320,
-    transform: (imageSize = 300) => evalTransform(imageSize, 300 / 320),
+    defaultImageSize: config.crop,
+    cropFraction: config.crop / config.resize,
+    transform: (imageSize = config.crop) => evalTransform(imageSize, config.crop / config.resize),
     stages,
     classifierName: 'classifier',
     recipe: `${name}.json`,
@@ -211,6 +217,15 @@ function efficientnetEntry<Name extends keyof typeof efficientnetTable>(name: Na
   };
   return entry;
 }
+
+export const efficientnetB0 = efficientnetEntry('efficientnet_b0', {
+  pretrained: {
+    url: 'https://download.pytorch.org/models/efficientnet_b0_rwightman-3dd342df.pth',
+    fileName: 'efficientnet_b0_rwightman-3dd342df.pth',
+    sha256Prefix: '3dd342df',
+  },
+  parameterCount: 4_011_391,
+});
 
 export const efficientnetB3 = efficientnetEntry('efficientnet_b3', {
   pretrained: {

@@ -1,7 +1,9 @@
 /** models: torchvision-exact architectures built with tfjs-layers, one file each, and the registry that holds every fact about them. */
 export { getModel, listModels, modelNames, registry, ModelRegistry } from './registry.js';
 export { freezeUntilStage, seedModelRandomness, minImageSize } from './common.js';
-export { TorchBatchNorm, SeededDropout, StochasticDepth } from './layers.js';
+export { TorchBatchNorm, TorchLayerNorm, LayerScale, SeededDropout, StochasticDepth } from './layers.js';
 export { resnetTable } from './resnet.js';
 export { efficientnetTable, makeDivisible, adjustChannels, adjustDepth } from './efficientnet.js';
+export { densenetTable } from './densenet.js';
+export { convnextTable } from './convnext.js';
 export type { DashboardFile, HeadKind, ModelBuildOptions, ModelEntry, ModelEntryOf, ModelName, PretrainedCheckpoint } from './types.js';

@@ -1,5 +1,5 @@
 /**
- * The three layers tfjs-layers lacks to behave like torchvision's modules in training:
+ * The layers tfjs-layers lacks to behave like torchvision's modules in training:
  *
  * - `TorchBatchNorm`: BatchNorm2d as PyTorch computes it. tfjs-layers' BatchNormalization updates the
  *   moving variance with the biased batch variance and ignores `trainable`; PyTorch updates
@@ -9,7 +9,13 @@
  * - `SeededDropout`, `StochasticDepth`: tfjs' dropout with a fixed seed draws the same mask at every
  *   step; these draw a fresh mask per call from the layer's own seeded stream (see seedModelRandomness).
  *
- * All three are registered with tf.serialization, so a saved LayersModel reloads with
+ * - `TorchLayerNorm`: nn.LayerNorm over the last axis. tfjs-layers' LayerNormalization tiles its mean,
+ *   variance, scale and offset to the full activation shape (four extra activation-sized tensors kept
+ *   for the backward pass of every ConvNeXt block); this one broadcasts, and its gradient is the closed
+ *   form, keeping only the normalised input and the per-position 1/σ.
+ * - `LayerScale`: ConvNeXt's per-channel `layer_scale` parameter, multiplied into the block's branch.
+ *
+ * All of them are registered with tf.serialization, so a saved LayersModel reloads with
  * tf.loadLayersModel in any process that imported this module.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -175,6 +181,97 @@ export class StochasticDepth extends SeededMaskLayer {
   }
 }
 
+export interface TorchLayerNormArgs extends LayerArgs {
+  /** Added to the variance (PyTorch `eps`; ConvNeXt uses 1e-6). */
+  epsilon: number;
+}
+
+/** nn.LayerNorm(C, eps) over the last axis (biased variance, as torch); see the file comment. */
+export class TorchLayerNorm extends tfl.layers.Layer {
+  static className = 'TorchLayerNorm';
+  readonly epsilon: number;
+  gamma!: tfl.LayerVariable;
+  beta!: tfl.LayerVariable;
+
+  constructor(args: TorchLayerNormArgs) {
+    super(args);
+    this.epsilon = args.epsilon;
+  }
+
+  override build(inputShape: Shape | Shape[]): void {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
+    const channels = shape[shape.length - 1];
+    if (channels == null) throw new Error(`${this.name}: the channel dimension must be known`);
+    this.gamma = this.addWeight('gamma', [channels], 'float32', tfl.initializers.ones(), undefined, true);
+    this.beta = this.addWeight('beta', [channels], 'float32', tfl.initializers.zeros(), undefined, true);
+    this.built = true;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    const x = onlyTensor(inputs);
+    const epsilon = this.epsilon;
+    const axis = x.rank - 1;
+    const layerNorm = tf.customGrad(((input: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, save: tf.GradSaveFunc) => {
+      const centred = tf.sub(input, tf.mean(input, axis, true));
+      const inverseStd = tf.rsqrt(tf.add(tf.mean(tf.square(centred), axis, true), epsilon));
+      const normalised = tf.mul(centred, inverseStd);
+      save([normalised, inverseStd, gamma]);
+      return {
+        value: tf.add(tf.mul(normalised, gamma), beta),
+        // d/dx of (x − μ)/σ over one row: (1/σ)·(g − mean(g) − x̂·mean(g·x̂)) with g = dy·γ.
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [xHat, invStd, scale] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+          const reduceAxes = dy.shape.slice(0, -1).map((_, i) => i);
+          const g = tf.mul(dy, scale);
+          const dx = tf.mul(invStd, tf.sub(tf.sub(g, tf.mean(g, axis, true)), tf.mul(xHat, tf.mean(tf.mul(g, xHat), axis, true))));
+          return [dx, tf.sum(tf.mul(dy, xHat), reduceAxes), tf.sum(dy, reduceAxes)];
+        },
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0]);
+    return layerNorm(x, this.gamma.read(), this.beta.read());
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), epsilon: this.epsilon };
+  }
+}
+
+export interface LayerScaleArgs extends LayerArgs {
+  /** The value every channel's scale starts at (torchvision's ConvNeXt: 1e-6). */
+  initialValue: number;
+}
+
+/** x · γ with one γ per channel (the last axis): ConvNeXt's `layer_scale`. */
+export class LayerScale extends tfl.layers.Layer {
+  static className = 'LayerScale';
+  readonly initialValue: number;
+  scale!: tfl.LayerVariable;
+
+  constructor(args: LayerScaleArgs) {
+    super(args);
+    this.initialValue = args.initialValue;
+  }
+
+  override build(inputShape: Shape | Shape[]): void {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
+    const channels = shape[shape.length - 1];
+    if (channels == null) throw new Error(`${this.name}: the channel dimension must be known`);
+    const init = tfl.initializers.constant({ value: this.initialValue });
+    this.scale = this.addWeight('layer_scale', [channels], 'float32', init, undefined, true);
+    this.built = true;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => tf.mul(onlyTensor(inputs), this.scale.read()));
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), initialValue: this.initialValue };
+  }
+}
+
 tf.serialization.registerClass(TorchBatchNorm, 'osteo');
+tf.serialization.registerClass(TorchLayerNorm, 'osteo');
+tf.serialization.registerClass(LayerScale, 'osteo');
 tf.serialization.registerClass(SeededDropout, 'osteo');
 tf.serialization.registerClass(StochasticDepth, 'osteo');

@@ -4,14 +4,16 @@
  * one place an architecture is registered; ModelName, help texts and CLI choices all derive from it.
  */
 import { UserError } from '../util/index.js';
-import { efficientnetB3 } from './efficientnet.js';
+import { convnextTiny } from './convnext.js';
+import { densenet121 } from './densenet.js';
+import { efficientnetB0, efficientnetB3 } from './efficientnet.js';
 import { resnet18, resnet50 } from './resnet.js';
 import type { ModelEntry, ModelEntryOf } from './types.js';
 
 /** Every architecture osteo builds, in the order help texts list them (the first is the default where one is needed). */
-const registeredModels = [resnet18, resnet50, efficientnetB3] as const;
+const registeredModels = [resnet18, resnet50, efficientnetB3, densenet121, efficientnetB0, convnextTiny] as const;
 
-/** A registered architecture's name: 'resnet18' | 'resnet50' | 'efficientnet_b3', read from the list above. */
+/** A registered architecture's name ('resnet18' | 'resnet50' | …), read from the list above. */
 export type ModelName = (typeof registeredModels)[number]['name'];
 
 export class ModelRegistry<Name extends string = string> {

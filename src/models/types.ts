@@ -8,7 +8,8 @@ export type { ModelName };
  * The classifier on top of the backbone. 'dashboard' is what the dashboard builds (and the default):
  * ResNet `fc = Linear(in, C)`; EfficientNet-B3 `Dropout(0.3) → Linear(1536, 512) → ReLU → Dropout(0.3)
  * → Linear(512, C)`. 'torchvision' is torchvision's own head (the same for ResNets; `Dropout(0.3) →
- * Linear(1536, C)` for B3), the shape of the ImageNet checkpoints.
+ * Linear(1536, C)` for B3), the shape of the ImageNet checkpoints. A model the dashboard does not
+ * load (no `dashboard` entry) has torchvision's head under either name.
  */
 export type HeadKind = 'dashboard' | 'torchvision';
 
@@ -83,6 +84,11 @@ export interface ModelEntryOf<Name extends string> {
    * (numbers numerically, names by this table) gives torchvision's state-dict key order.
    */
   moduleOrder: readonly string[];
+  /**
+   * An older spelling of state-dict keys in the published checkpoints, mapped to today's (DenseNet's
+   * 'norm.1' → 'norm1'); applied to every key read. Absent: keys are read as they are.
+   */
+  renameCheckpointKey?(key: string): string;
 }
 
 /** A registered model's entry. */

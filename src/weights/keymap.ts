@@ -9,6 +9,11 @@
  *   depthwise  torch [c, 1, kh, kw]     ↔ tfjs [kh, kw, c, 1]
  *   linear     torch [out, in]          ↔ tfjs [in, out]
  *   BatchNorm  weight, bias, running_mean, running_var (1-D, unchanged), num_batches_tracked (int64 scalar)
+ *   LayerNorm  weight, bias (1-D, unchanged)
+ *
+ * and one rule for a parameter torchvision hangs on a block itself rather than on a child module
+ * (ConvNeXt's `layer_scale`, [C, 1, 1]): it lives in a one-weight layer named `<block>.<parameter>`,
+ * and that name is the key.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
@@ -16,7 +21,7 @@ import { UserError } from '../util/index.js';
 import { getModel, type ModelEntry, type ModelName } from '../models/index.js';
 import { numel, type StateDict, type StateTensor } from './types.js';
 
-type Layout = 'conv' | 'depthwise' | 'linear' | 'vector' | 'count';
+type Layout = 'conv' | 'depthwise' | 'linear' | 'vector' | 'count' | 'channelScale';
 
 /** One state-dict entry of a model: where its value lives and how its layout differs. */
 export interface WeightSlot {
@@ -46,7 +51,21 @@ const paramMaps: Record<string, Record<string, [string, Layout]>> = {
     moving_mean: ['running_mean', 'vector'],
     moving_variance: ['running_var', 'vector'],
   },
+  TorchLayerNorm: { gamma: ['weight', 'vector'], beta: ['bias', 'vector'] },
+  LayerNormalization: { gamma: ['weight', 'vector'], beta: ['bias', 'vector'] },
 };
+
+/**
+ * Block parameters by the last segment of their layer's name, whatever the layer's class (the training
+ * build's LayerScale keeps [C]; the portable build's 1×1 depthwise conv [1, 1, C, 1]: the same C values).
+ */
+const bareParameters: Record<string, { torchShape(channels: number): number[] }> = {
+  layer_scale: { torchShape: (channels) => [channels, 1, 1] },
+};
+
+function bareParameterOf(layerName: string) {
+  return bareParameters[layerName.slice(layerName.lastIndexOf('.') + 1)];
+}
 
 /** Parameter order inside one torch module, as its state_dict lists them. */
 const paramOrder = ['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked'];
@@ -83,6 +102,14 @@ export function weightSlots(model: tfl.LayersModel, entry: ModelEntry): WeightSl
   layers.sort((a, b) => compareModulePaths(entry.moduleOrder)(a.name, b.name));
   const slots: WeightSlot[] = [];
   for (const layer of layers) {
+    const bare = bareParameterOf(layer.name);
+    if (bare !== undefined) {
+      if (layer.weights.length !== 1) throw new Error(`${layer.name}: a block parameter's layer must hold exactly one weight`);
+      const variable = layer.weights[0]!;
+      const channels = (variable.shape as number[]).reduce((a, b) => a * b, 1);
+      slots.push({ key: layer.name, layerName: layer.name, layout: 'channelScale', variable, torchShape: bare.torchShape(channels) });
+      continue;
+    }
     const className = layer.getClassName();
     const params = paramMaps[className];
     if (params === undefined) throw new Error(`${layer.name}: no torchvision mapping for a ${className} layer`);
@@ -199,6 +226,8 @@ export function loadStateDict(model: tfl.LayersModel, name: ModelName, dict: Sta
   const slots = weightSlots(model, entry);
   const isHead = (key: string) => key.startsWith(`${entry.classifierName}.`);
   const expected = new Set(slots.map((slot) => slot.key));
+  const rename = entry.renameCheckpointKey;
+  if (rename !== undefined) dict = new Map([...dict].map(([key, tensor]) => [rename(key), tensor]));
 
   const missing: string[] = [];
   const mismatched: string[] = [];
@@ -242,7 +271,7 @@ export function loadStateDict(model: tfl.LayersModel, name: ModelName, dict: Sta
     if (details.length > 0) problems.push(`mis-shaped keys: ${listKeys(details, 4)}`);
     const headHint =
       !options.allowHeadSwap && [...missing, ...mismatched, ...unexpected].some(isHead)
-        ? ` (the classifier '${entry.classifierName}' differs: to fine-tune from a checkpoint with another head, allow a head swap)`
+        ? ` (the classifier '${entry.classifierName}' differs: to allow a head swap, fine-tune from these weights with \`osteo train --pretrained FILE\`, which replaces the head with a fresh 3-class one; predict, eval and export need weights with a 3-class head)`
         : '';
     throw new UserError(`these weights do not fit ${name}: ${problems.join('; ')}${headHint}`);
   }

@@ -122,6 +122,7 @@ const depthwiseCases: DepthwiseCase[] = [
   { n: 1, h: 75, w: 75, c: 8, m: 1, k: 3, s: 1, d: 1, pad: 'same' }, // a long reduction (5,625 terms per tap), SIMD
   { n: 2, h: 13, w: 11, c: 12, m: 1, k: 5, s: 1, d: 1, pad: 'same' }, // 5×5 stride 1, SIMD
   { n: 2, h: 9, w: 9, c: 8, m: 1, k: 3, s: 1, d: 1, pad: 'valid' }, // valid, SIMD
+  { n: 2, h: 14, w: 13, c: 12, m: 1, k: 7, s: 1, d: 1, pad: 'same' }, // ConvNeXt's 7×7 stride 1, SIMD
   { n: 2, h: 13, w: 13, c: 8, m: 1, k: 3, s: 2, d: 1, pad: [[0, 0], [1, 1], [1, 1], [0, 0]] }, // stride 2, channels of 4: XNNPACK correlation
 ];
 
@@ -162,6 +163,21 @@ test('DepthwiseConv2dNative backprop (filter and input) match the cpu backend', 
     const spreadInput = await runOn('cpu', tf.DepthwiseConv2dNativeBackpropInput, { dy, filter: { data: spreadFilter, shape: spreadShape } }, { ...spreadAttrs, inputShape: xShape });
     assertClose(wasmInputGrad, spreadInput, `input ${label}`);
   }
+  await tf.setBackend('wasm');
+});
+
+test("wasm's own AvgPoolGrad (DenseNet's transitions) and Erf (ConvNeXt's GELU) match the cpu backend", async () => {
+  const next = rng(23);
+  for (const [h, w] of [[8, 8], [9, 7], [57, 56]] as const) {
+    const xShape: Shape4 = [2, h, w, 6];
+    const dyShape: Shape4 = [2, Math.floor(h / 2), Math.floor(w / 2), 6];
+    const input = { data: randomArray(xShape.reduce((a, b) => a * b, 1), next), shape: xShape };
+    const dy = { data: randomArray(dyShape.reduce((a, b) => a * b, 1), next), shape: dyShape };
+    const attrs = { filterSize: [2, 2], strides: [2, 2], pad: 'valid' };
+    assertClose(await runOn('wasm', tf.AvgPoolGrad, { dy, input }, attrs), await runOn('cpu', tf.AvgPoolGrad, { dy, input }, attrs), `AvgPoolGrad ${h}×${w}`);
+  }
+  const x = { data: Float32Array.from(randomArray(4096, next), (v) => 4 * v), shape: [4096] };
+  assertClose(await runOn('wasm', tf.Erf, { x }, {}), await runOn('cpu', tf.Erf, { x }, {}), 'Erf');
   await tf.setBackend('wasm');
 });
 

@@ -36,6 +36,22 @@ const torchvisionTransforms: Record<string, { crop: number; resize: number }> = 
   resnet18: { crop: 224, resize: 256 },
   resnet50: { crop: 224, resize: 256 },
   efficientnet_b3: { crop: 300, resize: 320 },
+  densenet121: { crop: 224, resize: 256 },
+  efficientnet_b0: { crop: 224, resize: 256 },
+  convnext_tiny: { crop: 224, resize: 236 },
+};
+
+/**
+ * The stem conv's initial standard deviation in torchvision's code, kernel [k, k, in, out]: ResNet and
+ * EfficientNet kaiming_normal_(fan_out), DenseNet kaiming_normal_ (fan_in), ConvNeXt trunc_normal_(0.02).
+ */
+const stemStd: Record<string, (k: number, inChannels: number, out: number) => number> = {
+  resnet18: (k, _, out) => Math.sqrt(2 / (out * k * k)),
+  resnet50: (k, _, out) => Math.sqrt(2 / (out * k * k)),
+  efficientnet_b3: (k, _, out) => Math.sqrt(2 / (out * k * k)),
+  efficientnet_b0: (k, _, out) => Math.sqrt(2 / (out * k * k)),
+  densenet121: (k, inChannels) => Math.sqrt(2 / (inChannels * k * k)),
+  convnext_tiny: () => 0.02,
 };
 
 const batch = () => tf.randomNormal([2, size, size, 3], 0, 1, 'float32', 42) as tf.Tensor4D;
@@ -59,15 +75,17 @@ test.before(async () => {
   await useBackend('wasm');
 });
 
-test('the registry holds the three models; unknown names list the valid ones; duplicates throw', () => {
-  assert.equal(listModels().map((m) => m.name), ['resnet18', 'resnet50', 'efficientnet_b3']);
-  assert.equal(modelNames(), ['resnet18', 'resnet50', 'efficientnet_b3'], 'ModelName and help texts read the same list');
+const registered = ['resnet18', 'resnet50', 'efficientnet_b3', 'densenet121', 'efficientnet_b0', 'convnext_tiny'];
+
+test('the registry holds the six models; unknown names list the valid ones; duplicates throw', () => {
+  assert.equal(listModels().map((m) => m.name), registered);
+  assert.equal(modelNames(), registered, 'ModelName and help texts read the same list');
   try {
     getModel('vgg16');
     assert.unreachable();
   } catch (error) {
     assert.instance(error, UserError);
-    assert.match((error as Error).message, "unknown model 'vgg16': choose one of resnet18, resnet50, efficientnet_b3");
+    assert.match((error as Error).message, `unknown model 'vgg16': choose one of ${registered.join(', ')}`);
   }
   const registry = new ModelRegistry();
   registry.register(getModel('resnet18'));
@@ -94,6 +112,23 @@ test("EfficientNet-B3's stage table follows torchvision's width/depth rounding",
   assert.equal([32, 16, 24, 40, 80, 112, 192, 320].map((c) => adjustChannels(c, widthMult)), [40, 24, 32, 48, 96, 136, 232, 384]);
   assert.equal([1, 2, 2, 3, 3, 4, 1].map((n) => adjustDepth(n, depthMult)), [2, 3, 3, 5, 5, 6, 2]);
   assert.equal([32, 16, 24].map((c) => adjustChannels(c, 1)), [32, 16, 24], 'B0 is the table itself');
+  assert.equal(efficientnetTable.efficientnet_b0, { widthMult: 1, depthMult: 1, dropout: 0.2, crop: 224, resize: 256 }, "torchvision's B0 row");
+});
+
+test('only the models the dashboard loads build a dashboard head; the others build torchvision\'s under either name', () => {
+  for (const entry of listModels()) {
+    const dashboard = entry.build({ imageSize: size, initialize: false });
+    const torchvision = entry.build({ imageSize: size, initialize: false, head: 'torchvision' });
+    const denseLayers = (m: tfl.LayersModel) => m.layers.filter((l) => l.getClassName() === 'Dense' && l.name.startsWith(entry.classifierName)).length;
+    try {
+      if (entry.dashboard === undefined) assert.is(denseLayers(dashboard), denseLayers(torchvision), entry.name);
+      if (entry.name === 'efficientnet_b3') assert.is(denseLayers(dashboard), 2);
+      if (entry.name === 'efficientnet_b0') assert.equal(dashboard.getLayer('classifier.1').outputShape, [null, 3], 'Dropout(0.2) + Linear(1280, 3)');
+    } finally {
+      dashboard.dispose();
+      torchvision.dispose();
+    }
+  }
 });
 
 for (const entry of listModels()) {
@@ -214,10 +249,10 @@ for (const entry of listModels()) {
       const w = firstConv(a).dataSync() as Float32Array;
       assert.equal(w, firstConv(b).dataSync() as Float32Array);
       assert.not.equal(Array.from(w), Array.from(firstConv(c).dataSync()));
-      // Kaiming-normal fan_out: the stem conv's std is sqrt(2 / (out · k · k)), kernel [k, k, in, out].
-      const [k, , , out] = firstConv(a).shape as [number, number, number, number];
+      // The stem conv's spread is torchvision's init for this architecture (stemStd above).
+      const [k, , inChannels, out] = firstConv(a).shape as [number, number, number, number];
       const std = Math.sqrt(w.reduce((s, v) => s + v * v, 0) / w.length);
-      assert.ok(Math.abs(std / Math.sqrt(2 / (out * k * k)) - 1) < 0.1, `stem std ${std}`);
+      assert.ok(Math.abs(std / stemStd[entry.name]!(k, inChannels, out) - 1) < 0.1, `stem std ${std}`);
     } finally {
       [a, b, c].forEach((m) => m.dispose());
     }
@@ -237,7 +272,7 @@ for (const entry of listModels()) {
 
       loadStateDict(portable, entry.name, modelToStateDict(model, entry.name));
       const stock = new Set(JSON.stringify(portable.toJSON(null, false)).match(/"class_name":"[A-Za-z0-9]+"/g));
-      for (const custom of ['TorchBatchNorm', 'SeededDropout', 'StochasticDepth']) assert.not.ok(stock.has(`"class_name":"${custom}"`), custom);
+      for (const custom of ['TorchBatchNorm', 'TorchLayerNorm', 'LayerScale', 'SeededDropout', 'StochasticDepth']) assert.not.ok(stock.has(`"class_name":"${custom}"`), custom);
       const portableLogits = predict(portable, x);
       expected.forEach((v, i) => assert.ok(Math.abs(v - portableLogits[i]!) < 1e-5, `logit ${i}`));
     } finally {

@@ -190,6 +190,49 @@ test('num_batches_tracked may be absent (older checkpoints) and then reads as 0'
   }
 });
 
+test("ConvNeXt: layer_scale is the block's own [C, 1, 1] key, LayerNorms map to weight/bias, and the portable build reads the same dict", () => {
+  const convnext = getModel('convnext_tiny');
+  const model = convnext.build({ imageSize: 32, seed: 2 });
+  const portable = convnext.build({ imageSize: 32, portable: true, initialize: false });
+  try {
+    const dict = modelToStateDict(model, convnext.name);
+    const keys = [...dict.keys()];
+    assert.equal(keys.slice(0, 4), ['features.0.0.weight', 'features.0.0.bias', 'features.0.1.weight', 'features.0.1.bias']);
+    // torch lists a module's own parameters before its children's.
+    assert.equal(keys.slice(4, 7), ['features.1.0.layer_scale', 'features.1.0.block.0.weight', 'features.1.0.block.0.bias']);
+    assert.equal(dict.get('features.1.0.layer_scale')!.shape, [96, 1, 1]);
+    assert.ok((dict.get('features.1.0.layer_scale')!.data as Float32Array).every((v) => Math.abs(v - 1e-6) < 1e-12), 'starts at 1e-6');
+    assert.equal(dict.get('features.1.0.block.3.weight')!.shape, [384, 96], 'Linear(96, 384) in torch layout');
+    assert.equal(dict.get('features.1.0.block.0.weight')!.shape, [96, 1, 7, 7], 'depthwise 7×7');
+    const report = loadStateDict(portable, convnext.name, dict);
+    assert.is(report.loaded.length, dict.size);
+    assert.equal([...modelToStateDict(portable, convnext.name)].map(([k, t]) => [k, t.shape]), [...dict].map(([k, t]) => [k, t.shape]));
+  } finally {
+    model.dispose();
+    portable.dispose();
+  }
+});
+
+test("DenseNet: torchvision's checkpoints' old 'norm.1'-style keys are read as torchvision's loader rewrites them", () => {
+  const densenet = getModel('densenet121');
+  const source = densenet.build({ imageSize: 32, seed: 4 });
+  const target = densenet.build({ imageSize: 32, initialize: false });
+  try {
+    const dict = modelToStateDict(source, densenet.name);
+    // As the published file is: old spelling, and no batch counters (it predates them).
+    const old: StateDict = new Map(
+      [...dict].filter(([key]) => !key.endsWith('num_batches_tracked')).map(([key, t]) => [key.replace(/(denselayer\d+\.(?:norm|conv))([12])\./, '$1.$2.'), t]),
+    );
+    assert.ok(old.has('features.denseblock1.denselayer1.norm.1.weight') && old.has('features.denseblock4.denselayer16.conv.2.weight'));
+    assert.ok(old.has('features.transition1.norm.weight'), 'transition keys never had the old spelling');
+    loadStateDict(target, densenet.name, old);
+    assert.equal(weightOf(target, 'features.denseblock2.denselayer7.conv2'), weightOf(source, 'features.denseblock2.denselayer7.conv2'));
+  } finally {
+    source.dispose();
+    target.dispose();
+  }
+});
+
 test('loading and exporting leak no tensors', () => {
   const model = resnet18.build({ imageSize: 32, seed: 1, initialize: false });
   try {
