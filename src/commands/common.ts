@@ -40,6 +40,16 @@ export function positiveInt(name: string): (value: string) => number {
   };
 }
 
+/** Parse a number ≥ 0 (a tolerance, a count of points), naming the option in the error. */
+export function nonNegativeNumber(name: string): (value: string) => number {
+  const parse = finiteNumber(name);
+  return (value: string) => {
+    const n = parse(value);
+    if (n < 0) throw new InvalidOptionValue(`${name} must be ≥ 0, got '${value}'`);
+    return n;
+  };
+}
+
 /** Parse a number option, naming the option in the error. */
 export function finiteNumber(name: string): (value: string) => number {
   return (value: string) => {

@@ -49,6 +49,7 @@ export function registerDataCommands(program: Command): void {
     .action(async (options: { dest: string; perClass: number; size: number; seed: number; duplicateRate: number; force?: boolean; json?: boolean }) => {
       const result = await synthesizePhantom(options);
       if (options.json) return printJson(result);
+      if (result.reused) return console.log(`${result.dest} already holds this phantom (same seed, size, images per class and duplicate rate): nothing to do`);
       console.log(`wrote ${result.expected.files} files to ${result.dest} in ${result.seconds.toFixed(1)} s`);
       console.log(classNames.map((name, label) => `${name} ${result.files[label]}`).join(', '));
       console.log(

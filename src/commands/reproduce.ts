@@ -4,7 +4,7 @@ import { type BackendPreference } from '../backend/index.js';
 import { byteProgress, countProgress, UserError } from '../util/index.js';
 import { protocols, reproduce, type Protocol } from '../pipeline/index.js';
 import { progressReporter } from '../train/index.js';
-import { backendOption, finiteNumber, positiveInt, printJson } from './common.js';
+import { backendOption, nonNegativeNumber, positiveInt, printJson } from './common.js';
 
 interface ReproduceFlags {
   config: string;
@@ -32,7 +32,7 @@ export function registerReproduceCommands(program: Command): void {
     .addOption(new Option('--protocol <name>', "published: each model's own random split, duplicates kept, as the seed project did; clean: one de-duplicated shared split; both").choices([...protocols]).default('both'))
     .option('--cv <k>', 'also run grouped K-fold cross-validation under the clean protocol (OUT/cv)', positiveInt('--cv'))
     .option('--fresh', 'remove the runs and reports an earlier reproduce wrote in --out and start over (default: reuse finished runs, resume interrupted ones)')
-    .option('--check <points>', 'exit non-zero when a published-protocol accuracy falls more than this many points below the published one (Kaggle data only)', finiteNumber('--check'))
+    .option('--check <points>', 'exit non-zero when a published-protocol accuracy falls more than this many points below the published one (Kaggle data only)', nonNegativeNumber('--check'))
     .option('--no-pretrained', 'train every model from random weights instead of ImageNet checkpoints (offline machines)')
     .option('--weights-dir <dir>', 'where torchvision ImageNet checkpoints are found or fetched (default checkpoints/pretrained)')
     .addOption(backendOption())

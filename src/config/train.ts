@@ -37,7 +37,7 @@ export const trainOptions = {
   microBatch: optional(positiveInt, 'images per forward/backward pass (gradient accumulation; BatchNorm statistics are per micro-batch)', {
     flag: '--micro-batch <n>',
   }),
-  imageSize: optional(z.int().min(32), "input size in pixels (default: the model's, 224 ResNets, 300 EfficientNet-B3)", { flag: '--image-size <n>' }),
+  imageSize: optional(z.int().min(32), "input size in pixels (default: the model's own, from its registry entry: 224 for most, 300 for EfficientNet-B3)", { flag: '--image-size <n>' }),
   numClasses: option(z.literal(3), 3, 'classes: Normal, Osteopenia, Osteoporosis'),
   backend: option(z.enum(backendPreferences), 'auto', 'compute backend (the OSTEO_BACKEND variable sets it too)', { flag: '--backend <name>', runtime: true }),
   workers: optional(positiveInt, 'data-parallel worker threads (default: one per core on wasm, 1 elsewhere)', { flag: '--workers <n>', runtime: true }),

@@ -25,7 +25,7 @@
  *
  * Image i of class c depends only on (seed, c, i): adding images never changes the existing ones.
  */
-import { copyFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
@@ -65,6 +65,29 @@ export interface SynthResult {
   /** Expected index findings: groups of identical decoded pixels, near-duplicate pairs, conflicts. */
   expected: { files: number; exactDuplicateGroups: number; nearDuplicateGroups: number; conflicts: number };
   seconds: number;
+  /** true: DEST already held this very phantom (same settings), and nothing was written. */
+  reused?: boolean;
+}
+
+interface PhantomDescription {
+  seed: number;
+  size: number;
+  perClass: number;
+  duplicateRate: number;
+  files: number[];
+  planted: PlantedDuplicate[];
+  expected: SynthResult['expected'];
+}
+
+/** DEST/phantom.json as synth wrote it, or undefined when it cannot be read as one. */
+async function readPhantomDescription(dest: string): Promise<PhantomDescription | undefined> {
+  try {
+    const json = JSON.parse(await readFile(join(dest, 'phantom.json'), 'utf8')) as Partial<PhantomDescription> & { generator?: string };
+    if (json.generator !== 'osteo data synth' || !Array.isArray(json.files) || !Array.isArray(json.planted) || json.expected === undefined) return undefined;
+    return { ...json, duplicateRate: json.duplicateRate ?? 0 } as PhantomDescription;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The latent bone-quality score's mean per class; its spread (σ 0.1) makes neighbours overlap. */
@@ -360,7 +383,18 @@ export async function synthesizePhantom(options: SynthOptions): Promise<SynthRes
   if (existsSync(dest) && (await readdir(dest)).length > 0) {
     const isPhantom = existsSync(join(dest, 'phantom.json'));
     if (!isPhantom) throw new UserError(`${dest} is not empty and is not an osteo phantom (no phantom.json): osteo will not replace it; choose another --dest`);
-    if (!options.force) throw new UserError(`${dest} already holds a phantom; choose another --dest, or pass --force to replace it (files osteo did not write are kept)`);
+    if (!options.force) {
+      // The same phantom again is already there (images depend only on these settings): nothing to do,
+      // so a tour or script can run synth twice; other settings would replace it, which needs --force.
+      const existing = await readPhantomDescription(dest);
+      const wanted = { seed, size, perClass, duplicateRate };
+      const differing = (Object.keys(wanted) as (keyof typeof wanted)[]).filter((key) => existing?.[key] !== wanted[key]);
+      if (existing !== undefined && differing.length === 0 && classNames.every((name) => existsSync(join(dest, name)))) {
+        return { dest, files: existing.files, distinctPerClass: perClass, planted: existing.planted, expected: existing.expected, seconds: (performance.now() - started) / 1000, reused: true };
+      }
+      const what = existing === undefined ? 'an unreadable phantom.json' : differing.map((key) => `${key} ${existing[key]} (asked ${wanted[key]})`).join(', ');
+      throw new UserError(`${dest} already holds another phantom (${what}); choose another --dest, or pass --force to replace it (files osteo did not write are kept)`);
+    }
   }
   // Build beside the destination and rename into place, like the download.
   const staging = `${dest}.osteo-partial`;

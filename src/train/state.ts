@@ -6,7 +6,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { TrainConfig } from '../config/index.js';
+import { optionEntries, trainOptions, type TrainConfig } from '../config/index.js';
 import { DataError, UserError, environmentUserError, writeJsonAtomic } from '../util/index.js';
 import { splitManifestPath } from '../data/index.js';
 import { getModel } from '../models/index.js';
@@ -112,6 +112,26 @@ async function refuseForeignConfig(file: string): Promise<void> {
   const keys = typeof json === 'object' && json !== null ? Object.keys(json) : [];
   if (!['model', 'epochs', 'optimizer', 'schedule'].every((key) => keys.includes(key))) {
     throw new UserError(`${file} is not the config of an osteo training run, so its folder is not one: choose another --out (nothing was changed)`);
+  }
+}
+
+/**
+ * A run that already holds this very training, finished: the same config in every key that shapes
+ * the result (runtime keys — where and how long it runs — aside) and `last` at or past the epochs
+ * asked for. Starting it again has nothing to do, so the same command (a tour, a script run twice)
+ * succeeds instead of refusing. Undefined when anything differs or cannot be read.
+ */
+export async function finishedRunState(config: TrainConfig, run: string): Promise<RunState | undefined> {
+  const paths = runPaths(run);
+  try {
+    const saved = JSON.parse(await readFile(paths.config, 'utf8')) as Record<string, unknown>;
+    const state = JSON.parse(await readFile(join(paths.last, 'state.json'), 'utf8')) as RunState;
+    if (state?.format !== 'osteo-train-state' || state.batch !== 0 || state.epoch < config.epochs) return undefined;
+    const runtime = new Set(optionEntries(trainOptions).filter(([, spec]) => spec.runtime).map(([key]) => key));
+    const shaping = (value: Record<string, unknown>) => JSON.stringify(Object.entries(value).filter(([key]) => !runtime.has(key)));
+    return shaping(saved) === shaping(config as unknown as Record<string, unknown>) ? state : undefined;
+  } catch {
+    return undefined;
   }
 }
 

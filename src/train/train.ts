@@ -25,7 +25,7 @@ import { saveCheckpoint, type FaultInjector, type LoadedCheckpoint, runPaths } f
 import type { BestRecord, TrainEvent, TrainStatus } from './events.js';
 import { appendEvent, curvesPng, writeMetricsCsv, type EpochMetrics } from './logs.js';
 import { learningRate, type ScheduleSpan } from './schedule.js';
-import { alreadyTrainedMessage, checkpointBytes, datasetOf, emptyPartial, freshState, holdsTraining, lockRun, openTrainingRun, type RunState, type Stage } from './state.js';
+import { alreadyTrainedMessage, checkpointBytes, datasetOf, emptyPartial, finishedRunState, freshState, holdsTraining, lockRun, openTrainingRun, type RunState, type Stage } from './state.js';
 
 export interface TrainOptions {
   /** Continue the run in config.out from its `last` checkpoint. */
@@ -99,7 +99,11 @@ export async function trainModel(config: TrainConfig, options: TrainOptions = {}
   // Everything that can refuse is checked before the run folder is made or touched: a failed start
   // leaves nothing behind, or only what the same command restarts (see openTrainingRun).
   const resume = Boolean(options.resume) && holdsTraining(run);
-  if (!options.resume && holdsTraining(run)) throw new UserError(alreadyTrainedMessage(run));
+  if (!options.resume && holdsTraining(run)) {
+    const finished = await finishedRunState(config, run);
+    if (finished === undefined) throw new UserError(alreadyTrainedMessage(run));
+    return alreadyFinished(run, finished);
+  }
   const dataDir = await datasetOf(config, run, resume);
   const data = await openData(config, dataDir);
   await checkWritableFolder(run, checkpointBytes(config));
@@ -123,6 +127,21 @@ export async function trainModel(config: TrainConfig, options: TrainOptions = {}
     await (t?.engine ?? engine)?.dispose();
     await release();
   }
+}
+
+/** The result of a run that already holds this training, finished: nothing is trained or written. */
+function alreadyFinished(run: string, state: RunState): TrainResult {
+  const best = state.best ? `best ${state.best.metric} ${state.best.value.toFixed(4)} at epoch ${state.best.epoch}` : 'no best checkpoint';
+  return {
+    status: 'completed',
+    message: `${run} already holds this run, trained to the end (${state.epoch} epochs, ${state.step} steps; ${best}): nothing to do — add --resume with more --epochs to train further, or choose another --out`,
+    run,
+    history: state.history,
+    best: state.best,
+    steps: state.step,
+    backend: 'none (nothing to train)',
+    workers: 0,
+  };
 }
 
 async function trainEpochs(t: Training): Promise<TrainResult> {

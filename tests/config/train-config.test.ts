@@ -111,6 +111,7 @@ test('a bad value is an error naming the key, where it was set and what was give
   const broken = await recipe('broken.json', '{ "model": ');
   await rejects({ configFile: broken, flags: base }, /broken\.json/, /not valid JSON/);
   await rejects({ configFile: join(dir, 'missing.json'), flags: base }, /missing\.json not found/);
+  await rejects({ configFile: dir, flags: base }, /is a folder: give the path of a \.json file/);
 });
 
 test('a key that the chosen optimizer or schedule ignores is refused only when set as late as the choice', async () => {

@@ -84,11 +84,20 @@ test('the default set (60 per class at 256 px) generates in seconds', async () =
   }
 });
 
-test('refuses to overwrite a non-empty folder without force, and bad sizes', async () => {
+test('the same phantom again is reused (nothing written); another one needs --force; bad sizes are refused', async () => {
   const dir = await tempDir();
   try {
-    await synthesizePhantom({ dest: join(dir.path, 'p'), perClass: 6, size: 32 });
-    await rejects(() => synthesizePhantom({ dest: join(dir.path, 'p'), perClass: 6, size: 32 }), (e) => e instanceof UserError && /--force/.test(e.message));
+    const first = await synthesizePhantom({ dest: join(dir.path, 'p'), perClass: 6, size: 32 });
+    const marker = join(dir.path, 'p', 'Normal', 'marker.txt');
+    await writeFile(marker, 'untouched');
+    const again = await synthesizePhantom({ dest: join(dir.path, 'p'), perClass: 6, size: 32 });
+    assert.ok(again.reused);
+    assert.equal(again.expected, first.expected);
+    assert.is(await readFile(marker, 'utf8'), 'untouched', 'a reused phantom is not rewritten');
+    await rejects(
+      () => synthesizePhantom({ dest: join(dir.path, 'p'), perClass: 7, size: 32 }),
+      (e) => e instanceof UserError && /another phantom \(perClass 6 \(asked 7\)\)/.test(e.message) && /--force/.test(e.message),
+    );
     await synthesizePhantom({ dest: join(dir.path, 'p'), perClass: 6, size: 32, force: true });
     await rejects(() => synthesizePhantom({ dest: join(dir.path, 'q'), perClass: 2 }), (e) => e instanceof UserError && /per-class/.test(e.message));
     await rejects(() => synthesizePhantom({ dest: join(dir.path, 'q'), size: 8 }), (e) => e instanceof UserError && /size/.test(e.message));

@@ -1,4 +1,5 @@
 /** The eval room's commands through the real CLI entry (in-process), as a user types them. */
+import { existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -137,6 +138,13 @@ test('--checkpoint last through the CLI, for predict and eval (on the data the p
   const evaluated = await osteo('eval', '--run', early, '--data', data, '--checkpoint', 'last', '--resamples', '20', '--json');
   assert.is(evaluated.code, 0, evaluated.stderr);
   assert.is(JSON.parse(evaluated.stdout).out, join(root, 'eval-test-early-last'));
+});
+
+test('reproduce --check refuses a negative tolerance before any work, naming the flag', async () => {
+  const { code, stderr } = await osteo('reproduce', '--check', '-1', '--out', join(root, 'never-written'));
+  assert.is(code, 1, stderr);
+  assert.match(stderr, /--check must be ≥ 0, got '-1'/);
+  assert.not.ok(existsSync(join(root, 'never-written')));
 });
 
 test.run();

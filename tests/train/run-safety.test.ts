@@ -179,8 +179,15 @@ test('killed in epoch 1 after best/ but before last/ (and a stale lock): the sam
   assert.is(events.find((e) => e.type === 'start' && e.resumed === false)?.type, 'start');
   assertSameDict(await readWeights(join(run, 'best', 'model.safetensors')), killedBest, 'the restarted epoch 1 equals the killed one');
   assert.not.ok(existsSync(runLockPath(run)));
-  // a run that holds training is still refused without --resume
-  await refused(trainModel(config), /already holds a training run: add --resume/);
+  // the same command on the finished run has nothing to do (exit 0, nothing written); any other
+  // config on a run that holds training is still refused without --resume
+  const finishedWeights = await readWeights(join(run, 'last', 'model.safetensors'));
+  const again = await trainModel(config);
+  assert.equal([again.status, again.steps], ['completed', 2]);
+  assert.match(again.message, /already holds this run, trained to the end .*nothing to do/);
+  assertSameDict(await readWeights(join(run, 'last', 'model.safetensors')), finishedWeights, 'a finished run is not retrained');
+  await refused(trainModel({ ...config, seed: config.seed + 1 }), /already holds a training run: add --resume/);
+  await refused(trainModel({ ...config, epochs: config.epochs + 1 }), /already holds a training run: add --resume/);
   // a folder whose config.json is not a training run's is not restarted (nothing in it is deleted)
   const foreign = await folder('foreign-run');
   await cp(join(run, 'best'), join(foreign, 'best'), { recursive: true });

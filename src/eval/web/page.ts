@@ -36,17 +36,24 @@ function describe(probabilities: number[], classes: string[]): ModelResult {
   return { prediction: classes[best] ?? String(best), confidence: probabilities[best]!, probabilities };
 }
 
-/** Whether `name` can run here, asked without tfjs so an absent GPU does not log initialization errors. */
-async function available(name: string): Promise<boolean> {
-  if (name === 'webgpu') {
+/**
+ * How the page asks whether each browser backend can run here — without tfjs, so an absent GPU does
+ * not log initialization errors. One record per backend; the order to try comes from metadata.json.
+ */
+const browserSupport: Readonly<Record<string, () => Promise<boolean>>> = {
+  webgpu: async () => {
     const gpu = (navigator as Navigator & { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
     return gpu !== undefined && (await gpu.requestAdapter().catch(() => null)) !== null;
-  }
-  if (name === 'webgl') {
+  },
+  webgl: async () => {
     const canvas = document.createElement('canvas');
     return (canvas.getContext('webgl2') ?? canvas.getContext('webgl')) !== null;
-  }
-  return typeof WebAssembly === 'object';
+  },
+  wasm: async () => typeof WebAssembly === 'object',
+};
+
+async function available(name: string): Promise<boolean> {
+  return (await browserSupport[name]?.()) ?? false;
 }
 
 async function chooseBackend(order: readonly string[]): Promise<string> {
