@@ -221,6 +221,22 @@ test('Tile, Sum, Mean, Identity and MaxPoolGrad match the cpu backend', async ()
   await tf.setBackend('wasm');
 });
 
+test('BatchMatMul with transposed operands (every Dense gradient) matches the cpu backend', async () => {
+  const next = rng(31);
+  const input = (shape: number[]) => ({ data: randomArray(shape.reduce((a, b) => a * b, 1), next), shape });
+  const compare = async (a: number[], b: number[], transposeA: boolean, transposeB: boolean) => {
+    const inputs = { a: input(a), b: input(b) };
+    const attrs = { transposeA, transposeB };
+    assertClose(await runOn('wasm', tf.BatchMatMul, inputs, attrs), await runOn('cpu', tf.BatchMatMul, inputs, attrs), `BatchMatMul ${a}·${b} ${JSON.stringify(attrs)}`);
+  };
+  await compare([1, 70, 37], [1, 70, 45], true, false); // xᵀ·dy: a Dense kernel's gradient
+  await compare([1, 70, 45], [1, 37, 45], false, true); // dy·Wᵀ: a Dense input's gradient
+  await compare([1, 33, 19], [1, 40, 33], true, true);
+  await compare([1, 9, 13], [1, 13, 6], false, false); // untransposed: the built-in
+  await compare([3, 9, 13], [3, 9, 6], true, false); // batched: the built-in
+  await tf.setBackend('wasm');
+});
+
 test('Identity shares its input buffer, and the buffer lives until both tensors are gone', async () => {
   await tf.setBackend('wasm');
   const backend = tf.backend() as unknown as { numDataIds(): number };

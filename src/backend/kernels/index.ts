@@ -13,6 +13,7 @@ import {
 } from './conv-grad.js';
 import { batchNormBackwardKernel, batchNormBackwardWasm, batchNormForwardKernel, batchNormForwardWasm } from './batch-norm.js';
 import { cast, identity, maxPoolGrad, mean, sum, tile, type Fallback } from './fast-ops.js';
+import { batchMatMul } from './matmul.js';
 
 type Replacement = (args: never, fallback: Fallback) => unknown;
 
@@ -27,6 +28,7 @@ const kernels: Array<{ kernelName: string; kernelFunc: Replacement }> = [
   { kernelName: tf.Sum, kernelFunc: sum },
   { kernelName: tf.Mean, kernelFunc: mean },
   { kernelName: tf.MaxPoolGrad, kernelFunc: maxPoolGrad },
+  { kernelName: tf.BatchMatMul, kernelFunc: batchMatMul },
   { kernelName: batchNormForwardKernel, kernelFunc: batchNormForwardWasm },
   { kernelName: batchNormBackwardKernel, kernelFunc: batchNormBackwardWasm },
 ];
