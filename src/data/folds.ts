@@ -10,10 +10,10 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readlink, rm, symlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { createRng, deriveSeed, shuffleInPlace, UserError } from '../util/index.js';
-import { classNames, numClasses } from './classes.js';
+import { createRng, shuffleInPlace, UserError } from '../util/index.js';
+import { classNames } from './classes.js';
 import { writeCsvAtomic, type IndexRow } from './indexer.js';
-import { assignSplits, splitManifestPath, type ManifestRow, type Split } from './split.js';
+import { assignSplits, shuffledGroupsByClass, splitManifestPath, type ManifestRow, type Split } from './split.js';
 
 export interface FoldRow {
   path: string;
@@ -29,18 +29,11 @@ export interface FoldRow {
  */
 export function assignFolds(rows: readonly IndexRow[], folds: number, seed: number): FoldRow[] {
   if (!Number.isInteger(folds) || folds < 2) throw new UserError(`cross-validation needs at least 2 folds, got ${folds}`);
-  const groups = new Map<string, IndexRow[]>();
-  for (const row of rows) if (row.use) groups.set(row.group, [...(groups.get(row.group) ?? []), row]);
   const foldOf = new Map<string, number>();
-  for (let label = 0; label < numClasses; label++) {
-    const classGroups = [...groups.entries()]
-      .filter(([, members]) => members[0]!.label === label)
-      .map(([group, members]) => ({ group, size: members.length }))
-      .sort((a, b) => (a.group < b.group ? -1 : 1));
+  for (const [label, classGroups] of shuffledGroupsByClass(rows, seed).entries()) {
     if (classGroups.length > 0 && classGroups.length < folds) {
       throw new UserError(`class ${label} has ${classGroups.length} distinct image groups, fewer than --folds ${folds}: every fold needs each class`);
     }
-    shuffleInPlace(classGroups, createRng(deriveSeed(seed, label)));
     // A stable sort keeps the shuffled order among groups of one size.
     classGroups.sort((a, b) => b.size - a.size);
     const filled = new Array<number>(folds).fill(0);

@@ -99,20 +99,34 @@ async function loadIndex(dataDir: string, conflicts: ConflictPolicy | undefined)
 }
 
 /**
+ * Each class's duplicate groups among the rows in use, with their sizes, in name order shuffled by
+ * (seed, class): the order in which the split and the cross-validation folds deal whole groups, so
+ * no group ever straddles two splits or two folds.
+ */
+export function shuffledGroupsByClass(rows: readonly IndexRow[], seed: number): { group: string; size: number }[][] {
+  const groups = new Map<string, { label: number; size: number }>();
+  for (const row of rows) {
+    if (!row.use) continue;
+    const seen = groups.get(row.group);
+    groups.set(row.group, { label: seen?.label ?? row.label, size: (seen?.size ?? 0) + 1 });
+  }
+  return Array.from({ length: numClasses }, (_, label) => {
+    const classGroups = [...groups.entries()]
+      .filter(([, group]) => group.label === label)
+      .map(([group, { size }]) => ({ group, size }))
+      .sort((a, b) => (a.group < b.group ? -1 : 1));
+    return shuffleInPlace(classGroups, createRng(deriveSeed(seed, label)));
+  });
+}
+
+/**
  * Assign duplicate groups to splits, stratified by class (a group's class is its first label; under
  * --conflicts keep a group may carry two). Pure: same rows and seed, same assignment.
  */
 export function assignSplits(rows: IndexRow[], fractions: { val: number; test: number }, seed: number): ManifestRow[] {
   const used = rows.filter((row) => row.use);
-  const groups = new Map<string, IndexRow[]>();
-  for (const row of used) groups.set(row.group, [...(groups.get(row.group) ?? []), row]);
   const splitOf = new Map<string, Split>();
-  for (let label = 0; label < numClasses; label++) {
-    const classGroups = [...groups.entries()]
-      .filter(([, members]) => members[0]!.label === label)
-      .map(([group, members]) => ({ group, size: members.length }))
-      .sort((a, b) => (a.group < b.group ? -1 : 1));
-    shuffleInPlace(classGroups, createRng(deriveSeed(seed, label)));
+  for (const classGroups of shuffledGroupsByClass(used, seed)) {
     const total = classGroups.reduce((sum, g) => sum + g.size, 0);
     const target = { test: Math.round(total * fractions.test), val: Math.round(total * fractions.val) };
     const filled = { test: 0, val: 0 };

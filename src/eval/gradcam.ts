@@ -11,6 +11,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import sharp from 'sharp';
 import { centerCropBox, resizedShape, type EvalTransform, type RgbImage } from '../data/index.js';
 import { UserError } from '../util/index.js';
+import { heatColor } from './web/heat.js';
 
 interface CamSplit {
   features: tfl.LayersModel;
@@ -93,26 +94,8 @@ export function gradCam(model: tfl.LayersModel, layerName: string, image: Float3
   }
 }
 
-/** A perceptual blue → cyan → yellow → red ramp (a compact "turbo"-like colour map), t in [0,1]. */
-export function heatColor(t: number): [number, number, number] {
-  const stops: [number, [number, number, number]][] = [
-    [0, [48, 18, 59]],
-    [0.25, [40, 140, 235]],
-    [0.5, [60, 220, 120]],
-    [0.75, [250, 190, 40]],
-    [1, [180, 20, 10]],
-  ];
-  const v = Math.min(1, Math.max(0, t));
-  for (let i = 1; i < stops.length; i++) {
-    const [t1, c1] = stops[i]!;
-    const [t0, c0] = stops[i - 1]!;
-    if (v <= t1) {
-      const f = (v - t0) / (t1 - t0);
-      return [0, 1, 2].map((k) => Math.round(c0[k]! + f * (c1[k]! - c0[k]!))) as [number, number, number];
-    }
-  }
-  return stops[stops.length - 1]![1];
-}
+/** The colour ramp, shared with the browser page (web/heat.ts has no imports, so the page bundles it as is). */
+export { heatColor };
 
 /** The map bilinearly upsampled to width×height (half-pixel centres, as cv2.resize / torch align_corners=False). */
 export function upsampleMap(result: GradCamResult, width: number, height = width): Float32Array {

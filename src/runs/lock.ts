@@ -6,7 +6,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { UserError, createFileExclusive } from '../util/index.js';
+import { UserError, createFileExclusive, processAlive } from '../util/index.js';
 
 export interface RunLockOwner {
   pid: number;
@@ -16,16 +16,6 @@ export interface RunLockOwner {
 
 export function runLockPath(run: string): string {
   return join(run, '.lock');
-}
-
-/** Whether a process with this pid exists here (EPERM: it exists but belongs to another user). */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function readOwner(file: string): Promise<RunLockOwner | undefined> {

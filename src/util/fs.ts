@@ -162,7 +162,8 @@ export async function replaceFolder(target: string, fill: (staging: string) => P
   }
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process with this pid exists here (EPERM: it exists but belongs to another user). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -183,7 +184,7 @@ export async function recoverStagedFolder(target: string): Promise<void> {
   const entries = await readdir(parent).catch(() => [] as string[]);
   for (const entry of entries) {
     const match = entry.startsWith(prefix) ? /^(staging|old)-(\d+)-/.exec(entry.slice(prefix.length)) : null;
-    if (match === null || isAlive(Number(match[2]))) continue;
+    if (match === null || processAlive(Number(match[2]))) continue;
     const path = join(parent, entry);
     if (match[1] === 'old' && !existsSync(target)) await rename(path, target);
     else await rm(path, { recursive: true, force: true });

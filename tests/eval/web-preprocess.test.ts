@@ -84,8 +84,14 @@ test('rgbaToRgb drops alpha, as sharp’s removeAlpha', () => {
   assert.equal(Array.from(page.rgbaToRgb(rgba, 2, 1).data), [1, 2, 3, 5, 6, 7]);
 });
 
-test('the page’s Grad-CAM colours are the PNG overlay’s', () => {
-  for (let t = -0.1; t <= 1.1; t += 0.01) assert.equal(pageHeatColor(t), heatColor(t), String(t));
+test('the Grad-CAM colour ramp (one function for the page and the PNG overlays): its stops, linear between them, clamped outside [0, 1]', () => {
+  assert.is(pageHeatColor, heatColor, 'the overlay and the page share one ramp');
+  assert.equal(heatColor(0), [48, 18, 59]);
+  assert.equal(heatColor(0.5), [60, 220, 120]);
+  assert.equal(heatColor(1), [180, 20, 10]);
+  assert.equal(heatColor(0.125), [44, 79, 147]); // halfway between the first two stops, rounded
+  assert.equal(heatColor(-0.1), heatColor(0));
+  assert.equal(heatColor(1.1), heatColor(1));
 });
 
 test.run();

@@ -1,6 +1,6 @@
 /** The Grad-CAM colour ramp of the page (pure, so the web test can import it in Node). */
 
-/** The colour ramp of src/eval/gradcam.ts's heatColor (blue → cyan → green → yellow → red); the web test checks they agree. */
+/** A perceptual blue → cyan → green → yellow → red ramp (a compact "turbo"-like colour map), t in [0,1]: Grad-CAM overlays in Node (gradcam.ts) and in the page. */
 export function heatColor(t: number): [number, number, number] {
   const stops: [number, [number, number, number]][] = [
     [0, [48, 18, 59]],
