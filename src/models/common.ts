@@ -88,6 +88,15 @@ export function seedModelRandomness(model: tfl.LayersModel, seed: number): void 
   for (const layer of model.layers) if (isSeededLayer(layer)) layer.reseed(seed);
 }
 
+/**
+ * An entry's preprocessing facts, from its torchvision weights' eval transform: the default input
+ * is `crop`, taken from the image resized so its shorter side is `resize`; other sizes keep the ratio.
+ */
+export function preprocessingFacts(crop: number, resize: number): Pick<ModelEntryOf<string>, 'defaultImageSize' | 'cropFraction' | 'transform'> {
+  const cropFraction = crop / resize;
+  return { defaultImageSize: crop, cropFraction, transform: (imageSize = crop) => evalTransform(imageSize, cropFraction) };
+}
+
 /** torchvision's eval transform for a crop size: resize the shorter side to round(crop / cropFraction). */
 export function evalTransform(crop: number, cropFraction: number): EvalTransform {
   if (!Number.isInteger(crop) || crop < minImageSize) throw new UserError(`image size must be an integer ≥ ${minImageSize}, got ${crop}`);

@@ -23,7 +23,7 @@ import {
   type BuildContext,
   type Symbolic,
 } from './blocks.js';
-import { buildContext, evalTransform, finishModel, imageInput, resolveOptions } from './common.js';
+import { buildContext, preprocessingFacts, finishModel, imageInput, resolveOptions } from './common.js';
 import type { ModelBuildOptions, ModelEntryOf } from './types.js';
 
 /** torchvision's CNBlockConfig: the stage's width, the next stage's (null after the last), its blocks. */
@@ -121,10 +121,8 @@ function convnextEntry<Name extends keyof typeof convnextTable>(name: Name, fact
   const entry: ModelEntryOf<Name> = {
     name,
     build: (options) => buildConvNeXt(entry, config, options),
-    defaultImageSize: 224,
     // torchvision's ConvNeXt weights: crop 224 from a 236 resize.
-    cropFraction: 224 / 236,
-    transform: (imageSize = 224) => evalTransform(imageSize, 224 / 236),
+    ...preprocessingFacts(224, 236),
     stages,
     classifierName: 'classifier',
     recipe: `${name}.json`,

@@ -21,7 +21,7 @@ import {
   type BuildContext,
   type Symbolic,
 } from './blocks.js';
-import { buildContext, evalTransform, finishModel, imageInput, resolveOptions } from './common.js';
+import { buildContext, preprocessingFacts, finishModel, imageInput, resolveOptions } from './common.js';
 import type { ModelBuildOptions, ModelEntryOf } from './types.js';
 
 interface DenseNetConfig {
@@ -144,9 +144,7 @@ function densenetEntry<Name extends keyof typeof densenetTable>(name: Name, fact
   const entry: ModelEntryOf<Name> = {
     name,
     build: (options) => buildDenseNet(entry, config, options),
-    defaultImageSize: 224,
-    cropFraction: 224 / 256,
-    transform: (imageSize = 224) => evalTransform(imageSize, 224 / 256),
+    ...preprocessingFacts(224, 256),
     stages,
     classifierName: 'classifier',
     recipe: `${name}.json`,

@@ -22,7 +22,7 @@ import {
   type BuildContext,
   type Symbolic,
 } from './blocks.js';
-import { buildContext, evalTransform, finishModel, imageInput, resolveOptions } from './common.js';
+import { buildContext, preprocessingFacts, finishModel, imageInput, resolveOptions } from './common.js';
 import type { ModelBuildOptions, ModelEntryOf } from './types.js';
 
 /** One row of the EfficientNet paper's Table 1 (torchvision's MBConvConfig before scaling). */
@@ -203,9 +203,7 @@ function efficientnetEntry<Name extends keyof typeof efficientnetTable>(name: Na
   const entry: ModelEntryOf<Name> = {
     name,
     build: (options) => buildEfficientNet(entry, config, options),
-    defaultImageSize: config.crop,
-    cropFraction: config.crop / config.resize,
-    transform: (imageSize = config.crop) => evalTransform(imageSize, config.crop / config.resize),
+    ...preprocessingFacts(config.crop, config.resize),
     stages,
     classifierName: 'classifier',
     recipe: `${name}.json`,

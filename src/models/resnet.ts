@@ -14,7 +14,7 @@ import {
   type BuildContext,
   type Symbolic,
 } from './blocks.js';
-import { buildContext, evalTransform, finishModel, imageInput, resolveOptions, stageByFirstSegment } from './common.js';
+import { buildContext, preprocessingFacts, finishModel, imageInput, resolveOptions, stageByFirstSegment } from './common.js';
 import type { ModelBuildOptions, ModelEntryOf, PretrainedCheckpoint } from './types.js';
 
 type BlockKind = 'basic' | 'bottleneck';
@@ -116,9 +116,7 @@ function resnetEntry<Name extends keyof typeof resnetTable>(name: Name, facts: V
   const entry: ModelEntryOf<Name> = {
     name,
     build: (options) => buildResNet(entry, config, options),
-    defaultImageSize: 224,
-    cropFraction: 224 / 256,
-    transform: (imageSize = 224) => evalTransform(imageSize, 224 / 256),
+    ...preprocessingFacts(224, 256),
     stages,
     classifierName: 'fc',
     pretrained: config.pretrained,
