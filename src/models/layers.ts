@@ -47,6 +47,14 @@ export interface TorchBatchNormArgs extends LayerArgs {
   momentum: number;
 }
 
+/** The channel count (last axis) of a per-channel layer's input; the layers here need it known. */
+function channelsOf(layerName: string, inputShape: Shape | Shape[]): number {
+  const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
+  const channels = shape[shape.length - 1];
+  if (channels == null) throw new Error(`${layerName}: the channel dimension must be known`);
+  return channels;
+}
+
 /** BatchNorm over the last (channel) axis with PyTorch's training semantics; see the file comment. */
 export class TorchBatchNorm extends tfl.layers.Layer {
   static className = 'TorchBatchNorm';
@@ -68,9 +76,7 @@ export class TorchBatchNorm extends tfl.layers.Layer {
   }
 
   override build(inputShape: Shape | Shape[]): void {
-    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
-    const channels = shape[shape.length - 1];
-    if (channels == null) throw new Error(`${this.name}: the channel dimension must be known`);
+    const channels = channelsOf(this.name, inputShape);
     const ones = tfl.initializers.ones();
     const zeros = tfl.initializers.zeros();
     this.gamma = this.addWeight('gamma', [channels], 'float32', ones, undefined, true);
@@ -199,9 +205,7 @@ export class TorchLayerNorm extends tfl.layers.Layer {
   }
 
   override build(inputShape: Shape | Shape[]): void {
-    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
-    const channels = shape[shape.length - 1];
-    if (channels == null) throw new Error(`${this.name}: the channel dimension must be known`);
+    const channels = channelsOf(this.name, inputShape);
     this.gamma = this.addWeight('gamma', [channels], 'float32', tfl.initializers.ones(), undefined, true);
     this.beta = this.addWeight('beta', [channels], 'float32', tfl.initializers.zeros(), undefined, true);
     this.built = true;
@@ -253,9 +257,7 @@ export class LayerScale extends tfl.layers.Layer {
   }
 
   override build(inputShape: Shape | Shape[]): void {
-    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
-    const channels = shape[shape.length - 1];
-    if (channels == null) throw new Error(`${this.name}: the channel dimension must be known`);
+    const channels = channelsOf(this.name, inputShape);
     const init = tfl.initializers.constant({ value: this.initialValue });
     this.scale = this.addWeight('layer_scale', [channels], 'float32', init, undefined, true);
     this.built = true;

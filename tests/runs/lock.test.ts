@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { acquireRunLock, runLockPath } from '../../src/runs/index.js';
-import { UserError } from '../../src/util/index.js';
+import { refusal } from '../helpers/refusal.js';
 
 let run: string;
 test.before.each(async () => {
@@ -18,16 +18,6 @@ test.after.each(async () => {
   await rm(run, { recursive: true, force: true });
 });
 
-async function refusal(work: Promise<unknown>): Promise<string> {
-  try {
-    await work;
-  } catch (error) {
-    assert.instance(error, UserError, `expected a UserError, got ${(error as Error).stack}`);
-    return (error as Error).message;
-  }
-  assert.unreachable('expected a refusal');
-  return '';
-}
 
 const lockOf = (pid: number, host = hostname()) => JSON.stringify({ pid, host, started: '2026-01-01T00:00:00.000Z' });
 

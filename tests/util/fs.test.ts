@@ -5,8 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UserError, checkWritableFolder, createFileExclusive, recoverStagedFolder, replaceFolder, type StatFs } from '../../src/util/index.js';
+import { checkWritableFolder, createFileExclusive, recoverStagedFolder, replaceFolder, type StatFs } from '../../src/util/index.js';
 import { mkdir, rename } from 'node:fs/promises';
+import { refusal } from '../helpers/refusal.js';
 
 let dir: string;
 test.before.each(async () => {
@@ -16,16 +17,6 @@ test.after.each(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function refusal(work: Promise<unknown>): Promise<string> {
-  try {
-    await work;
-  } catch (error) {
-    assert.instance(error, UserError, `expected a UserError, got ${(error as Error).stack}`);
-    return (error as Error).message;
-  }
-  assert.unreachable('expected a refusal');
-  return '';
-}
 
 const statfsWith = (bavail: number | bigint, bsize: number | bigint): { calls: string[]; statfs: StatFs } => {
   const calls: string[] = [];

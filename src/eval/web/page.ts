@@ -190,22 +190,17 @@ function bars(title: string, result: ModelResult, classes: string[]): HTMLElemen
 /** A table of strings; the first column is left-aligned by the page's style. */
 function table(header: string[], rows: string[][]): HTMLTableElement {
   const element = document.createElement('table');
-  const head = document.createElement('tr');
-  for (const text of header) {
-    const th = document.createElement('th');
-    th.textContent = text;
-    head.append(th);
-  }
-  element.append(head);
-  for (const row of rows) {
+  const row = (cells: string[], tag: 'th' | 'td') => {
     const tr = document.createElement('tr');
-    for (const text of row) {
-      const td = document.createElement('td');
-      td.textContent = text;
-      tr.append(td);
+    for (const text of cells) {
+      const cell = document.createElement(tag);
+      cell.textContent = text;
+      tr.append(cell);
     }
     element.append(tr);
-  }
+  };
+  row(header, 'th');
+  for (const cells of rows) row(cells, 'td');
   return element;
 }
 
