@@ -224,7 +224,7 @@ export async function exportRun(options: { run: string; format: ExportFormat; ou
       const file = `${run.model}.${format}`;
       files = [file];
       await writeFilesStaged(outDir, async (staging) => {
-        const dict = modelToStateDict(run.layersModel, run.model);
+        const dict = await modelToStateDict(run.layersModel, run.model);
         if (format === 'pth') await writePth(join(staging, file), dict);
         else await writeSafetensors(join(staging, file), dict, { format: 'pt', osteo: osteoVersion, model: run.model });
         metadata = await metadataFor(run, files, input);
@@ -279,7 +279,7 @@ export async function exportDashboard(options: DashboardExportOptions): Promise<
         const file = expected.dashboard.file;
         if (run.model !== expected.name) throw new UserError(`${flag} ${dir} is a ${run.model} run; the dashboard's ${file} must be a ${expected.name}`);
         if (run.numClasses !== 3) throw new UserError(`${flag} ${dir} has ${run.numClasses} classes; the dashboard builds 3-class heads`);
-        await writePth(join(staging, file), modelToStateDict(run.layersModel, run.model));
+        await writePth(join(staging, file), (await modelToStateDict(run.layersModel, run.model)));
         const notes: string[] = [];
         if (run.transform.resize !== dashboardTransform.resize || run.transform.crop !== dashboardTransform.crop) {
           notes.push(

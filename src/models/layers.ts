@@ -99,8 +99,7 @@ export class TorchBatchNorm extends tfl.layers.Layer {
       // One fused op: the composed tf.moments + tf.batchNorm keeps three activation-sized tensors per layer for the backward pass.
       const fused = batchNormTraining(x, gamma as tf.Tensor1D, beta as tf.Tensor1D, this.epsilon);
       const output = fused.output;
-      const mean = tf.tensor1d(fused.mean, 'float32');
-      const variance = tf.tensor1d(fused.variance, 'float32');
+      const { mean, variance } = fused;
       const count = x.size / x.shape[x.shape.length - 1]!;
       // PyTorch normalises with the biased variance but tracks the unbiased one.
       const unbiased = count > 1 ? tf.mul(variance, count / (count - 1)) : variance;

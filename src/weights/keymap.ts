@@ -177,19 +177,22 @@ export function permute(data: Float32Array, shape: readonly number[], permutatio
  * The model's weights as a torchvision state dict. BatchNorm's `num_batches_tracked` is the count of
  * training-mode batches the layer has seen (0 for a stock tfjs BatchNormalization, which does not count).
  */
-export function modelToStateDict(model: tfl.LayersModel, name: ModelName): StateDict {
+export async function modelToStateDict(model: tfl.LayersModel, name: ModelName): Promise<StateDict> {
+  const slots = weightSlots(model, getModel(name));
+  // every read in flight at once: a GPU backend reads only asynchronously
+  const values = await Promise.all(slots.map((slot) => (slot.variable === null ? null : slot.variable.read().data())));
   const dict: StateDict = new Map();
-  for (const slot of weightSlots(model, getModel(name))) {
+  slots.forEach((slot, i) => {
+    const read = values[i] as Float32Array | null;
     if (slot.layout === 'count') {
-      const count = slot.variable === null ? 0 : Math.round(slot.variable.read().dataSync()[0]!);
+      const count = read === null ? 0 : Math.round(read[0]!);
       dict.set(slot.key, { dtype: 'int64', shape: [], data: BigInt64Array.of(BigInt(count)) });
-      continue;
+      return;
     }
-    const values = slot.variable!.read().dataSync() as Float32Array;
     const permutation = toTorch[slot.layout];
-    const data = permutation ? permute(values, slot.variable!.shape as number[], permutation) : Float32Array.from(values);
+    const data = permutation ? permute(read!, slot.variable!.shape as number[], permutation) : Float32Array.from(read!);
     dict.set(slot.key, { dtype: 'float32', shape: slot.torchShape, data });
-  }
+  });
   return dict;
 }
 

@@ -55,9 +55,9 @@ for (const backend of ['cpu', 'wasm']) {
       const moments = tf.moments(x, axes);
       const reference = tf.batchNorm(x, moments.mean, moments.variance, beta, gamma, eps);
       close(await result.output.data(), await reference.data(), `${backend} ${shape} output`);
-      close(result.mean, await moments.mean.data(), `${backend} ${shape} mean`);
-      close(result.variance, await moments.variance.data(), `${backend} ${shape} variance`);
-      tf.dispose([result.output, reference, moments.mean, moments.variance]);
+      close(await result.mean.data(), await moments.mean.data(), `${backend} ${shape} mean`);
+      close(await result.variance.data(), await moments.variance.data(), `${backend} ${shape} variance`);
+      tf.dispose([result.output, result.mean, result.variance, reference, moments.mean, moments.variance]);
       assert.is(tf.memory().numTensors, before, 'no tensor leaks');
       tf.dispose([x, gamma, beta, weight]);
     }

@@ -27,7 +27,7 @@ export interface RunFixture {
 export async function writeRunFixture(dir: string, model: ModelName, options: { imageSize: number; seed: number }): Promise<RunFixture> {
   const entry = getModel(model);
   const built = entry.build({ imageSize: options.imageSize, seed: options.seed });
-  const dict: StateDict = modelToStateDict(built, entry.name);
+  const dict: StateDict = await modelToStateDict(built, entry.name);
   const rng = seeded(options.seed);
   for (const [key, tensor] of dict) {
     if (tensor.dtype !== 'float32') continue;

@@ -157,7 +157,7 @@ for (const entry of models) {
         assert.is(loaded.loaded.length, dict.size);
         if (size === sizes[0]) {
           // Our model's state dict is torchvision's: same keys, same order, same shapes, same values.
-          const ours = modelToStateDict(model, entry.name);
+          const ours = await modelToStateDict(model, entry.name);
           assert.equal(
             [...ours].map(([key, t]) => [key, t.shape, t.dtype]),
             meta.keys.map(([key, shape, dtype]) => [key, shape, dtype === 'float32' ? 'float32' : 'int64']),
@@ -197,7 +197,7 @@ referenceTest(test, 'every registered model: our written .pth loads in PyTorch (
       normaliseLogitScale(model, input);
       ourLogits.set(entry.name, logits(model, input));
       input.dispose();
-      const dict = modelToStateDict(model, entry.name);
+      const dict = await modelToStateDict(model, entry.name);
       const counters = [...dict.values()].filter((t) => t.dtype === 'int64');
       if (counters.length > 0) assert.ok(counters.some((t) => t.data[0] !== 0n), 'num_batches_tracked is carried over');
       await writePth(join(dir.path, `${entry.name}_ours.pth`), dict);

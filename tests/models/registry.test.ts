@@ -270,7 +270,7 @@ for (const entry of listModels()) {
       assert.equal(predict(reloaded, x), expected);
       reloaded.dispose();
 
-      loadStateDict(portable, entry.name, modelToStateDict(model, entry.name));
+      loadStateDict(portable, entry.name, (await modelToStateDict(model, entry.name)));
       const stock = new Set(JSON.stringify(portable.toJSON(null, false)).match(/"class_name":"[A-Za-z0-9]+"/g));
       for (const custom of ['TorchBatchNorm', 'TorchLayerNorm', 'LayerScale', 'SeededDropout', 'StochasticDepth']) assert.not.ok(stock.has(`"class_name":"${custom}"`), custom);
       const portableLogits = predict(portable, x);

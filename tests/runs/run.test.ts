@@ -24,7 +24,7 @@ test('weights with a 1000-class head in a run: the error names the key and the c
   const config = await resolveTrainConfig({ flags: { model: 'resnet18', data: 'd', out: run, imageSize: '32' } });
   await writeJsonAtomic(runPaths(run).config, config);
   const imagenet = getModel('resnet18').build({ imageSize: 32, numClasses: 1000, seed: 1 });
-  const dict = modelToStateDict(imagenet, 'resnet18');
+  const dict = await modelToStateDict(imagenet, 'resnet18');
   imagenet.dispose();
   await mkdir(runPaths(run).best);
   await writeSafetensors(runWeightsPath(run, 'best'), dict);

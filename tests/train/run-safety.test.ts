@@ -116,7 +116,7 @@ test('what can fail is checked before the run folder exists: a missing manifest,
 
   // a checkpoint missing a backbone key: read, shape-checked, refused — no run folder
   const model = getModel('resnet18').build({ imageSize: 32, numClasses: 3, seed: 1 });
-  const dict = modelToStateDict(model, 'resnet18');
+  const dict = await modelToStateDict(model, 'resnet18');
   model.dispose();
   dict.delete('layer1.0.conv1.weight');
   const broken = await folder('broken.safetensors');

@@ -193,7 +193,7 @@ test('resnet50 recipe (conv1–layer3 frozen): frozen weights and BatchNorm stat
   assert.is(result.steps, 2);
   const entry = getModel('resnet50');
   const built = entry.build({ imageSize: 32, numClasses: 3, seed: 0, freezeUntil: 'layer3' });
-  const initial = modelToStateDict(built, 'resnet50');
+  const initial = await modelToStateDict(built, 'resnet50');
   built.dispose();
   const trained = await readWeights(join(run, 'last', 'model.safetensors'));
   let frozen = 0;
@@ -248,7 +248,7 @@ test('two-stage fine-tuning: epoch 1 trains only the classifier, epoch 2 the who
     ],
   );
   const built = getModel('resnet18').build({ imageSize: 32, numClasses: 3, seed: 0 });
-  const initial = modelToStateDict(built, 'resnet18');
+  const initial = await modelToStateDict(built, 'resnet18');
   built.dispose();
   const head = await readWeights(join(afterHead, 'model.safetensors'));
   const end = await readWeights(join(run, 'last', 'model.safetensors'));
@@ -282,7 +282,7 @@ test('cpu and wasm agree on the loss of the first steps (≤ 1e-3)', async () =>
 
 test('--pretrained: an ImageNet-shaped checkpoint loads with its 1000-class head swapped for a fresh one, and says so', async () => {
   const imagenet = getModel('resnet18').build({ imageSize: 32, numClasses: 1000, seed: 7, head: 'torchvision' });
-  const checkpoint = modelToStateDict(imagenet, 'resnet18');
+  const checkpoint = await modelToStateDict(imagenet, 'resnet18');
   imagenet.dispose();
   const file = await folder('imagenet-like.pth');
   await writePth(file, checkpoint);

@@ -26,7 +26,7 @@ test.before(async () => {
   await useBackend('wasm');
 });
 
-test('permute agrees with tf.transpose for every layout permutation', () => {
+test('permute agrees with tf.transpose for every layout permutation', async () => {
   const random = new SeededRandom(3);
   const shape = [2, 3, 4, 5];
   const data = Float32Array.from({ length: 120 }, () => random.next());
@@ -38,11 +38,11 @@ test('permute agrees with tf.transpose for every layout permutation', () => {
   assert.equal(permute(matrix, [2, 3], [1, 0]), Float32Array.from([0, 3, 1, 4, 2, 5]));
 });
 
-test('conv, depthwise and linear weights are written in PyTorch layouts (hand-indexed)', () => {
+test('conv, depthwise and linear weights are written in PyTorch layouts (hand-indexed)', async () => {
   const model = resnet18.build({ imageSize: 32, seed: 1 });
   const b3 = efficientnet.build({ imageSize: 32, seed: 1 });
   try {
-    const dict = modelToStateDict(model, 'resnet18');
+    const dict = await modelToStateDict(model, 'resnet18');
     // conv: torch [out, in, kh, kw] ← tfjs [kh, kw, in, out]
     const conv = weightOf(model, 'conv1');
     const torchConv = dict.get('conv1.weight')!;
@@ -56,7 +56,7 @@ test('conv, depthwise and linear weights are written in PyTorch layouts (hand-in
     assert.equal(torchFc.shape, [3, 512]);
     assert.is(torchFc.data[2 * 512 + 100], fc.values[100 * 3 + 2]);
     // depthwise: torch [c, 1, kh, kw] ← tfjs [kh, kw, c, 1]
-    const b3Dict = modelToStateDict(b3, 'efficientnet_b3');
+    const b3Dict = await modelToStateDict(b3, 'efficientnet_b3');
     const dw = weightOf(b3, 'features.1.0.block.0.0');
     const torchDw = b3Dict.get('features.1.0.block.0.0.weight')!;
     assert.equal(torchDw.shape, [40, 1, 3, 3]);
@@ -76,15 +76,15 @@ test('conv, depthwise and linear weights are written in PyTorch layouts (hand-in
   }
 });
 
-test('a state dict loads into another model of the architecture and reproduces it exactly', () => {
+test('a state dict loads into another model of the architecture and reproduces it exactly', async () => {
   const source = resnet18.build({ imageSize: 32, seed: 1 });
   const target = resnet18.build({ imageSize: 32, seed: 2 });
   try {
-    const dict = modelToStateDict(source, 'resnet18');
+    const dict = await modelToStateDict(source, 'resnet18');
     const report = loadStateDict(target, 'resnet18', dict);
     assert.equal(report.loaded, [...dict.keys()]);
     assert.equal([report.missing, report.unexpected, report.mismatched, report.headReinitialised], [[], [], [], []]);
-    assert.equal([...modelToStateDict(target, 'resnet18')], [...dict]);
+    assert.equal([...(await modelToStateDict(target, 'resnet18'))], [...dict]);
     const x = tf.randomNormal([1, 32, 32, 3], 0, 1, 'float32', 5);
     const [a, b] = [source, target].map((m) => tf.tidy(() => (m.predict(x) as tf.Tensor).dataSync()));
     assert.equal(a, b);
@@ -95,10 +95,10 @@ test('a state dict loads into another model of the architecture and reproduces i
   }
 });
 
-test('strict loading names missing, unexpected and mis-shaped keys, and changes nothing', () => {
+test('strict loading names missing, unexpected and mis-shaped keys, and changes nothing', async () => {
   const model = resnet18.build({ imageSize: 32, seed: 1 });
   try {
-    const dict = clone(modelToStateDict(model, 'resnet18'));
+    const dict = clone((await modelToStateDict(model, 'resnet18')));
     dict.delete('layer2.1.bn2.running_var');
     dict.set('layer5.0.conv1.weight', { dtype: 'float32', shape: [1], data: Float32Array.of(1) });
     dict.set('layer1.0.conv1.weight', { dtype: 'float32', shape: [64, 64, 1, 1], data: new Float32Array(64 * 64) });
@@ -129,11 +129,11 @@ test('strict loading names missing, unexpected and mis-shaped keys, and changes 
   }
 });
 
-test('head swap: a 1000-class ResNet checkpoint keeps the backbone and re-initialises fc', () => {
+test('head swap: a 1000-class ResNet checkpoint keeps the backbone and re-initialises fc', async () => {
   const imagenet = resnet18.build({ imageSize: 32, numClasses: 1000, seed: 1 });
   const model = resnet18.build({ imageSize: 32, seed: 2 });
   try {
-    const dict = modelToStateDict(imagenet, 'resnet18');
+    const dict = await modelToStateDict(imagenet, 'resnet18');
     try {
       loadStateDict(model, 'resnet18', dict);
       assert.unreachable();
@@ -150,7 +150,7 @@ test('head swap: a 1000-class ResNet checkpoint keeps the backbone and re-initia
     assert.equal(weightOf(model, 'fc').values, fcBefore, 'the head keeps its initialisation');
     assert.equal(weightOf(model, 'layer4.1.conv2').values, weightOf(imagenet, 'layer4.1.conv2').values, 'the backbone is loaded');
     // A matching 3-class head is loaded even when a swap is allowed.
-    const again = loadStateDict(model, 'resnet18', modelToStateDict(model, 'resnet18'), { allowHeadSwap: true });
+    const again = loadStateDict(model, 'resnet18', (await modelToStateDict(model, 'resnet18')), { allowHeadSwap: true });
     assert.equal(again.headReinitialised, []);
     assert.ok(again.loaded.includes('fc.weight'));
   } finally {
@@ -159,11 +159,11 @@ test('head swap: a 1000-class ResNet checkpoint keeps the backbone and re-initia
   }
 });
 
-test("head swap: torchvision's EfficientNet-B3 head (Linear(1536, 1000)) into the dashboard's five-layer head", () => {
+test("head swap: torchvision's EfficientNet-B3 head (Linear(1536, 1000)) into the dashboard's five-layer head", async () => {
   const imagenet = efficientnet.build({ imageSize: 32, numClasses: 1000, head: 'torchvision', seed: 1 });
   const model = efficientnet.build({ imageSize: 32, seed: 2 });
   try {
-    const dict = modelToStateDict(imagenet, 'efficientnet_b3');
+    const dict = await modelToStateDict(imagenet, 'efficientnet_b3');
     const report = loadStateDict(model, 'efficientnet_b3', dict, { allowHeadSwap: true });
     assert.equal(report.headReinitialised, ['classifier.1.weight', 'classifier.1.bias', 'classifier.4.weight', 'classifier.4.bias']);
     assert.equal([report.missing, report.unexpected, report.mismatched], [[], [], []]);
@@ -174,28 +174,28 @@ test("head swap: torchvision's EfficientNet-B3 head (Linear(1536, 1000)) into th
   }
 });
 
-test('num_batches_tracked may be absent (older checkpoints) and then reads as 0', () => {
+test('num_batches_tracked may be absent (older checkpoints) and then reads as 0', async () => {
   const model = resnet18.build({ imageSize: 32, seed: 1 });
   try {
-    const dict = clone(modelToStateDict(model, 'resnet18'));
+    const dict = clone((await modelToStateDict(model, 'resnet18')));
     dict.set('bn1.num_batches_tracked', { dtype: 'int64', shape: [], data: BigInt64Array.of(41n) });
     loadStateDict(model, 'resnet18', dict);
-    assert.is(modelToStateDict(model, 'resnet18').get('bn1.num_batches_tracked')!.data[0], 41n);
+    assert.is((await modelToStateDict(model, 'resnet18')).get('bn1.num_batches_tracked')!.data[0], 41n);
     for (const key of [...dict.keys()]) if (key.endsWith('num_batches_tracked')) dict.delete(key);
     const report = loadStateDict(model, 'resnet18', dict);
     assert.equal(report.missing, []);
-    assert.is(modelToStateDict(model, 'resnet18').get('bn1.num_batches_tracked')!.data[0], 0n);
+    assert.is((await modelToStateDict(model, 'resnet18')).get('bn1.num_batches_tracked')!.data[0], 0n);
   } finally {
     model.dispose();
   }
 });
 
-test("ConvNeXt: layer_scale is the block's own [C, 1, 1] key, LayerNorms map to weight/bias, and the portable build reads the same dict", () => {
+test("ConvNeXt: layer_scale is the block's own [C, 1, 1] key, LayerNorms map to weight/bias, and the portable build reads the same dict", async () => {
   const convnext = getModel('convnext_tiny');
   const model = convnext.build({ imageSize: 32, seed: 2 });
   const portable = convnext.build({ imageSize: 32, portable: true, initialize: false });
   try {
-    const dict = modelToStateDict(model, convnext.name);
+    const dict = await modelToStateDict(model, convnext.name);
     const keys = [...dict.keys()];
     assert.equal(keys.slice(0, 4), ['features.0.0.weight', 'features.0.0.bias', 'features.0.1.weight', 'features.0.1.bias']);
     // torch lists a module's own parameters before its children's.
@@ -206,19 +206,19 @@ test("ConvNeXt: layer_scale is the block's own [C, 1, 1] key, LayerNorms map to 
     assert.equal(dict.get('features.1.0.block.0.weight')!.shape, [96, 1, 7, 7], 'depthwise 7×7');
     const report = loadStateDict(portable, convnext.name, dict);
     assert.is(report.loaded.length, dict.size);
-    assert.equal([...modelToStateDict(portable, convnext.name)].map(([k, t]) => [k, t.shape]), [...dict].map(([k, t]) => [k, t.shape]));
+    assert.equal([...(await modelToStateDict(portable, convnext.name))].map(([k, t]) => [k, t.shape]), [...dict].map(([k, t]) => [k, t.shape]));
   } finally {
     model.dispose();
     portable.dispose();
   }
 });
 
-test("DenseNet: torchvision's checkpoints' old 'norm.1'-style keys are read as torchvision's loader rewrites them", () => {
+test("DenseNet: torchvision's checkpoints' old 'norm.1'-style keys are read as torchvision's loader rewrites them", async () => {
   const densenet = getModel('densenet121');
   const source = densenet.build({ imageSize: 32, seed: 4 });
   const target = densenet.build({ imageSize: 32, initialize: false });
   try {
-    const dict = modelToStateDict(source, densenet.name);
+    const dict = await modelToStateDict(source, densenet.name);
     // As the published file is: old spelling, and no batch counters (it predates them).
     const old: StateDict = new Map(
       [...dict].filter(([key]) => !key.endsWith('num_batches_tracked')).map(([key, t]) => [key.replace(/(denselayer\d+\.(?:norm|conv))([12])\./, '$1.$2.'), t]),
@@ -233,13 +233,13 @@ test("DenseNet: torchvision's checkpoints' old 'norm.1'-style keys are read as t
   }
 });
 
-test('loading and exporting leak no tensors', () => {
+test('loading and exporting leak no tensors', async () => {
   const model = resnet18.build({ imageSize: 32, seed: 1, initialize: false });
   try {
-    const dict = modelToStateDict(model, 'resnet18');
+    const dict = await modelToStateDict(model, 'resnet18');
     const before = tf.memory().numTensors;
     loadStateDict(model, 'resnet18', dict);
-    modelToStateDict(model, 'resnet18');
+    await modelToStateDict(model, 'resnet18');
     assert.is(tf.memory().numTensors, before);
   } finally {
     model.dispose();

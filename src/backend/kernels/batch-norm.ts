@@ -23,9 +23,12 @@ export const batchNormBackwardKernel = 'OsteoBatchNormTrainBackward';
 export interface BatchNormTrainingResult {
   /** the normalized, scaled and shifted activations (differentiable with respect to x, γ and β) */
   output: tf.Tensor;
-  /** the batch mean and the biased batch variance per channel, for the running statistics */
-  mean: Float32Array;
-  variance: Float32Array;
+  /**
+   * The batch mean and the biased batch variance per channel, for the running statistics: tensors, so
+   * that no backend has to read them back to the host (WebGPU cannot read synchronously).
+   */
+  mean: tf.Tensor1D;
+  variance: tf.Tensor1D;
 }
 
 type KernelArgs = { inputs: Record<string, Info>; attrs: Record<string, unknown>; backend: BackendWasm };
@@ -178,12 +181,12 @@ function backward(dy: tf.Tensor, x: tf.Tensor, gamma: tf.Tensor, mean: tf.Tensor
  * normalization). Only `output` carries gradients; the statistics come back as plain arrays.
  */
 export function batchNormTraining(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number): BatchNormTrainingResult {
-  let mean: Float32Array = new Float32Array(0);
-  let variance: Float32Array = new Float32Array(0);
+  // customGrad runs the forward inside a tidy that keeps only the output: the statistics leave it kept, and are
+  // handed back as clones owned by the caller's scope.
+  let kept: tf.Tensor1D[] = [];
   const op = tf.customGrad(((xIn: tf.Tensor, gammaIn: tf.Tensor, betaIn: tf.Tensor, save: tf.GradSaveFunc) => {
     const [output, m, v] = forward(xIn, gammaIn, betaIn, epsilon);
-    mean = Float32Array.from(m.dataSync());
-    variance = Float32Array.from(v.dataSync());
+    kept = [tf.keep(m), tf.keep(v)];
     save([xIn, gammaIn, m, v]);
     return {
       value: output,
@@ -194,5 +197,7 @@ export function batchNormTraining(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Ten
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
   const output = op(x, gamma, beta);
+  const [mean, variance] = kept.map((t) => tf.clone(t)) as [tf.Tensor1D, tf.Tensor1D];
+  tf.dispose(kept);
   return { output, mean, variance };
 }

@@ -326,8 +326,8 @@ class Engine implements TrainingEngine {
   async setState(state: EngineState): Promise<void> {
     this.checkOpen();
     await this.provider.loadStateDict(this.master.model, this.options.model, state.weights, { allowHeadSwap: false });
-    this.master.readParams(this.params);
-    this.master.readBuffers(this.buffers);
+    await this.master.readParams(this.params);
+    await this.master.readBuffers(this.buffers);
     const slots: Record<string, Float32Array> = {};
     for (const slotName of this.optimizer.slotNames()) {
       const values = new Float32Array(this.master.layout.paramCount);
@@ -352,8 +352,8 @@ class Engine implements TrainingEngine {
     this.checkOpen();
     this.syncMaster();
     const report = await this.provider.loadStateDict(this.master.model, this.options.model, dict, options);
-    this.master.readParams(this.params);
-    this.master.readBuffers(this.buffers);
+    await this.master.readParams(this.params);
+    await this.master.readBuffers(this.buffers);
     this.version += 1;
     return report;
   }
@@ -398,8 +398,8 @@ export async function createEngine(options: EngineOptions): Promise<CreatedEngin
   }
   const params = sharedFloats(layout.paramCount, shared);
   const buffers = sharedFloats(layout.bufferCount, shared);
-  master.readParams(params);
-  master.readBuffers(buffers);
+  await master.readParams(params);
+  await master.readBuffers(buffers);
   const memory = capabilities.activationMemory;
   const limit = memory ? Math.max(1, Math.floor(memory.budgetBytes / (master.activationFloatsPerImage() * memory.bytesPerActivationFloat))) : undefined;
   // the summed gradient: shared so that workers can reduce slices of it in place

@@ -65,12 +65,10 @@ export function layoutOf(model: tfl.LayersModel): Layout {
   return { params: params.slots, buffers: buffers.slots, paramCount: params.count, bufferCount: buffers.count, bufferRules: bufferRules(model) };
 }
 
-/** Copy variables into a flat array (one dataSync per variable). */
-export function readVariables(variables: Variable[], slotsOf: Slot[], out: Float32Array): void {
-  variables.forEach((v, i) => {
-    const slot = slotsOf[i]!;
-    out.set(v.read().dataSync() as Float32Array, slot.offset);
-  });
+/** Copy variables into a flat array: every read in flight at once (a GPU backend reads only asynchronously). */
+export async function readVariables(variables: Variable[], slotsOf: Slot[], out: Float32Array): Promise<void> {
+  const values = await Promise.all(variables.map((v) => v.read().data()));
+  values.forEach((data, i) => out.set(data as Float32Array, slotsOf[i]!.offset));
 }
 
 /** Overwrite variables from a flat array. */

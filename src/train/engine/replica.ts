@@ -59,11 +59,11 @@ export class Replica {
     this.trainable = this.model.trainableWeights.map((v) => v.read() as tf.Variable);
   }
 
-  readParams(out: Float32Array): void {
-    readVariables(this.model.trainableWeights, this.layout.params, out);
+  readParams(out: Float32Array): Promise<void> {
+    return readVariables(this.model.trainableWeights, this.layout.params, out);
   }
-  readBuffers(out: Float32Array): void {
-    readVariables(this.model.nonTrainableWeights, this.layout.buffers, out);
+  readBuffers(out: Float32Array): Promise<void> {
+    return readVariables(this.model.nonTrainableWeights, this.layout.buffers, out);
   }
   writeParams(values: Float32Array): void {
     writeVariables(this.model.trainableWeights, this.layout.params, values);
@@ -76,7 +76,7 @@ export class Replica {
    * Gradient of Σ_micro-batches (loss sum · scale) written into `gradOut` (overwritten). The
    * buffers are reset to `startBuffers` before every micro-batch, so each reports its own update.
    */
-  gradients(micro: MicroBatch[], scale: number, seed: number, step: number, startBuffers: Float32Array, gradOut: Float32Array): MicroResult[] {
+  async gradients(micro: MicroBatch[], scale: number, seed: number, step: number, startBuffers: Float32Array, gradOut: Float32Array): Promise<MicroResult[]> {
     const results: MicroResult[] = [];
     const s = this.imageSize;
     const c = this.numClasses;
@@ -84,34 +84,40 @@ export class Replica {
       // every micro-batch starts from the step's running statistics; the engine combines their updates
       this.writeBuffers(startBuffers);
       this.provider.seedRandomness(this.model, microBatchSeed(seed, step, mb.index));
-      let correct = 0;
-      let lossSum = 0;
+      // the logits leave the gradient's scope kept; everything is read after the pass, in one batch of reads
+      let logits: tf.Tensor2D | undefined;
       const { value, grads } = tf.variableGrads(() => {
         const x = tf.tensor4d(mb.images, [mb.size, s, s, 3]);
-        const logits = this.model.apply(x, { training: true }) as tf.Tensor2D;
-        correct = countCorrect(logits.dataSync() as Float32Array, mb.labels, mb.size, c);
+        logits = tf.keep(this.model.apply(x, { training: true }) as tf.Tensor2D);
         const coefficients = tf.tensor2d(mb.coefficients, [mb.size, c]);
         return weightedCrossEntropy(logits, coefficients, scale);
       }, this.trainable);
-      lossSum = (value.dataSync()[0]! as number) / scale;
-      value.dispose();
-      this.trainable.forEach((v, i) => {
-        const g = grads[v.name]!;
-        const data = g.dataSync() as Float32Array;
+      const gradList = this.trainable.map((v) => grads[v.name]!);
+      const buffers = new Float32Array(this.layout.bufferCount);
+      let reads: [Float32Array, Float32Array, ...Float32Array[]];
+      try {
+        [reads] = await Promise.all([
+          Promise.all([logits!.data(), value.data(), ...gradList.map((g) => g.data())]) as Promise<[Float32Array, Float32Array, ...Float32Array[]]>,
+          this.readBuffers(buffers),
+        ]);
+      } finally {
+        tf.dispose([logits!, value, ...gradList]);
+      }
+      const [logitValues, lossValue, ...gradValues] = reads;
+      const correct = countCorrect(logitValues, mb.labels, mb.size, c);
+      const lossSum = lossValue[0]! / scale;
+      gradValues.forEach((data, i) => {
         const offset = this.layout.params[i]!.offset;
         if (results.length === 0) gradOut.set(data, offset);
         else addInto(gradOut, offset, data);
       });
-      tf.dispose(grads);
-      const buffers = new Float32Array(this.layout.bufferCount);
-      this.readBuffers(buffers);
       results.push({ index: mb.index, lossSum, correct, buffers });
     }
     return results;
   }
 
   /** Inference-mode logits for `size` images, `chunk` at a time. */
-  predict(images: Float32Array, size: number, chunk: number): Float32Array {
+  async predict(images: Float32Array, size: number, chunk: number): Promise<Float32Array> {
     const s = this.imageSize;
     const per = s * s * 3;
     const out = new Float32Array(size * this.numClasses);
@@ -121,8 +127,11 @@ export class Replica {
         const x = tf.tensor4d(images.subarray(start * per, (start + n) * per), [n, s, s, 3]);
         return this.model.apply(x, { training: false }) as tf.Tensor;
       });
-      out.set(logits.dataSync() as Float32Array, start * this.numClasses);
-      logits.dispose();
+      try {
+        out.set((await logits.data()) as Float32Array, start * this.numClasses);
+      } finally {
+        logits.dispose();
+      }
     }
     return out;
   }
@@ -173,14 +182,13 @@ export class BoundReplica {
     this.buffersCurrent = true;
   }
 
-  gradients(version: number, micro: MicroBatch[], scale: number, seed: number, step: number, gradOut: Float32Array): MicroResult[] {
+  async gradients(version: number, micro: MicroBatch[], scale: number, seed: number, step: number, gradOut: Float32Array): Promise<MicroResult[]> {
     this.sync(version);
-    const results = this.replica.gradients(micro, scale, seed, step, this.buffers, gradOut);
     this.buffersCurrent = false;
-    return results;
+    return this.replica.gradients(micro, scale, seed, step, this.buffers, gradOut);
   }
 
-  predict(version: number, images: Float32Array, size: number, chunk: number): Float32Array {
+  predict(version: number, images: Float32Array, size: number, chunk: number): Promise<Float32Array> {
     this.sync(version);
     return this.replica.predict(images, size, chunk);
   }

@@ -56,10 +56,10 @@ async function main(): Promise<void> {
     params,
     slots: Object.fromEntries(Object.entries(init.slots).map(([name, buffer]) => [name, new Float32Array(buffer)])),
   });
-  port.on('message', (request: WorkerRequest) => {
+  port.on('message', async (request: WorkerRequest) => {
     try {
       if (request.type === 'gradients') {
-        const results = bound.gradients(request.version, request.micro, request.scale, request.seed, request.step, grads);
+        const results = await bound.gradients(request.version, request.micro, request.scale, request.seed, request.step, grads);
         port.postMessage({ id: request.id, ok: true, results });
       } else if (request.type === 'reduce') {
         port.postMessage({ id: request.id, ok: true, squares: reducer.reduce(request.from, request.to) });
@@ -67,7 +67,7 @@ async function main(): Promise<void> {
         reducer.update(request.from, request.to, request.lr, request.t, request.coefficient);
         port.postMessage({ id: request.id, ok: true });
       } else if (request.type === 'predict') {
-        const logits = bound.predict(request.version, request.images, request.size, request.chunk);
+        const logits = await bound.predict(request.version, request.images, request.size, request.chunk);
         port.postMessage({ id: request.id, ok: true, logits }, [logits.buffer as ArrayBuffer]);
       } else {
         port.postMessage({ id: request.id, ok: true, numTensors: tf.memory().numTensors });
