@@ -7,16 +7,35 @@ import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { errorMessage } from '../util/index.js';
 import { registerWasmTrainingKernels } from './kernels/index.js';
+import { registerWebgpuTrainingKernels } from './kernels/webgpu/index.js';
+import {
+  describeAdapter,
+  describeWebgpuFault,
+  judgeAdapter,
+  prepareWebgpu,
+  takeWebgpuFault,
+  webgpuAdapter,
+  type AdapterProbe,
+  type AdapterSummary,
+} from './webgpu.js';
 
 /** What the selection needs from the outside world; tests inject their own to simulate machines. */
 export interface BackendEnvironment {
   importModule(specifier: string): Promise<unknown>;
   /** null when a CUDA GPU looks usable, else the reason it does not. */
   cudaUnavailableReason(): string | null;
+  /** Dawn's best adapter, looked at without loading Dawn here; undefined when the webgpu package is absent. */
+  webgpuAdapter(): AdapterProbe | undefined;
   /** The candidates to choose among, most capable first (default: `backendCandidates`). */
   candidates?: readonly BackendCandidate[];
+}
+
+/** How a candidate is being asked for: by name (--backend webgpu) takes what `auto` would skip. */
+export interface BackendRequest {
+  requested: boolean;
 }
 
 /**
@@ -31,20 +50,24 @@ export interface ActivationMemory {
   budgetBytes: number;
   /** bytes the backend spends per float of layer output over a training pass (intermediates and gradients together) */
   bytesPerActivationFloat: number;
+  /** the largest single tensor the backend can hold (a GPU adapter's storage-binding limit), when there is one */
+  maxTensorBytes?: number;
 }
 
-/** How the backend's out-of-memory failure shows, and the memory to name when telling the user. */
-export interface OutOfMemory {
-  memory: string;
-  matches(error: unknown): boolean;
+/** How the backend's own failures show (memory exhausted, a lost device), to tell the user what happened and what to do. */
+export interface BackendFaults {
+  /** the fault as a phrase ("the wasm heap (4 GiB per worker) ran out"), or null when `error` is not one of this backend's */
+  describe(error: unknown): string | null;
+  /** a fault the backend reported on its own since the last call (a GPU reports errors asynchronously); checked after every pass */
+  takePending?(): Error | undefined;
 }
 
 export interface BackendCapabilities {
   workerThreads: WorkerThreads;
   /** undefined: no bound osteo knows of (the backend's own allocator reports exhaustion) */
   activationMemory?: ActivationMemory;
-  /** undefined: the failure is not recognised and surfaces as it is */
-  outOfMemory?: OutOfMemory;
+  /** undefined: no failure is recognised and each surfaces as it is */
+  faults?: BackendFaults;
 }
 
 export interface BackendCandidate {
@@ -58,11 +81,13 @@ export interface BackendCandidate {
   /** why the package may legitimately be absent, added to "not installed" */
   whyMissing?: string;
   /** Before importing: null when the candidate is worth trying, else why it is skipped (without loading a large package). */
-  probe?(env: BackendEnvironment): string | null;
+  probe?(env: BackendEnvironment, request: BackendRequest): string | null;
   /** After importing, before activating: null when ready, else why it cannot run. */
-  prepare?(module: unknown): string | null;
+  prepare?(module: unknown, request: BackendRequest): string | null | Promise<string | null>;
   /** Once it is the active backend. */
   activated?(): void | Promise<void>;
+  /** Facts `osteo info` lists under the candidate once it is prepared (a GPU adapter's name and limits). */
+  details?(): Record<string, string> | undefined;
   capabilities: BackendCapabilities;
 }
 
@@ -84,6 +109,32 @@ function prepareWasm(module: unknown): string | null {
   if (!existsSync(join(directory, 'tfjs-backend-wasm-simd.wasm'))) return `wasm binaries missing in ${directory}`;
   (module as { setWasmPaths?: (prefix: string) => void }).setWasmPaths?.(directory + '/');
   return null;
+}
+
+/**
+ * WebGPU exposes no memory size. NVIDIA's driver tells it (nvidia-smi); elsewhere 4 GiB, the smallest
+ * GPU memory a training machine plausibly has. Half of it for activations: tfjs's buffer pool holds
+ * freed buffers for reuse, and weights, gradients and their staging copies need the rest.
+ */
+function gpuMemoryBytes(): number {
+  try {
+    const out = execFileSync('nvidia-smi', ['--query-gpu=memory.total', '--format=csv,noheader,nounits'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 });
+    const mib = Number.parseInt(out.split('\n')[0]!.trim(), 10);
+    if (mib > 0) return mib * 1024 ** 2;
+  } catch {
+    // no NVIDIA driver: the default below
+  }
+  return 4 * 1024 ** 3;
+}
+
+/**
+ * tfjs-backend-webgpu keeps every forward intermediate and every gradient until the backward pass
+ * ends, as wasm does, and rounds buffers up to its pool's sizes: 24 bytes per activation float (wasm
+ * measures 12–17). The adapter's storage-binding limit caps the largest single tensor.
+ */
+function webgpuActivationMemory(adapter: AdapterSummary | undefined): ActivationMemory | undefined {
+  if (!adapter) return undefined;
+  return { budgetBytes: gpuMemoryBytes() / 2, bytesPerActivationFloat: 24, maxTensorBytes: adapter.maxStorageBufferBindingSize || undefined };
 }
 
 const libtensorflowIsOptional = 'an optional dependency: npm skips it when its install cannot download libtensorflow';
@@ -114,6 +165,33 @@ export const backendCandidates = [
     capabilities: { workerThreads: { trainsInWorkers: false, why: 'tfjs-node-gpu runs every step on the GPU from one process' } },
   },
   {
+    name: 'webgpu',
+    backend: 'webgpu',
+    package: 'webgpu',
+    installHint:
+      '`npm install webgpu@0.6.2` (prebuilt Dawn for linux x64/arm64, win32, darwin) and a Vulkan driver (Linux, Windows) or macOS; a software Vulkan driver for tests: mesa-vulkan-drivers 24 or later',
+    whyMissing: 'an optional dependency: npm skips it where Dawn has no prebuilt binary',
+    // auto looks at the adapter from a child process first (see probeAdapterInChild); a named request loads it regardless
+    probe(env: BackendEnvironment, request: BackendRequest) {
+      if (request.requested) return null;
+      const adapter = env.webgpuAdapter();
+      return adapter === undefined ? null : judgeAdapter(adapter);
+    },
+    prepare: (module: unknown, request: BackendRequest) => prepareWebgpu(module, request.requested),
+    activated: registerWebgpuTrainingKernels,
+    details() {
+      const adapter = webgpuAdapter();
+      return adapter && describeAdapter(adapter);
+    },
+    capabilities: {
+      workerThreads: { trainsInWorkers: false, why: 'WebGPU runs every step on one GPU device from one process' },
+      get activationMemory() {
+        return webgpuActivationMemory(webgpuAdapter());
+      },
+      faults: { describe: describeWebgpuFault, takePending: takeWebgpuFault },
+    },
+  },
+  {
     name: 'tfjs-node',
     backend: 'tensorflow',
     package: '@tensorflow/tfjs-node',
@@ -133,10 +211,9 @@ export const backendCandidates = [
       // one wasm instance computes on one core
       workerThreads: { trainsInWorkers: true, defaultCount: () => availableParallelism() },
       activationMemory: wasmActivationMemory,
-      outOfMemory: {
-        memory: 'the wasm heap (4 GiB per worker)',
+      faults: {
         // emscripten's abort() is how a heap past 4 GiB shows; the instance is unusable afterwards
-        matches: (error: unknown) => /Aborted\(|out of memory/i.test(errorMessage(error)),
+        describe: (error: unknown) => (/Aborted\(|out of memory/i.test(errorMessage(error)) ? 'the wasm heap (4 GiB per worker) ran out' : null),
       },
     },
   },

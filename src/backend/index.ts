@@ -10,7 +10,8 @@ export {
   type BackendEnvironment,
   type BackendName,
   type BackendPreference,
-  type OutOfMemory,
+  type BackendFaults,
+  type BackendRequest,
   type WorkerThreads,
 } from './candidates.js';
 export {

@@ -2,6 +2,7 @@ import { availableParallelism, cpus } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { osteoVersion } from '../util/index.js';
 import type { BackendPreference } from './candidates.js';
+import { diagnoseCuda, formatCudaDiagnosis, nodeCudaProbe, type CudaDiagnosis } from './cuda.js';
 import { reasonFor, type BackendSelection, type CandidateStatus, type PreferenceOrigin, useBackend } from './select.js';
 
 export interface EnvironmentInfo {
@@ -16,6 +17,8 @@ export interface EnvironmentInfo {
   reason: string;
   candidates: CandidateStatus[];
   wasmSimd: boolean;
+  /** Why tfjs-node-gpu cannot use this machine's NVIDIA GPU: present only where nvidia-smi lists one and tfjs-node-gpu is not in use. */
+  cuda?: CudaDiagnosis;
 }
 
 /** Smallest module using a SIMD instruction (v128.const + drop): validates only where wasm SIMD exists. */
@@ -47,7 +50,15 @@ export async function environmentInfo(preference: BackendPreference = 'auto', or
     reason: reasonFor(selection.preference, selection.candidate, skipped, origin),
     candidates: selection.candidates,
     wasmSimd: wasmSimdSupported(),
+    ...cudaFacts(selection),
   };
+}
+
+/** The CUDA diagnosis where there is an NVIDIA GPU that tfjs-node-gpu is not using. */
+function cudaFacts(selection: BackendSelection): { cuda?: CudaDiagnosis } {
+  if (selection.candidate === 'tfjs-node-gpu') return {};
+  const cuda = diagnoseCuda(nodeCudaProbe);
+  return cuda.gpus.length > 0 ? { cuda } : {};
 }
 
 export function formatEnvironmentInfo(info: EnvironmentInfo): string {
@@ -57,7 +68,11 @@ export function formatEnvironmentInfo(info: EnvironmentInfo): string {
     `CPU: ${info.cpuCores} cores, ${info.cpuModel}; wasm SIMD: ${info.wasmSimd ? 'yes' : 'no'}`,
     `backend: ${info.backend} (${info.candidate}) — ${info.reason}`,
     'candidates:',
-    ...info.candidates.map((s) => `  ${mark(s)} ${s.candidate.padEnd(14)} ${s.reason}`),
+    ...info.candidates.flatMap((s) => [
+      `  ${mark(s)} ${s.candidate.padEnd(14)} ${s.reason}`,
+      ...Object.entries(s.details ?? {}).map(([key, value]) => `${' '.repeat(20)}${key}: ${value}`),
+    ]),
+    ...(info.cuda ? formatCudaDiagnosis(info.cuda) : []),
   ];
   return lines.join('\n');
 }

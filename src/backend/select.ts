@@ -1,12 +1,14 @@
 /**
  * Backend choice. `auto` takes the first usable candidate of candidates.ts, in their order of what
- * each can do for training: tfjs-node-gpu (CUDA) → tfjs-node (libtensorflow on the CPU) → wasm
- * (XNNPACK, SIMD) → cpu (pure JS). The first two are optionalDependencies: where npm could not install
- * them (no network to fetch libtensorflow, no CUDA) osteo still runs, on wasm. This room alone imports
+ * each can do for training: tfjs-node-gpu (CUDA) → webgpu (Dawn on a hardware Vulkan/Metal adapter)
+ * → tfjs-node (libtensorflow on the CPU) → wasm (XNNPACK, SIMD) → cpu (pure JS). The first three are
+ * optionalDependencies: where npm could not install them (no network to fetch libtensorflow, no
+ * prebuilt Dawn) osteo still runs, on wasm. This room alone imports
  * a backend package; everything above src/backend/ asks for a preference and gets a selection.
  */
-import { execFileSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs-core';
+import { diagnoseCuda, nodeCudaProbe } from './cuda.js';
+import { probeAdapterInChild } from './webgpu.js';
 import { UserError, errorMessage } from '../util/index.js';
 import {
   backendCandidates,
@@ -16,6 +18,7 @@ import {
   type BackendCapabilities,
   type BackendEnvironment,
   type BackendPreference,
+  type BackendRequest,
 } from './candidates.js';
 
 export interface CandidateStatus {
@@ -24,6 +27,8 @@ export interface CandidateStatus {
   /** true: usable; false: not usable (reason says why); null: not tried because an earlier one was chosen. */
   available: boolean | null;
   reason: string;
+  /** what the candidate told about itself once prepared (a GPU adapter's name and limits) */
+  details?: Record<string, string>;
 }
 
 export interface BackendSelection {
@@ -39,15 +44,9 @@ export interface BackendSelection {
 
 export const nodeEnvironment: BackendEnvironment = {
   importModule: (specifier) => import(specifier),
-  cudaUnavailableReason() {
-    if (process.platform !== 'linux' && process.platform !== 'win32') return `no CUDA on ${process.platform}`;
-    try {
-      const gpus = execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 });
-      return /GPU \d+/.test(gpus) ? null : 'nvidia-smi lists no GPU';
-    } catch {
-      return 'no NVIDIA driver (nvidia-smi not found or failed)';
-    }
-  },
+  // not only "is there a GPU": libtensorflow loads without its CUDA libraries and then runs on the CPU
+  cudaUnavailableReason: () => diagnoseCuda(nodeCudaProbe).reason,
+  webgpuAdapter: probeAdapterInChild,
 };
 
 function isNotInstalled(error: unknown): boolean {
@@ -57,9 +56,9 @@ function isNotInstalled(error: unknown): boolean {
 
 type Loaded = { status: CandidateStatus; activate?: () => Promise<boolean> };
 
-async function load(candidate: BackendCandidate, env: BackendEnvironment): Promise<Loaded> {
+async function load(candidate: BackendCandidate, env: BackendEnvironment, request: BackendRequest): Promise<Loaded> {
   const fail = (reason: string): Loaded => ({ status: { candidate: candidate.name, package: candidate.package, available: false, reason } });
-  const skipped = candidate.probe?.(env);
+  const skipped = candidate.probe?.(env, request);
   if (skipped) return fail(skipped);
   let module: unknown;
   try {
@@ -68,12 +67,18 @@ async function load(candidate: BackendCandidate, env: BackendEnvironment): Promi
     if (isNotInstalled(error)) return fail(candidate.whyMissing ? `not installed (${candidate.whyMissing})` : 'not installed');
     return fail(`installed but failed to load: ${errorMessage(error).split('\n')[0]}`);
   }
-  const unprepared = candidate.prepare?.(module);
+  let unprepared: string | null | undefined;
+  try {
+    unprepared = await candidate.prepare?.(module, request);
+  } catch (error) {
+    unprepared = `installed but failed to prepare: ${errorMessage(error).split('\n')[0]}`;
+  }
   if (unprepared) return fail(unprepared);
   const name = candidate.backend;
   if (tf.findBackendFactory(name) === null) return fail(`the package loaded but registered no '${name}' backend`);
+  const details = candidate.details?.();
   return {
-    status: { candidate: candidate.name, package: candidate.package, available: true, reason: 'available' },
+    status: { candidate: candidate.name, package: candidate.package, available: true, reason: 'available', ...(details ? { details } : {}) },
     activate: async () => {
       const ok = await tf.setBackend(name);
       if (ok) await candidate.activated?.();
@@ -140,7 +145,7 @@ export async function useBackend(preference: string = 'auto', env: BackendEnviro
       });
       continue;
     }
-    const loaded = await load(candidate, env);
+    const loaded = await load(candidate, env, { requested: preference !== 'auto' });
     if (loaded.activate) {
       let ok = false;
       let why = 'initialisation failed';

@@ -12,16 +12,18 @@ import {
   type BackendCandidate,
   type BackendEnvironment,
 } from '../../src/backend/index.js';
+import { summarizeAdapter, type AdapterProbe } from '../../src/backend/webgpu.js';
 import { UserError } from '../../src/util/index.js';
 
 const notFound = (specifier: string) => Object.assign(new Error(`Cannot find package '${specifier}'`), { code: 'ERR_MODULE_NOT_FOUND' });
 
 /** A machine where only the listed packages import; "tensorflow" packages register a stand-in backend. */
-function machine(present: string[], cuda: boolean): BackendEnvironment & { imported: string[] } {
+function machine(present: string[], cuda: boolean, adapter?: AdapterProbe): BackendEnvironment & { imported: string[] } {
   const imported: string[] = [];
   return {
     imported,
     cudaUnavailableReason: () => (cuda ? null : 'no NVIDIA driver'),
+    webgpuAdapter: () => (present.includes('webgpu') ? adapter : undefined),
     async importModule(specifier) {
       imported.push(specifier);
       if (!present.includes(specifier)) throw notFound(specifier);
@@ -38,18 +40,52 @@ test.after.each(() => {
   for (const name of ['tensorflow', 'dummy']) if (tf.findBackendFactory(name) !== null) tf.removeBackend(name);
 });
 
-test('auto falls back in order: gpu (no CUDA) → node (missing) → wasm (missing) → cpu', async () => {
+test('auto falls back in order: gpu (no CUDA) → webgpu (missing) → node (missing) → wasm (missing) → cpu', async () => {
   const env = machine(['@tensorflow/tfjs-backend-cpu'], false);
   const selection = await useBackend('auto', env);
   assert.is(selection.candidate, 'cpu');
   assert.is(tf.getBackend(), 'cpu');
-  assert.equal(env.imported, ['@tensorflow/tfjs-node', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-cpu']);
+  assert.equal(env.imported, ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-cpu']);
   const byName = Object.fromEntries(selection.candidates.map((s) => [s.candidate, s]));
   assert.is(byName['tfjs-node-gpu']!.available, false);
   assert.match(byName['tfjs-node-gpu']!.reason, /no NVIDIA driver/);
+  assert.match(byName['webgpu']!.reason, /not installed \(an optional dependency: npm skips it where Dawn has no prebuilt binary\)/);
   assert.match(byName['tfjs-node']!.reason, /not installed/);
   assert.is(byName['wasm']!.available, false);
-  assert.match(selection.reason, /first available after tfjs-node-gpu, tfjs-node, wasm/);
+  assert.match(selection.reason, /first available after tfjs-node-gpu, webgpu, tfjs-node, wasm/);
+});
+
+const lavapipe = summarizeAdapter(
+  { vendor: 'mesa', architecture: 'llvmpipe-llvm-15-0-6-256-bits-', device: '0.0.1', description: 'llvmpipe: Mesa 25.0.7 (LLVM 15.0.6)' },
+  { maxBufferSize: 4294967295, maxStorageBufferBindingSize: 134217728 },
+);
+
+test('auto looks at the WebGPU adapter before loading Dawn: a software adapter or none is skipped with the reason, and Dawn is never imported', async () => {
+  for (const [probe, reason] of [
+    [{ summary: lavapipe }, /skipped: the only adapter is a software one \(llvmpipe: Mesa 25\.0\.7 \(LLVM 15\.0\.6\)\), slower than wasm; --backend webgpu uses it anyway/],
+    [{ reason: 'no WebGPU adapter: Dawn found no usable Vulkan device' }, /no WebGPU adapter/],
+    [{ reason: 'the adapter probe was killed by SIGSEGV (a broken Vulkan/Metal driver?)' }, /SIGSEGV/],
+  ] as const) {
+    const env = machine(['webgpu', '@tensorflow/tfjs-backend-wasm'], false, probe);
+    const selection = await useBackend('auto', env);
+    assert.is(selection.candidate, 'wasm');
+    assert.not.ok(env.imported.includes('webgpu'), 'Dawn not loaded in this process');
+    const webgpu = selection.candidates.find((s) => s.candidate === 'webgpu')!;
+    assert.is(webgpu.available, false);
+    assert.match(webgpu.reason, reason);
+  }
+});
+
+test('adapters are judged by what their drivers report: lavapipe, SwiftShader and fallback adapters are software, a GPU is hardware', () => {
+  assert.ok(lavapipe.software);
+  assert.is(lavapipe.maxStorageBufferBindingSize, 134217728);
+  const swiftshader = summarizeAdapter({ vendor: 'google', architecture: '', device: 'swiftshader', description: 'SwiftShader Device (Subzero)' }, {});
+  assert.ok(swiftshader.software);
+  assert.ok(summarizeAdapter({ vendor: 'microsoft', description: 'Microsoft Basic Render Driver' }, {}).software);
+  assert.ok(summarizeAdapter({ vendor: 'x', description: 'y' }, {}, true).software, 'isFallbackAdapter');
+  const h100 = summarizeAdapter({ vendor: 'nvidia', architecture: 'hopper', device: '', description: 'NVIDIA H100 80GB HBM3' }, { maxBufferSize: 2 ** 40, maxStorageBufferBindingSize: 2 ** 31 });
+  assert.not.ok(h100.software);
+  assert.is(h100.maxBufferSize, 2 ** 40);
 });
 
 test('auto prefers tfjs-node when it is installed, and never tries the later ones', async () => {
@@ -112,7 +148,7 @@ function withDummy(present: string[]): BackendEnvironment & { imported: string[]
   const env = {
     ...base,
     activated: 0,
-    candidates: [...backendCandidates.slice(0, 2), record, ...backendCandidates.slice(2)],
+    candidates: [...backendCandidates.slice(0, 3), record, ...backendCandidates.slice(3)],
     async importModule(specifier: string) {
       if (specifier !== dummy.package) return base.importModule(specifier);
       base.imported.push(specifier);
@@ -130,13 +166,13 @@ test('a candidate added as one record is tried by auto in its place, and its cap
   assert.is(selection.backend, 'dummy');
   assert.is(tf.getBackend(), 'dummy');
   assert.is(env.activated, 1, 'its activation hook ran once');
-  assert.equal(env.imported, ['@tensorflow/tfjs-node', 'dummy-accelerator-package'], 'wasm and cpu are not imported');
+  assert.equal(env.imported, ['webgpu', '@tensorflow/tfjs-node', 'dummy-accelerator-package'], 'wasm and cpu are not imported');
   assert.is(selection.capabilities, dummy.capabilities);
   assert.equal(
     selection.candidates.map((s) => [s.candidate, s.available]),
-    [['tfjs-node-gpu', false], ['tfjs-node', false], ['dummy-accelerator', true], ['wasm', null], ['cpu', null]],
+    [['tfjs-node-gpu', false], ['webgpu', false], ['tfjs-node', false], ['dummy-accelerator', true], ['wasm', null], ['cpu', null]],
   );
-  assert.match(selection.reason, /dummy-accelerator is the first available after tfjs-node-gpu, tfjs-node/);
+  assert.match(selection.reason, /dummy-accelerator is the first available after tfjs-node-gpu, webgpu, tfjs-node/);
   const explicit = await useBackend('dummy', withDummy([]));
   assert.is(explicit.reason, 'requested with --backend dummy');
 });
@@ -157,8 +193,8 @@ test('the shipped candidates carry their capabilities: wasm trains in workers wi
   const threads = wasm.capabilities.workerThreads;
   assert.ok(threads.trainsInWorkers && threads.defaultCount() >= 1);
   assert.is(wasm.capabilities.activationMemory?.budgetBytes, 3 * 1024 ** 3);
-  assert.ok(wasm.capabilities.outOfMemory?.matches(new Error('engine worker: Aborted(). Build with -sASSERTIONS for more info.')));
-  assert.not.ok(wasm.capabilities.outOfMemory?.matches(new Error('shapes do not match')));
+  assert.is(wasm.capabilities.faults?.describe(new Error('engine worker: Aborted(). Build with -sASSERTIONS for more info.')), 'the wasm heap (4 GiB per worker) ran out');
+  assert.is(wasm.capabilities.faults?.describe(new Error('shapes do not match')), null);
   const cpu = await useBackend('cpu');
   assert.is(cpu.capabilities.activationMemory, undefined);
   const node = await useBackend('tensorflow', machine(['@tensorflow/tfjs-node'], false));
@@ -178,7 +214,7 @@ test('OSTEO_BACKEND: unset or empty leaves the default, a valid name is taken, a
       assert.instance(error, UserError);
       const message = (error as Error).message;
       assert.ok(message.includes(`OSTEO_BACKEND '${value}' names no backend`), message);
-      assert.match(message, /auto, tensorflow, wasm, cpu/);
+      assert.match(message, /auto, tensorflow, webgpu, wasm, cpu/);
     }
   }
 });
@@ -190,7 +226,7 @@ test('useBackend with an unknown name is a UserError listing the choices, not a 
       assert.unreachable(`'${value}' should have thrown`);
     } catch (error) {
       assert.instance(error, UserError);
-      assert.match((error as Error).message, /choose one of auto, tensorflow, wasm, cpu/);
+      assert.match((error as Error).message, /choose one of auto, tensorflow, webgpu, wasm, cpu/);
     }
   }
 });
@@ -205,12 +241,12 @@ test('osteo --help lists the commands', () => {
 
 test('osteo info --json reports the backend and every candidate', () => {
   const info = JSON.parse(cli(['info', '--json'])) as Record<string, unknown>;
-  assert.ok(['tensorflow', 'wasm', 'cpu'].includes(info.backend as string));
+  assert.ok(['tensorflow', 'webgpu', 'wasm', 'cpu'].includes(info.backend as string));
   assert.is(info.tfjsVersion, '4.22.0');
   assert.type(info.cpuCores, 'number');
   assert.type(info.wasmSimd, 'boolean');
   const candidates = info.candidates as Array<{ candidate: string; available: boolean | null; reason: string }>;
-  assert.equal(candidates.map((c) => c.candidate), ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']);
+  assert.equal(candidates.map((c) => c.candidate), ['tfjs-node-gpu', 'webgpu', 'tfjs-node', 'wasm', 'cpu']);
   for (const c of candidates) if (c.available === false) assert.ok(c.reason.length > 0);
 });
 
@@ -221,7 +257,7 @@ test('osteo info --backend with an unknown name exits non-zero and says the choi
   } catch (error) {
     const e = error as { status: number; stderr: string };
     assert.is.not(e.status, 0);
-    assert.match(e.stderr, /auto, tensorflow, wasm, cpu/);
+    assert.match(e.stderr, /auto, tensorflow, webgpu, wasm, cpu/);
   }
 });
 
@@ -250,7 +286,7 @@ test('OSTEO_BACKEND: empty means unset, a valid name is used, a bad one is a use
     } catch (error) {
       const e = error as { status: number; stderr: string };
       assert.is(e.status, 1, e.stderr);
-      assert.match(e.stderr, new RegExp(`'${bad}' from env 'OSTEO_BACKEND'.*auto, tensorflow, wasm, cpu`));
+      assert.match(e.stderr, new RegExp(`'${bad}' from env 'OSTEO_BACKEND'.*auto, tensorflow, webgpu, wasm, cpu`));
       assert.not.match(e.stderr, /internal error/);
     }
   }

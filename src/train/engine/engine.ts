@@ -22,7 +22,7 @@
  * depend on the number of workers, except through float reassociation of the gradient sum.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { useBackend, workerThreadBackends, type BackendCapabilities } from '../../backend/index.js';
+import { useBackend, workerThreadBackends, type ActivationMemory, type BackendCapabilities } from '../../backend/index.js';
 import { UserError } from '../../util/index.js';
 import { lossCoefficients, lossDenominator, validateLossSpec, type LossSpec } from './loss.js';
 import { FlatOptimizer, clipCoefficient } from './optimizer.js';
@@ -221,6 +221,7 @@ class Engine implements TrainingEngine {
 
   /** Every executor's forward/backward passes over its micro-batches; the results in batch order. */
   private async gradients(shards: MicroBatch[][], scale: number): Promise<MicroResult[]> {
+    const perPass = Math.max(...shards.flat().map((m) => m.size));
     const replies = await Promise.all(
       this.executors.map((executor, w) => {
         const shard = shards[w]!;
@@ -231,16 +232,30 @@ class Engine implements TrainingEngine {
         return executor.gradients(this.version, shard, scale, this.options.seed, this.stepCount);
       }),
     ).catch((error: unknown) => {
-      const outOfMemory = this.capabilities.outOfMemory;
-      if (outOfMemory?.matches(error)) {
-        throw new UserError(
-          `${outOfMemory.memory} ran out at ${Math.max(...shards.flat().map((m) => m.size))} images per pass of ${this.options.model}; ` +
-            'pass a smaller --micro-batch (the engine must be recreated)',
-        );
-      }
-      throw error;
+      throw this.translateFault(error, 'training', perPass);
     });
+    this.throwPendingFault('training', perPass);
     return replies.flat().sort((a, b) => a.index - b.index);
+  }
+
+  /**
+   * A failure of the backend itself (memory exhausted, a lost GPU device) as a UserError that names
+   * the model, the input size and the images per pass, and the fix; any other error as it is.
+   */
+  private translateFault(error: unknown, doing: string, perPass: number): unknown {
+    const fault = this.capabilities.faults?.describe(error);
+    if (!fault) return error;
+    const size = this.master.imageSize;
+    return new UserError(
+      `${fault} while ${doing} ${this.options.model} at ${size}×${size} with ${perPass} image${perPass === 1 ? '' : 's'} per pass (micro-batch); ` +
+        `pass a smaller --micro-batch${perPass > 1 ? ` (at most ${Math.max(1, Math.floor(perPass / 2))})` : ''} or a smaller --image-size, and start again (checkpoints already written are kept)`,
+    );
+  }
+
+  /** A fault the backend reported on its own during the last passes (a GPU reports errors asynchronously). */
+  private throwPendingFault(doing: string, perPass: number): void {
+    const pending = this.capabilities.faults?.takePending?.();
+    if (pending) throw this.translateFault(pending, doing, perPass);
   }
 
   async step(batch: EngineBatch, lr: number): Promise<StepResult> {
@@ -292,7 +307,10 @@ class Engine implements TrainingEngine {
         if (from === to) return Promise.resolve(new Float32Array(0));
         return executor.predict(this.version, images.slice(from * per, to * per), to - from, chunk);
       }),
-    );
+    ).catch((error: unknown) => {
+      throw this.translateFault(error, 'running', chunk);
+    });
+    this.throwPendingFault('running', chunk);
     const out = new Float32Array(size * this.master.numClasses);
     let offset = 0;
     for (const part of logits) {
@@ -400,8 +418,7 @@ export async function createEngine(options: EngineOptions): Promise<CreatedEngin
   const buffers = sharedFloats(layout.bufferCount, shared);
   await master.readParams(params);
   await master.readBuffers(buffers);
-  const memory = capabilities.activationMemory;
-  const limit = memory ? Math.max(1, Math.floor(memory.budgetBytes / (master.activationFloatsPerImage() * memory.bytesPerActivationFloat))) : undefined;
+  const limit = microBatchLimit(master, capabilities.activationMemory);
   // the summed gradient: shared so that workers can reduce slices of it in place
   const reduced = sharedFloats(layout.paramCount, shared);
   let executors: Executor[];
@@ -418,6 +435,18 @@ export async function createEngine(options: EngineOptions): Promise<CreatedEngin
     }
   }
   return new Engine(options, provider, master, executors, params, buffers, optimizer, lossSpec, limit, backend, capabilities);
+}
+
+/**
+ * The most images one pass may hold: the activation budget over what an image's pass holds, and —
+ * where the backend caps a single tensor (a GPU's storage-binding limit) — that cap over the largest
+ * layer output of one image.
+ */
+export function microBatchLimit(master: Pick<Replica, 'activationFloatsPerImage' | 'largestActivationFloatsPerImage'>, memory: ActivationMemory | undefined): number | undefined {
+  if (!memory) return undefined;
+  let limit = Math.floor(memory.budgetBytes / (master.activationFloatsPerImage() * memory.bytesPerActivationFloat));
+  if (memory.maxTensorBytes !== undefined) limit = Math.min(limit, Math.floor(memory.maxTensorBytes / (master.largestActivationFloatsPerImage() * 4)));
+  return Math.max(1, limit);
 }
 
 /** Start one worker thread per replica, each with views onto the shared memory; all or none. */

@@ -138,7 +138,17 @@ export class Replica {
 
   /** Floats of activation a forward pass holds per image (outputs of every layer), to size micro-batches. */
   activationFloatsPerImage(): number {
-    let total = 0;
+    return this.layerOutputFloats().reduce((a, b) => a + b, 0);
+  }
+
+  /** Floats of the largest single layer output per image: a GPU caps the size of one tensor. */
+  largestActivationFloatsPerImage(): number {
+    return Math.max(...this.layerOutputFloats());
+  }
+
+  /** Per image, the floats of each layer output. */
+  private layerOutputFloats(): number[] {
+    const floats: number[] = [];
     for (const layer of this.model.layers) {
       let shapes: tfl.Shape | tfl.Shape[];
       try {
@@ -147,9 +157,9 @@ export class Replica {
         continue; // a layer used at several call sites has no single output shape
       }
       const list = (Array.isArray(shapes[0]) ? shapes : [shapes]) as (number | null)[][];
-      for (const shape of list) total += shape.slice(1).reduce<number>((a, b) => a * (b ?? 1), 1);
+      for (const shape of list) floats.push(shape.slice(1).reduce<number>((a, b) => a * (b ?? 1), 1));
     }
-    return total;
+    return floats;
   }
 
   dispose(): void {
