@@ -39,13 +39,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (scripts/gpu-check.sh: fp32, cuDNN autotuning off)")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        # fp32 as osteo computes: no TF32 matmuls or convolutions on Ampere and later
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = build(args.model)
-    images = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
-    labels = torch.arange(args.batch_size) % 3
+    model = build(args.model).to(device)
+    images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
+    labels = (torch.arange(args.batch_size) % 3).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
     if args.mode == "train":
@@ -67,6 +73,8 @@ def main() -> None:
     for index in range(args.warmup + args.steps):
         start = time.perf_counter()
         step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # the GPU runs asynchronously: time the work, not its launch
         elapsed = (time.perf_counter() - start) * 1000
         if index >= args.warmup:
             times.append(elapsed)
@@ -76,6 +84,7 @@ def main() -> None:
         "mode": args.mode,
         "model": args.model,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "imageSize": args.image_size,
         "batchSize": args.batch_size,
         "stepsTimed": len(times),

@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'uvu';
@@ -229,6 +229,30 @@ gpuTest('osteo predict on webgpu gives the probabilities of wasm for the same we
     const webgpu = await probabilities('webgpu');
     assert.is(wasm.length, 6);
     assertClose(webgpu, wasm, 'predict probabilities');
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+gpuTest('scripts/gpu-check.sh runs every step and prints osteo against PyTorch CUDA with the ratio (a stand-in PyTorch at 4 img/s)', async () => {
+  const dir = await tempDir('osteo-gpu-check-');
+  try {
+    // answers the CUDA check and prints a torch_reference.py result: 4 images/s
+    const python = join(dir.path, 'python');
+    await writeFile(python, '#!/bin/sh\n[ "$1" = -c ] && exit 0\necho \'{"framework": "pytorch stand-in", "imagesPerSec": 4}\'\n', { mode: 0o755 });
+    const { stdout } = await run('bash', ['scripts/gpu-check.sh'], {
+      encoding: 'utf8',
+      env: { ...process.env, PYTHON: python, NODE: process.execPath, WORKLOADS: 'resnet18 32 2', KERNEL_BATCH: '1', STEPS: '1', WARMUP: '0' },
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    for (const header of ['osteo info --json', 'osteo info --json --backend webgpu', 'PyTorch with CUDA: yes', 'webgpu gradient kernels', 'osteo bench train', 'osteo bench infer', 'summary']) {
+      assert.ok(stdout.includes(`== ${header}`), `${header} in:\n${stdout}`);
+    }
+    const summary = stdout.slice(stdout.lastIndexOf('== summary'));
+    const line = summary.split('\n').find((l) => l.startsWith('train resnet18 32² batch 2'));
+    const match = /osteo webgpu ([\d.]+) img\/s, PyTorch 4\.0 img\/s, ratio ([\d.]+)/.exec(line ?? '');
+    assert.ok(match, summary);
+    assert.ok(Math.abs(Number(match![2]) - Number(match![1]) / 4) < 0.01, line);
   } finally {
     await dir.cleanup();
   }

@@ -7,12 +7,16 @@ import { conv2DBackpropFilterWebgpu } from './conv-filter.js';
 
 let registered = false;
 
+/** tfjs-backend-webgpu's own kernels that osteo replaced, by name: what benchmarks and tests compare against. */
+export const replacedWebgpuKernels = new Map<string, tf.KernelConfig>();
+
 export function registerWebgpuTrainingKernels(): void {
   // Conv2DBackpropInput: the backend's matrix-product (implicit GEMM) transpose instead of its naive loop
   tf.env().set('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE', false);
   if (registered) return;
   const previous = tf.getKernel(tf.Conv2DBackpropFilter, 'webgpu');
   if (!previous) throw new Error('the webgpu backend registered no Conv2DBackpropFilter kernel');
+  replacedWebgpuKernels.set(tf.Conv2DBackpropFilter, previous);
   tf.unregisterKernel(tf.Conv2DBackpropFilter, 'webgpu');
   tf.registerKernel({
     kernelName: tf.Conv2DBackpropFilter,
