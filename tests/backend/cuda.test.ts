@@ -12,6 +12,7 @@ import {
   parseLdconfigCache,
   type CudaProbe,
 } from '../../src/backend/cuda.js';
+import { formatEnvironmentInfo } from '../../src/backend/index.js';
 
 interface Machine {
   /** what `nvidia-smi --query-gpu=name,driver_version,compute_cap` prints; null: it fails (no driver, or a driver without compute_cap) */
@@ -288,3 +289,26 @@ test('the node probe searches LD_LIBRARY_PATH, and reports a library only in a C
 });
 
 test.run();
+
+test('osteo info prints the diagnosis under the candidates where nvidia-smi lists a GPU that tfjs-node-gpu cannot use', () => {
+  const cuda = diagnoseCuda(machine({ gpus: 'NVIDIA H100 80GB HBM3, 550.54.15, 9.0', missing: ['libcudnn.so.8'] }), { platform: 'linux' });
+  const base = {
+    osteoVersion: '0.1.0',
+    tfjsVersion: '4.22.0',
+    node: 'v20',
+    platform: 'linux-x64',
+    cpuCores: 2,
+    cpuModel: 'cpu',
+    backend: 'wasm',
+    candidate: 'wasm',
+    reason: 'wasm is the first available',
+    candidates: [{ candidate: 'tfjs-node-gpu', package: '@tensorflow/tfjs-node-gpu', available: false, reason: `skipped: ${cuda.reason}` }],
+    wasmSimd: true,
+  };
+  const text = formatEnvironmentInfo({ ...base, cuda });
+  assert.match(text, /skipped: .*libcudnn\.so\.8/);
+  assert.match(text, /CUDA for tfjs-node-gpu \(CUDA 11\.2, cuDNN 8\.1\): not usable/);
+  assert.match(text, /NVIDIA H100 80GB HBM3.*compute capability 9\.0, driver 550\.54\.15/);
+  assert.match(text, /--backend webgpu/);
+  assert.not.match(formatEnvironmentInfo(base), /CUDA for tfjs-node-gpu/, 'no GPU: nothing printed');
+});

@@ -12,7 +12,7 @@ import {
   type BackendCandidate,
   type BackendEnvironment,
 } from '../../src/backend/index.js';
-import { summarizeAdapter, type AdapterProbe } from '../../src/backend/webgpu.js';
+import { DeviceFault, describeWebgpuFault, summarizeAdapter, type AdapterProbe } from '../../src/backend/webgpu.js';
 import { UserError } from '../../src/util/index.js';
 
 const notFound = (specifier: string) => Object.assign(new Error(`Cannot find package '${specifier}'`), { code: 'ERR_MODULE_NOT_FOUND' });
@@ -294,3 +294,10 @@ test('OSTEO_BACKEND: empty means unset, a valid name is used, a bad one is a use
 });
 
 test.run();
+
+test('webgpu faults are named for the user: out of memory, a lost device; anything else is not a fault', () => {
+  assert.match(describeWebgpuFault(new Error('GPUOutOfMemoryError: Failed to allocate 2147483648 bytes')) ?? '', /^the GPU ran out of memory \(GPUOutOfMemoryError/);
+  assert.match(describeWebgpuFault(new DeviceFault('the GPU device was lost (reset)')) ?? '', /^the GPU device was lost \(reset\)$/);
+  assert.match(describeWebgpuFault(new Error('Device was lost during mapAsync')) ?? '', /^the GPU device was lost/);
+  assert.is(describeWebgpuFault(new Error('shapes do not match')), null);
+});
