@@ -6,13 +6,16 @@
  * the N·OH·OW output pixels m. colT is written row by row from a channel-major copy of x, and the
  * product runs on XNNPACK's fully-connected GEMM. (A "swapped axes" forward convolution — batch ci,
  * channels n, filter dy — avoids the im2col but feeds XNNPACK only n channels per tap and measured
- * 1.5–3× slower; see BENCHMARKS.md.)
+ * 1.5–3× slower; see BENCHMARKS.md.) Above 16,384 output pixels (the stems) the sum over m runs in
+ * chunks of output rows, so that XNNPACK packs short slices of dy instead of one tall one.
  *
  * Input gradient ("sub-pixel phases"): for stride s the input rows split into s phases; the rows of
  * phase r only see the filter taps r, r+s, r+2s… so each phase is an ordinary stride-1 convolution of
  * dy with that flipped sub-filter. The s² phase results are interleaved into dx. No multiply is
  * spent on the zeros a dilated-dy formulation would insert (4× fewer for stride 2). Special cases:
- * 1×1 stride 1 is one GEMM dy·Wᵀ; ≤ 8 input channels (the stem) is a GEMM then col2im.
+ * 1×1 stride 1 is one GEMM dy·Wᵀ; ≤ 8 input channels (the stem) is a GEMM then col2im; few output
+ * pixels next to the channels (ResNet's layer4) is colsᵀ = W·dyᵀ then col2im, which never copies,
+ * transposes or packs the filter (each phase convolution has tfjs-wasm transpose and XNNPACK repack it).
  *
  * Depthwise: the input gradient uses the same phases with XNNPACK's depthwise convolution; the
  * filter gradient is SIMD dot products per row and tap (stride 1) or one XNNPACK depthwise
@@ -66,13 +69,15 @@ export function conv2DBackpropFilter({ inputs, backend, attrs }: FilterGradArgs)
     // dW[(i,j,c), o] = Σ_m colT[(i,j,c), m]·dy[m, o]: one XNNPACK GEMM (the untransposed fast path)
     // whose left operand is im2col transposed, built from x in channel-major order.
     const direct = kh === 1 && kw === 1 && sh === 1 && sw === 1 && top === 0 && left === 0 && oh === h && ow === w;
+    const geometry = { n, h, w, c: ci, kh, kw, sh, sw, top, left, oh, ow };
+    if (!direct && m > chunkedReductionAbove) return filterGradChunked(backend, scope, x, dy, geometry, co);
     const colT = scope.output([1, rows, m]);
     if (direct) {
       transpose2(view(backend, x), m, ci, view(backend, colT));
     } else {
       const xt = scope.output([ci, n * h * w]);
       transpose2(view(backend, x), n * h * w, ci, view(backend, xt));
-      im2colTransposed(view(backend, xt), view(backend, colT), { n, h, w, c: ci, kh, kw, sh, sw, top, left, oh, ow });
+      im2colTransposed(view(backend, xt), view(backend, colT), geometry, 0, n * oh);
     }
     const dyMatrix = scope.reshape(dy, [1, m, co]);
     const product = scope.call('BatchMatMul', { a: colT, b: dyMatrix }, { transposeA: false, transposeB: false });
@@ -82,18 +87,63 @@ export function conv2DBackpropFilter({ inputs, backend, attrs }: FilterGradArgs)
   }
 }
 
+/**
+ * Output pixels above which the filter gradient's reduction is split into chunks (see
+ * filterGradChunked). Measured (bench/ab-kernels.ts): the 224² stem (50,176 pixels) 0.51–0.75× the
+ * unchunked time; ResNet18's layer1/layer2 (12,544 / 3,136 pixels) even within noise, so they keep
+ * the single GEMM.
+ */
+const chunkedReductionAbove = 16384;
+/** Bytes of im2col rows per chunk: the chunk stays in L2 (2 MiB a core here) between im2col and the GEMM. */
+const chunkBytes = 1 << 20;
+
+/**
+ * The filter gradient of a large image: one GEMM over all N·OH·OW output pixels would stream a
+ * [kh·kw·Ci, M] im2col matrix of 10–30 MB through memory twice (written, then read by every row tile
+ * of the GEMM, whose packed dy panel is M·Co floats). Here the pixels go in chunks of whole output
+ * rows: each chunk's im2col block (≤ chunkBytes) and dy rows are written and consumed while they are
+ * in cache, and the chunks' [kh·kw·Ci, Co] products are summed.
+ */
+function filterGradChunked(backend: BackendWasm, scope: Scope, x: Info, dy: Info, g: Im2colGeometry, co: number): Info {
+  const { n, h, w, c, kh, kw, oh, ow } = g;
+  const rows = kh * kw * c;
+  const xt = scope.output([c, n * h * w]);
+  transpose2(view(backend, x), n * h * w, c, view(backend, xt));
+  const sum = new Float32Array(rows * co);
+  const perChunk = Math.max(1, Math.floor(chunkBytes / (rows * ow * 4)));
+  for (let g0 = 0; g0 < n * oh; g0 += perChunk) {
+    const g1 = Math.min(n * oh, g0 + perChunk);
+    const kc = (g1 - g0) * ow;
+    const part = new Scope(backend);
+    try {
+      const colT = part.output([1, rows, kc]);
+      const dyChunk = part.output([1, kc, co]);
+      im2colTransposed(view(backend, xt), view(backend, colT), g, g0, g1);
+      view(backend, dyChunk).set(view(backend, dy).subarray(g0 * ow * co, g1 * ow * co));
+      const product = part.call('BatchMatMul', { a: colT, b: dyChunk }, { transposeA: false, transposeB: false });
+      const values = view(backend, product);
+      for (let i = 0; i < sum.length; i++) sum[i] += values[i]!;
+    } finally {
+      part.dispose();
+    }
+  }
+  const out = backend.makeOutput([kh, kw, c, co], 'float32');
+  view(backend, out).set(sum);
+  return scope.finish(out);
+}
+
 interface Im2colGeometry {
   n: number; h: number; w: number; c: number; kh: number; kw: number; sh: number; sw: number; top: number; left: number; oh: number; ow: number;
 }
 
 /**
- * colT[(i,j,c), (b,r,q)] = x[b, r·sh+i−top, q·sw+j−left, c] (0 outside the image), from x laid out
- * channel-major ([C, N, H, W]) so that every row of colT is written sequentially from contiguous
- * (stride 1) or evenly strided runs of one image row.
+ * colT[(i,j,c), (b,r,q)] = x[b, r·sh+i−top, q·sw+j−left, c] (0 outside the image) for the output rows
+ * (b,r) numbered g0 ≤ b·OH + r < g1, from x laid out channel-major ([C, N, H, W]) so that every row of
+ * colT is written sequentially from contiguous (stride 1) or evenly strided runs of one image row.
  */
-function im2colTransposed(xt: Float32Array, colT: Float32Array, g: Im2colGeometry): void {
-  const { n, h, w, c, kh, kw, sh, sw, top, left, oh, ow } = g;
-  const m = n * oh * ow;
+function im2colTransposed(xt: Float32Array, colT: Float32Array, geometry: Im2colGeometry, g0: number, g1: number): void {
+  const { n, h, w, c, kh, kw, sh, sw, top, left, oh, ow } = geometry;
+  const m = (g1 - g0) * ow;
   for (let j = 0; j < kw; j++) {
     // output columns q whose input column q·sw + j − left lies inside the image
     const first = Math.min(ow, Math.max(0, Math.ceil((left - j) / sw)));
@@ -101,24 +151,23 @@ function im2colTransposed(xt: Float32Array, colT: Float32Array, g: Im2colGeometr
     for (let i = 0; i < kh; i++)
       for (let ch = 0; ch < c; ch++) {
         let dst = ((i * kw + j) * c + ch) * m;
-        for (let b = 0; b < n; b++) {
-          const plane = (ch * n + b) * h;
-          for (let r = 0; r < oh; r++, dst += ow) {
-            const y = r * sh + i - top;
-            if (y < 0 || y >= h) {
-              colT.fill(0, dst, dst + ow);
-              continue;
-            }
-            if (first > 0) colT.fill(0, dst, dst + first);
-            if (last < ow - 1) colT.fill(0, dst + last + 1, dst + ow);
-            let src = (plane + y) * w + first * sw + j - left;
-            if (sw === 1) {
-              const count = last - first + 1;
-              if (count >= 16) colT.set(xt.subarray(src, src + count), dst + first);
-              else for (let q = 0; q < count; q++) colT[dst + first + q] = xt[src + q]!;
-            } else {
-              for (let q = first; q <= last; q++, src += sw) colT[dst + q] = xt[src]!;
-            }
+        for (let gr = g0; gr < g1; gr++, dst += ow) {
+          const b = Math.floor(gr / oh);
+          const r = gr - b * oh;
+          const y = r * sh + i - top;
+          if (y < 0 || y >= h) {
+            colT.fill(0, dst, dst + ow);
+            continue;
+          }
+          if (first > 0) colT.fill(0, dst, dst + first);
+          if (last < ow - 1) colT.fill(0, dst + last + 1, dst + ow);
+          let src = ((ch * n + b) * h + y) * w + first * sw + j - left;
+          if (sw === 1) {
+            const count = last - first + 1;
+            if (count >= 16) colT.set(xt.subarray(src, src + count), dst + first);
+            else for (let q = 0; q < count; q++) colT[dst + first + q] = xt[src + q]!;
+          } else {
+            for (let q = first; q <= last; q++, src += sw) colT[dst + q] = xt[src]!;
           }
         }
       }
@@ -390,6 +439,7 @@ export function conv2DBackpropInput({ inputs, backend, attrs }: InputGradArgs): 
   if (kh === 1 && kw === 1 && sh === 1 && sw === 1 && info.padInfo.top === 0 && info.padInfo.left === 0 && info.outHeight === info.inHeight && info.outWidth === info.inWidth) {
     return pointwiseBackpropInput(backend, dy, filter, info);
   }
+  if (transposedGemmPays(info)) return backpropInputByTransposedGemm(backend, dy, filter, info);
   // sub-filter of phase (ry, rx), flipped and with in/out channels swapped: [jy, jx, Co, Ci]
   const makeSubFilter = (scope: Scope, ry: number, rx: number, jy: number, jx: number): Info => {
     const sub = scope.output([jy, jx, co, ci]);
@@ -420,6 +470,69 @@ function pointwiseBackpropInput(backend: BackendWasm, dy: Info, filter: Info, in
     transpose2(view(backend, filter), ci, co, view(backend, weightsT));
     const product = scope.call('BatchMatMul', { a: scope.reshape(dy, [1, m, co]), b: weightsT }, { transposeA: false, transposeB: false });
     return scope.finish(scope.reshape(product, info.inShape));
+  } finally {
+    scope.dispose();
+  }
+}
+
+/**
+ * Whether dx is cheaper as colsT = W·dyᵀ (one GEMM whose packed operand is dyᵀ, Co·M floats) plus a
+ * col2im, than as phase convolutions, each of which has tfjs-wasm transpose and XNNPACK repack a
+ * flipped filter (≈ 13 ns a filter element, measured). The GEMM path writes and re-reads
+ * kh·kw·Ci·M floats (≈ 3 ns each): it wins where the output pixels M are few next to Co — ResNet18's
+ * layer4 and the strided conv of layer3 at 224² (layer3's stride-1 convs measured even: they stay on
+ * the single phase convolution).
+ */
+function transposedGemmPays(info: tf.backend_util.Conv2DInfo): boolean {
+  const m = info.batchSize * info.outHeight * info.outWidth;
+  const k = info.filterHeight * info.filterWidth * info.inChannels;
+  // a strided gradient's phases also build s² sub-filters and interleave their outputs: more to save
+  const phaseCost = info.strideHeight * info.strideWidth > 1 ? 14 : 10;
+  return 3 * m * k + 4 * m * info.outChannels < phaseCost * k * info.outChannels;
+}
+
+/**
+ * dx as colsT[(i,j,c), m] = W[(i,j,c), co] · dyᵀ[co, m] and col2im: the filter is the GEMM's
+ * unpacked left operand as it lies in memory ([kh,kw,Ci,Co] is [(i,j,c), co] row-major), so no
+ * filter copy, transpose or packing happens at all; XNNPACK packs only dyᵀ.
+ */
+function backpropInputByTransposedGemm(backend: BackendWasm, dy: Info, filter: Info, info: tf.backend_util.Conv2DInfo): Info {
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outChannels: co, outHeight: oh, outWidth: ow } = info;
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
+  const top = info.padInfo.top;
+  const left = info.padInfo.left;
+  const m = n * oh * ow;
+  const k = kh * kw * ci;
+  const scope = new Scope(backend);
+  try {
+    const dyT = scope.output([1, co, m]);
+    transpose2(view(backend, dy), m, co, view(backend, dyT));
+    const weights = scope.reshape(filter, [1, k, co]);
+    const colsT = scope.call('BatchMatMul', { a: weights, b: dyT }, { transposeA: false, transposeB: false });
+    const dx = backend.makeOutput(info.inShape, 'float32');
+    const out = view(backend, dx);
+    const src = view(backend, colsT);
+    out.fill(0);
+    for (let i = 0; i < kh; i++)
+      for (let j = 0; j < kw; j++) {
+        // output columns q whose input column q·sw + j − left lies inside the image
+        const first = Math.min(ow, Math.max(0, Math.ceil((left - j) / sw)));
+        const last = Math.min(ow - 1, Math.floor((w - 1 + left - j) / sw));
+        if (last < first) continue;
+        for (let c = 0; c < ci; c++) {
+          const row = ((i * kw + j) * ci + c) * m;
+          for (let b = 0; b < n; b++)
+            for (let r = 0; r < oh; r++) {
+              const y = r * sh + i - top;
+              if (y < 0 || y >= h) continue;
+              let from = row + (b * oh + r) * ow + first;
+              let to = ((b * h + y) * w + first * sw + j - left) * ci + c;
+              const step = sw * ci;
+              for (let q = first; q <= last; q++, from++, to += step) out[to] += src[from]!;
+            }
+        }
+      }
+    return dx;
   } finally {
     scope.dispose();
   }

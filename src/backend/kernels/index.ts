@@ -2,7 +2,10 @@
  * Training kernels for the wasm backend. tfjs-backend-wasm 4.22 ships no filter gradients at all, an
  * input gradient that runs at a tenth of a forward convolution's speed, and slow versions of the
  * memory-bound kernels a training step calls most; these replacements are built from what XNNPACK
- * does fast, or are single streaming passes. Registered once the wasm backend is live (select.ts).
+ * does fast, or are single streaming passes. The forward convolution of weight-heavy layers is
+ * replaced too (conv-forward.ts: the built-in re-transposes and repacks every new filter tensor, i.e.
+ * every training step), and inference's FusedBatchNorm. Registered once the wasm backend is live
+ * (select.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -12,12 +15,15 @@ import {
   depthwiseConv2dNativeBackpropInput,
 } from './conv-grad.js';
 import { batchNormBackwardKernel, batchNormBackwardWasm, batchNormForwardKernel, batchNormForwardWasm } from './batch-norm.js';
-import { cast, identity, maxPoolGrad, mean, sum, tile, type Fallback } from './fast-ops.js';
+import { fusedBatchNorm } from './batch-norm-inference.js';
+import { fusedConv2D } from './conv-forward.js';
+import { cast, identity, maxPoolGrad, mean, slice, sum, tile, type Fallback } from './fast-ops.js';
 import { batchMatMul } from './matmul.js';
 
 type Replacement = (args: never, fallback: Fallback) => unknown;
 
 const kernels: Array<{ kernelName: string; kernelFunc: Replacement }> = [
+  { kernelName: tf.FusedConv2D, kernelFunc: fusedConv2D },
   { kernelName: tf.Conv2DBackpropFilter, kernelFunc: conv2DBackpropFilter },
   { kernelName: tf.Conv2DBackpropInput, kernelFunc: conv2DBackpropInput },
   { kernelName: tf.DepthwiseConv2dNativeBackpropFilter, kernelFunc: depthwiseConv2dNativeBackpropFilter },
@@ -28,7 +34,9 @@ const kernels: Array<{ kernelName: string; kernelFunc: Replacement }> = [
   { kernelName: tf.Sum, kernelFunc: sum },
   { kernelName: tf.Mean, kernelFunc: mean },
   { kernelName: tf.MaxPoolGrad, kernelFunc: maxPoolGrad },
+  { kernelName: tf.Slice, kernelFunc: slice },
   { kernelName: tf.BatchMatMul, kernelFunc: batchMatMul },
+  { kernelName: tf.FusedBatchNorm, kernelFunc: fusedBatchNorm },
   { kernelName: batchNormForwardKernel, kernelFunc: batchNormForwardWasm },
   { kernelName: batchNormBackwardKernel, kernelFunc: batchNormBackwardWasm },
 ];
