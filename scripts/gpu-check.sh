@@ -74,7 +74,7 @@ for mode in train infer; do
       failures=$((failures + 1))
       continue
     fi
-    line="$mode $model ${size}² batch $batch: osteo webgpu $(echo "$osteo" | "$NODE" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).imagesPerSec.toFixed(1)))') img/s"
+    line="$mode $model ${size}² batch $batch: osteo webgpu $(echo "$osteo" | "$NODE" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).imagesPerSec.toPrecision(3)))') img/s"
     if [ "$torch_cuda" = yes ]; then
       torch=$("$PYTHON" bench/torch_reference.py "$mode" --model "$model" --image-size "$size" --batch-size "$batch" --steps "$STEPS" --warmup "$WARMUP" --device cuda)
       echo "== PyTorch $mode $model ${size}² batch $batch on cuda (fp32)"
@@ -82,7 +82,7 @@ for mode in train infer; do
       ratio=$(printf '%s\n%s\n' "$osteo" "$torch" | "$NODE" -e '
         let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
           const [o, t] = s.split(/\n(?=\{)/).map((x) => JSON.parse(x));
-          console.log(`PyTorch ${t.imagesPerSec.toFixed(1)} img/s, ratio ${(o.imagesPerSec / t.imagesPerSec).toFixed(3)}`);
+          console.log(`PyTorch ${t.imagesPerSec.toPrecision(3)} img/s, ratio ${(o.imagesPerSec / t.imagesPerSec).toFixed(3)}`);
         });')
       line="$line, $ratio"
     fi
