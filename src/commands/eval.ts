@@ -33,7 +33,7 @@ function registerEvalCommand(program: Command): void {
     .addOption(backendOption())
     .option('--json', 'print the summary as one JSON document')
     .action(async (options: EvalCommandOptions) => {
-      const config = resolveEvalConfig(tableFlags(options));
+      const config = resolveEvalConfig(tableFlags(options), options.backend);
       await useBackend(options.backend);
       const { report, written } = await evaluateRuns({
         runs: config.run,
@@ -44,6 +44,7 @@ function registerEvalCommand(program: Command): void {
         weights: config.weights,
         outDir: config.out,
         batchSize: config.batchSize,
+        workers: config.workers,
         seed: config.seed,
         resamples: config.resamples,
         onWarning: (message) => process.stderr.write(`osteo: warning: ${message}\n`),

@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import { useBackend, type BackendPreference } from '../backend/index.js';
 import { checkpointChoices, formatPredictions, predictImages, type CheckpointChoice } from '../eval/index.js';
 import { maxInputPixels } from '../data/index.js';
+import { evalOptions, workersProblem } from '../config/index.js';
 import { modelNames } from '../models/index.js';
 import { UserError } from '../util/index.js';
 import { backendOption, positiveInt, printJson } from './common.js';
@@ -15,6 +16,7 @@ interface PredictCommandOptions {
   gradcam?: string;
   tta?: boolean;
   maxPixels: number;
+  workers?: number;
   json?: boolean;
   backend: BackendPreference;
 }
@@ -33,8 +35,11 @@ export function registerPredictCommand(program: Command): void {
     .option('--tta', 'average each image with its horizontal mirror')
     .option('--max-pixels <n>', 'refuse images with more pixels than this (a guard against decompression bombs)', positiveInt('--max-pixels'), maxInputPixels)
     .addOption(backendOption())
+    .option('--workers <n>', evalOptions.workers.help, positiveInt('--workers'))
     .option('--json', 'print {"images":[{path, prediction, confidence, probabilities, models}], "failed":[{path, error}]}')
     .action(async (images: string[], options: PredictCommandOptions) => {
+      const problem = options.workers === undefined ? undefined : workersProblem(options.workers, options.backend);
+      if (problem !== undefined) throw new UserError(`--workers: ${problem}`);
       await useBackend(options.backend);
       const result = await predictImages({
         images,
@@ -46,6 +51,7 @@ export function registerPredictCommand(program: Command): void {
         gradcamDir: options.gradcam,
         tta: options.tta ?? false,
         maxPixels: options.maxPixels,
+        workers: options.workers,
         onWarning: (message) => process.stderr.write(`osteo: warning: ${message}\n`),
       });
       if (options.json) printJson(result);

@@ -3,7 +3,9 @@
  * evaluateRuns falls back to when a pipeline calls it, and the docs.
  */
 import { z } from 'zod';
-import { OptionValues, applyFlags, option, optional, required, schemaOf, validateValues, type ConfigOf } from './options.js';
+import { UserError } from '../util/index.js';
+import { OptionValues, applyFlags, keyAt, option, optional, required, schemaOf, validateValues, type ConfigOf } from './options.js';
+import { workersProblem } from './train.js';
 
 const positiveInt = z.int().min(1);
 
@@ -21,7 +23,8 @@ export const evalOptions = {
   tta: option(z.boolean(), false, 'average each image with its horizontal mirror', { flag: '--tta' }),
   weights: option(z.string().min(1), 'equal', "ensemble weights: 'equal', 'auto' (fitted on val), or w1,w2,… per run", { flag: '--weights <spec>' }),
   out: optional(z.string().min(1), 'report directory (default: eval-<split>-<run names> beside the first run); another evaluation\'s report is never overwritten', { flag: '--out <dir>' }),
-  batchSize: option(positiveInt, 16, 'images per forward pass', { flag: '--batch-size <n>' }),
+  batchSize: option(positiveInt, 16, 'images per forward pass (shared out among the workers)', { flag: '--batch-size <n>' }),
+  workers: optional(positiveInt, 'inference worker threads (default: one per core on wasm, fewer for too few images to repay their start, 1 elsewhere)', { flag: '--workers <n>' }),
   seed: option(z.int().min(0), 0, 'bootstrap seed', { flag: '--seed <n>' }),
   resamples: option(positiveInt, 2000, 'bootstrap resamples', { flag: '--resamples <n>' }),
 } as const;
@@ -30,9 +33,15 @@ export type EvalConfig = ConfigOf<typeof evalOptions>;
 
 export const evalConfigSchema = schemaOf(evalOptions);
 
-/** The evaluation settings from `osteo eval` flags (by key): errors name the flag. */
-export function resolveEvalConfig(flags: Readonly<Record<string, unknown>>): EvalConfig {
+/**
+ * The evaluation settings from `osteo eval` flags (by key): errors name the flag. `backend` is the
+ * --backend preference the workers are checked against (as `osteo train` checks them).
+ */
+export function resolveEvalConfig(flags: Readonly<Record<string, unknown>>, backend = 'auto'): EvalConfig {
   const values = new OptionValues(evalOptions);
   applyFlags(values, flags);
-  return validateValues(values, evalConfigSchema) as EvalConfig;
+  const config = validateValues(values, evalConfigSchema) as EvalConfig;
+  const problem = config.workers === undefined ? undefined : workersProblem(config.workers, backend);
+  if (problem !== undefined) throw new UserError(`invalid config: ${keyAt(values.get('workers')!.origin, 'workers')}: ${problem}`);
+  return config;
 }

@@ -25,6 +25,7 @@ export {
   defaultRecipe,
   recipeDir,
   monitorMetrics,
+  workersProblem,
   type MonitorMetric,
   type TrainConfig,
   type TrainConfigInput,

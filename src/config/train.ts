@@ -165,11 +165,22 @@ function checkLengths(config: TrainConfigInput, fail: (key: string, message: str
 /** More worker threads than the machine runs at once only contend; a backend that does not train in workers takes one. */
 function checkWorkers(config: TrainConfigInput, fail: (key: string, message: string) => never): void {
   if (config.workers === undefined) return;
+  const problem = workersProblem(config.workers, config.backend);
+  if (problem !== undefined) fail('workers', problem);
+}
+
+/**
+ * What is wrong with running `workers` worker threads on `backend` (a --backend preference), or
+ * undefined: more threads than the machine runs at once only contend, and a backend that does not run
+ * in worker threads takes one. The one check behind every --workers (train, eval, predict).
+ */
+export function workersProblem(workers: number, backend: string): string | undefined {
   const cores = availableParallelism();
-  if (config.workers > cores) fail('workers', `${config.workers} is more than this machine runs at once (${cores}, os.availableParallelism()): use at most ${cores}`);
-  const candidate = backendCandidates.find((c) => c.backend === config.backend);
+  if (workers > cores) return `${workers} is more than this machine runs at once (${cores}, os.availableParallelism()): use at most ${cores}`;
+  const candidate = backendCandidates.find((c) => c.backend === backend);
   const threads: WorkerThreads | undefined = candidate?.capabilities.workerThreads;
-  if (threads && !threads.trainsInWorkers && config.workers > 1) fail('workers', `the ${config.backend} backend trains in one process (${threads.why}): use 1, or a backend that trains in worker threads`);
+  if (threads && !threads.trainsInWorkers && workers > 1) return `the ${backend} backend trains in one process (${threads.why}): use 1, or a backend that trains in worker threads`;
+  return undefined;
 }
 
 /**

@@ -24,7 +24,8 @@ import { DataError, UserError, checkWritableFolder, createRng, environmentUserEr
 import { evalOptions, type EvalSplit } from '../config/index.js';
 import { manifestSha256, readRunSplit } from '../runs/index.js';
 import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from './ensemble.js';
-import { disambiguateNames, disposeModels, loadRunForInference, predictProbabilities, transformKey, type CheckpointChoice, type LoadedModel } from './inference.js';
+import { disambiguateNames, disposeModels, loadAll, loadRunForInference, predictProbabilities, transformKey, type CheckpointChoice, type LoadedModel } from './inference.js';
+import { inferenceWorkers } from '../train/index.js';
 import { summarize, writeEvaluationReport, type EvaluationReport, type ModelSummary, type WrittenReport } from '../report/index.js';
 
 export type { EvalSplit };
@@ -45,6 +46,8 @@ export interface EvaluateOptions {
   /** Where the report goes; null writes nothing. Default: defaultEvalOutDir. */
   outDir?: string | null;
   batchSize?: number;
+  /** Worker threads per model (default: inferenceWorkers' — one per core on wasm when there are images enough). */
+  workers?: number;
   /** Seed of the bootstrap resampling. */
   seed?: number;
   resamples?: number;
@@ -52,6 +55,8 @@ export interface EvaluateOptions {
   readImage?: (file: string, transform: EvalTransform) => Promise<Float32Array>;
   /** Progress: which split is being predicted, images done so far. */
   onProgress?: (event: { split: EvalSplit; done: number; total: number }) => void;
+  /** Told the loaded models, before any image is read (tests check where they run: `replicas`). */
+  onModelsLoaded?: (models: readonly LoadedModel[]) => void;
   /** Called once the ensemble weights are fixed (tests check no evaluated image was read before). */
   onWeightsFitted?: (weights: number[]) => void;
   /** Warnings: a run without a split record, a manifest without content hashes. */
@@ -162,7 +167,10 @@ async function manifestContentHashes(dataDir: string): Promise<Map<string, strin
   return new Map(records.filter((r) => r.path && r.contentHash).map((r) => [r.path!, r.contentHash!]));
 }
 
-/** Each model's probabilities on `rows`, images decoded once and preprocessed once per distinct transform. */
+/**
+ * Each model's probabilities on `rows`, images decoded once and preprocessed once per distinct
+ * transform, a batch at a time; reading ahead never goes beyond `rows`.
+ */
 async function predictRows(
   models: LoadedModel[],
   dataDir: string,
@@ -184,10 +192,12 @@ async function predictRows(
     }
     return image;
   };
-  for (const [start, end] of batchRanges(rows.length, batchSize)) {
+  /** The batch's images, once per distinct transform. */
+  const prepare = async ([start, end]: [number, number]): Promise<Map<string, Float32Array>> => {
     const batch = rows.slice(start, end);
     const decoded = options.readImage ? [] : await Promise.all(batch.map(decodeVerified));
-    for (const group of groups.values()) {
+    const inputs = new Map<string, Float32Array>();
+    for (const [key, group] of groups) {
       const transform = group[0]!.transform;
       const pixels = transform.crop * transform.crop * 3;
       const images = new Float32Array(batch.length * pixels);
@@ -197,14 +207,47 @@ async function predictRows(
           : normalize(centerCrop(await resizeShorter(decoded[i]!, transform.resize), transform.crop), transform);
         images.set(crop, i * pixels);
       }
-      for (const m of group) {
-        const probabilities = predictProbabilities(m, images, batch.length, { tta: options.tta, batchSize });
-        outputs[models.indexOf(m)]!.set(probabilities, start * m.numClasses);
-      }
+      inputs.set(key, images);
     }
-    options.onProgress?.({ split, done: end, total: rows.length });
+    return inputs;
+  };
+  /** The batch through every model at once (each model's replicas are threads of their own). */
+  const predict = async ([start, end]: [number, number], inputs: Map<string, Float32Array>): Promise<void> => {
+    await Promise.all(
+      models.map(async (m, i) => {
+        const probabilities = await predictProbabilities(m, inputs.get(transformKey(m.transform))!, end - start, { tta: options.tta, batchSize });
+        outputs[i]!.set(probabilities, start * m.numClasses);
+      }),
+    );
+  };
+  // Two batches in flight: a worker that finishes its block of one batch goes on with its block of
+  // the next instead of waiting for the others, and the batch after is read meanwhile.
+  const ranges = batchRanges(rows.length, batchSize);
+  if (ranges.length === 0) return outputs;
+  let next = prepare(ranges[0]!);
+  let previous: { done: Promise<void>; end: number } | undefined;
+  for (const [index, range] of ranges.entries()) {
+    const inputs = await next;
+    if (index + 1 < ranges.length) next = settledLater(prepare(ranges[index + 1]!));
+    const done = settledLater(predict(range, inputs));
+    if (previous) {
+      await previous.done;
+      options.onProgress?.({ split, done: previous.end, total: rows.length });
+    }
+    previous = { done, end: range[1] };
   }
+  await previous!.done;
+  options.onProgress?.({ split, done: rows.length, total: rows.length });
   return outputs;
+}
+
+/**
+ * A promise awaited later than it may settle: should the work before it fail first, its own failure
+ * is moot and must not surface as an unhandled rejection. Awaiting it still gives its outcome.
+ */
+function settledLater<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
 }
 
 function batchRanges(count: number, size: number): [number, number][] {
@@ -253,8 +296,10 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
   // evaluation leaves the previous report untouched and no stale plot of an earlier one survives.
   let staged: StagedFolder | undefined;
   try {
-    for (const run of options.runs) models.push(await loadRunForInference(run, { checkpoint }));
+    const workers = inferenceWorkers(options.workers, rows.length + (weightSpec.kind === 'auto' ? valRows.length : 0));
+    models.push(...(await loadAll(options.runs.map((run) => () => loadRunForInference(run, { checkpoint, workers })))));
     disambiguateNames(models);
+    options.onModelsLoaded?.(models);
     const numClasses = models[0]!.numClasses;
     if (models.some((m) => m.numClasses !== numClasses)) throw new UserError('the runs disagree on the number of classes; they cannot be ensembled');
     if (numClasses !== classNames.length) throw new UserError(`the runs have ${numClasses} classes but the data has ${classNames.length}`);
@@ -310,7 +355,7 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
     }
     return { report, written };
   } finally {
-    disposeModels(models);
+    await disposeModels(models);
     await staged?.abandon();
   }
 }

@@ -68,7 +68,7 @@ export interface GradCamResult {
 }
 
 /** Grad-CAM at `layerName` of one preprocessed image (size×size×3, NHWC) for `classIndex`. */
-export function gradCam(model: tfl.LayersModel, layerName: string, image: Float32Array, imageSize: number, classIndex: number): GradCamResult {
+export async function gradCam(model: tfl.LayersModel, layerName: string, image: Float32Array, imageSize: number, classIndex: number): Promise<GradCamResult> {
   const split = splitAtLayer(model, layerName);
   const [map, height, width] = tf.tidy(() => {
     const x = tf.tensor4d(image, [1, imageSize, imageSize, 3]);
@@ -88,7 +88,7 @@ export function gradCam(model: tfl.LayersModel, layerName: string, image: Float3
     return [scaled, activations.shape[1], activations.shape[2]] as [tf.Tensor2D, number, number];
   });
   try {
-    return { map: map.dataSync() as Float32Array, height, width, classIndex, layerName: split.layerName };
+    return { map: (await map.data()) as Float32Array, height, width, classIndex, layerName: split.layerName };
   } finally {
     map.dispose();
   }
@@ -98,11 +98,13 @@ export function gradCam(model: tfl.LayersModel, layerName: string, image: Float3
 export { heatColor };
 
 /** The map bilinearly upsampled to width×height (half-pixel centres, as cv2.resize / torch align_corners=False). */
-export function upsampleMap(result: GradCamResult, width: number, height = width): Float32Array {
-  return tf.tidy(() => {
-    const grid = tf.tensor4d(result.map, [1, result.height, result.width, 1]);
-    return tf.image.resizeBilinear(grid, [height, width], false, true).dataSync() as Float32Array;
-  });
+export async function upsampleMap(result: GradCamResult, width: number, height = width): Promise<Float32Array> {
+  const upsampled = tf.tidy(() => tf.image.resizeBilinear(tf.tensor4d(result.map, [1, result.height, result.width, 1]), [height, width], false, true));
+  try {
+    return (await upsampled.data()) as Float32Array;
+  } finally {
+    upsampled.dispose();
+  }
 }
 
 /** A rectangle in pixels of the overlay. */
@@ -149,7 +151,7 @@ export async function gradCamOverlayPng(original: RgbImage, transform: EvalTrans
   const left = Math.round(box.left * fx);
   const top = Math.round(box.top * fy);
   const region = { left, top, width: Math.max(1, Math.min(width - left, Math.round(transform.crop * fx))), height: Math.max(1, Math.min(height - top, Math.round(transform.crop * fy))) };
-  const heat = upsampleMap(result, region.width, region.height);
+  const heat = await upsampleMap(result, region.width, region.height);
   const out = Buffer.alloc(width * height * 3);
   const border = Math.max(1, Math.round(Math.min(width, height) / 256));
   for (let y = 0; y < height; y++) {

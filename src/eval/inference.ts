@@ -1,7 +1,10 @@
 /**
  * Trained models ready for inference: loaded from a run directory or from a single weights file,
  * each with the preprocessing it was trained with, and batched softmax probabilities (optionally
- * averaged with the horizontally flipped image: test-time augmentation).
+ * averaged with the horizontally flipped image: test-time augmentation). With workers > 1 the same
+ * weights also go to replicas in worker threads (the training engine's), which then compute every
+ * probability, the images cut into one block per worker in order; the model in this thread stays
+ * for Grad-CAM.
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -14,6 +17,7 @@ import { getModel, type ModelName } from '../models/index.js';
 import { checkpointNames, openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
 import { buildWithWeights, readStateDict } from '../weights/index.js';
 import { softmax } from '../report/index.js';
+import { createPredictor, type Predictor } from '../train/index.js';
 
 export interface LoadedModel {
   /** Display name: the architecture, or `architecture:run` when two runs share one. */
@@ -27,6 +31,8 @@ export interface LoadedModel {
   imageSize: number;
   transform: EvalTransform;
   numClasses: number;
+  /** Replicas in worker threads that compute the predictions instead of `model` (workers > 1). */
+  replicas?: Predictor;
 }
 
 /** --checkpoint's choices: the run's checkpoints. */
@@ -40,6 +46,8 @@ export interface LoadOptions {
   checkpoint?: CheckpointChoice;
   /** Told when the requested input size differs from the one the weights were trained at. */
   onWarning?: (message: string) => void;
+  /** Worker threads that compute the predictions (inferenceWorkers decides how many); 1 or absent: this thread. */
+  workers?: number;
 }
 
 function sizeMismatch(source: string, trained: number, requested: number): string {
@@ -57,14 +65,23 @@ export async function loadRunForInference(dir: string, options: LoadOptions = {}
   const { config } = await openRun(dir, which);
   const file = runWeightsPath(dir, which);
   if (options.imageSize !== undefined && options.imageSize !== config.imageSize) options.onWarning?.(sizeMismatch(`run ${dir}`, config.imageSize, options.imageSize));
-  const loaded = await buildFromFile(config.model, file, options.imageSize ?? config.imageSize, config.numClasses);
+  const loaded = await buildFromFile(config.model, file, options.imageSize ?? config.imageSize, config.numClasses, options.workers);
   return { ...loaded, run: resolve(dir) };
 }
 
-async function buildFromFile(modelName: string, weightsFile: string, imageSize: number, numClasses: number): Promise<LoadedModel> {
+/** The file is read once, so the model here and its replicas hold the same weights even if it is replaced meanwhile. */
+async function buildFromFile(modelName: string, weightsFile: string, imageSize: number, numClasses: number, workers = 1): Promise<LoadedModel> {
   const entry = getModel(modelName);
-  const { model } = buildWithWeights(entry, await readStateDict(weightsFile), { numClasses, imageSize });
-  return { name: entry.name, modelName: entry.name, weightsFile: resolve(weightsFile), model, imageSize, transform: entry.transform(imageSize), numClasses };
+  const weights = await readStateDict(weightsFile);
+  const { model } = buildWithWeights(entry, weights, { numClasses, imageSize });
+  let replicas: Predictor | undefined;
+  try {
+    if (workers > 1) replicas = await createPredictor({ model: entry.name, imageSize, numClasses, weights, workers });
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+  return { name: entry.name, modelName: entry.name, weightsFile: resolve(weightsFile), model, imageSize, transform: entry.transform(imageSize), numClasses, replicas };
 }
 
 /**
@@ -92,15 +109,29 @@ export async function exportedImageSize(weightsFile: string, modelName: ModelNam
 }
 
 /**
- * A torchvision-keyed weights file (.pth or .safetensors) for a named architecture; 3 classes. The
- * input size defaults to what an `osteo export` metadata.json beside the file records, else the
- * architecture's default; a different --image-size is used but warned about.
+ * A torchvision-keyed weights file (.pth or .safetensors) for a named architecture; 3 classes unless
+ * told. The input size defaults to what an `osteo export` metadata.json beside the file records, else
+ * the architecture's default; a different --image-size is used but warned about.
  */
-export async function loadWeightsFile(modelName: string, weightsFile: string, imageSize?: number, numClasses = 3, onWarning?: (message: string) => void): Promise<LoadedModel> {
+export async function loadWeightsFile(modelName: string, weightsFile: string, options: Omit<LoadOptions, 'checkpoint'> & { numClasses?: number } = {}): Promise<LoadedModel> {
   const entry = getModel(modelName);
+  const { imageSize, numClasses = 3 } = options;
   const recorded = await exportedImageSize(weightsFile, entry.name);
-  if (imageSize !== undefined && recorded !== undefined && imageSize !== recorded) onWarning?.(sizeMismatch(`${weightsFile} (its metadata.json)`, recorded, imageSize));
-  return buildFromFile(entry.name, weightsFile, imageSize ?? recorded ?? entry.defaultImageSize, numClasses);
+  if (imageSize !== undefined && recorded !== undefined && imageSize !== recorded) options.onWarning?.(sizeMismatch(`${weightsFile} (its metadata.json)`, recorded, imageSize));
+  return buildFromFile(entry.name, weightsFile, imageSize ?? recorded ?? entry.defaultImageSize, numClasses, options.workers);
+}
+
+/**
+ * Load several models at once (their worker threads start side by side), in order. All or none: when
+ * one fails, those already loaded are disposed and the first failure is thrown.
+ */
+export async function loadAll(loaders: Array<() => Promise<LoadedModel>>): Promise<LoadedModel[]> {
+  const settled = await Promise.allSettled(loaders.map((load) => load()));
+  const loaded = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failure === undefined) return loaded;
+  await disposeModels(loaded);
+  throw failure.reason;
 }
 
 /** Give models that share an architecture distinct display names (`resnet18:run-a`, `resnet18:run-b`). */
@@ -117,8 +148,10 @@ export function disambiguateNames(models: LoadedModel[]): void {
   }
 }
 
-export function disposeModels(models: LoadedModel[]): void {
+/** The models here are released at once; the worker threads, if any, once they have stopped. */
+export async function disposeModels(models: LoadedModel[]): Promise<void> {
   for (const m of models) m.model.dispose();
+  await Promise.all(models.map((m) => m.replicas?.dispose()));
 }
 
 /** Same size and same normalization: one preprocessed batch can feed both models. */
@@ -135,18 +168,68 @@ export function nonFiniteError(loaded: Pick<LoadedModel, 'name' | 'run' | 'weigh
   );
 }
 
+/** The images (NHWC, size×size×3 each) mirrored left to right, as tf.reverse(x, 2) does. */
+export function mirrorImages(images: Float32Array, count: number, size: number): Float32Array {
+  const out = new Float32Array(images.length);
+  const row = size * 3;
+  for (let r = 0; r < count * size; r++) {
+    const start = r * row;
+    for (let x = 0; x < size; x++) {
+      const from = start + x * 3;
+      const to = start + (size - 1 - x) * 3;
+      out[to] = images[from]!;
+      out[to + 1] = images[from + 1]!;
+      out[to + 2] = images[from + 2]!;
+    }
+  }
+  return out;
+}
+
+/** Softmax of logits (rows of k); non-finite logits name the model and its weights file. */
+function probabilitiesOf(loaded: LoadedModel, logits: Float32Array): Float32Array {
+  // softmax of a NaN is NaN and argmax then picks class 0: "Normal (confidence NaN%)".
+  if (!logits.every(Number.isFinite)) throw nonFiniteError(loaded);
+  return softmax(logits, loaded.numClasses);
+}
+
+/** The mean of the passes' probabilities, in pass order (the plain image first, then its mirror). */
+function meanOf(passes: Float32Array[], out: Float32Array, offset: number): void {
+  for (let i = 0; i < passes[0]!.length; i++) {
+    let sum = 0;
+    for (const p of passes) sum += p[i]!;
+    out[offset + i] = sum / passes.length;
+  }
+}
+
 /**
  * Softmax probabilities for `count` preprocessed images (NHWC, crop×crop×3 each), in batches.
  * With `tta`, each image's probabilities are averaged with its horizontal mirror's — averaging
- * probabilities rather than logits, as the soft-vote ensemble does.
+ * probabilities rather than logits, as the soft-vote ensemble does. With replicas in worker threads,
+ * the images and their mirrors go to them in one call, cut into a block per worker; the result is
+ * the same as in this thread up to float rounding, in the same order.
  */
-export function predictProbabilities(loaded: LoadedModel, images: Float32Array, count: number, options: { tta?: boolean; batchSize?: number } = {}): Float32Array {
+export async function predictProbabilities(loaded: LoadedModel, images: Float32Array, count: number, options: { tta?: boolean; batchSize?: number } = {}): Promise<Float32Array> {
   const size = loaded.transform.crop;
   const pixels = size * size * 3;
   if (images.length !== count * pixels) throw new UserError(`expected ${count} images of ${size}×${size}×3 values, got ${images.length} values`);
-  const batchSize = options.batchSize ?? 16;
   const k = loaded.numClasses;
   const out = new Float32Array(count * k);
+  if (loaded.replicas !== undefined) {
+    const input = options.tta ? new Float32Array(2 * count * pixels) : images;
+    if (options.tta) {
+      input.set(images);
+      input.set(mirrorImages(images, count, size), count * pixels);
+    }
+    const logits = await loaded.replicas.logits(input, options.tta ? 2 * count : count);
+    const passes = options.tta ? [logits.subarray(0, count * k), logits.subarray(count * k)] : [logits];
+    meanOf(
+      passes.map((p) => probabilitiesOf(loaded, p)),
+      out,
+      0,
+    );
+    return out;
+  }
+  const batchSize = options.batchSize ?? 16;
   for (let start = 0; start < count; start += batchSize) {
     const n = Math.min(batchSize, count - start);
     const logits = tf.tidy(() => {
@@ -157,20 +240,12 @@ export function predictProbabilities(loaded: LoadedModel, images: Float32Array, 
     });
     let probabilities: Float32Array[];
     try {
-      probabilities = logits.map((l) => {
-        const values = l.dataSync() as Float32Array;
-        // softmax of a NaN is NaN and argmax then picks class 0: "Normal (confidence NaN%)".
-        if (!values.every(Number.isFinite)) throw nonFiniteError(loaded);
-        return softmax(values, k);
-      });
+      const values = await Promise.all(logits.map((l) => l.data() as Promise<Float32Array>));
+      probabilities = values.map((v) => probabilitiesOf(loaded, v));
     } finally {
       tf.dispose(logits);
     }
-    for (let i = 0; i < n * k; i++) {
-      let sum = 0;
-      for (const p of probabilities) sum += p[i]!;
-      out[start * k + i] = sum / probabilities.length;
-    }
+    meanOf(probabilities, out, start * k);
   }
   return out;
 }

@@ -8,13 +8,16 @@ import { basename, extname, join } from 'node:path';
 import sharp from 'sharp';
 import { centerCrop, classNames, decodeRgb, maxInputPixels, normalize, resizeShorter, type RgbImage } from '../data/index.js';
 import { DataError, UserError, checkWritableFolder, environmentUserError, errorMessage, writeFileAtomic } from '../util/index.js';
+import { evalOptions } from '../config/index.js';
 import { getModel } from '../models/index.js';
 import { argmaxRows } from '../report/index.js';
+import { inferenceWorkers } from '../train/index.js';
 import { ensembleProbabilities } from './ensemble.js';
 import { gradCam, gradCamOverlayPng, type GradCamResult, type OverlayRegion } from './gradcam.js';
 import {
   disambiguateNames,
   disposeModels,
+  loadAll,
   loadRunForInference,
   loadWeightsFile,
   predictProbabilities,
@@ -45,8 +48,12 @@ export interface PredictOptions {
   gradcamDir?: string;
   /** Refuse images with more pixels than this (default maxInputPixels, the decompression-bomb guard). */
   maxPixels?: number;
+  /** Worker threads per model (default: inferenceWorkers' — one per core on wasm when there are images enough). */
+  workers?: number;
   /** Warnings (a size mismatch, a tiny image, a Grad-CAM that could not be drawn). */
   onWarning?: (message: string) => void;
+  /** Told the loaded models, before any image is read (tests check where they run: `replicas`). */
+  onModelsLoaded?: (models: readonly LoadedModel[]) => void;
   /** The Grad-CAM computation (tests substitute one that fails). */
   explain?: typeof gradCam;
 }
@@ -86,7 +93,7 @@ function describe(probabilities: ArrayLike<number>): ModelPrediction {
   return { prediction: classNames[best] ?? String(best), confidence: values[best]!, probabilities: values };
 }
 
-async function loadModels(options: PredictOptions): Promise<LoadedModel[]> {
+async function loadModels(options: PredictOptions, workers: number): Promise<LoadedModel[]> {
   const runs = options.runs ?? [];
   if (runs.length > 0 && (options.model !== undefined || options.weights !== undefined)) {
     throw new UserError('give either --run DIR… or --model NAME --weights FILE, not both');
@@ -94,16 +101,9 @@ async function loadModels(options: PredictOptions): Promise<LoadedModel[]> {
   if (runs.length === 0) {
     if (options.model === undefined || options.weights === undefined) throw new UserError('give --run DIR (one or more), or --model NAME with --weights FILE');
     if (options.checkpoint !== undefined && options.checkpoint !== 'best') throw new UserError('--checkpoint chooses among a run\'s checkpoints: use it with --run, not --weights');
-    return [await loadWeightsFile(options.model, options.weights, options.imageSize, 3, options.onWarning)];
+    return [await loadWeightsFile(options.model, options.weights, { imageSize: options.imageSize, onWarning: options.onWarning, workers })];
   }
-  const models: LoadedModel[] = [];
-  try {
-    for (const run of runs) models.push(await loadRunForInference(run, { imageSize: options.imageSize, checkpoint: options.checkpoint, onWarning: options.onWarning }));
-  } catch (error) {
-    disposeModels(models);
-    throw error;
-  }
-  return models;
+  return loadAll(runs.map((run) => () => loadRunForInference(run, { imageSize: options.imageSize, checkpoint: options.checkpoint, onWarning: options.onWarning, workers })));
 }
 
 /**
@@ -164,21 +164,73 @@ function gradcamStems(images: string[]): string[] {
   return stems.map((s, i) => (counts.get(s)! > 1 ? `${i + 1}-${s}` : s));
 }
 
-/** One image through every model (and Grad-CAM); errors about the image propagate to the caller. */
-async function predictOne(path: string, stem: string, models: LoadedModel[], options: PredictOptions): Promise<ImagePrediction> {
-  const warn = options.onWarning ?? (() => undefined);
+/** An input decoded, and preprocessed once per distinct transform (shared by the models that use it). */
+interface PreparedInput {
+  path: string;
+  stem: string;
+  decoded: RgbImage;
+  inputs: Map<string, Float32Array>;
+}
+
+/** Decode and preprocess one input; errors about the image propagate to the caller. */
+async function prepareInput(path: string, stem: string, models: LoadedModel[], options: PredictOptions): Promise<PreparedInput> {
   const decoded = await decodeInput(path, options.maxPixels ?? maxInputPixels);
   const largestCrop = Math.max(...models.map((m) => m.transform.crop));
   if (Math.min(decoded.width, decoded.height) * 2 < largestCrop) {
-    warn(`${path} is only ${decoded.width}×${decoded.height} px, enlarged more than 2× to the model's ${largestCrop} px input: its prediction rests on little detail`);
+    options.onWarning?.(`${path} is only ${decoded.width}×${decoded.height} px, enlarged more than 2× to the model's ${largestCrop} px input: its prediction rests on little detail`);
   }
-  // One resize + crop per distinct preprocessing, shared by the models that use it.
   const inputs = new Map<string, Float32Array>();
   for (const m of models) {
     const key = transformKey(m.transform);
     if (!inputs.has(key)) inputs.set(key, normalize(centerCrop(await resizeShorter(decoded, m.transform.resize), m.transform.crop), m.transform));
   }
-  const perModel = models.map((m) => predictProbabilities(m, inputs.get(transformKey(m.transform))!, 1, { tta: options.tta }));
+  return { path, stem, decoded, inputs };
+}
+
+/**
+ * A batch of inputs made ready: a DataError naming an input makes that input a failure and the
+ * others go on; anything else is about the models and propagates.
+ */
+async function prepareBatch(paths: string[], stems: string[], models: LoadedModel[], options: PredictOptions): Promise<{ prepared: PreparedInput[]; failed: FailedImage[] }> {
+  const prepared: PreparedInput[] = [];
+  const failed: FailedImage[] = [];
+  for (const [i, path] of paths.entries()) {
+    try {
+      prepared.push(await prepareInput(path, stems[i]!, models, options));
+    } catch (error) {
+      if (!(error instanceof DataError) || error.file !== path) throw error;
+      failed.push({ path, error: error.reason });
+    }
+  }
+  return { prepared, failed };
+}
+
+/** The prepared inputs through every model at once, in order; per model, count×classes probabilities. */
+async function predictBatch(prepared: PreparedInput[], models: LoadedModel[], options: PredictOptions): Promise<Float32Array[]> {
+  return Promise.all(
+    models.map((m) => {
+      const key = transformKey(m.transform);
+      const pixels = m.transform.crop * m.transform.crop * 3;
+      const images = new Float32Array(prepared.length * pixels);
+      prepared.forEach((input, i) => images.set(input.inputs.get(key)!, i * pixels));
+      return predictProbabilities(m, images, prepared.length, { tta: options.tta });
+    }),
+  );
+}
+
+/**
+ * A promise awaited later than it may settle: should the work before it fail first, its own failure
+ * is moot and must not surface as an unhandled rejection. Awaiting it still gives its outcome.
+ */
+function settledLater<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
+}
+
+/** One image's verdict from its models' probabilities, and its Grad-CAM overlays when asked. */
+async function describeInput(input: PreparedInput, perModel: Float32Array[], models: LoadedModel[], options: PredictOptions): Promise<ImagePrediction> {
+  const warn = options.onWarning ?? (() => undefined);
+  const { path, decoded } = input;
   const combined = describe(ensembleProbabilities(perModel));
   const result: ImagePrediction = { path, ...combined, models: Object.fromEntries(models.map((m, i) => [m.name, describe(perModel[i]!)])) };
   if (options.gradcamDir === undefined) return result;
@@ -189,9 +241,9 @@ async function predictOne(path: string, stem: string, models: LoadedModel[], opt
   for (const m of models) {
     // A map that cannot be drawn costs that overlay only: the predictions above stand.
     try {
-      const cam: GradCamResult = explain(m.model, getModel(m.modelName).gradCamLayer, inputs.get(transformKey(m.transform))!, m.transform.crop, classIndex);
+      const cam: GradCamResult = await explain(m.model, getModel(m.modelName).gradCamLayer, input.inputs.get(transformKey(m.transform))!, m.transform.crop, classIndex);
       const overlay = await gradCamOverlayPng(decoded, m.transform, cam);
-      const file = join(options.gradcamDir, `${stem}.${m.name.replace(/[^A-Za-z0-9_.-]+/g, '_')}.gradcam.png`);
+      const file = join(options.gradcamDir, `${input.stem}.${m.name.replace(/[^A-Za-z0-9_.-]+/g, '_')}.gradcam.png`);
       await writeFileAtomic(file, overlay.png);
       result.gradcam[m.name] = file;
       result.gradcamRegion[m.name] = overlay.region;
@@ -206,18 +258,19 @@ async function predictOne(path: string, stem: string, models: LoadedModel[], opt
 }
 
 /**
- * Predict every input; an input that cannot be read or decoded is reported in `failed` and the
- * others go on. Model problems (missing run, non-finite outputs) stop everything: they would fail
- * every image alike.
+ * Predict every input, in order, a batch at a time (the batch is what worker threads share). An
+ * input that cannot be read or decoded is reported in `failed` and the others go on. Model problems
+ * (missing run, non-finite outputs) stop everything: they would fail every image alike.
  */
 export async function predictImages(options: PredictOptions): Promise<PredictResult> {
   if (options.images.length === 0) throw new UserError('give at least one IMAGE to predict');
-  const models = await loadModels(options);
+  const { files, failed } = await expandInputs(options.images);
+  const models = await loadModels(options, inferenceWorkers(options.workers, files.length));
   try {
     disambiguateNames(models);
+    options.onModelsLoaded?.(models);
     const numClasses = models[0]!.numClasses;
     if (models.some((m) => m.numClasses !== numClasses)) throw new UserError('the models disagree on the number of classes; they cannot be ensembled');
-    const { files, failed } = await expandInputs(options.images);
     if (options.gradcamDir !== undefined && files.length > 0) {
       const dir = options.gradcamDir;
       // An overlay of a large film is a few MB of PNG: refuse a full disk before the first prediction.
@@ -227,19 +280,31 @@ export async function predictImages(options: PredictOptions): Promise<PredictRes
       });
     }
     const stems = gradcamStems(files);
+    const batchSize = evalOptions.batchSize.default;
+    const read = (start: number) => prepareBatch(files.slice(start, start + batchSize), stems.slice(start, start + batchSize), models, options);
     const results: ImagePrediction[] = [];
-    for (const [index, path] of files.entries()) {
-      try {
-        results.push(await predictOne(path, stems[index]!, models, options));
-      } catch (error) {
-        // A DataError names an input file that cannot be used; anything else is about the models.
-        if (!(error instanceof DataError) || error.file !== path) throw error;
-        failed.push({ path, error: error.reason });
+    const describeAll = async (batch: { prepared: PreparedInput[]; probabilities: Promise<Float32Array[]> }) => {
+      const probabilities = await batch.probabilities;
+      for (const [i, input] of batch.prepared.entries()) {
+        results.push(await describeInput(input, probabilities.map((p) => p.subarray(i * numClasses, (i + 1) * numClasses)), models, options));
       }
+    };
+    // While the models (or their worker threads) predict one batch, the one before it is described
+    // (Grad-CAM runs here, in this thread) and the one after it is read.
+    let next = files.length > 0 ? read(0) : undefined;
+    let previous: { prepared: PreparedInput[]; probabilities: Promise<Float32Array[]> } | undefined;
+    for (let start = 0; start < files.length; start += batchSize) {
+      const { prepared, failed: unreadable } = await next!;
+      next = start + batchSize < files.length ? settledLater(read(start + batchSize)) : undefined;
+      failed.push(...unreadable);
+      const current = prepared.length > 0 ? { prepared, probabilities: settledLater(predictBatch(prepared, models, options)) } : undefined;
+      if (previous) await describeAll(previous);
+      previous = current;
     }
+    if (previous) await describeAll(previous);
     return { images: results, failed };
   } finally {
-    disposeModels(models);
+    await disposeModels(models);
   }
 }
 

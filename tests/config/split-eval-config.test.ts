@@ -4,7 +4,7 @@
  * machinery, and every error names the key and the file or flag that set it.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -20,6 +20,7 @@ import {
   splitOptions,
 } from '../../src/config/index.js';
 import { splitDefaults } from '../../src/data/index.js';
+import { backendCandidates } from '../../src/backend/index.js';
 import { UserError } from '../../src/util/index.js';
 import { buildProgram } from '../../src/cli.js';
 
@@ -114,6 +115,18 @@ test('eval flags come from the eval table: same flags, defaults in help, values 
   refused(() => resolveEvalConfig({ run: ['a'], data: 'd', seed: '-1' }), /--seed: seed: /);
   refused(() => resolveEvalConfig({ run: ['a'], data: 'd', split: 'train' }), /--split: split: /, /"test"\|"val"/);
   refused(() => resolveEvalConfig({ data: 'd' }), /--run: missing required key "run"/);
+});
+
+test('eval --workers: the training check (the cores, a backend that runs in one process), naming the flag', () => {
+  const cores = availableParallelism();
+  const base = { run: ['a'], data: 'd' };
+  assert.is(resolveEvalConfig({ ...base, workers: String(cores) }).workers, cores);
+  assert.is(resolveEvalConfig(base).workers, undefined, 'absent: the backend decides');
+  refused(() => resolveEvalConfig({ ...base, workers: String(cores + 1) }), new RegExp(`^invalid config: --workers: workers: ${cores + 1} is more than this machine runs at once \\(${cores}, .*use at most ${cores}`));
+  refused(() => resolveEvalConfig({ ...base, workers: '0' }), /--workers: workers: /);
+  const single = backendCandidates.find((c) => !c.capabilities.workerThreads.trainsInWorkers)!;
+  if (cores >= 2) refused(() => resolveEvalConfig({ ...base, workers: '2' }, single.backend), new RegExp(`--workers: workers: the ${single.backend} backend trains in one process`));
+  assert.is(resolveEvalConfig({ ...base, workers: '1' }, single.backend).workers, 1);
 });
 
 test('pipeline config: an unknown key anywhere names the file and the dotted key', async () => {

@@ -66,19 +66,19 @@ test('the cut is the named feature map and the head is the chain after it; other
   model.dispose();
 });
 
-test('Grad-CAM highlights the planted feature of the requested class, and only it', () => {
+test('Grad-CAM highlights the planted feature of the requested class, and only it', async () => {
   const model = plantedModel();
   const image = plantedImage();
   const before = tf.memory().numTensors;
-  const red = gradCam(model, 'features', image, size, 0);
-  const green = gradCam(model, 'features', image, size, 1);
+  const red = await gradCam(model, 'features', image, size, 0);
+  const green = await gradCam(model, 'features', image, size, 1);
   assert.is(tf.memory().numTensors, before, 'no tensors leak');
   assert.is(red.width, 16);
   assert.is(Math.max(...red.map), 1, 'scaled to a maximum of 1');
 
-  const redPeak = peak(upsampleMap(red, size), size);
+  const redPeak = peak(await upsampleMap(red, size), size);
   assert.ok(redPeak.x >= 2 && redPeak.x < 12 && redPeak.y >= 2 && redPeak.y < 12, `class 0 peaks in the red patch, at ${JSON.stringify(redPeak)}`);
-  const greenPeak = peak(upsampleMap(green, size), size);
+  const greenPeak = peak(await upsampleMap(green, size), size);
   assert.ok(greenPeak.x >= 20 && greenPeak.y >= 20, `class 1 peaks in the green patch, at ${JSON.stringify(greenPeak)}`);
   // Class 1's logit falls with red, so the red patch gets nothing (the ReLU drops negative evidence).
   assert.is(green.map[5 * 16 + 3], 0);
@@ -86,10 +86,10 @@ test('Grad-CAM highlights the planted feature of the requested class, and only i
   model.dispose();
 });
 
-test('a class with no supporting evidence gives an all-zero map, not NaN', () => {
+test('a class with no supporting evidence gives an all-zero map, not NaN', async () => {
   const model = plantedModel();
   const black = new Float32Array(size * size * 3);
-  const cam = gradCam(model, 'features', black, size, 0);
+  const cam = await gradCam(model, 'features', black, size, 0);
   assert.ok(cam.map.every((v) => v === 0));
   model.dispose();
 });
@@ -108,7 +108,7 @@ test('the overlay covers the whole image at >= 256 px, not blank, and hot where 
   const raw = plantedImage();
   const { mean, std } = imagenetNormalization;
   const image = raw.map((v, i) => (v - mean[i % 3]!) / std[i % 3]!);
-  const cam = gradCam(model, 'features', image, size, 0);
+  const cam = await gradCam(model, 'features', image, size, 0);
   const overlay = await gradCamOverlayPng(plantedRgb(), { resize: size, crop: size, mean, std }, cam);
   const { data, info } = await sharp(overlay.png).raw().toBuffer({ resolveWithObject: true });
   // 32 px enlarged 8× so the shorter side is 256; the crop is the whole image.
@@ -136,7 +136,7 @@ test('on a wider image the map lies on the centre crop the model saw, outlined; 
   const wide = plantedRgb(48, 8);
   for (let y = 0; y < size; y++) for (const x of [2, 45]) for (let c = 0; c < 3; c++) wide.data[(y * 48 + x) * 3 + c] = 200;
   const image = plantedImage().map((v, i) => (v - mean[i % 3]!) / std[i % 3]!);
-  const cam = gradCam(model, 'features', image, size, 0);
+  const cam = await gradCam(model, 'features', image, size, 0);
   const overlay = await gradCamOverlayPng(wide, { resize: size, crop: size, mean, std }, cam);
   assert.equal([overlay.width, overlay.height], [384, 256]);
   assert.equal(overlay.region, { left: 64, top: 0, width: 256, height: 256 });

@@ -140,7 +140,7 @@ async function checkGradCam(page: PageResult, expected: ImagePrediction, runs: s
     for (const run of runs) models.push(await loadRunForInference(run));
     for (const [i, m] of models.entries()) {
       const name = Object.keys(expected.models)[i]!;
-      const reference = gradCam(m.model, getModel(m.modelName).gradCamLayer, await preprocessForModel(probe, m.transform), m.transform.crop, classIndex);
+      const reference = await gradCam(m.model, getModel(m.modelName).gradCamLayer, await preprocessForModel(probe, m.transform), m.transform.crop, classIndex);
       const ours = page.gradcam[name]!;
       assert.equal(ours.grid, [reference.height, reference.width], `${name}: Grad-CAM grid`);
       const diff = Math.max(...Array.from(reference.map, (v, k) => Math.abs(v - ours.map![k]!)));
@@ -148,7 +148,7 @@ async function checkGradCam(page: PageResult, expected: ImagePrediction, runs: s
       assert.ok(diff <= 1e-3, `${name}: page ${ours.map} vs osteo ${Array.from(reference.map)}`);
     }
   } finally {
-    disposeModels(models);
+    await disposeModels(models);
   }
 }
 
