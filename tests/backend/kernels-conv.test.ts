@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { useBackend } from '../../src/backend/index.js';
 import { rng } from '../helpers/random.js';
+import { assertClose } from '../helpers/close.js';
 
 type Shape4 = [number, number, number, number];
 type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
@@ -37,15 +38,6 @@ async function runOn(backend: string, kernel: string, inputs: Record<string, Inp
   out.dispose();
   if (!tensors) tf.dispose(Object.values(own));
   return { values, shape };
-}
-
-function assertClose(actual: { values: Float32Array; shape: number[] }, expected: { values: Float32Array; shape: number[] }, label: string): void {
-  assert.equal(actual.shape, expected.shape, `${label}: shape`);
-  let scale = 1;
-  for (const v of expected.values) scale = Math.max(scale, Math.abs(v));
-  let worst = 0;
-  for (let i = 0; i < expected.values.length; i++) worst = Math.max(worst, Math.abs(actual.values[i]! - expected.values[i]!));
-  assert.ok(worst <= 1e-4 * scale, `${label}: max |wasm − cpu| = ${worst} (scale ${scale})`);
 }
 
 interface ConvCase {

@@ -22,6 +22,7 @@ import { UserError } from '../../src/util/index.js';
 import { testWith, type Requirement } from '../helpers/requirements.js';
 import { tempDir } from '../train/helpers.js';
 import { writeRunFixture, writeTestImage } from '../eval/fixtures.js';
+import { assertClose } from '../helpers/close.js';
 
 const run = promisify(execFile);
 
@@ -68,15 +69,6 @@ async function evaluate(backend: string, c: Case, seed: number): Promise<Float32
   const results = [await out.data(), await value.data(), ...(await Promise.all(grads.map((g) => g.data())))] as Float32Array[];
   tf.dispose([...inputs, weight, value, ...grads, out]);
   return results;
-}
-
-function assertClose(actual: Float32Array, expected: Float32Array, label: string, tolerance = 1e-4): void {
-  assert.is(actual.length, expected.length, `${label}: length`);
-  let scale = 1;
-  for (const v of expected) scale = Math.max(scale, Math.abs(v));
-  let worst = 0;
-  for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
-  assert.ok(worst / scale <= tolerance, `${label}: max |webgpu − reference| = ${worst} (relative ${(worst / scale).toExponential(2)} > ${tolerance})`);
 }
 
 const conv = (stride: number, pad: 'same' | 'valid' | number) => (x: tf.Tensor, w: tf.Tensor) =>
