@@ -6,7 +6,7 @@
  * adapter the tests skip with the reason (under OSTEO_REQUIRE_REFERENCES=1 they fail instead).
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,6 +19,7 @@ import { splitDataset, synthesizePhantom } from '../../src/data/index.js';
 import { batchNormTraining } from '../../src/backend/index.js';
 import { createEngine } from '../../src/train/engine/index.js';
 import { UserError } from '../../src/util/index.js';
+import { readPth } from '../../src/weights/index.js';
 import { testWith, type Requirement } from '../helpers/requirements.js';
 import { tempDir } from '../train/helpers.js';
 import { writeRunFixture, writeTestImage } from '../eval/fixtures.js';
@@ -203,7 +204,7 @@ gpuTest('osteo train --backend webgpu runs an epoch on a phantom dataset and wri
   }
 });
 
-gpuTest('osteo predict on webgpu gives the probabilities of wasm for the same weights file (1e-4)', async () => {
+gpuTest('osteo predict on webgpu gives the probabilities of wasm for the same weights file (1e-4), writes Grad-CAM overlays, and export writes the same .pth', async () => {
   const dir = await tempDir('osteo-webgpu-');
   await useBackend('cpu');
   try {
@@ -211,16 +212,23 @@ gpuTest('osteo predict on webgpu gives the probabilities of wasm for the same we
     const images = [join(dir.path, 'a.png'), join(dir.path, 'b.png')];
     await writeTestImage(images[0]!, 80, 64, 1);
     await writeTestImage(images[1]!, 64, 96, 2);
-    const probabilities = async (backend: string) => {
-      const { stdout } = await cli(['predict', '--run', fixture.dir, '--backend', backend, '--json', ...images]);
+    const probabilities = async (backend: string, extra: string[] = []) => {
+      const { stdout } = await cli(['predict', '--run', fixture.dir, '--backend', backend, '--json', ...extra, ...images]);
       const parsed = JSON.parse(stdout) as { images: Array<{ probabilities: number[] }>; failed: unknown[] };
       assert.equal(parsed.failed, []);
       return Float32Array.from(parsed.images.flatMap((row) => row.probabilities));
     };
     const wasm = await probabilities('wasm');
-    const webgpu = await probabilities('webgpu');
+    const webgpu = await probabilities('webgpu', ['--gradcam', join(dir.path, 'cams')]);
     assert.is(wasm.length, 6);
     assertClose(webgpu, wasm, 'predict probabilities');
+    // Grad-CAM on webgpu (a gradient of the class score, read asynchronously) wrote its overlays
+    assert.equal(readdirSync(join(dir.path, 'cams')).sort(), ['a.resnet18.gradcam.png', 'b.resnet18.gradcam.png']);
+    // export reads the weights back from the backend: the same state dict as on wasm
+    for (const backend of ['wasm', 'webgpu']) await cli(['export', '--run', fixture.dir, '--format', 'pth', '--out', join(dir.path, `export-${backend}`), '--backend', backend]);
+    const exported = await Promise.all(['wasm', 'webgpu'].map((b) => readPth(join(dir.path, `export-${b}`, 'resnet18.pth'))));
+    assert.equal([...exported[1]!.keys()], [...exported[0]!.keys()]);
+    for (const [key, tensor] of exported[0]!) assert.equal(Array.from(exported[1]!.get(key)!.data as Float32Array), Array.from(tensor.data as Float32Array), key);
   } finally {
     await dir.cleanup();
   }
