@@ -1,10 +1,11 @@
 /**
  * A cache of resized films, so an epoch reads small raw files instead of decoding 2,660-pixel JPEGs.
  *
- * Each image is decoded (decodeRgb) and resized so its shorter side is the model's resize size
- * (resizeShorter) — exactly the first two steps of the eval transform — and stored as raw 8-bit RGB
- * under DIR/.cache/resize-<size>/<sha1 of the relative path>.rgb with a 32-byte header (magic, width,
- * height, the source's byte size and mtime). A changed source fails the header check and is redone.
+ * Each image is read through the image readers (readers.ts) and resized so its shorter side is the
+ * model's resize size — the eval transform's first stage (image.ts `resizeShorter`) — and stored as
+ * raw 8-bit RGB under DIR/.cache/resize-<size>/<sha1 of the relative path>.rgb with a 32-byte header
+ * (magic, width, height, the source's byte size and mtime). A changed source fails the header check
+ * and is redone.
  * Files are written under a temporary name and renamed, so parallel loaders never read half a file.
  * A small in-memory LRU in front saves the file reads for datasets that fit (the phantom does).
  * Delete DIR/.cache to reclaim the space; nothing else depends on it.
@@ -13,7 +14,8 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DataError, writeFileAtomic } from '../util/index.js';
-import { decodeRgb, resizeShorter, type RgbImage } from './image.js';
+import { resizeShorter } from './image.js';
+import { decodeRgb, type RgbImage } from './readers.js';
 
 const magic = 0x3152534f; // "OSR1" little-endian
 const headerBytes = 32;

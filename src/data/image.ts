@@ -1,51 +1,18 @@
 /**
- * Image decoding and the dashboard's preprocessing, with sharp.
- *
- * Every image becomes 8-bit RGB: EXIF orientation applied, alpha dropped, grayscale replicated to
- * three channels, CMYK converted, 16-bit scaled to 8. The model transform is torchvision's
- * `Resize(shorter) → CenterCrop(crop) → ToTensor → Normalize(mean, std)` as the dashboard runs it,
- * with torchvision's size arithmetic (long side truncated, crop offset rounded).
+ * The eval transform, composed once: torchvision's `Resize(shorter) → CenterCrop(crop) → ToTensor →
+ * Normalize(mean, std)` as the dashboard runs it, with torchvision's size arithmetic (long side
+ * truncated, crop offset rounded). It has two stages because the resize cache (cache.ts) stores the
+ * first: `resizeShorter`, then `cropAndNormalizeInto`. `applyEvalTransform` is both, and
+ * `evalTransformSpec` is the same transform as the words and numbers an export writes beside a model.
+ * Decoding a file into the RGB pixels it starts from is readers.ts's.
  */
 import sharp from 'sharp';
-import { DataError } from '../util/index.js';
+import { decodeRgb, type ReadOptions, type RgbImage } from './readers.js';
 
-/** Decoded 8-bit RGB pixels, row-major HWC. */
-export interface RgbImage {
-  data: Uint8Array;
-  width: number;
-  height: number;
-}
-
-/** Images above this many pixels are refused (a decompression-bomb guard; the largest real film is ~7 Mpx). */
-export const maxInputPixels = 64_000_000;
+export { decodeRgb, maxInputPixels, type RgbImage } from './readers.js';
 
 export type ImageSource = string | Buffer;
-
-function describe(source: ImageSource): string {
-  return typeof source === 'string' ? source : '<buffer>';
-}
-
-export interface DecodeOptions {
-  /** Refuse images with more pixels than this (default maxInputPixels). */
-  maxPixels?: number;
-}
-
-/** Decode any supported image to 8-bit RGB (EXIF-rotated). Errors are DataErrors naming the file. */
-export async function decodeRgb(source: ImageSource, options: DecodeOptions = {}): Promise<RgbImage> {
-  try {
-    const { data, info } = await sharp(source, { limitInputPixels: options.maxPixels ?? maxInputPixels, failOn: 'error' })
-      .rotate() // apply EXIF orientation
-      .toColourspace('srgb') // CMYK, grayscale and 16-bit all land in 8-bit sRGB
-      .removeAlpha()
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) throw new Error(`expected 3 channels after conversion, got ${info.channels}`);
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
-  } catch (error) {
-    if (error instanceof DataError) throw error;
-    throw new DataError(describe(source), `cannot decode image: ${(error as Error).message}`);
-  }
-}
+export type DecodeOptions = ReadOptions;
 
 /** torchvision `Resize(size)` with an int: the shorter side becomes `size`, the longer is truncated. */
 export function resizedShape(width: number, height: number, shorter: number): { width: number; height: number } {
@@ -114,9 +81,52 @@ export interface EvalTransform extends Normalization {
   crop: number;
 }
 
+/**
+ * The transform's second stage, on an image whose shorter side is already `transform.resize`: the
+ * centre crop, scaled to [0, 1] and normalised, written as crop×crop×3 floats at `offset` of `out`.
+ */
+export function cropAndNormalizeInto(resized: RgbImage, { crop, mean, std }: Pick<EvalTransform, 'crop' | 'mean' | 'std'>, out: Float32Array, offset = 0): void {
+  const { left, top } = centerCropBox(resized.width, resized.height, crop);
+  let o = offset;
+  for (let y = 0; y < crop; y++) {
+    const row = ((top + y) * resized.width + left) * 3;
+    // normalize()'s arithmetic, sample for sample, so a cached batch equals preprocessForModel's crop.
+    for (let i = row; i < row + crop * 3; i += 3) for (let c = 0; c < 3; c++) out[o++] = (resized.data[i + c]! / 255 - mean[c]!) / std[c]!;
+  }
+}
+
+/** The whole eval transform on decoded pixels: a normalised crop×crop×3 array. */
+export async function applyEvalTransform(image: RgbImage, transform: EvalTransform): Promise<Float32Array> {
+  const out = new Float32Array(transform.crop * transform.crop * 3);
+  cropAndNormalizeInto(await resizeShorter(image, transform.resize), transform, out);
+  return out;
+}
+
 /** The dashboard's transform from an image file to a normalized crop×crop×3 array. */
 export async function preprocessForModel(source: ImageSource, transform: EvalTransform): Promise<Float32Array> {
-  const decoded = await decodeRgb(source);
-  const resized = await resizeShorter(decoded, transform.resize);
-  return normalize(centerCrop(resized, transform.crop), transform);
+  return applyEvalTransform(await decodeRgb(source), transform);
+}
+
+/** The eval transform as an export describes it to other software (metadata.json's `preprocessing`). */
+export interface EvalTransformSpec {
+  steps: string;
+  resize: number;
+  crop: number;
+  interpolation: 'bilinear';
+  /** What a decoded 8-bit sample is multiplied by before Normalize. */
+  scale: number;
+  mean: number[];
+  std: number[];
+}
+
+export function evalTransformSpec(transform: EvalTransform): EvalTransformSpec {
+  return {
+    steps: `RGB; resize shorter side to ${transform.resize} (bilinear); center crop ${transform.crop}; scale to [0,1]; normalize (x - mean) / std`,
+    resize: transform.resize,
+    crop: transform.crop,
+    interpolation: 'bilinear',
+    scale: 1 / 255,
+    mean: [...transform.mean],
+    std: [...transform.std],
+  };
 }

@@ -1,21 +1,42 @@
-/** data: Kaggle download, phantom dataset, index + de-duplication, the leak-free split, decoding with a resize cache, augmentation ops, class-weighted sampling and the batch loader. */
+/** data: Kaggle download, phantom dataset, index + de-duplication, the leak-free split, the image readers and the one eval transform, a resize cache, augmentation ops, class-weighted sampling and the batch loader. */
 export { classNames, numClasses, classIndex, type ClassName } from './classes.js';
 export {
-  decodeRgb,
   resizeShorter,
   resizedShape,
   centerCrop,
   centerCropBox,
   normalize,
+  cropAndNormalizeInto,
+  applyEvalTransform,
   preprocessForModel,
+  evalTransformSpec,
   imagenetNormalization,
-  maxInputPixels,
-  type RgbImage,
   type EvalTransform,
+  type EvalTransformSpec,
   type Normalization,
   type ImageSource,
   type DecodeOptions,
 } from './image.js';
+export {
+  decodeRgb,
+  readImage,
+  readerFor,
+  imageReaders,
+  imageExtensions,
+  hasImageExtension,
+  isImageFile,
+  extensionOf,
+  maxInputPixels,
+  sniffBytes,
+  ImageFault,
+  UnreadableImageError,
+  type RgbImage,
+  type DecodedImage,
+  type ImageFacts,
+  type ImageReader,
+  type ReadOptions,
+  type UnreadableReason,
+} from './readers.js';
 export {
   downloadKaggleDataset,
   resolveKaggleCredentials,

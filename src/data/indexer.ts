@@ -8,13 +8,12 @@
  */
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { extname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseCsvRecords, DataError, UserError, environmentUserError, errorMessage, mapLimit, silentProgress, type ProgressSink, writeFileAtomic } from '../util/index.js';
 import { stringify } from 'csv-stringify/sync';
-import sharp from 'sharp';
 import { classNames, numClasses } from './classes.js';
 import { contentHash, hammingDistance, hashWords, perceptualHash } from './hash.js';
-import { decodeRgb, maxInputPixels } from './image.js';
+import { UnreadableImageError, extensionOf, imageReaders, maxInputPixels, readImage, type DecodedImage, type UnreadableReason } from './readers.js';
 
 export type ConflictPolicy = 'drop' | 'majority' | 'keep';
 export const conflictPolicies: readonly ConflictPolicy[] = ['drop', 'majority', 'keep'];
@@ -22,12 +21,11 @@ export const conflictPolicies: readonly ConflictPolicy[] = ['drop', 'majority', 
 /** Perceptual-hash distance (of 256 bits) at or below which two different images are near duplicates. */
 export const defaultNearThreshold = 20;
 
-const imageExtensions = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff']);
-const supportedFormats = new Set(['jpeg', 'png', 'webp', 'tiff']);
 /** What osteo itself writes at the top of a data folder; not reported as stray entries. */
 const ownFiles = new Set(['index.csv', 'splits.csv', 'phantom.json', 'download.json']);
 
-export type BadReason = 'zero-byte' | 'not-an-image' | 'unsupported-format' | 'too-large' | 'truncated' | 'unreadable';
+/** The image readers' reasons (readers.ts), the index's column values. */
+export type BadReason = UnreadableReason;
 
 export interface IndexRow {
   /** Relative to the data folder, with forward slashes. */
@@ -137,10 +135,18 @@ function bad(row: IndexRow, reason: BadReason, detail: string): IndexRow {
   return { ...row, status: 'bad', reason, note: detail };
 }
 
-/** How libjpeg, libpng/spng, libwebp and libtiff say the data stops early. */
-const truncation = /premature end|end of stream|truncat|unexpected end|end of file|not enough data|corrupt/i;
+/** What the file's name says against what its content is, for the row's note. */
+function extensionNote(path: string, format: string): string {
+  const extension = extensionOf(path);
+  const reader = imageReaders.find((r) => r.name === format);
+  if (reader === undefined || reader.extensions.includes(extension)) return '';
+  return extension === '' ? `no extension; the content is ${format}` : `extension ${extension} but the content is ${format}`;
+}
 
-/** Look at one file: its header first (cheap refusals), then a full decode. */
+/**
+ * Look at one file through the image readers (readers.ts): every file of a class folder is offered
+ * to them, so the content decides, and a file that is not an image is reported with the seam's reason.
+ */
 async function inspectFile(dataDir: string, path: string, label: number, maxPixels: number): Promise<IndexRow> {
   const file = join(dataDir, path);
   let info;
@@ -155,8 +161,6 @@ async function inspectFile(dataDir: string, path: string, label: number, maxPixe
   // A FIFO or device would block the read forever (or never end): only regular files are images.
   if (!info.isFile()) return bad(row, 'not-an-image', 'not a regular file (a pipe, socket or device)');
   if (bytes === 0) return bad(row, 'zero-byte', 'empty file (0 bytes)');
-  const extension = extname(path).toLowerCase();
-  if (!imageExtensions.has(extension)) return bad(row, 'not-an-image', `not an image file type (${extension || 'no extension'})`);
   let buffer: Buffer;
   try {
     buffer = await readFile(file);
@@ -164,39 +168,29 @@ async function inspectFile(dataDir: string, path: string, label: number, maxPixe
     // No permission, or an I/O error: this file cannot be used, the others can; it is reported.
     return bad(row, 'unreadable', `cannot read the file: ${environmentUserError(error, file)?.message ?? errorMessage(error)}`);
   }
-  let metadata: sharp.Metadata;
+  let decoded: DecodedImage;
   try {
-    metadata = await sharp(buffer, { limitInputPixels: false }).metadata();
+    decoded = await readImage(buffer, { maxPixels });
   } catch (error) {
-    const detail = errorMessage(error);
-    if (truncation.test(detail)) return bad(row, 'truncated', `truncated or corrupt image: ${detail}`);
-    if (/unsupported image format/i.test(detail)) return bad(row, 'not-an-image', 'content is not a recognised image format');
-    return bad(row, 'unreadable', detail);
+    if (!(error instanceof UnreadableImageError)) return bad(row, 'unreadable', errorMessage(error));
+    const facts = error.facts;
+    const described = facts === undefined ? row : { ...row, format: facts.format, width: facts.width, height: facts.height, channels: facts.channels, depth: facts.bitDepth };
+    const hint = error.kind === 'too-large' ? '; if the image is genuine, raise the limit with --max-pixels N' : '';
+    return bad(described, error.kind, `${error.reason}${hint}`);
   }
-  const format = metadata.format ?? 'unknown';
-  const width = metadata.width ?? 0;
-  const height = metadata.height ?? 0;
-  const described = { ...row, format, width, height, channels: metadata.channels ?? 0, depth: metadata.depth === 'ushort' ? 16 : 8 };
-  if (!supportedFormats.has(format)) return bad(described, 'unsupported-format', `unsupported image format '${format}'`);
-  if (width * height > maxPixels) {
-    return bad(described, 'too-large', `${width}×${height} = ${width * height} pixels exceeds the limit of ${maxPixels} (decompression-bomb guard)`);
-  }
-  let decoded;
-  try {
-    decoded = await decodeRgb(buffer, { maxPixels });
-  } catch (error) {
-    const detail = error instanceof DataError ? error.reason : errorMessage(error);
-    return truncation.test(detail) ? bad(described, 'truncated', `truncated or corrupt image: ${detail}`) : bad(described, 'unreadable', detail);
-  }
-  const expectedFormat = extension === '.jpg' || extension === '.jpeg' ? 'jpeg' : extension === '.tif' || extension === '.tiff' ? 'tiff' : extension.slice(1);
+  const { pixels, facts } = decoded;
+  const notes = [extensionNote(path, facts.format), facts.frames > 1 ? `${facts.frames} frames: the first is used` : ''].filter((note) => note !== '');
   return {
-    ...described,
+    ...row,
+    format: facts.format,
     // EXIF-rotated files report their displayed size, as every consumer sees them.
-    width: decoded.width,
-    height: decoded.height,
-    contentHash: contentHash(decoded),
-    perceptualHash: await perceptualHash(decoded),
-    note: expectedFormat === format ? '' : `extension ${extension} but the content is ${format}`,
+    width: pixels.width,
+    height: pixels.height,
+    channels: facts.channels,
+    depth: facts.bitDepth,
+    contentHash: contentHash(pixels),
+    perceptualHash: await perceptualHash(pixels),
+    note: notes.join('; '),
   };
 }
 

@@ -14,10 +14,10 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { UserError, mapLimit, beta, createRng, deriveSeed, shuffleInPlace } from '../util/index.js';
 import { mixupBatch, mixupPartners } from './augment-pixels.js';
-import { applyAugmentation, identityParams, sampleAugmentation, type AugmentConfig } from './augment.js';
+import { applyAugmentation, sampleAugmentation, type AugmentConfig } from './augment.js';
 import { createResizedCache, type CacheOptions, type ResizedCache } from './cache.js';
 import { numClasses } from './classes.js';
-import type { EvalTransform } from './image.js';
+import { cropAndNormalizeInto, type EvalTransform } from './image.js';
 import { missingManifestError, parseSplitManifest, splitManifestPath, type ManifestRow, type Split } from './split.js';
 
 export interface Batch {
@@ -140,10 +140,10 @@ export function createLoader(options: LoaderOptions): Loader {
       labels[k] = row.label;
       paths[k] = row.path;
       const image = await cache.get(row.path);
-      const params =
-        augment === undefined
-          ? identityParams(image.width, image.height, size)
-          : sampleAugmentation(augment, createRng(deriveSeed(options.seed, options.epoch, 3, start + k)), image.width, image.height, size);
+      // Without augmentation a sample is the eval transform's second stage on the cached resize: the
+      // same values as preprocessForModel gives for the file (crop at the loader's image size).
+      if (augment === undefined) return cropAndNormalizeInto(image, { ...transform, crop: size }, images, k * pixels);
+      const params = sampleAugmentation(augment, createRng(deriveSeed(options.seed, options.epoch, 3, start + k)), image.width, image.height, size);
       applyAugmentation(image, params, size, transform, images, k * pixels);
     });
     const batch: Batch = { images, labels, size: n, paths };

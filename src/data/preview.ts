@@ -13,6 +13,7 @@ import { applyAugmentation, sampleAugmentation, type AugmentConfig } from './aug
 import { createResizedCache } from './cache.js';
 import { classNames, numClasses } from './classes.js';
 import { imagenetNormalization } from './image.js';
+import { isImageFile } from './readers.js';
 import { readSplitManifest, splitManifestPath, type ManifestRow } from './split.js';
 
 export interface PreviewOptions {
@@ -33,15 +34,13 @@ export interface PreviewResult {
   tiles: { path: string; label: number; caption: string }[];
 }
 
-const imageExtensions = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff']);
-
 async function folderRows(dataDir: string): Promise<ManifestRow[]> {
   const rows: ManifestRow[] = [];
   for (const [label, name] of classNames.entries()) {
     const dir = join(dataDir, name);
     if (!existsSync(dir)) continue;
     for (const file of (await readdir(dir)).sort()) {
-      if (!file.startsWith('.') && imageExtensions.has(extname(file).toLowerCase())) rows.push({ path: `${name}/${file}`, label, split: 'train', group: '' });
+      if (!file.startsWith('.') && (await isImageFile(join(dir, file)))) rows.push({ path: `${name}/${file}`, label, split: 'train', group: '' });
     }
   }
   return rows;

@@ -8,13 +8,11 @@ import { existsSync } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
-  centerCrop,
+  applyEvalTransform,
   classNames,
   contentHash,
   decodeRgb,
-  normalize,
   readSplitManifest,
-  resizeShorter,
   splitManifestPath,
   type EvalTransform,
   type ManifestRow,
@@ -204,7 +202,7 @@ async function predictRows(
       for (let i = 0; i < batch.length; i++) {
         const crop = options.readImage
           ? await options.readImage(join(dataDir, batch[i]!.path), transform)
-          : normalize(centerCrop(await resizeShorter(decoded[i]!, transform.resize), transform.crop), transform);
+          : await applyEvalTransform(decoded[i]!, transform);
         images.set(crop, i * pixels);
       }
       inputs.set(key, images);

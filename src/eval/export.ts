@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { classNames, type EvalTransform } from '../data/index.js';
+import { classNames, evalTransformSpec, type EvalTransform, type EvalTransformSpec } from '../data/index.js';
 import { UserError, osteoVersion, recoverStagedFolder, replaceFolder, stageFolder, writeJsonAtomic } from '../util/index.js';
 import { getModel, listModels, type DashboardFile, type ModelEntry, type ModelName } from '../models/index.js';
 import { loadRunModel, openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
@@ -47,15 +47,7 @@ export interface ExportMetadata {
   architecture: string;
   numClasses: number;
   imageSize: number;
-  preprocessing: {
-    steps: string;
-    resize: number;
-    crop: number;
-    interpolation: 'bilinear';
-    scale: number;
-    mean: readonly number[];
-    std: readonly number[];
-  };
+  preprocessing: EvalTransformSpec;
   input: string;
   output: string;
   /** The training run's record of its best checkpoint (epoch, validation metrics), if it kept one. */
@@ -78,18 +70,6 @@ export async function readBestState(run: string): Promise<unknown> {
   } catch {
     return null;
   }
-}
-
-export function preprocessingOf(transform: EvalTransform): ExportMetadata['preprocessing'] {
-  return {
-    steps: `RGB; resize shorter side to ${transform.resize} (bilinear); center crop ${transform.crop}; scale to [0,1]; normalize (x - mean) / std`,
-    resize: transform.resize,
-    crop: transform.crop,
-    interpolation: 'bilinear',
-    scale: 1 / 255,
-    mean: [...transform.mean],
-    std: [...transform.std],
-  };
 }
 
 export interface ValidatedRun {
@@ -132,7 +112,7 @@ async function metadataFor(run: ValidatedRun, files: string[], input: string, no
     architecture: architectureOf(getModel(run.model), run.numClasses),
     numClasses: run.numClasses,
     imageSize: run.imageSize,
-    preprocessing: preprocessingOf(run.transform),
+    preprocessing: evalTransformSpec(run.transform),
     input,
     output: `logits [N, ${run.numClasses}] in class order; softmax gives the probabilities`,
     metrics: await readBestState(run.run),

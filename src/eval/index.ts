@@ -29,7 +29,6 @@ export { defaultEvalOutDir, ensembleName, evaluateRuns, type EvalSplit, type Eva
 export {
   expandInputs,
   formatPredictions,
-  imageExtensions,
   predictImages,
   researchDisclaimer,
   type FailedImage,

@@ -5,8 +5,7 @@
  */
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
-import sharp from 'sharp';
-import { centerCrop, classNames, decodeRgb, maxInputPixels, normalize, resizeShorter, type RgbImage } from '../data/index.js';
+import { UnreadableImageError, applyEvalTransform, classNames, decodeRgb, imageExtensions, isImageFile, maxInputPixels, type RgbImage } from '../data/index.js';
 import { DataError, UserError, checkWritableFolder, environmentUserError, errorMessage, writeFileAtomic } from '../util/index.js';
 import { evalOptions } from '../config/index.js';
 import { getModel } from '../models/index.js';
@@ -28,8 +27,6 @@ import {
 
 export const researchDisclaimer = 'osteo is a research tool, not a diagnostic device. Every prediction must be reviewed by a clinician.';
 
-/** What a folder argument contributes: its files with these extensions (sharp decodes them), sorted. */
-export const imageExtensions = ['.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff', '.gif', '.avif'] as const;
 
 export interface PredictOptions {
   /** Image files, or folders standing for the images directly inside them. */
@@ -123,11 +120,14 @@ export async function expandInputs(inputs: string[]): Promise<{ files: string[];
       continue;
     }
     if (info.isDirectory()) {
-      const names = (await readdir(input, { withFileTypes: true }))
-        .filter((entry) => entry.isFile() && (imageExtensions as readonly string[]).includes(extname(entry.name).toLowerCase()))
+      const candidates = (await readdir(input, { withFileTypes: true }))
+        .filter((entry) => entry.isFile())
         .map((entry) => entry.name)
         .sort();
-      if (names.length === 0) failed.push({ path: input, error: `a folder with no image files (${imageExtensions.join(', ')}) directly inside it` });
+      // By the image readers' rule: a reader's extension, or content a reader recognises.
+      const images = await Promise.all(candidates.map((name) => isImageFile(join(input, name))));
+      const names = candidates.filter((_, i) => images[i]);
+      if (names.length === 0) failed.push({ path: input, error: `a folder with no image files directly inside it (named ${imageExtensions.join(', ')}, or with content of one of those formats)` });
       files.push(...names.map((name) => join(input, name)));
     } else if (info.isFile()) {
       files.push(input);
@@ -143,10 +143,8 @@ async function decodeInput(path: string, maxPixels: number): Promise<RgbImage> {
   try {
     return await decodeRgb(path, { maxPixels });
   } catch (error) {
-    if (!(error instanceof DataError) || !/pixel limit/i.test(error.reason)) throw error;
-    const meta = await sharp(path).metadata().catch(() => undefined);
-    const size = meta?.width && meta.height ? `${meta.width}×${meta.height} = ${(meta.width * meta.height).toLocaleString('en-US')} pixels` : 'more pixels than allowed';
-    throw new DataError(path, `${size}, above the limit of ${maxPixels.toLocaleString('en-US')} (a guard against decompression bombs): if the image is genuine, raise it with --max-pixels N`);
+    if (!(error instanceof UnreadableImageError) || error.kind !== 'too-large') throw error;
+    throw new DataError(path, `${error.reason}: if the image is genuine, raise it with --max-pixels N`);
   }
 }
 
@@ -182,7 +180,7 @@ async function prepareInput(path: string, stem: string, models: LoadedModel[], o
   const inputs = new Map<string, Float32Array>();
   for (const m of models) {
     const key = transformKey(m.transform);
-    if (!inputs.has(key)) inputs.set(key, normalize(centerCrop(await resizeShorter(decoded, m.transform.resize), m.transform.crop), m.transform));
+    if (!inputs.has(key)) inputs.set(key, await applyEvalTransform(decoded, m.transform));
   }
   return { path, stem, decoded, inputs };
 }

@@ -10,11 +10,11 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { classNames } from '../data/index.js';
+import { classNames, evalTransformSpec } from '../data/index.js';
 import { UserError, osteoVersion, parseCsvRecords, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
 import { getModel } from '../models/index.js';
 import { openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
-import { preprocessingOf, readBestState, sha256, validatedRun, writeFolderStaged, type ExportResult } from './export.js';
+import { readBestState, sha256, validatedRun, writeFolderStaged, type ExportResult } from './export.js';
 import { defaultEvalOutDir, evaluationRecordFile, type EvaluationRecord } from './evaluate.js';
 import { disambiguateNames, type LoadedModel } from './inference.js';
 import { researchDisclaimer } from './predict.js';
@@ -171,7 +171,7 @@ export async function exportWeb(options: WebExportOptions): Promise<ExportResult
           path: folder,
           imageSize: run.imageSize,
           numClasses: run.numClasses,
-          preprocessing: preprocessingOf(run.transform),
+          preprocessing: evalTransformSpec(run.transform),
           gradCamLayer: getModel(run.model).gradCamLayer,
           metrics: await readBestState(run.run),
           source: { run: run.run, sha256: await sha256(run.weightsFile) },
