@@ -8,12 +8,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import sharp from 'sharp';
 import { UserError } from '../util/index.js';
 import type { AugmentConfig } from './augment.js';
 import { createResizedCache } from './cache.js';
 import { imagenetNormalization, type EvalTransform } from './image.js';
 import { createLoader } from './loader.js';
+import { readImage } from './readers.js';
 import { synthesizePhantom } from './phantom.js';
 import { readSplitManifest, splitDataset } from './split.js';
 
@@ -83,7 +83,7 @@ export async function benchData(options: BenchDataOptions): Promise<BenchDataRes
     const memoryCache = createResizedCache(dataDir, transform.resize, { disk: false });
     for (const row of rows) await memoryCache.get(row.path);
     const memory = await time('memory', memoryCache, minimum);
-    const first = await sharp(join(dataDir, rows[0]!.path)).metadata();
+    const first = (await readImage(join(dataDir, rows[0]!.path))).facts;
     return {
       dataDir,
       generated,

@@ -101,7 +101,7 @@ export class UnreadableImageError extends DataError {
 const startsWith = (head: Uint8Array, bytes: readonly number[], at = 0) => head.length >= at + bytes.length && bytes.every((b, i) => head[at + i] === b);
 const ascii = (text: string) => Array.from(text, (c) => c.charCodeAt(0));
 
-/** ISO base media (AVIF, HEIC): an `ftyp` box whose major or compatible brands include one of `brands`. */
+/** ISO base media (AVIF, HEIC): the major and compatible brands of a leading `ftyp` box (none without one). */
 function ftypBrands(head: Uint8Array): string[] {
   if (!startsWith(head, ascii('ftyp'), 4)) return [];
   const size = Math.min(((head[0]! << 24) | (head[1]! << 16) | (head[2]! << 8) | head[3]!) >>> 0, head.length);
