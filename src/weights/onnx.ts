@@ -8,7 +8,9 @@
 import { readFile } from 'node:fs/promises';
 import protobuf from 'protobufjs';
 import { osteoVersion, UserError, writeFileAtomic } from '../util/index.js';
-import type { OnnxAttribute, OnnxGraph } from '../models/index.js';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { modelToOnnxGraph, type ModelName, type OnnxAttribute, type OnnxGraph } from '../models/index.js';
+import { modelToStateDict } from './keymap.js';
 import { onnxProtoSchema } from './onnx-schema.js';
 import { numel, type StateDict } from './types.js';
 
@@ -218,4 +220,16 @@ export function onnxWeightsFor(file: OnnxFile, expected: OnnxGraph, source: stri
     throw refuse(`it lacks the initializers ${shown} (initializer names are torchvision state-dict keys)`);
   }
   return dict;
+}
+
+/**
+ * A built model as ONNX bytes: its emitted graph (src/models/onnx/) with its weights as
+ * torchvision-keyed initializers. The bytes are decoded again and checked against the graph before
+ * they are returned, so a file written from them is known to be complete.
+ */
+export async function modelToOnnx(model: tfl.LayersModel, name: ModelName, metadata: Record<string, string> = {}): Promise<{ bytes: Uint8Array; graph: OnnxGraph }> {
+  const graph = modelToOnnxGraph(model, name);
+  const bytes = encodeOnnx(graph, await modelToStateDict(model, name), metadata);
+  onnxWeightsFor(decodeOnnx(bytes, `the ONNX graph of ${name}`), graph, `the ONNX graph of ${name}`);
+  return { bytes, graph };
 }

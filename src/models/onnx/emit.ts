@@ -144,8 +144,11 @@ function layerNorm(layer: tfl.layers.Layer, inputs: Value[], walk: Walk): Value 
   const input = only(layer, inputs);
   const channels = layer.weights[0]!.shape[0] as number;
   const epsilon = Number((layer as unknown as { epsilon: number }).epsilon ?? config(layer)['epsilon']);
+  // tfjs' channel axis is the last: -1, or resolved to 3 on a feature map and 1 on [N, C].
+  const lastAxis = input.layout === 'flat' ? 1 : 3;
   const axis = config(layer)['axis'];
-  if (axis !== undefined && axis !== -1 && !(Array.isArray(axis) && axis.length === 1 && axis[0] === -1)) {
+  const axes = axis === undefined ? [-1] : Array.isArray(axis) ? axis : [axis];
+  if (axes.length !== 1 || (axes[0] !== -1 && axes[0] !== lastAxis)) {
     throw new Error(`${layer.name}: LayerNorm over axis ${JSON.stringify(axis)} has no ONNX emitter`);
   }
   const x = walk.as(input, input.layout === 'flat' ? 'flat' : 'NHWC', layer.name);
