@@ -7,7 +7,10 @@
  * Providers: the npm package bundles `cpu` (MLAS) and `webgpu` (Dawn); `cuda` and `tensorrt` exist
  * only where the package's install script downloaded them (docs/onnx.md says how).
  */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
 import { UserError, errorMessage } from '../util/index.js';
 
 type Ort = typeof import('onnxruntime-node');
@@ -28,12 +31,35 @@ export interface OnnxProviderStatus {
   name: string;
   /** Shipped inside the npm package (true), or present only where the install script fetched it. */
   bundled: boolean;
+  /** Usable here: bundled, or its provider library is in the package's binary folder. */
+  installed: boolean;
+  /** The library a provider that is not bundled needs, where it looks for it. */
+  library?: string;
 }
 
-/** The execution providers this onnxruntime-node build knows, as the package lists them. */
+/** Where onnxruntime-node keeps its native binding and the provider libraries its install script adds. */
+function binaryFolder(): string {
+  const packageJson = createRequire(import.meta.url).resolve('onnxruntime-node/package.json');
+  return join(dirname(packageJson), 'bin', 'napi-v6', process.platform, process.arch);
+}
+
+function providerLibrary(name: string): string {
+  const file = process.platform === 'win32' ? `onnxruntime_providers_${name}.dll` : `libonnxruntime_providers_${name}.so`;
+  return join(binaryFolder(), file);
+}
+
+/**
+ * The execution providers this onnxruntime-node build knows. The package lists `cuda` and `tensorrt`
+ * whether or not their libraries were downloaded, so a provider that is not bundled counts as
+ * installed only when its library is present.
+ */
 export async function listOnnxProviders(): Promise<OnnxProviderStatus[]> {
   const ort = await onnxruntime();
-  return ort.listSupportedBackends().map((backend) => ({ name: backend.name, bundled: backend.bundled }));
+  return ort.listSupportedBackends().map((backend) => {
+    if (backend.bundled) return { name: backend.name, bundled: true, installed: true };
+    const library = providerLibrary(backend.name);
+    return { name: backend.name, bundled: false, installed: existsSync(library), library };
+  });
 }
 
 /** What a session runs, for error messages: "resnet18 at 224 px". */
@@ -69,10 +95,11 @@ function describe(label: OnnxModelLabel, batch?: number): string {
 export async function createOnnxSession(model: Uint8Array, options: OnnxSessionOptions): Promise<OnnxSession> {
   const ort = await onnxruntime();
   const provider = options.provider ?? 'cpu';
-  const known = ort.listSupportedBackends().map((backend) => backend.name);
-  if (!known.includes(provider)) {
+  const providers = await listOnnxProviders();
+  if (!providers.some((status) => status.name === provider && status.installed)) {
+    const usable = providers.filter((status) => status.installed).map((status) => status.name);
     const hint = provider === 'cuda' ? ': install the CUDA 12 provider as docs/onnx.md describes' : '';
-    throw new UserError(`onnxruntime has no '${provider}' execution provider here (it has ${known.join(', ')})${hint}`);
+    throw new UserError(`onnxruntime has no '${provider}' execution provider here (it has ${usable.join(', ')})${hint}`);
   }
   const threads = options.threads ?? availableParallelism();
   if (!Number.isInteger(threads) || threads < 1) throw new UserError(`onnxruntime threads must be a positive integer, got ${threads}`);
