@@ -1,4 +1,4 @@
-/** backend: one record per compute backend candidate (package, capabilities), choosing and activating one, and the kernels the backends lack. */
+/** backend: one record per compute backend candidate (package, capabilities), choosing and activating one, the kernels the backends lack, and onnxruntime sessions. */
 export {
   backendCandidates,
   backendPreferences,
@@ -25,3 +25,4 @@ export {
 } from './select.js';
 export { environmentInfo, formatEnvironmentInfo, wasmSimdSupported, type EnvironmentInfo } from './info.js';
 export { batchNormTraining, type BatchNormTrainingResult } from './kernels/index.js';
+export { createOnnxSession, listOnnxProviders, onnxProviders, type OnnxModelLabel, type OnnxProvider, type OnnxProviderStatus, type OnnxSession, type OnnxSessionOptions } from './onnxruntime.js';

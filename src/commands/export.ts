@@ -38,7 +38,7 @@ export function registerExportCommand(program: Command): void {
   const dashboardFlags = dashboardModels().map((entry) => dashboardRunFlag(entry.name));
   const command = program
     .command('export')
-    .description("export a run's best weights (.pth, .safetensors, tfjs), a browser viewer of one or more runs (web), or the files the dashboard loads")
+    .description("export a run's best weights (.pth, .safetensors, tfjs, onnx), a browser viewer of one or more runs (web), or the files the dashboard loads")
     .option('--run <dir>', 'training run to export (repeat with --format web for an ensemble)', (dir: string, previous: string[]) => [...previous, dir], [] as string[])
     .addOption(new Option('--format <format>', 'output format').choices([...commandFormats]))
     .option('--out <dir>', 'output directory (default: RUN/export/FORMAT; required for web)')

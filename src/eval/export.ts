@@ -1,5 +1,6 @@
 /**
- * `osteo export`: a run's best weights as a PyTorch `.pth`, a `.safetensors`, or a tfjs LayersModel,
+ * `osteo export`: a run's best weights as a PyTorch `.pth`, a `.safetensors`, a tfjs LayersModel, or
+ * an ONNX graph with torchvision-keyed initializers (docs/onnx.md),
  * and the files the dashboard loads (one per registry entry that names a dashboard file). Every
  * export validates the weights by loading them strictly into the architecture first and writes
  * `metadata.json` beside them.
@@ -9,16 +10,19 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { classNames, evalTransformSpec, type EvalTransform, type EvalTransformSpec } from '../data/index.js';
-import { UserError, osteoVersion, recoverStagedFolder, replaceFolder, stageFolder, writeJsonAtomic } from '../util/index.js';
-import { getModel, listModels, type DashboardFile, type ModelEntry, type ModelName } from '../models/index.js';
+import { UserError, osteoVersion, recoverStagedFolder, replaceFolder, stageFolder, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
+import { getModel, listModels, onnxInputName, onnxOutputName, type DashboardFile, type ModelEntry, type ModelName } from '../models/index.js';
 import { loadRunModel, openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
-import { buildWithWeights, modelToStateDict, readStateDict, writePth, writeSafetensors } from '../weights/index.js';
+import { buildWithWeights, modelToOnnx, modelToStateDict, onnxIrVersion, readStateDict, writePth, writeSafetensors } from '../weights/index.js';
 import { saveLayersModelToDir } from './tfjs-io.js';
 
-export const exportFormats = ['pth', 'safetensors', 'tfjs'] as const;
+export const exportFormats = ['pth', 'safetensors', 'tfjs', 'onnx'] as const;
 export type ExportFormat = (typeof exportFormats)[number];
 
 export type DashboardModel = ModelEntry & { dashboard: DashboardFile };
+
+/** The graph file of an ONNX export (its batch dimension is symbolic, its image size the run's). */
+export const onnxModelFile = 'model.onnx';
 
 /** The architectures the dashboard loads (DESIGN.md, "Contracts"): the registry entries that name a dashboard file, in registry order. */
 export function dashboardModels(): DashboardModel[] {
@@ -55,6 +59,15 @@ export interface ExportMetadata {
   source: { run: string; weights: string; sha256: string };
   files: string[];
   notes: string[];
+  /** ONNX exports: the graph's interface and versions, for a runtime to wire its session by. */
+  onnx?: OnnxInterface;
+}
+
+export interface OnnxInterface {
+  opset: number;
+  irVersion: number;
+  input: { name: string; shape: (number | string)[]; layout: 'NCHW' };
+  output: { name: string; shape: (number | string)[] };
 }
 
 export async function sha256(file: string): Promise<string> {
@@ -196,6 +209,23 @@ export async function exportRun(options: { run: string; format: ExportFormat; ou
       await writeFolderStaged(outDir, async (staging) => {
         files = (await saveLayersModelToDir(run.layersModel, staging, `osteo ${osteoVersion}`)).files;
         metadata = await metadataFor(run, files, input);
+        await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
+      });
+    } else if (options.format === 'onnx') {
+      input = `float32 [N, 3, ${run.imageSize}, ${run.imageSize}] (NCHW, torchvision) named '${onnxInputName}', preprocessed as below`;
+      files = [onnxModelFile];
+      await writeFolderStaged(outDir, async (staging) => {
+        metadata = await metadataFor(run, files, input);
+        const props = { classes: JSON.stringify(metadata.classes), preprocessing: JSON.stringify(metadata.preprocessing), model: run.model };
+        const { bytes, graph } = await modelToOnnx(run.layersModel, run.model, props);
+        metadata.output = `logits [N, ${run.numClasses}] named '${onnxOutputName}', in class order; softmax gives the probabilities`;
+        metadata.onnx = {
+          opset: graph.opset,
+          irVersion: onnxIrVersion,
+          input: { name: onnxInputName, shape: [...graph.inputs[0]!.shape], layout: 'NCHW' },
+          output: { name: onnxOutputName, shape: [...graph.outputs[0]!.shape] },
+        };
+        await writeFileAtomic(join(staging, onnxModelFile), bytes);
         await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
       });
     } else {

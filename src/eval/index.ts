@@ -44,11 +44,13 @@ export {
   exportDashboard,
   exportFormats,
   exportRun,
+  onnxModelFile,
   type DashboardExportOptions,
   type DashboardModel,
   type ExportFormat,
   type ExportMetadata,
   type ExportResult,
+  type OnnxInterface,
 } from './export.js';
 export { bundleViewer, exportWeb, wasmBinaries, type WebExportOptions } from './web-export.js';
 export { resolveRequestPath, serveDirectory, serveHost, type ServedDirectory } from './web-serve.js';

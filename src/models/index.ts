@@ -1,4 +1,4 @@
-/** models: torchvision-exact architectures built with tfjs-layers, one file each, and the registry that holds every fact about them. */
+/** models: torchvision-exact architectures built with tfjs-layers, one file each, the registry that holds every fact about them, and their ONNX graphs (onnx/: one emitter per layer class). */
 export { getModel, listModels, modelNames, registry, ModelRegistry } from './registry.js';
 export { freezeUntilStage, seedModelRandomness, minImageSize } from './common.js';
 export { TorchBatchNorm, TorchLayerNorm, LayerScale, SeededDropout, StochasticDepth } from './layers.js';
@@ -7,3 +7,5 @@ export { efficientnetTable, makeDivisible, adjustChannels, adjustDepth } from '.
 export { densenetTable } from './densenet.js';
 export { convnextTable } from './convnext.js';
 export type { DashboardFile, HeadKind, ModelBuildOptions, ModelEntry, ModelEntryOf, ModelName, PretrainedCheckpoint } from './types.js';
+export { modelToOnnxGraph, onnxLayerClasses, onnxInputName, onnxOutputName, onnxBatchDimension } from './onnx/emit.js';
+export { onnxOpset, type OnnxGraph, type GraphNode, type Attribute as OnnxAttribute, type ValueInfo as OnnxValueInfo, type WeightRef as OnnxWeightRef, type Constant as OnnxConstant } from './onnx/graph.js';

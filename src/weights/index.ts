@@ -1,4 +1,4 @@
-/** weights: PyTorch `.pth` and `.safetensors` state dicts in and out, the torchvision key map, building a model with given weights, and fetching ImageNet checkpoints. */
+/** weights: PyTorch `.pth` and `.safetensors` state dicts and ONNX models (graph + torchvision-keyed initializers) in and out, the torchvision key map, building a model with given weights, and fetching ImageNet checkpoints. */
 import { extname } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { ModelBuildOptions, ModelEntry } from '../models/index.js';
@@ -12,6 +12,7 @@ export { readPth, writePth } from './pth.js';
 export { readSafetensors, readSafetensorsMetadata, writeSafetensors } from './safetensors.js';
 export { loadStateDict, modelToStateDict, weightSlots, type LoadOptions, type LoadReport, type WeightSlot } from './keymap.js';
 export type { StateDict, StateTensor } from './types.js';
+export { decodeOnnx, encodeOnnx, modelToOnnx, onnxIrVersion, onnxWeightsFor, readOnnx, writeOnnx, type OnnxFile } from './onnx.js';
 
 export const stateDictExtensions = ['.pth', '.pt', '.safetensors'] as const;
 
