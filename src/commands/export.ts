@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import { useBackend, type BackendPreference } from '../backend/index.js';
 import { UserError } from '../util/index.js';
 import { listModels } from '../models/index.js';
-import { checkpointChoices, dashboardModels, dashboardRunFlag, exportDashboard, exportFormats, exportRun, exportWeb, type CheckpointChoice, type ExportFormat } from '../eval/index.js';
+import { checkpointChoices, dashboardFileOf, dashboardModels, dashboardRunFlag, exportDashboard, exportFormats, exportRun, exportWeb, type CheckpointChoice, type ExportFormat } from '../eval/index.js';
 import { backendOption, printJson } from './common.js';
 
 /** The single-run formats plus `web`, the browser viewer of one run or an ensemble. */
@@ -27,9 +27,10 @@ interface ExportCommandOptions {
  */
 function runFlags(): { option: Option; model: string }[] {
   return listModels().map((entry) => {
-    const help = entry.dashboard ? `with --dashboard: the ${entry.name} run (→ ${entry.dashboard.file})` : `${entry.name} has no dashboard file`;
+    const dashboard = dashboardFileOf(entry.name);
+    const help = dashboard ? `with --dashboard: the ${entry.name} run (→ ${dashboard.file})` : `${entry.name} has no dashboard file`;
     const option = new Option(`${dashboardRunFlag(entry.name)} <run>`, help);
-    return { option: entry.dashboard ? option : option.hideHelp(), model: entry.name };
+    return { option: dashboard ? option : option.hideHelp(), model: entry.name };
   });
 }
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { byteProgress, formatBytes } from '../util/index.js';
-import { modelNames } from '../models/index.js';
+import { listWeightTags, modelNames } from '../models/index.js';
 import { defaultWeightsDir, fetchPretrainedWeights, type FetchWeightsResult } from '../weights/index.js';
 import { printJson } from './common.js';
 
@@ -8,8 +8,8 @@ export function registerWeightsCommands(program: Command): void {
   const weights = program.command('weights').description('pretrained ImageNet checkpoints (torchvision)');
   weights
     .command('fetch')
-    .description("download torchvision's ImageNet checkpoint for a model, verifying the SHA-256 prefix in its file name")
-    .argument('<names...>', `model name(s): ${modelNames().join(', ')}, or all`)
+    .description("download torchvision's ImageNet checkpoint for a model (its default weights) or a weight tag, verifying the SHA-256 prefix in its file name")
+    .argument('<names...>', `model name(s): ${modelNames().join(', ')}; weight tag(s): ${listWeightTags().map((tag) => tag.name).join(', ')}; or all (every model's default)`)
     .option('--dest <dir>', 'folder for the checkpoints', defaultWeightsDir)
     .option('--url <base>', 'fetch BASE/<file name> instead of the torchvision URL (default: $OSTEO_WEIGHTS_URL)')
     .option('--json', 'print one JSON document')

@@ -5,19 +5,27 @@
  */
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { backendCandidates, backendPreferences, type WorkerThreads } from '../backend/index.js';
-import { augmentConfigSchema, type AugmentConfig } from '../data/index.js';
+import { augmentConfigSchema, type AugmentConfig, type EvalTransform } from '../data/index.js';
 import { UserError, errorMessage } from '../util/index.js';
-import { getModel, modelNames, type ModelName } from '../models/index.js';
+import { getModel, modelNames, transformAt, weightsTagOfFile, type ModelEntry, type ModelName, type WeightsTag } from '../models/index.js';
 import { augmentPresets, loadAugmentConfig } from './augment.js';
 import { readConfigFile } from './files.js';
 import { OptionValues, applyFlags, keyAt, option, optional, optionEntries, parseSetArgument, schemaOf, validateValues, type ConfigOf } from './options.js';
 
 const positiveInt = z.int().min(1);
 const registered = modelNames();
+
+/** A run's eval transform, as RUN/config.json records it (data/image.ts applies it). */
+const evalTransformSchema = z.strictObject({
+  resize: z.int().min(32),
+  crop: z.int().min(32),
+  mean: z.tuple([z.number(), z.number(), z.number()]),
+  std: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]),
+});
 
 export const monitorMetrics = ['valLoss', 'valAccuracy', 'valBalancedAccuracy', 'valMacroF1'] as const;
 export type MonitorMetric = (typeof monitorMetrics)[number];
@@ -37,7 +45,11 @@ export const trainOptions = {
   microBatch: optional(positiveInt, 'images per forward/backward pass (gradient accumulation; BatchNorm statistics are per micro-batch)', {
     flag: '--micro-batch <n>',
   }),
-  imageSize: optional(z.int().min(32), "input size in pixels (default: the model's own, from its registry entry: 224 for most, 300 for EfficientNet-B3)", { flag: '--image-size <n>' }),
+  imageSize: optional(z.int().min(32), "input size in pixels (default: the crop of the initial weights' eval transform: 224 for most, 300 for EfficientNet-B3)", { flag: '--image-size <n>' }),
+  transform: optional(
+    evalTransformSchema,
+    "preprocessing for training and evaluation, {resize, crop, mean, std}: resize the shorter side (bilinear), centre-crop to imageSize, normalize (default: the initial weights' tag — the model's default weights unless pretrained is another tag's file — at imageSize)",
+  ),
   numClasses: option(z.literal(3), 3, 'classes: Normal, Osteopenia, Osteoporosis'),
   backend: option(z.enum(backendPreferences), 'auto', 'compute backend (the OSTEO_BACKEND variable sets it too)', { flag: '--backend <name>', runtime: true }),
   workers: optional(positiveInt, 'data-parallel worker threads (default: one per core on wasm, 1 elsewhere)', { flag: '--workers <n>', runtime: true }),
@@ -77,12 +89,13 @@ export const trainOptions = {
 /** What a config file or the flags may say (every key optional where the table has no default). */
 export type TrainConfigInput = ConfigOf<typeof trainOptions>;
 
-/** A resolved config: model, data, run directory, image size and augmentation are known. */
-export type TrainConfig = Omit<TrainConfigInput, 'model' | 'data' | 'out' | 'imageSize' | 'augment'> & {
+/** A resolved config: model, data, run directory, image size, transform and augmentation are known. */
+export type TrainConfig = Omit<TrainConfigInput, 'model' | 'data' | 'out' | 'imageSize' | 'transform' | 'augment'> & {
   model: ModelName;
   data: string;
   out: string;
   imageSize: number;
+  transform: EvalTransform;
   augment: AugmentConfig;
 };
 
@@ -142,6 +155,11 @@ function crossCheck(config: TrainConfigInput, values: OptionValues): void {
     for (const key of keys) if (moot(`schedule.${key}`, 'schedule.type')) fail(`schedule.${key}`, `applies to the ${type} schedule only, not ${config.schedule.type}`);
   }
   if (config.imageSize !== undefined && config.imageSize > 1024) fail('imageSize', 'is larger than any model here is meant for (≤ 1024)');
+  if (config.transform !== undefined) {
+    const { resize, crop } = config.transform;
+    if (config.imageSize !== undefined && crop !== config.imageSize) fail('transform', `crops ${crop} px but imageSize is ${config.imageSize}: the crop is the model's input, so they must agree`);
+    if (resize < crop) fail('transform', `resizes to ${resize} px, smaller than its ${crop} px crop`);
+  }
   checkLengths(config, fail);
   checkWorkers(config, fail);
 }
@@ -248,14 +266,23 @@ export async function resolveTrainConfig(sources: TrainConfigSources = {}): Prom
   } else {
     augment = input.augment;
   }
+  const tag = initialWeightsTag(entry, input.pretrained);
+  const imageSize = input.imageSize ?? input.transform?.crop ?? tag.evalTransform.crop;
   return {
     ...input,
     model,
     data: input.data!,
     out: input.out ?? join('checkpoints', model),
-    imageSize: input.imageSize ?? entry.defaultImageSize,
+    imageSize,
+    transform: input.transform ?? transformAt(tag.evalTransform, imageSize),
     augment,
   };
+}
+
+/** The tag a run starts from: the one whose file `pretrained` names, else the model's default weights (whose sizes a random start shares). */
+function initialWeightsTag(entry: ModelEntry, pretrained: string | undefined): WeightsTag {
+  const named = pretrained === undefined ? undefined : weightsTagOfFile(basename(pretrained));
+  return named !== undefined && named.architecture === entry.name ? named : entry.weights[0];
 }
 
 /** --max-steps budgets one invocation: a resumed run does not inherit the budget of the one that saved it. */

@@ -1,17 +1,17 @@
 /**
  * `osteo export`: a run's best weights as a PyTorch `.pth`, a `.safetensors`, a tfjs LayersModel, or
- * an ONNX graph with torchvision-keyed initializers (docs/onnx.md),
- * and the files the dashboard loads (one per registry entry that names a dashboard file). Every
- * export validates the weights by loading them strictly into the architecture first and writes
+ * an ONNX graph with torchvision-keyed initializers (docs/onnx.md), and the files the dashboard loads
+ * (its table below: file, architecture, head). Every export
+ * validates the weights by loading them strictly into the architecture first and writes
  * `metadata.json` beside them.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { classNames, evalTransformSpec, type EvalTransform, type EvalTransformSpec } from '../data/index.js';
+import { classNames, evalTransformSpec, imagenetNormalization, type EvalTransform, type EvalTransformSpec } from '../data/index.js';
 import { UserError, osteoVersion, recoverStagedFolder, replaceFolder, stageFolder, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
-import { getModel, listModels, onnxInputName, onnxOutputName, type DashboardFile, type ModelEntry, type ModelName } from '../models/index.js';
+import { getModel, onnxInputName, onnxOutputName, type HeadKind, type ModelEntry, type ModelName } from '../models/index.js';
 import { loadRunModel, openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
 import { buildWithWeights, modelToOnnx, modelToStateDict, onnxIrVersion, readStateDict, writePth, writeSafetensors } from '../weights/index.js';
 import { saveLayersModelToDir } from './tfjs-io.js';
@@ -19,14 +19,45 @@ import { saveLayersModelToDir } from './tfjs-io.js';
 export const exportFormats = ['pth', 'safetensors', 'tfjs', 'onnx'] as const;
 export type ExportFormat = (typeof exportFormats)[number];
 
+/** One file the dashboard loads: its name, the model it holds, and the module the dashboard builds for it. */
+export interface DashboardFile {
+  file: string;
+  model: ModelName;
+  /** The head of that module (a head kind of the architecture): the run's weights must load into it strictly. */
+  head: HeadKind;
+  /** The torchvision code the dashboard runs to build the module, for metadata.json. */
+  architecture: string;
+}
+
+/**
+ * The dashboard's contract: a PyTorch + torchvision app that loads exactly these files with
+ * `torch.load(weights_only=True)` and a strict `load_state_dict` into these modules.
+ */
+export const dashboardFiles: readonly DashboardFile[] = [
+  { file: 'sydney_best_model.pth', model: 'resnet18', head: 'torchvision', architecture: 'torchvision.models.resnet18(weights=None); fc = nn.Linear(512, 3)' },
+  { file: 'resnet50_best_model.pth', model: 'resnet50', head: 'torchvision', architecture: 'torchvision.models.resnet50(weights=None); fc = nn.Linear(2048, 3)' },
+  {
+    file: 'best_osteoporosis_model.pth',
+    model: 'efficientnet_b3',
+    head: 'mlp',
+    architecture:
+      'torchvision.models.efficientnet_b3(weights=None); classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(1536, 512), nn.ReLU(), nn.Dropout(0.3), nn.Linear(512, 3))',
+  },
+];
+
+/** The dashboard file that holds a model, if the dashboard loads one. */
+export function dashboardFileOf(model: string): DashboardFile | undefined {
+  return dashboardFiles.find((entry) => entry.model === model);
+}
+
 export type DashboardModel = ModelEntry & { dashboard: DashboardFile };
 
 /** The graph file of an ONNX export (its batch dimension is symbolic, its image size the run's). */
 export const onnxModelFile = 'model.onnx';
 
-/** The architectures the dashboard loads (DESIGN.md, "Contracts"): the registry entries that name a dashboard file, in registry order. */
+/** The architectures the dashboard loads, in the order of its table, each with its file. */
 export function dashboardModels(): DashboardModel[] {
-  return listModels().filter((entry): entry is DashboardModel => entry.dashboard !== undefined);
+  return dashboardFiles.map((dashboard) => ({ ...getModel(dashboard.model), dashboard }));
 }
 
 /** The `osteo export --dashboard` flag that names a model's run: `--resnet18`, `--efficientnet-b3`. */
@@ -35,13 +66,17 @@ export function dashboardRunFlag(model: string): string {
 }
 
 /** What metadata.json says the module is: the dashboard's own architecture text where there is one (3 classes). */
-function architectureOf(entry: ModelEntry, numClasses: number): string {
-  if (entry.dashboard === undefined) return `osteo's ${entry.name} with ${numClasses} outputs (torchvision state-dict keys)`;
-  return numClasses === 3 ? entry.dashboard.architecture : `${entry.dashboard.architecture} — but with ${numClasses} outputs instead of 3`;
+function architectureOf(model: ModelName, numClasses: number): string {
+  const dashboard = dashboardFileOf(model);
+  if (dashboard === undefined) return `osteo's ${model} with ${numClasses} outputs (torchvision state-dict keys)`;
+  return numClasses === 3 ? dashboard.architecture : `${dashboard.architecture} — but with ${numClasses} outputs instead of 3`;
 }
 
-/** The preprocessing the dashboard applies to every model. */
-export const dashboardTransform = { resize: 256, crop: 224 } as const;
+/**
+ * The preprocessing the dashboard applies to every model, whatever its weights' tag (ResNet50's V2
+ * weights evaluate at 232 in torchvision; the dashboard feeds them 256 as it does the others).
+ */
+export const dashboardTransform = { resize: 256, crop: 224, interpolation: 'bilinear', mean: imagenetNormalization.mean, std: imagenetNormalization.std } as const;
 
 export interface ExportMetadata {
   osteoVersion: string;
@@ -99,11 +134,11 @@ export interface ValidatedRun {
 /**
  * Open a run and load one of its checkpoints (default best) strictly into its architecture: the
  * weights are proven to fit. `portable` builds the stock-layers variant (tfjs export) and loads the
- * same weights into it.
+ * same weights into it; `head` builds that head of the architecture (the dashboard's module).
  */
-export async function validatedRun(dir: string, options: { portable?: boolean; checkpoint?: CheckpointName } = {}): Promise<ValidatedRun> {
+export async function validatedRun(dir: string, options: { portable?: boolean; head?: HeadKind; checkpoint?: CheckpointName } = {}): Promise<ValidatedRun> {
   const which = options.checkpoint ?? 'best';
-  if (!options.portable) {
+  if (!options.portable && options.head === undefined) {
     const run = await loadRunModel(dir, which);
     const { info } = run;
     return { run: info.dir, model: info.model, imageSize: info.imageSize, numClasses: info.numClasses, transform: run.transform, weightsFile: runWeightsPath(info.dir, which), layersModel: run.model };
@@ -111,7 +146,8 @@ export async function validatedRun(dir: string, options: { portable?: boolean; c
   const info = await openRun(dir, which);
   const weightsFile = runWeightsPath(info.dir, which);
   const entry = getModel(info.model);
-  const { model: layersModel } = buildWithWeights(entry, await readStateDict(weightsFile), { numClasses: info.numClasses, imageSize: info.imageSize, portable: true });
+  const build = { numClasses: info.numClasses, imageSize: info.imageSize, portable: options.portable ?? false, head: options.head ?? entry.defaultHead };
+  const { model: layersModel } = buildWithWeights(entry, await readStateDict(weightsFile), build);
   return { run: info.dir, model: entry.name, imageSize: info.imageSize, numClasses: info.numClasses, transform: info.transform, weightsFile, layersModel };
 }
 
@@ -122,7 +158,7 @@ async function metadataFor(run: ValidatedRun, files: string[], input: string, no
     createdAt: new Date().toISOString(),
     classes: run.numClasses === classNames.length ? classNames : Array.from({ length: run.numClasses }, (_, i) => `class ${i}`),
     model: run.model,
-    architecture: architectureOf(getModel(run.model), run.numClasses),
+    architecture: architectureOf(run.model, run.numClasses),
     numClasses: run.numClasses,
     imageSize: run.imageSize,
     preprocessing: evalTransformSpec(run.transform),
@@ -264,7 +300,7 @@ function dashboardRuns(runs: DashboardExportOptions['runs']): [DashboardModel, s
   const models = dashboardModels();
   const loads = models.map((entry) => `${entry.dashboard.file} (${entry.name})`).join(', ');
   for (const [name, dir] of Object.entries(runs)) {
-    if (dir !== undefined && getModel(name).dashboard === undefined) throw new UserError(`${name} has no dashboard file: the dashboard loads ${loads}`);
+    if (dir !== undefined && dashboardFileOf(getModel(name).name) === undefined) throw new UserError(`${name} has no dashboard file: the dashboard loads ${loads}`);
   }
   const missing = models.filter((entry) => runs[entry.name] === undefined);
   if (missing.length > 0) throw new UserError(`--dashboard needs ${missing.map((entry) => dashboardRunFlag(entry.name)).join(', ')} RUN`);
@@ -273,7 +309,8 @@ function dashboardRuns(runs: DashboardExportOptions['runs']): [DashboardModel, s
 
 /**
  * The files the dashboard loads, under exactly its names, each validated by a strict load into the
- * dashboard's architecture (3 classes, its heads), plus one metadata.json for all of them.
+ * dashboard's architecture (3 classes, the head its table names), plus one metadata.json for all of
+ * them. A run whose transform is not the dashboard's 256/224 is exported with a note saying so.
  */
 export async function exportDashboard(options: DashboardExportOptions): Promise<ExportResult> {
   const runs = dashboardRuns(options.runs);
@@ -283,12 +320,13 @@ export async function exportDashboard(options: DashboardExportOptions): Promise<
     const models: Record<string, ExportMetadata> = {};
     const written: string[] = [];
     for (const [expected, dir] of runs) {
-      const run = await validatedRun(dir, { checkpoint: options.checkpoint });
+      const flag = dashboardRunFlag(expected.name);
+      const file = expected.dashboard.file;
+      const opened = await openRun(dir, options.checkpoint);
+      if (opened.model !== expected.name) throw new UserError(`${flag} ${dir} is a ${opened.model} run; the dashboard's ${file} must be a ${expected.name}`);
+      if (opened.numClasses !== 3) throw new UserError(`${flag} ${dir} has ${opened.numClasses} classes; the dashboard builds 3-class heads`);
+      const run = await validatedRun(dir, { checkpoint: options.checkpoint, head: expected.dashboard.head });
       try {
-        const flag = dashboardRunFlag(expected.name);
-        const file = expected.dashboard.file;
-        if (run.model !== expected.name) throw new UserError(`${flag} ${dir} is a ${run.model} run; the dashboard's ${file} must be a ${expected.name}`);
-        if (run.numClasses !== 3) throw new UserError(`${flag} ${dir} has ${run.numClasses} classes; the dashboard builds 3-class heads`);
         await writePth(join(staging, file), (await modelToStateDict(run.layersModel, run.model)));
         const notes: string[] = [];
         if (run.transform.resize !== dashboardTransform.resize || run.transform.crop !== dashboardTransform.crop) {

@@ -14,7 +14,7 @@ export {
   checkpointChoices,
   disambiguateNames,
   disposeModels,
-  exportedImageSize,
+  exportedTransform,
   loadAll,
   loadRunForInference,
   loadWeightsFile,
@@ -38,6 +38,8 @@ export {
   type PredictResult,
 } from './predict.js';
 export {
+  dashboardFileOf,
+  dashboardFiles,
   dashboardModels,
   dashboardRunFlag,
   dashboardTransform,
@@ -46,6 +48,7 @@ export {
   exportRun,
   onnxModelFile,
   type DashboardExportOptions,
+  type DashboardFile,
   type DashboardModel,
   type ExportFormat,
   type ExportMetadata,

@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { EvalTransform } from '../data/index.js';
 import { DataError, UserError } from '../util/index.js';
-import { getModel, type ModelName } from '../models/index.js';
+import { getModel, transformAt, type ModelName } from '../models/index.js';
 import { checkpointNames, openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
 import { buildWithWeights, readStateDict } from '../weights/index.js';
 import { softmax } from '../report/index.js';
@@ -55,23 +55,24 @@ function sizeMismatch(source: string, trained: number, requested: number): strin
 }
 
 /**
- * A checkpoint of a training run, loaded strictly into its architecture, with the run's
- * preprocessing. With `imageSize` (predict --image-size) the same weights are built for that input
- * size instead — the networks end in global pooling, so any size works — with the architecture's
- * transform for it.
+ * A checkpoint of a training run, loaded strictly into its architecture, with the preprocessing the
+ * run recorded. With `imageSize` (predict --image-size) the same weights are built for that input
+ * size instead — the networks end in global pooling, so any size works — with the run's transform
+ * scaled to it (same resize/crop ratio and normalization).
  */
 export async function loadRunForInference(dir: string, options: LoadOptions = {}): Promise<LoadedModel> {
   const which = options.checkpoint ?? 'best';
-  const { config } = await openRun(dir, which);
+  const { config, transform } = await openRun(dir, which);
   const file = runWeightsPath(dir, which);
   if (options.imageSize !== undefined && options.imageSize !== config.imageSize) options.onWarning?.(sizeMismatch(`run ${dir}`, config.imageSize, options.imageSize));
-  const loaded = await buildFromFile(config.model, file, options.imageSize ?? config.imageSize, config.numClasses, options.workers);
+  const loaded = await buildFromFile(config.model, file, options.imageSize === undefined ? transform : transformAt(transform, options.imageSize), config.numClasses, options.workers);
   return { ...loaded, run: resolve(dir) };
 }
 
 /** The file is read once, so the model here and its replicas hold the same weights even if it is replaced meanwhile. */
-async function buildFromFile(modelName: string, weightsFile: string, imageSize: number, numClasses: number, workers = 1): Promise<LoadedModel> {
+async function buildFromFile(modelName: string, weightsFile: string, transform: EvalTransform, numClasses: number, workers = 1): Promise<LoadedModel> {
   const entry = getModel(modelName);
+  const imageSize = transform.crop;
   const weights = await readStateDict(weightsFile);
   const { model } = buildWithWeights(entry, weights, { numClasses, imageSize });
   let replicas: Predictor | undefined;
@@ -81,15 +82,19 @@ async function buildFromFile(modelName: string, weightsFile: string, imageSize: 
     model.dispose();
     throw error;
   }
-  return { name: entry.name, modelName: entry.name, weightsFile: resolve(weightsFile), model, imageSize, transform: entry.transform(imageSize), numClasses, replicas };
+  return { name: entry.name, modelName: entry.name, weightsFile: resolve(weightsFile), model, imageSize, transform, numClasses, replicas };
 }
 
+type Triple = readonly [number, number, number];
+const isTriple = (value: unknown): value is Triple => Array.isArray(value) && value.length === 3 && value.every((v) => typeof v === 'number' && Number.isFinite(v));
+
 /**
- * The input size `osteo export` recorded for a weights file in the metadata.json beside it: a run
- * export names one model, a dashboard export one record per file. Undefined when there is none or it
- * describes another architecture.
+ * The preprocessing `osteo export` recorded for a weights file in the metadata.json beside it (a run
+ * export names one model, a dashboard export one record per file): its `preprocessing` when that is
+ * complete and crops to its `imageSize`, else the model's default weights' transform at that size.
+ * Undefined when there is no such file, no input size in it, or it describes another architecture.
  */
-export async function exportedImageSize(weightsFile: string, modelName: ModelName): Promise<number | undefined> {
+export async function exportedTransform(weightsFile: string, modelName: ModelName): Promise<EvalTransform | undefined> {
   const file = join(dirname(weightsFile), 'metadata.json');
   if (!existsSync(file)) return undefined;
   let json: unknown;
@@ -98,27 +103,33 @@ export async function exportedImageSize(weightsFile: string, modelName: ModelNam
   } catch {
     return undefined; // not osteo's metadata: nothing known about the size
   }
-  type Record = { model?: unknown; imageSize?: unknown; files?: unknown };
+  type Record = { model?: unknown; imageSize?: unknown; files?: unknown; preprocessing?: { resize?: unknown; crop?: unknown; mean?: unknown; std?: unknown } };
   const root = json as Record & { models?: { [file: string]: Record } };
   const candidates = [root.models?.[basename(weightsFile)], root].filter((r): r is Record => typeof r === 'object' && r !== null);
   for (const record of candidates) {
     const describesFile = !Array.isArray(record.files) || record.files.includes(basename(weightsFile));
-    if (record.model === modelName && describesFile && typeof record.imageSize === 'number' && Number.isInteger(record.imageSize) && record.imageSize > 0) return record.imageSize;
+    const size = record.imageSize;
+    if (record.model !== modelName || !describesFile || typeof size !== 'number' || !Number.isInteger(size) || size <= 0) continue;
+    const { resize, crop, mean, std } = record.preprocessing ?? {};
+    if (crop === size && typeof resize === 'number' && Number.isInteger(resize) && resize >= size && isTriple(mean) && isTriple(std)) return { resize, crop: size, mean, std };
+    return transformAt(getModel(modelName).weights[0].evalTransform, size);
   }
   return undefined;
 }
 
 /**
  * A torchvision-keyed weights file (.pth or .safetensors) for a named architecture; 3 classes unless
- * told. The input size defaults to what an `osteo export` metadata.json beside the file records, else
- * the architecture's default; a different --image-size is used but warned about.
+ * told. The preprocessing is what an `osteo export` metadata.json beside the file records, else the
+ * transform of the architecture's default weights; a different --image-size scales it (same ratio
+ * and normalization) and, against a recorded size, is warned about.
  */
 export async function loadWeightsFile(modelName: string, weightsFile: string, options: Omit<LoadOptions, 'checkpoint'> & { numClasses?: number } = {}): Promise<LoadedModel> {
   const entry = getModel(modelName);
   const { imageSize, numClasses = 3 } = options;
-  const recorded = await exportedImageSize(weightsFile, entry.name);
-  if (imageSize !== undefined && recorded !== undefined && imageSize !== recorded) options.onWarning?.(sizeMismatch(`${weightsFile} (its metadata.json)`, recorded, imageSize));
-  return buildFromFile(entry.name, weightsFile, imageSize ?? recorded ?? entry.defaultImageSize, numClasses, options.workers);
+  const recorded = await exportedTransform(weightsFile, entry.name);
+  if (imageSize !== undefined && recorded !== undefined && imageSize !== recorded.crop) options.onWarning?.(sizeMismatch(`${weightsFile} (its metadata.json)`, recorded.crop, imageSize));
+  const transform = recorded ?? transformAt(entry.weights[0].evalTransform);
+  return buildFromFile(entry.name, weightsFile, imageSize === undefined ? transform : transformAt(transform, imageSize), numClasses, options.workers);
 }
 
 /**

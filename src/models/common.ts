@@ -1,6 +1,5 @@
-/** What every architecture's builder shares: option checking, freezing, preprocessing, the input. */
+/** What every architecture's builder shares: option checking, freezing, the input. */
 import * as tfl from '@tensorflow/tfjs-layers';
-import { imagenetNormalization, type EvalTransform } from '../data/index.js';
 import { UserError } from '../util/index.js';
 import type { BuildContext } from './blocks.js';
 import { initializeWeights, type InitRule } from './init.js';
@@ -20,7 +19,7 @@ export interface ResolvedOptions {
 /** The smallest input every architecture here reduces without a zero-sized feature map. */
 export const minImageSize = 32;
 
-export function resolveOptions(entry: Pick<ModelEntryOf<string>, 'name' | 'defaultImageSize' | 'stages'>, options: ModelBuildOptions = {}): ResolvedOptions {
+export function resolveOptions(entry: Pick<ModelEntryOf<string>, 'name' | 'defaultImageSize' | 'stages' | 'heads' | 'defaultHead'>, options: ModelBuildOptions = {}): ResolvedOptions {
   const numClasses = options.numClasses ?? 3;
   if (!Number.isInteger(numClasses) || numClasses < 1) throw new UserError(`${entry.name}: numClasses must be a positive integer, got ${numClasses}`);
   const imageSize = options.imageSize ?? entry.defaultImageSize;
@@ -30,8 +29,8 @@ export function resolveOptions(entry: Pick<ModelEntryOf<string>, 'name' | 'defau
   if (options.freezeUntil !== undefined && !entry.stages.includes(options.freezeUntil)) {
     throw new UserError(`${entry.name}: unknown stage '${options.freezeUntil}' to freeze until; stages are ${entry.stages.join(', ')}`);
   }
-  const head = options.head ?? 'dashboard';
-  if (head !== 'dashboard' && head !== 'torchvision') throw new UserError(`${entry.name}: head must be 'dashboard' or 'torchvision', got '${String(head)}'`);
+  const head = options.head ?? entry.defaultHead;
+  if (!entry.heads.includes(head)) throw new UserError(`${entry.name} has no '${String(head)}' head: its heads are ${entry.heads.join(', ')}`);
   return {
     numClasses,
     imageSize,
@@ -86,26 +85,6 @@ export function freezeUntilStage(model: tfl.LayersModel, entry: Pick<ModelEntryO
 /** Make every random draw inside the model (dropout, stochastic depth) come from this seed from now on. */
 export function seedModelRandomness(model: tfl.LayersModel, seed: number): void {
   for (const layer of model.layers) if (isSeededLayer(layer)) layer.reseed(seed);
-}
-
-/**
- * An entry's preprocessing facts, from its torchvision weights' eval transform: the default input
- * is `crop`, taken from the image resized so its shorter side is `resize`; other sizes keep the ratio.
- */
-export function preprocessingFacts(crop: number, resize: number): Pick<ModelEntryOf<string>, 'defaultImageSize' | 'cropFraction' | 'transform'> {
-  const cropFraction = crop / resize;
-  return { defaultImageSize: crop, cropFraction, transform: (imageSize = crop) => evalTransform(imageSize, cropFraction) };
-}
-
-/** torchvision's eval transform for a crop size: resize the shorter side to round(crop / cropFraction). */
-export function evalTransform(crop: number, cropFraction: number): EvalTransform {
-  if (!Number.isInteger(crop) || crop < minImageSize) throw new UserError(`image size must be an integer ≥ ${minImageSize}, got ${crop}`);
-  return {
-    resize: Math.round(crop / cropFraction),
-    crop,
-    mean: imagenetNormalization.mean,
-    std: imagenetNormalization.std,
-  };
 }
 
 /** Stage of a layer in a model whose stages are top-level module names, with aliases for the stem. */

@@ -23,7 +23,8 @@ import {
   type BuildContext,
   type Symbolic,
 } from './blocks.js';
-import { buildContext, preprocessingFacts, finishModel, imageInput, resolveOptions } from './common.js';
+import { buildContext, finishModel, imageInput, resolveOptions } from './common.js';
+import { torchvisionTag } from './tags.js';
 import type { ModelBuildOptions, ModelEntryOf } from './types.js';
 
 /** torchvision's CNBlockConfig: the stage's width, the next stage's (null after the last), its blocks. */
@@ -112,7 +113,7 @@ function stageFinder(stages: readonly string[]) {
   };
 }
 
-type VariantFacts = Pick<ModelEntryOf<string>, 'parameterCount' | 'pretrained'>;
+type VariantFacts = Pick<ModelEntryOf<string>, 'parameterCount' | 'weights'>;
 
 function convnextEntry<Name extends keyof typeof convnextTable>(name: Name, facts: VariantFacts): ModelEntryOf<Name> {
   const config: ConvNeXtConfig = convnextTable[name];
@@ -121,10 +122,11 @@ function convnextEntry<Name extends keyof typeof convnextTable>(name: Name, fact
   const entry: ModelEntryOf<Name> = {
     name,
     build: (options) => buildConvNeXt(entry, config, options),
-    // torchvision's ConvNeXt weights: crop 224 from a 236 resize.
-    ...preprocessingFacts(224, 236),
+    defaultImageSize: facts.weights[0].evalTransform.crop,
     stages,
     classifierName: 'classifier',
+    heads: ['torchvision'],
+    defaultHead: 'torchvision',
     recipe: `${name}.json`,
     ...facts,
     // The last block's residual sum: the final feature map, before avgpool.
@@ -137,10 +139,6 @@ function convnextEntry<Name extends keyof typeof convnextTable>(name: Name, fact
 }
 
 export const convnextTiny = convnextEntry('convnext_tiny', {
-  pretrained: {
-    url: 'https://download.pytorch.org/models/convnext_tiny-983f1562.pth',
-    fileName: 'convnext_tiny-983f1562.pth',
-    sha256Prefix: '983f1562',
-  },
+  weights: [torchvisionTag('convnext_tiny', 'IMAGENET1K_V1', 'convnext_tiny-983f1562.pth', { crop: 224, resize: 236, interpolation: 'bilinear' })],
   parameterCount: 27_822_435,
 });

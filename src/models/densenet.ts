@@ -21,7 +21,8 @@ import {
   type BuildContext,
   type Symbolic,
 } from './blocks.js';
-import { buildContext, preprocessingFacts, finishModel, imageInput, resolveOptions } from './common.js';
+import { buildContext, finishModel, imageInput, resolveOptions } from './common.js';
+import { torchvisionTag } from './tags.js';
 import type { ModelBuildOptions, ModelEntryOf } from './types.js';
 
 interface DenseNetConfig {
@@ -136,7 +137,7 @@ function moduleOrderOf(config: DenseNetConfig): string[] {
   ];
 }
 
-type VariantFacts = Pick<ModelEntryOf<string>, 'parameterCount' | 'pretrained'>;
+type VariantFacts = Pick<ModelEntryOf<string>, 'parameterCount' | 'weights'>;
 
 function densenetEntry<Name extends keyof typeof densenetTable>(name: Name, facts: VariantFacts): ModelEntryOf<Name> {
   const config: DenseNetConfig = densenetTable[name];
@@ -144,9 +145,11 @@ function densenetEntry<Name extends keyof typeof densenetTable>(name: Name, fact
   const entry: ModelEntryOf<Name> = {
     name,
     build: (options) => buildDenseNet(entry, config, options),
-    ...preprocessingFacts(224, 256),
+    defaultImageSize: facts.weights[0].evalTransform.crop,
     stages,
     classifierName: 'classifier',
+    heads: ['torchvision'],
+    defaultHead: 'torchvision',
     recipe: `${name}.json`,
     ...facts,
     gradCamLayer: 'features.relu5',
@@ -160,10 +163,6 @@ function densenetEntry<Name extends keyof typeof densenetTable>(name: Name, fact
 }
 
 export const densenet121 = densenetEntry('densenet121', {
-  pretrained: {
-    url: 'https://download.pytorch.org/models/densenet121-a639ec97.pth',
-    fileName: 'densenet121-a639ec97.pth',
-    sha256Prefix: 'a639ec97',
-  },
+  weights: [torchvisionTag('densenet121', 'IMAGENET1K_V1', 'densenet121-a639ec97.pth', { crop: 224, resize: 256, interpolation: 'bilinear' })],
   parameterCount: 6_956_931,
 });

@@ -22,7 +22,8 @@ import {
   type BuildContext,
   type Symbolic,
 } from './blocks.js';
-import { buildContext, preprocessingFacts, finishModel, imageInput, resolveOptions } from './common.js';
+import { buildContext, finishModel, imageInput, resolveOptions } from './common.js';
+import { torchvisionTag } from './tags.js';
 import type { ModelBuildOptions, ModelEntryOf } from './types.js';
 
 /** One row of the EfficientNet paper's Table 1 (torchvision's MBConvConfig before scaling). */
@@ -49,14 +50,11 @@ interface EfficientNetConfig {
   widthMult: number;
   depthMult: number;
   dropout: number;
-  /** torchvision's weights' eval transform: crop, and the resize of the shorter side before it. */
-  crop: number;
-  resize: number;
 }
 
 export const efficientnetTable = {
-  efficientnet_b0: { widthMult: 1.0, depthMult: 1.0, dropout: 0.2, crop: 224, resize: 256 },
-  efficientnet_b3: { widthMult: 1.2, depthMult: 1.4, dropout: 0.3, crop: 300, resize: 320 },
+  efficientnet_b0: { widthMult: 1.0, depthMult: 1.0, dropout: 0.2 },
+  efficientnet_b3: { widthMult: 1.2, depthMult: 1.4, dropout: 0.3 },
 } as const satisfies Record<string, EfficientNetConfig>;
 
 /** torchvision's `_make_divisible(v, 8)`: round to a multiple of 8, never more than 10% down. */
@@ -110,8 +108,8 @@ const stemChannels = (config: EfficientNetConfig) => adjustChannels(b0Stages[0]!
 const lastChannels = (config: EfficientNetConfig) => 4 * adjustChannels(b0Stages[b0Stages.length - 1]!.outChannels, config.widthMult);
 const squeezeChannels = (block: BlockPlan) => Math.max(1, Math.floor(block.inChannels / 4));
 const expandedChannels = (block: BlockPlan) => makeDivisible(block.inChannels * block.expandRatio);
-/** The dashboard's hidden layer between pooled features and logits. */
-const dashboardHidden = 512;
+/** The 'mlp' head's hidden layer between pooled features and logits. */
+const mlpHidden = 512;
 
 /** Conv2dNormActivation: conv (no bias) → BatchNorm → optional SiLU, as `<prefix>.0/.1/.2`. */
 function convNormActivation(
@@ -162,8 +160,7 @@ const bnMomentum = 0.9; // torch momentum 0.1
 
 function buildEfficientNet(entry: ModelEntryOf<string>, config: EfficientNetConfig, options?: ModelBuildOptions): tfl.LayersModel {
   const resolved = resolveOptions(entry, options);
-  // Only a variant the dashboard loads has a dashboard head; the others have torchvision's under either name.
-  const dashboardHead = resolved.head === 'dashboard' && entry.dashboard !== undefined;
+  const mlpHead = resolved.head === 'mlp';
   const context = buildContext(resolved, bnEpsilon, bnMomentum);
   const input = imageInput(resolved.imageSize);
   let x = convNormActivation(input, 'features.0', stemChannels(config), 3, 2, context);
@@ -171,16 +168,17 @@ function buildEfficientNet(entry: ModelEntryOf<string>, config: EfficientNetConf
   x = convNormActivation(x, lastStage, lastChannels(config), 1, 1, context);
   x = globalAveragePool(x, 'avgpool');
   x = dropout(x, 'classifier.0', config.dropout, context);
-  if (dashboardHead) {
-    x = linear(x, 'classifier.1', dashboardHidden);
+  if (mlpHead) {
+    x = linear(x, 'classifier.1', mlpHidden);
     x = activation(x, 'classifier.2', 'relu');
     x = dropout(x, 'classifier.3', config.dropout, context);
     x = linear(x, 'classifier.4', resolved.numClasses);
   } else {
     x = linear(x, 'classifier.1', resolved.numClasses);
   }
-  // The dashboard assigns a new head after construction, so its Linears keep nn.Linear's own init.
-  const linearInit = dashboardHead ? 'torch-default' : 'efficientnet';
+  // This head is assigned after torchvision builds the model (`model.classifier = nn.Sequential(…)`),
+  // so its Linears keep nn.Linear's own init rather than EfficientNet's.
+  const linearInit = mlpHead ? 'torch-default' : 'efficientnet';
   return finishModel(entry, input, x, resolved, { linear: () => linearInit });
 }
 
@@ -196,16 +194,17 @@ function stageOf(layerName: string): string | null {
 }
 
 /** The facts of a variant that are data rather than consequences of its table row. */
-type VariantFacts = Pick<ModelEntryOf<string>, 'parameterCount' | 'dashboard' | 'pretrained'>;
+type VariantFacts = Pick<ModelEntryOf<string>, 'parameterCount' | 'weights' | 'defaultHead'>;
 
 function efficientnetEntry<Name extends keyof typeof efficientnetTable>(name: Name, facts: VariantFacts): ModelEntryOf<Name> {
   const config: EfficientNetConfig = efficientnetTable[name];
   const entry: ModelEntryOf<Name> = {
     name,
     build: (options) => buildEfficientNet(entry, config, options),
-    ...preprocessingFacts(config.crop, config.resize),
+    defaultImageSize: facts.weights[0].evalTransform.crop,
     stages,
     classifierName: 'classifier',
+    heads: ['mlp', 'torchvision'],
     recipe: `${name}.json`,
     ...facts,
     // The final 1×1 conv stage's SiLU (Conv2dNormActivation's `.2`), before avgpool.
@@ -216,25 +215,17 @@ function efficientnetEntry<Name extends keyof typeof efficientnetTable>(name: Na
   return entry;
 }
 
+// torchvision's EfficientNet V1 weights (`EfficientNet_B0_Weights`, `EfficientNet_B3_Weights`) were trained in
+// pytorch-image-models and ported; torchvision evaluates them bicubic.
 export const efficientnetB0 = efficientnetEntry('efficientnet_b0', {
-  pretrained: {
-    url: 'https://download.pytorch.org/models/efficientnet_b0_rwightman-3dd342df.pth',
-    fileName: 'efficientnet_b0_rwightman-3dd342df.pth',
-    sha256Prefix: '3dd342df',
-  },
+  weights: [torchvisionTag('efficientnet_b0', 'IMAGENET1K_V1', 'efficientnet_b0_rwightman-3dd342df.pth', { crop: 224, resize: 256, interpolation: 'bicubic' })],
+  defaultHead: 'torchvision',
   parameterCount: 4_011_391,
 });
 
 export const efficientnetB3 = efficientnetEntry('efficientnet_b3', {
-  pretrained: {
-    url: 'https://download.pytorch.org/models/efficientnet_b3_rwightman-cf984f9c.pth',
-    fileName: 'efficientnet_b3_rwightman-cf984f9c.pth',
-    sha256Prefix: 'cf984f9c',
-  },
+  weights: [torchvisionTag('efficientnet_b3', 'IMAGENET1K_V1', 'efficientnet_b3_rwightman-cf984f9c.pth', { crop: 300, resize: 320, interpolation: 'bicubic' })],
+  // The published B3 recipe trains the 'mlp' head (configs/efficientnet_b3.json).
+  defaultHead: 'mlp',
   parameterCount: 11_484_715,
-  dashboard: {
-    file: 'best_osteoporosis_model.pth',
-    architecture:
-      'torchvision.models.efficientnet_b3(weights=None); classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(1536, 512), nn.ReLU(), nn.Dropout(0.3), nn.Linear(512, 3))',
-  },
 });

@@ -1,11 +1,12 @@
-/** models: torchvision-exact architectures built with tfjs-layers, one file each, the registry that holds every fact about them, and their ONNX graphs (onnx/: one emitter per layer class). */
-export { getModel, listModels, modelNames, registry, ModelRegistry } from './registry.js';
+/** models: torchvision-exact architectures built with tfjs-layers, one file each with its weight tags (checkpoint, hash, licence, eval transform), the registry that holds every fact about them, and their ONNX graphs (onnx/: one emitter per layer class). */
+export { getModel, listModels, modelNames, registry, ModelRegistry, listWeightTags, getWeightsTag, weightsTagOfFile } from './registry.js';
+export { torchvisionTag, transformAt, type Interpolation, type TagTransform, type WeightsTag } from './tags.js';
 export { freezeUntilStage, seedModelRandomness, minImageSize } from './common.js';
 export { TorchBatchNorm, TorchLayerNorm, LayerScale, SeededDropout, StochasticDepth } from './layers.js';
 export { resnetTable } from './resnet.js';
 export { efficientnetTable, makeDivisible, adjustChannels, adjustDepth } from './efficientnet.js';
 export { densenetTable } from './densenet.js';
 export { convnextTable } from './convnext.js';
-export type { DashboardFile, HeadKind, ModelBuildOptions, ModelEntry, ModelEntryOf, ModelName, PretrainedCheckpoint } from './types.js';
+export type { HeadKind, ModelBuildOptions, ModelEntry, ModelEntryOf, ModelName } from './types.js';
 export { modelToOnnxGraph, onnxLayerClasses, onnxInputName, onnxOutputName, onnxBatchDimension } from './onnx/emit.js';
 export { onnxOpset, type OnnxGraph, type GraphNode, type Attribute as OnnxAttribute, type ValueInfo as OnnxValueInfo, type WeightRef as OnnxWeightRef, type Constant as OnnxConstant } from './onnx/graph.js';

@@ -14,8 +14,9 @@ import {
   type BuildContext,
   type Symbolic,
 } from './blocks.js';
-import { buildContext, preprocessingFacts, finishModel, imageInput, resolveOptions, stageByFirstSegment } from './common.js';
-import type { ModelBuildOptions, ModelEntryOf, PretrainedCheckpoint } from './types.js';
+import { buildContext, finishModel, imageInput, resolveOptions, stageByFirstSegment } from './common.js';
+import { torchvisionTag, type WeightsTag } from './tags.js';
+import type { ModelBuildOptions, ModelEntryOf } from './types.js';
 
 type BlockKind = 'basic' | 'bottleneck';
 
@@ -23,30 +24,22 @@ interface ResNetConfig {
   block: BlockKind;
   /** Blocks in layer1..layer4. */
   layers: readonly [number, number, number, number];
-  pretrained: PretrainedCheckpoint;
 }
 
 export const resnetTable = {
-  resnet18: {
-    block: 'basic',
-    layers: [2, 2, 2, 2],
-    pretrained: {
-      url: 'https://download.pytorch.org/models/resnet18-f37072fd.pth',
-      fileName: 'resnet18-f37072fd.pth',
-      sha256Prefix: 'f37072fd',
-    },
-  },
-  resnet50: {
-    block: 'bottleneck',
-    layers: [3, 4, 6, 3],
-    // IMAGENET1K_V2, torchvision's DEFAULT for resnet50 and the weights of the published recipe.
-    pretrained: {
-      url: 'https://download.pytorch.org/models/resnet50-11ad3fa6.pth',
-      fileName: 'resnet50-11ad3fa6.pth',
-      sha256Prefix: '11ad3fa6',
-    },
-  },
+  resnet18: { block: 'basic', layers: [2, 2, 2, 2] },
+  resnet50: { block: 'bottleneck', layers: [3, 4, 6, 3] },
 } as const satisfies Record<string, ResNetConfig>;
+
+/** torchvision's ResNet weights (`ResNet18_Weights`, `ResNet50_Weights`), DEFAULT first. */
+const resnetWeights = {
+  resnet18: [torchvisionTag('resnet18', 'IMAGENET1K_V1', 'resnet18-f37072fd.pth', { crop: 224, resize: 256, interpolation: 'bilinear' })],
+  resnet50: [
+    // V2 (torchvision's new recipe) is the DEFAULT and the published ResNet50's weights; it evaluates at resize 232.
+    torchvisionTag('resnet50', 'IMAGENET1K_V2', 'resnet50-11ad3fa6.pth', { crop: 224, resize: 232, interpolation: 'bilinear' }),
+    torchvisionTag('resnet50', 'IMAGENET1K_V1', 'resnet50-0676ba61.pth', { crop: 224, resize: 256, interpolation: 'bilinear' }),
+  ],
+} as const satisfies Record<keyof typeof resnetTable, readonly [WeightsTag, ...WeightsTag[]]>;
 
 const expansion: Record<BlockKind, number> = { basic: 1, bottleneck: 4 };
 
@@ -109,17 +102,20 @@ function buildResNet(entry: ModelEntryOf<string>, config: ResNetConfig, options?
 }
 
 /** The facts of a variant that are data rather than consequences of its stage table row. */
-type VariantFacts = Pick<ModelEntryOf<string>, 'parameterCount' | 'dashboard'>;
+type VariantFacts = Pick<ModelEntryOf<string>, 'parameterCount'>;
 
 function resnetEntry<Name extends keyof typeof resnetTable>(name: Name, facts: VariantFacts): ModelEntryOf<Name> {
   const config: ResNetConfig = resnetTable[name];
+  const weights = resnetWeights[name];
   const entry: ModelEntryOf<Name> = {
     name,
     build: (options) => buildResNet(entry, config, options),
-    ...preprocessingFacts(224, 256),
+    defaultImageSize: weights[0].evalTransform.crop,
     stages,
     classifierName: 'fc',
-    pretrained: config.pretrained,
+    heads: ['torchvision'],
+    defaultHead: 'torchvision',
+    weights,
     recipe: `${name}.json`,
     ...facts,
     // The last block's closing ReLU: layer4's output, before avgpool.
@@ -130,11 +126,5 @@ function resnetEntry<Name extends keyof typeof resnetTable>(name: Name, facts: V
   return entry;
 }
 
-export const resnet18 = resnetEntry('resnet18', {
-  parameterCount: 11_178_051,
-  dashboard: { file: 'sydney_best_model.pth', architecture: 'torchvision.models.resnet18(weights=None); fc = nn.Linear(512, 3)' },
-});
-export const resnet50 = resnetEntry('resnet50', {
-  parameterCount: 23_514_179,
-  dashboard: { file: 'resnet50_best_model.pth', architecture: 'torchvision.models.resnet50(weights=None); fc = nn.Linear(2048, 3)' },
-});
+export const resnet18 = resnetEntry('resnet18', { parameterCount: 11_178_051 });
+export const resnet50 = resnetEntry('resnet50', { parameterCount: 23_514_179 });

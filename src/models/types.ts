@@ -1,17 +1,17 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
-import type { EvalTransform } from '../data/index.js';
 import type { ModelName } from './registry.js';
+import type { WeightsTag } from './tags.js';
 
 export type { ModelName };
 
 /**
- * The classifier on top of the backbone. 'dashboard' is what the dashboard builds (and the default):
- * ResNet `fc = Linear(in, C)`; EfficientNet-B3 `Dropout(0.3) → Linear(1536, 512) → ReLU → Dropout(0.3)
- * → Linear(512, C)`. 'torchvision' is torchvision's own head (the same for ResNets; `Dropout(0.3) →
- * Linear(1536, C)` for B3), the shape of the ImageNet checkpoints. A model the dashboard does not
- * load (no `dashboard` entry) has torchvision's head under either name.
+ * The classifier on top of the backbone. 'torchvision' is torchvision's own head, the shape of the
+ * ImageNet checkpoints (ResNet `fc = Linear(in, C)`; EfficientNet `Dropout(p) → Linear(in, C)`).
+ * 'mlp' (EfficientNets) puts a hidden layer in between: `Dropout(p) → Linear(in, 512) → ReLU →
+ * Dropout(p) → Linear(512, C)`, the published EfficientNet-B3 recipe's head. Each entry lists the
+ * heads it builds and the one it builds by default.
  */
-export type HeadKind = 'dashboard' | 'torchvision';
+export type HeadKind = 'torchvision' | 'mlp';
 
 export interface ModelBuildOptions {
   numClasses?: number; // default 3
@@ -22,7 +22,7 @@ export interface ModelBuildOptions {
    */
   freezeUntil?: string;
   seed?: number; // weight init and the model's own randomness (dropout, stochastic depth); default 0
-  head?: HeadKind; // default 'dashboard'
+  head?: HeadKind; // default entry.defaultHead; one of entry.heads
   /**
    * Default true. false skips the random initialisation (convolutions and linears stay zero, BatchNorms
    * identity): for replicas that receive their weights right after building, where drawing ~10^7
@@ -37,20 +37,6 @@ export interface ModelBuildOptions {
   portable?: boolean;
 }
 
-export interface PretrainedCheckpoint {
-  url: string;
-  fileName: string;
-  /** The first hex digits of the file's SHA-256, as torchvision puts them in the file name. */
-  sha256Prefix: string;
-}
-
-/** What the dashboard (DESIGN.md, "Contracts") loads for an architecture: its file name and the module it builds. */
-export interface DashboardFile {
-  file: string;
-  /** The torchvision code the dashboard runs to build the module, for metadata.json. */
-  architecture: string;
-}
-
 /**
  * Everything osteo knows about one architecture; train, eval and export read these facts instead of
  * branching on the name. `Name` is the entry's literal name, so that the registry's list of entries
@@ -59,24 +45,29 @@ export interface DashboardFile {
 export interface ModelEntryOf<Name extends string> {
   name: Name;
   build(options?: ModelBuildOptions): tfl.LayersModel; // outputs logits [null, numClasses] (no softmax)
-  defaultImageSize: number; // 224 for ResNets, 300 for B3
-  cropFraction: number; // 224/256 = 0.875 ResNets; 300/320 B3
-  transform(imageSize?: number): EvalTransform; // {resize, crop, mean, std}: resize = round(crop / cropFraction)
+  /** The crop of its default weights' eval transform: 224 for most, 300 for B3. */
+  defaultImageSize: number;
   stages: readonly string[]; // ordered stage names valid for freezeUntil
   classifierName: string; // torchvision prefix of the head: 'fc' | 'classifier'
-  pretrained: PretrainedCheckpoint; // torchvision ImageNet checkpoint (torchvision's DEFAULT weights)
+  /** The heads build() accepts, and the one it builds without `head`. */
+  heads: readonly HeadKind[];
+  defaultHead: HeadKind;
+  /**
+   * torchvision's ImageNet checkpoints for this architecture, each with its eval transform; the first
+   * is torchvision's DEFAULT: what `osteo weights fetch NAME` downloads and whose transform a run
+   * uses unless it starts from another of these files.
+   */
+  weights: readonly [WeightsTag, ...WeightsTag[]];
   /** Its built-in training recipe: a file name in configs/ (`osteo train --model NAME` reads it unless --config says otherwise). */
   recipe: string;
   /**
    * torchvision's parameter count (torch's `sum(p.numel() for p in model.parameters())`, buffers
-   * excluded) of the default build: 3 classes, the dashboard head. Data, not derived: a test compares
+   * excluded) of the default build: 3 classes, the default head. Data, not derived: a test compares
    * it with the built model's, and the parity test with torchvision's.
    */
   parameterCount: number;
   /** The layer whose output Grad-CAM weighs: the last spatial feature map, right before global pooling. */
   gradCamLayer: string;
-  /** The file the dashboard loads for this architecture, if it loads one. */
-  dashboard?: DashboardFile;
   /** The stage a layer (by name) belongs to, or null for the input. */
   stageOf(layerName: string): string | null;
   /**

@@ -214,7 +214,7 @@ async function fetchCheckpoints(config: PipelineConfig, options: ReproduceOption
       const fetched = await fetchPretrainedWeights(spec.model, { dest: options.weightsDir, log, progress: options.progress?.('download') });
       paths.set(spec.model, fetched.path);
     } catch (error) {
-      const file = getModel(spec.model).pretrained.fileName;
+      const file = getModel(spec.model).weights[0].fileName;
       throw new UserError(
         `cannot get ${spec.model}'s ImageNet checkpoint ${file}: ${errorMessage(error)}\n` +
           `  put the file in ${resolve(options.weightsDir ?? defaultWeightsDir)} (or name a folder with --weights-dir), ` +

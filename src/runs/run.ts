@@ -53,6 +53,8 @@ export async function readRunConfig(dir: string): Promise<TrainConfig> {
   const { file, json } = await readRunConfigJson(dir);
   const input = parseSavedTrainConfig(file, json);
   if (input.model === undefined) throw new DataError(file, 'has no "model"');
+  // The preprocessing the weights were trained with: eval and predict must apply the same.
+  if (input.transform === undefined) throw new DataError(file, 'has no "transform" (the preprocessing `osteo train` records for every run)');
   const entry = getModel(input.model);
   const augment = typeof input.augment === 'string' ? await loadAugmentConfig(input.augment) : input.augment;
   return {
@@ -61,12 +63,13 @@ export async function readRunConfig(dir: string): Promise<TrainConfig> {
     data: input.data ?? '',
     out: input.out ?? dir,
     imageSize: input.imageSize ?? entry.defaultImageSize,
+    transform: input.transform,
     augment,
   };
 }
 
 /**
- * A run to read weights from: its config and preprocessing; the `which` checkpoint must exist (a run
+ * A run to read weights from: its config and the preprocessing it recorded; the `which` checkpoint must exist (a run
  * stopped before its first epoch ended has only `last`, and the error says so).
  */
 export async function openRun(dir: string, which: CheckpointName = 'best'): Promise<RunInfo> {
@@ -79,8 +82,7 @@ export async function openRun(dir: string, which: CheckpointName = 'best'): Prom
       : 'it has no checkpoint at all: train it (`osteo train --resume`) until it saves one';
     throw new UserError(`run ${dir} has no ${which} checkpoint (${weights}): ${hint}`);
   }
-  const entry = getModel(config.model);
-  return { dir: resolve(dir), config, model: entry.name, imageSize: config.imageSize, transform: entry.transform(config.imageSize), numClasses: config.numClasses };
+  return { dir: resolve(dir), config, model: config.model, imageSize: config.imageSize, transform: config.transform, numClasses: config.numClasses };
 }
 
 export interface RunModel {

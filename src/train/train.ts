@@ -181,7 +181,7 @@ async function openData(config: TrainConfig, dataDir: string): Promise<TrainData
   if (trainRows.length === 0 || valRows.length === 0) {
     throw new UserError(`${dataDir}: the split has ${trainRows.length} train and ${valRows.length} val images; training needs both (re-run \`osteo data split\`)`);
   }
-  const transform = getModel(config.model).transform(config.imageSize);
+  const transform = config.transform;
   const cache = createResizedCache(dataDir, transform.resize);
   const common = { dataDir, rows, imageSize: config.imageSize, transform, batchSize: config.batchSize, seed: config.seed, cache };
   const sampler = config.classBalance === 'sampler' ? 'weighted' : 'shuffle';

@@ -1,5 +1,6 @@
 /**
- * `osteo weights fetch NAME`: torchvision's ImageNet checkpoint for a registered model.
+ * `osteo weights fetch NAME`: a weight tag's checkpoint (models/tags.ts), by tag name or by model
+ * name (that model's default weights).
  *
  * torchvision names each file `<arch>-<first hex digits of its SHA-256>.pth` and checks that prefix
  * after downloading (`torch.hub.load_state_dict_from_url(check_hash=True)`); osteo does the same. The
@@ -13,7 +14,7 @@ import { mkdir, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { DataError, UserError, HttpStatusError, downloadFile, parseHttpUrl, type DownloadOptions, type ProgressSink } from '../util/index.js';
-import { getModel, type PretrainedCheckpoint } from '../models/index.js';
+import { getWeightsTag, type WeightsTag } from '../models/index.js';
 
 /** Where checkpoints go unless --dest says otherwise (git-ignored, kept between runs). */
 export const defaultWeightsDir = join('checkpoints', 'pretrained');
@@ -44,16 +45,19 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** What a download needs of a tag. */
+export type Checkpoint = Pick<WeightsTag, 'fileName' | 'sha256Prefix' | 'sourceUrl'>;
+
 /** The URL a checkpoint is fetched from, honouring --url and OSTEO_WEIGHTS_URL. */
-export function checkpointUrl(checkpoint: PretrainedCheckpoint, urlBase?: string, env: NodeJS.ProcessEnv = process.env): string {
+export function checkpointUrl(checkpoint: Checkpoint, urlBase?: string, env: NodeJS.ProcessEnv = process.env): string {
   const base = urlBase ?? env.OSTEO_WEIGHTS_URL;
-  if (base === undefined || base === '') return checkpoint.url;
+  if (base === undefined || base === '') return checkpoint.sourceUrl;
   parseHttpUrl(base, urlBase !== undefined ? '--url' : 'OSTEO_WEIGHTS_URL');
   return `${base.replace(/\/+$/, '')}/${encodeURIComponent(checkpoint.fileName)}`;
 }
 
 /** Download (or find) one checkpoint and verify its SHA-256 prefix. */
-export async function fetchCheckpoint(checkpoint: PretrainedCheckpoint, options: FetchWeightsOptions = {}): Promise<FetchWeightsResult> {
+export async function fetchCheckpoint(checkpoint: Checkpoint, options: FetchWeightsOptions = {}): Promise<FetchWeightsResult> {
   if (!/^[0-9a-f]+$/.test(checkpoint.sha256Prefix)) throw new UserError(`checkpoint ${checkpoint.fileName} has no hash prefix to verify`);
   const dest = resolve(options.dest ?? defaultWeightsDir);
   const target = join(dest, checkpoint.fileName);
@@ -91,12 +95,12 @@ export async function fetchCheckpoint(checkpoint: PretrainedCheckpoint, options:
   }
 }
 
-/** `osteo weights fetch NAME`: the registry's checkpoint for a model name. */
+/** `osteo weights fetch NAME`: a tag's checkpoint, NAME a tag (`resnet50.imagenet1k_v1`) or a model (its default weights). */
 export async function fetchPretrainedWeights(name: string, options: FetchWeightsOptions = {}): Promise<FetchWeightsResult> {
-  return fetchCheckpoint(getModel(name).pretrained, options);
+  return fetchCheckpoint(getWeightsTag(name), options);
 }
 
 /** Where `fetchPretrainedWeights(name)` puts the file, for code that wants a checkpoint path. */
 export function pretrainedPath(name: string, dest: string = defaultWeightsDir): string {
-  return resolve(dest, getModel(name).pretrained.fileName);
+  return resolve(dest, getWeightsTag(name).fileName);
 }

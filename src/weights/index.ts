@@ -1,4 +1,4 @@
-/** weights: PyTorch `.pth` and `.safetensors` state dicts and ONNX models (graph + torchvision-keyed initializers) in and out, the torchvision key map, building a model with given weights, and fetching ImageNet checkpoints. */
+/** weights: PyTorch `.pth` and `.safetensors` state dicts and ONNX models (graph + torchvision-keyed initializers) in and out, the torchvision key map, building a model with given weights, and fetching the checkpoints of weight tags. */
 import { extname } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { ModelBuildOptions, ModelEntry } from '../models/index.js';
@@ -38,4 +38,4 @@ export function buildWithWeights(entry: ModelEntry, dict: StateDict, options: Om
     throw error;
   }
 }
-export { defaultWeightsDir, fetchPretrainedWeights, fetchCheckpoint, checkpointUrl, pretrainedPath, sha256File, type FetchWeightsOptions, type FetchWeightsResult } from './fetch.js';
+export { defaultWeightsDir, fetchPretrainedWeights, fetchCheckpoint, checkpointUrl, pretrainedPath, sha256File, type Checkpoint, type FetchWeightsOptions, type FetchWeightsResult } from './fetch.js';

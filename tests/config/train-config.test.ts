@@ -165,6 +165,34 @@ test('augmentation: a recipe names a file relative to itself, or writes the conf
   assert.equal(inline.augment.crop, { type: 'center' }, 'schema defaults filled in');
 });
 
+test("the transform comes from the initial weights' tag at imageSize, is recorded in the config, and a resumed run keeps the saved one", async () => {
+  const imagenet = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+  const resnet50 = { model: 'resnet50', data: 'd' };
+  // torchvision's ResNet50 default weights (V2) evaluate at resize 232, crop 224
+  assert.equal((await resolveTrainConfig({ flags: resnet50 })).transform, { resize: 232, crop: 224, ...imagenet });
+  assert.equal((await resolveTrainConfig({ flags: { ...resnet50, imageSize: '48' } })).transform, { resize: 50, crop: 48, ...imagenet });
+  // starting from the V1 file (any folder) takes the V1 tag's 256
+  const v1 = await resolveTrainConfig({ flags: { ...resnet50, pretrained: join('weights', 'resnet50-0676ba61.pth') } });
+  assert.equal([v1.transform.resize, v1.transform.crop], [256, 224]);
+  const unknown = await resolveTrainConfig({ flags: { ...resnet50, pretrained: 'my-own.pth' } });
+  assert.is(unknown.transform.resize, 232, 'a file that is no tag: the default weights');
+  const b3 = await resolveTrainConfig({ flags: { model: 'efficientnet_b3', data: 'd' } });
+  assert.equal([b3.imageSize, b3.transform.resize, b3.transform.crop], [300, 320, 300]);
+  // set by hand: the image size follows its crop; a crop other than imageSize or a resize below it is refused
+  const custom = await resolveTrainConfig({ flags: base, sets: ['transform={"resize":80,"crop":64,"mean":[0.5,0.5,0.5],"std":[0.25,0.25,0.25]}'] });
+  assert.is(custom.imageSize, 64);
+  assert.equal(custom.transform.mean, [0.5, 0.5, 0.5]);
+  await rejects({ flags: { ...base, imageSize: '96' }, sets: ['transform={"resize":80,"crop":64,"mean":[0,0,0],"std":[1,1,1]}'] }, /--set transform: crops 64 px but imageSize is 96/);
+  await rejects({ flags: base, sets: ['transform={"resize":60,"crop":64,"mean":[0,0,0],"std":[1,1,1]}'] }, /transform: resizes to 60 px, smaller than its 64 px crop/);
+  await rejects({ flags: base, sets: ['transform={"resize":80,"crop":64}'] }, /transform/);
+  // the saved transform is the run's, whatever today's tags say
+  const saved = JSON.parse(JSON.stringify(await resolveTrainConfig({ flags: { ...resnet50, out: 'runs/a' } })));
+  saved.transform.resize = 256;
+  const resumed = await resolveTrainConfig({ resumeFrom: { file: 'runs/a/config.json', config: saved } });
+  assert.is(resumed.transform.resize, 256);
+  await rejects({ resumeFrom: { file: 'runs/a/config.json', config: saved }, sets: ['transform=null'] }, /cannot change transform when resuming/);
+});
+
 test('resuming: runtime keys may change, everything that shapes the result may not', async () => {
   const saved = JSON.parse(JSON.stringify(await resolveTrainConfig({ flags: { ...base, out: 'runs/a', epochs: '3' } })));
   const resumed = await resolveTrainConfig({ resumeFrom: { file: 'runs/a/config.json', config: saved }, flags: { epochs: '5', backend: 'cpu' } });

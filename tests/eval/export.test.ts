@@ -15,7 +15,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { useBackend } from '../../src/backend/index.js';
 import { preprocessForModel } from '../../src/data/image.js';
 import { UserError } from '../../src/util/index.js';
-import { dashboardModels, exportDashboard, exportRun } from '../../src/eval/export.js';
+import { dashboardFiles, dashboardModels, dashboardTransform, exportDashboard, exportRun } from '../../src/eval/export.js';
+import { loadWeightsFile } from '../../src/eval/inference.js';
 import { predictImages } from '../../src/eval/predict.js';
 import { readPth, readSafetensors, readStateDict } from '../../src/weights/index.js';
 import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
@@ -29,6 +30,7 @@ let runs: Record<'resnet18' | 'resnet50' | 'efficientnet_b3', RunFixture>;
 let small: RunFixture;
 let image73 = '';
 let image256 = '';
+let image232 = '';
 let image239 = '';
 
 setupOnce(test, async () => {
@@ -39,15 +41,17 @@ setupOnce(test, async () => {
     resnet50: await writeRunFixture(join(root, 'r50'), 'resnet50', { imageSize: 224, seed: 12 }),
     efficientnet_b3: await writeRunFixture(join(root, 'b3'), 'efficientnet_b3', { imageSize: 224, seed: 13 }),
   };
-  // Images already at each transform's resize size: both sides skip the resize, so preprocessing
-  // is exact and any difference is the network's (ResNets: 256 → crop 224, the dashboard's own
-  // transform; B3 at 224: resize round(224·320/300) = 239 → crop 224).
+  // Images already at each run's resize size: both sides skip the resize, so preprocessing is exact
+  // and any difference is the network's (ResNet18: 256 → crop 224, the dashboard's own transform;
+  // ResNet50's V2 weights: 232 → 224; B3 at 224: resize round(224·320/300) = 239 → crop 224).
   small = await writeRunFixture(join(root, 'small'), 'resnet18', { imageSize: 64, seed: 14 });
   image73 = join(root, 'knee73.png');
   await writeTestImage(image73, 73, 73, 3);
   image256 = join(root, 'knee256.png');
+  image232 = join(root, 'knee232.png');
   image239 = join(root, 'knee239.png');
   await writeTestImage(image256, 256, 256, 1);
+  await writeTestImage(image232, 232, 232, 4);
   await writeTestImage(image239, 239, 239, 2);
 });
 
@@ -62,12 +66,16 @@ referenceTest(test, 'dashboard export: exact file names, strict weights_only loa
   const metadata = JSON.parse(await readFile(join(dir, 'metadata.json'), 'utf8'));
   assert.equal(metadata.classes, ['Normal', 'Osteopenia', 'Osteoporosis']);
   assert.is(metadata.models['sydney_best_model.pth'].preprocessing.resize, 256);
+  assert.equal(metadata.models['sydney_best_model.pth'].notes, [], 'ResNet18 trained on the dashboard transform: nothing to note');
+  assert.is(metadata.models['resnet50_best_model.pth'].preprocessing.resize, 232, "the run's own transform, from torchvision's V2 weights");
+  assert.ok(metadata.models['resnet50_best_model.pth'].notes[0].includes('trained on resize 232 / crop 224, but the dashboard feeds resize 256 / crop 224'), 'the ResNet50 resize is noted');
   assert.is(metadata.models['best_osteoporosis_model.pth'].preprocessing.resize, 239);
   assert.ok(metadata.models['best_osteoporosis_model.pth'].notes[0].includes('dashboard feeds resize 256'), 'the B3 size mismatch is noted');
+  assert.match(metadata.models['best_osteoporosis_model.pth'].architecture, /nn\.Linear\(1536, 512\), nn\.ReLU\(\)/);
   assert.is(metadata.models['resnet50_best_model.pth'].metrics.epoch, 3);
   assert.match(metadata.models['resnet50_best_model.pth'].source.sha256, /^[0-9a-f]{64}$/);
 
-  const imageFor: Record<string, string> = { resnet18: image256, resnet50: image256, efficientnet_b3: image239 };
+  const imageFor: Record<string, string> = { resnet18: image256, resnet50: image232, efficientnet_b3: image239 };
   const stdout = runPython(join(import.meta.dirname, 'scripts', 'dashboard_probabilities.py'), [
     dir,
     ...dashboardModels().map((entry) => `${entry.dashboard.file}=${imageFor[entry.name]!}`),
@@ -143,6 +151,30 @@ test('tfjs export: stock tfjs (no osteo layer classes) loads model.json and pred
   const diff = Math.max(...ours.map((p, c) => Math.abs(p - stock[c]!)));
   console.log(`tfjs export vs osteo predict: max |Δp| = ${diff.toExponential(2)}`);
   assert.ok(diff <= 1e-5, `stock tfjs ${stock} vs osteo ${ours}`);
+});
+
+test("the dashboard table: its files hold the heads it names (B3's 'mlp'), and predicting a file uses the transform its metadata.json records", async () => {
+  assert.equal(
+    dashboardFiles.map(({ file, model, head }) => [file, model, head]),
+    [
+      ['sydney_best_model.pth', 'resnet18', 'torchvision'],
+      ['resnet50_best_model.pth', 'resnet50', 'torchvision'],
+      ['best_osteoporosis_model.pth', 'efficientnet_b3', 'mlp'],
+    ],
+  );
+  assert.equal(dashboardTransform, { resize: 256, crop: 224, interpolation: 'bilinear', mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
+  const dir = join(root, 'dashboard-heads');
+  await exportDashboard({ dir, runs: { resnet18: runs.resnet18.dir, resnet50: runs.resnet50.dir, efficientnet_b3: runs.efficientnet_b3.dir } });
+  const b3 = await readPth(join(dir, 'best_osteoporosis_model.pth'));
+  assert.equal(b3.get('classifier.1.weight')!.shape, [512, 1536]);
+  assert.equal(b3.get('classifier.4.weight')!.shape, [3, 512]);
+  assert.equal((await readPth(join(dir, 'resnet50_best_model.pth'))).get('fc.weight')!.shape, [3, 2048]);
+  const resnet50 = await loadWeightsFile('resnet50', join(dir, 'resnet50_best_model.pth'));
+  try {
+    assert.equal([resnet50.transform.resize, resnet50.transform.crop], [232, 224], 'the run trained at 232/224 (V2 weights), as metadata.json records');
+  } finally {
+    resnet50.model.dispose();
+  }
 });
 
 test('export refuses a run of the wrong architecture for a dashboard slot', async () => {

@@ -11,13 +11,14 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { useBackend } from '../../src/backend/index.js';
 import { main } from '../../src/cli.js';
-import { listModels } from '../../src/models/index.js';
+import { dashboardFileOf } from '../../src/eval/index.js';
+import { listModels, transformAt } from '../../src/models/index.js';
 import { fixtureDir, once, referenceTest, runPython, temporaryDirectory } from '../fixtures/torch/python.js';
 import { writeTestImage } from './fixtures.js';
 
 const crop = 224;
 const tolerance = 1e-4;
-const models = listModels().filter((entry) => entry.dashboard === undefined);
+const models = listModels().filter((entry) => dashboardFileOf(entry.name) === undefined);
 const dir = temporaryDirectory('predict-backbones');
 
 /** Run the CLI in-process and capture stdout. */
@@ -77,7 +78,7 @@ test.after(() => dir.remove());
 for (const entry of models) {
   referenceTest(test, `${entry.name}: predict --weights torchvision.pth --image-size ${crop} --json gives PyTorch's probabilities`, async () => {
     const files = torchvisionFiles();
-    const resize = entry.transform(crop).resize;
+    const resize = transformAt(entry.weights[0].evalTransform, crop).resize;
     const image = join(files, `${entry.name}_knee${resize}.png`);
     await writeTestImage(image, resize, resize, 3);
     const weights = join(files, `${entry.name}_scaled.pth`);

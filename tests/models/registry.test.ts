@@ -1,9 +1,10 @@
 /**
  * The registry, and the same checks for every registered model (tiny inputs; the PyTorch parity
  * sweep is parity.test.ts): output shape, the entry's parameter count against the built model's, no
- * leaked tensors, stages and freezing, the Grad-CAM layer, recipe and dashboard file, preprocessing,
- * seeding, and tfjs serialisation (custom and portable). A new architecture gets all of them by
- * being registered.
+ * leaked tensors, stages and freezing, the Grad-CAM layer, recipe, heads, weight tags and their
+ * preprocessing, seeding, and tfjs serialisation (custom and portable). The loops run over the
+ * registry, and every registered model must have a row of independent expectations below, so a new
+ * architecture gets all of them by being registered and fails until its row is written.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,39 +21,78 @@ import {
   efficientnetTable,
   freezeUntilStage,
   getModel,
+  getWeightsTag,
   listModels,
+  listWeightTags,
   modelNames,
   ModelRegistry,
   seedModelRandomness,
   TorchBatchNorm,
+  transformAt,
+  weightsTagOfFile,
+  type HeadKind,
   type ModelEntry,
 } from '../../src/models/index.js';
 import { loadStateDict, modelToStateDict } from '../../src/weights/index.js';
 
 const size = 32;
 
-/** torchvision's published eval transforms (crop, resize) — reference values, not the registry's. */
-const torchvisionTransforms: Record<string, { crop: number; resize: number }> = {
-  resnet18: { crop: 224, resize: 256 },
-  resnet50: { crop: 224, resize: 256 },
-  efficientnet_b3: { crop: 300, resize: 320 },
-  densenet121: { crop: 224, resize: 256 },
-  efficientnet_b0: { crop: 224, resize: 256 },
-  convnext_tiny: { crop: 224, resize: 236 },
+interface Expected {
+  /**
+   * torchvision 0.14's `<Model>_Weights` members, DEFAULT first: file, and the eval transform of
+   * `weights.transforms()` (ImageClassification's crop_size, resize_size, interpolation).
+   */
+  weights: { member: string; file: string; crop: number; resize: number; interpolation: 'bilinear' | 'bicubic' }[];
+  /** The heads build() takes, the default first. */
+  heads: HeadKind[];
+  /**
+   * The stem conv's initial standard deviation in torchvision's code, kernel [k, k, in, out]: ResNet and
+   * EfficientNet kaiming_normal_(fan_out), DenseNet kaiming_normal_ (fan_in), ConvNeXt trunc_normal_(0.02).
+   */
+  stemStd: (k: number, inChannels: number, out: number) => number;
+}
+
+const fanOut = (k: number, _: number, out: number) => Math.sqrt(2 / (out * k * k));
+
+/** Reference values, written from torchvision rather than read from the registry. */
+const expected: Record<string, Expected> = {
+  resnet18: { weights: [{ member: 'imagenet1k_v1', file: 'resnet18-f37072fd.pth', crop: 224, resize: 256, interpolation: 'bilinear' }], heads: ['torchvision'], stemStd: fanOut },
+  resnet50: {
+    weights: [
+      { member: 'imagenet1k_v2', file: 'resnet50-11ad3fa6.pth', crop: 224, resize: 232, interpolation: 'bilinear' },
+      { member: 'imagenet1k_v1', file: 'resnet50-0676ba61.pth', crop: 224, resize: 256, interpolation: 'bilinear' },
+    ],
+    heads: ['torchvision'],
+    stemStd: fanOut,
+  },
+  efficientnet_b3: {
+    weights: [{ member: 'imagenet1k_v1', file: 'efficientnet_b3_rwightman-cf984f9c.pth', crop: 300, resize: 320, interpolation: 'bicubic' }],
+    heads: ['mlp', 'torchvision'],
+    stemStd: fanOut,
+  },
+  densenet121: {
+    weights: [{ member: 'imagenet1k_v1', file: 'densenet121-a639ec97.pth', crop: 224, resize: 256, interpolation: 'bilinear' }],
+    heads: ['torchvision'],
+    stemStd: (k, inChannels) => Math.sqrt(2 / (inChannels * k * k)),
+  },
+  efficientnet_b0: {
+    weights: [{ member: 'imagenet1k_v1', file: 'efficientnet_b0_rwightman-3dd342df.pth', crop: 224, resize: 256, interpolation: 'bicubic' }],
+    heads: ['torchvision', 'mlp'],
+    stemStd: fanOut,
+  },
+  convnext_tiny: {
+    weights: [{ member: 'imagenet1k_v1', file: 'convnext_tiny-983f1562.pth', crop: 224, resize: 236, interpolation: 'bilinear' }],
+    heads: ['torchvision'],
+    stemStd: () => 0.02,
+  },
 };
 
-/**
- * The stem conv's initial standard deviation in torchvision's code, kernel [k, k, in, out]: ResNet and
- * EfficientNet kaiming_normal_(fan_out), DenseNet kaiming_normal_ (fan_in), ConvNeXt trunc_normal_(0.02).
- */
-const stemStd: Record<string, (k: number, inChannels: number, out: number) => number> = {
-  resnet18: (k, _, out) => Math.sqrt(2 / (out * k * k)),
-  resnet50: (k, _, out) => Math.sqrt(2 / (out * k * k)),
-  efficientnet_b3: (k, _, out) => Math.sqrt(2 / (out * k * k)),
-  efficientnet_b0: (k, _, out) => Math.sqrt(2 / (out * k * k)),
-  densenet121: (k, inChannels) => Math.sqrt(2 / (inChannels * k * k)),
-  convnext_tiny: () => 0.02,
-};
+/** A registered model's row; a model without one fails every per-model test that needs it. */
+function expectationsOf(entry: ModelEntry): Expected {
+  const row = expected[entry.name];
+  if (row === undefined) throw new Error(`${entry.name} is registered but has no row in this test's expectations: add one`);
+  return row;
+}
 
 const batch = () => tf.randomNormal([2, size, size, 3], 0, 1, 'float32', 42) as tf.Tensor4D;
 
@@ -77,6 +117,10 @@ test.before(async () => {
 
 const registered = ['resnet18', 'resnet50', 'efficientnet_b3', 'densenet121', 'efficientnet_b0', 'convnext_tiny'];
 
+test('every registered model has a row of expectations, and every row is a registered model', () => {
+  assert.equal(Object.keys(expected).sort(), listModels().map((m) => m.name).sort());
+});
+
 test('the registry holds the six models; unknown names list the valid ones; duplicates throw', () => {
   assert.equal(listModels().map((m) => m.name), registered);
   assert.equal(modelNames(), registered, 'ModelName and help texts read the same list');
@@ -91,20 +135,43 @@ test('the registry holds the six models; unknown names list the valid ones; dupl
   registry.register(getModel('resnet18'));
   assert.throws(() => registry.register(getModel('resnet18')), /already registered/);
   assert.throws(() => new ModelRegistry().get('resnet18'), /\(none registered\)/);
+  // A weight tag belongs to one model, once.
+  const resnet18 = getModel('resnet18');
+  const other = new ModelRegistry();
+  other.register(resnet18);
+  assert.throws(() => other.register({ ...getModel('resnet50'), weights: resnet18.weights }), /lists weights resnet18\.imagenet1k_v1 of resnet18/);
+  assert.throws(() => other.register({ ...getModel('resnet50'), weights: [{ ...resnet18.weights[0], name: 'resnet50.copy', architecture: 'resnet50' }] }), /already registered as resnet18\.imagenet1k_v1/);
 });
 
-test('dashboard files are unique .pth names; every recipe exists in configs/', () => {
-  const files = listModels().flatMap((entry) => (entry.dashboard ? [entry.dashboard.file] : []));
-  assert.is(new Set(files).size, files.length, `unique: ${files.join(', ')}`);
-  for (const file of files) assert.match(file, /^[\w.-]+\.pth$/);
+test('every recipe exists in configs/; tag names and file names are unique across the registry', () => {
   for (const entry of listModels()) assert.ok(existsSync(join(recipeDir, entry.recipe)), `${entry.name}: ${entry.recipe} in ${recipeDir}`);
+  const tags = listWeightTags();
+  assert.is(new Set(tags.map((t) => t.name)).size, tags.length);
+  assert.is(new Set(tags.map((t) => t.fileName)).size, tags.length);
 });
 
-test("torchvision's eval transforms: resize the shorter side to crop / cropFraction", () => {
-  for (const [name, expected] of Object.entries(torchvisionTransforms)) {
-    const entry = getModel(name);
-    assert.equal({ crop: entry.defaultImageSize, resize: entry.transform().resize }, expected, name);
+test('weight tags by name, by model name (its default) and by file name; unknown names list both kinds', () => {
+  assert.is(getWeightsTag('resnet50').name, 'resnet50.imagenet1k_v2');
+  assert.is(getWeightsTag('resnet50.imagenet1k_v1').fileName, 'resnet50-0676ba61.pth');
+  assert.is(weightsTagOfFile('resnet50-0676ba61.pth')?.name, 'resnet50.imagenet1k_v1');
+  assert.is(weightsTagOfFile('resnet50_best_model.pth'), undefined);
+  try {
+    getWeightsTag('resnet50.v9');
+    assert.unreachable();
+  } catch (error) {
+    assert.instance(error, UserError);
+    assert.match((error as Error).message, /unknown weights 'resnet50\.v9': .*resnet18, .*resnet50\.imagenet1k_v1/);
   }
+});
+
+test('transformAt keeps the resize/crop ratio and normalization, in integers; the tag size gives the tag resize', () => {
+  const v2 = getWeightsTag('resnet50').evalTransform;
+  assert.equal(transformAt(v2), { resize: 232, crop: 224, mean: v2.mean, std: v2.std });
+  // 70 · 232 / 224 = 72.5 exactly: rounds up, where 70 / (224 / 232) lands a rounding error below it
+  assert.is(transformAt(v2, 70).resize, 73);
+  assert.is(transformAt(v2, 48).resize, 50);
+  assert.is(transformAt(getWeightsTag('resnet18').evalTransform, 48).resize, 55);
+  assert.throws(() => transformAt(v2, 16), (e: unknown) => e instanceof UserError && /≥ 32/.test((e as Error).message));
 });
 
 test("EfficientNet-B3's stage table follows torchvision's width/depth rounding", () => {
@@ -112,23 +179,32 @@ test("EfficientNet-B3's stage table follows torchvision's width/depth rounding",
   assert.equal([32, 16, 24, 40, 80, 112, 192, 320].map((c) => adjustChannels(c, widthMult)), [40, 24, 32, 48, 96, 136, 232, 384]);
   assert.equal([1, 2, 2, 3, 3, 4, 1].map((n) => adjustDepth(n, depthMult)), [2, 3, 3, 5, 5, 6, 2]);
   assert.equal([32, 16, 24].map((c) => adjustChannels(c, 1)), [32, 16, 24], 'B0 is the table itself');
-  assert.equal(efficientnetTable.efficientnet_b0, { widthMult: 1, depthMult: 1, dropout: 0.2, crop: 224, resize: 256 }, "torchvision's B0 row");
+  assert.equal(efficientnetTable.efficientnet_b0, { widthMult: 1, depthMult: 1, dropout: 0.2 }, "torchvision's B0 row");
 });
 
-test('only the models the dashboard loads build a dashboard head; the others build torchvision\'s under either name', () => {
+test("heads: 'torchvision' is one Linear after dropout; EfficientNets' 'mlp' adds a 512-wide hidden layer; a head an entry lacks is refused", () => {
   for (const entry of listModels()) {
-    const dashboard = entry.build({ imageSize: size, initialize: false });
-    const torchvision = entry.build({ imageSize: size, initialize: false, head: 'torchvision' });
-    const denseLayers = (m: tfl.LayersModel) => m.layers.filter((l) => l.getClassName() === 'Dense' && l.name.startsWith(entry.classifierName)).length;
-    try {
-      if (entry.dashboard === undefined) assert.is(denseLayers(dashboard), denseLayers(torchvision), entry.name);
-      if (entry.name === 'efficientnet_b3') assert.is(denseLayers(dashboard), 2);
-      if (entry.name === 'efficientnet_b0') assert.equal(dashboard.getLayer('classifier.1').outputShape, [null, 3], 'Dropout(0.2) + Linear(1280, 3)');
-    } finally {
-      dashboard.dispose();
-      torchvision.dispose();
+    const denseLayers = (m: tfl.LayersModel) => m.layers.filter((l) => l.getClassName() === 'Dense' && l.name.startsWith(entry.classifierName));
+    for (const head of entry.heads) {
+      const model = entry.build({ imageSize: size, initialize: false, head });
+      try {
+        const dense = denseLayers(model);
+        assert.is(dense.length, head === 'mlp' ? 2 : 1, `${entry.name} ${head}`);
+        if (head === 'mlp') assert.equal(dense.map((l) => l.outputShape), [[null, 512], [null, 3]], `${entry.name}: Linear(in, 512) → ReLU → Dropout → Linear(512, 3)`);
+      } finally {
+        model.dispose();
+      }
+    }
+    for (const head of (['torchvision', 'mlp'] as const).filter((h) => !entry.heads.includes(h))) {
+      assert.throws(() => entry.build({ imageSize: size, head }), (e: unknown) => e instanceof UserError && (e as Error).message.includes(`${entry.name} has no '${head}' head`));
     }
   }
+  const b0 = getModel('efficientnet_b0').build({ imageSize: size, initialize: false });
+  assert.equal(b0.getLayer('classifier.1').outputShape, [null, 3], 'B0 by default: Dropout(0.2) + Linear(1280, 3)');
+  b0.dispose();
+  const b3 = getModel('efficientnet_b3').build({ imageSize: size, initialize: false });
+  assert.equal(b3.getLayer('classifier.4').outputShape, [null, 3], "B3 by default: the published recipe's 'mlp' head");
+  b3.dispose();
 });
 
 for (const entry of listModels()) {
@@ -190,13 +266,23 @@ for (const entry of listModels()) {
     }
   });
 
-  test(`${entry.name}: preprocessing, option checks and checkpoint metadata`, () => {
-    const resize = (crop: number) => Math.round(crop / entry.cropFraction);
-    assert.equal(entry.transform(), { resize: resize(entry.defaultImageSize), crop: entry.defaultImageSize, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
-    assert.is(entry.transform(224).resize, resize(224));
-    assert.match(entry.pretrained.url, /^https:\/\/download\.pytorch\.org\/models\//);
-    assert.ok(entry.pretrained.url.endsWith(entry.pretrained.fileName));
-    assert.match(entry.pretrained.fileName, new RegExp(`-${entry.pretrained.sha256Prefix}\\.pth$`));
+  test(`${entry.name}: its weight tags are torchvision's (file, hash, URL, eval transform), the default first; heads; option checks`, () => {
+    const row = expectationsOf(entry);
+    assert.equal(
+      entry.weights.map((tag) => ({ member: tag.name.slice(entry.name.length + 1), file: tag.fileName, crop: tag.evalTransform.crop, resize: tag.evalTransform.resize, interpolation: tag.evalTransform.interpolation })),
+      row.weights,
+    );
+    for (const tag of entry.weights) {
+      assert.is(tag.name, `${entry.name}.${tag.name.slice(entry.name.length + 1)}`);
+      assert.is(tag.architecture, entry.name);
+      assert.is(tag.sourceUrl, `https://download.pytorch.org/models/${tag.fileName}`);
+      assert.match(tag.fileName, new RegExp(`-${tag.sha256Prefix}\\.pth$`));
+      assert.match(tag.sha256Prefix, /^[0-9a-f]{8}$/);
+      assert.is(tag.licence, 'BSD-3-Clause');
+      assert.equal([tag.evalTransform.mean, tag.evalTransform.std], [[0.485, 0.456, 0.406], [0.229, 0.224, 0.225]]);
+    }
+    assert.is(entry.defaultImageSize, row.weights[0]!.crop, "the default input is the default weights' crop");
+    assert.equal([entry.defaultHead, ...entry.heads.filter((h) => h !== entry.defaultHead)], row.heads);
     assert.throws(() => entry.build({ imageSize: 16 }), (e: unknown) => e instanceof UserError && /≥ 32/.test((e as Error).message));
     assert.throws(() => entry.build({ numClasses: 0 }), (e: unknown) => e instanceof UserError);
     assert.throws(
@@ -252,7 +338,7 @@ for (const entry of listModels()) {
       // The stem conv's spread is torchvision's init for this architecture (stemStd above).
       const [k, , inChannels, out] = firstConv(a).shape as [number, number, number, number];
       const std = Math.sqrt(w.reduce((s, v) => s + v * v, 0) / w.length);
-      assert.ok(Math.abs(std / stemStd[entry.name]!(k, inChannels, out) - 1) < 0.1, `stem std ${std}`);
+      assert.ok(Math.abs(std / expectationsOf(entry).stemStd(k, inChannels, out) - 1) < 0.1, `stem std ${std}`);
     } finally {
       [a, b, c].forEach((m) => m.dispose());
     }

@@ -7,8 +7,8 @@ import * as assert from 'uvu/assert';
 import { useBackend } from '../../src/backend/index.js';
 import { resolveTrainConfig } from '../../src/config/index.js';
 import { getModel } from '../../src/models/index.js';
-import { loadRunModel, runPaths, runWeightsPath } from '../../src/runs/index.js';
-import { UserError, writeJsonAtomic } from '../../src/util/index.js';
+import { loadRunModel, openRun, runPaths, runWeightsPath } from '../../src/runs/index.js';
+import { DataError, UserError, writeJsonAtomic } from '../../src/util/index.js';
 import { modelToStateDict, writeSafetensors } from '../../src/weights/index.js';
 
 let run: string;
@@ -40,6 +40,26 @@ test('weights with a 1000-class head in a run: the error names the key and the c
     const { buildProgram } = await import('../../src/cli.js');
     const train = buildProgram().commands.find((command) => command.name() === 'train')!;
     assert.ok(train.options.some((option) => option.long === '--pretrained'), 'osteo train has --pretrained');
+  }
+});
+
+test("a run's preprocessing is the transform its config.json records, not the one its tag would give today; a config without one is a DataError naming the file", async () => {
+  const config = await resolveTrainConfig({ flags: { model: 'resnet50', data: 'd', out: run, imageSize: '64' } });
+  assert.equal([config.transform.resize, config.transform.crop], [66, 64], "round(64 · 232 / 224): ResNet50's default (V2) weights");
+  await writeJsonAtomic(runPaths(run).config, { ...config, transform: { ...config.transform, resize: 80 } });
+  await mkdir(runPaths(run).best);
+  await writeJsonAtomic(runWeightsPath(run, 'best'), {});
+  const info = await openRun(run);
+  assert.equal(info.transform, { ...config.transform, resize: 80 });
+  assert.equal(info.config.transform, info.transform);
+  const { transform: _transform, ...without } = config;
+  await writeJsonAtomic(runPaths(run).config, without);
+  try {
+    await openRun(run);
+    assert.unreachable('a run without a recorded transform opened');
+  } catch (error) {
+    assert.instance(error, DataError);
+    assert.match((error as Error).message, /config\.json.*has no "transform"/);
   }
 });
 

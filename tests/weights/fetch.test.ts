@@ -11,7 +11,7 @@ import { rejects, serve, startServer, tempDir, type TestServer } from '../data/h
 
 const body = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 31) % 256));
 const prefix = createHash('sha256').update(body).digest('hex').slice(0, 8);
-const checkpoint = { url: 'https://example.invalid/never-used.pth', fileName: `tiny-${prefix}.pth`, sha256Prefix: prefix };
+const checkpoint = { sourceUrl: 'https://example.invalid/never-used.pth', fileName: `tiny-${prefix}.pth`, sha256Prefix: prefix };
 const fast = { retries: 2, backoffMs: 5 };
 
 let server: TestServer;
@@ -21,6 +21,7 @@ test.before(async () => {
   server.route(`/flaky/${checkpoint.fileName}`, (request, response, hit) => (hit === 1 ? response.writeHead(502).end() : serve(body)(request, response, hit)));
   server.route(`/evil/${checkpoint.fileName}`, serve(Buffer.concat([body, Buffer.from('x')])));
   server.route('/registry/resnet18-f37072fd.pth', serve(body));
+  server.route('/registry/resnet50-0676ba61.pth', serve(body));
 });
 test.after(async () => {
   await server.close();
@@ -57,7 +58,7 @@ test('a 5xx is retried; OSTEO_WEIGHTS_URL is the base when --url is not given', 
     const result = await fetchCheckpoint(checkpoint, { dest: dir.path, env: { OSTEO_WEIGHTS_URL: `${server.url}/flaky/` }, http: fast });
     assert.is(result.url, `${server.url}/flaky/${checkpoint.fileName}`);
     assert.is(hits(`/flaky/${checkpoint.fileName}`), 2);
-    assert.is(checkpointUrl(checkpoint, undefined, {}), checkpoint.url);
+    assert.is(checkpointUrl(checkpoint, undefined, {}), checkpoint.sourceUrl);
   } finally {
     await dir.cleanup();
   }
@@ -94,7 +95,7 @@ test('by model name: the registry file name and hash are used (a stand-in file f
   const dir = await tempDir();
   try {
     const entry = getModel('resnet18');
-    assert.is(entry.pretrained.fileName, 'resnet18-f37072fd.pth');
+    assert.is(entry.weights[0].fileName, 'resnet18-f37072fd.pth');
     await rejects(
       () => fetchPretrainedWeights('resnet18', { dest: dir.path, urlBase: `${server.url}/registry`, http: fast }),
       (e) => e instanceof DataError && /does not start with f37072fd/.test(e.message),
@@ -102,6 +103,26 @@ test('by model name: the registry file name and hash are used (a stand-in file f
     assert.is(hits('/registry/resnet18-f37072fd.pth'), 1);
     assert.is(pretrainedPath('resnet18', dir.path), join(dir.path, 'resnet18-f37072fd.pth'));
     await rejects(() => fetchPretrainedWeights('vgg16', { dest: dir.path }), (e) => e instanceof UserError && /resnet18/.test(e.message));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test("by tag name: a model's other weights (ResNet50 V1) are fetched by their own file name and hash; the model name gives its default (V2)", async () => {
+  const dir = await tempDir();
+  try {
+    assert.is(pretrainedPath('resnet50', dir.path), join(dir.path, 'resnet50-11ad3fa6.pth'));
+    assert.is(pretrainedPath('resnet50.imagenet1k_v1', dir.path), join(dir.path, 'resnet50-0676ba61.pth'));
+    await rejects(
+      () => fetchPretrainedWeights('resnet50.imagenet1k_v1', { dest: dir.path, urlBase: `${server.url}/registry`, http: fast }),
+      (e) => e instanceof DataError && /does not start with 0676ba61/.test(e.message),
+    );
+    assert.is(hits('/registry/resnet50-0676ba61.pth'), 1);
+    await rejects(
+      () => fetchPretrainedWeights('resnet50.imagenet1k_v3', { dest: dir.path }),
+      (e) => e instanceof UserError && /unknown weights 'resnet50\.imagenet1k_v3'/.test(e.message) && e.message.includes('resnet50.imagenet1k_v1'),
+    );
+    assert.equal(await readdir(dir.path), [], 'nothing written for a refused or unknown checkpoint');
   } finally {
     await dir.cleanup();
   }
