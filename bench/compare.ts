@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { median, runBench } from '../src/train/engine/bench.js';
+import { median, runBench } from '../src/engine/bench.js';
 import type { BackendPreference } from '../src/backend/index.js';
 
 const { values, positionals } = parseArgs({

@@ -18,6 +18,7 @@ export const roomLayers: readonly (readonly string[])[] = [
   ['pipeline'],
   ['eval'],
   ['train'],
+  ['engine'],
   ['runs'],
   ['report', 'weights', 'config'],
   ['models'],

@@ -5,5 +5,5 @@ export { metricsCsv, metricsColumns, curvesPng, type EpochMetrics } from './logs
 export type { TrainEvent, TrainStatus, BestRecord } from './events.js';
 export type { TrainConfig } from '../config/index.js';
 export { progressReporter, epochLine, type ProgressStream } from './progress.js';
-export { runBench, median, syntheticBatch, type BenchOptions, type BenchResult } from './engine/bench.js';
-export { createPredictor, inferenceWorkers, imagesPerWorker, type Predictor, type PredictorOptions } from './engine/index.js';
+export { runBench, median, syntheticBatch, type BenchOptions, type BenchResult } from '../engine/index.js';
+export { createPredictor, inferenceWorkers, imagesPerWorker, type Predictor, type PredictorOptions } from '../engine/index.js';

@@ -20,7 +20,7 @@ import { checkWritableFolder, deriveSeed, DataError, environmentUserError, UserE
 import { argmaxRows, classificationMetrics, type ClassificationMetrics } from '../report/index.js';
 import { getModel } from '../models/index.js';
 import { readStateDict, type LoadReport } from '../weights/index.js';
-import { createEngine, type EngineState, type OptimizerConfig } from './engine/index.js';
+import { createEngine, type EngineState, type OptimizerConfig } from '../engine/index.js';
 import { saveCheckpoint, type FaultInjector, type LoadedCheckpoint, runPaths } from '../runs/index.js';
 import type { BestRecord, TrainEvent, TrainStatus } from './events.js';
 import { appendEvent, curvesPng, writeMetricsCsv, type EpochMetrics } from './logs.js';

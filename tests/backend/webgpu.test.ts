@@ -17,7 +17,7 @@ import { useBackend } from '../../src/backend/index.js';
 import { probeAdapterInChild } from '../../src/backend/webgpu.js';
 import { splitDataset, synthesizePhantom } from '../../src/data/index.js';
 import { batchNormTraining } from '../../src/backend/index.js';
-import { createEngine } from '../../src/train/engine/index.js';
+import { createEngine } from '../../src/engine/index.js';
 import { UserError } from '../../src/util/index.js';
 import { readPth } from '../../src/weights/index.js';
 import { testWith, type Requirement } from '../helpers/requirements.js';

@@ -22,8 +22,8 @@
  * depend on the number of workers, except through float reassociation of the gradient sum.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { useBackend, workerThreadBackends, type ActivationMemory, type BackendCapabilities } from '../../backend/index.js';
-import { UserError } from '../../util/index.js';
+import { useBackend, workerThreadBackends, type ActivationMemory, type BackendCapabilities } from '../backend/index.js';
+import { UserError } from '../util/index.js';
 import { lossCoefficients, lossDenominator, validateLossSpec, type LossSpec } from './loss.js';
 import { FlatOptimizer, clipCoefficient } from './optimizer.js';
 import type { BufferRule, Layout } from './params.js';

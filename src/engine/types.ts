@@ -1,7 +1,7 @@
-/** The training-step API: what src/train/train.ts (steps, validation) and src/train/engine/bench.ts call. */
-import type { BackendPreference } from '../../backend/index.js';
-import type { ModelBuildOptions, ModelName } from '../../models/index.js';
-import type { LoadReport, StateDict, StateTensor } from '../../weights/index.js';
+/** The training-step API: what src/train/train.ts (steps, validation) and src/engine/bench.ts call. */
+import type { BackendPreference } from '../backend/index.js';
+import type { ModelBuildOptions, ModelName } from '../models/index.js';
+import type { LoadReport, StateDict, StateTensor } from '../weights/index.js';
 
 export type OptimizerConfig =
   | { type: 'adam'; beta1?: number; beta2?: number; eps?: number; weightDecay?: number /* L2 added to grad, like torch Adam */ }

@@ -4,8 +4,8 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { main } from '../../../src/cli.js';
-import { median, runBench, syntheticBatch } from '../../../src/train/engine/bench.js';
+import { main } from '../../src/cli.js';
+import { median, runBench, syntheticBatch } from '../../src/engine/bench.js';
 
 test('median and synthetic batches', () => {
   assert.is(median([5, 1, 3]), 3);

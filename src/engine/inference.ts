@@ -4,8 +4,8 @@
  * On wasm, where one instance computes on one core, this is what spreads `osteo eval` and
  * `osteo predict` over the machine; elsewhere the caller keeps the model in its own thread.
  */
-import { currentBackend, type BackendCapabilities, type BackendPreference } from '../../backend/index.js';
-import type { ModelName } from '../../models/index.js';
+import { currentBackend, type BackendCapabilities, type BackendPreference } from '../backend/index.js';
+import type { ModelName } from '../models/index.js';
 import { createEngine } from './engine.js';
 import type { StateDict } from './types.js';
 

@@ -2,9 +2,9 @@
  * `osteo bench train|infer`: the engine's throughput on synthetic data, warm-up excluded, median of
  * the timed steps. The same workload runs in PyTorch through bench/torch_reference.py.
  */
-import type { BackendPreference } from '../../backend/index.js';
-import { getModel, type ModelName } from '../../models/index.js';
-import { UserError } from '../../util/index.js';
+import type { BackendPreference } from '../backend/index.js';
+import { getModel, type ModelName } from '../models/index.js';
+import { UserError } from '../util/index.js';
 import { createEngine } from './engine.js';
 import type { EngineBatch } from './types.js';
 

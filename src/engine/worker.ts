@@ -6,8 +6,8 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
-import { useBackend } from '../../backend/index.js';
-import type { ModelBuildOptions } from '../../models/index.js';
+import { useBackend } from '../backend/index.js';
+import type { ModelBuildOptions } from '../models/index.js';
 import { loadProvider } from './provider.js';
 import { ReplicaReduce } from './reduce.js';
 import { BoundReplica, Replica, type MicroBatch } from './replica.js';

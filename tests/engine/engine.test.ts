@@ -6,11 +6,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
-import { useBackend } from '../../../src/backend/index.js';
-import { createEngine, type EngineBatch, type EngineOptions, type TrainingEngine } from '../../../src/train/engine/index.js';
+import { useBackend } from '../../src/backend/index.js';
+import { createEngine, type EngineBatch, type EngineOptions, type TrainingEngine } from '../../src/engine/index.js';
 import { modelProvider } from './fixtures/tiny-provider.js';
-import { UserError } from '../../../src/util/index.js';
-import { rng } from '../../helpers/random.js';
+import { UserError } from '../../src/util/index.js';
+import { rng } from '../helpers/random.js';
 
 const providerModule = new URL('./fixtures/tiny-provider.ts', import.meta.url).href;
 const size = 8;

@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createEngine, type EngineBatch, type EngineOptions } from '../../../src/train/engine/index.js';
+import { createEngine, type EngineBatch, type EngineOptions } from '../../src/engine/index.js';
 
 function batch(n: number, size: number): EngineBatch {
   const images = new Float32Array(n * size * size * 3);
