@@ -1,7 +1,8 @@
-/** engine: the step engine (one optimizer step per logical batch), inference, the optimizer and the replica reduce, on any backend, across worker threads where the backend trains in them; the benchmark of both. */
+/** engine: the step engine (one optimizer step per logical batch) and the inference engine (logits, Grad-CAM's feature maps), the optimizer and the replica reduce, on the backend handed in, across worker threads where it runs in them; the benchmark. */
 export { createEngine, combineBuffers } from './engine.js';
 export { runBench, median, syntheticBatch, type BenchOptions, type BenchResult } from './bench.js';
-export { createPredictor, inferenceWorkers, imagesPerWorker, type Predictor, type PredictorOptions } from './inference.js';
+export { createInferenceEngine, inferenceWorkers, imagesPerWorker } from './inference.js';
+export { layerFeatures, layersModelFeatures, splitAtLayer } from './features.js';
 export { FlatOptimizer, clipCoefficient } from './optimizer.js';
 export { ReplicaReduce, type ReduceMemory } from './reduce.js';
 export { lossCoefficients, lossDenominator, weightedCrossEntropy } from './loss.js';
@@ -10,6 +11,10 @@ export type {
   EngineBatch,
   EngineOptions,
   EngineState,
+  CamFeatures,
+  FeatureRequest,
+  InferenceEngine,
+  InferenceEngineOptions,
   LoadReport,
   OptimizerConfig,
   StateDict,

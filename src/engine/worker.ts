@@ -1,8 +1,9 @@
 /**
  * A data-parallel worker: its own instance of the selected tfjs backend, its own replica built from
- * the provider by name, and views onto the main thread's shared parameter, buffer, gradient and
- * optimizer memory. It loads parameters when their version changes, so every replica holds the same
- * bits, and runs the replica reduce on its share of the parameters.
+ * the provider by name, and views onto the main thread's shared parameter and buffer memory — and,
+ * for the step engine, onto the gradient and optimizer memory. It loads parameters when their
+ * version changes, so every replica holds the same bits; a training worker also runs the replica
+ * reduce on its share of the parameters.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
@@ -17,10 +18,15 @@ export interface WorkerInit {
   providerModule: string | undefined;
   model: string;
   build: ModelBuildOptions;
-  /** the tfjs backend the main thread selected */
+  /** the name of the tfjs backend the main thread's handle activates */
   backend: string;
   params: SharedArrayBuffer;
   buffers: SharedArrayBuffer;
+  /** The step engine's workers only: an inference engine's workers predict and nothing else. */
+  training?: WorkerTraining;
+}
+
+export interface WorkerTraining {
   grads: SharedArrayBuffer;
   /** every worker's gradient slice, in worker order, the reduced sum, and the optimizer's state */
   allGrads: SharedArrayBuffer[];
@@ -36,6 +42,38 @@ export type WorkerRequest =
   | { id: number; type: 'update'; from: number; to: number; lr: number; t: number; coefficient: number }
   | { id: number; type: 'numTensors' };
 
+/** A training worker's gradient slice and its share of the replica reduce. */
+interface TrainingMemory {
+  grads: Float32Array;
+  reducer: ReplicaReduce;
+}
+
+function trainingMemory(training: WorkerTraining, params: Float32Array): TrainingMemory {
+  const reducer = new ReplicaReduce(training.optimizer, {
+    replicaGrads: training.allGrads.map((buffer) => new Float32Array(buffer)),
+    reduced: new Float32Array(training.reduced),
+    params,
+    slots: Object.fromEntries(Object.entries(training.slots).map(([name, buffer]) => [name, new Float32Array(buffer)])),
+  });
+  return { grads: new Float32Array(training.grads), reducer };
+}
+
+/** The reply to one request (and what it transfers), or an Error for a request this worker cannot serve. */
+async function serve(request: WorkerRequest, bound: BoundReplica, training: TrainingMemory | undefined): Promise<[Record<string, unknown>, ArrayBuffer[]]> {
+  if (request.type === 'predict') {
+    const logits = await bound.predict(request.version, request.images, request.size, request.chunk);
+    return [{ logits }, [logits.buffer as ArrayBuffer]];
+  }
+  if (request.type === 'numTensors') return [{ numTensors: tf.memory().numTensors }, []];
+  if (!training) throw new Error(`an inference worker was asked for '${request.type}'`);
+  if (request.type === 'gradients') {
+    return [{ results: await bound.gradients(request.version, request.micro, request.scale, request.seed, request.step, training.grads) }, []];
+  }
+  if (request.type === 'reduce') return [{ squares: training.reducer.reduce(request.from, request.to) }, []];
+  training.reducer.update(request.from, request.to, request.lr, request.t, request.coefficient);
+  return [{}, []];
+}
+
 async function main(): Promise<void> {
   const port = parentPort;
   if (!port) throw new Error('worker.ts must run in a worker thread');
@@ -45,33 +83,15 @@ async function main(): Promise<void> {
   const replica = new Replica(provider, init.model, { ...init.build, initialize: false });
   const params = new Float32Array(init.params);
   const buffers = new Float32Array(init.buffers);
-  const grads = new Float32Array(init.grads);
   if (params.length !== replica.layout.paramCount || buffers.length !== replica.layout.bufferCount) {
     throw new Error(`worker replica has ${replica.layout.paramCount}+${replica.layout.bufferCount} values, the engine ${params.length}+${buffers.length}`);
   }
   const bound = new BoundReplica(replica, params, buffers);
-  const reducer = new ReplicaReduce(init.optimizer, {
-    replicaGrads: init.allGrads.map((buffer) => new Float32Array(buffer)),
-    reduced: new Float32Array(init.reduced),
-    params,
-    slots: Object.fromEntries(Object.entries(init.slots).map(([name, buffer]) => [name, new Float32Array(buffer)])),
-  });
+  const training = init.training ? trainingMemory(init.training, params) : undefined;
   port.on('message', async (request: WorkerRequest) => {
     try {
-      if (request.type === 'gradients') {
-        const results = await bound.gradients(request.version, request.micro, request.scale, request.seed, request.step, grads);
-        port.postMessage({ id: request.id, ok: true, results });
-      } else if (request.type === 'reduce') {
-        port.postMessage({ id: request.id, ok: true, squares: reducer.reduce(request.from, request.to) });
-      } else if (request.type === 'update') {
-        reducer.update(request.from, request.to, request.lr, request.t, request.coefficient);
-        port.postMessage({ id: request.id, ok: true });
-      } else if (request.type === 'predict') {
-        const logits = await bound.predict(request.version, request.images, request.size, request.chunk);
-        port.postMessage({ id: request.id, ok: true, logits }, [logits.buffer as ArrayBuffer]);
-      } else {
-        port.postMessage({ id: request.id, ok: true, numTensors: tf.memory().numTensors });
-      }
+      const [reply, transfer] = await serve(request, bound, training);
+      port.postMessage({ id: request.id, ok: true, ...reply }, transfer);
     } catch (error) {
       port.postMessage({ id: request.id, ok: false, error: error instanceof Error ? `${error.message}\n${error.stack}` : String(error) });
     }
