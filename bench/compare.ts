@@ -13,8 +13,8 @@ import { execFileSync } from 'node:child_process';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { median, runBench } from '../src/train/engine/bench.js';
-import type { BackendPreference } from '../src/backend/index.js';
+import { median, runBench } from '../src/engine/bench.js';
+import { useBackend, type BackendPreference } from '../src/backend/index.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -51,7 +51,7 @@ const osteo = await runBench({
   batchSize: Number(values['batch-size']),
   steps: Number(values.steps),
   warmup: Number(values.warmup),
-  backend: values.backend as BackendPreference,
+  backend: await useBackend(values.backend as BackendPreference),
   workers: num(values.workers),
   microBatch: num(values['micro-batch']),
   onStep: (i, ms, warm) => {

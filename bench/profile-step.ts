@@ -19,10 +19,10 @@ import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { useBackend } from '../src/backend/index.js';
-import { Replica } from '../src/train/engine/replica.js';
-import { modelProvider } from '../src/train/engine/registry-provider.js';
-import { syntheticBatch, median } from '../src/train/engine/bench.js';
-import { lossCoefficients } from '../src/train/engine/loss.js';
+import { Replica } from '../src/engine/replica.js';
+import { modelProvider } from '../src/engine/registry-provider.js';
+import { syntheticBatch, median } from '../src/engine/bench.js';
+import { lossCoefficients } from '../src/engine/loss.js';
 
 export interface Options {
   model: string;

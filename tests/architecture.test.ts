@@ -1,7 +1,8 @@
 /**
  * The room rules of ARCHITECTURE.md, checked over the TypeScript import graph of src/: a room imports
  * only rooms below it (never sideways, never up, so never in a circle), and only through their
- * index.ts. A new import that breaks a rule fails here, naming the file and the import.
+ * index.ts. A new import that breaks a rule fails here, naming the file and the import. And the
+ * backend is a handle passed down: no code outside backend/ calls currentBackend().
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -16,8 +17,8 @@ export const roomLayers: readonly (readonly string[])[] = [
   ['cli'],
   ['commands'],
   ['pipeline'],
-  ['eval'],
-  ['train'],
+  ['eval', 'train'],
+  ['engine'],
   ['runs'],
   ['report', 'weights', 'config'],
   ['models'],
@@ -75,6 +76,22 @@ function violations(edges: readonly Import[]): { upward: Import[]; pastIndex: Im
 const found = violations(crossRoom);
 const where = (edge: Import) => `${relative(process.cwd(), edge.from)}:${edge.line} → ${relative(process.cwd(), edge.to)}`;
 
+/** Calls of a function named `currentBackend` (a global read of the selected backend) in `file`. */
+function currentBackendCalls(file: string, text = readFileSync(file, 'utf8')): number[] {
+  const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true);
+  const lines: number[] = [];
+  const visit = (node: ts.Node) => {
+    if (ts.isCallExpression(node)) {
+      const callee = node.expression;
+      const name = ts.isIdentifier(callee) ? callee.text : ts.isPropertyAccessExpression(callee) ? callee.name.text : undefined;
+      if (name === 'currentBackend') lines.push(source.getLineAndCharacterOfPosition(node.getStart()).line + 1);
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return lines;
+}
+
 test('every top-level entry of src/ is a known room', () => {
   const unknown = readdirSync(src)
     .map((name) => name.replace(/\.ts$/, ''))
@@ -99,6 +116,20 @@ test('every room index.ts opens with a one-line header saying what the room owns
   }
 });
 
+test('eval and train sit side by side: eval imports nothing from train (inference is the engine room\'s)', () => {
+  assert.is(depth.get('eval'), depth.get('train'));
+  assert.ok(depth.get('engine')! > depth.get('train')!, 'engine is below train and eval');
+  const evalToTrain = crossRoom.filter((edge) => roomOf(edge.from) === 'eval' && roomOf(edge.to) === 'train');
+  assert.equal(evalToTrain.map(where), []);
+});
+
+test('the backend is passed down as a handle: no currentBackend() call outside src/backend/', () => {
+  const calls = sourceFiles(src)
+    .filter((file) => roomOf(file) !== 'backend')
+    .flatMap((file) => currentBackendCalls(file).map((line) => `${relative(process.cwd(), file)}:${line}`));
+  assert.equal(calls, []);
+});
+
 test('the checks catch planted violations (they are not vacuous)', () => {
   assert.ok(crossRoom.length > 50, `only ${crossRoom.length} cross-room imports found`);
   const up: Import = { from: join(src, 'util', 'fs.ts'), to: join(src, 'train', 'index.ts'), line: 1 };
@@ -107,6 +138,10 @@ test('the checks catch planted violations (they are not vacuous)', () => {
   const planted = violations([up, sideways, intoInternals]);
   assert.equal(planted.upward, [up, sideways]);
   assert.equal(planted.pastIndex, [intoInternals]);
+  const evalToTrain: Import = { from: join(src, 'eval', 'inference.ts'), to: join(src, 'train', 'index.ts'), line: 1 };
+  assert.equal(violations([evalToTrain]).upward, [evalToTrain], 'an eval → train import is caught as sideways');
+  assert.equal(currentBackendCalls('planted.ts', "import { currentBackend } from '../backend/index.js';\nconst a = currentBackend()?.capabilities;\nconst b = backend.currentBackend();\n"), [2, 3]);
+  assert.equal(currentBackendCalls('planted.ts', 'const currentBackend = 1; useBackend(currentBackend);\n'), [], 'a name that is not called is not a call');
 });
 
 test.run();

@@ -15,11 +15,12 @@ export {
   type WorkerThreads,
 } from './candidates.js';
 export {
+  activateBackend,
   backendFromEnvironment,
-  currentBackend,
   nodeEnvironment,
   parseBackendPreference,
   useBackend,
+  type BackendHandle,
   type BackendSelection,
   type CandidateStatus,
 } from './select.js';

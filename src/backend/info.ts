@@ -12,7 +12,7 @@ export interface EnvironmentInfo {
   platform: string;
   cpuCores: number;
   cpuModel: string;
-  backend: BackendSelection['backend'];
+  backend: BackendSelection['name'];
   candidate: BackendSelection['candidate'];
   reason: string;
   candidates: CandidateStatus[];
@@ -45,7 +45,7 @@ export async function environmentInfo(preference: BackendPreference = 'auto', or
     platform: `${process.platform}-${process.arch}`,
     cpuCores: availableParallelism(),
     cpuModel: cpus()[0]?.model ?? 'unknown',
-    backend: selection.backend,
+    backend: selection.name,
     candidate: selection.candidate,
     reason: reasonFor(selection.preference, selection.candidate, skipped, origin),
     candidates: selection.candidates,

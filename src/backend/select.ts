@@ -17,6 +17,7 @@ import {
   type BackendCandidate,
   type BackendCapabilities,
   type BackendEnvironment,
+  type BackendFaults,
   type BackendPreference,
   type BackendRequest,
 } from './candidates.js';
@@ -31,15 +32,27 @@ export interface CandidateStatus {
   details?: Record<string, string>;
 }
 
-export interface BackendSelection {
-  preference: string;
+/**
+ * The chosen backend as the rooms above this one hold it: the command (or pipeline) that chose it
+ * passes it down to every engine and step that computes, which never look up a current backend.
+ * Code above this room reads `capabilities` and `faults`; `name` only travels (to worker threads,
+ * into logs), it is never compared.
+ */
+export interface BackendHandle {
+  /** the tfjs backend it activates: what a worker thread asks useBackend for, and what logs show */
+  readonly name: string;
+  /** what was asked for (`auto`, or a backend name) */
+  readonly preference: string;
+  /** what the chosen candidate can do for training and inference */
+  readonly capabilities: BackendCapabilities;
+  /** how its own failures show (the candidate's `capabilities.faults`) */
+  readonly faults: BackendFaults | undefined;
+}
+
+export interface BackendSelection extends BackendHandle {
   candidate: string;
-  /** the tfjs backend now active */
-  backend: string;
   reason: string;
   candidates: CandidateStatus[];
-  /** what the chosen candidate can do for training: what code above this room reads instead of its name */
-  capabilities: BackendCapabilities;
 }
 
 export const nodeEnvironment: BackendEnvironment = {
@@ -126,7 +139,7 @@ export function reasonFor(preference: string, chosen: string, skipped: string[],
  * each was skipped.
  */
 export async function useBackend(preference: string = 'auto', env: BackendEnvironment = nodeEnvironment): Promise<BackendSelection> {
-  if (current && currentEnvironment === env && current.preference === preference && tf.getBackend() === current.backend) {
+  if (current && currentEnvironment === env && current.preference === preference && tf.getBackend() === current.name) {
     return current;
   }
   const candidates = env.candidates ?? backendCandidates;
@@ -173,12 +186,26 @@ export async function useBackend(preference: string = 'auto', env: BackendEnviro
       .join('\n  ');
     throw new UserError(`backend '${preference}' is not available:\n  ${details}`);
   }
-  current = { preference, candidate: chosen.name, backend: chosen.backend, reason, candidates: statuses, capabilities: chosen.capabilities };
+  current = {
+    name: chosen.backend,
+    preference,
+    capabilities: chosen.capabilities,
+    faults: chosen.capabilities.faults,
+    candidate: chosen.name,
+    reason,
+    candidates: statuses,
+  };
   currentEnvironment = env;
   return current;
 }
 
-/** The selection made by the last useBackend call, if any. */
-export function currentBackend(): BackendSelection | undefined {
-  return current;
+/**
+ * Make `handle`'s backend the one tfjs computes on in this thread (tfjs holds one per thread): an
+ * engine calls it before it builds a model, since another selection may have been activated since
+ * the handle was chosen (tests switch between wasm and cpu). A no-op when it already is.
+ */
+export async function activateBackend(handle: BackendHandle): Promise<void> {
+  if (tf.getBackend() === handle.name) return;
+  const selection = await useBackend(handle.name);
+  if (selection.name !== handle.name) throw new Error(`activating backend ${handle.name} gave ${selection.name}`);
 }

@@ -4,11 +4,11 @@
  * beside PyTorch and prints the ratio.
  */
 import { Argument, type Command } from 'commander';
-import type { BackendPreference } from '../backend/index.js';
+import { useBackend, type BackendPreference } from '../backend/index.js';
 import { loadAugmentConfig } from '../config/index.js';
 import { benchData } from '../data/index.js';
 import { modelNames } from '../models/index.js';
-import { runBench, type BenchResult } from '../train/index.js';
+import { runBench, type BenchResult } from '../engine/index.js';
 import { backendOption, positiveInt, printJson } from './common.js';
 
 interface BenchCliOptions {
@@ -70,7 +70,7 @@ export function registerBenchCommands(program: Command): void {
         batchSize: options.batchSize,
         steps: options.steps,
         warmup: options.warmup,
-        backend: options.backend,
+        backend: await useBackend(options.backend),
         workers: options.workers,
         microBatch: options.microBatch,
         onStep: options.json

@@ -34,8 +34,9 @@ function registerEvalCommand(program: Command): void {
     .option('--json', 'print the summary as one JSON document')
     .action(async (options: EvalCommandOptions) => {
       const config = resolveEvalConfig(tableFlags(options), options.backend);
-      await useBackend(options.backend);
+      const backend = await useBackend(options.backend);
       const { report, written } = await evaluateRuns({
+        backend,
         runs: config.run,
         dataDir: config.data,
         split: config.split,

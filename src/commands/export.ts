@@ -56,20 +56,17 @@ export function registerExportCommand(program: Command): void {
         if (options.run.length > 0 || options.format !== undefined) {
           throw new UserError(`--dashboard exports one run per dashboard model: use ${dashboardFlags.join('/')}, not --run/--format`);
         }
-        await useBackend(options.backend);
-        result = await exportDashboard({ dir: options.dashboard, runs, checkpoint: options.checkpoint });
+        result = await exportDashboard({ backend: await useBackend(options.backend), dir: options.dashboard, runs, checkpoint: options.checkpoint });
       } else {
         if (options.run.length === 0 || options.format === undefined) {
           throw new UserError(`give --run DIR --format ${commandFormats.join('|')}, or --dashboard DIR ${dashboardFlags.map((flag) => `${flag} RUN`).join(' ')}`);
         }
         if (options.format === 'web') {
           if (options.out === undefined) throw new UserError('--format web needs --out DIR: the folder of the static site');
-          await useBackend(options.backend);
-          result = await exportWeb({ runs: options.run, outDir: options.out, checkpoint: options.checkpoint });
+          result = await exportWeb({ backend: await useBackend(options.backend), runs: options.run, outDir: options.out, checkpoint: options.checkpoint });
         } else {
           if (options.run.length > 1) throw new UserError(`--format ${options.format} exports one run; several --run go with --format web`);
-          await useBackend(options.backend);
-          result = await exportRun({ run: options.run[0]!, format: options.format, outDir: options.out, checkpoint: options.checkpoint });
+          result = await exportRun({ backend: await useBackend(options.backend), run: options.run[0]!, format: options.format, outDir: options.out, checkpoint: options.checkpoint });
         }
       }
       if (options.json) printJson({ dir: result.dir, files: result.files, metadata: result.metadata });

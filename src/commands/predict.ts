@@ -40,8 +40,9 @@ export function registerPredictCommand(program: Command): void {
     .action(async (images: string[], options: PredictCommandOptions) => {
       const problem = options.workers === undefined ? undefined : workersProblem(options.workers, options.backend);
       if (problem !== undefined) throw new UserError(`--workers: ${problem}`);
-      await useBackend(options.backend);
+      const backend = await useBackend(options.backend);
       const result = await predictImages({
+        backend,
         images,
         runs: options.run,
         checkpoint: options.checkpoint,

@@ -23,7 +23,8 @@ import { evalOptions, type EvalSplit } from '../config/index.js';
 import { manifestSha256, readRunSplit } from '../runs/index.js';
 import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from './ensemble.js';
 import { disambiguateNames, disposeModels, loadAll, loadRunForInference, predictProbabilities, transformKey, type CheckpointChoice, type LoadedModel } from './inference.js';
-import { inferenceWorkers } from '../train/index.js';
+import { inferenceWorkers } from '../engine/index.js';
+import type { BackendHandle } from '../backend/index.js';
 import { summarize, writeEvaluationReport, type EvaluationReport, type ModelSummary, type WrittenReport } from '../report/index.js';
 
 export type { EvalSplit };
@@ -33,6 +34,8 @@ export type { EvalSplit };
  * through its config); an absent setting takes the eval table's default, so none is written here.
  */
 export interface EvaluateOptions {
+  /** The backend the command chose: every model's inference engine computes on it. */
+  backend: BackendHandle;
   runs: string[];
   dataDir: string;
   split?: EvalSplit;
@@ -53,7 +56,7 @@ export interface EvaluateOptions {
   readImage?: (file: string, transform: EvalTransform) => Promise<Float32Array>;
   /** Progress: which split is being predicted, images done so far. */
   onProgress?: (event: { split: EvalSplit; done: number; total: number }) => void;
-  /** Told the loaded models, before any image is read (tests check where they run: `replicas`). */
+  /** Told the loaded models, before any image is read (tests check where they run: `engine.workers`). */
   onModelsLoaded?: (models: readonly LoadedModel[]) => void;
   /** Called once the ensemble weights are fixed (tests check no evaluated image was read before). */
   onWeightsFitted?: (weights: number[]) => void;
@@ -294,8 +297,8 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
   // evaluation leaves the previous report untouched and no stale plot of an earlier one survives.
   let staged: StagedFolder | undefined;
   try {
-    const workers = inferenceWorkers(options.workers, rows.length + (weightSpec.kind === 'auto' ? valRows.length : 0));
-    models.push(...(await loadAll(options.runs.map((run) => () => loadRunForInference(run, { checkpoint, workers })))));
+    const workers = inferenceWorkers(options.workers, rows.length + (weightSpec.kind === 'auto' ? valRows.length : 0), options.backend.capabilities);
+    models.push(...(await loadAll(options.runs.map((run) => () => loadRunForInference(run, { backend: options.backend, checkpoint, workers })))));
     disambiguateNames(models);
     options.onModelsLoaded?.(models);
     const numClasses = models[0]!.numClasses;

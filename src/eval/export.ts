@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { activateBackend, type BackendHandle } from '../backend/index.js';
 import { classNames, evalTransformSpec, imagenetNormalization, type EvalTransform, type EvalTransformSpec } from '../data/index.js';
 import { UserError, osteoVersion, recoverStagedFolder, replaceFolder, stageFolder, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
 import { getModel, onnxInputName, onnxOutputName, type HeadKind, type ModelEntry, type ModelName } from '../models/index.js';
@@ -230,7 +231,8 @@ export interface ExportResult {
 }
 
 /** `osteo export --run DIR --format F [--out DIR]`; default out: RUN/export/F (web exports: exportWeb in web-export.ts). */
-export async function exportRun(options: { run: string; format: ExportFormat; outDir?: string; checkpoint?: CheckpointName }): Promise<ExportResult> {
+export async function exportRun(options: { backend: BackendHandle; run: string; format: ExportFormat; outDir?: string; checkpoint?: CheckpointName }): Promise<ExportResult> {
+  await activateBackend(options.backend);
   if (!exportFormats.includes(options.format)) throw new UserError(`unknown export format '${options.format}': choose one of ${exportFormats.join(', ')}`);
   const outDir = options.outDir ?? join(options.run, 'export', options.format);
   // tfjs exports build from stock layers only, so a web app loads them without osteo's classes.
@@ -285,6 +287,8 @@ export async function exportRun(options: { run: string; format: ExportFormat; ou
 }
 
 export interface DashboardExportOptions {
+  /** The backend the command chose: the runs' models are built and checked on it. */
+  backend: BackendHandle;
   dir: string;
   /** The training run for each architecture the dashboard loads, by model name (`resnet18: 'checkpoints/resnet18'`). */
   runs: Readonly<Record<string, string | undefined>>;
@@ -314,6 +318,7 @@ function dashboardRuns(runs: DashboardExportOptions['runs']): [DashboardModel, s
  */
 export async function exportDashboard(options: DashboardExportOptions): Promise<ExportResult> {
   const runs = dashboardRuns(options.runs);
+  await activateBackend(options.backend);
   let metadata: unknown;
   // All three files are validated and written before any reaches the dashboard's folder.
   const files = await writeFilesStaged(options.dir, async (staging) => {

@@ -1,62 +1,16 @@
 /**
  * Grad-CAM (Selvaraju et al. 2017): where in the image the model looked for a class.
  *
- * The model is cut after a named spatial feature map A (the registry entry's `gradCamLayer`:
- * ResNet's last layer4 block, EfficientNet's final 1×1 conv stage); the rest is the head (pooling,
- * classifier). The class score's gradient with respect to A, averaged over space, weights A's
- * channels; the ReLU of the weighted sum is the map.
+ * The inference engine cuts the model after a named spatial feature map A (the registry entry's
+ * `gradCamLayer`: ResNet's last layer4 block, EfficientNet's final 1×1 conv stage) and gives A with
+ * the gradient of the class's logit with respect to it (InferenceEngine.features). The gradient,
+ * averaged over space, weights A's channels; the ReLU of the weighted sum is the map.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
 import sharp from 'sharp';
 import { centerCropBox, resizedShape, type EvalTransform, type RgbImage } from '../data/index.js';
-import { UserError } from '../util/index.js';
+import type { CamFeatures, InferenceEngine } from '../engine/index.js';
 import { heatColor } from './web/heat.js';
-
-interface CamSplit {
-  features: tfl.LayersModel;
-  head: tfl.layers.Layer[];
-  layerName: string;
-}
-
-// Sub-models share the original's layers (no new weights), so they are cached, never disposed:
-// disposing one would release the shared weights. Keyed by model, then by layer name.
-const splits = new WeakMap<tfl.LayersModel, Map<string, CamSplit>>();
-
-type LayerWithNodes = tfl.layers.Layer & { inboundNodes: { inboundLayers: tfl.layers.Layer[] }[] };
-
-/**
- * The model cut after `layerName`, whose output must be a feature map [n, h, w, c], and the chain of
- * layers after it. The name comes from the registry, so a wrong one is a bug (Error, not UserError).
- */
-export function splitAtLayer(model: tfl.LayersModel, layerName: string): CamSplit {
-  const cached = splits.get(model)?.get(layerName);
-  if (cached) return cached;
-  const layers = model.layers as LayerWithNodes[];
-  const cut = layers.findIndex((layer) => layer.name === layerName);
-  if (cut < 0) throw new Error(`model ${model.name} has no layer '${layerName}' for Grad-CAM`);
-  const shape = layers[cut]!.outputShape as (number | null)[];
-  if (!Array.isArray(shape) || shape.length !== 4) throw new Error(`Grad-CAM layer '${layerName}' of ${model.name} is not a feature map: its output shape is ${JSON.stringify(shape)}`);
-  const head = layers.slice(cut + 1);
-  // The head must be a plain chain (pool → flatten/dropout → dense…), each layer fed by the one before.
-  let previous: tfl.layers.Layer = layers[cut]!;
-  for (const layer of head) {
-    const inbound = layer.inboundNodes.flatMap((node) => node.inboundLayers);
-    if (inbound.length !== 1 || inbound[0] !== previous) {
-      throw new Error(`Grad-CAM needs a sequential head after '${layerName}', but '${layer.name}' is not fed by '${previous.name}' alone`);
-    }
-    previous = layer;
-  }
-  if (head.length === 0 || previous !== layers[layers.length - 1] || model.outputs.length !== 1 || model.outputs[0]!.sourceLayer !== previous) {
-    throw new Error(`Grad-CAM could not trace a head from '${layerName}' to the model output`);
-  }
-  const features = tfl.model({ inputs: model.inputs, outputs: layers[cut]!.output as tfl.SymbolicTensor });
-  const split = { features, head, layerName };
-  const forModel = splits.get(model) ?? new Map<string, CamSplit>();
-  forModel.set(layerName, split);
-  splits.set(model, forModel);
-  return split;
-}
 
 export interface GradCamResult {
   /** Non-negative map on the feature grid, scaled so its maximum is 1 (all zeros if nothing supports the class). */
@@ -67,31 +21,32 @@ export interface GradCamResult {
   layerName: string;
 }
 
-/** Grad-CAM at `layerName` of one preprocessed image (size×size×3, NHWC) for `classIndex`. */
-export async function gradCam(model: tfl.LayersModel, layerName: string, image: Float32Array, imageSize: number, classIndex: number): Promise<GradCamResult> {
-  const split = splitAtLayer(model, layerName);
-  const [map, height, width] = tf.tidy(() => {
-    const x = tf.tensor4d(image, [1, imageSize, imageSize, 3]);
-    const activations = split.features.predict(x) as tf.Tensor4D;
-    const score = (a: tf.Tensor): tf.Tensor => {
-      let y: tf.Tensor = a;
-      for (const layer of split.head) y = layer.apply(y, { training: false }) as tf.Tensor;
-      const classes = y.shape[1]!;
-      if (classIndex < 0 || classIndex >= classes) throw new UserError(`class ${classIndex} is outside the model's ${classes} classes`);
-      return tf.sum(tf.slice(y, [0, classIndex], [1, 1]));
-    };
-    const gradients = tf.grad(score)(activations) as tf.Tensor4D;
-    const channelWeights = tf.mean(gradients, [1, 2], true); // [1,1,1,C]
-    const cam = tf.squeeze(tf.relu(tf.sum(tf.mul(activations, channelWeights), 3)), [0]) as tf.Tensor2D; // [h,w]
-    const max = tf.max(cam);
-    const scaled = tf.where(tf.greater(max, 0), tf.div(cam, tf.maximum(max, 1e-12)), tf.zerosLike(cam));
-    return [scaled, activations.shape[1], activations.shape[2]] as [tf.Tensor2D, number, number];
-  });
-  try {
-    return { map: (await map.data()) as Float32Array, height, width, classIndex, layerName: split.layerName };
-  } finally {
-    map.dispose();
+/** What Grad-CAM needs of a model: an inference engine's `features`. */
+export type FeatureSource = Pick<InferenceEngine, 'features'>;
+
+/** The map from a feature map and its gradient: ReLU(Σ_c mean_space(∂y/∂A_c) · A_c), scaled to a maximum of 1. */
+export function camFromFeatures(features: CamFeatures, classIndex: number): GradCamResult {
+  const { height, width, channels, activations, gradients } = features;
+  const cells = height * width;
+  const channelWeights = new Float64Array(channels);
+  for (let p = 0; p < cells; p++) for (let c = 0; c < channels; c++) channelWeights[c] += gradients[p * channels + c]!;
+  for (let c = 0; c < channels; c++) channelWeights[c] /= cells;
+  const map = new Float32Array(cells);
+  let max = 0;
+  for (let p = 0; p < cells; p++) {
+    let sum = 0;
+    for (let c = 0; c < channels; c++) sum += activations[p * channels + c]! * channelWeights[c]!;
+    map[p] = Math.max(0, sum);
+    max = Math.max(max, map[p]!);
   }
+  // a map whose maximum is below 1e-12 stays below 1 rather than blowing noise up to full scale
+  if (max > 0) for (let p = 0; p < cells; p++) map[p] = map[p]! / Math.max(max, 1e-12);
+  return { map, height, width, classIndex, layerName: features.layer };
+}
+
+/** Grad-CAM at `layerName` of one preprocessed image (crop×crop×3, NHWC) for `classIndex`. */
+export async function gradCam(source: FeatureSource, layerName: string, image: Float32Array, classIndex: number): Promise<GradCamResult> {
+  return camFromFeatures(await source.features(image, { layer: layerName, classIndex }), classIndex);
 }
 
 /** The colour ramp, shared with the browser page (web/heat.ts has no imports, so the page bundles it as is). */

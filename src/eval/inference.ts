@@ -1,23 +1,22 @@
 /**
- * Trained models ready for inference: loaded from a run directory or from a single weights file,
- * each with the preprocessing it was trained with, and batched softmax probabilities (optionally
- * averaged with the horizontally flipped image: test-time augmentation). With workers > 1 the same
- * weights also go to replicas in worker threads (the training engine's), which then compute every
- * probability, the images cut into one block per worker in order; the model in this thread stays
- * for Grad-CAM.
+ * Trained models ready for inference: loaded from a run directory or from a single weights file into
+ * an inference engine (src/engine/) on the backend the command chose, each with the preprocessing it
+ * was trained with, and batched softmax probabilities (optionally averaged with the horizontally
+ * flipped image: test-time augmentation). With workers > 1 the engine's replicas in worker threads
+ * compute the logits, the images cut into one block per worker in order.
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
-import type * as tfl from '@tensorflow/tfjs-layers';
+import type { BackendHandle } from '../backend/index.js';
 import type { EvalTransform } from '../data/index.js';
+import { evalOptions } from '../config/index.js';
 import { DataError, UserError } from '../util/index.js';
 import { getModel, transformAt, type ModelName } from '../models/index.js';
 import { checkpointNames, openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
-import { buildWithWeights, readStateDict } from '../weights/index.js';
+import { readStateDict } from '../weights/index.js';
 import { softmax } from '../report/index.js';
-import { createPredictor, type Predictor } from '../train/index.js';
+import { createInferenceEngine, type InferenceEngine } from '../engine/index.js';
 
 export interface LoadedModel {
   /** Display name: the architecture, or `architecture:run` when two runs share one. */
@@ -27,12 +26,11 @@ export interface LoadedModel {
   run?: string;
   /** The weights file that was loaded. */
   weightsFile: string;
-  model: tfl.LayersModel;
+  /** Computes the logits and Grad-CAM's feature maps (`workers` says in how many threads). */
+  engine: InferenceEngine;
   imageSize: number;
   transform: EvalTransform;
   numClasses: number;
-  /** Replicas in worker threads that compute the predictions instead of `model` (workers > 1). */
-  replicas?: Predictor;
 }
 
 /** --checkpoint's choices: the run's checkpoints. */
@@ -40,6 +38,8 @@ export const checkpointChoices = checkpointNames;
 export type CheckpointChoice = CheckpointName;
 
 export interface LoadOptions {
+  /** The backend the command chose: the engine computes on it. */
+  backend: BackendHandle;
   /** predict --image-size: build the same weights for this input size (default: the size they were trained at). */
   imageSize?: number;
   /** Which of the run's checkpoints (default best). */
@@ -60,29 +60,22 @@ function sizeMismatch(source: string, trained: number, requested: number): strin
  * size instead — the networks end in global pooling, so any size works — with the run's transform
  * scaled to it (same resize/crop ratio and normalization).
  */
-export async function loadRunForInference(dir: string, options: LoadOptions = {}): Promise<LoadedModel> {
+export async function loadRunForInference(dir: string, options: LoadOptions): Promise<LoadedModel> {
   const which = options.checkpoint ?? 'best';
   const { config, transform } = await openRun(dir, which);
   const file = runWeightsPath(dir, which);
   if (options.imageSize !== undefined && options.imageSize !== config.imageSize) options.onWarning?.(sizeMismatch(`run ${dir}`, config.imageSize, options.imageSize));
-  const loaded = await buildFromFile(config.model, file, options.imageSize === undefined ? transform : transformAt(transform, options.imageSize), config.numClasses, options.workers);
+  const loaded = await buildFromFile(config.model, file, options.imageSize === undefined ? transform : transformAt(transform, options.imageSize), config.numClasses, options);
   return { ...loaded, run: resolve(dir) };
 }
 
 /** The file is read once, so the model here and its replicas hold the same weights even if it is replaced meanwhile. */
-async function buildFromFile(modelName: string, weightsFile: string, transform: EvalTransform, numClasses: number, workers = 1): Promise<LoadedModel> {
+async function buildFromFile(modelName: string, weightsFile: string, transform: EvalTransform, numClasses: number, options: LoadOptions): Promise<LoadedModel> {
   const entry = getModel(modelName);
   const imageSize = transform.crop;
   const weights = await readStateDict(weightsFile);
-  const { model } = buildWithWeights(entry, weights, { numClasses, imageSize });
-  let replicas: Predictor | undefined;
-  try {
-    if (workers > 1) replicas = await createPredictor({ model: entry.name, imageSize, numClasses, weights, workers });
-  } catch (error) {
-    model.dispose();
-    throw error;
-  }
-  return { name: entry.name, modelName: entry.name, weightsFile: resolve(weightsFile), model, imageSize, transform, numClasses, replicas };
+  const engine = await createInferenceEngine({ model: entry.name, imageSize, numClasses, weights, backend: options.backend, workers: options.workers ?? 1 });
+  return { name: entry.name, modelName: entry.name, weightsFile: resolve(weightsFile), engine, imageSize, transform, numClasses };
 }
 
 type Triple = readonly [number, number, number];
@@ -123,13 +116,13 @@ export async function exportedTransform(weightsFile: string, modelName: ModelNam
  * transform of the architecture's default weights; a different --image-size scales it (same ratio
  * and normalization) and, against a recorded size, is warned about.
  */
-export async function loadWeightsFile(modelName: string, weightsFile: string, options: Omit<LoadOptions, 'checkpoint'> & { numClasses?: number } = {}): Promise<LoadedModel> {
+export async function loadWeightsFile(modelName: string, weightsFile: string, options: Omit<LoadOptions, 'checkpoint'> & { numClasses?: number }): Promise<LoadedModel> {
   const entry = getModel(modelName);
   const { imageSize, numClasses = 3 } = options;
   const recorded = await exportedTransform(weightsFile, entry.name);
   if (imageSize !== undefined && recorded !== undefined && imageSize !== recorded.crop) options.onWarning?.(sizeMismatch(`${weightsFile} (its metadata.json)`, recorded.crop, imageSize));
   const transform = recorded ?? transformAt(entry.weights[0].evalTransform);
-  return buildFromFile(entry.name, weightsFile, imageSize === undefined ? transform : transformAt(transform, imageSize), numClasses, options.workers);
+  return buildFromFile(entry.name, weightsFile, imageSize === undefined ? transform : transformAt(transform, imageSize), numClasses, options);
 }
 
 /**
@@ -159,10 +152,9 @@ export function disambiguateNames(models: LoadedModel[]): void {
   }
 }
 
-/** The models here are released at once; the worker threads, if any, once they have stopped. */
+/** Every model's engine, released side by side (worker threads, if any, once they have stopped). */
 export async function disposeModels(models: LoadedModel[]): Promise<void> {
-  for (const m of models) m.model.dispose();
-  await Promise.all(models.map((m) => m.replicas?.dispose()));
+  await Promise.all(models.map((m) => m.engine.dispose()));
 }
 
 /** Same size and same normalization: one preprocessed batch can feed both models. */
@@ -213,11 +205,10 @@ function meanOf(passes: Float32Array[], out: Float32Array, offset: number): void
 }
 
 /**
- * Softmax probabilities for `count` preprocessed images (NHWC, crop×crop×3 each), in batches.
- * With `tta`, each image's probabilities are averaged with its horizontal mirror's — averaging
- * probabilities rather than logits, as the soft-vote ensemble does. With replicas in worker threads,
- * the images and their mirrors go to them in one call, cut into a block per worker; the result is
- * the same as in this thread up to float rounding, in the same order.
+ * Softmax probabilities for `count` preprocessed images (NHWC, crop×crop×3 each), `batchSize` images
+ * at a time. With `tta`, each image's probabilities are averaged with its horizontal mirror's —
+ * averaging probabilities rather than logits, as the soft-vote ensemble does; a batch and its
+ * mirrors go to the engine in one call, which its worker threads (if any) share out in blocks.
  */
 export async function predictProbabilities(loaded: LoadedModel, images: Float32Array, count: number, options: { tta?: boolean; batchSize?: number } = {}): Promise<Float32Array> {
   const size = loaded.transform.crop;
@@ -225,38 +216,23 @@ export async function predictProbabilities(loaded: LoadedModel, images: Float32A
   if (images.length !== count * pixels) throw new UserError(`expected ${count} images of ${size}×${size}×3 values, got ${images.length} values`);
   const k = loaded.numClasses;
   const out = new Float32Array(count * k);
-  if (loaded.replicas !== undefined) {
-    const input = options.tta ? new Float32Array(2 * count * pixels) : images;
+  const batchSize = options.batchSize ?? evalOptions.batchSize.default;
+  for (let start = 0; start < count; start += batchSize) {
+    const n = Math.min(batchSize, count - start);
+    const batch = images.subarray(start * pixels, (start + n) * pixels);
+    let input = batch;
     if (options.tta) {
-      input.set(images);
-      input.set(mirrorImages(images, count, size), count * pixels);
+      input = new Float32Array(2 * n * pixels);
+      input.set(batch);
+      input.set(mirrorImages(batch, n, size), n * pixels);
     }
-    const logits = await loaded.replicas.logits(input, options.tta ? 2 * count : count);
-    const passes = options.tta ? [logits.subarray(0, count * k), logits.subarray(count * k)] : [logits];
+    const logits = await loaded.engine.predict(input, options.tta ? 2 * n : n);
+    const passes = options.tta ? [logits.subarray(0, n * k), logits.subarray(n * k)] : [logits];
     meanOf(
       passes.map((p) => probabilitiesOf(loaded, p)),
       out,
-      0,
+      start * k,
     );
-    return out;
-  }
-  const batchSize = options.batchSize ?? 16;
-  for (let start = 0; start < count; start += batchSize) {
-    const n = Math.min(batchSize, count - start);
-    const logits = tf.tidy(() => {
-      const x = tf.tensor4d(images.subarray(start * pixels, (start + n) * pixels), [n, size, size, 3]);
-      const outputs = [loaded.model.predict(x) as tf.Tensor];
-      if (options.tta) outputs.push(loaded.model.predict(tf.reverse(x, 2)) as tf.Tensor);
-      return outputs;
-    });
-    let probabilities: Float32Array[];
-    try {
-      const values = await Promise.all(logits.map((l) => l.data() as Promise<Float32Array>));
-      probabilities = values.map((v) => probabilitiesOf(loaded, v));
-    } finally {
-      tf.dispose(logits);
-    }
-    meanOf(probabilities, out, start * k);
   }
   return out;
 }

@@ -10,7 +10,8 @@ import { DataError, UserError, checkWritableFolder, environmentUserError, errorM
 import { evalOptions } from '../config/index.js';
 import { getModel } from '../models/index.js';
 import { argmaxRows } from '../report/index.js';
-import { inferenceWorkers } from '../train/index.js';
+import { inferenceWorkers } from '../engine/index.js';
+import type { BackendHandle } from '../backend/index.js';
 import { ensembleProbabilities } from './ensemble.js';
 import { gradCam, gradCamOverlayPng, type GradCamResult, type OverlayRegion } from './gradcam.js';
 import {
@@ -29,6 +30,8 @@ export const researchDisclaimer = 'osteo is a research tool, not a diagnostic de
 
 
 export interface PredictOptions {
+  /** The backend the command chose: every model's inference engine computes on it. */
+  backend: BackendHandle;
   /** Image files, or folders standing for the images directly inside them. */
   images: string[];
   /** Ensemble of these runs' models (equal-weight soft vote, as the dashboard). */
@@ -49,7 +52,7 @@ export interface PredictOptions {
   workers?: number;
   /** Warnings (a size mismatch, a tiny image, a Grad-CAM that could not be drawn). */
   onWarning?: (message: string) => void;
-  /** Told the loaded models, before any image is read (tests check where they run: `replicas`). */
+  /** Told the loaded models, before any image is read (tests check where they run: `engine.workers`). */
   onModelsLoaded?: (models: readonly LoadedModel[]) => void;
   /** The Grad-CAM computation (tests substitute one that fails). */
   explain?: typeof gradCam;
@@ -98,9 +101,9 @@ async function loadModels(options: PredictOptions, workers: number): Promise<Loa
   if (runs.length === 0) {
     if (options.model === undefined || options.weights === undefined) throw new UserError('give --run DIR (one or more), or --model NAME with --weights FILE');
     if (options.checkpoint !== undefined && options.checkpoint !== 'best') throw new UserError('--checkpoint chooses among a run\'s checkpoints: use it with --run, not --weights');
-    return [await loadWeightsFile(options.model, options.weights, { imageSize: options.imageSize, onWarning: options.onWarning, workers })];
+    return [await loadWeightsFile(options.model, options.weights, { backend: options.backend, imageSize: options.imageSize, onWarning: options.onWarning, workers })];
   }
-  return loadAll(runs.map((run) => () => loadRunForInference(run, { imageSize: options.imageSize, checkpoint: options.checkpoint, onWarning: options.onWarning, workers })));
+  return loadAll(runs.map((run) => () => loadRunForInference(run, { backend: options.backend, imageSize: options.imageSize, checkpoint: options.checkpoint, onWarning: options.onWarning, workers })));
 }
 
 /**
@@ -239,7 +242,7 @@ async function describeInput(input: PreparedInput, perModel: Float32Array[], mod
   for (const m of models) {
     // A map that cannot be drawn costs that overlay only: the predictions above stand.
     try {
-      const cam: GradCamResult = await explain(m.model, getModel(m.modelName).gradCamLayer, input.inputs.get(transformKey(m.transform))!, m.transform.crop, classIndex);
+      const cam: GradCamResult = await explain(m.engine, getModel(m.modelName).gradCamLayer, input.inputs.get(transformKey(m.transform))!, classIndex);
       const overlay = await gradCamOverlayPng(decoded, m.transform, cam);
       const file = join(options.gradcamDir, `${input.stem}.${m.name.replace(/[^A-Za-z0-9_.-]+/g, '_')}.gradcam.png`);
       await writeFileAtomic(file, overlay.png);
@@ -263,7 +266,7 @@ async function describeInput(input: PreparedInput, perModel: Float32Array[], mod
 export async function predictImages(options: PredictOptions): Promise<PredictResult> {
   if (options.images.length === 0) throw new UserError('give at least one IMAGE to predict');
   const { files, failed } = await expandInputs(options.images);
-  const models = await loadModels(options, inferenceWorkers(options.workers, files.length));
+  const models = await loadModels(options, inferenceWorkers(options.workers, files.length, options.backend.capabilities));
   try {
     disambiguateNames(models);
     options.onModelsLoaded?.(models);

@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { activateBackend, type BackendHandle } from '../backend/index.js';
 import { classNames, evalTransformSpec } from '../data/index.js';
 import { UserError, osteoVersion, parseCsvRecords, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
 import { getModel } from '../models/index.js';
@@ -22,6 +23,8 @@ import { saveLayersModelToDir } from './tfjs-io.js';
 import { pageBackendOrder, type WebMetadata, type WebModelEntry } from './web/metadata.js';
 
 export interface WebExportOptions {
+  /** The backend the command chose: the runs' models are built and saved on it. */
+  backend: BackendHandle;
   runs: string[];
   outDir: string;
   /** Which checkpoint of every run (default best). */
@@ -148,6 +151,7 @@ export async function evaluationOf(runs: string[]): Promise<WebMetadata['evaluat
 
 export async function exportWeb(options: WebExportOptions): Promise<ExportResult> {
   if (options.runs.length === 0) throw new UserError('--format web needs at least one --run DIR');
+  await activateBackend(options.backend);
   const infos = [];
   const which = options.checkpoint ?? 'best';
   for (const dir of options.runs) infos.push(await openRun(dir, which));

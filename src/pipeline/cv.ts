@@ -25,7 +25,7 @@ import { confusionMatrixPng } from '../report/index.js';
 import { parseShard, resolveTrainConfig, type CvConfig } from '../config/index.js';
 import { evaluateRuns } from '../eval/index.js';
 import { type ModelName } from '../models/index.js';
-import { useBackend, type BackendPreference } from '../backend/index.js';
+import type { BackendHandle, BackendPreference } from '../backend/index.js';
 import type { TrainEvent } from '../train/index.js';
 import { DataError, UserError, deriveSeed, formatDuration, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
 import { buildCvReport, compareCvJobs, cvCsv, formatCvReport, formatDifferences, type CvDifference, type CvReport, type JobPredictions } from './cv-report.js';
@@ -86,6 +86,8 @@ export interface CvPlan {
 }
 
 export interface CvRunOptions {
+  /** The backend the command chose (for `experiment.backend`): every job trains and is evaluated on it. */
+  backend: BackendHandle;
   log?: (line: string) => void;
   onTrainEvent?: (event: TrainEvent) => void;
   signal?: AbortSignal;
@@ -279,13 +281,11 @@ async function runJob(experiment: CvExperiment, plan: CvPlan, job: CvJob, indexR
   const manifest = foldManifest(indexRows, folds, job.fold, experiment.innerVal, deriveSeed(experiment.seed, job.repeat, job.fold));
   await writeManifestView(join(dir, 'data'), experiment.dataDir, manifest, indexRows);
   const planned = await planRun(await jobTrainConfig(experiment, entry, job));
-  const trained = await executeRun(planned, { onEvent: options.onEvent, signal: options.signal });
+  const trained = await executeRun(planned, { backend: options.backend, onEvent: options.onEvent, signal: options.signal });
   const status = trained?.status ?? planned.status;
   if (status === 'interrupted') throw new UserError(`interrupted in job ${job.id}; run the same command again to resume it from its last checkpoint`);
   if (status === 'diverged') throw new UserError(`job ${job.id} diverged (${trained?.message ?? 'see its events.jsonl'}); change the recipe and re-run in a fresh --out`);
-  // A reused run trained nothing in this process, so nothing has selected the backend evaluation runs on.
-  await useBackend(experiment.backend ?? 'auto');
-  const evaluation = await evaluateRuns({ runs: [join(dir, 'run')], dataDir: join(dir, 'data'), split: 'test', outDir: null, resamples: 1, seed: 0 });
+  const evaluation = await evaluateRuns({ backend: options.backend, runs: [join(dir, 'run')], dataDir: join(dir, 'data'), split: 'test', outDir: null, resamples: 1, seed: 0 });
   const held = manifest.filter((r) => r.split === 'test');
   const groupOf = new Map(held.map((r) => [r.path, r.group]));
   const result: JobResult = {
@@ -329,7 +329,7 @@ export async function assertCvPlanMatches(experiment: CvExperiment, indexRows?: 
  * from its checkpoint. An OUT planned with other settings is refused before anything runs. Without a
  * shard the report is collected at the end.
  */
-export async function runCv(experiment: CvExperiment, options: CvRunOptions = {}): Promise<CvRunResult> {
+export async function runCv(experiment: CvExperiment, options: CvRunOptions): Promise<CvRunResult> {
   const log = options.log ?? (() => {});
   const indexRows = await loadIndexRows(experiment.dataDir);
   const plan = await assertCvPlanMatches(experiment, indexRows);

@@ -46,7 +46,7 @@ import { getModel, type ModelName } from '../models/index.js';
 import { loadPipelineConfig, resolveTrainConfig, type PipelineConfig, type TrainConfig } from '../config/index.js';
 import { type TrainEvent } from '../train/index.js';
 import { defaultWeightsDir, fetchPretrainedWeights } from '../weights/index.js';
-import { useBackend, type BackendPreference } from '../backend/index.js';
+import { useBackend, type BackendHandle, type BackendPreference } from '../backend/index.js';
 import type { ModelSummary } from '../report/index.js';
 import { executeRun, planRun, type PlannedRun } from './training.js';
 import { assertCvPlanMatches, dataFingerprint, runCv, type CvExperiment } from './cv.js';
@@ -313,10 +313,10 @@ interface ModelPlan {
 }
 
 /** Evaluate into a staged sibling folder and switch it in, so no stale file of an earlier evaluation survives. */
-async function evaluateStaged(runs: string[], dataDir: string, outDir: string, config: PipelineConfig): Promise<EvaluationResult> {
+async function evaluateStaged(backend: BackendHandle, runs: string[], dataDir: string, outDir: string, config: PipelineConfig): Promise<EvaluationResult> {
   const staging = `${outDir}.partial`;
   await rm(staging, { recursive: true, force: true });
-  const evaluation = await evaluateRuns({ runs, dataDir, split: 'test', weights: config.ensemble.weights, tta: config.ensemble.tta, outDir: staging, seed: config.seed });
+  const evaluation = await evaluateRuns({ backend, runs, dataDir, split: 'test', weights: config.ensemble.weights, tta: config.ensemble.tta, outDir: staging, seed: config.seed });
   await rm(outDir, { recursive: true, force: true });
   await rename(staging, outDir);
   return { report: evaluation.report, written: evaluation.written ? { ...evaluation.written, dir: outDir } : null };
@@ -409,6 +409,8 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
 
   const runs: ReproduceResult['runs'] = { clean: {}, published: {} };
   const failures: ReproduceResult['failures'] = [];
+  // chosen once: every run trains, is evaluated and exported on it
+  const backend = await useBackend(options.backend ?? 'auto');
   for (const plan of plans) {
     const runDir = plan.run.config.out;
     const verb = plan.run.action === 'reuse' ? 'reusing the finished run' : plan.run.action === 'resume' ? 'resuming' : 'training';
@@ -416,7 +418,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
     try {
       if (plan.manifest) await writeManifestView(plan.run.config.data, dataDir, plan.manifest, indexRows);
       if (plan.run.action === 'train') log(plan.run.config.pretrained ? `initial weights: ${plan.run.config.pretrained}` : 'initial weights: random (no ImageNet checkpoint)');
-      const trained = await executeRun(plan.run, { onEvent: options.onTrainEvent, signal: options.signal });
+      const trained = await executeRun(plan.run, { backend, onEvent: options.onTrainEvent, signal: options.signal });
       const status = trained?.status ?? plan.run.status;
       if (status === 'interrupted') throw new UserError(`interrupted while training ${plan.model}; run the same command again to resume from ${runDir}/last`);
       if (status === 'diverged') throw new UserError(trained?.message ?? `${plan.model} diverged (see ${runDir}/events.jsonl); re-run with --fresh after changing its recipe`);
@@ -434,15 +436,13 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   const rowOf = (name: string) => rows.find((r) => r.row === name)!;
   for (const f of failures) rowOf(f.model).errors.push(`${f.protocol} protocol: ${f.error}`);
 
-  // Evaluation runs on the selected backend; when every run was reused, nothing has selected one yet.
-  await useBackend(options.backend ?? 'auto');
   let publishedEvaluation: string | undefined;
   if (runPublished && Object.keys(runs.published).length > 0) {
     log('\n== evaluating the published protocol: each model on its own test split, the ensemble on the first model\'s');
     const manifests = new Map(plans.filter((p) => p.manifest).map((p) => [p.model, p.manifest!]));
     for (const [model, run] of Object.entries(runs.published)) {
       const view = join(out, 'published', model, 'data');
-      const evaluation = await evaluateRuns({ runs: [run], dataDir: view, split: 'test', outDir: null, seed: config.seed });
+      const evaluation = await evaluateRuns({ backend, runs: [run], dataDir: view, split: 'test', outDir: null, seed: config.seed });
       const manifest = manifests.get(model as ModelName)!;
       rowOf(model).publishedProtocol = protocolResult(evaluation.report.models[0], countLeakedTestImages(indexRows, manifest, [manifest]));
     }
@@ -450,7 +450,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
     if (members.length > 1) {
       // As the seed project scored it: one test set (the first model's), every member's own training.
       const first = members[0]!;
-      const evaluation = await evaluateStaged(Object.values(runs.published), join(out, 'published', first, 'data'), join(out, 'published', 'eval'), config);
+      const evaluation = await evaluateStaged(backend, Object.values(runs.published), join(out, 'published', first, 'data'), join(out, 'published', 'eval'), config);
       const leaked = countLeakedTestImages(indexRows, manifests.get(first)!, members.map((m) => manifests.get(m)!));
       rowOf(ensembleName).publishedProtocol = protocolResult(evaluation.report.models.find((m) => m.kind === 'ensemble'), leaked);
       publishedEvaluation = evaluation.written?.dir;
@@ -462,7 +462,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   const cleanRuns = Object.values(runs.clean);
   if (runClean && cleanRuns.length > 0) {
     log(`\n== evaluating ${cleanRuns.length} clean-protocol model(s) and their soft-vote ensemble on the shared test split`);
-    evaluation = await evaluateStaged(cleanRuns, dataDir, join(out, 'eval'), config);
+    evaluation = await evaluateStaged(backend, cleanRuns, dataDir, join(out, 'eval'), config);
     const cleanManifest = evaluation.report.images.map((i): ManifestRow => ({ path: i.path, label: i.label, split: 'test', group: '' }));
     for (const summary of evaluation.report.models) {
       const name = summary.kind === 'ensemble' ? ensembleName : summary.name;
@@ -475,7 +475,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
     if (dashboardNames.every((name) => runs.clean[name] !== undefined)) {
       const staging = `${dashboardDir}.partial`;
       await rm(staging, { recursive: true, force: true });
-      const exported = await exportDashboard({ dir: staging, runs: Object.fromEntries(dashboardNames.map((name) => [name, runs.clean[name]])) });
+      const exported = await exportDashboard({ backend, dir: staging, runs: Object.fromEntries(dashboardNames.map((name) => [name, runs.clean[name]])) });
       await rm(dashboardDir, { recursive: true, force: true });
       await rename(staging, dashboardDir);
       dashboard = exported.files.map((file) => resolve(dashboardDir, file));
@@ -489,7 +489,7 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   if (cvExperiment) {
     log(`\n== clean protocol: ${cvExperiment.folds}-fold cross-validation → ${cvExperiment.out}`);
     try {
-      const cv = await runCv(cvExperiment, { log, onTrainEvent: options.onTrainEvent, signal: options.signal });
+      const cv = await runCv(cvExperiment, { backend, log, onTrainEvent: options.onTrainEvent, signal: options.signal });
       for (const cvRow of cv.report?.report.rows ?? []) {
         const row = rows.find((r) => r.row === (cvRow.entry === ensembleEntry ? ensembleName : cvRow.entry));
         if (row) row.cv = { accuracy: cvRow.pooled.accuracy!, balancedAccuracy: cvRow.pooled.balancedAccuracy!, macroF1: cvRow.pooled.macroF1! };

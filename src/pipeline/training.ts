@@ -9,6 +9,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { optionEntries, trainOptions, type TrainConfig } from '../config/index.js';
 import { readRunConfigJson, runPaths } from '../runs/index.js';
 import { trainModel, type TrainEvent, type TrainResult, type TrainStatus } from '../train/index.js';
+import type { BackendHandle } from '../backend/index.js';
 import { UserError } from '../util/index.js';
 
 export type RunAction = 'train' | 'resume' | 'reuse';
@@ -73,12 +74,12 @@ export async function planRun(config: TrainConfig): Promise<PlannedRun> {
 }
 
 /** Carry out a planned run; a run that never saved `last` is started again (osteo made its folder). */
-export async function executeRun(planned: PlannedRun, options: { onEvent?: (event: TrainEvent) => void; signal?: AbortSignal }): Promise<TrainResult | undefined> {
+export async function executeRun(planned: PlannedRun, options: { backend: BackendHandle; onEvent?: (event: TrainEvent) => void; signal?: AbortSignal }): Promise<TrainResult | undefined> {
   if (planned.action === 'reuse') return undefined;
   let resume = planned.action === 'resume';
   if (resume && !existsSync(runPaths(planned.config.out).last)) {
     await rm(planned.config.out, { recursive: true, force: true });
     resume = false;
   }
-  return trainModel(planned.config, { resume, onEvent: options.onEvent, signal: options.signal });
+  return trainModel(planned.config, { backend: options.backend, resume, onEvent: options.onEvent, signal: options.signal });
 }

@@ -14,13 +14,14 @@
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { BackendHandle } from '../backend/index.js';
 import type { TrainConfig } from '../config/index.js';
 import { classCounts, createLoader, createResizedCache, inverseFrequencyWeights, numClasses, readSplitManifest, type Batch, type Loader } from '../data/index.js';
 import { checkWritableFolder, deriveSeed, DataError, environmentUserError, UserError, writeFileAtomic } from '../util/index.js';
 import { argmaxRows, classificationMetrics, type ClassificationMetrics } from '../report/index.js';
 import { getModel } from '../models/index.js';
 import { readStateDict, type LoadReport } from '../weights/index.js';
-import { createEngine, type EngineState, type OptimizerConfig } from './engine/index.js';
+import { createEngine, type EngineState, type OptimizerConfig } from '../engine/index.js';
 import { saveCheckpoint, type FaultInjector, type LoadedCheckpoint, runPaths } from '../runs/index.js';
 import type { BestRecord, TrainEvent, TrainStatus } from './events.js';
 import { appendEvent, curvesPng, writeMetricsCsv, type EpochMetrics } from './logs.js';
@@ -28,6 +29,13 @@ import { learningRate, type ScheduleSpan } from './schedule.js';
 import { alreadyTrainedMessage, checkpointBytes, datasetOf, emptyPartial, finishedRunState, freshState, holdsTraining, lockRun, openTrainingRun, type RunState, type Stage } from './state.js';
 
 export interface TrainOptions {
+  /** The backend the command chose (for `config.backend`): every engine of the run computes on it. */
+  backend: BackendHandle;
+  /**
+   * Where the engine's models come from: a module whose `modelProvider` builds them by name (default:
+   * osteo's registry). Tests train a tiny model through it; see EngineOptions.providerModule.
+   */
+  providerModule?: string;
   /** Continue the run in config.out from its `last` checkpoint. */
   resume?: boolean;
   /** Every event, as it is appended to events.jsonl (progress display, tests). */
@@ -89,7 +97,7 @@ interface PretrainedLoad {
   report: LoadReport;
 }
 
-export async function trainModel(config: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
+export async function trainModel(config: TrainConfig, options: TrainOptions): Promise<TrainResult> {
   const run = resolve(config.out);
   const paths = runPaths(run);
   const emit = async (event: TrainEvent) => {
@@ -107,7 +115,7 @@ export async function trainModel(config: TrainConfig, options: TrainOptions = {}
   const dataDir = await datasetOf(config, run, resume);
   const data = await openData(config, dataDir);
   await checkWritableFolder(run, checkpointBytes(config));
-  const fresh = resume ? undefined : await prepareNewRun(config, data);
+  const fresh = resume ? undefined : await prepareNewRun(config, options, data);
   let engine = fresh?.engine;
   let t: Training | undefined;
   const release = await lockRun(run).catch(async (error: unknown) => {
@@ -116,7 +124,7 @@ export async function trainModel(config: TrainConfig, options: TrainOptions = {}
   });
   try {
     const { state, resumeFrom } = await openTrainingRun(config, run, { resume, dataDir }, emit);
-    engine ??= await createStageEngine(config, data, state.stage);
+    engine ??= await createStageEngine(config, options, data, state.stage);
     t = { config, run, paths, options, emit, data, state, engine, resumed: resume, firstStep: state.step };
     await startEngine(t, resumeFrom, fresh?.pretrained);
     return await trainEpochs(t);
@@ -160,9 +168,9 @@ async function trainEpochs(t: Training): Promise<TrainResult> {
   });
 }
 
-/** A new run's engine (which activates the backend) with its --pretrained weights loaded: both fail here, before the run folder exists. */
-async function prepareNewRun(config: TrainConfig, data: TrainData): Promise<{ engine: Engine; pretrained?: PretrainedLoad }> {
-  const engine = await createStageEngine(config, data, freshState(config).stage);
+/** A new run's engine with its --pretrained weights loaded: both fail here, before the run folder exists. */
+async function prepareNewRun(config: TrainConfig, options: TrainOptions, data: TrainData): Promise<{ engine: Engine; pretrained?: PretrainedLoad }> {
+  const engine = await createStageEngine(config, options, data, freshState(config).stage);
   if (!config.pretrained) return { engine };
   try {
     const report = await engine.loadWeights(await readStateDict(config.pretrained), { allowHeadSwap: true });
@@ -212,11 +220,12 @@ function optimizerOf(config: TrainConfig): OptimizerConfig {
 }
 
 /** Each stage gets its own engine: its frozen stages differ, and stage 2 starts a fresh optimizer. */
-function createStageEngine(config: TrainConfig, data: TrainData, stage: Stage): Promise<Engine> {
+function createStageEngine(config: TrainConfig, options: TrainOptions, data: TrainData, stage: Stage): Promise<Engine> {
   return createEngine({
     model: config.model,
     build: { imageSize: config.imageSize, numClasses: config.numClasses, freezeUntil: frozenUntil(config, stage), seed: config.seed },
-    backend: config.backend,
+    backend: options.backend,
+    providerModule: options.providerModule,
     workers: config.workers,
     microBatch: config.microBatch,
     optimizer: optimizerOf(config),
@@ -303,7 +312,7 @@ async function enterStage(t: Training, stage: Stage): Promise<void> {
   if (stage !== state.stage) {
     const { weights } = await t.engine.getState();
     await t.engine.dispose();
-    t.engine = await createStageEngine(config, t.data, stage);
+    t.engine = await createStageEngine(config, t.options, t.data, stage);
     await t.engine.loadWeights(weights);
     state.stage = stage;
   }

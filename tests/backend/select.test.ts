@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import {
+  activateBackend,
   backendCandidates,
   backendFromEnvironment,
   nodeEnvironment,
@@ -92,7 +93,7 @@ test('auto prefers tfjs-node when it is installed, and never tries the later one
   const env = machine(['@tensorflow/tfjs-node', '@tensorflow/tfjs-backend-cpu'], false);
   const selection = await useBackend('auto', env);
   assert.is(selection.candidate, 'tfjs-node');
-  assert.is(selection.backend, 'tensorflow');
+  assert.is(selection.name, 'tensorflow');
   assert.is(tf.getBackend(), 'tensorflow');
   assert.is(selection.candidates.find((s) => s.candidate === 'cpu')!.available, null);
   assert.not.ok(env.imported.includes('@tensorflow/tfjs-node-gpu'), 'no CUDA: the gpu package is not even imported');
@@ -119,14 +120,29 @@ test('an explicitly requested backend that is missing is a UserError naming the 
   }
 });
 
+test('a selection is the handle code above backend/ is handed: name, preference, capabilities and faults; activateBackend makes it current again', async () => {
+  const wasm = await useBackend('wasm');
+  assert.equal([wasm.name, wasm.preference], ['wasm', 'wasm']);
+  assert.is(wasm.faults, wasm.capabilities.faults);
+  assert.ok(wasm.faults !== undefined, 'wasm says how its heap running out shows');
+  const cpu = await useBackend('cpu');
+  assert.is(tf.getBackend(), 'cpu');
+  await activateBackend(wasm);
+  assert.is(tf.getBackend(), 'wasm');
+  await activateBackend(wasm);
+  assert.is(tf.getBackend(), 'wasm', 'a no-op when already current');
+  await activateBackend(cpu);
+  assert.is(tf.getBackend(), 'cpu');
+});
+
 test('the real wasm backend initialises from node_modules by path, and cpu is selectable', async () => {
   const wasm = await useBackend('wasm');
-  assert.is(wasm.backend, 'wasm');
+  assert.is(wasm.name, 'wasm');
   assert.is(tf.getBackend(), 'wasm');
   const sum = tf.tidy(() => tf.add(tf.tensor1d([1, 2]), tf.tensor1d([3, 4])).arraySync());
   assert.equal(sum, [4, 6]);
   const cpu = await useBackend('cpu');
-  assert.is(cpu.backend, 'cpu');
+  assert.is(cpu.name, 'cpu');
   assert.is(tf.getBackend(), 'cpu');
 });
 
@@ -163,7 +179,7 @@ test('a candidate added as one record is tried by auto in its place, and its cap
   const env = withDummy(['@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-cpu']);
   const selection = await useBackend('auto', env);
   assert.is(selection.candidate, 'dummy-accelerator');
-  assert.is(selection.backend, 'dummy');
+  assert.is(selection.name, 'dummy');
   assert.is(tf.getBackend(), 'dummy');
   assert.is(env.activated, 1, 'its activation hook ran once');
   assert.equal(env.imported, ['webgpu', '@tensorflow/tfjs-node', 'dummy-accelerator-package'], 'wasm and cpu are not imported');

@@ -17,7 +17,7 @@ import { useBackend } from '../../src/backend/index.js';
 import { probeAdapterInChild } from '../../src/backend/webgpu.js';
 import { splitDataset, synthesizePhantom } from '../../src/data/index.js';
 import { batchNormTraining } from '../../src/backend/index.js';
-import { createEngine } from '../../src/train/engine/index.js';
+import { createEngine } from '../../src/engine/index.js';
 import { UserError } from '../../src/util/index.js';
 import { readPth } from '../../src/weights/index.js';
 import { testWith, type Requirement } from '../helpers/requirements.js';
@@ -126,7 +126,7 @@ gpuTest("webgpu's Conv2DBackpropFilter is osteo's matrix-product kernel, and it 
 
 /** One SGD step at lr 1 from the same weights: the weight change is minus the gradient. */
 async function oneStep(backend: 'webgpu' | 'wasm'): Promise<{ loss: number; norm: number; weights: Map<string, Float32Array>; start: Map<string, Float32Array> }> {
-  const engine = await createEngine({ model: 'resnet18', build: { imageSize: 32, numClasses: 3 }, backend, workers: 1, optimizer: { type: 'sgd' }, seed: 5 });
+  const engine = await createEngine({ model: 'resnet18', build: { imageSize: 32, numClasses: 3 }, backend: await useBackend(backend), workers: 1, optimizer: { type: 'sgd' }, seed: 5 });
   try {
     const floats = async () => new Map([...(await engine.getState()).weights].filter(([, t]) => t.dtype === 'float32').map(([k, t]) => [k, t.data as Float32Array]));
     const start = await floats();
@@ -158,7 +158,7 @@ gpuTest('a ResNet18 training step at 32 px on webgpu gives the loss, the gradien
 });
 
 gpuTest('faults the device reports on its own become a UserError naming the model, size and micro-batch, with the fix', async () => {
-  const engine = await createEngine({ model: 'resnet18', build: { imageSize: 32, numClasses: 3 }, backend: 'webgpu', workers: 1, optimizer: { type: 'sgd' }, seed: 5 });
+  const engine = await createEngine({ model: 'resnet18', build: { imageSize: 32, numClasses: 3 }, backend: await useBackend('webgpu'), workers: 1, optimizer: { type: 'sgd' }, seed: 5 });
   const images = new Float32Array(2 * 32 * 32 * 3).fill(0.5);
   try {
     const device = (tf.backend() as unknown as { device: { createBuffer(d: { size: number; usage: number }): unknown; destroy(): void } }).device;

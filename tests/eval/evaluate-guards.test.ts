@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { setupOnce } from './helpers.js';
-import { useBackend } from '../../src/backend/index.js';
+import { useBackend, type BackendHandle } from '../../src/backend/index.js';
 import { decodeRgb } from '../../src/data/image.js';
 import { classNames } from '../../src/data/index.js';
 import { contentHash } from '../../src/data/index.js';
@@ -18,6 +18,9 @@ import { DataError, UserError } from '../../src/util/index.js';
 import { readSafetensors, writeSafetensors } from '../../src/weights/index.js';
 import { defaultEvalOutDir, evaluateRuns, evaluationRecordFile, type EvaluateOptions } from '../../src/eval/evaluate.js';
 import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
+
+/** The backend the tests run on, as a command passes it down. */
+let backend: BackendHandle;
 
 let root = '';
 let data = '';
@@ -38,7 +41,7 @@ async function writeHashedDataset(dir: string): Promise<void> {
 }
 
 setupOnce(test, async () => {
-  await useBackend('wasm');
+  backend = await useBackend('wasm');
   root = await mkdtemp(join(tmpdir(), 'osteo-eval-guards-'));
   data = join(root, 'data');
   await writeHashedDataset(data);
@@ -50,7 +53,7 @@ test.after(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-const base = (extra: Partial<EvaluateOptions> = {}): EvaluateOptions => ({ runs: [runA.dir], dataDir: data, outDir: null, resamples: 20, ...extra });
+const base = (extra: Partial<EvaluateOptions> = {}): EvaluateOptions => ({ backend, runs: [runA.dir], dataDir: data, outDir: null, resamples: 20, ...extra });
 
 const rejection = async (promise: Promise<unknown>): Promise<Error> =>
   promise.then(

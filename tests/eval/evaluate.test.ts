@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { setupOnce } from './helpers.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { parse } from 'csv-parse/sync';
-import { useBackend } from '../../src/backend/index.js';
+import { useBackend, type BackendHandle } from '../../src/backend/index.js';
 import { preprocessForModel, type EvalTransform } from '../../src/data/image.js';
 import { classNames } from '../../src/data/index.js';
 import { UserError } from '../../src/util/index.js';
@@ -14,6 +14,9 @@ import { classificationMetrics } from '../../src/report/index.js';
 import { evaluateRuns } from '../../src/eval/evaluate.js';
 import { predictImages } from '../../src/eval/predict.js';
 import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
+
+/** The backend the tests run on, as a command passes it down. */
+let backend: BackendHandle;
 
 let root = '';
 let data = '';
@@ -38,7 +41,7 @@ async function writeManifest(dir: string, testLabels: number[], testSeedOffset =
 }
 
 setupOnce(test, async () => {
-  await useBackend('wasm');
+  backend = await useBackend('wasm');
   root = await mkdtemp(join(tmpdir(), 'osteo-eval-'));
   data = join(root, 'data');
   await writeManifest(data, labels.test);
@@ -53,7 +56,7 @@ test.after(async () => {
 test('each model and the soft vote on the test split: metrics, ensemble = mean, same numbers as predict, report files', async () => {
   const before = tf.memory().numTensors;
   const out = join(root, 'report');
-  const { report, written } = await evaluateRuns({ runs: [r18.dir, b3.dir], dataDir: data, outDir: out, resamples: 200 });
+  const { report, written } = await evaluateRuns({ backend, runs: [r18.dir, b3.dir], dataDir: data, outDir: out, resamples: 200 });
   assert.is(tf.memory().numTensors, before, 'no tensors leak');
   assert.equal(
     report.models.map((m) => m.name),
@@ -68,7 +71,7 @@ test('each model and the soft vote on the test split: metrics, ensemble = mean, 
     assert.ok(m.accuracyInterval.lower <= m.metrics.accuracy && m.metrics.accuracy <= m.accuracyInterval.upper);
   }
   // Evaluation and prediction share one preprocessing and inference path.
-  const predicted = await predictImages({ images: [join(data, 'Osteopenia/test-3.png')], runs: [r18.dir, b3.dir] });
+  const predicted = await predictImages({ backend, images: [join(data, 'Osteopenia/test-3.png')], runs: [r18.dir, b3.dir] });
   predicted.images[0]!.probabilities.forEach((p, c) => assert.ok(Math.abs(p - ensemble!.probabilities[3 * 3 + c]!) < 1e-6));
 
   assert.ok(written !== null);
@@ -87,7 +90,7 @@ test('--weights auto is fitted on val before any test image is read, and test da
     events.push(/\/test-\d+\.png$/.test(file) ? 'test' : /\/val-\d+\.png$/.test(file) ? 'val' : `other:${file}`);
     return preprocessForModel(file, transform);
   };
-  const first = await evaluateRuns({
+  const first = await evaluateRuns({ backend,
     runs: [r18.dir, b3.dir],
     dataDir: data,
     weights: 'auto',
@@ -115,7 +118,7 @@ test('--weights auto is fitted on val before any test image is read, and test da
   // Different test images and labels: the fitted weights are bit-for-bit the same.
   const other = join(root, 'data-other');
   await writeManifest(other, [2, 2, 2, 1, 0, 0, 1, 1], 50);
-  const second = await evaluateRuns({ runs: [r18.dir, b3.dir], dataDir: other, weights: 'auto', outDir: null, resamples: 50 });
+  const second = await evaluateRuns({ backend, runs: [r18.dir, b3.dir], dataDir: other, weights: 'auto', outDir: null, resamples: 50 });
   assert.equal(second.report.ensembleWeights.weights, w.weights);
   assert.not.equal(second.report.models[0]!.metrics.confusion, first.report.models[0]!.metrics.confusion);
 });
@@ -126,12 +129,12 @@ test('option errors: auto on val, wrong weight count, empty split', async () => 
       () => assert.unreachable('accepted'),
       (e: unknown) => assert.ok(e instanceof UserError && pattern.test(e.message), String(e)),
     );
-  await reject({ runs: [r18.dir, b3.dir], dataDir: data, split: 'val', weights: 'auto', outDir: null }, /biased/);
-  await reject({ runs: [r18.dir, b3.dir], dataDir: data, weights: '1,2,3', outDir: null }, /3 values but there are 2 models/);
+  await reject({ backend, runs: [r18.dir, b3.dir], dataDir: data, split: 'val', weights: 'auto', outDir: null }, /biased/);
+  await reject({ backend, runs: [r18.dir, b3.dir], dataDir: data, weights: '1,2,3', outDir: null }, /3 values but there are 2 models/);
   const empty = join(root, 'data-empty');
   await mkdir(empty, { recursive: true });
   await writeFile(join(empty, 'splits.csv'), 'path,label,split,group\nNormal/x.png,0,train,g\n');
-  await reject({ runs: [r18.dir], dataDir: empty, outDir: null }, /test split .* is empty/);
+  await reject({ backend, runs: [r18.dir], dataDir: empty, outDir: null }, /test split .* is empty/);
 });
 
 test.run();

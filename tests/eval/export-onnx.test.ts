@@ -10,10 +10,13 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as ort from 'onnxruntime-node';
-import { useBackend } from '../../src/backend/index.js';
+import { useBackend, type BackendHandle } from '../../src/backend/index.js';
 import { preprocessForModel } from '../../src/data/image.js';
 import { exportRun } from '../../src/eval/export.js';
 import { predictImages } from '../../src/eval/predict.js';
+
+/** The backend the tests run on, as a command passes it down. */
+let backend: BackendHandle;
 import { getModel, modelToOnnxGraph } from '../../src/models/index.js';
 import { onnxWeightsFor, readOnnx, readSafetensors } from '../../src/weights/index.js';
 import { refusal } from '../helpers/refusal.js';
@@ -25,7 +28,7 @@ let small: RunFixture;
 let image = '';
 
 setupOnce(test, async () => {
-  await useBackend('wasm');
+  backend = await useBackend('wasm');
   root = await mkdtemp(join(tmpdir(), 'osteo-export-onnx-'));
   small = await writeRunFixture(join(root, 'run'), 'resnet18', { imageSize: 64, seed: 21 });
   image = join(root, 'knee.png');
@@ -45,7 +48,7 @@ function softmax(logits: ArrayLike<number>): number[] {
 
 test('onnx export: model.onnx and metadata.json with the interface; the run weights as torchvision-keyed initializers', async () => {
   const out = join(root, 'export-onnx');
-  const result = await exportRun({ run: small.dir, format: 'onnx', outDir: out });
+  const result = await exportRun({ backend, run: small.dir, format: 'onnx', outDir: out });
   assert.equal(result.files, ['model.onnx', 'metadata.json']);
   assert.equal((await readdir(out)).sort(), ['metadata.json', 'model.onnx']);
   const metadata = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
@@ -76,7 +79,7 @@ test('onnx export: model.onnx and metadata.json with the interface; the run weig
 
 test("onnxruntime-node on the exported model.onnx gives osteo predict's probabilities (1e-4)", async () => {
   const out = join(root, 'export-onnx');
-  await exportRun({ run: small.dir, format: 'onnx', outDir: out });
+  await exportRun({ backend, run: small.dir, format: 'onnx', outDir: out });
   const metadata = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
   const hwc = await preprocessForModel(image, { resize: metadata.preprocessing.resize, crop: metadata.preprocessing.crop, mean: metadata.preprocessing.mean, std: metadata.preprocessing.std });
   const size = metadata.preprocessing.crop as number;
@@ -92,7 +95,7 @@ test("onnxruntime-node on the exported model.onnx gives osteo predict's probabil
     await session.release();
   }
   const ours = softmax(logits);
-  const predicted = await predictImages({ images: [image], runs: [small.dir] });
+  const predicted = await predictImages({ backend, images: [image], runs: [small.dir] });
   const expected = predicted.images[0]!.probabilities;
   const diff = Math.max(...ours.map((p, c) => Math.abs(p - expected[c]!)));
   assert.ok(diff <= 1e-4, `onnxruntime ${ours} vs osteo predict ${expected}`);
@@ -101,20 +104,20 @@ test("onnxruntime-node on the exported model.onnx gives osteo predict's probabil
 
 test('a second onnx export into the same folder replaces it whole; a folder with foreign files is refused', async () => {
   const out = join(root, 'again');
-  await exportRun({ run: small.dir, format: 'onnx', outDir: out });
+  await exportRun({ backend, run: small.dir, format: 'onnx', outDir: out });
   const first = await readFile(join(out, 'model.onnx'));
-  await exportRun({ run: small.dir, format: 'onnx', outDir: out });
+  await exportRun({ backend, run: small.dir, format: 'onnx', outDir: out });
   assert.ok((await readFile(join(out, 'model.onnx'))).equals(first), 'the same run exports the same bytes');
   assert.equal((await readdir(out)).sort(), ['metadata.json', 'model.onnx']);
   const foreign = join(root, 'foreign');
   await mkdir(foreign, { recursive: true });
   await writeFile(join(foreign, 'notes.txt'), 'mine');
-  assert.match(await refusal(exportRun({ run: small.dir, format: 'onnx', outDir: foreign })), /holds files osteo export did not write \(notes\.txt\)/);
+  assert.match(await refusal(exportRun({ backend, run: small.dir, format: 'onnx', outDir: foreign })), /holds files osteo export did not write \(notes\.txt\)/);
   assert.equal(await readdir(foreign), ['notes.txt']);
 });
 
 test('the default folder is RUN/export/onnx', async () => {
-  const result = await exportRun({ run: small.dir, format: 'onnx' });
+  const result = await exportRun({ backend, run: small.dir, format: 'onnx' });
   assert.is(result.dir, join(small.dir, 'export', 'onnx'));
   assert.equal((await readdir(result.dir)).sort(), ['metadata.json', 'model.onnx']);
 });

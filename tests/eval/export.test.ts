@@ -12,7 +12,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { setupOnce } from './helpers.js';
 import * as tf from '@tensorflow/tfjs-core';
-import { useBackend } from '../../src/backend/index.js';
+import { useBackend, type BackendHandle } from '../../src/backend/index.js';
 import { preprocessForModel } from '../../src/data/image.js';
 import { UserError } from '../../src/util/index.js';
 import { dashboardFiles, dashboardModels, dashboardTransform, exportDashboard, exportRun } from '../../src/eval/export.js';
@@ -21,6 +21,9 @@ import { predictImages } from '../../src/eval/predict.js';
 import { readPth, readSafetensors, readStateDict } from '../../src/weights/index.js';
 import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
 import { referenceTest, runPython } from '../fixtures/torch/python.js';
+
+/** The backend the tests run on, as a command passes it down. */
+let backend: BackendHandle;
 
 const run = promisify(execFile);
 
@@ -34,7 +37,7 @@ let image232 = '';
 let image239 = '';
 
 setupOnce(test, async () => {
-  await useBackend('wasm');
+  backend = await useBackend('wasm');
   root = await mkdtemp(join(tmpdir(), 'osteo-export-'));
   runs = {
     resnet18: await writeRunFixture(join(root, 'r18'), 'resnet18', { imageSize: 224, seed: 11 }),
@@ -61,7 +64,7 @@ test.after(async () => {
 
 referenceTest(test, 'dashboard export: exact file names, strict weights_only load in PyTorch, probabilities match osteo predict to 1e-4', async () => {
   const dir = join(root, 'dashboard');
-  const result = await exportDashboard({ dir, runs: { resnet18: runs.resnet18.dir, resnet50: runs.resnet50.dir, efficientnet_b3: runs.efficientnet_b3.dir } });
+  const result = await exportDashboard({ backend, dir, runs: { resnet18: runs.resnet18.dir, resnet50: runs.resnet50.dir, efficientnet_b3: runs.efficientnet_b3.dir } });
   assert.equal(result.files, ['sydney_best_model.pth', 'resnet50_best_model.pth', 'best_osteoporosis_model.pth', 'metadata.json']);
   const metadata = JSON.parse(await readFile(join(dir, 'metadata.json'), 'utf8'));
   assert.equal(metadata.classes, ['Normal', 'Osteopenia', 'Osteoporosis']);
@@ -84,7 +87,7 @@ referenceTest(test, 'dashboard export: exact file names, strict weights_only loa
   const report: string[] = [];
   for (const entry of dashboardModels()) {
     const file = entry.dashboard.file;
-    const ours = await predictImages({ images: [imageFor[entry.name]!], model: entry.name, weights: join(dir, file), imageSize: 224 });
+    const ours = await predictImages({ backend, images: [imageFor[entry.name]!], model: entry.name, weights: join(dir, file), imageSize: 224 });
     const theirs = torchProbabilities[file]!;
     const diff = Math.max(...ours.images[0]!.probabilities.map((p, c) => Math.abs(p - theirs[c]!)));
     report.push(`${file}: max |Δp| = ${diff.toExponential(2)}`);
@@ -98,7 +101,7 @@ test('pth and safetensors exports round-trip the run weights exactly, with metad
   const source = await readSafetensors(join(small.dir, 'best', 'model.safetensors'));
   for (const format of ['pth', 'safetensors'] as const) {
     const out = join(root, `export-${format}`);
-    const result = await exportRun({ run: small.dir, format, outDir: out });
+    const result = await exportRun({ backend, run: small.dir, format, outDir: out });
     assert.equal(result.files, [`resnet18.${format}`, 'metadata.json']);
     const dict = format === 'pth' ? await readPth(join(out, 'resnet18.pth')) : await readStateDict(join(out, 'resnet18.safetensors'));
     assert.equal([...dict.keys()], [...source.keys()], 'same keys, same order');
@@ -119,13 +122,13 @@ test('a run with only last/ exports with --checkpoint last; without it the error
   await cp(small.dir, early, { recursive: true });
   await rename(join(early, 'best'), join(early, 'last'));
   try {
-    await exportRun({ run: early, format: 'safetensors', outDir: join(root, 'early-export') });
+    await exportRun({ backend, run: early, format: 'safetensors', outDir: join(root, 'early-export') });
     assert.unreachable('best/ is missing');
   } catch (error) {
     assert.instance(error, UserError);
     assert.match((error as Error).message, /has no best checkpoint .*add --checkpoint last/);
   }
-  const result = await exportRun({ run: early, format: 'safetensors', outDir: join(root, 'early-export'), checkpoint: 'last' });
+  const result = await exportRun({ backend, run: early, format: 'safetensors', outDir: join(root, 'early-export'), checkpoint: 'last' });
   const exported = await readStateDict(join(result.dir, 'resnet18.safetensors'));
   const source = await readSafetensors(join(early, 'last', 'model.safetensors'));
   for (const [key, tensor] of source) assert.ok(Buffer.from(exported.get(key)!.data.buffer).equals(Buffer.from(tensor.data.buffer)), key);
@@ -133,7 +136,7 @@ test('a run with only last/ exports with --checkpoint last; without it the error
 
 test('tfjs export: stock tfjs (no osteo layer classes) loads model.json and predicts what osteo predicts', async () => {
   const out = join(root, 'export-tfjs');
-  const result = await exportRun({ run: small.dir, format: 'tfjs', outDir: out });
+  const result = await exportRun({ backend, run: small.dir, format: 'tfjs', outDir: out });
   assert.ok(result.files.includes('model.json') && result.files.includes('metadata.json'));
   const topology = await readFile(join(out, 'model.json'), 'utf8');
   assert.not.match(topology, /TorchBatchNorm|SeededDropout|StochasticDepth/);
@@ -147,7 +150,7 @@ test('tfjs export: stock tfjs (no osteo layer classes) loads model.json and pred
     cwd: join(import.meta.dirname, '..', '..'),
   });
   const stock = JSON.parse(stdout) as number[];
-  const ours = (await predictImages({ images: [image73], runs: [small.dir] })).images[0]!.probabilities;
+  const ours = (await predictImages({ backend, images: [image73], runs: [small.dir] })).images[0]!.probabilities;
   const diff = Math.max(...ours.map((p, c) => Math.abs(p - stock[c]!)));
   console.log(`tfjs export vs osteo predict: max |Δp| = ${diff.toExponential(2)}`);
   assert.ok(diff <= 1e-5, `stock tfjs ${stock} vs osteo ${ours}`);
@@ -164,21 +167,21 @@ test("the dashboard table: its files hold the heads it names (B3's 'mlp'), and p
   );
   assert.equal(dashboardTransform, { resize: 256, crop: 224, interpolation: 'bilinear', mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
   const dir = join(root, 'dashboard-heads');
-  await exportDashboard({ dir, runs: { resnet18: runs.resnet18.dir, resnet50: runs.resnet50.dir, efficientnet_b3: runs.efficientnet_b3.dir } });
+  await exportDashboard({ backend, dir, runs: { resnet18: runs.resnet18.dir, resnet50: runs.resnet50.dir, efficientnet_b3: runs.efficientnet_b3.dir } });
   const b3 = await readPth(join(dir, 'best_osteoporosis_model.pth'));
   assert.equal(b3.get('classifier.1.weight')!.shape, [512, 1536]);
   assert.equal(b3.get('classifier.4.weight')!.shape, [3, 512]);
   assert.equal((await readPth(join(dir, 'resnet50_best_model.pth'))).get('fc.weight')!.shape, [3, 2048]);
-  const resnet50 = await loadWeightsFile('resnet50', join(dir, 'resnet50_best_model.pth'));
+  const resnet50 = await loadWeightsFile('resnet50', join(dir, 'resnet50_best_model.pth'), { backend });
   try {
     assert.equal([resnet50.transform.resize, resnet50.transform.crop], [232, 224], 'the run trained at 232/224 (V2 weights), as metadata.json records');
   } finally {
-    resnet50.model.dispose();
+    await resnet50.engine.dispose();
   }
 });
 
 test('export refuses a run of the wrong architecture for a dashboard slot', async () => {
-  await exportDashboard({ dir: join(root, 'wrong'), runs: { resnet18: runs.resnet50.dir, resnet50: runs.resnet50.dir, efficientnet_b3: runs.efficientnet_b3.dir } }).then(
+  await exportDashboard({ backend, dir: join(root, 'wrong'), runs: { resnet18: runs.resnet50.dir, resnet50: runs.resnet50.dir, efficientnet_b3: runs.efficientnet_b3.dir } }).then(
     () => assert.unreachable('exported a resnet50 as sydney_best_model.pth'),
     (e: unknown) => assert.ok(e instanceof UserError && /--resnet18 .* is a resnet50 run/.test(e.message), String(e)),
   );
@@ -190,7 +193,7 @@ test('dashboard export writes nothing into the folder until all three files are 
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'app.py'), 'import streamlit');
   // The first two slots are valid and were written into the folder before the third failed, once.
-  await exportDashboard({ dir, runs: { resnet18: runs.resnet18.dir, resnet50: runs.resnet50.dir, efficientnet_b3: runs.resnet18.dir } }).then(
+  await exportDashboard({ backend, dir, runs: { resnet18: runs.resnet18.dir, resnet50: runs.resnet50.dir, efficientnet_b3: runs.resnet18.dir } }).then(
     () => assert.unreachable('exported a resnet18 as best_osteoporosis_model.pth'),
     (e: unknown) => assert.ok(e instanceof UserError && /--efficientnet-b3 .* is a resnet18 run/.test(e.message), String(e)),
   );
@@ -200,16 +203,16 @@ test('dashboard export writes nothing into the folder until all three files are 
 
 test('tfjs re-export replaces the folder whole: no shard of the previous export survives', async () => {
   const out = join(root, 'export-tfjs-again');
-  await exportRun({ run: small.dir, format: 'tfjs', outDir: out });
+  await exportRun({ backend, run: small.dir, format: 'tfjs', outDir: out });
   // Stand in for an earlier export of a larger model: one more shard, listed in its metadata.json.
   await writeFile(join(out, 'group1-shard9of9.bin'), 'a shard of an older, larger model');
   const previous = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
   await writeFile(join(out, 'metadata.json'), JSON.stringify({ ...previous, files: [...previous.files, 'group1-shard9of9.bin'] }));
-  const result = await exportRun({ run: small.dir, format: 'tfjs', outDir: out });
+  const result = await exportRun({ backend, run: small.dir, format: 'tfjs', outDir: out });
   assert.equal((await readdir(out)).sort(), [...result.files].sort());
   // A file no export listed is never deleted: the export is refused instead.
   await writeFile(join(out, 'mine.txt'), 'not osteo’s');
-  await exportRun({ run: small.dir, format: 'tfjs', outDir: out }).then(
+  await exportRun({ backend, run: small.dir, format: 'tfjs', outDir: out }).then(
     () => assert.unreachable('exported over a foreign file'),
     (e: unknown) => assert.ok(e instanceof UserError && /mine\.txt/.test(e.message), String(e)),
   );

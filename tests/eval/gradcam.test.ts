@@ -5,7 +5,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-cpu';
 import sharp from 'sharp';
-import { gradCam, gradCamOverlayPng, splitAtLayer, upsampleMap } from '../../src/eval/gradcam.js';
+import { gradCam, gradCamOverlayPng, upsampleMap } from '../../src/eval/gradcam.js';
+import { layersModelFeatures, splitAtLayer } from '../../src/engine/index.js';
 import { imagenetNormalization, type RgbImage } from '../../src/data/image.js';
 
 const size = 32;
@@ -58,7 +59,7 @@ test('the cut is the named feature map and the head is the chain after it; other
   const split = splitAtLayer(model, 'features');
   assert.is(split.layerName, 'features');
   assert.equal(
-    split.head.map((l) => l.name),
+    split.head.map((l: tfl.layers.Layer) => l.name),
     ['pool', 'classifier'],
   );
   assert.throws(() => splitAtLayer(model, 'layer4'), /has no layer 'layer4'/);
@@ -70,8 +71,8 @@ test('Grad-CAM highlights the planted feature of the requested class, and only i
   const model = plantedModel();
   const image = plantedImage();
   const before = tf.memory().numTensors;
-  const red = await gradCam(model, 'features', image, size, 0);
-  const green = await gradCam(model, 'features', image, size, 1);
+  const red = await gradCam(layersModelFeatures(model), 'features', image, 0);
+  const green = await gradCam(layersModelFeatures(model), 'features', image, 1);
   assert.is(tf.memory().numTensors, before, 'no tensors leak');
   assert.is(red.width, 16);
   assert.is(Math.max(...red.map), 1, 'scaled to a maximum of 1');
@@ -89,7 +90,7 @@ test('Grad-CAM highlights the planted feature of the requested class, and only i
 test('a class with no supporting evidence gives an all-zero map, not NaN', async () => {
   const model = plantedModel();
   const black = new Float32Array(size * size * 3);
-  const cam = await gradCam(model, 'features', black, size, 0);
+  const cam = await gradCam(layersModelFeatures(model), 'features', black, 0);
   assert.ok(cam.map.every((v) => v === 0));
   model.dispose();
 });
@@ -108,7 +109,7 @@ test('the overlay covers the whole image at >= 256 px, not blank, and hot where 
   const raw = plantedImage();
   const { mean, std } = imagenetNormalization;
   const image = raw.map((v, i) => (v - mean[i % 3]!) / std[i % 3]!);
-  const cam = await gradCam(model, 'features', image, size, 0);
+  const cam = await gradCam(layersModelFeatures(model), 'features', image, 0);
   const overlay = await gradCamOverlayPng(plantedRgb(), { resize: size, crop: size, mean, std }, cam);
   const { data, info } = await sharp(overlay.png).raw().toBuffer({ resolveWithObject: true });
   // 32 px enlarged 8× so the shorter side is 256; the crop is the whole image.
@@ -136,7 +137,7 @@ test('on a wider image the map lies on the centre crop the model saw, outlined; 
   const wide = plantedRgb(48, 8);
   for (let y = 0; y < size; y++) for (const x of [2, 45]) for (let c = 0; c < 3; c++) wide.data[(y * 48 + x) * 3 + c] = 200;
   const image = plantedImage().map((v, i) => (v - mean[i % 3]!) / std[i % 3]!);
-  const cam = await gradCam(model, 'features', image, size, 0);
+  const cam = await gradCam(layersModelFeatures(model), 'features', image, 0);
   const overlay = await gradCamOverlayPng(wide, { resize: size, crop: size, mean, std }, cam);
   assert.equal([overlay.width, overlay.height], [384, 256]);
   assert.equal(overlay.region, { left: 64, top: 0, width: 256, height: 256 });

@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
 import { parse } from 'csv-parse/sync';
 import { setupOnce } from './helpers.js';
-import { useBackend, type BackendCapabilities } from '../../src/backend/index.js';
+import { useBackend, type BackendCapabilities, type BackendHandle } from '../../src/backend/index.js';
 import { classNames, preprocessForModel } from '../../src/data/index.js';
 import { main } from '../../src/cli.js';
 import { DataError } from '../../src/util/index.js';
@@ -20,8 +20,11 @@ import { readSafetensors, writeSafetensors } from '../../src/weights/index.js';
 import { evaluateRuns, type EvaluateOptions } from '../../src/eval/evaluate.js';
 import { disposeModels, loadRunForInference, mirrorImages, predictProbabilities, type LoadedModel } from '../../src/eval/inference.js';
 import { predictImages, type PredictResult } from '../../src/eval/predict.js';
-import { imagesPerWorker, inferenceWorkers } from '../../src/train/index.js';
+import { imagesPerWorker, inferenceWorkers } from '../../src/engine/index.js';
 import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
+
+/** The backend the tests run on, as a command passes it down. */
+let backend: BackendHandle;
 
 let root = '';
 let data = '';
@@ -45,7 +48,7 @@ async function writeDataset(dir: string): Promise<void> {
 }
 
 setupOnce(test, async () => {
-  await useBackend('wasm');
+  backend = await useBackend('wasm');
   root = await mkdtemp(join(tmpdir(), 'osteo-parallel-'));
   data = join(root, 'data');
   await writeDataset(data);
@@ -77,7 +80,7 @@ function maxDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Where each loaded model runs: 1 in this thread, else its worker threads. */
-const placement = (seen: number[][]) => (models: readonly LoadedModel[]) => seen.push(models.map((m) => m.replicas?.workers ?? 1));
+const placement = (seen: number[][]) => (models: readonly LoadedModel[]) => seen.push(models.map((m) => m.engine.workers));
 
 test('mirrorImages flips NHWC images left to right exactly as tf.reverse(x, 2)', () => {
   const [n, size] = [2, 5];
@@ -101,7 +104,7 @@ test('worker count: the flag (at most one per image), else one per core where th
 test('eval --workers 2 (TTA, auto weights): the --workers 1 report, row for row, |Δp| ≤ 1e-6, and no tensor left behind', async () => {
   const seen: number[][] = [];
   const evaluate = (workers: number) => {
-    const options: EvaluateOptions = { runs: [r18.dir, b3.dir], dataDir: data, tta: true, weights: 'auto', batchSize: 3, resamples: 20, workers, outDir: join(root, `report-${workers}`) };
+    const options: EvaluateOptions = { backend, runs: [r18.dir, b3.dir], dataDir: data, tta: true, weights: 'auto', batchSize: 3, resamples: 20, workers, outDir: join(root, `report-${workers}`) };
     return evaluateRuns({ ...options, onModelsLoaded: placement(seen) });
   };
   const before = tf.memory().numTensors;
@@ -139,7 +142,7 @@ test('eval --workers 2 (TTA, auto weights): the --workers 1 report, row for row,
 
 test('predict over many images: --workers 2 gives the --workers 1 verdicts in the same order, failures in place', async () => {
   const seen: number[][] = [];
-  const run = (workers: number): Promise<PredictResult> => predictImages({ images: [folder], runs: [r18.dir, b3.dir], workers, onModelsLoaded: placement(seen) });
+  const run = (workers: number): Promise<PredictResult> => predictImages({ backend, images: [folder], runs: [r18.dir, b3.dir], workers, onModelsLoaded: placement(seen) });
   const before = tf.memory().numTensors;
   const single = await run(1);
   const parallel = await run(2);
@@ -164,21 +167,21 @@ test('predict over many images: --workers 2 gives the --workers 1 verdicts in th
 });
 
 test('the replicas of one model: in-thread probabilities for odd counts and TTA, tensors flat in every thread', async () => {
-  const here = await loadRunForInference(r18.dir);
-  const there = await loadRunForInference(r18.dir, { workers: 2 });
+  const here = await loadRunForInference(r18.dir, { backend });
+  const there = await loadRunForInference(r18.dir, { backend, workers: 2 });
   try {
-    assert.is(here.replicas, undefined);
-    assert.is(there.replicas?.workers, 2);
+    assert.is(here.engine.workers, 1);
+    assert.is(there.engine.workers, 2);
     const crops = await Promise.all(Array.from({ length: 5 }, (_, i) => preprocessForModel(join(folder, `knee-${String(i).padStart(2, '0')}.png`), here.transform)));
     const images = new Float32Array(crops.length * crops[0]!.length);
     crops.forEach((c, i) => images.set(c, i * c.length));
-    const tensors = await there.replicas!.numTensors();
+    const tensors = await there.engine.numTensors();
     for (const tta of [false, true]) {
       const expected = await predictProbabilities(here, images, 5, { tta });
       const got = await predictProbabilities(there, images, 5, { tta });
       assert.ok(maxDifference(got, expected) <= 1e-6, `tta ${tta}`);
     }
-    assert.equal(await there.replicas!.numTensors(), tensors, 'no thread holds more tensors after predicting');
+    assert.equal(await there.engine.numTensors(), tensors, 'no thread holds more tensors after predicting');
   } finally {
     await disposeModels([here, there]);
   }
@@ -194,7 +197,7 @@ test('non-finite outputs: the same error naming the model and its file, with wor
   const before = tf.memory().numTensors;
   const seen: number[][] = [];
   const errors: Error[] = [];
-  for (const workers of [1, 2]) errors.push(await rejection(evaluateRuns({ runs: [broken], dataDir: data, outDir: null, resamples: 20, workers, onModelsLoaded: placement(seen) })));
+  for (const workers of [1, 2]) errors.push(await rejection(evaluateRuns({ backend, runs: [broken], dataDir: data, outDir: null, resamples: 20, workers, onModelsLoaded: placement(seen) })));
   assert.is(tf.memory().numTensors, before);
   assert.equal(seen, [[1], [2]]);
   for (const error of errors) {

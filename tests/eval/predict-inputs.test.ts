@@ -11,13 +11,16 @@ import * as assert from 'uvu/assert';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs-core';
 import { setupOnce } from './helpers.js';
-import { useBackend } from '../../src/backend/index.js';
+import { useBackend, type BackendHandle } from '../../src/backend/index.js';
 import { DataError, UserError } from '../../src/util/index.js';
 import { readSafetensors, writeSafetensors } from '../../src/weights/index.js';
 import { ensembleProbabilities } from '../../src/eval/ensemble.js';
 import { loadWeightsFile } from '../../src/eval/inference.js';
 import { formatPredictions, predictImages } from '../../src/eval/predict.js';
 import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
+
+/** The backend the tests run on, as a command passes it down. */
+let backend: BackendHandle;
 
 let root = '';
 let r18: RunFixture;
@@ -26,7 +29,7 @@ let b3small: RunFixture;
 let good = '';
 
 setupOnce(test, async () => {
-  await useBackend('wasm');
+  backend = await useBackend('wasm');
   root = await mkdtemp(join(tmpdir(), 'osteo-predict-inputs-'));
   r18 = await writeRunFixture(join(root, 'r18'), 'resnet18', { imageSize: 64, seed: 51 });
   // 32 px is the documented minimum input size.
@@ -53,12 +56,12 @@ test('NaN weights are an error naming the model and the weights file, never "Nor
   const dict = await readSafetensors(file);
   (dict.get('fc.weight')!.data as Float32Array)[0] = Number.NaN;
   await writeSafetensors(file, dict);
-  const error = await rejection(predictImages({ images: [good], runs: [broken] }));
+  const error = await rejection(predictImages({ backend, images: [good], runs: [broken] }));
   assert.ok(error instanceof DataError, String(error));
   assert.match(error.message, /model resnet18 of run .*nan-run gives non-finite outputs/);
   assert.is((error as DataError).file, file);
   // The --model/--weights form names the file the same way.
-  const single = await rejection(predictImages({ images: [good], model: 'resnet18', weights: file, imageSize: 64 }));
+  const single = await rejection(predictImages({ backend, images: [good], model: 'resnet18', weights: file, imageSize: 64 }));
   assert.match(single.message, /nan-run\/best\/model\.safetensors: model resnet18 gives non-finite outputs/);
   // And a soft vote never averages a NaN member into a result.
   assert.throws(() => ensembleProbabilities([new Float32Array([0.2, 0.3, 0.5]), new Float32Array([Number.NaN, 0.5, 0.5])]), /member 2 of 2 has non-finite/);
@@ -75,7 +78,7 @@ test('one unreadable input does not stop the others: folders mean their images, 
   const fifo = join(root, 'pipe.png');
   execFileSync('mkfifo', [fifo]);
   const missing = join(root, 'missing.png');
-  const result = await predictImages({ images: [broken, folder, fifo, missing, good], runs: [r18.dir] });
+  const result = await predictImages({ backend, images: [broken, folder, fifo, missing, good], runs: [r18.dir] });
   assert.equal(
     result.images.map((i) => i.path),
     [join(folder, 'a.png'), join(folder, 'b.png'), good],
@@ -91,13 +94,13 @@ test('one unreadable input does not stop the others: folders mean their images, 
 });
 
 test('the pixel limit names the limit and the flag that raises it; a tiny image warns', async () => {
-  const result = await predictImages({ images: [good], runs: [r18.dir], maxPixels: 5000 });
+  const result = await predictImages({ backend, images: [good], runs: [r18.dir], maxPixels: 5000 });
   assert.is(result.images.length, 0);
   assert.match(result.failed[0]!.error, /90×80 = 7,200 pixels, above the limit of 5,000 .*raise it with --max-pixels N/);
   const tiny = join(root, 'tiny.png');
   await sharp({ create: { width: 1, height: 1, channels: 3, background: { r: 120, g: 120, b: 120 } } }).png().toFile(tiny);
   const warnings: string[] = [];
-  const predicted = await predictImages({ images: [tiny, good], runs: [r18.dir], onWarning: (m) => warnings.push(m) });
+  const predicted = await predictImages({ backend, images: [tiny, good], runs: [r18.dir], onWarning: (m) => warnings.push(m) });
   assert.is(predicted.images.length, 2);
   assert.equal(warnings.length, 1);
   assert.match(warnings[0]!, /tiny\.png is only 1×1 px, enlarged more than 2× to the model's 64 px input/);
@@ -105,11 +108,11 @@ test('the pixel limit names the limit and the flag that raises it; a tiny image 
 
 test('input size: the trained size by default; another --image-size warns; a metadata.json beside --weights gives the size', async () => {
   const warnings: string[] = [];
-  await predictImages({ images: [good], runs: [r18.dir], imageSize: 48, onWarning: (m) => warnings.push(m) });
+  await predictImages({ backend, images: [good], runs: [r18.dir], imageSize: 48, onWarning: (m) => warnings.push(m) });
   assert.is(warnings.length, 1);
   assert.match(warnings[0]!, /was trained at 64px but --image-size 48 was given/);
   warnings.length = 0;
-  await predictImages({ images: [good], runs: [r18.dir], imageSize: 64, onWarning: (m) => warnings.push(m) });
+  await predictImages({ backend, images: [good], runs: [r18.dir], imageSize: 64, onWarning: (m) => warnings.push(m) });
   assert.equal(warnings, []);
 
   // What `osteo export --format pth` leaves beside the weights.
@@ -118,13 +121,13 @@ test('input size: the trained size by default; another --image-size warns; a met
   const weights = join(exported, 'resnet18.safetensors');
   await cp(join(r18.dir, 'best', 'model.safetensors'), weights);
   await writeFile(join(exported, 'metadata.json'), JSON.stringify({ model: 'resnet18', imageSize: 64, files: ['resnet18.safetensors'] }));
-  const loaded = await loadWeightsFile('resnet18', weights);
+  const loaded = await loadWeightsFile('resnet18', weights, { backend });
   assert.is(loaded.imageSize, 64, 'not the architecture default (224)');
-  loaded.model.dispose();
-  const fromFile = await predictImages({ images: [good], model: 'resnet18', weights });
-  const fromRun = await predictImages({ images: [good], runs: [r18.dir] });
+  await loaded.engine.dispose();
+  const fromFile = await predictImages({ backend, images: [good], model: 'resnet18', weights });
+  const fromRun = await predictImages({ backend, images: [good], runs: [r18.dir] });
   assert.equal(fromFile.images[0]!.probabilities, fromRun.images[0]!.probabilities);
-  await predictImages({ images: [good], model: 'resnet18', weights, imageSize: 96, onWarning: (m) => warnings.push(m) });
+  await predictImages({ backend, images: [good], model: 'resnet18', weights, imageSize: 96, onWarning: (m) => warnings.push(m) });
   assert.match(warnings.join('\n'), /resnet18\.safetensors \(its metadata\.json\) was trained at 64px but --image-size 96 was given/);
 });
 
@@ -132,18 +135,18 @@ test('a run with only last/ (stopped in its first epoch): the error points to --
   const early = join(root, 'early');
   await cp(r18.dir, early, { recursive: true });
   await rename(join(early, 'best'), join(early, 'last'));
-  const error = await rejection(predictImages({ images: [good], runs: [early] }));
+  const error = await rejection(predictImages({ backend, images: [good], runs: [early] }));
   assert.ok(error instanceof UserError);
   assert.match(error.message, /has no best checkpoint .*add --checkpoint last/);
-  const result = await predictImages({ images: [good], runs: [early], checkpoint: 'last' });
-  const reference = await predictImages({ images: [good], runs: [r18.dir] });
+  const result = await predictImages({ backend, images: [good], runs: [early], checkpoint: 'last' });
+  const reference = await predictImages({ backend, images: [good], runs: [r18.dir] });
   assert.equal(result.images[0]!.probabilities, reference.images[0]!.probabilities);
 });
 
 test('Grad-CAM at the 32 px minimum works for resnet18 and efficientnet_b3', async () => {
   const dir = join(root, 'cams-32');
   const before = tf.memory().numTensors;
-  const result = await predictImages({ images: [good], runs: [r18small.dir, b3small.dir], gradcamDir: dir });
+  const result = await predictImages({ backend, images: [good], runs: [r18small.dir, b3small.dir], gradcamDir: dir });
   assert.is(tf.memory().numTensors, before);
   assert.equal(result.images[0]!.gradcamFailed, undefined);
   assert.equal(Object.keys(result.images[0]!.gradcam ?? {}), ['resnet18', 'efficientnet_b3']);
@@ -157,7 +160,7 @@ test('a Grad-CAM that fails costs only its overlay: every prediction and the oth
   const dir = join(root, 'cams-fail');
   const { gradCam } = await import('../../src/eval/gradcam.js');
   const warnings: string[] = [];
-  const result = await predictImages({
+  const result = await predictImages({ backend,
     images: [good],
     runs: [r18small.dir, b3small.dir],
     gradcamDir: dir,
@@ -178,7 +181,7 @@ test('a Grad-CAM that fails costs only its overlay: every prediction and the oth
 test('an unwritable --gradcam folder is a UserError naming it, before any image is predicted', async () => {
   const file = join(root, 'a-file');
   await writeFile(file, 'x');
-  const error = await rejection(predictImages({ images: [good], runs: [r18.dir], gradcamDir: join(file, 'cams') }));
+  const error = await rejection(predictImages({ backend, images: [good], runs: [r18.dir], gradcamDir: join(file, 'cams') }));
   assert.ok(error instanceof UserError, String(error));
   assert.match(error.message, /a-file is a file, but .*a-file\/cams needs it to be a folder/);
 });

@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import puppeteer, { type Browser } from 'puppeteer-core';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { useBackend } from '../../src/backend/index.js';
+import { useBackend, type BackendHandle } from '../../src/backend/index.js';
 import { synthesizePhantom, splitDataset } from '../../src/data/index.js';
 import { gradCam } from '../../src/eval/gradcam.js';
 import { disposeModels, loadRunForInference } from '../../src/eval/inference.js';
@@ -27,19 +27,22 @@ import { testWith } from '../helpers/requirements.js';
 import { memo, tinyConfig } from '../train/helpers.js';
 import { writeRunFixture, writeTestImage } from './fixtures.js';
 
+/** The backend the tests run on, as a command passes it down. */
+let backend: BackendHandle;
+
 const artifacts = resolve('reports', 'test-artifacts');
 let root = '';
 
 /** A ResNet18 trained for two steps on a small phantom at 32 px, a B3 fixture run, and a probe image that needs a real resize. */
 const fixtures = memo(async () => {
   const started = Date.now();
-  await useBackend('wasm');
+  backend = await useBackend('wasm');
   root = await mkdtemp(join(tmpdir(), 'osteo-web-browser-'));
   const dataDir = join(root, 'phantom');
   await synthesizePhantom({ dest: dataDir, perClass: 12, size: 48, seed: 3 });
   await splitDataset({ dataDir, val: 0.25, test: 0.1 });
   const trained = join(root, 'resnet18-phantom');
-  await trainModel(await tinyConfig(dataDir, trained, { epochs: '1', maxSteps: '2' }));
+  await trainModel(await tinyConfig(dataDir, trained, { epochs: '1', maxSteps: '2' }), { backend });
   // 64 px, so its Grad-CAM grid is 2×2 rather than a single cell.
   const b3 = await writeRunFixture(join(root, 'b3'), 'efficientnet_b3', { imageSize: 64, seed: 31 });
   const probe = join(root, 'probe.png');
@@ -73,7 +76,7 @@ interface PageResult {
 async function openExport(name: string, runs: string[], options: { noGpuApis?: boolean } = {}): Promise<{ page: PageResult; errors: string[]; expected: ImagePrediction }> {
   const { probe } = await fixtures();
   const site = join(root, name);
-  await exportWeb({ runs, outDir: site });
+  await exportWeb({ backend, runs, outDir: site });
   await copyFile(probe, join(site, 'probe.png'));
   const served = await serveDirectory(site, { port: 0 });
   const started = Date.now();
@@ -95,7 +98,7 @@ async function openExport(name: string, runs: string[], options: { noGpuApis?: b
     await tab.screenshot({ path: shot as `${string}.png`, fullPage: true });
     const png = await readFile(shot);
     assert.ok(png.subarray(1, 4).toString() === 'PNG' && png.length > 10_000, `screenshot ${shot}`);
-    const expected = (await predictImages({ images: [probe], runs })).images[0]!;
+    const expected = (await predictImages({ backend, images: [probe], runs })).images[0]!;
     return { page, errors, expected };
   } finally {
     await tab.close();
@@ -137,10 +140,10 @@ async function checkGradCam(page: PageResult, expected: ImagePrediction, runs: s
   const classIndex = argmaxRows(expected.probabilities, expected.probabilities.length)[0]!;
   const models = [];
   try {
-    for (const run of runs) models.push(await loadRunForInference(run));
+    for (const run of runs) models.push(await loadRunForInference(run, { backend }));
     for (const [i, m] of models.entries()) {
       const name = Object.keys(expected.models)[i]!;
-      const reference = await gradCam(m.model, getModel(m.modelName).gradCamLayer, await preprocessForModel(probe, m.transform), m.transform.crop, classIndex);
+      const reference = await gradCam(m.engine, getModel(m.modelName).gradCamLayer, await preprocessForModel(probe, m.transform), classIndex);
       const ours = page.gradcam[name]!;
       assert.equal(ours.grid, [reference.height, reference.width], `${name}: Grad-CAM grid`);
       const diff = Math.max(...Array.from(reference.map, (v, k) => Math.abs(v - ours.map![k]!)));

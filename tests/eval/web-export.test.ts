@@ -10,7 +10,7 @@ import { basename, dirname, join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { setupOnce } from './helpers.js';
-import { useBackend } from '../../src/backend/index.js';
+import { useBackend, type BackendHandle } from '../../src/backend/index.js';
 import { main } from '../../src/cli.js';
 import { getModel } from '../../src/models/index.js';
 import { UserError } from '../../src/util/index.js';
@@ -22,12 +22,15 @@ import { evaluationOf, exportWeb, wasmBinaries } from '../../src/eval/web-export
 import type { WebMetadata } from '../../src/eval/web/metadata.js';
 import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
 
+/** The backend the tests run on, as a command passes it down. */
+let backend: BackendHandle;
+
 let root = '';
 let runA: RunFixture;
 let runB: RunFixture;
 
 setupOnce(test, async () => {
-  await useBackend('wasm');
+  backend = await useBackend('wasm');
   root = await mkdtemp(join(tmpdir(), 'osteo-web-export-'));
   runA = await writeRunFixture(join(root, 'run-a'), 'resnet18', { imageSize: 32, seed: 21 });
   runB = await writeRunFixture(join(root, 'run-b'), 'resnet18', { imageSize: 32, seed: 22 });
@@ -43,7 +46,7 @@ async function leftovers(target: string): Promise<string[]> {
 
 test('a two-run export: page, bundle, wasm binaries, one LayersModel per run, metadata with predict’s names', async () => {
   const out = join(root, 'site');
-  const result = await exportWeb({ runs: [runA.dir, runB.dir], outDir: out });
+  const result = await exportWeb({ backend, runs: [runA.dir, runB.dir], outDir: out });
   for (const file of ['index.html', 'viewer.js', ...wasmBinaries, 'metadata.json']) assert.ok(result.files.includes(file) && existsSync(join(out, file)), file);
   const metadata = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8')) as WebMetadata;
   assert.is(metadata.format, 'osteo-web');
@@ -54,7 +57,7 @@ test('a two-run export: page, bundle, wasm binaries, one LayersModel per run, me
   // The names osteo predict gives the same two runs, so the page's #result reads the same.
   const probe = join(root, 'probe.png');
   await writeTestImage(probe, 40, 37, 3);
-  const predicted = await predictImages({ images: [probe], runs: [runA.dir, runB.dir] });
+  const predicted = await predictImages({ backend, images: [probe], runs: [runA.dir, runB.dir] });
   const names = metadata.models.map((m) => m.name);
   assert.equal(names, ['resnet18:run-a', 'resnet18:run-b']);
   assert.equal(Object.keys(predicted.images[0]!.models), names);
@@ -96,10 +99,10 @@ test('metadata.json carries osteo eval’s test metrics of exactly these runs, a
 
 test('re-export switches the folder whole: stale shards of the previous export are gone', async () => {
   const out = join(root, 'site-again');
-  await exportWeb({ runs: [runA.dir], outDir: out });
+  await exportWeb({ backend, runs: [runA.dir], outDir: out });
   const folder = join(out, 'models', '1-resnet18');
   await writeFile(join(folder, 'group1-shard99of99.bin'), 'a shard of an older, larger export');
-  await exportWeb({ runs: [runB.dir], outDir: out });
+  await exportWeb({ backend, runs: [runB.dir], outDir: out });
   assert.not.ok(existsSync(join(folder, 'group1-shard99of99.bin')));
   const metadata = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8')) as WebMetadata;
   assert.match(metadata.models[0]!.source.run, /run-b$/);
@@ -110,7 +113,7 @@ test('a folder holding files osteo did not write is refused and left untouched',
   const out = join(root, 'user-folder');
   await mkdir(out, { recursive: true });
   await writeFile(join(out, 'notes.txt'), 'mine');
-  await exportWeb({ runs: [runA.dir], outDir: out }).then(
+  await exportWeb({ backend, runs: [runA.dir], outDir: out }).then(
     () => assert.unreachable('exported over a user folder'),
     (e: unknown) => assert.ok(e instanceof UserError && /notes\.txt/.test(e.message) && /did not write/.test(e.message), String(e)),
   );
@@ -120,7 +123,7 @@ test('a folder holding files osteo did not write is refused and left untouched',
 
 test('a failure while writing leaves the previous export whole and no staging folder', async () => {
   const out = join(root, 'site-fail');
-  await exportWeb({ runs: [runA.dir], outDir: out });
+  await exportWeb({ backend, runs: [runA.dir], outDir: out });
   const before = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8')) as WebMetadata;
   await writeFolderStaged(out, async (staging) => {
     await writeFile(join(staging, 'metadata.json'), '{}');

@@ -9,7 +9,11 @@ import { UserError } from '../../src/util/index.js';
 import { synthesizePhantom } from '../../src/data/index.js';
 import { resolveCvConfig } from '../../src/config/index.js';
 import { main } from '../../src/cli.js';
+import { useBackend } from '../../src/backend/index.js';
 import { buildCvReport, collectCv, compareCv, cvEntryNames, cvExperimentFromConfig, ensembleEntry, runCv, shardJobs, type JobPredictions } from '../../src/pipeline/index.js';
+
+/** The backend the CV jobs run on (tinyFlags asks for wasm), chosen as `osteo cv` chooses it. */
+const wasm = () => useBackend('wasm');
 
 /** A job whose probabilities put `p` on the class in `predicted[i]` and split the rest evenly. */
 function job(entry: string, fold: number, paths: string[], labels: number[], predicted: number[], p = 0.8): JobPredictions {
@@ -117,7 +121,7 @@ test('cv end to end on a phantom: 3 folds, sharded and collected = unsharded bit
     await synthesizePhantom({ dest: data, perClass: 8, size: 64, seed: 5, duplicateRate: 0.5 });
     const whole = join(dir, 'whole');
     const lines: string[] = [];
-    const full = await runCv(cvExperimentFromConfig(tinyFlags(data, whole), ['augment=none']), { log: (l) => lines.push(l) });
+    const full = await runCv(cvExperimentFromConfig(tinyFlags(data, whole), ['augment=none']), { backend: await wasm(), log: (l) => lines.push(l) });
     assert.ok(full.report, 'an unsharded run collects its report');
     for (const file of ['cv.md', 'cv.csv', 'cv.json', 'confusion-resnet18.png']) assert.ok(existsSync(join(whole, 'report', file)), file);
     assert.ok(lines.some((l) => /\[job 2\/3\] r1-f2-resnet18 \(repeat 1\/1, fold 2\/3, resnet18\)/.test(l)), 'progress names the job and fold');
@@ -138,7 +142,7 @@ test('cv end to end on a phantom: 3 folds, sharded and collected = unsharded bit
     const jsonOf = async (out: string) => JSON.parse(await readFile(join(out, 'report', 'cv.json'), 'utf8')) as { rows: unknown[] };
     const sharded = join(dir, 'sharded');
     for (const shard of ['1/3', '2/3']) {
-      const result = await runCv(cvExperimentFromConfig(tinyFlags(data, sharded, { shard }), ['augment=none']));
+      const result = await runCv(cvExperimentFromConfig(tinyFlags(data, sharded, { shard }), ['augment=none']), { backend: await wasm() });
       assert.is(result.jobs.length, 1);
       assert.is(result.report, undefined, 'a shard alone does not collect');
     }
@@ -158,7 +162,7 @@ test('cv end to end on a phantom: 3 folds, sharded and collected = unsharded bit
     }
 
     // Re-running skips finished jobs; a job whose result is gone and whose run stopped mid-way resumes from `last`.
-    const again = await runCv(cvExperimentFromConfig(tinyFlags(data, whole), ['augment=none']));
+    const again = await runCv(cvExperimentFromConfig(tinyFlags(data, whole), ['augment=none']), { backend: await wasm() });
     assert.equal(again.jobs.map((j) => j.status), ['reused', 'reused', 'reused']);
     const killed = join(whole, 'jobs', 'r1-f2-resnet18');
     const before = await readFile(join(killed, 'result.json'), 'utf8');
@@ -166,7 +170,7 @@ test('cv end to end on a phantom: 3 folds, sharded and collected = unsharded bit
     const events = (await readFile(join(killed, 'run', 'events.jsonl'), 'utf8')).trim().split('\n');
     await writeFile(join(killed, 'run', 'events.jsonl'), events.filter((l) => !l.includes('"type":"stop"')).join('\n') + '\n');
     const resumed: string[] = [];
-    const third = await runCv(cvExperimentFromConfig(tinyFlags(data, whole), ['augment=none']), { onTrainEvent: (e) => resumed.push(e.type) });
+    const third = await runCv(cvExperimentFromConfig(tinyFlags(data, whole), ['augment=none']), { backend: await wasm(), onTrainEvent: (e) => resumed.push(e.type) });
     assert.equal(third.jobs.map((j) => j.status), ['reused', 'done', 'reused']);
     assert.ok(resumed.includes('resume'), 'the killed job resumed from its checkpoint');
     assert.equal(JSON.parse(await readFile(join(killed, 'result.json'), 'utf8')).probabilities, JSON.parse(before).probabilities);
@@ -180,7 +184,7 @@ test('cv end to end on a phantom: 3 folds, sharded and collected = unsharded bit
 
     // Other settings in the same folder are refused before anything runs.
     try {
-      await runCv(cvExperimentFromConfig(tinyFlags(data, whole, { epochs: '2' }), ['augment=none']));
+      await runCv(cvExperimentFromConfig(tinyFlags(data, whole, { epochs: '2' }), ['augment=none']), { backend: await wasm() });
       assert.unreachable();
     } catch (error) {
       assert.instance(error, UserError);

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
+import { useBackend, type BackendHandle } from '../../src/backend/index.js';
 import { resolveTrainConfig } from '../../src/config/index.js';
 import { splitDataset, synthesizePhantom } from '../../src/data/index.js';
 import type { TrainConfig, TrainEvent } from '../../src/train/index.js';
@@ -41,6 +42,12 @@ export function tinyConfig(dataDir: string, out: string, flags: Record<string, s
     sets: ['augment=none', ...sets],
   });
 }
+
+/** The backend tinyConfig asks for, chosen as `osteo train` chooses it: what trainModel is handed. */
+export const wasm = (): Promise<BackendHandle> => useBackend('wasm');
+
+/** A module of a small convnet that stands in for the config's model (see fixtures/small-provider.ts). */
+export const smallModel = new URL('./fixtures/small-provider.ts', import.meta.url).href;
 
 /** Copy a checkpoint's files the moment it is written (the next save replaces them). */
 export function snapshotOn(run: string, which: 'last' | 'best', epoch: number, batch: number, into: string): (event: TrainEvent) => void {

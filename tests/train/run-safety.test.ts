@@ -14,6 +14,7 @@ import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { useBackend } from '../../src/backend/index.js';
 import { resolveTrainConfig } from '../../src/config/index.js';
 import { splitDataset, synthesizePhantom } from '../../src/data/index.js';
 import { getModel } from '../../src/models/index.js';
@@ -21,7 +22,7 @@ import { readRunConfigJson, readRunSplit, runLockPath } from '../../src/runs/ind
 import { trainModel, type TrainEvent } from '../../src/train/index.js';
 import { UserError } from '../../src/util/index.js';
 import { modelToStateDict, writeSafetensors } from '../../src/weights/index.js';
-import { assertSameDict, memo, readWeights, tempDir, tinyConfig } from './helpers.js';
+import { assertSameDict, memo, wasm, readWeights, tempDir, tinyConfig } from './helpers.js';
 
 const workspace = memo(() => tempDir('osteo-run-safety-'));
 test.after(async () => {
@@ -75,7 +76,7 @@ test('a relative --data is recorded absolute with its manifest hash: --resume fr
   const home = process.cwd();
   try {
     process.chdir(dirname(data));
-    const first = await trainModel(await tinyConfig(basename(data), run, { epochs: '3', maxSteps: '1' }));
+    const first = await trainModel(await tinyConfig(basename(data), run, { epochs: '3', maxSteps: '1' }), { backend: await wasm() });
     assert.equal([first.status, first.steps], ['max-steps', 1]);
     assert.match(first.message, /took the --max-steps 1 steps of this invocation; .*continue with --resume/);
     const record = (await readRunSplit(run))!;
@@ -85,7 +86,7 @@ test('a relative --data is recorded absolute with its manifest hash: --resume fr
     process.chdir(dirname(home));
     const config = await resumeConfig(run, { maxSteps: '3' });
     assert.is(config.data, basename(data), 'the saved config keeps what the user typed');
-    const second = await trainModel(config, { resume: true });
+    const second = await trainModel(config, { backend: await wasm(), resume: true });
     assert.equal([second.status, second.steps], ['max-steps', 4], '3 more steps, not 2 (the budget is per invocation)');
     assert.match(second.message, /continue with --resume/);
   } finally {
@@ -97,13 +98,13 @@ test('a relative --data is recorded absolute with its manifest hash: --resume fr
 test('a re-split dataset: --resume is refused naming both hashes, and the run is left as it was', async () => {
   const data = await ownPhantom('resplit-data');
   const run = await folder('resplit-run');
-  await trainModel(await tinyConfig(data, run, { epochs: '1', maxSteps: '1' }));
+  await trainModel(await tinyConfig(data, run, { epochs: '1', maxSteps: '1' }), { backend: await wasm() });
   const before = (await readRunSplit(run))!.manifestSha256;
   const state = await readFile(join(run, 'last', 'state.json'));
   await splitDataset({ dataDir: data, val: 0.25, test: 0.1, seed: 7 });
   const after = createHash('sha256').update(readFileSync(join(data, 'splits.csv'))).digest('hex');
   assert.is.not(after, before);
-  await refused(trainModel(await resumeConfig(run), { resume: true }), new RegExp(`splits\\.csv has changed since .*SHA-256 ${before} then, ${after} now`), /Restore the original splits\.csv, or start a new run/);
+  await refused(trainModel(await resumeConfig(run), { backend: await wasm(), resume: true }), new RegExp(`splits\\.csv has changed since .*SHA-256 ${before} then, ${after} now`), /Restore the original splits\.csv, or start a new run/);
   assert.ok((await readFile(join(run, 'last', 'state.json'))).equals(state));
   assert.not.ok(existsSync(runLockPath(run)));
 });
@@ -111,7 +112,7 @@ test('a re-split dataset: --resume is refused naming both hashes, and the run is
 test('what can fail is checked before the run folder exists: a missing manifest, a bad --pretrained, --out under a file', async () => {
   const data = await phantom();
   const none = await folder('no-manifest-run');
-  await refused(trainModel(await tinyConfig(await folder('no-such-dataset'), none)), /no split manifest/);
+  await refused(trainModel(await tinyConfig(await folder('no-such-dataset'), none), { backend: await wasm() }), /no split manifest/);
   assert.not.ok(existsSync(none));
 
   // a checkpoint missing a backbone key: read, shape-checked, refused — no run folder
@@ -122,11 +123,11 @@ test('what can fail is checked before the run folder exists: a missing manifest,
   const broken = await folder('broken.safetensors');
   await writeSafetensors(broken, dict);
   const pretrainedRun = await folder('bad-pretrained-run');
-  await refused(trainModel(await tinyConfig(data, pretrainedRun, { pretrained: broken, maxSteps: '1' })), /do not fit resnet18: missing keys: layer1\.0\.conv1\.weight/);
+  await refused(trainModel(await tinyConfig(data, pretrainedRun, { pretrained: broken, maxSteps: '1' }), { backend: await wasm() }), /do not fit resnet18: missing keys: layer1\.0\.conv1\.weight/);
   assert.not.ok(existsSync(pretrainedRun));
   const missingRun = await folder('missing-pretrained-run');
   try {
-    await trainModel(await tinyConfig(data, missingRun, { pretrained: await folder('absent.pth'), maxSteps: '1' }));
+    await trainModel(await tinyConfig(data, missingRun, { pretrained: await folder('absent.pth'), maxSteps: '1' }), { backend: await wasm() });
     assert.unreachable();
   } catch (error) {
     assert.ok(String(error).includes('absent.pth'), String(error));
@@ -136,7 +137,7 @@ test('what can fail is checked before the run folder exists: a missing manifest,
   const file = await folder('a-file');
   await writeFile(file, 'not a folder');
   for (const out of [file, join(file, 'run')]) {
-    await refused(trainModel(await tinyConfig(data, out, { maxSteps: '1' })), new RegExp(`^${escape(file)} is a file, but .* needs it to be a folder`));
+    await refused(trainModel(await tinyConfig(data, out, { maxSteps: '1' }), { backend: await wasm() }), new RegExp(`^${escape(file)} is a file, but .* needs it to be a folder`));
   }
   assert.is(readFileSync(file, 'utf8'), 'not a folder');
 });
@@ -151,7 +152,9 @@ const tfjsNodeInstalled = (() => {
 })();
 (tfjsNodeInstalled ? test.skip : test)('an absent backend is refused before the run folder exists (skipped where tfjs-node is installed: it is then not absent)', async () => {
   const run = await folder('absent-backend-run');
-  await refused(trainModel(await tinyConfig(await phantom(), run, { backend: 'tensorflow', maxSteps: '1' })));
+  // as `osteo train` does: the backend the config names is chosen before trainModel is called
+  const config = await tinyConfig(await phantom(), run, { backend: 'tensorflow', maxSteps: '1' });
+  await refused((async () => trainModel(config, { backend: await useBackend(config.backend) }))());
   assert.not.ok(existsSync(run));
 });
 
@@ -160,6 +163,7 @@ test('killed in epoch 1 after best/ but before last/ (and a stale lock): the sam
   const config = await tinyConfig(await phantom(), run, { epochs: '1' });
   await refused(
     trainModel(config, {
+    backend: await wasm(),
       fault: (name) => {
         if (name === 'last') throw new UserError('killed before last/');
       },
@@ -170,7 +174,7 @@ test('killed in epoch 1 after best/ but before last/ (and a stale lock): the sam
   const killedBest = await readWeights(join(run, 'best', 'model.safetensors'));
   await writeFile(runLockPath(run), staleLock()); // kill -9 releases nothing
   const events: TrainEvent[] = [];
-  const result = await trainModel(config, { onEvent: (event) => events.push(event) });
+  const result = await trainModel(config, { backend: await wasm(), onEvent: (event) => events.push(event) });
   assert.equal([result.status, result.steps], ['completed', 2]);
   const restarted = events.find((e): e is Extract<TrainEvent, { type: 'restarted' }> => e.type === 'restarted');
   assert.ok(restarted, 'a restarted event');
@@ -182,17 +186,17 @@ test('killed in epoch 1 after best/ but before last/ (and a stale lock): the sam
   // the same command on the finished run has nothing to do (exit 0, nothing written); any other
   // config on a run that holds training is still refused without --resume
   const finishedWeights = await readWeights(join(run, 'last', 'model.safetensors'));
-  const again = await trainModel(config);
+  const again = await trainModel(config, { backend: await wasm() });
   assert.equal([again.status, again.steps], ['completed', 2]);
   assert.match(again.message, /already holds this run, trained to the end .*nothing to do/);
   assertSameDict(await readWeights(join(run, 'last', 'model.safetensors')), finishedWeights, 'a finished run is not retrained');
-  await refused(trainModel({ ...config, seed: config.seed + 1 }), /already holds a training run: add --resume/);
-  await refused(trainModel({ ...config, epochs: config.epochs + 1 }), /already holds a training run: add --resume/);
+  await refused(trainModel({ ...config, seed: config.seed + 1 }, { backend: await wasm() }), /already holds a training run: add --resume/);
+  await refused(trainModel({ ...config, epochs: config.epochs + 1 }, { backend: await wasm() }), /already holds a training run: add --resume/);
   // a folder whose config.json is not a training run's is not restarted (nothing in it is deleted)
   const foreign = await folder('foreign-run');
   await cp(join(run, 'best'), join(foreign, 'best'), { recursive: true });
   await writeFile(join(foreign, 'config.json'), '{"title": "my notes"}');
-  await refused(trainModel(await tinyConfig(await phantom(), foreign, { epochs: '1' })), /config\.json is not the config of an osteo training run/);
+  await refused(trainModel(await tinyConfig(await phantom(), foreign, { epochs: '1' }), { backend: await wasm() }), /config\.json is not the config of an osteo training run/);
   assert.equal(readdirSync(foreign).sort(), ['best', 'config.json']);
 });
 
@@ -201,6 +205,7 @@ test('killed before any checkpoint: --resume restarts it too (nothing to resume,
   const config = await tinyConfig(await phantom(), run, { epochs: '1' });
   await refused(
     trainModel(config, {
+    backend: await wasm(),
       onEvent: (event) => {
         if (event.type === 'step') throw new UserError('killed mid-epoch');
       },
@@ -210,7 +215,7 @@ test('killed before any checkpoint: --resume restarts it too (nothing to resume,
   assert.ok(existsSync(join(run, 'config.json')) && !existsSync(join(run, 'last')));
   await writeFile(runLockPath(run), staleLock());
   const events: TrainEvent[] = [];
-  const result = await trainModel(await resumeConfig(run, { maxSteps: '1' }), { resume: true, onEvent: (event) => events.push(event) });
+  const result = await trainModel(await resumeConfig(run, { maxSteps: '1' }), { backend: await wasm(), resume: true, onEvent: (event) => events.push(event) });
   assert.equal([result.status, result.steps], ['max-steps', 1]);
   assert.ok(events.some((e) => e.type === 'restarted'));
   assert.not.ok(events.some((e) => e.type === 'resume'));
@@ -218,7 +223,7 @@ test('killed before any checkpoint: --resume restarts it too (nothing to resume,
 
 test('non-finite validation outputs stop the run as diverged, before the epoch is recorded or saved', async () => {
   const run = await folder('nan-val-run');
-  await trainModel(await tinyConfig(await phantom(), run, { epochs: '2', maxSteps: '1' }));
+  await trainModel(await tinyConfig(await phantom(), run, { epochs: '2', maxSteps: '1' }), { backend: await wasm() });
   // An infinite running mean in the last BatchNorm: training (batch statistics) stays finite, while
   // inference-mode validation gets infinite features and NaN logits. (A NaN running statistic would
   // not do: the ReLU after it turns NaN into 0 on wasm.)
@@ -226,7 +231,7 @@ test('non-finite validation outputs stop the run as diverged, before the epoch i
   (weights.get('layer4.1.bn2.running_mean')!.data as Float32Array).fill(-Infinity);
   await writeSafetensors(join(run, 'last', 'model.safetensors'), weights);
   const events: TrainEvent[] = [];
-  const result = await trainModel(await resumeConfig(run), { resume: true, onEvent: (event) => events.push(event) });
+  const result = await trainModel(await resumeConfig(run), { backend: await wasm(), resume: true, onEvent: (event) => events.push(event) });
   assert.ok(events.some((e) => e.type === 'step' && Number.isFinite(e.loss)), 'training loss stayed finite');
   assert.is(result.status, 'diverged');
   assert.match(result.message, /validation diverged: the val loss is NaN after epoch 1 \(step 2\); the epoch was not recorded or saved/);
@@ -236,14 +241,14 @@ test('non-finite validation outputs stop the run as diverged, before the epoch i
 
 test('a run being trained by a live process is refused naming its pid, and is not touched', async () => {
   const run = await folder('locked-run');
-  await trainModel(await tinyConfig(await phantom(), run, { epochs: '1', maxSteps: '1' }));
+  await trainModel(await tinyConfig(await phantom(), run, { epochs: '1', maxSteps: '1' }), { backend: await wasm() });
   const sleeper = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)']);
   try {
     const lock = JSON.stringify({ pid: sleeper.pid, host: hostname(), started: 'now' });
     await writeFile(runLockPath(run), lock);
     const entries = readdirSync(run).sort();
     const state = await readFile(join(run, 'last', 'state.json'));
-    await refused(trainModel(await resumeConfig(run), { resume: true }), new RegExp(`is being trained by process ${sleeper.pid}`));
+    await refused(trainModel(await resumeConfig(run), { backend: await wasm(), resume: true }), new RegExp(`is being trained by process ${sleeper.pid}`));
     assert.equal(readdirSync(run).sort(), entries);
     assert.ok((await readFile(join(run, 'last', 'state.json'))).equals(state));
     assert.is(readFileSync(runLockPath(run), 'utf8'), lock, "the owner's lock is left in place");

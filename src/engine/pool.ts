@@ -95,3 +95,22 @@ export class WorkerClient {
     await this.worker.terminate();
   }
 }
+
+/**
+ * One worker thread per init, started one after another (each waits until the one before is ready:
+ * every start compiles a backend instance and builds a model); all or none.
+ */
+export async function startClients(inits: WorkerInit[]): Promise<WorkerClient[]> {
+  const clients: WorkerClient[] = [];
+  try {
+    for (const init of inits) {
+      const client = new WorkerClient(init);
+      clients.push(client);
+      await client.ready;
+    }
+  } catch (error) {
+    await Promise.all(clients.map((c) => c.terminate()));
+    throw error;
+  }
+  return clients;
+}

@@ -4,8 +4,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { main } from '../../../src/cli.js';
-import { median, runBench, syntheticBatch } from '../../../src/train/engine/bench.js';
+import { main } from '../../src/cli.js';
+import { median, runBench, syntheticBatch } from '../../src/engine/bench.js';
+import { useBackend } from '../../src/backend/index.js';
+
+/** The backend these tests run on, as a command passes it down. */
+const wasm = await useBackend('wasm');
 
 test('median and synthetic batches', () => {
   assert.is(median([5, 1, 3]), 3);
@@ -19,7 +23,7 @@ test('median and synthetic batches', () => {
 
 test('runBench times training steps after the warm-up and reports a stable tensor count', async () => {
   const steps: boolean[] = [];
-  const result = await runBench({ mode: 'train', model: 'resnet18', imageSize: 32, batchSize: 2, steps: 2, warmup: 1, backend: 'wasm', workers: 1, onStep: (_i, _ms, warmup) => steps.push(warmup) });
+  const result = await runBench({ mode: 'train', model: 'resnet18', imageSize: 32, batchSize: 2, steps: 2, warmup: 1, backend: wasm, workers: 1, onStep: (_i, _ms, warmup) => steps.push(warmup) });
   assert.equal(steps, [true, false, false]);
   assert.is(result.stepsTimed, 2);
   assert.is(result.stepMs.length, 2);

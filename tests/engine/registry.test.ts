@@ -5,7 +5,11 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createEngine, type EngineBatch, type EngineOptions } from '../../../src/train/engine/index.js';
+import { createEngine, type EngineBatch, type EngineOptions } from '../../src/engine/index.js';
+import { useBackend } from '../../src/backend/index.js';
+
+/** The backend these tests run on, as a command passes it down. */
+const wasm = await useBackend('wasm');
 
 function batch(n: number, size: number): EngineBatch {
   const images = new Float32Array(n * size * size * 3);
@@ -16,7 +20,7 @@ function batch(n: number, size: number): EngineBatch {
 const options: EngineOptions = {
   model: 'resnet18',
   build: { imageSize: 32, numClasses: 3 },
-  backend: 'wasm',
+  backend: wasm,
   workers: 2,
   microBatch: 2,
   optimizer: { type: 'adamw', weightDecay: 0.01 },

@@ -3,7 +3,7 @@
  * import. The default is osteo's registry; tests point `providerModule` at a module of tiny models.
  */
 import type * as tfl from '@tensorflow/tfjs-layers';
-import type { ModelBuildOptions } from '../../models/index.js';
+import type { ModelBuildOptions } from '../models/index.js';
 import type { LoadReport, StateDict } from './types.js';
 
 export interface ModelProvider {

@@ -11,8 +11,8 @@
  * optimizer step to its share. One optimizer step, computed in parallel; replicas therefore hold
  * bit-identical weights. Without workers the main thread runs the same reduce over everything.
  *
- * Which backend runs is not this file's business: it reads the selection's capabilities (worker
- * threads, activation memory, how its out-of-memory failure shows).
+ * Which backend runs is not this file's business: it is handed the backend's handle and reads its
+ * capabilities (worker threads, activation memory) and how its out-of-memory failure shows.
  *
  * BatchNorm follows PyTorch: statistics per micro-batch (as DDP computes them per GPU). The running
  * statistics are combined as if the micro-batches had run one after another in batch order — every
@@ -22,12 +22,13 @@
  * depend on the number of workers, except through float reassociation of the gradient sum.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { useBackend, workerThreadBackends, type ActivationMemory, type BackendCapabilities } from '../../backend/index.js';
-import { UserError } from '../../util/index.js';
+import { activateBackend, type ActivationMemory, type BackendHandle } from '../backend/index.js';
+import { UserError } from '../util/index.js';
 import { lossCoefficients, lossDenominator, validateLossSpec, type LossSpec } from './loss.js';
 import { FlatOptimizer, clipCoefficient } from './optimizer.js';
 import type { BufferRule, Layout } from './params.js';
-import { WorkerClient } from './pool.js';
+import { blocks, sharedFloats, throwPendingFault, translateFault, workerCount, type PassContext } from './parallel.js';
+import { WorkerClient, startClients } from './pool.js';
 import { loadProvider, type ModelProvider } from './provider.js';
 import { ReplicaReduce } from './reduce.js';
 import { BoundReplica, Replica, type MicroBatch, type MicroResult } from './replica.js';
@@ -96,10 +97,6 @@ class WorkerExecutor implements Executor {
   }
 }
 
-function sharedFloats(count: number, shared: boolean): Float32Array {
-  return shared ? new Float32Array(new SharedArrayBuffer(count * 4)) : new Float32Array(count);
-}
-
 /** Compose the buffer updates of micro-batches that each started from `start`, in batch order. */
 export function combineBuffers(start: Float32Array, layout: Layout, updates: Float32Array[], out: Float32Array): void {
   const k = updates.length;
@@ -126,11 +123,6 @@ export function combineBuffers(start: Float32Array, layout: Layout, updates: Flo
   });
 }
 
-/** Split [0, n) into `parts` contiguous blocks as equal as possible. */
-function blocks(n: number, parts: number): Array<[number, number]> {
-  return Array.from({ length: parts }, (_, w) => [Math.floor((w * n) / parts), Math.floor(((w + 1) * n) / parts)] as [number, number]);
-}
-
 class Engine implements TrainingEngine {
   private version = 0;
   private stepCount = 0;
@@ -147,10 +139,14 @@ class Engine implements TrainingEngine {
     private readonly optimizer: FlatOptimizer,
     private readonly lossSpec: LossSpec,
     readonly microBatchLimit: number | undefined,
-    readonly backend: string,
-    private readonly capabilities: BackendCapabilities,
+    private readonly handle: BackendHandle,
   ) {
     this.gradSlices = executors.map((e) => e.gradBuffer);
+  }
+
+  /** The backend's name, for logs and results. */
+  get backend(): string {
+    return this.handle.name;
   }
 
   get workers(): number {
@@ -232,30 +228,14 @@ class Engine implements TrainingEngine {
         return executor.gradients(this.version, shard, scale, this.options.seed, this.stepCount);
       }),
     ).catch((error: unknown) => {
-      throw this.translateFault(error, 'training', perPass);
+      throw translateFault(this.handle.faults, error, this.pass('training', perPass));
     });
-    this.throwPendingFault('training', perPass);
+    throwPendingFault(this.handle.faults, this.pass('training', perPass));
     return replies.flat().sort((a, b) => a.index - b.index);
   }
 
-  /**
-   * A failure of the backend itself (memory exhausted, a lost GPU device) as a UserError that names
-   * the model, the input size and the images per pass, and the fix; any other error as it is.
-   */
-  private translateFault(error: unknown, doing: string, perPass: number): unknown {
-    const fault = this.capabilities.faults?.describe(error);
-    if (!fault) return error;
-    const size = this.master.imageSize;
-    return new UserError(
-      `${fault} while ${doing} ${this.options.model} at ${size}×${size} with ${perPass} image${perPass === 1 ? '' : 's'} per pass (micro-batch); ` +
-        `pass a smaller --micro-batch${perPass > 1 ? ` (at most ${Math.max(1, Math.floor(perPass / 2))})` : ''} or a smaller --image-size, and start again (checkpoints already written are kept)`,
-    );
-  }
-
-  /** A fault the backend reported on its own during the last passes (a GPU reports errors asynchronously). */
-  private throwPendingFault(doing: string, perPass: number): void {
-    const pending = this.capabilities.faults?.takePending?.();
-    if (pending) throw this.translateFault(pending, doing, perPass);
+  private pass(doing: string, perPass: number): PassContext {
+    return { doing, model: this.options.model, imageSize: this.master.imageSize, perPass };
   }
 
   async step(batch: EngineBatch, lr: number): Promise<StepResult> {
@@ -308,9 +288,9 @@ class Engine implements TrainingEngine {
         return executor.predict(this.version, images.slice(from * per, to * per), to - from, chunk);
       }),
     ).catch((error: unknown) => {
-      throw this.translateFault(error, 'running', chunk);
+      throw translateFault(this.handle.faults, error, this.pass('running', chunk));
     });
-    this.throwPendingFault('running', chunk);
+    throwPendingFault(this.handle.faults, this.pass('running', chunk));
     const out = new Float32Array(size * this.master.numClasses);
     let offset = 0;
     for (const part of logits) {
@@ -394,12 +374,9 @@ type CreatedEngine = TrainingEngine & { readonly layout: Layout; microBatchSize(
 
 /** Options arrive validated (train config, bench flags); what is checked here depends on the model or the backend. */
 export async function createEngine(options: EngineOptions): Promise<CreatedEngine> {
-  const { backend, capabilities } = await useBackend(options.backend ?? 'auto');
-  const threads = capabilities.workerThreads;
-  const workers = options.workers ?? (threads.trainsInWorkers ? threads.defaultCount() : 1);
-  if (workers > 1 && !threads.trainsInWorkers) {
-    throw new UserError(`--workers > 1 is for the ${workerThreadBackends()} backends; ${threads.why}`);
-  }
+  const handle = options.backend;
+  await activateBackend(handle);
+  const workers = workerCount(options.workers, handle.capabilities.workerThreads);
   const provider = await loadProvider(options.providerModule);
   const build = { ...options.build, seed: options.build.seed ?? options.seed };
   const master = new Replica(provider, options.model, build);
@@ -418,7 +395,7 @@ export async function createEngine(options: EngineOptions): Promise<CreatedEngin
   const buffers = sharedFloats(layout.bufferCount, shared);
   await master.readParams(params);
   await master.readBuffers(buffers);
-  const limit = microBatchLimit(master, capabilities.activationMemory);
+  const limit = microBatchLimit(master, handle.capabilities.activationMemory);
   // the summed gradient: shared so that workers can reduce slices of it in place
   const reduced = sharedFloats(layout.paramCount, shared);
   let executors: Executor[];
@@ -428,13 +405,13 @@ export async function createEngine(options: EngineOptions): Promise<CreatedEngin
     executors = [new LocalExecutor(new BoundReplica(master, params, buffers), grads, reducer)];
   } else {
     try {
-      executors = await startWorkers(workers, { ...options, build }, backend, { params, buffers, reduced, slots: optimizer.slotArrays });
+      executors = await startWorkers(workers, { ...options, build }, { params, buffers, reduced, slots: optimizer.slotArrays });
     } catch (error) {
       master.dispose();
       throw error;
     }
   }
-  return new Engine(options, provider, master, executors, params, buffers, optimizer, lossSpec, limit, backend, capabilities);
+  return new Engine(options, provider, master, executors, params, buffers, optimizer, lossSpec, limit, handle);
 }
 
 /**
@@ -453,33 +430,26 @@ export function microBatchLimit(master: Pick<Replica, 'activationFloatsPerImage'
 async function startWorkers(
   workers: number,
   options: EngineOptions,
-  backend: string,
   memory: { params: Float32Array; buffers: Float32Array; reduced: Float32Array; slots: Readonly<Record<string, Float32Array>> },
 ): Promise<WorkerExecutor[]> {
   const allGrads = Array.from({ length: workers }, () => sharedFloats(memory.params.length, true));
   const shareOf = (values: Float32Array) => values.buffer as SharedArrayBuffer;
-  const clients: WorkerExecutor[] = [];
-  try {
-    for (const grads of allGrads) {
-      const client = new WorkerClient({
-        providerModule: options.providerModule,
-        model: options.model,
-        build: { ...options.build, initialize: false },
-        backend,
-        params: shareOf(memory.params),
-        buffers: shareOf(memory.buffers),
+  const clients = await startClients(
+    allGrads.map((grads) => ({
+      providerModule: options.providerModule,
+      model: options.model,
+      build: { ...options.build, initialize: false },
+      backend: options.backend.name,
+      params: shareOf(memory.params),
+      buffers: shareOf(memory.buffers),
+      training: {
         grads: shareOf(grads),
         allGrads: allGrads.map(shareOf),
         reduced: shareOf(memory.reduced),
         optimizer: options.optimizer,
         slots: Object.fromEntries(Object.entries(memory.slots).map(([name, values]) => [name, shareOf(values)])),
-      });
-      clients.push(new WorkerExecutor(client, grads));
-      await client.ready;
-    }
-  } catch (error) {
-    await Promise.all(clients.map((c) => c.dispose()));
-    throw error;
-  }
-  return clients;
+      },
+    })),
+  );
+  return clients.map((client, i) => new WorkerExecutor(client, allGrads[i]!));
 }

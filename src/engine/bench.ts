@@ -2,9 +2,9 @@
  * `osteo bench train|infer`: the engine's throughput on synthetic data, warm-up excluded, median of
  * the timed steps. The same workload runs in PyTorch through bench/torch_reference.py.
  */
-import type { BackendPreference } from '../../backend/index.js';
-import { getModel, type ModelName } from '../../models/index.js';
-import { UserError } from '../../util/index.js';
+import type { BackendHandle } from '../backend/index.js';
+import { getModel, type ModelName } from '../models/index.js';
+import { UserError } from '../util/index.js';
 import { createEngine } from './engine.js';
 import type { EngineBatch } from './types.js';
 
@@ -15,7 +15,8 @@ export interface BenchOptions {
   batchSize: number;
   steps: number;
   warmup?: number; // default 1
-  backend?: BackendPreference;
+  /** The backend the command chose. */
+  backend: BackendHandle;
   workers?: number;
   microBatch?: number;
   /** called after every step (timing: the engine's split of a training step) */

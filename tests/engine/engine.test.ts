@@ -6,11 +6,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
-import { useBackend } from '../../../src/backend/index.js';
-import { createEngine, type EngineBatch, type EngineOptions, type TrainingEngine } from '../../../src/train/engine/index.js';
+import { useBackend } from '../../src/backend/index.js';
+import { createEngine, type EngineBatch, type EngineOptions, type TrainingEngine } from '../../src/engine/index.js';
 import { modelProvider } from './fixtures/tiny-provider.js';
-import { UserError } from '../../../src/util/index.js';
-import { rng } from '../../helpers/random.js';
+import { UserError } from '../../src/util/index.js';
+import { rng } from '../helpers/random.js';
+
+/** The backends these tests run on, as a command passes them down. */
+const cpu = await useBackend('cpu');
+const wasm = await useBackend('wasm');
 
 const providerModule = new URL('./fixtures/tiny-provider.ts', import.meta.url).href;
 const size = 8;
@@ -49,7 +53,7 @@ function options(overrides: Partial<EngineOptions>): EngineOptions {
   return {
     model: tiny('tiny-bn'),
     build: { imageSize: size, numClasses: 3 },
-    backend: 'cpu',
+    backend: cpu,
     workers: 1,
     optimizer: { type: 'sgd', momentum: 0.9 },
     seed: 5,
@@ -182,7 +186,7 @@ test('BatchNorm with micro-batches: statistics per micro-batch, running stats up
 });
 
 test('one worker and two workers give the same weights (wasm, BatchNorm, dropout, fixed micro-batch)', async () => {
-  const common: Partial<EngineOptions> = { model: tiny('tiny-dropout'), backend: 'wasm', microBatch: 2, clipGradNorm: 0.5, optimizer: { type: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 1e-4 } };
+  const common: Partial<EngineOptions> = { model: tiny('tiny-dropout'), backend: wasm, microBatch: 2, clipGradNorm: 0.5, optimizer: { type: 'sgd', momentum: 0.9, nesterov: true, weightDecay: 1e-4 } };
   const one = await createEngine(options({ ...common, workers: 1 }));
   const two = await createEngine(options({ ...common, workers: 2 }));
   try {
@@ -205,7 +209,7 @@ test('one worker and two workers give the same weights (wasm, BatchNorm, dropout
 });
 
 test('tensor count is flat over 20 steps, in the main thread and in each worker', async () => {
-  const engine = await createEngine(options({ backend: 'wasm', workers: 2, optimizer: { type: 'adam' } }));
+  const engine = await createEngine(options({ backend: wasm, workers: 2, optimizer: { type: 'adam' } }));
   try {
     await engine.step(makeBatch(6, 1), 0.01);
     await engine.predict(makeBatch(3, 1).images, 3);
@@ -217,7 +221,7 @@ test('tensor count is flat over 20 steps, in the main thread and in each worker'
   } finally {
     await engine.dispose();
   }
-  const local = await createEngine(options({ backend: 'wasm', workers: 1, microBatch: 2 }));
+  const local = await createEngine(options({ backend: wasm, workers: 1, microBatch: 2 }));
   try {
     await local.step(makeBatch(5, 1), 0.01);
     const before = await local.numTensors();
@@ -252,7 +256,7 @@ test('getState / setState resume exactly (weights, buffers, optimizer slots, ste
 });
 
 test('state round trip with two workers (optimizer state lives in shared memory, updated by slices)', async () => {
-  const config = options({ backend: 'wasm', workers: 2, optimizer: { type: 'adamw', weightDecay: 0.05 }, clipGradNorm: 0.3 });
+  const config = options({ backend: wasm, workers: 2, optimizer: { type: 'adamw', weightDecay: 0.05 }, clipGradNorm: 0.3 });
   const a = await createEngine(config);
   const b = await createEngine(config);
   try {
@@ -286,7 +290,7 @@ test('bad inputs are UserErrors that say what is wrong', async () => {
     await engine.dispose();
   }
   // the heap message comes from the backend's capability record: wasm's emscripten abort
-  const aborting = await createEngine(options({ model: tiny('tiny-abort'), backend: 'wasm' }));
+  const aborting = await createEngine(options({ model: tiny('tiny-abort'), backend: wasm }));
   try {
     await rejects(() => aborting.step(makeBatch(4, 1), 0.1), /wasm heap.*--micro-batch/);
   } finally {

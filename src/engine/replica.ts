@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import type { ModelBuildOptions } from '../../models/index.js';
+import type { ModelBuildOptions } from '../models/index.js';
 import { weightedCrossEntropy } from './loss.js';
 import { layoutOf, readVariables, writeVariables, type Layout } from './params.js';
 import type { ModelProvider } from './provider.js';

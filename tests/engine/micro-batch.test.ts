@@ -4,7 +4,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { microBatchLimit } from '../../../src/train/engine/engine.js';
+import { microBatchLimit } from '../../src/engine/engine.js';
 
 // ResNet18 at 224²: conv1's output is the largest layer output, 112·112·64 floats per image
 const resnet18 = { activationFloatsPerImage: () => 6_000_000, largestActivationFloatsPerImage: () => 112 * 112 * 64 };

@@ -4,7 +4,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FlatOptimizer, ReplicaReduce, clipCoefficient, type OptimizerConfig } from '../../../src/train/engine/index.js';
+import { FlatOptimizer, ReplicaReduce, clipCoefficient, type OptimizerConfig } from '../../src/engine/index.js';
 
 /**
  * One optimizer step the way the engine takes it, with a single replica: ReplicaReduce sums the
@@ -17,8 +17,8 @@ function engineStep(optimizer: FlatOptimizer, params: Float32Array, grad: Float3
   reduce.update(0, grad.length, lr, optimizer.advance(), clipCoefficient(norm, clip));
   return norm;
 }
-import { rng } from '../../helpers/random.js';
-import { referenceTest, runPython } from '../../fixtures/torch/python.js';
+import { rng } from '../helpers/random.js';
+import { referenceTest, runPython } from '../fixtures/torch/python.js';
 
 const torchScript = String.raw`
 import json, sys
