@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { backendCandidates, backendPreferences, type WorkerThreads } from '../backend/index.js';
 import { augmentConfigSchema, type AugmentConfig } from '../data/index.js';
+import { monitorMetrics, type MonitorMetric } from '../report/index.js';
 import { UserError, errorMessage } from '../util/index.js';
 import { getModel, modelNames, type ModelName } from '../models/index.js';
 import { augmentPresets, loadAugmentConfig } from './augment.js';
@@ -19,8 +20,8 @@ import { OptionValues, applyFlags, keyAt, option, optional, optionEntries, parse
 const positiveInt = z.int().min(1);
 const registered = modelNames();
 
-export const monitorMetrics = ['valLoss', 'valAccuracy', 'valBalancedAccuracy', 'valMacroF1'] as const;
-export type MonitorMetric = (typeof monitorMetrics)[number];
+/** The validation metrics training can monitor: the report registry's records that name a monitor. */
+export { monitorMetrics, type MonitorMetric };
 
 export const trainOptions = {
   description: optional(z.string(), 'free text: what this recipe is and where its numbers come from'),
