@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { backendCandidates, backendPreferences, type WorkerThreads } from '../backend/index.js';
 import { augmentConfigSchema, type AugmentConfig, type EvalTransform } from '../data/index.js';
+import { monitorMetrics, type MonitorMetric } from '../report/index.js';
 import { UserError, errorMessage } from '../util/index.js';
 import { getModel, modelNames, transformAt, weightsTagOfFile, type ModelEntry, type ModelName, type WeightsTag } from '../models/index.js';
 import { augmentPresets, loadAugmentConfig } from './augment.js';
@@ -27,8 +28,8 @@ const evalTransformSchema = z.strictObject({
   std: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]),
 });
 
-export const monitorMetrics = ['valLoss', 'valAccuracy', 'valBalancedAccuracy', 'valMacroF1'] as const;
-export type MonitorMetric = (typeof monitorMetrics)[number];
+/** The validation metrics training can monitor: the report registry's records that name a monitor. */
+export { monitorMetrics, type MonitorMetric };
 
 export const trainOptions = {
   description: optional(z.string(), 'free text: what this recipe is and where its numbers come from'),

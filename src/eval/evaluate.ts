@@ -327,11 +327,11 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
     const labels = rows.map((r) => r.label);
     // Every summary resamples with the same seed, so the intervals are paired: same resampled images.
     const summaries: ModelSummary[] = models.map((m, i) =>
-      summarize(m.name, 'model', probabilities[i]!, labels, numClasses, { rng: createRng(seed), resamples, run: m.run }),
+      summarize(m.name, 'model', probabilities[i]!, labels, numClasses, { rng: createRng(seed), resamples, run: m.run, classNames }),
     );
     if (models.length > 1) {
       const ensemble = ensembleProbabilities(probabilities, ensembleWeights.weights);
-      summaries.push(summarize(ensembleName, 'ensemble', ensemble, labels, numClasses, { rng: createRng(seed), resamples }));
+      summaries.push(summarize(ensembleName, 'ensemble', ensemble, labels, numClasses, { rng: createRng(seed), resamples, classNames }));
     }
     const report: EvaluationReport = {
       split,

@@ -5,12 +5,13 @@
  *
  * The bootstrap here resamples duplicate groups (near duplicates stay together, as they do in the
  * folds) and evaluates every metric and every entry on the same resamples, so a difference between
- * two entries gets a paired interval. report/ has only an accuracy bootstrap over images; this one
- * is composed from report/'s metric functions and its percentile.
+ * two entries gets a paired interval. report/ has only a bootstrap over images; this one is
+ * composed from report/'s metric registry (which metrics, their names and headers: the records in
+ * its `cv`, `cvFolds` and `cvDifferences` views) and its percentile.
  */
 import { stringify } from 'csv-stringify/sync';
 import { classNames, numClasses } from '../data/index.js';
-import { argmaxRows, calibration, classificationMetrics, oneVsRestAuc, percentile } from '../report/index.js';
+import { argmaxRows, metricInput, metricLabel, metricRegistry, percentile, softVote, type MetricRecord, type MetricRegistry, type MetricView } from '../report/index.js';
 import { createRng, UserError } from '../util/index.js';
 
 /** One job's held-out predictions (result.json). */
@@ -26,8 +27,38 @@ export interface JobPredictions {
   probabilities: number[];
 }
 
-export const pooledMetricNames = ['accuracy', 'balancedAccuracy', 'macroF1', ...classNames.map((c) => `recall${c}`), 'macroAuc', 'ece'] as const;
-export const foldMetricNames = ['accuracy', 'balancedAccuracy', 'macroF1'] as const;
+/** One number of the CV report: a record's value, or one class's value of a per-class record. */
+interface CvColumn {
+  /** Its key in the report and its cv.csv column: the record's jsonKey (per class: followed by the class name, `recallNormal`). */
+  name: string;
+  record: MetricRecord;
+  classIndex?: number;
+  header: string;
+}
+
+function cvColumns(registry: MetricRegistry, view: MetricView): CvColumn[] {
+  return registry.in(view).flatMap((record): CvColumn[] => {
+    const label = record.shortLabel ?? metricLabel(record, classNames);
+    // The registry refuses a record in a CV view without a jsonKey.
+    const name = record.jsonKey!;
+    if (!record.perClass) return [{ name, record, header: label }];
+    return classNames.map((c, k) => ({ name: `${name}${c}`, record, classIndex: k, header: `${c} ${label}` }));
+  });
+}
+
+const names = (columns: readonly CvColumn[]) => columns.map((c) => c.name);
+
+/** The columns of each part of the report. */
+interface CvMetrics {
+  pooled: CvColumn[];
+  folds: CvColumn[];
+  differences: CvColumn[];
+}
+
+const cvMetrics = (registry: MetricRegistry): CvMetrics => ({ pooled: cvColumns(registry, 'cv'), folds: cvColumns(registry, 'cvFolds'), differences: cvColumns(registry, 'cvDifferences') });
+
+/** The pooled metrics' names (the registry's `cv` view), in report order. */
+export const pooledMetricNames: readonly string[] = names(cvColumns(metricRegistry, 'cv'));
 
 export interface Interval {
   value: number;
@@ -66,13 +97,16 @@ export interface CvReport {
 
 export const ensembleEntry = 'ensemble (soft vote)';
 
-function metricsOf(probabilities: Float32Array, labels: readonly number[]): Record<string, number> {
-  const predictions = argmaxRows(probabilities, numClasses);
-  const m = classificationMetrics(labels, predictions, numClasses);
-  const out: Record<string, number> = { accuracy: m.accuracy, balancedAccuracy: m.balancedAccuracy, macroF1: m.macroF1 };
-  classNames.forEach((c, k) => (out[`recall${c}`] = m.perClass[k]!.recall));
-  out.macroAuc = oneVsRestAuc(probabilities, labels, numClasses).macro ?? Number.NaN;
-  out.ece = calibration(probabilities, labels, numClasses).ece;
+/** The columns' values on these predictions; an undefined value (an AUC without positives) is NaN, left out of intervals. */
+function metricsOf(probabilities: Float32Array, labels: readonly number[], columns: readonly CvColumn[]): Record<string, number> {
+  const input = metricInput(probabilities, labels, classNames);
+  const computed = new Map<MetricRecord, ReturnType<MetricRecord['compute']>>();
+  const out: Record<string, number> = {};
+  for (const column of columns) {
+    if (!computed.has(column.record)) computed.set(column.record, column.record.compute(input));
+    const value = computed.get(column.record)!;
+    out[column.name] = (Array.isArray(value) ? value[column.classIndex!] : value) ?? Number.NaN;
+  }
   return out;
 }
 
@@ -87,14 +121,8 @@ interface Pooled {
   perFold: CvRow['perFold'];
 }
 
-function softVote(members: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(members[0]!.length);
-  for (const m of members) for (let i = 0; i < out.length; i++) out[i]! += m[i]! / members.length;
-  return out;
-}
-
 /** Every entry's (and, with several, the ensemble's) pooled out-of-fold predictions, checked for a complete, consistent cover. */
-function poolPredictions(jobs: readonly JobPredictions[], entries: readonly string[], repeats: number): { paths: string[]; labels: number[]; groups: string[]; pooled: Pooled[] } {
+function poolPredictions(jobs: readonly JobPredictions[], entries: readonly string[], repeats: number, metrics: CvMetrics): { paths: string[]; labels: number[]; groups: string[]; pooled: Pooled[] } {
   const first = jobs.filter((j) => j.repeat === 0 && j.entry === entries[0]);
   const paths = first.flatMap((j) => j.paths).sort();
   const position = new Map(paths.map((p, i) => [p, i]));
@@ -112,7 +140,7 @@ function poolPredictions(jobs: readonly JobPredictions[], entries: readonly stri
           for (let k = 0; k < numClasses; k++) probabilities[at * numClasses + k] = job.probabilities[i * numClasses + k]!;
         });
         const fold = Float32Array.from(job.probabilities);
-        pooled[e]!.perFold.push({ repeat: r, fold: job.fold, images: job.paths.length, metrics: pick(metricsOf(fold, job.labels), foldMetricNames) });
+        pooled[e]!.perFold.push({ repeat: r, fold: job.fold, images: job.paths.length, metrics: metricsOf(fold, job.labels, metrics.folds) });
       }
       if (probabilities.some(Number.isNaN)) throw new UserError(`repeat ${r + 1} of ${entry} does not predict every image out of fold: the jobs come from different data`);
       pooled[e]!.byRepeat.push(probabilities);
@@ -123,7 +151,7 @@ function poolPredictions(jobs: readonly JobPredictions[], entries: readonly stri
     for (let r = 0; r < repeats; r++) ensemble.byRepeat.push(softVote(pooled.map((p) => p.byRepeat[r]!)));
     for (const job of jobs.filter((j) => j.entry === entries[0])) {
       const members = entries.map((entry) => Float32Array.from(jobs.find((j) => j.entry === entry && j.repeat === job.repeat && j.fold === job.fold)!.probabilities));
-      ensemble.perFold.push({ repeat: job.repeat, fold: job.fold, images: job.paths.length, metrics: pick(metricsOf(softVote(members), job.labels), foldMetricNames) });
+      ensemble.perFold.push({ repeat: job.repeat, fold: job.fold, images: job.paths.length, metrics: metricsOf(softVote(members), job.labels, metrics.folds) });
     }
     pooled.push(ensemble);
   }
@@ -131,19 +159,15 @@ function poolPredictions(jobs: readonly JobPredictions[], entries: readonly stri
   return { paths, labels, groups, pooled };
 }
 
-function pick(metrics: Record<string, number>, names: readonly string[]): Record<string, number> {
-  return Object.fromEntries(names.map((n) => [n, metrics[n]!]));
-}
-
 /** The metrics of one entry on the images at `indices`, averaged over repeats. */
-function resampledMetrics(p: Pooled, labels: readonly number[], indices: readonly number[]): Record<string, number> {
+function resampledMetrics(p: Pooled, labels: readonly number[], indices: readonly number[], columns: readonly CvColumn[]): Record<string, number> {
   const sampledLabels = indices.map((i) => labels[i]!);
   const perRepeat = p.byRepeat.map((probabilities) => {
     const sampled = new Float32Array(indices.length * numClasses);
     indices.forEach((i, j) => sampled.set(probabilities.subarray(i * numClasses, (i + 1) * numClasses), j * numClasses));
-    return metricsOf(sampled, sampledLabels);
+    return metricsOf(sampled, sampledLabels, columns);
   });
-  return Object.fromEntries(pooledMetricNames.map((n) => [n, mean(perRepeat.map((m) => m[n]!))]));
+  return Object.fromEntries(names(columns).map((n) => [n, mean(perRepeat.map((m) => m[n]!))]));
 }
 
 function interval(value: number, samples: number[], confidence: number): Interval {
@@ -152,10 +176,10 @@ function interval(value: number, samples: number[], confidence: number): Interva
   return { value, lower: percentile(finite, tail), upper: percentile(finite, 1 - tail) };
 }
 
-function foldDifferences(a: Pooled, b: Pooled): { foldMean: Record<string, number>; foldSd: Record<string, number> } {
+function foldDifferences(a: Pooled, b: Pooled, columns: readonly CvColumn[]): { foldMean: Record<string, number>; foldSd: Record<string, number> } {
   const foldMean: Record<string, number> = {};
   const foldSd: Record<string, number> = {};
-  for (const name of foldMetricNames) {
+  for (const name of names(columns)) {
     const diffs = b.perFold.map((f, i) => f.metrics[name]! - a.perFold[i]!.metrics[name]!);
     foldMean[name] = mean(diffs);
     foldSd[name] = sd(diffs);
@@ -169,29 +193,31 @@ function foldDifferences(a: Pooled, b: Pooled): { foldMean: Record<string, numbe
  */
 export function buildCvReport(
   jobs: readonly JobPredictions[],
-  settings: { entries: readonly string[]; folds: number; repeats: number; seed: number; resamples: number; confidence?: number },
+  settings: { entries: readonly string[]; folds: number; repeats: number; seed: number; resamples: number; confidence?: number; metrics?: MetricRegistry },
 ): CvReport {
   const confidence = settings.confidence ?? 0.95;
-  const { labels, groups, pooled } = poolPredictions(jobs, settings.entries, settings.repeats);
+  const metrics = cvMetrics(settings.metrics ?? metricRegistry);
+  const pooledNames = names(metrics.pooled);
+  const { labels, groups, pooled } = poolPredictions(jobs, settings.entries, settings.repeats, metrics);
   const all = labels.map((_, i) => i);
-  const point = pooled.map((p) => resampledMetrics(p, labels, all));
+  const point = pooled.map((p) => resampledMetrics(p, labels, all, metrics.pooled));
   const members = new Map<string, number[]>();
   groups.forEach((g, i) => members.set(g, [...(members.get(g) ?? []), i]));
   const groupList = [...members.values()];
   const rng = createRng(settings.seed);
-  const samples = pooled.map(() => Object.fromEntries(pooledMetricNames.map((n) => [n, [] as number[]])));
+  const samples = pooled.map(() => Object.fromEntries(pooledNames.map((n) => [n, [] as number[]])));
   for (let s = 0; s < settings.resamples; s++) {
     const indices: number[] = [];
     for (let g = 0; g < groupList.length; g++) indices.push(...groupList[Math.floor(rng.next() * groupList.length)]!);
     pooled.forEach((p, e) => {
-      const m = resampledMetrics(p, labels, indices);
-      for (const n of pooledMetricNames) samples[e]![n]!.push(m[n]!);
+      const m = resampledMetrics(p, labels, indices, metrics.pooled);
+      for (const n of pooledNames) samples[e]![n]!.push(m[n]!);
     });
   }
   const rows: CvRow[] = pooled.map((p, e) => {
     const foldMean: Record<string, number> = {};
     const foldSd: Record<string, number> = {};
-    for (const n of foldMetricNames) {
+    for (const n of names(metrics.folds)) {
       const xs = p.perFold.map((f) => f.metrics[n]!);
       foldMean[n] = mean(xs);
       foldSd[n] = sd(xs);
@@ -207,7 +233,7 @@ export function buildCvReport(
       perFold: p.perFold,
       foldMean,
       foldSd,
-      pooled: Object.fromEntries(pooledMetricNames.map((n) => [n, interval(point[e]![n]!, samples[e]![n]!, confidence)])),
+      pooled: Object.fromEntries(pooledNames.map((n) => [n, interval(point[e]![n]!, samples[e]![n]!, confidence)])),
       confusion,
     };
   });
@@ -217,8 +243,8 @@ export function buildCvReport(
     return {
       a: pooled[0]!.entry,
       b: b.entry,
-      pooled: Object.fromEntries(pooledMetricNames.map((n) => [n, interval(point[e]![n]! - point[0]![n]!, diffSamples(n), confidence)])),
-      ...foldDifferences(pooled[0]!, b),
+      pooled: Object.fromEntries(pooledNames.map((n) => [n, interval(point[e]![n]! - point[0]![n]!, diffSamples(n), confidence)])),
+      ...foldDifferences(pooled[0]!, b, metrics.folds),
     };
   });
   return { images: labels.length, folds: settings.folds, repeats: settings.repeats, resamples: settings.resamples, confidence, rows, differences };
@@ -231,7 +257,7 @@ export function buildCvReport(
 export function compareCvJobs(
   a: { jobs: readonly JobPredictions[]; entries: readonly string[]; label: string },
   b: { jobs: readonly JobPredictions[]; entries: readonly string[]; label: string },
-  settings: { folds: number; repeats: number; seed: number; resamples: number },
+  settings: { folds: number; repeats: number; seed: number; resamples: number; metrics?: MetricRegistry },
 ): CvDifference[] {
   const shared = b.entries.filter((e) => a.entries.includes(e));
   const pairs = shared.length > 0 ? shared.map((e) => [e, e] as const) : b.entries.map((e) => [a.entries[0]!, e] as const);
@@ -244,26 +270,38 @@ export function compareCvJobs(
   });
 }
 
-const percent = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(1)}` : '—');
-const signed = (x: number) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}` : '—');
-const withCi = (i: Interval, format = percent) => `${format(i.value)} [${format(i.lower)}, ${format(i.upper)}]`;
+const points = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(1)}` : '—');
+const signedPoints = (x: number) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}` : '—');
+
+/** A value in a CV table: a proportion in percentage points, any other number by its record's format. */
+function cvCell(column: CvColumn, x: number, signed = false): string {
+  if (column.record.scale === 'proportion') return signed ? signedPoints(x) : points(x);
+  if (!Number.isFinite(x)) return '—';
+  return `${signed && x >= 0 ? '+' : ''}${column.record.format(x)}`;
+}
+
+const withCi = (column: CvColumn, i: Interval, signed = false) => `${cvCell(column, i.value, signed)} [${cvCell(column, i.lower, signed)}, ${cvCell(column, i.upper, signed)}]`;
 
 /** The paired differences as Markdown (points; the CI excluding 0 is the evidence that B differs from A). */
-export function formatDifferences(differences: readonly CvDifference[], confidence = 0.95): string {
+export function formatDifferences(differences: readonly CvDifference[], confidence = 0.95, registry: MetricRegistry = metricRegistry): string {
+  const { differences: columns, folds } = cvMetrics(registry);
+  const perFold = folds[0];
+  const headers = columns.map((c, i) => (i === 0 ? `${c.header} [${confidence * 100}% CI]` : c.header));
   const lines = [
-    `| B − A (points) | accuracy [${confidence * 100}% CI] | balanced acc. | macro-F1 | macro AUC | per-fold Δ accuracy, mean ± sd |`,
-    '|---|---|---|---|---|---|',
+    `| B − A (points) | ${headers.join(' | ')} |${perFold ? ` per-fold Δ ${perFold.header}, mean ± sd |` : ''}`,
+    `|---|${[...columns, ...(perFold ? [perFold] : [])].map(() => '---').join('|')}|`,
   ];
   for (const d of differences) {
-    lines.push(
-      `| ${d.b} − ${d.a} | ${withCi(d.pooled.accuracy!, signed)} | ${withCi(d.pooled.balancedAccuracy!, signed)} | ${withCi(d.pooled.macroF1!, signed)} | ${withCi(d.pooled.macroAuc!, signed)} | ${signed(d.foldMean.accuracy!)} ± ${percent(d.foldSd.accuracy!)} |`,
-    );
+    const cells = columns.map((c) => withCi(c, d.pooled[c.name]!, true));
+    const foldCell = perFold ? ` ${cvCell(perFold, d.foldMean[perFold.name]!, true)} ± ${cvCell(perFold, d.foldSd[perFold.name]!)} |` : '';
+    lines.push(`| ${d.b} − ${d.a} | ${cells.join(' | ')} |${foldCell}`);
   }
   return lines.join('\n');
 }
 
 /** cv.md: pooled table, per-fold table, differences. */
-export function formatCvReport(report: CvReport, context: { data: string; plan: string }): string {
+export function formatCvReport(report: CvReport, context: { data: string; plan: string }, registry: MetricRegistry = metricRegistry): string {
+  const { pooled, folds } = cvMetrics(registry);
   const ci = `${report.confidence * 100}% CI`;
   const lines = [
     '# osteo cv',
@@ -272,32 +310,33 @@ export function formatCvReport(report: CvReport, context: { data: string; plan: 
     '',
     `## Pooled out-of-fold metrics (%, ${ci}: bootstrap over duplicate groups, ${report.resamples} resamples)`,
     '',
-    `| model | accuracy | balanced acc. | macro-F1 | ${classNames.map((c) => `${c} recall`).join(' | ')} | macro AUC | ECE |`,
-    `|---|---|---|---|${classNames.map(() => '---|').join('')}---|---|`,
+    `| model | ${pooled.map((c) => c.header).join(' | ')} |`,
+    `|---|${pooled.map(() => '---').join('|')}|`,
   ];
   for (const r of report.rows) {
-    const cells = pooledMetricNames.map((n) => withCi(r.pooled[n]!));
+    const cells = pooled.map((c) => withCi(c, r.pooled[c.name]!));
     lines.push(`| ${r.entry} | ${cells.join(' | ')} |`);
   }
-  lines.push('', '## Per fold (%)', '', '| model | repeat | fold | images | accuracy | balanced acc. | macro-F1 |', '|---|---|---|---|---|---|---|');
+  lines.push('', '## Per fold (%)', '', `| model | repeat | fold | images | ${folds.map((c) => c.header).join(' | ')} |`, `|---|---|---|---|${folds.map(() => '---').join('|')}|`);
   for (const r of report.rows) {
-    for (const f of r.perFold) lines.push(`| ${r.entry} | ${f.repeat + 1} | ${f.fold + 1} | ${f.images} | ${foldMetricNames.map((n) => percent(f.metrics[n]!)).join(' | ')} |`);
-    lines.push(`| ${r.entry} | mean ± sd | | | ${foldMetricNames.map((n) => `${percent(r.foldMean[n]!)} ± ${percent(r.foldSd[n]!)}`).join(' | ')} |`);
+    for (const f of r.perFold) lines.push(`| ${r.entry} | ${f.repeat + 1} | ${f.fold + 1} | ${f.images} | ${folds.map((c) => cvCell(c, f.metrics[c.name]!)).join(' | ')} |`);
+    lines.push(`| ${r.entry} | mean ± sd | | | ${folds.map((c) => `${cvCell(c, r.foldMean[c.name]!)} ± ${cvCell(c, r.foldSd[c.name]!)}`).join(' | ')} |`);
   }
   if (report.differences.length > 0) {
-    lines.push('', '## Paired differences on the same folds', '', formatDifferences(report.differences, report.confidence));
+    lines.push('', '## Paired differences on the same folds', '', formatDifferences(report.differences, report.confidence, registry));
   }
   return lines.join('\n') + '\n';
 }
 
 /** cv.csv: one row per fold and one pooled row per entry. */
-export function cvCsv(report: CvReport): string {
-  const header = ['model', 'kind', 'repeat', 'fold', 'images', ...pooledMetricNames.flatMap((n) => [n, `${n}_ci_low`, `${n}_ci_high`])];
+export function cvCsv(report: CvReport, registry: MetricRegistry = metricRegistry): string {
+  const pooledNames = names(cvMetrics(registry).pooled);
+  const header = ['model', 'kind', 'repeat', 'fold', 'images', ...pooledNames.flatMap((n) => [n, `${n}_ci_low`, `${n}_ci_high`])];
   const rows: (string | number)[][] = [];
   const round = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '' : Number(x.toFixed(6)));
   for (const r of report.rows) {
-    for (const f of r.perFold) rows.push([r.entry, 'fold', f.repeat + 1, f.fold + 1, f.images, ...pooledMetricNames.flatMap((n) => [round(f.metrics[n]), '', ''])]);
-    rows.push([r.entry, 'pooled', '', '', report.images, ...pooledMetricNames.flatMap((n) => [round(r.pooled[n]!.value), round(r.pooled[n]!.lower), round(r.pooled[n]!.upper)])]);
+    for (const f of r.perFold) rows.push([r.entry, 'fold', f.repeat + 1, f.fold + 1, f.images, ...pooledNames.flatMap((n) => [round(f.metrics[n]), '', ''])]);
+    rows.push([r.entry, 'pooled', '', '', report.images, ...pooledNames.flatMap((n) => [round(r.pooled[n]!.value), round(r.pooled[n]!.lower), round(r.pooled[n]!.upper)])]);
   }
   return stringify([header, ...rows]);
 }

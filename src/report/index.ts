@@ -1,4 +1,4 @@
-/** report: metrics, bootstrap and calibration statistics, result tables and PNG charts — a leaf that train, eval and pipeline use. */
+/** report: the metric registry, metrics, the soft vote, bootstrap and calibration statistics, result tables and PNG charts — a leaf that config, train, eval and pipeline use. */
 export {
   argmaxRows,
   classificationMetrics,
@@ -39,7 +39,24 @@ export {
   type RocCurve,
 } from './stats.js';
 export {
-  metricColumns,
+  builtInMetrics,
+  isImprovement,
+  metricInput,
+  metricLabel,
+  metricRegistry,
+  MetricRegistry,
+  monitorMetrics,
+  weakClassIndex,
+  type MetricInput,
+  type MetricRecord,
+  type MetricValue,
+  type MetricView,
+  type MonitorMetric,
+  type OverallMetric,
+  type PerClassMetric,
+} from './registry.js';
+export { normalizeWeights, softVote } from './vote.js';
+export {
   predictionsCsv,
   reportSummaryJson,
   resultsCsv,
@@ -48,7 +65,6 @@ export {
   summarize,
   writeEvaluationReport,
   type EvaluationReport,
-  type MetricColumn,
   type ModelSummary,
   type WrittenReport,
 } from './results.js';

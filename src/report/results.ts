@@ -5,10 +5,11 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'csv-stringify/sync';
-import { writeFileAtomic } from '../util/index.js';
-import { argmaxRows, classificationMetrics, type ClassificationMetrics } from './metrics.js';
+import { UserError, writeFileAtomic } from '../util/index.js';
+import type { ClassificationMetrics } from './metrics.js';
 import { confusionMatrixPng, lineChartPng, reliabilityDiagramPng } from './plot.js';
-import { bootstrapAccuracy, calibration, negativeLogLikelihood, oneVsRestAuc, type BootstrapInterval, type Calibration, type OneVsRestAuc, type RandomSource } from './stats.js';
+import { metricInput, metricLabel, metricRegistry, type MetricInput, type MetricRegistry, type MetricValue, type OverallMetric, type PerClassMetric } from './registry.js';
+import { negativeLogLikelihood, percentile, type BootstrapInterval, type Calibration, type OneVsRestAuc, type RandomSource } from './stats.js';
 
 export interface ModelSummary {
   /** Row name in the report: the model name, or "ensemble (soft vote)". */
@@ -19,37 +20,92 @@ export interface ModelSummary {
   predictions: Int32Array;
   /** Row-major [n, numClasses] softmax probabilities (after TTA when on). */
   probabilities: Float32Array;
+  /** Every registered metric's value, by record key (per-class records: one value per class). */
+  values: Record<string, MetricValue | MetricValue[]>;
+  /** The bootstrap interval of every record that has one, by record key. */
+  intervals: Record<string, BootstrapInterval>;
   metrics: ClassificationMetrics;
+  /** The accuracy record's interval: the error bar of the published table's number. */
   accuracyInterval: BootstrapInterval;
   auc: OneVsRestAuc;
   calibration: Calibration;
   nll: number;
 }
 
-/** Every metric of one model's probabilities on the evaluated images. */
+/** Every registered metric of one model's probabilities on the evaluated images. */
 export function summarize(
   name: string,
   kind: 'model' | 'ensemble',
   probabilities: Float32Array,
   labels: ArrayLike<number>,
   numClasses: number,
-  options: { rng: RandomSource; resamples: number; run?: string },
+  options: { rng: RandomSource; resamples: number; run?: string; classNames?: readonly string[]; registry?: MetricRegistry },
 ): ModelSummary {
-  const predictions = argmaxRows(probabilities, numClasses);
-  const metrics = classificationMetrics(labels, predictions, numClasses);
-  const correct = Array.from(predictions, (p, i) => p === labels[i]);
+  const registry = options.registry ?? metricRegistry;
+  const classNames = options.classNames ?? Array.from({ length: numClasses }, (_, k) => `class ${k}`);
+  if (classNames.length !== numClasses) throw new UserError(`summarize: ${classNames.length} class names for ${numClasses} classes`);
+  const input = metricInput(probabilities, labels, classNames);
+  const values = Object.fromEntries(registry.all().map((r) => [r.key, r.compute(input)]));
+  const intervals = bootstrapIntervals(input, registry.all().filter((r): r is OverallMetric => r.interval === true && !r.perClass), { rng: options.rng, resamples: options.resamples });
+  const accuracyInterval = intervals.accuracy;
+  if (accuracyInterval === undefined) throw new UserError("summarize: the metric registry has no 'accuracy' record with an interval");
   return {
     name,
     kind,
     ...(options.run === undefined ? {} : { run: options.run }),
-    predictions,
+    predictions: input.predictions,
     probabilities,
-    metrics,
-    accuracyInterval: bootstrapAccuracy(correct, { rng: options.rng, resamples: options.resamples }),
-    auc: oneVsRestAuc(probabilities, labels, numClasses),
-    calibration: calibration(probabilities, labels, numClasses),
+    values,
+    intervals,
+    metrics: input.classification,
+    accuracyInterval,
+    auc: input.auc,
+    calibration: input.calibration,
     nll: negativeLogLikelihood(probabilities, labels, numClasses),
   };
+}
+
+/**
+ * Percentile bootstrap intervals over the images for `records`, all on the same resamples: each
+ * resample draws n images with replacement, in the order `bootstrapAccuracy` draws them, so the
+ * accuracy interval is that function's for the same generator. An undefined value (null) on a
+ * resample is left out of its percentiles.
+ */
+function bootstrapIntervals(
+  input: MetricInput,
+  records: readonly OverallMetric[],
+  options: { rng: RandomSource; resamples: number; confidence?: number },
+): Record<string, BootstrapInterval> {
+  const { resamples } = options;
+  const confidence = options.confidence ?? 0.95;
+  const n = input.labels.length;
+  if (records.length === 0) return {};
+  if (n === 0) return Object.fromEntries(records.map((r) => [r.key, { lower: 0, upper: 0, confidence, resamples }]));
+  const k = input.numClasses;
+  const samples = records.map(() => [] as number[]);
+  const probabilities = new Float32Array(n * k);
+  const labels = new Int32Array(n);
+  const predictions = new Int32Array(n);
+  for (let b = 0; b < resamples; b++) {
+    for (let i = 0; i < n; i++) {
+      const at = Math.floor(options.rng.next() * n);
+      labels[i] = input.labels[at]!;
+      predictions[i] = input.predictions[at]!;
+      probabilities.set(input.probabilities.subarray(at * k, (at + 1) * k), i * k);
+    }
+    const resampled = metricInput(probabilities, labels, input.classNames, predictions);
+    records.forEach((r, j) => {
+      const value = r.compute(resampled);
+      if (value !== null) samples[j]!.push(value);
+    });
+  }
+  const tail = (1 - confidence) / 2;
+  return Object.fromEntries(
+    records.map((r, j) => {
+      const sorted = Float64Array.from(samples[j]!).sort();
+      return [r.key, { lower: percentile(sorted, tail), upper: percentile(sorted, 1 - tail), confidence, resamples }];
+    }),
+  );
 }
 
 export interface EvaluationReport {
@@ -72,85 +128,15 @@ const slug = (name: string) =>
     .replace(/[^a-z0-9]+/g, '_')
     .replace(/^_|_$/g, '');
 
-/**
- * The headline metrics of a model row, one record each: its CSV column(s), its cell in the Markdown
- * table, its key in the --json summary — in that order everywhere. A new report metric is one record
- * here (per-class metrics and the confusion matrix have their own sections).
- */
-export interface MetricColumn {
-  /** Key in the --json summary; absent: not in the summary. */
-  json?: string;
-  jsonValue?: (m: ModelSummary) => unknown;
-  /** CSV header(s) and the row's values; absent: not in results.csv. */
-  csv?: readonly string[];
-  csvValues?: (m: ModelSummary) => (number | string)[];
-  /** Header and cell of the Markdown table (the published table's shape); absent: not in it. */
-  table?: { header: (report: EvaluationReport) => string; cell: (m: ModelSummary, report: EvaluationReport) => string };
-}
+const overallValue = (m: ModelSummary, r: OverallMetric): MetricValue => m.values[r.key] as MetricValue;
+const classValues = (m: ModelSummary, r: PerClassMetric): MetricValue[] => m.values[r.key] as MetricValue[];
 
-/** Osteopenia, the clinically weak spot, when the classes are osteo's; else the second class. */
-function weakClassIndex(report: EvaluationReport): number {
-  const index = report.classNames.indexOf('Osteopenia');
-  return index >= 0 ? index : 1;
-}
-
-export const metricColumns: readonly MetricColumn[] = [
-  {
-    json: 'accuracy',
-    jsonValue: (m) => m.metrics.accuracy,
-    csv: ['accuracy'],
-    csvValues: (m) => [round(m.metrics.accuracy)],
-    table: {
-      header: () => 'accuracy (95% CI)',
-      cell: (m) => `${percent(m.metrics.accuracy)} (${percent(m.accuracyInterval.lower)}–${percent(m.accuracyInterval.upper)})`,
-    },
-  },
-  {
-    json: 'accuracyInterval',
-    jsonValue: (m) => [m.accuracyInterval.lower, m.accuracyInterval.upper],
-    csv: ['accuracy_ci_low', 'accuracy_ci_high'],
-    csvValues: (m) => [round(m.accuracyInterval.lower), round(m.accuracyInterval.upper)],
-  },
-  {
-    json: 'balancedAccuracy',
-    jsonValue: (m) => m.metrics.balancedAccuracy,
-    csv: ['balanced_accuracy'],
-    csvValues: (m) => [round(m.metrics.balancedAccuracy)],
-    table: { header: () => 'balanced accuracy', cell: (m) => percent(m.metrics.balancedAccuracy) },
-  },
-  {
-    json: 'macroF1',
-    jsonValue: (m) => m.metrics.macroF1,
-    csv: ['macro_f1'],
-    csvValues: (m) => [round(m.metrics.macroF1)],
-    table: { header: () => 'macro-F1', cell: (m) => m.metrics.macroF1.toFixed(3) },
-  },
-  {
-    table: {
-      header: (report) => `${report.classNames[weakClassIndex(report)] ?? 'class 1'} recall`,
-      cell: (m, report) => percent(m.metrics.perClass[weakClassIndex(report)]?.recall ?? 0),
-    },
-  },
-  {
-    json: 'macroAuc',
-    jsonValue: (m) => m.auc.macro,
-    csv: ['macro_auc'],
-    csvValues: (m) => [round(m.auc.macro)],
-    table: { header: () => 'macro AUC', cell: (m) => (m.auc.macro === null ? '—' : m.auc.macro.toFixed(3)) },
-  },
-  {
-    json: 'ece',
-    jsonValue: (m) => m.calibration.ece,
-    csv: ['ece'],
-    csvValues: (m) => [round(m.calibration.ece)],
-    table: { header: () => 'ECE', cell: (m) => m.calibration.ece.toFixed(3) },
-  },
-  { json: 'nll', jsonValue: (m) => m.nll, csv: ['nll'], csvValues: (m) => [round(m.nll)] },
-];
-
-export function resultsCsv(report: EvaluationReport, columns: readonly MetricColumn[] = metricColumns): string {
-  const classColumns = report.classNames.flatMap((c) => [`precision_${c}`, `recall_${c}`, `f1_${c}`, `support_${c}`, `auc_${c}`]);
-  const header = ['model', 'kind', 'run', 'split', 'images', ...columns.flatMap((c) => c.csv ?? []), 'weight', ...classColumns];
+export function resultsCsv(report: EvaluationReport, registry: MetricRegistry = metricRegistry): string {
+  const overall = registry.overall().filter((r) => r.csvColumn !== undefined);
+  const perClass = registry.perClass().filter((r) => r.csvColumn !== undefined);
+  const overallColumns = overall.flatMap((r) => (r.interval ? [r.csvColumn!, `${r.csvColumn}_ci_low`, `${r.csvColumn}_ci_high`] : [r.csvColumn!]));
+  const classColumns = report.classNames.flatMap((c) => perClass.map((r) => `${r.csvColumn}_${c}`));
+  const header = ['model', 'kind', 'run', 'split', 'images', ...overallColumns, 'weight', ...classColumns];
   const members = report.models.filter((m) => m.kind === 'model');
   const rows = report.models.map((m) => {
     const weight = m.kind === 'model' ? report.ensembleWeights.weights[members.indexOf(m)] ?? null : null;
@@ -160,9 +146,12 @@ export function resultsCsv(report: EvaluationReport, columns: readonly MetricCol
       m.run ?? '',
       report.split,
       report.images.length,
-      ...columns.flatMap((c) => c.csvValues?.(m) ?? []),
+      ...overall.flatMap((r) => {
+        const interval = m.intervals[r.key];
+        return r.interval ? [round(overallValue(m, r)), round(interval?.lower ?? null), round(interval?.upper ?? null)] : [round(overallValue(m, r))];
+      }),
       round(weight),
-      ...m.metrics.perClass.flatMap((c, k) => [round(c.precision), round(c.recall), round(c.f1), c.support, round(m.auc.perClass[k] ?? null)]),
+      ...report.classNames.flatMap((_, k) => perClass.map((r) => round(classValues(m, r)[k] ?? null))),
     ];
   });
   return stringify([header, ...rows]);
@@ -186,26 +175,31 @@ export function predictionsCsv(report: EvaluationReport): string {
  * The headline table in the published table's shape (model, accuracy), with the bootstrap interval
  * and the other metrics beside it; Osteopenia's recall, the clinically weak spot, has its own column.
  */
-export function resultsTable(report: EvaluationReport, columns: readonly MetricColumn[] = metricColumns): string {
-  const shown = columns.filter((c) => c.table !== undefined);
+export function resultsTable(report: EvaluationReport, registry: MetricRegistry = metricRegistry): string {
+  const shown = registry.overall().filter((r) => r.views.includes('table'));
+  const header = (r: OverallMetric) => `${metricLabel(r, report.classNames)}${r.interval ? ` (${(report.models[0]?.intervals[r.key]?.confidence ?? 0.95) * 100}% CI)` : ''}`;
+  const cell = (m: ModelSummary, r: OverallMetric) => {
+    const interval = m.intervals[r.key];
+    return r.interval && interval ? `${r.format(overallValue(m, r))} (${r.format(interval.lower)}–${r.format(interval.upper)})` : r.format(overallValue(m, r));
+  };
   return [
-    `| model | ${shown.map((c) => c.table!.header(report)).join(' | ')} |`,
+    `| model | ${shown.map(header).join(' | ')} |`,
     `|---|${shown.map(() => '---').join('|')}|`,
     ...report.models.map((m) => {
       const name = m.kind === 'ensemble' ? `**${m.name}**` : m.name;
-      return `| ${name} | ${shown.map((c) => c.table!.cell(m, report)).join(' | ')} |`;
+      return `| ${name} | ${shown.map((r) => cell(m, r)).join(' | ')} |`;
     }),
   ].join('\n');
 }
 
-export function resultsMarkdown(report: EvaluationReport, plots: string[] = []): string {
+export function resultsMarkdown(report: EvaluationReport, plots: string[] = [], registry: MetricRegistry = metricRegistry): string {
   const lines = [
     `# Evaluation on the ${report.split} split`,
     '',
     `${report.images.length} images from \`${report.dataDir}\`; ${report.tta ? 'horizontal-flip test-time augmentation on' : 'no test-time augmentation'}. ` +
       `Accuracy intervals: percentile bootstrap, 95%, ${report.bootstrap.resamples} resamples, seed ${report.bootstrap.seed}.`,
     '',
-    resultsTable(report),
+    resultsTable(report, registry),
     '',
   ];
   const w = report.ensembleWeights;
@@ -221,12 +215,10 @@ export function resultsMarkdown(report: EvaluationReport, plots: string[] = []):
     lines.push(`Ensemble weights (${w.mode}): ${weightText}.`, '');
   }
   lines.push('## Per class', '');
-  lines.push(`| model | class | precision | recall | F1 | support | AUC |`, '|---|---|---|---|---|---|---|');
+  const perClass = registry.perClass().filter((r) => r.views.includes('table'));
+  lines.push(`| model | class | ${perClass.map((r) => metricLabel(r, report.classNames)).join(' | ')} |`, `|---|---|${perClass.map(() => '---').join('|')}|`);
   for (const m of report.models) {
-    m.metrics.perClass.forEach((c, k) => {
-      const auc = m.auc.perClass[k];
-      lines.push(`| ${m.name} | ${report.classNames[k]} | ${c.precision.toFixed(3)} | ${c.recall.toFixed(3)} | ${c.f1.toFixed(3)} | ${c.support} | ${auc === null || auc === undefined ? '—' : auc.toFixed(3)} |`);
-    });
+    report.classNames.forEach((c, k) => lines.push(`| ${m.name} | ${c} | ${perClass.map((r) => r.format(classValues(m, r)[k] ?? null)).join(' | ')} |`));
   }
   lines.push('', '## Confusion matrices (rows: true class, columns: predicted)', '');
   for (const m of report.models) {
@@ -253,7 +245,7 @@ export interface WrittenReport {
 }
 
 /** Write every report file into `outDir` and return their names. */
-export async function writeEvaluationReport(report: EvaluationReport, outDir: string): Promise<WrittenReport> {
+export async function writeEvaluationReport(report: EvaluationReport, outDir: string, registry: MetricRegistry = metricRegistry): Promise<WrittenReport> {
   await mkdir(outDir, { recursive: true });
   // Thunks, rendered one at a time: a failed render must not leave other promises unhandled.
   const plots: { file: string; png: () => Promise<Buffer> }[] = [];
@@ -279,13 +271,14 @@ export async function writeEvaluationReport(report: EvaluationReport, outDir: st
     png: () => reliabilityDiagramPng({ title: `Reliability — ${report.split}`, models: report.models.map((m) => ({ name: m.name, bins: m.calibration.bins, ece: m.calibration.ece })) }),
   });
   const files = ['results.csv', 'results.md', 'predictions.csv', ...plots.map((p) => p.file)];
-  await writeFileAtomic(join(outDir, 'results.csv'), resultsCsv(report));
+  await writeFileAtomic(join(outDir, 'results.csv'), resultsCsv(report, registry));
   await writeFileAtomic(join(outDir, 'predictions.csv'), predictionsCsv(report));
   await writeFileAtomic(
     join(outDir, 'results.md'),
     resultsMarkdown(
       report,
       plots.map((p) => p.file),
+      registry,
     ),
   );
   for (const plot of plots) await writeFileAtomic(join(outDir, plot.file), await plot.png());
@@ -293,7 +286,9 @@ export async function writeEvaluationReport(report: EvaluationReport, outDir: st
 }
 
 /** The report as JSON-friendly data (no per-image arrays; those are in predictions.csv). */
-export function reportSummaryJson(report: EvaluationReport, columns: readonly MetricColumn[] = metricColumns): unknown {
+export function reportSummaryJson(report: EvaluationReport, registry: MetricRegistry = metricRegistry): unknown {
+  const overall = registry.overall().filter((r) => r.jsonKey !== undefined);
+  const perClass = registry.perClass().filter((r) => r.jsonKey !== undefined);
   return {
     split: report.split,
     dataDir: report.dataDir,
@@ -306,8 +301,14 @@ export function reportSummaryJson(report: EvaluationReport, columns: readonly Me
       name: m.name,
       kind: m.kind,
       ...(m.run === undefined ? {} : { run: m.run }),
-      ...Object.fromEntries(columns.filter((c) => c.json !== undefined).map((c) => [c.json!, c.jsonValue!(m)])),
-      perClass: m.metrics.perClass.map((c, k) => ({ class: report.classNames[k], ...c, auc: m.auc.perClass[k] })),
+      ...Object.fromEntries(
+        overall.flatMap((r) => {
+          const interval = m.intervals[r.key];
+          const entry: [string, unknown] = [r.jsonKey!, overallValue(m, r)];
+          return r.interval && interval ? [entry, [`${r.jsonKey}Interval`, [interval.lower, interval.upper]]] : [entry];
+        }),
+      ),
+      perClass: report.classNames.map((c, k) => ({ class: c, ...Object.fromEntries(perClass.map((r) => [r.jsonKey!, classValues(m, r)[k] ?? null])) })),
       confusion: m.metrics.confusion,
     })),
   };

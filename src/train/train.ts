@@ -18,7 +18,7 @@ import type { BackendHandle } from '../backend/index.js';
 import type { TrainConfig } from '../config/index.js';
 import { classCounts, createLoader, createResizedCache, inverseFrequencyWeights, numClasses, readSplitManifest, type Batch, type Loader } from '../data/index.js';
 import { checkWritableFolder, deriveSeed, DataError, environmentUserError, UserError, writeFileAtomic } from '../util/index.js';
-import { argmaxRows, classificationMetrics, type ClassificationMetrics } from '../report/index.js';
+import { argmaxRows, classificationMetrics, isImprovement, metricRegistry, type ClassificationMetrics } from '../report/index.js';
 import { getModel } from '../models/index.js';
 import { readStateDict, type LoadReport } from '../weights/index.js';
 import { createEngine, type EngineState, type OptimizerConfig } from '../engine/index.js';
@@ -440,10 +440,10 @@ function epochMetrics(state: RunState, val: { loss: number; metrics: Classificat
   };
 }
 
-/** Metrics where larger is better; the loss is the one where smaller is. */
+/** Better in the monitored metric's direction, as its report/ registry record states it; the first epoch always is. */
 function improves(metric: string, value: number, best: BestRecord | null): boolean {
   if (best === null) return true;
-  return metric === 'valLoss' ? value < best.value : value > best.value;
+  return isImprovement(metricRegistry.monitored(metric), value, best.value);
 }
 
 /** `best` before `last`: a kill between the two repeats this epoch on resume and rewrites the same `best`. */

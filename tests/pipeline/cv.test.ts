@@ -10,7 +10,8 @@ import { synthesizePhantom } from '../../src/data/index.js';
 import { resolveCvConfig } from '../../src/config/index.js';
 import { main } from '../../src/cli.js';
 import { useBackend } from '../../src/backend/index.js';
-import { buildCvReport, collectCv, compareCv, cvEntryNames, cvExperimentFromConfig, ensembleEntry, runCv, shardJobs, type JobPredictions } from '../../src/pipeline/index.js';
+import { buildCvReport, collectCv, compareCv, cvCsv, cvEntryNames, cvExperimentFromConfig, ensembleEntry, formatCvReport, runCv, shardJobs, type JobPredictions } from '../../src/pipeline/index.js';
+import { builtInMetrics, MetricRegistry, type MetricRecord } from '../../src/report/index.js';
 
 /** The backend the CV jobs run on (tinyFlags asks for wasm), chosen as `osteo cv` chooses it. */
 const wasm = () => useBackend('wasm');
@@ -60,6 +61,60 @@ test('the report pools out-of-fold predictions, averages folds, soft-votes an en
   // An entry against itself: exactly zero, with a zero-width interval (the pairing is exact).
   const same = buildCvReport([...jobs.slice(0, 2), ...jobs.slice(0, 2).map((j) => ({ ...j, entry: 'twin' }))], { entries: ['m1', 'twin'], folds: 2, repeats: 1, seed: 3, resamples: 100 });
   assert.equal(same.differences[0]!.pooled.accuracy, { value: 0, lower: 0, upper: 0 });
+});
+
+test('a metric record in a scratch registry reaches cv.md, cv.csv and the paired differences; the default tables keep their shape', () => {
+  const labels = [[0, 1, 2, 0], [1, 2, 0, 2]];
+  const paths = [['a', 'b', 'c', 'd'], ['e', 'f', 'g', 'h']];
+  const jobs = [
+    job('m1', 0, paths[0]!, labels[0]!, [0, 1, 2, 1]),
+    job('m1', 1, paths[1]!, labels[1]!, [1, 0, 0, 2]),
+    job('m2', 0, paths[0]!, labels[0]!, [0, 0, 0, 0], 0.9),
+    job('m2', 1, paths[1]!, labels[1]!, [0, 0, 0, 0], 0.9),
+  ];
+  // The fraction of images whose top probability is at least 0.85: 0 for m1 (0.8), 1 for m2 (0.9).
+  const confident: MetricRecord = {
+    key: 'confident',
+    label: 'confident share',
+    shortLabel: 'confident',
+    csvColumn: 'confident',
+    jsonKey: 'confident',
+    higherIsBetter: true,
+    scale: 'proportion',
+    format: (v) => String(v),
+    views: ['cv', 'cvFolds', 'cvDifferences'],
+    compute: ({ probabilities, predictions }) => predictions.filter((p, i) => probabilities[i * 3 + p]! >= 0.85).length / predictions.length,
+  };
+  const registry = new MetricRegistry([...builtInMetrics, confident]);
+  const settings = { entries: ['m1', 'm2'], folds: 2, repeats: 1, seed: 3, resamples: 100 };
+  const report = buildCvReport(jobs, { ...settings, metrics: registry });
+  const [m1, m2] = report.rows;
+  assert.equal(m1!.pooled.confident, { value: 0, lower: 0, upper: 0 });
+  assert.equal(m2!.pooled.confident, { value: 1, lower: 1, upper: 1 });
+  assert.equal(m2!.perFold.map((f) => f.metrics.confident), [1, 1]);
+  assert.equal(report.differences[0]!.pooled.confident, { value: 1, lower: 1, upper: 1 });
+  assert.is(report.differences[0]!.foldMean.confident, 1);
+
+  const md = formatCvReport(report, { data: 'D', plan: 'P' }, registry);
+  assert.ok(md.includes('| model | accuracy | balanced acc. | macro-F1 | Normal recall | Osteopenia recall | Osteoporosis recall | macro AUC | ECE | confident |'), md);
+  assert.match(md, /\| m2 \| .* \| 100\.0 \[100\.0, 100\.0\] \|\n/);
+  assert.ok(md.includes('| model | repeat | fold | images | accuracy | balanced acc. | macro-F1 | confident |'), md);
+  assert.ok(md.includes('| B − A (points) | accuracy [95% CI] | balanced acc. | macro-F1 | macro AUC | confident | per-fold Δ accuracy, mean ± sd |'), md);
+  assert.match(md, /\| m2 − m1 \| .* \| \+100\.0 \[\+100\.0, \+100\.0\] \| [^|]+ \|$/m);
+  const csv = cvCsv(report, registry).split('\n');
+  assert.ok(csv[0]!.endsWith(',ece,ece_ci_low,ece_ci_high,confident,confident_ci_low,confident_ci_high'), csv[0]);
+  assert.ok(csv.some((line) => line.startsWith('m2,pooled,') && line.endsWith(',1,1,1')));
+
+  const plain = buildCvReport(jobs, settings);
+  assert.not.ok('confident' in plain.rows[0]!.pooled);
+  const plainMd = formatCvReport(plain, { data: 'D', plan: 'P' });
+  assert.ok(plainMd.includes('| model | accuracy | balanced acc. | macro-F1 | Normal recall | Osteopenia recall | Osteoporosis recall | macro AUC | ECE |\n|---|---|---|---|---|---|---|---|---|\n'), plainMd);
+  assert.ok(plainMd.includes('| B − A (points) | accuracy [95% CI] | balanced acc. | macro-F1 | macro AUC | per-fold Δ accuracy, mean ± sd |\n|---|---|---|---|---|---|\n'), plainMd);
+  assert.is(
+    cvCsv(plain).split('\n')[0],
+    'model,kind,repeat,fold,images,' +
+      ['accuracy', 'balancedAccuracy', 'macroF1', 'recallNormal', 'recallOsteopenia', 'recallOsteoporosis', 'macroAuc', 'ece'].flatMap((n) => [n, `${n}_ci_low`, `${n}_ci_high`]).join(','),
+  );
 });
 
 test('with repeats, each image is predicted once per repeat: pooled metrics are the mean over repeats, the confusion counts every prediction', () => {

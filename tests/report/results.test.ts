@@ -6,12 +6,24 @@ import * as assert from 'uvu/assert';
 import { parse } from 'csv-parse/sync';
 import sharp from 'sharp';
 import { ensembleProbabilities } from '../../src/eval/ensemble.js';
-import { metricColumns, reportSummaryJson, resultsCsv, resultsTable, summarize, writeEvaluationReport, type EvaluationReport, type MetricColumn } from '../../src/report/index.js';
+import {
+  bootstrapAccuracy,
+  builtInMetrics,
+  MetricRegistry,
+  reportSummaryJson,
+  resultsCsv,
+  resultsMarkdown,
+  resultsTable,
+  summarize,
+  writeEvaluationReport,
+  type EvaluationReport,
+  type MetricRecord,
+} from '../../src/report/index.js';
 import { seeded } from '../eval/helpers.js';
 
 const classNames = ['Normal', 'Osteopenia', 'Osteoporosis'] as const;
 
-function fixture(): EvaluationReport {
+function fixture(registry?: MetricRegistry): EvaluationReport {
   const labels = [0, 0, 0, 1, 1, 1, 2, 2, 2, 2];
   const rng = seeded(5);
   const member = (skill: number) => {
@@ -35,9 +47,9 @@ function fixture(): EvaluationReport {
     bootstrap: { resamples: 200, seed: 1 },
     images: labels.map((label, i) => ({ path: `img/${i}.png`, label })),
     models: [
-      summarize('resnet18', 'model', a, labels, 3, { rng: seeded(1), resamples: 200, run: 'runs/a' }),
-      summarize('resnet50', 'model', b, labels, 3, { rng: seeded(1), resamples: 200, run: 'runs/b' }),
-      summarize('ensemble (soft vote)', 'ensemble', ensemble, labels, 3, { rng: seeded(1), resamples: 200 }),
+      summarize('resnet18', 'model', a, labels, 3, { rng: seeded(1), resamples: 200, run: 'runs/a', classNames, ...(registry ? { registry } : {}) }),
+      summarize('resnet50', 'model', b, labels, 3, { rng: seeded(1), resamples: 200, run: 'runs/b', classNames, ...(registry ? { registry } : {}) }),
+      summarize('ensemble (soft vote)', 'ensemble', ensemble, labels, 3, { rng: seeded(1), resamples: 200, classNames, ...(registry ? { registry } : {}) }),
     ],
   };
 }
@@ -87,26 +99,105 @@ test('the report files carry the summaries: CSV numbers, Markdown table, predict
   }
 });
 
-test('a new report metric is one column record: it reaches results.csv, the Markdown table and the --json summary', () => {
+/** A Brier score record, as the calibration work would add it: overall, with an interval, in every view. */
+const brier: MetricRecord = {
+  key: 'brier',
+  label: 'Brier',
+  csvColumn: 'brier',
+  jsonKey: 'brier',
+  higherIsBetter: false,
+  scale: 'proportion',
+  format: (v) => (v === null ? '—' : v.toFixed(3)),
+  interval: true,
+  views: ['table', 'cv', 'cvFolds', 'cvDifferences'],
+  compute: ({ probabilities, labels, numClasses }) => {
+    let sum = 0;
+    for (let i = 0; i < labels.length; i++) for (let k = 0; k < numClasses; k++) sum += (probabilities[i * numClasses + k]! - (labels[i] === k ? 1 : 0)) ** 2;
+    return labels.length === 0 ? null : sum / labels.length;
+  },
+};
+
+/** A per-class record: one-vs-rest specificity, TN / (TN + FP). */
+const specificity: MetricRecord = {
+  key: 'specificity',
+  label: 'specificity',
+  perClass: true,
+  csvColumn: 'specificity',
+  jsonKey: 'specificity',
+  higherIsBetter: true,
+  scale: 'proportion',
+  format: (v) => (v === null ? '—' : v.toFixed(3)),
+  views: ['table'],
+  compute: ({ classification }) =>
+    classification.confusion.map((_, k) => {
+      const negatives = classification.confusion.filter((_, r) => r !== k);
+      const total = negatives.reduce((s, row) => s + row.reduce((a, b) => a + b, 0), 0);
+      return total === 0 ? null : negatives.reduce((s, row) => s + row.reduce((a, b) => a + b, 0) - row[k]!, 0) / total;
+    }),
+};
+
+test('a new report metric is one record: registered in a scratch registry, it reaches results.csv, results.md, the table and the --json summary', async () => {
+  const registry = new MetricRegistry([...builtInMetrics, brier, specificity]);
+  const report = fixture(registry);
+  const labels = report.images.map((i) => i.label);
+  const rows = parse(resultsCsv(report, registry), { columns: true }) as Record<string, string>[];
+  report.models.forEach((m, i) => {
+    let sum = 0;
+    labels.forEach((y, n) => [0, 1, 2].forEach((k) => (sum += (m.probabilities[n * 3 + k]! - (y === k ? 1 : 0)) ** 2)));
+    assert.ok(Math.abs(Number(rows[i]!.brier) - sum / labels.length) < 1e-6, 'Brier by hand');
+    assert.ok(Number(rows[i]!.brier_ci_low) <= Number(rows[i]!.brier) && Number(rows[i]!.brier) <= Number(rows[i]!.brier_ci_high), 'its bootstrap interval');
+    // Normal's specificity by hand: non-Normal images not predicted Normal, over non-Normal images.
+    const negatives = labels.map((y, n) => [y, n] as const).filter(([y]) => y !== 0);
+    const specific = negatives.filter(([, n]) => m.predictions[n] !== 0).length / negatives.length;
+    assert.ok(Math.abs(Number(rows[i]!.specificity_Normal) - specific) < 1e-6, 'specificity by hand');
+  });
+  const header = resultsCsv(report, registry).split('\n')[0]!.split(',');
+  assert.equal(header.slice(header.indexOf('nll'), header.indexOf('weight') + 1), ['nll', 'brier', 'brier_ci_low', 'brier_ci_high', 'weight']);
+  assert.equal(
+    header.slice(header.indexOf('weight') + 1),
+    classNames.flatMap((c) => ['precision', 'recall', 'f1', 'support', 'auc', 'specificity'].map((r) => `${r}_${c}`)),
+    'per-class columns: class-major, the new record last within each class',
+  );
+
+  const table = resultsTable(report, registry).split('\n');
+  assert.ok(table[0]!.endsWith('| ECE | Brier (95% CI) |'), table[0]);
+  const b = report.models[0]!;
+  assert.ok(table[2]!.endsWith(`| ${(b.values.brier as number).toFixed(3)} (${b.intervals.brier!.lower.toFixed(3)}–${b.intervals.brier!.upper.toFixed(3)}) |`), table[2]);
+  const md = resultsMarkdown(report, [], registry);
+  assert.match(md, /\| model \| class \| precision \| recall \| F1 \| support \| AUC \| specificity \|/);
+  assert.ok(md.includes(`| resnet18 | Normal | ${b.metrics.perClass[0]!.precision.toFixed(3)} |`));
+
+  const json = reportSummaryJson(report, registry) as { models: { brier: number; brierInterval: number[]; accuracy: number; perClass: { specificity: number | null }[] }[] };
+  assert.is(json.models[0]!.brier, b.values.brier);
+  assert.equal(json.models[0]!.brierInterval, [b.intervals.brier!.lower, b.intervals.brier!.upper]);
+  assert.is(json.models[0]!.perClass[2]!.specificity, (b.values.specificity as number[])[2]);
+  assert.is(json.models[0]!.accuracy, b.metrics.accuracy);
+
+  const dir = await mkdtemp(join(tmpdir(), 'osteo-report-'));
+  try {
+    await writeEvaluationReport(report, dir, registry);
+    assert.match(await readFile(join(dir, 'results.csv'), 'utf8'), /,brier,brier_ci_low,brier_ci_high,weight,/);
+    assert.match(await readFile(join(dir, 'results.md'), 'utf8'), /\| ECE \| Brier \(95% CI\) \|/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('the default registry keeps the published table, results.csv and --json in their shape', () => {
   const report = fixture();
-  const brier: MetricColumn = {
-    json: 'brier',
-    jsonValue: () => 0.25,
-    csv: ['brier'],
-    csvValues: () => [0.25],
-    table: { header: () => 'Brier', cell: () => '0.250' },
-  };
-  const columns = [...metricColumns, brier];
-  const rows = parse(resultsCsv(report, columns), { columns: true }) as Record<string, string>[];
-  assert.equal(rows.map((r) => r.brier), ['0.25', '0.25', '0.25']);
-  const table = resultsTable(report, columns).split('\n');
-  assert.ok(table[0]!.endsWith('| ECE | Brier |'), table[0]);
-  assert.ok(table.slice(2).every((line) => line.endsWith('| 0.250 |')));
-  const json = reportSummaryJson(report, columns) as { models: { brier: number; accuracy: number }[] };
-  assert.equal(json.models.map((m) => m.brier), [0.25, 0.25, 0.25]);
-  assert.is(json.models[0]!.accuracy, report.models[0]!.metrics.accuracy);
-  // the default columns are the published table's shape
-  assert.match(resultsTable(report).split('\n')[0]!, /^\| model \| accuracy \(95% CI\) \| balanced accuracy \| macro-F1 \| Osteopenia recall \| macro AUC \| ECE \|$/);
+  assert.equal(resultsTable(report).split('\n')[0], '| model | accuracy (95% CI) | balanced accuracy | macro-F1 | Osteopenia recall | macro AUC | ECE |');
+  assert.is(
+    resultsCsv(report).split('\n')[0],
+    'model,kind,run,split,images,accuracy,accuracy_ci_low,accuracy_ci_high,balanced_accuracy,macro_f1,macro_auc,ece,nll,weight,' +
+      ['Normal', 'Osteopenia', 'Osteoporosis'].map((c) => `precision_${c},recall_${c},f1_${c},support_${c},auc_${c}`).join(','),
+  );
+  const json = reportSummaryJson(report) as { models: Record<string, unknown>[] };
+  assert.equal(Object.keys(json.models[0]!), ['name', 'kind', 'run', 'accuracy', 'accuracyInterval', 'balancedAccuracy', 'macroF1', 'macroAuc', 'ece', 'nll', 'perClass', 'confusion']);
+  assert.equal(Object.keys((json.models[0]!.perClass as object[])[0]!), ['class', 'precision', 'recall', 'f1', 'support', 'auc']);
+  // The accuracy interval is bootstrapAccuracy's for the same generator: the registry's bootstrap draws images in its order.
+  const m = report.models[0]!;
+  const correct = Array.from(m.predictions, (p, i) => p === report.images[i]!.label);
+  assert.equal(m.accuracyInterval, bootstrapAccuracy(correct, { rng: seeded(1), resamples: 200 }));
 });
 
 test.run();
