@@ -19,6 +19,11 @@ import { OptionValues, applyFlags, keyAt, option, optional, optionEntries, parse
 const positiveInt = z.int().min(1);
 const registered = modelNames();
 
+/** Where a run goes without --out: the one place this default is written (the option's help, the config, `osteo train --resume --model`). */
+export function defaultRunDir(model: string): string {
+  return join('checkpoints', model);
+}
+
 export const monitorMetrics = ['valLoss', 'valAccuracy', 'valBalancedAccuracy', 'valMacroF1'] as const;
 export type MonitorMetric = (typeof monitorMetrics)[number];
 
@@ -26,7 +31,7 @@ export const trainOptions = {
   description: optional(z.string(), 'free text: what this recipe is and where its numbers come from'),
   model: optional(z.enum(registered), `architecture: ${registered.join(', ')}`, { flag: '--model <name>' }),
   data: optional(z.string().min(1), 'dataset folder holding a split manifest (splits.csv from `osteo data split`)', { flag: '--data <dir>' }),
-  out: optional(z.string().min(1), 'run directory (default: checkpoints/<model>)', { flag: '--out <dir>', runtime: true }),
+  out: optional(z.string().min(1), `run directory (default: ${defaultRunDir('<model>')})`, { flag: '--out <dir>', runtime: true }),
   pretrained: optional(z.string().min(1), 'initial weights, .pth or .safetensors in torchvision keys; an ImageNet head is replaced by a fresh 3-class head', {
     flag: '--pretrained <file>',
   }),
@@ -252,7 +257,7 @@ export async function resolveTrainConfig(sources: TrainConfigSources = {}): Prom
     ...input,
     model,
     data: input.data!,
-    out: input.out ?? join('checkpoints', model),
+    out: input.out ?? defaultRunDir(model),
     imageSize: input.imageSize ?? entry.defaultImageSize,
     augment,
   };
