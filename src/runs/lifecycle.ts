@@ -144,8 +144,10 @@ async function savedConfig(run: string): Promise<unknown> {
 
 /**
  * Where `dir` stands against `config` (see the top of this file). Finished means: its latest session
- * stopped early or diverged, or `last` is at an epoch boundary at or past the epochs its own config
- * asked for (a kill between that save and the `stop` event included). Reads only; changes nothing.
+ * (the last `start` in events.jsonl) has a `stop` event that stopped early, diverged, or completed
+ * with `last` at an epoch boundary at or past the epochs its own config asks for. A session killed
+ * before its `stop` left a run to resume, even after its last save (resuming it then only records
+ * the end). Reads only; changes nothing.
  */
 export async function inspectRun(dir: string, config: TrainConfig): Promise<RunInspection> {
   const saved = await savedConfig(dir);
@@ -156,7 +158,8 @@ export async function inspectRun(dir: string, config: TrainConfig): Promise<RunI
   const stop = await latestStop(dir);
   if (stop === 'early-stopped' || stop === 'diverged') return { dir, condition: 'finished', differences, status: stop, state };
   const epochs = valueAt(saved, 'epochs');
-  if (state !== undefined && state.batch === 0 && typeof epochs === 'number' && state.epoch >= epochs) {
+  // A completed stop of an earlier session whose config was extended since (--resume --epochs) does not count.
+  if (stop === 'completed' && state !== undefined && state.batch === 0 && typeof epochs === 'number' && state.epoch >= epochs) {
     return { dir, condition: 'finished', differences, status: 'completed', state };
   }
   return { dir, condition: 'resumable', differences, state };

@@ -72,15 +72,19 @@ test('resumable: last short of the epochs, or mid-epoch in the last one, or a se
   assert.is((await inspectRun(run, asked)).condition, 'resumable');
 });
 
-test('finished: its epochs done at an epoch boundary (with or without the stop event), or a session that stopped early or diverged', async () => {
+test('finished: a session that completed its epochs (at an epoch boundary), stopped early or diverged; not one killed before its stop event', async () => {
   const run = join(root, 'run');
   const asked = await config(run);
   await writeRunConfig(run, asked);
   await saveLast(run, { epoch: 2, batch: 0, step: 8 });
-  // killed after the last save, before the stop event: the state alone says it is done
-  assert.equal([(await inspectRun(run, asked)).condition, (await inspectRun(run, asked)).status], ['finished', 'completed']);
+  // killed after the last save, before the stop event: resuming it only records the end
+  await writeSessions(run, undefined);
+  assert.is((await inspectRun(run, asked)).condition, 'resumable');
   await writeSessions(run, 'completed');
-  assert.is((await inspectRun(run, asked)).status, 'completed');
+  assert.equal([(await inspectRun(run, asked)).condition, (await inspectRun(run, asked)).status], ['finished', 'completed']);
+  // a completed session of a run whose epochs were extended since (--resume --epochs 3, killed before its start event)
+  await writeRunConfig(run, await config(run, { epochs: '3' }));
+  assert.is((await inspectRun(run, await config(run, { epochs: '3' }))).condition, 'resumable');
 
   for (const status of ['early-stopped', 'diverged'] as const) {
     const short = join(root, status);
@@ -101,6 +105,7 @@ test('the differences: each key that shapes the result, old → new, the number 
   const saved = await config(run, {}, ['optimizer.lr=0.001']);
   await writeRunConfig(run, saved);
   await saveLast(run, { epoch: 2, batch: 0, step: 8 });
+  await writeSessions(run, 'completed');
   const asked = await config(join(root, 'elsewhere'), { epochs: '3', backend: 'cpu', workers: '2' }, ['optimizer.lr=0.01', 'augment=none']);
   const inspection = await inspectRun(run, asked);
   assert.is(inspection.condition, 'finished', 'the condition is the run on disk, whatever was asked');
