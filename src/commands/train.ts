@@ -3,10 +3,9 @@
  * so a flag, its config key, its validation and its help text cannot drift. The command resolves the
  * config (recipe → flags → --set), wires Ctrl-C and SIGTERM to a clean stop, and calls trainModel.
  */
-import { join } from 'node:path';
 import type { Command } from 'commander';
 import { backendFromEnvironment, useBackend } from '../backend/index.js';
-import { optionsText, resolveTrainConfig, trainOptions, type TrainConfig } from '../config/index.js';
+import { defaultRunDir, optionsText, resolveTrainConfig, trainOptions, type TrainConfig } from '../config/index.js';
 import { UserError } from '../util/index.js';
 import { progressReporter, trainModel, type TrainResult } from '../train/index.js';
 import { readRunConfigJson } from '../runs/index.js';
@@ -37,8 +36,8 @@ export async function runTrainCommand(options: CommandOptions, readFlags: (optio
   let config: TrainConfig;
   if (options.resume) {
     const model = typeof flags.model === 'string' ? flags.model : undefined;
-    const out = (flags.out as string | undefined) ?? (model ? join('checkpoints', model) : undefined);
-    if (out === undefined) throw new UserError('--resume needs the run to continue: --out RUN (or --model NAME for checkpoints/NAME)');
+    const out = (flags.out as string | undefined) ?? (model ? defaultRunDir(model) : undefined);
+    if (out === undefined) throw new UserError(`--resume needs the run to continue: --out RUN (or --model NAME for ${defaultRunDir('NAME')})`);
     const saved = await readRunConfigJson(out);
     config = await resolveTrainConfig({ resumeFrom: { file: saved.file, config: saved.json }, configFile: options.config, flags: { ...flags, out }, sets: options.set });
   } else {

@@ -21,6 +21,7 @@ export {
   trainOptions,
   trainConfigSchema,
   resolveTrainConfig,
+  defaultRunDir,
   parseSavedTrainConfig,
   defaultRecipe,
   recipeDir,

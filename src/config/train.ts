@@ -28,6 +28,11 @@ const evalTransformSchema = z.strictObject({
   std: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]),
 });
 
+/** Where a run goes without --out: the one place this default is written (the option's help, the config, `osteo train --resume --model`). */
+export function defaultRunDir(model: string): string {
+  return join('checkpoints', model);
+}
+
 /** The validation metrics training can monitor: the report registry's records that name a monitor. */
 export { monitorMetrics, type MonitorMetric };
 
@@ -35,7 +40,7 @@ export const trainOptions = {
   description: optional(z.string(), 'free text: what this recipe is and where its numbers come from'),
   model: optional(z.enum(registered), `architecture: ${registered.join(', ')}`, { flag: '--model <name>' }),
   data: optional(z.string().min(1), 'dataset folder holding a split manifest (splits.csv from `osteo data split`)', { flag: '--data <dir>' }),
-  out: optional(z.string().min(1), 'run directory (default: checkpoints/<model>)', { flag: '--out <dir>', runtime: true }),
+  out: optional(z.string().min(1), `run directory (default: ${defaultRunDir('<model>')})`, { flag: '--out <dir>', runtime: true }),
   pretrained: optional(z.string().min(1), 'initial weights, .pth or .safetensors in torchvision keys; an ImageNet head is replaced by a fresh 3-class head', {
     flag: '--pretrained <file>',
   }),
@@ -273,7 +278,7 @@ export async function resolveTrainConfig(sources: TrainConfigSources = {}): Prom
     ...input,
     model,
     data: input.data!,
-    out: input.out ?? join('checkpoints', model),
+    out: input.out ?? defaultRunDir(model),
     imageSize,
     transform: input.transform ?? transformAt(tag.evalTransform, imageSize),
     augment,

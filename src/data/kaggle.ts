@@ -11,10 +11,10 @@
  * from them); other files are kept, and a folder osteo did not download into is never written over.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { DataError, UserError, HttpStatusError, checkWritableFolder, downloadFile, environmentUserError, parseHttpUrl, type DownloadOptions, silentProgress, type ProgressSink, type StatFs, writeJsonAtomic } from '../util/index.js';
+import { DataError, UserError, HttpStatusError, checkWritableFolder, downloadFile, environmentUserError, parseHttpUrl, replaceEntries, type DownloadOptions, silentProgress, type ProgressSink, type StatFs, writeJsonAtomic } from '../util/index.js';
 import { classNames } from './classes.js';
 import { extractZip, inspectZip } from './zip.js';
 
@@ -26,8 +26,6 @@ export const publishedCounts: readonly number[] = [780, 374, 793];
 export const downloadRecordName = 'download.json';
 /** What `osteo data download` writes at the top of DEST, and what is derived from it there (index, split, cache). */
 const ownedEntries = [...classNames, downloadRecordName, 'index.csv', 'splits.csv', '.cache'];
-/** Where replaced entries wait inside DEST until the new ones are in place (owned too: a kill may leave it). */
-const replacedDir = '.osteo-replaced';
 
 export interface KaggleCredentials {
   username: string;
@@ -181,7 +179,7 @@ function describeStatus(error: HttpStatusError, url: string, credentials: Kaggle
 async function checkDestination(dest: string, force: boolean, log: (line: string) => void): Promise<boolean> {
   if (!existsSync(dest)) return false;
   if (!(await stat(dest)).isDirectory()) throw new UserError(`--dest ${dest} is a file: give a folder for the dataset (a new or empty one)`);
-  const entries = (await readdir(dest)).filter((name) => name !== replacedDir);
+  const entries = await readdir(dest);
   if (entries.length === 0) return false;
   const downloaded = existsSync(join(dest, downloadRecordName));
   if (!force && (await hasAnyClassFiles(dest))) {
@@ -206,75 +204,48 @@ export async function downloadKaggleDataset(options: DownloadDatasetOptions): Pr
   }
   const credentials = await resolveKaggleCredentials(options.env, options.homeDir);
   const url = `${api}/datasets/download/${kaggleDataset.owner}/${kaggleDataset.slug}`;
-  const staging = `${dest}.osteo-partial`;
   try {
-    await rm(staging, { recursive: true, force: true }); // what an interrupted earlier run left
-    await mkdir(staging, { recursive: true });
-  } catch (error) {
-    throw environmentUserError(error, dirname(dest)) ?? error;
-  }
-  try {
-    const archive = join(staging, 'download.zip');
-    log(`downloading ${kaggleDataset.owner}/${kaggleDataset.slug} from ${api} (credentials: ${credentials.source})`);
-    let download;
-    try {
-      download = await downloadFile(url, archive, {
-        ...options.http,
-        headers: { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.key}`).toString('base64')}` },
-        progress: options.progress ?? silentProgress,
-      });
-    } catch (error) {
-      if (error instanceof HttpStatusError) throw describeStatus(error, url, credentials);
-      throw error;
-    }
-    log(`extracting ${(await stat(archive)).size} bytes`);
-    const layout = join(staging, 'dataset');
-    try {
-      // Extraction needs the archive's full uncompressed size on the same disk: say so now, not when it fills up.
-      await checkWritableFolder(dirname(dest), (await inspectZip(archive)).bytes, options.statfs);
-      await extractZip(archive, join(staging, 'extracted'));
-      await normaliseLayout(join(staging, 'extracted'), layout, archive);
-    } catch (error) {
-      // The archive is deleted with the staging folder below: name where it came from instead.
-      if (error instanceof DataError && error.file === archive) throw new DataError(`the archive downloaded from ${redactedUrl(url)}`, error.reason);
-      throw error;
-    }
-    const counts = await countClassFiles(layout);
-    const record = { dataset: `${kaggleDataset.owner}/${kaggleDataset.slug}`, url: redactedUrl(url), downloaded: new Date().toISOString(), bytes: download.bytes, counts };
-    await writeJsonAtomic(join(layout, downloadRecordName), record);
-    await switchOwnedEntries(layout, dest);
-    return { dest, skipped: false, counts, published: publishedCounts, bytes: download.bytes, attempts: download.attempts };
+    // Downloaded, checked, extracted and laid out beside DEST; only the entries osteo owns are switched in.
+    return await replaceEntries(dest, ownedEntries, async (staging) => {
+      const archive = join(staging, '.download.zip');
+      log(`downloading ${kaggleDataset.owner}/${kaggleDataset.slug} from ${api} (credentials: ${credentials.source})`);
+      let download;
+      try {
+        download = await downloadFile(url, archive, {
+          ...options.http,
+          headers: { authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.key}`).toString('base64')}` },
+          progress: options.progress ?? silentProgress,
+        });
+      } catch (error) {
+        if (error instanceof HttpStatusError) throw describeStatus(error, url, credentials);
+        throw error;
+      }
+      log(`extracting ${(await stat(archive)).size} bytes`);
+      try {
+        // Extraction needs the archive's full uncompressed size on the same disk: say so now, not when it fills up.
+        await checkWritableFolder(dirname(dest), (await inspectZip(archive)).bytes, options.statfs);
+        await extractZip(archive, join(staging, '.extracted'));
+        await normaliseLayout(join(staging, '.extracted'), staging, archive);
+      } catch (error) {
+        // The archive is deleted with the staging folder: name where it came from instead.
+        if (error instanceof DataError && error.file === archive) throw new DataError(`the archive downloaded from ${redactedUrl(url)}`, error.reason);
+        throw error;
+      }
+      const counts = await countClassFiles(staging);
+      const record = { dataset: `${kaggleDataset.owner}/${kaggleDataset.slug}`, url: redactedUrl(url), downloaded: new Date().toISOString(), bytes: download.bytes, counts };
+      await writeJsonAtomic(join(staging, downloadRecordName), record);
+      return { dest, skipped: false, counts, published: publishedCounts, bytes: download.bytes, attempts: download.attempts };
+    });
   } catch (error) {
     // A full disk or a read-only folder met in the staging folder is reported against DEST, which
     // the user chose and which still exists once the staging folder is gone.
     throw environmentUserError(error, dest) ?? error;
-  } finally {
-    await rm(staging, { recursive: true, force: true });
   }
 }
 
 function redactedUrl(url: string): string {
   const parsed = new URL(url);
   return `${parsed.origin}${parsed.pathname}`;
-}
-
-/**
- * Move each entry osteo owns from `from` into `to`, replacing only those: the old ones are moved aside
- * into TO/.osteo-replaced first and deleted once every new one is in place, and anything else in `to`
- * is left alone.
- */
-async function switchOwnedEntries(from: string, to: string): Promise<void> {
-  await mkdir(to, { recursive: true });
-  const aside = join(to, replacedDir);
-  await rm(aside, { recursive: true, force: true });
-  await mkdir(aside);
-  for (const entry of ownedEntries) {
-    if (existsSync(join(to, entry))) await rename(join(to, entry), join(aside, entry));
-  }
-  for (const entry of ownedEntries) {
-    if (existsSync(join(from, entry))) await rename(join(from, entry), join(to, entry));
-  }
-  await rm(aside, { recursive: true, force: true });
 }
 
 /** "Normal 780 (published 780) …" for the CLI. */

@@ -25,11 +25,11 @@
  *
  * Image i of class c depends only on (seed, c, i): adding images never changes the existing ones.
  */
-import { copyFile, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
-import { UserError, mapLimit, createRng, deriveSeed, uniform, type Rng } from '../util/index.js';
+import { UserError, mapLimit, createRng, deriveSeed, replaceEntries, uniform, type Rng } from '../util/index.js';
 import { classNames } from './classes.js';
 
 export interface SynthOptions {
@@ -396,9 +396,13 @@ export async function synthesizePhantom(options: SynthOptions): Promise<SynthRes
       throw new UserError(`${dest} already holds another phantom (${what}); choose another --dest, or pass --force to replace it (files osteo did not write are kept)`);
     }
   }
-  // Build beside the destination and rename into place, like the download.
-  const staging = `${dest}.osteo-partial`;
-  await rm(staging, { recursive: true, force: true });
+  // Built beside the destination and switched in entry by entry, like the download: the user's own files in DEST stay.
+  const made = await replaceEntries(dest, ownedEntries, (staging) => writePhantomFiles(staging, { seed, size, perClass, duplicateRate }));
+  return { dest, ...made, distinctPerClass: perClass, seconds: (performance.now() - started) / 1000 };
+}
+
+/** Every image of the phantom, its planted copies and phantom.json, written into `staging`. */
+async function writePhantomFiles(staging: string, { seed, size, perClass, duplicateRate }: { seed: number; size: number; perClass: number; duplicateRate: number }): Promise<Pick<SynthResult, 'files' | 'planted' | 'expected'>> {
   for (const name of classNames) await mkdir(join(staging, name), { recursive: true });
 
   // Which images get copies: fixed positions spread over the class, the same for any seed.
@@ -493,11 +497,5 @@ export async function synthesizePhantom(options: SynthOptions): Promise<SynthRes
     note: 'Synthetic knee radiographs for tests and demos; not medical data.',
   };
   await writeFile(join(staging, 'phantom.json'), JSON.stringify(description, null, 2) + '\n');
-  await mkdir(dest, { recursive: true });
-  for (const entry of ownedEntries) {
-    await rm(join(dest, entry), { recursive: true, force: true });
-    if (existsSync(join(staging, entry))) await rename(join(staging, entry), join(dest, entry));
-  }
-  await rm(staging, { recursive: true, force: true });
-  return { dest, files, distinctPerClass: perClass, planted, expected, seconds: (performance.now() - started) / 1000 };
+  return { files, planted, expected };
 }

@@ -46,6 +46,8 @@ export interface EvaluateOptions {
   weights?: string;
   /** Where the report goes; null writes nothing. Default: defaultEvalOutDir. */
   outDir?: string | null;
+  /** The caller owns outDir (reproduce's OUT/eval): whatever report is there is replaced whole instead of refused. */
+  replaceReport?: boolean;
   batchSize?: number;
   /** Worker threads per model (default: inferenceWorkers' — one per core on wasm when there are images enough). */
   workers?: number;
@@ -287,7 +289,7 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
     await recoverStagedFolder(outDir).catch((error: unknown) => {
       throw environmentError(outDir, error);
     });
-    await checkReportFolder(outDir, record);
+    if (!options.replaceReport) await checkReportFolder(outDir, record);
     // Plots are tens of kB each, predictions.csv a line per image and model: a generous bound, checked before any model runs.
     await checkWritableFolder(dirname(resolve(outDir)), 4 * 2 ** 20 + rows.length * (options.runs.length + 1) * 256);
   }

@@ -8,12 +8,12 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { activateBackend, type BackendHandle } from '../backend/index.js';
 import { classNames, evalTransformSpec, imagenetNormalization, type EvalTransform, type EvalTransformSpec } from '../data/index.js';
 import { UserError, osteoVersion, recoverStagedFolder, replaceFolder, stageFolder, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
 import { getModel, onnxInputName, onnxOutputName, type HeadKind, type ModelEntry, type ModelName } from '../models/index.js';
-import { loadRunModel, openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
+import { loadRunModel, openRun, readCheckpointState, runExportDir, runWeightsPath, type CheckpointName } from '../runs/index.js';
 import { buildWithWeights, modelToOnnx, modelToStateDict, onnxIrVersion, readStateDict, writePth, writeSafetensors } from '../weights/index.js';
 import { saveLayersModelToDir } from './tfjs-io.js';
 
@@ -112,13 +112,9 @@ export async function sha256(file: string): Promise<string> {
     .digest('hex');
 }
 
-export async function readBestState(run: string): Promise<unknown> {
-  const file = join(dirname(runWeightsPath(run, 'best')), 'state.json');
-  try {
-    return JSON.parse(await readFile(file, 'utf8')) as unknown;
-  } catch {
-    return null;
-  }
+/** The run's record of its best checkpoint (epoch, validation metrics), or null when it kept none. */
+export function readBestState(run: string): Promise<unknown> {
+  return readCheckpointState(run, 'best');
 }
 
 export interface ValidatedRun {
@@ -234,7 +230,7 @@ export interface ExportResult {
 export async function exportRun(options: { backend: BackendHandle; run: string; format: ExportFormat; outDir?: string; checkpoint?: CheckpointName }): Promise<ExportResult> {
   await activateBackend(options.backend);
   if (!exportFormats.includes(options.format)) throw new UserError(`unknown export format '${options.format}': choose one of ${exportFormats.join(', ')}`);
-  const outDir = options.outDir ?? join(options.run, 'export', options.format);
+  const outDir = options.outDir ?? runExportDir(options.run, options.format);
   // tfjs exports build from stock layers only, so a web app loads them without osteo's classes.
   const run = await validatedRun(options.run, { portable: options.format === 'tfjs', checkpoint: options.checkpoint });
   try {

@@ -18,7 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { assignFolds, classNames, foldManifest, indexDataset, readIndex, writeManifestView, type IndexRow } from '../data/index.js';
 import { confusionMatrixPng } from '../report/index.js';
@@ -27,8 +27,9 @@ import { evaluateRuns } from '../eval/index.js';
 import { type ModelName } from '../models/index.js';
 import type { BackendHandle, BackendPreference } from '../backend/index.js';
 import type { TrainEvent } from '../train/index.js';
-import { DataError, UserError, deriveSeed, formatDuration, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
+import { DataError, UserError, deriveSeed, formatDuration, replaceFolder, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
 import { buildCvReport, compareCvJobs, cvCsv, formatCvReport, formatDifferences, type CvDifference, type CvReport, type JobPredictions } from './cv-report.js';
+import { runPaths } from '../runs/index.js';
 import { executeRun, planRun } from './training.js';
 
 export interface CvEntry {
@@ -284,7 +285,7 @@ async function runJob(experiment: CvExperiment, plan: CvPlan, job: CvJob, indexR
   const trained = await executeRun(planned, { backend: options.backend, onEvent: options.onEvent, signal: options.signal });
   const status = trained?.status ?? planned.status;
   if (status === 'interrupted') throw new UserError(`interrupted in job ${job.id}; run the same command again to resume it from its last checkpoint`);
-  if (status === 'diverged') throw new UserError(`job ${job.id} diverged (${trained?.message ?? 'see its events.jsonl'}); change the recipe and re-run in a fresh --out`);
+  if (status === 'diverged') throw new UserError(`job ${job.id} diverged (${trained?.message ?? `see ${runPaths(planned.config.out).events}`}); change the recipe and re-run in a fresh --out`);
   const evaluation = await evaluateRuns({ backend: options.backend, runs: [join(dir, 'run')], dataDir: join(dir, 'data'), split: 'test', outDir: null, resamples: 1, seed: 0 });
   const held = manifest.filter((r) => r.split === 'test');
   const groupOf = new Map(held.map((r) => [r.path, r.group]));
@@ -403,26 +404,24 @@ export async function collectCv(out: string): Promise<CvCollectResult> {
   const dir = resolve(out);
   const { plan, results } = await loadResults(dir);
   const report = buildCvReport(results, { entries: plan.entries.map((e) => e.name), folds: plan.folds, repeats: plan.repeats, seed: plan.seed, resamples: plan.resamples });
-  const staging = join(dir, '.report.partial');
-  await rm(staging, { recursive: true, force: true });
-  await mkdir(staging, { recursive: true });
+  const target = join(dir, 'report');
+  const files = await replaceFolder(target, (staging) => writeCvReport(staging, plan, report));
+  return { out: target, report, files: files.map((f) => join(target, f)) };
+}
+
+/** cv.md, cv.csv, cv.json and a confusion matrix per entry, written into `folder`; returns their names. */
+async function writeCvReport(folder: string, plan: CvPlan, report: CvReport): Promise<string[]> {
   const files = ['cv.md', 'cv.csv', 'cv.json'];
-  await writeFileAtomic(join(staging, 'cv.md'), formatCvReport(report, { data: `the dataset (index fingerprint ${plan.dataFingerprint.slice(0, 12)})`, plan: plan.fingerprint.slice(0, 12) }));
-  await writeFileAtomic(join(staging, 'cv.csv'), cvCsv(report));
-  await writeJsonAtomic(join(staging, 'cv.json'), { plan: { fingerprint: plan.fingerprint, dataFingerprint: plan.dataFingerprint, folds: plan.folds, repeats: plan.repeats, seed: plan.seed, entries: plan.entries }, ...report });
+  await writeFileAtomic(join(folder, 'cv.md'), formatCvReport(report, { data: `the dataset (index fingerprint ${plan.dataFingerprint.slice(0, 12)})`, plan: plan.fingerprint.slice(0, 12) }));
+  await writeFileAtomic(join(folder, 'cv.csv'), cvCsv(report));
+  await writeJsonAtomic(join(folder, 'cv.json'), { plan: { fingerprint: plan.fingerprint, dataFingerprint: plan.dataFingerprint, folds: plan.folds, repeats: plan.repeats, seed: plan.seed, entries: plan.entries }, ...report });
   for (const row of report.rows) {
     const file = `confusion-${row.entry.replace(/[^A-Za-z0-9_.-]+/g, '_')}.png`;
     const title = `${row.entry}: pooled out-of-fold${plan.repeats > 1 ? ` (${plan.repeats} repeats)` : ''}`;
-    await writeFileAtomic(join(staging, file), await confusionMatrixPng({ title, classNames, confusion: row.confusion }));
+    await writeFileAtomic(join(folder, file), await confusionMatrixPng({ title, classNames, confusion: row.confusion }));
     files.push(file);
   }
-  const target = join(dir, 'report');
-  const old = join(dir, '.report.old');
-  await rm(old, { recursive: true, force: true });
-  if (existsSync(target)) await rename(target, old);
-  await rename(staging, target);
-  await rm(old, { recursive: true, force: true });
-  return { out: target, report, files: files.map((f) => join(target, f)) };
+  return files;
 }
 
 export interface CvCompareResult {

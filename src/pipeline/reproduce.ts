@@ -22,7 +22,7 @@
  *   OUT/reproduce.md, reproduce.json
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import {
   countClassFiles,
@@ -48,6 +48,7 @@ import { type TrainEvent } from '../train/index.js';
 import { defaultWeightsDir, fetchPretrainedWeights } from '../weights/index.js';
 import { useBackend, type BackendHandle, type BackendPreference } from '../backend/index.js';
 import type { ModelSummary } from '../report/index.js';
+import { checkpointDir, runPaths } from '../runs/index.js';
 import { executeRun, planRun, type PlannedRun } from './training.js';
 import { assertCvPlanMatches, dataFingerprint, runCv, type CvExperiment } from './cv.js';
 import { ensembleEntry, type Interval } from './cv-report.js';
@@ -136,9 +137,6 @@ export interface ReproduceResult {
   checkFailures: string[];
   artefacts: { report: string; evaluation?: string; publishedEvaluation?: string; cv?: string; dashboard?: string[]; runs: string[] };
 }
-
-/** What reproduce writes at the top of OUT: the only entries --fresh removes. */
-const ownedEntries = ['runs', 'published', 'cv', 'eval', 'dashboard', 'data.json', 'reproduce.md', 'reproduce.json'];
 
 type PhantomSettings = { perClass?: number; size?: number; seed: number; duplicateRate?: number };
 
@@ -304,6 +302,27 @@ export function checkAgainstPublished(rows: readonly ReproduceRow[], tolerance: 
   return failures;
 }
 
+/** Where reproduce writes in OUT: these entries are its own, and the only ones --fresh removes. */
+const outLayout = {
+  cleanRun: (out: string, model: string) => join(out, 'runs', model),
+  publishedView: (out: string, model: string) => join(out, 'published', model, 'data'),
+  publishedRun: (out: string, model: string) => join(out, 'published', model, 'run'),
+  publishedEvaluation: (out: string) => join(out, 'published', 'eval'),
+  cleanEvaluation: (out: string) => join(out, 'eval'),
+  cv: (out: string) => join(out, 'cv'),
+  dashboard: (out: string) => join(out, 'dashboard'),
+  dataRecord: (out: string) => join(out, 'data.json'),
+  report: (out: string) => join(out, 'reproduce.md'),
+  result: (out: string) => join(out, 'reproduce.json'),
+};
+/** The top-level names of outLayout's paths. */
+const ownedEntries = ['runs', 'published', 'cv', 'eval', 'dashboard', 'data.json', 'reproduce.md', 'reproduce.json'];
+
+async function isKaggleSet(dataDir: string): Promise<boolean> {
+  const counts = await countClassFiles(dataDir);
+  return counts.every((n, i) => n === publishedCounts[i]);
+}
+
 interface ModelPlan {
   model: ModelName;
   protocol: 'published' | 'clean';
@@ -312,28 +331,68 @@ interface ModelPlan {
   manifest?: ManifestRow[];
 }
 
-/** Evaluate into a staged sibling folder and switch it in, so no stale file of an earlier evaluation survives. */
-async function evaluateStaged(backend: BackendHandle, runs: string[], dataDir: string, outDir: string, config: PipelineConfig): Promise<EvaluationResult> {
-  const staging = `${outDir}.partial`;
-  await rm(staging, { recursive: true, force: true });
-  const evaluation = await evaluateRuns({ backend, runs, dataDir, split: 'test', weights: config.ensemble.weights, tta: config.ensemble.tta, outDir: staging, seed: config.seed });
-  await rm(outDir, { recursive: true, force: true });
-  await rename(staging, outDir);
-  return { report: evaluation.report, written: evaluation.written ? { ...evaluation.written, dir: outDir } : null };
+/** Everything decided before any data work: the config, the checkpoints, and every run's plan. */
+interface ReproducePlan {
+  options: ReproduceOptions;
+  log: (line: string) => void;
+  protocol: Protocol;
+  config: PipelineConfig;
+  configFile: string;
+  out: string;
+  dataDir: string;
+  checkpoints: Map<ModelName, string>;
+  backend: BackendHandle;
+  models: ModelPlan[];
+  cv?: CvExperiment;
 }
 
-async function isKaggleSet(dataDir: string): Promise<boolean> {
-  const counts = await countClassFiles(dataDir);
-  return counts.every((n, i) => n === publishedCounts[i]);
+/** The data the runs train on, indexed (and split under the clean protocol). */
+interface PreparedData {
+  indexRows: IndexRow[];
+  kaggle: boolean;
 }
 
+/** The runs that trained (or were reused) under each protocol, and the ones that failed. */
+interface TrainedRuns {
+  runs: ReproduceResult['runs'];
+  failures: ReproduceResult['failures'];
+}
+
+/** What the evaluations wrote. */
+interface Evaluated {
+  publishedEvaluation?: string;
+  evaluation?: string;
+  dashboard?: string[];
+}
+
+/** plan → prepare data → train (both protocols) → evaluate → export → cross-validate → report. */
 export async function reproduce(options: ReproduceOptions): Promise<ReproduceResult> {
+  const plan = await planReproduction(options);
+  const data = await prepareReproductionData(plan);
+  const trained = await trainPlannedRuns(plan, data);
+  const rows = tableRows(plan.config, trained.failures);
+  const evaluated: Evaluated = { publishedEvaluation: await evaluatePublished(plan, data, trained.runs, rows) };
+  const clean = await evaluateClean(plan, data, trained.runs, rows);
+  if (clean) {
+    evaluated.evaluation = clean.written?.dir;
+    evaluated.dashboard = await exportDashboardFiles(plan, trained.runs);
+  }
+  const cvDir = await crossValidate(plan, rows, trained.failures);
+  return writeReproduceReport(plan, data, { rows, trained, evaluated, cvDir });
+}
+
+const trainProtocols = (protocol: Protocol) => ({ published: protocol !== 'clean', clean: protocol !== 'published' });
+
+/**
+ * Check the options, read the config, honour --fresh, get the ImageNet checkpoints and plan every
+ * run: a run made with another config stops everything here, before any data work or training.
+ */
+async function planReproduction(options: ReproduceOptions): Promise<ReproducePlan> {
   const log = options.log ?? (() => {});
   const protocol = options.protocol ?? 'both';
-  const runPublished = protocol !== 'clean';
-  const runClean = protocol !== 'published';
-  if (options.check !== undefined && !runPublished) throw new UserError('--check compares the published protocol with the published table: use --protocol published or both');
-  if (options.cv !== undefined && !runClean) throw new UserError('--cv runs cross-validation under the clean protocol: use --protocol clean or both');
+  const runs = trainProtocols(protocol);
+  if (options.check !== undefined && !runs.published) throw new UserError('--check compares the published protocol with the published table: use --protocol published or both');
+  if (options.cv !== undefined && !runs.clean) throw new UserError('--cv runs cross-validation under the clean protocol: use --protocol clean or both');
   const configFile = resolve(options.config);
   const config = await loadPipelineConfig(configFile);
   const out = resolve(options.out);
@@ -344,183 +403,239 @@ export async function reproduce(options: ReproduceOptions): Promise<ReproduceRes
   }
   const checkpoints = await fetchCheckpoints(config, options, log);
   const dataDir = resolve(options.data ?? config.data.dir);
-
-  // Every run is planned before any data work or training: a run made with another config stops everything here.
-  const trainConfigFor = (spec: PipelineConfig['models'][number], data: string, runDir: string): Promise<TrainConfig> =>
-    resolveTrainConfig({
-      configFile: spec.recipe ? resolve(dirname(configFile), spec.recipe) : undefined,
-      flags: { model: spec.model, data, out: runDir, pretrained: checkpoints.get(spec.model), seed: config.seed, backend: options.backend, workers: options.workers },
-      sets: [...config.set, ...spec.set, ...(options.sets ?? [])],
-    });
-  const plans: ModelPlan[] = [];
+  // The backend is chosen once; every run, evaluation and export below computes on it.
+  const backend = await useBackend(options.backend ?? 'auto');
+  const plan: ReproducePlan = { options, log, protocol, config, configFile, out, dataDir, checkpoints, backend, models: [] };
   for (const spec of config.models) {
-    if (runPublished) {
-      const dir = join(out, 'published', spec.model);
-      plans.push({ model: spec.model, protocol: 'published', run: await planRun(await trainConfigFor(spec, join(dir, 'data'), join(dir, 'run'))) });
+    if (runs.published) {
+      const trainConfig = await modelTrainConfig(plan, spec, outLayout.publishedView(out, spec.model), outLayout.publishedRun(out, spec.model));
+      plan.models.push({ model: spec.model, protocol: 'published', run: await planRun(trainConfig) });
     }
-    if (runClean) plans.push({ model: spec.model, protocol: 'clean', run: await planRun(await trainConfigFor(spec, dataDir, join(out, 'runs', spec.model))) });
+    if (runs.clean) plan.models.push({ model: spec.model, protocol: 'clean', run: await planRun(await modelTrainConfig(plan, spec, dataDir, outLayout.cleanRun(out, spec.model))) });
   }
+  if (options.cv !== undefined) plan.cv = cvExperimentOf(plan, options.cv);
+  return plan;
+}
 
+type ModelSpec = PipelineConfig['models'][number];
+
+/** A model's training config: its recipe (beside the pipeline config), the pipeline's and the caller's overrides. */
+function modelTrainConfig(plan: ReproducePlan, spec: ModelSpec, data: string, runDir: string): Promise<TrainConfig> {
+  const { config, options } = plan;
+  return resolveTrainConfig({
+    configFile: spec.recipe ? resolve(dirname(plan.configFile), spec.recipe) : undefined,
+    flags: { model: spec.model, data, out: runDir, pretrained: plan.checkpoints.get(spec.model), seed: config.seed, backend: options.backend, workers: options.workers },
+    sets: [...config.set, ...spec.set, ...(options.sets ?? [])],
+  });
+}
+
+/** --cv K: grouped K-fold cross-validation of every model on the clean data, in OUT/cv. */
+function cvExperimentOf(plan: ReproducePlan, folds: number): CvExperiment {
+  const { config, options } = plan;
+  return {
+    dataDir: plan.dataDir,
+    out: outLayout.cv(plan.out),
+    folds,
+    repeats: 1,
+    seed: config.seed,
+    innerVal: config.data.val,
+    entries: config.models.map((spec) => ({
+      name: spec.model,
+      model: spec.model,
+      ...(spec.recipe ? { recipe: resolve(dirname(plan.configFile), spec.recipe) } : {}),
+      sets: [...config.set, ...spec.set, ...(options.sets ?? [])],
+      ...(plan.checkpoints.has(spec.model) ? { pretrained: plan.checkpoints.get(spec.model)! } : {}),
+    })),
+    backend: options.backend,
+    workers: options.workers,
+    resamples: 1000,
+  };
+}
+
+/**
+ * Generate or download the data and index it; refuse data other than the runs' own (the index's
+ * fingerprint is kept beside them); draw each published-protocol split, and the clean split.
+ */
+async function prepareReproductionData(plan: ReproducePlan): Promise<PreparedData> {
+  const { config, options, dataDir, out, log } = plan;
   await prepareData(config, options, log);
   const kaggle = await isKaggleSet(dataDir);
   if (options.check !== undefined && !kaggle) {
     throw new UserError(`--check compares with the published table, which was measured on the Kaggle set; ${dataDir} is not it (${(await countClassFiles(dataDir)).join(' / ')} files, Kaggle ${publishedCounts.join(' / ')})`);
   }
   const indexRows: IndexRow[] = await readIndex(dataDir);
-  // Runs are reused only on the data they were trained on: the index's fingerprint is kept beside them.
   const fingerprint = dataFingerprint(indexRows);
-  const dataRecord = join(out, 'data.json');
-  if (existsSync(dataRecord) && plans.some((p) => p.run.action !== 'train')) {
+  const dataRecord = outLayout.dataRecord(out);
+  if (existsSync(dataRecord) && plan.models.some((p) => p.run.action !== 'train')) {
     const recorded = (JSON.parse(await readFile(dataRecord, 'utf8')) as { fingerprint?: string }).fingerprint;
     if (recorded !== fingerprint) throw new UserError(`the runs in ${out} were trained on other data than ${dataDir} holds now (its index changed); re-run with --fresh to start over, or choose another --out`);
   }
   await mkdir(out, { recursive: true });
   await writeJsonAtomic(dataRecord, { dataDir, fingerprint });
-  for (const plan of plans.filter((p) => p.protocol === 'published')) {
-    const spec = config.models.find((m) => m.model === plan.model)!;
-    plan.manifest = publishedSplit(indexRows, { val: config.data.val, test: config.data.test }, spec.publishedSeed ?? config.data.seed);
+  for (const model of plan.models.filter((p) => p.protocol === 'published')) {
+    const spec = config.models.find((m) => m.model === model.model)!;
+    model.manifest = publishedSplit(indexRows, { val: config.data.val, test: config.data.test }, spec.publishedSeed ?? config.data.seed);
   }
-  if (runClean) {
+  if (trainProtocols(plan.protocol).clean) {
     const { report: splitReport } = await splitDataset({ dataDir, val: config.data.val, test: config.data.test, seed: config.data.seed });
     log(formatSplitReport(splitReport));
   }
-  const cvExperiment: CvExperiment | undefined =
-    options.cv === undefined
-      ? undefined
-      : {
-          dataDir,
-          out: join(out, 'cv'),
-          folds: options.cv,
-          repeats: 1,
-          seed: config.seed,
-          innerVal: config.data.val,
-          entries: config.models.map((spec) => ({
-            name: spec.model,
-            model: spec.model,
-            ...(spec.recipe ? { recipe: resolve(dirname(configFile), spec.recipe) } : {}),
-            sets: [...config.set, ...spec.set, ...(options.sets ?? [])],
-            ...(checkpoints.has(spec.model) ? { pretrained: checkpoints.get(spec.model)! } : {}),
-          })),
-          backend: options.backend,
-          workers: options.workers,
-          resamples: 1000,
-        };
-  if (cvExperiment) await assertCvPlanMatches(cvExperiment);
+  if (plan.cv) await assertCvPlanMatches(plan.cv);
+  return { indexRows, kaggle };
+}
 
-  const runs: ReproduceResult['runs'] = { clean: {}, published: {} };
-  const failures: ReproduceResult['failures'] = [];
-  // chosen once: every run trains, is evaluated and exported on it
-  const backend = await useBackend(options.backend ?? 'auto');
-  for (const plan of plans) {
-    const runDir = plan.run.config.out;
-    const verb = plan.run.action === 'reuse' ? 'reusing the finished run' : plan.run.action === 'resume' ? 'resuming' : 'training';
-    log(`\n== ${plan.protocol} protocol: ${verb} ${plan.model} → ${runDir}`);
+/** Train (or resume, or reuse) every planned run in turn; a model that fails is recorded and the others go on. */
+async function trainPlannedRuns(plan: ReproducePlan, data: PreparedData): Promise<TrainedRuns> {
+  const trained: TrainedRuns = { runs: { clean: {}, published: {} }, failures: [] };
+  for (const model of plan.models) {
+    const runDir = model.run.config.out;
+    const verb = model.run.action === 'reuse' ? 'reusing the finished run' : model.run.action === 'resume' ? 'resuming' : 'training';
+    plan.log(`\n== ${model.protocol} protocol: ${verb} ${model.model} → ${runDir}`);
     try {
-      if (plan.manifest) await writeManifestView(plan.run.config.data, dataDir, plan.manifest, indexRows);
-      if (plan.run.action === 'train') log(plan.run.config.pretrained ? `initial weights: ${plan.run.config.pretrained}` : 'initial weights: random (no ImageNet checkpoint)');
-      const trained = await executeRun(plan.run, { backend, onEvent: options.onTrainEvent, signal: options.signal });
-      const status = trained?.status ?? plan.run.status;
-      if (status === 'interrupted') throw new UserError(`interrupted while training ${plan.model}; run the same command again to resume from ${runDir}/last`);
-      if (status === 'diverged') throw new UserError(trained?.message ?? `${plan.model} diverged (see ${runDir}/events.jsonl); re-run with --fresh after changing its recipe`);
-      runs[plan.protocol][plan.model] = runDir;
+      await trainModelPlan(plan, data, model);
+      trained.runs[model.protocol][model.model] = runDir;
     } catch (error) {
-      if (!(error instanceof UserError || error instanceof DataError) || options.signal?.aborted) throw error;
-      failures.push({ model: plan.model, protocol: plan.protocol, error: error.message });
-      log(`${plan.model} (${plan.protocol} protocol) failed: ${error.message}`);
+      if (!(error instanceof UserError || error instanceof DataError) || plan.options.signal?.aborted) throw error;
+      trained.failures.push({ model: model.model, protocol: model.protocol, error: error.message });
+      plan.log(`${model.model} (${model.protocol} protocol) failed: ${error.message}`);
     }
   }
+  return trained;
+}
 
+/** One run: the published protocol's dataset view first; an interrupted or diverged run is a failure naming what to do. */
+async function trainModelPlan(plan: ReproducePlan, data: PreparedData, model: ModelPlan): Promise<void> {
+  const { run } = model;
+  const runDir = run.config.out;
+  if (model.manifest) await writeManifestView(run.config.data, plan.dataDir, model.manifest, data.indexRows);
+  if (run.action === 'train') plan.log(run.config.pretrained ? `initial weights: ${run.config.pretrained}` : 'initial weights: random (no ImageNet checkpoint)');
+  const trained = await executeRun(run, { backend: plan.backend, onEvent: plan.options.onTrainEvent, signal: plan.options.signal });
+  const status = trained?.status ?? run.status;
+  if (status === 'interrupted') throw new UserError(`interrupted while training ${model.model}; run the same command again to resume from ${checkpointDir(runDir, 'last')}`);
+  if (status === 'diverged') throw new UserError(trained?.message ?? `${model.model} diverged (see ${runPaths(runDir).events}); re-run with --fresh after changing its recipe`);
+}
+
+/** The table's rows: each configured model and the ensemble, with the failures so far. */
+function tableRows(config: PipelineConfig, failures: ReproduceResult['failures']): ReproduceRow[] {
   const rows: ReproduceRow[] = publishedResults
     .filter((p) => p.row === 'ensemble' || config.models.some((m) => m.model === p.row))
     .map((p) => ({ row: p.row === 'ensemble' ? ensembleName : p.row, published: p.accuracy, publishedProtocol: null, clean: null, cv: null, errors: [] }));
-  const rowOf = (name: string) => rows.find((r) => r.row === name)!;
-  for (const f of failures) rowOf(f.model).errors.push(`${f.protocol} protocol: ${f.error}`);
+  for (const f of failures) rows.find((r) => r.row === f.model)!.errors.push(`${f.protocol} protocol: ${f.error}`);
+  return rows;
+}
 
-  let publishedEvaluation: string | undefined;
-  if (runPublished && Object.keys(runs.published).length > 0) {
-    log('\n== evaluating the published protocol: each model on its own test split, the ensemble on the first model\'s');
-    const manifests = new Map(plans.filter((p) => p.manifest).map((p) => [p.model, p.manifest!]));
-    for (const [model, run] of Object.entries(runs.published)) {
-      const view = join(out, 'published', model, 'data');
-      const evaluation = await evaluateRuns({ backend, runs: [run], dataDir: view, split: 'test', outDir: null, seed: config.seed });
-      const manifest = manifests.get(model as ModelName)!;
-      rowOf(model).publishedProtocol = protocolResult(evaluation.report.models[0], countLeakedTestImages(indexRows, manifest, [manifest]));
-    }
-    const members = Object.keys(runs.published) as ModelName[];
-    if (members.length > 1) {
-      // As the seed project scored it: one test set (the first model's), every member's own training.
-      const first = members[0]!;
-      const evaluation = await evaluateStaged(backend, Object.values(runs.published), join(out, 'published', first, 'data'), join(out, 'published', 'eval'), config);
-      const leaked = countLeakedTestImages(indexRows, manifests.get(first)!, members.map((m) => manifests.get(m)!));
-      rowOf(ensembleName).publishedProtocol = protocolResult(evaluation.report.models.find((m) => m.kind === 'ensemble'), leaked);
-      publishedEvaluation = evaluation.written?.dir;
-    }
+/**
+ * The published protocol as the seed project scored it: each model on its own test split, and the
+ * ensemble on the first model's, although every member trained on its own split. Returns the
+ * ensemble's report folder, if there was an ensemble.
+ */
+async function evaluatePublished(plan: ReproducePlan, data: PreparedData, runs: ReproduceResult['runs'], rows: ReproduceRow[]): Promise<string | undefined> {
+  if (!trainProtocols(plan.protocol).published || Object.keys(runs.published).length === 0) return undefined;
+  plan.log('\n== evaluating the published protocol: each model on its own test split, the ensemble on the first model\'s');
+  const manifests = new Map(plan.models.filter((p) => p.manifest).map((p) => [p.model, p.manifest!]));
+  for (const [model, run] of Object.entries(runs.published)) {
+    const evaluation = await evaluateRuns({ backend: plan.backend, runs: [run], dataDir: outLayout.publishedView(plan.out, model), split: 'test', outDir: null, seed: plan.config.seed });
+    const manifest = manifests.get(model as ModelName)!;
+    rows.find((r) => r.row === model)!.publishedProtocol = protocolResult(evaluation.report.models[0], countLeakedTestImages(data.indexRows, manifest, [manifest]));
   }
+  const members = Object.keys(runs.published) as ModelName[];
+  if (members.length < 2) return undefined;
+  const first = members[0]!;
+  const evaluation = await evaluateInto(plan, Object.values(runs.published), outLayout.publishedView(plan.out, first), outLayout.publishedEvaluation(plan.out));
+  const leaked = countLeakedTestImages(data.indexRows, manifests.get(first)!, members.map((m) => manifests.get(m)!));
+  rows.find((r) => r.row === ensembleName)!.publishedProtocol = protocolResult(evaluation.report.models.find((m) => m.kind === 'ensemble'), leaked);
+  return evaluation.written?.dir;
+}
 
-  let evaluation: EvaluationResult | undefined;
-  let dashboard: string[] | undefined;
+/** The clean protocol: every clean run and their soft-vote ensemble on the shared, de-duplicated test split. */
+async function evaluateClean(plan: ReproducePlan, data: PreparedData, runs: ReproduceResult['runs'], rows: ReproduceRow[]): Promise<EvaluationResult | undefined> {
   const cleanRuns = Object.values(runs.clean);
-  if (runClean && cleanRuns.length > 0) {
-    log(`\n== evaluating ${cleanRuns.length} clean-protocol model(s) and their soft-vote ensemble on the shared test split`);
-    evaluation = await evaluateStaged(backend, cleanRuns, dataDir, join(out, 'eval'), config);
-    const cleanManifest = evaluation.report.images.map((i): ManifestRow => ({ path: i.path, label: i.label, split: 'test', group: '' }));
-    for (const summary of evaluation.report.models) {
-      const name = summary.kind === 'ensemble' ? ensembleName : summary.name;
-      const row = rows.find((r) => r.row === name);
-      // The shared split is de-duplicated, so this count is the check that it is: 0.
-      if (row) row.clean = protocolResult(summary, countLeakedTestImages(indexRows, cleanManifest, []));
-    }
-    const dashboardNames = dashboardModels().map((entry) => entry.name);
-    const dashboardDir = join(out, 'dashboard');
-    if (dashboardNames.every((name) => runs.clean[name] !== undefined)) {
-      const staging = `${dashboardDir}.partial`;
-      await rm(staging, { recursive: true, force: true });
-      const exported = await exportDashboard({ backend, dir: staging, runs: Object.fromEntries(dashboardNames.map((name) => [name, runs.clean[name]])) });
-      await rm(dashboardDir, { recursive: true, force: true });
-      await rename(staging, dashboardDir);
-      dashboard = exported.files.map((file) => resolve(dashboardDir, file));
-    } else {
-      // A dashboard folder from an earlier run would hold weights this report no longer describes.
-      await rm(dashboardDir, { recursive: true, force: true });
-    }
+  if (!trainProtocols(plan.protocol).clean || cleanRuns.length === 0) return undefined;
+  plan.log(`\n== evaluating ${cleanRuns.length} clean-protocol model(s) and their soft-vote ensemble on the shared test split`);
+  const evaluation = await evaluateInto(plan, cleanRuns, plan.dataDir, outLayout.cleanEvaluation(plan.out));
+  const cleanManifest = evaluation.report.images.map((i): ManifestRow => ({ path: i.path, label: i.label, split: 'test', group: '' }));
+  for (const summary of evaluation.report.models) {
+    const row = rows.find((r) => r.row === (summary.kind === 'ensemble' ? ensembleName : summary.name));
+    // The shared split is de-duplicated, so this count is the check that it is: 0.
+    if (row) row.clean = protocolResult(summary, countLeakedTestImages(data.indexRows, cleanManifest, []));
   }
+  return evaluation;
+}
 
-  let cvDir: string | undefined;
-  if (cvExperiment) {
-    log(`\n== clean protocol: ${cvExperiment.folds}-fold cross-validation → ${cvExperiment.out}`);
-    try {
-      const cv = await runCv(cvExperiment, { backend, log, onTrainEvent: options.onTrainEvent, signal: options.signal });
-      for (const cvRow of cv.report?.report.rows ?? []) {
-        const row = rows.find((r) => r.row === (cvRow.entry === ensembleEntry ? ensembleName : cvRow.entry));
-        if (row) row.cv = { accuracy: cvRow.pooled.accuracy!, balancedAccuracy: cvRow.pooled.balancedAccuracy!, macroF1: cvRow.pooled.macroF1! };
-      }
-      cvDir = cv.report?.out;
-    } catch (error) {
-      if (!(error instanceof UserError || error instanceof DataError) || options.signal?.aborted) throw error;
-      failures.push({ model: 'cv', protocol: 'cv', error: error.message });
-      log(`cross-validation failed: ${error.message}`);
-    }
+/**
+ * Evaluate into one of reproduce's own report folders. evaluateRuns stages the folder and switches
+ * it in whole, so no stale file of an earlier evaluation survives; the folder is reproduce's, so the
+ * report of another set of runs there (a model that failed last time) is replaced rather than refused.
+ */
+function evaluateInto(plan: ReproducePlan, runs: string[], dataDir: string, outDir: string): Promise<EvaluationResult> {
+  const { ensemble, seed } = plan.config;
+  return evaluateRuns({ backend: plan.backend, runs, dataDir, split: 'test', weights: ensemble.weights, tta: ensemble.tta, outDir, replaceReport: true, seed });
+}
+
+/**
+ * The dashboard's files from the clean runs, when every model it loads trained. exportDashboard
+ * stages them and switches each in; their names are fixed, so none of an earlier export survives
+ * stale. Without every model, an earlier dashboard folder would hold weights this report no longer
+ * describes: it is removed.
+ */
+async function exportDashboardFiles(plan: ReproducePlan, runs: ReproduceResult['runs']): Promise<string[] | undefined> {
+  const names = dashboardModels().map((entry) => entry.name);
+  const dir = outLayout.dashboard(plan.out);
+  if (!names.every((name) => runs.clean[name] !== undefined)) {
+    await rm(dir, { recursive: true, force: true });
+    return undefined;
   }
+  const exported = await exportDashboard({ backend: plan.backend, dir, runs: Object.fromEntries(names.map((name) => [name, runs.clean[name]])) });
+  return exported.files.map((file) => resolve(dir, file));
+}
 
+/** --cv K: its pooled out-of-fold figures join the table; a failure is recorded like a model's. */
+async function crossValidate(plan: ReproducePlan, rows: ReproduceRow[], failures: ReproduceResult['failures']): Promise<string | undefined> {
+  if (!plan.cv) return undefined;
+  plan.log(`\n== clean protocol: ${plan.cv.folds}-fold cross-validation → ${plan.cv.out}`);
+  try {
+    const cv = await runCv(plan.cv, { backend: plan.backend, log: plan.log, onTrainEvent: plan.options.onTrainEvent, signal: plan.options.signal });
+    for (const cvRow of cv.report?.report.rows ?? []) {
+      const row = rows.find((r) => r.row === (cvRow.entry === ensembleEntry ? ensembleName : cvRow.entry));
+      if (row) row.cv = { accuracy: cvRow.pooled.accuracy!, balancedAccuracy: cvRow.pooled.balancedAccuracy!, macroF1: cvRow.pooled.macroF1! };
+    }
+    return cv.report?.out;
+  } catch (error) {
+    if (!(error instanceof UserError || error instanceof DataError) || plan.options.signal?.aborted) throw error;
+    failures.push({ model: 'cv', protocol: 'cv', error: error.message });
+    plan.log(`cross-validation failed: ${error.message}`);
+    return undefined;
+  }
+}
+
+/** OUT/reproduce.md (the table, also printed) and OUT/reproduce.json (the whole result). */
+async function writeReproduceReport(plan: ReproducePlan, data: PreparedData, done: { rows: ReproduceRow[]; trained: TrainedRuns; evaluated: Evaluated; cvDir?: string }): Promise<ReproduceResult> {
+  const { config, options, out, dataDir, checkpoints } = plan;
+  const { rows, trained, evaluated } = done;
   const initialWeights = config.models.map((m) => `${m.model}: ${checkpoints.has(m.model) ? 'ImageNet (torchvision)' : 'random'}`).join(', ');
-  const description: DataDescription = { kaggle, phantom: existsSync(join(dataDir, 'phantom.json')), counts: await countClassFiles(dataDir), initialWeights };
+  const description: DataDescription = { kaggle: data.kaggle, phantom: existsSync(join(dataDir, 'phantom.json')), counts: await countClassFiles(dataDir), initialWeights };
   const table = formatReproduceTable(rows, dataDir, description);
-  const reportFile = join(out, 'reproduce.md');
+  const reportFile = outLayout.report(out);
   await mkdir(out, { recursive: true });
-  await writeFileAtomic(reportFile, `# osteo reproduce\n\nconfig: ${options.config}\n\nprotocol: ${protocol}\n\ninitial weights: ${initialWeights}\n\n${table}\n`);
-  const checkFailures = options.check === undefined ? [] : checkAgainstPublished(rows, options.check);
-  const allRuns = [...Object.values(runs.published), ...cleanRuns];
+  await writeFileAtomic(reportFile, `# osteo reproduce\n\nconfig: ${options.config}\n\nprotocol: ${plan.protocol}\n\ninitial weights: ${initialWeights}\n\n${table}\n`);
   const result: ReproduceResult = {
     out,
     dataDir,
-    protocol,
-    kaggle,
+    protocol: plan.protocol,
+    kaggle: data.kaggle,
     rows,
-    runs,
-    failures,
-    checkFailures,
-    artefacts: { report: reportFile, evaluation: evaluation?.written?.dir, publishedEvaluation, cv: cvDir, dashboard, runs: allRuns },
+    runs: trained.runs,
+    failures: trained.failures,
+    checkFailures: options.check === undefined ? [] : checkAgainstPublished(rows, options.check),
+    artefacts: {
+      report: reportFile,
+      evaluation: evaluated.evaluation,
+      publishedEvaluation: evaluated.publishedEvaluation,
+      cv: done.cvDir,
+      dashboard: evaluated.dashboard,
+      runs: [...Object.values(trained.runs.published), ...Object.values(trained.runs.clean)],
+    },
   };
-  await writeJsonAtomic(join(out, 'reproduce.json'), result);
+  await writeJsonAtomic(outLayout.result(out), result);
   return result;
 }

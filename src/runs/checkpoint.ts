@@ -42,20 +42,31 @@ export function checkpointDir(run: string, name: CheckpointName): string {
   return join(run, name);
 }
 
+/** The files of one checkpoint folder (RUN/best, RUN/last, or a staged copy of one). */
+export function checkpointFiles(checkpoint: string) {
+  return { model: join(checkpoint, 'model.safetensors'), optimizer: join(checkpoint, 'optimizer.safetensors'), state: join(checkpoint, 'state.json') };
+}
+
+/** Whether the run has this checkpoint switched in. */
+export function hasCheckpoint(run: string, name: CheckpointName): boolean {
+  return existsSync(checkpointDir(run, name));
+}
+
 /** Write a checkpoint beside the current one and switch it in; the previous one survives any failure. */
 export async function saveCheckpoint(run: string, name: CheckpointName, contents: CheckpointContents, fault?: FaultInjector): Promise<void> {
   const final = checkpointDir(run, name);
   const temporary = join(run, `${name}.tmp-${uniqueSuffix()}`);
   await mkdir(temporary, { recursive: true });
   try {
+    const files = checkpointFiles(temporary);
     fault?.(name, 'model');
-    await writeSafetensors(join(temporary, 'model.safetensors'), contents.weights, contents.metadata);
+    await writeSafetensors(files.model, contents.weights, contents.metadata);
     if (contents.optimizer) {
       fault?.(name, 'optimizer');
-      await writeSafetensors(join(temporary, 'optimizer.safetensors'), contents.optimizer);
+      await writeSafetensors(files.optimizer, contents.optimizer);
     }
     fault?.(name, 'state');
-    await writeJsonAtomic(join(temporary, 'state.json'), contents.state);
+    await writeJsonAtomic(files.state, contents.state);
     fault?.(name, 'switch');
   } catch (error) {
     await rm(temporary, { recursive: true, force: true });
@@ -115,17 +126,35 @@ export interface LoadedCheckpoint {
 
 /** Read a checkpoint; a missing or damaged one is a UserError/DataError naming the file. */
 export async function loadCheckpoint(run: string, name: CheckpointName): Promise<LoadedCheckpoint> {
-  const dir = checkpointDir(run, name);
-  const stateFile = join(dir, 'state.json');
-  if (!existsSync(stateFile)) throw new UserError(`${run} has no ${name} checkpoint (${stateFile} is missing)`);
+  const files = checkpointFiles(checkpointDir(run, name));
+  if (!existsSync(files.state)) throw new UserError(`${run} has no ${name} checkpoint (${files.state} is missing)`);
   let state: unknown;
   try {
-    state = JSON.parse(await readFile(stateFile, 'utf8')) as unknown;
+    state = JSON.parse(await readFile(files.state, 'utf8')) as unknown;
   } catch (error) {
-    throw new DataError(stateFile, `not valid JSON (${errorMessage(error)})`);
+    throw new DataError(files.state, `not valid JSON (${errorMessage(error)})`);
   }
-  const weights = await readSafetensors(join(dir, 'model.safetensors'));
-  const optimizerFile = join(dir, 'optimizer.safetensors');
-  const optimizer = existsSync(optimizerFile) ? await readSafetensors(optimizerFile) : undefined;
+  const weights = await readSafetensors(files.model);
+  const optimizer = existsSync(files.optimizer) ? await readSafetensors(files.optimizer) : undefined;
   return { weights, optimizer, state };
+}
+
+/** `last` as a resumed run needs it: its weights, its optimizer slots and its state, each present. */
+export interface ResumeCheckpoint extends LoadedCheckpoint {
+  optimizer: StateDict;
+}
+
+export async function loadResumeCheckpoint(run: string): Promise<ResumeCheckpoint> {
+  const loaded = await loadCheckpoint(run, 'last');
+  if (!loaded.optimizer) throw new DataError(checkpointFiles(checkpointDir(run, 'last')).optimizer, 'is missing');
+  return { ...loaded, optimizer: loaded.optimizer };
+}
+
+/** A checkpoint's state.json (best: its epoch and validation metrics), or null when it has none or it cannot be read. */
+export async function readCheckpointState(run: string, name: CheckpointName): Promise<unknown> {
+  try {
+    return JSON.parse(await readFile(checkpointFiles(checkpointDir(run, name)).state, 'utf8')) as unknown;
+  } catch {
+    return null;
+  }
 }

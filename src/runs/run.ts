@@ -6,6 +6,9 @@
  *   RUN/curves.png         loss and accuracy, train vs val
  *   RUN/best/model.safetensors, RUN/best/state.json                       (the best epoch so far)
  *   RUN/last/model.safetensors, RUN/last/optimizer.safetensors, RUN/last/state.json
+ *   RUN/split.json (split-record.ts)   RUN/.lock (lock.ts)   RUN/export/<format>/ (`osteo export`'s default)
+ *
+ * Where a run stands (absent, unsaved, resumable, finished) is lifecycle.ts's question.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -14,7 +17,7 @@ import { loadAugmentConfig, parseSavedTrainConfig, readConfigFile, type TrainCon
 import type { EvalTransform } from '../data/index.js';
 import { DataError, UserError } from '../util/index.js';
 import { getModel, type ModelEntry, type ModelName } from '../models/index.js';
-import type { CheckpointName } from './checkpoint.js';
+import { checkpointDir, checkpointFiles, type CheckpointName } from './checkpoint.js';
 import { buildWithWeights, readSafetensors, type LoadReport } from '../weights/index.js';
 
 export function runPaths(dir: string) {
@@ -29,7 +32,12 @@ export function runPaths(dir: string) {
 }
 
 export function runWeightsPath(dir: string, which: CheckpointName = 'best'): string {
-  return join(dir, which, 'model.safetensors');
+  return checkpointFiles(checkpointDir(dir, which)).model;
+}
+
+/** Where `osteo export --run RUN --format F` writes without --out. */
+export function runExportDir(dir: string, format: string): string {
+  return join(dir, 'export', format);
 }
 
 export interface RunInfo {

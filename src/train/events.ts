@@ -1,7 +1,9 @@
 /** What a training run reports while it runs: the lines of events.jsonl and the progress display's input. */
+import type { TrainStatus } from '../runs/index.js';
 import type { EpochMetrics } from './logs.js';
 
-export type TrainStatus = 'completed' | 'early-stopped' | 'max-steps' | 'interrupted' | 'diverged';
+/** How a session ends is the run lifecycle's vocabulary (src/runs/lifecycle.ts): inspectRun reads it back from events.jsonl. */
+export type { TrainStatus };
 
 export interface BestRecord {
   metric: string;

@@ -3,14 +3,30 @@
  * the optimizer state — and opening a run directory to start a new run or to continue one: its
  * dataset, its lock, the space its checkpoints need.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { optionEntries, trainOptions, type TrainConfig } from '../config/index.js';
-import { DataError, UserError, environmentUserError, writeJsonAtomic } from '../util/index.js';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { TrainConfig } from '../config/index.js';
+import { DataError, UserError, environmentUserError } from '../util/index.js';
 import { splitManifestPath } from '../data/index.js';
 import { getModel } from '../models/index.js';
-import { acquireRunLock, loadCheckpoint, manifestSha256, readRunSplit, recoverCheckpoints, runPaths, writeRunSplit, type LoadedCheckpoint } from '../runs/index.js';
+import {
+  acquireRunLock,
+  checkpointDir,
+  checkpointFiles,
+  clearUnsavedRun,
+  inspectRun,
+  loadResumeCheckpoint,
+  manifestSha256,
+  readRunSplit,
+  recoverCheckpoints,
+  runHoldsTraining,
+  runPaths,
+  writeRunConfig,
+  writeRunSplit,
+  type FinishedStatus,
+  type ResumeCheckpoint,
+} from '../runs/index.js';
 import type { BestRecord, TrainEvent } from './events.js';
 import type { EpochMetrics } from './logs.js';
 
@@ -55,20 +71,8 @@ export function freshState(config: TrainConfig): RunState {
 export interface OpenedRun {
   state: RunState;
   /** RUN/last as it was read, when resuming: the engine restores its weights and optimizer state. */
-  resumeFrom?: LoadedCheckpoint;
+  resumeFrom?: ResumeCheckpoint;
 }
-
-/**
- * Whether the run holds training that starting over would lose: RUN/last, or a `last` that a kill
- * between the two renames of a save left set aside (recoverCheckpoints moves it back).
- */
-export function holdsTraining(run: string): boolean {
-  if (existsSync(runPaths(run).last)) return true;
-  return existsSync(run) && statSync(run).isDirectory() && readdirSync(run).some((entry) => entry.startsWith('last.old-'));
-}
-
-/** What an earlier start that never saved `last` may have left, all of it osteo's own: a restart removes it. */
-const leftoverOfUnsavedRun = (entry: string) => /^(best|last)(\.(tmp|old)-.*)?$/.test(entry) || ['metrics.csv', 'curves.png', 'split.json'].includes(entry);
 
 /**
  * Open the run under its lock. Resuming first repairs a save that a kill interrupted (reported as a
@@ -78,61 +82,37 @@ const leftoverOfUnsavedRun = (entry: string) => /^(best|last)(\.(tmp|old)-.*)?$/
  * reference training scripts do, and a new start records the dataset and its split (RUN/split.json).
  */
 export async function openTrainingRun(config: TrainConfig, run: string, opening: { resume: boolean; dataDir: string }, emit: (event: TrainEvent) => Promise<void>): Promise<OpenedRun> {
-  const paths = runPaths(run);
   if (opening.resume) {
     const repaired = await recoverCheckpoints(run);
-    const resumeFrom = await loadCheckpoint(run, 'last');
+    const resumeFrom = await loadResumeCheckpoint(run);
     const state = resumeFrom.state as RunState;
-    if (state?.format !== 'osteo-train-state' || state.version !== 1) throw new DataError(`${paths.last}/state.json`, 'is not an osteo training state (version 1)');
+    if (state?.format !== 'osteo-train-state' || state.version !== 1) throw new DataError(checkpointFiles(checkpointDir(run, 'last')).state, 'is not an osteo training state (version 1)');
     if (repaired.length > 0) await emit({ type: 'recovered', actions: repaired });
-    await writeJsonAtomic(paths.config, config);
+    await writeRunConfig(run, config);
     return { state, resumeFrom };
   }
   // checked again under the lock: another process may have saved `last` since the caller looked
-  if (holdsTraining(run)) throw new UserError(alreadyTrainedMessage(run));
-  if (existsSync(paths.config)) {
-    await refuseForeignConfig(paths.config);
-    const removed = readdirSync(run).filter(leftoverOfUnsavedRun);
-    for (const entry of removed) await rm(join(run, entry), { recursive: true, force: true });
+  if (runHoldsTraining(run)) throw new UserError(alreadyTrainedMessage(run));
+  if (existsSync(runPaths(run).config)) {
+    const removed = await clearUnsavedRun(run);
     await emit({ type: 'restarted', reason: `${run} holds no saved training (a start that failed or was stopped before its first checkpoint): starting it from scratch`, removed });
   }
-  await writeJsonAtomic(paths.config, config);
+  await writeRunConfig(run, config);
   await writeRunSplit(run, opening.dataDir);
   return { state: freshState(config) };
 }
 
-/** A restart deletes a run's own leftovers: only in a folder whose config.json is a training config osteo wrote. */
-async function refuseForeignConfig(file: string): Promise<void> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(file, 'utf8'));
-  } catch {
-    json = undefined;
-  }
-  const keys = typeof json === 'object' && json !== null ? Object.keys(json) : [];
-  if (!['model', 'epochs', 'optimizer', 'schedule'].every((key) => keys.includes(key))) {
-    throw new UserError(`${file} is not the config of an osteo training run, so its folder is not one: choose another --out (nothing was changed)`);
-  }
-}
-
 /**
- * A run that already holds this very training, finished: the same config in every key that shapes
- * the result (runtime keys — where and how long it runs — aside) and `last` at or past the epochs
- * asked for. Starting it again has nothing to do, so the same command (a tour, a script run twice)
- * succeeds instead of refusing. Undefined when anything differs or cannot be read.
+ * A run that already holds this very training, finished (inspectRun: the same config, and its
+ * latest session completed, stopped early or diverged): starting it again has nothing to do, so the
+ * same command (a tour, a script run twice) succeeds instead of refusing. Any other run that holds
+ * training is refused: it needs --resume, or another --out.
  */
-export async function finishedRunState(config: TrainConfig, run: string): Promise<RunState | undefined> {
-  const paths = runPaths(run);
-  try {
-    const saved = JSON.parse(await readFile(paths.config, 'utf8')) as Record<string, unknown>;
-    const state = JSON.parse(await readFile(join(paths.last, 'state.json'), 'utf8')) as RunState;
-    if (state?.format !== 'osteo-train-state' || state.batch !== 0 || state.epoch < config.epochs) return undefined;
-    const runtime = new Set(optionEntries(trainOptions).filter(([, spec]) => spec.runtime).map(([key]) => key));
-    const shaping = (value: Record<string, unknown>) => JSON.stringify(Object.entries(value).filter(([key]) => !runtime.has(key)));
-    return shaping(saved) === shaping(config as unknown as Record<string, unknown>) ? state : undefined;
-  } catch {
-    return undefined;
-  }
+export async function finishedRun(config: TrainConfig, run: string): Promise<{ state: RunState; status: FinishedStatus }> {
+  const inspection = await inspectRun(run, config);
+  const state = inspection.state as RunState | undefined;
+  if (inspection.condition !== 'finished' || inspection.differences.length > 0 || state?.format !== 'osteo-train-state') throw new UserError(alreadyTrainedMessage(run));
+  return { state, status: inspection.status! };
 }
 
 export function alreadyTrainedMessage(run: string): string {

@@ -12,21 +12,20 @@
  * engine's step/random state — so a run stopped anywhere (even mid-epoch: Ctrl-C, --max-steps) and
  * resumed takes the same steps on the same batches as one that never stopped.
  */
-import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { BackendHandle } from '../backend/index.js';
 import type { TrainConfig } from '../config/index.js';
 import { classCounts, createLoader, createResizedCache, inverseFrequencyWeights, numClasses, readSplitManifest, type Batch, type Loader } from '../data/index.js';
-import { checkWritableFolder, deriveSeed, DataError, environmentUserError, UserError, writeFileAtomic } from '../util/index.js';
+import { checkWritableFolder, deriveSeed, environmentUserError, UserError, writeFileAtomic } from '../util/index.js';
 import { argmaxRows, classificationMetrics, isImprovement, metricRegistry, type ClassificationMetrics } from '../report/index.js';
 import { getModel } from '../models/index.js';
 import { readStateDict, type LoadReport } from '../weights/index.js';
 import { createEngine, type EngineState, type OptimizerConfig } from '../engine/index.js';
-import { saveCheckpoint, type FaultInjector, type LoadedCheckpoint, runPaths } from '../runs/index.js';
+import { checkpointDir, hasCheckpoint, runHoldsTraining, runPaths, saveCheckpoint, type FaultInjector, type FinishedStatus, type ResumeCheckpoint } from '../runs/index.js';
 import type { BestRecord, TrainEvent, TrainStatus } from './events.js';
 import { appendEvent, curvesPng, writeMetricsCsv, type EpochMetrics } from './logs.js';
 import { learningRate, type ScheduleSpan } from './schedule.js';
-import { alreadyTrainedMessage, checkpointBytes, datasetOf, emptyPartial, finishedRunState, freshState, holdsTraining, lockRun, openTrainingRun, type RunState, type Stage } from './state.js';
+import { checkpointBytes, datasetOf, emptyPartial, finishedRun, freshState, lockRun, openTrainingRun, type RunState, type Stage } from './state.js';
 
 export interface TrainOptions {
   /** The backend the command chose (for `config.backend`): every engine of the run computes on it. */
@@ -106,11 +105,11 @@ export async function trainModel(config: TrainConfig, options: TrainOptions): Pr
   };
   // Everything that can refuse is checked before the run folder is made or touched: a failed start
   // leaves nothing behind, or only what the same command restarts (see openTrainingRun).
-  const resume = Boolean(options.resume) && holdsTraining(run);
-  if (!options.resume && holdsTraining(run)) {
-    const finished = await finishedRunState(config, run);
-    if (finished === undefined) throw new UserError(alreadyTrainedMessage(run));
-    return alreadyFinished(run, finished);
+  const holdsTraining = runHoldsTraining(run);
+  const resume = Boolean(options.resume) && holdsTraining;
+  if (!options.resume && holdsTraining) {
+    const { state, status } = await finishedRun(config, run);
+    return alreadyFinished(run, state, status);
   }
   const dataDir = await datasetOf(config, run, resume);
   const data = await openData(config, dataDir);
@@ -137,12 +136,13 @@ export async function trainModel(config: TrainConfig, options: TrainOptions): Pr
   }
 }
 
-/** The result of a run that already holds this training, finished: nothing is trained or written. */
-function alreadyFinished(run: string, state: RunState): TrainResult {
+/** The result of a run that already holds this training, finished: nothing is trained or written, and it ends as it ended. */
+function alreadyFinished(run: string, state: RunState, status: FinishedStatus): TrainResult {
   const best = state.best ? `best ${state.best.metric} ${state.best.value.toFixed(4)} at epoch ${state.best.epoch}` : 'no best checkpoint';
+  const how = { completed: 'trained to the end', 'early-stopped': 'stopped early', diverged: 'ended diverged' }[status];
   return {
-    status: 'completed',
-    message: `${run} already holds this run, trained to the end (${state.epoch} epochs, ${state.step} steps; ${best}): nothing to do — add --resume with more --epochs to train further, or choose another --out`,
+    status,
+    message: `${run} already holds this run, ${how} (${state.epoch} epochs, ${state.step} steps; ${best}): nothing to do — add --resume with more --epochs to train further, or choose another --out`,
     run,
     history: state.history,
     best: state.best,
@@ -238,10 +238,9 @@ function createStageEngine(config: TrainConfig, options: TrainOptions, data: Tra
 }
 
 /** Restore `last` into the engine (resume) and announce the run, and what was loaded into it. */
-async function startEngine(t: Training, resumeFrom: LoadedCheckpoint | undefined, pretrained: PretrainedLoad | undefined): Promise<void> {
+async function startEngine(t: Training, resumeFrom: ResumeCheckpoint | undefined, pretrained: PretrainedLoad | undefined): Promise<void> {
   const { config, state, engine } = t;
   if (resumeFrom) {
-    if (!resumeFrom.optimizer) throw new DataError(`${t.paths.last}/optimizer.safetensors`, 'is missing');
     await engine.setState({ weights: resumeFrom.weights, optimizer: resumeFrom.optimizer, step: state.engine.step, rng: state.engine.rng });
   }
   await t.emit({
@@ -299,7 +298,7 @@ function pendingStop(t: Training): 'interrupted' | 'max-steps' | undefined {
 /** At an epoch boundary `last` is already current: stopping here needs no save. */
 function stopAtEpochBoundary(t: Training): StopReason | undefined {
   const { config, state } = t;
-  if (state.batch !== 0 || !existsSync(t.paths.last)) return undefined;
+  if (state.batch !== 0 || !hasCheckpoint(t.run, 'last')) return undefined;
   const stop = pendingStop(t);
   if (stop === 'interrupted') return { status: stop, message: `interrupted after epoch ${state.epoch}; \`last\` is current: resume with --resume` };
   if (stop === 'max-steps') return { status: stop, message: `took the --max-steps ${config.maxSteps} steps of this invocation; stopped at the end of epoch ${state.epoch}: continue with --resume` };
@@ -331,7 +330,7 @@ async function trainStep(t: Training, batch: Batch, index: number, steps: number
   if (!Number.isFinite(result.loss)) {
     const message =
       `training diverged: the loss is ${result.loss} at epoch ${state.epoch + 1}, step ${state.step + 1} (batch ${index} of ${steps}); ` +
-      `nothing was saved after it — ${existsSync(t.paths.last) ? `${t.paths.last} holds the last good checkpoint` : 'no checkpoint had been saved yet'}. ` +
+      `nothing was saved after it — ${lastGoodCheckpoint(t.run)}. ` +
       'Lower optimizer.lr or set clipGradNorm.';
     return { status: 'diverged', message };
   }
@@ -361,11 +360,16 @@ async function stopMidEpoch(t: Training, stop: 'max-steps' | 'interrupted', step
  */
 function nonFiniteValidation(t: Training, valLoss: number): StopReason | undefined {
   if (Number.isFinite(valLoss)) return undefined;
-  const { state, paths } = t;
+  const { state } = t;
   const message =
     `validation diverged: the val loss is ${valLoss} after epoch ${state.epoch + 1} (step ${state.step}); the epoch was not recorded or saved — ` +
-    `${existsSync(paths.last) ? `${paths.last} holds the last good checkpoint` : 'no checkpoint had been saved yet'}. Lower optimizer.lr or set clipGradNorm.`;
+    `${lastGoodCheckpoint(t.run)}. Lower optimizer.lr or set clipGradNorm.`;
   return { status: 'diverged', message };
+}
+
+/** For a diverged run's message: where its last good state is, if it saved one. */
+function lastGoodCheckpoint(run: string): string {
+  return hasCheckpoint(run, 'last') ? `${checkpointDir(run, 'last')} holds the last good checkpoint` : 'no checkpoint had been saved yet';
 }
 
 /** Mean cross-entropy and the classification metrics over the whole val split, in inference mode. */

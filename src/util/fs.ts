@@ -111,6 +111,12 @@ export interface StagedFolder {
   dir: string;
   /** Move the previous target (if any) aside, rename the staging folder into place, remove the previous one. */
   commit(): Promise<void>;
+  /**
+   * Switch in only the named top-level entries: each one the target has is moved aside, each one the
+   * staging folder has is renamed into the target, and the set-aside ones are removed; everything
+   * else in the target stays (a dataset folder that also holds the user's own files).
+   */
+  commitEntries(entries: readonly string[]): Promise<void>;
   /** Remove the staging folder (a no-op after commit). */
   abandon(): Promise<void>;
 }
@@ -118,15 +124,16 @@ export interface StagedFolder {
 const stagedName = (target: string, kind: 'staging' | 'old', suffix: string) => join(dirname(resolve(target)), `.${basename(resolve(target))}.${kind}-${suffix}`);
 
 /**
- * Stage a whole output folder (STYLE.md §23): everything is written into a sibling `.NAME.staging-…`
- * folder and switched in by two renames, so a kill leaves either the previous folder or the new one,
- * never a mix (a re-export's stale weight shards, an old report's plots). The names carry the pid so
+ * Stage a whole output folder: everything is written into a sibling `.NAME.staging-…` folder and
+ * switched in by two renames, so a kill leaves either the previous folder or the new one, never a mix
+ * (a re-export's stale weight shards, an old report's plots). The names carry the pid so
  * `recoverStagedFolder` can tell a dead writer's leftovers from a live one's.
  */
 export async function stageFolder(target: string): Promise<StagedFolder> {
   sequence += 1;
   const suffix = `${process.pid}-${Date.now()}-${sequence}`;
   const staging = stagedName(target, 'staging', suffix);
+  const previous = stagedName(target, 'old', suffix);
   try {
     await mkdir(dirname(resolve(target)), { recursive: true });
     await mkdir(staging);
@@ -137,7 +144,6 @@ export async function stageFolder(target: string): Promise<StagedFolder> {
     dir: staging,
     abandon: () => rm(staging, { recursive: true, force: true }),
     commit: async () => {
-      const previous = stagedName(target, 'old', suffix);
       const hadPrevious = existsSync(target);
       try {
         if (hadPrevious) await rename(target, previous);
@@ -148,15 +154,47 @@ export async function stageFolder(target: string): Promise<StagedFolder> {
       }
       if (hadPrevious) await rm(previous, { recursive: true, force: true });
     },
+    commitEntries: async (entries) => {
+      try {
+        await mkdir(target, { recursive: true });
+        await mkdir(previous);
+        for (const entry of entries) if (existsSync(join(target, entry))) await rename(join(target, entry), join(previous, entry));
+        for (const entry of entries) if (existsSync(join(staging, entry))) await rename(join(staging, entry), join(target, entry));
+      } catch (error) {
+        throw environmentUserError(error, target) ?? error;
+      }
+      await rm(previous, { recursive: true, force: true });
+    },
   };
 }
 
-/** Fill a staged folder and switch it in; on any failure the target is as it was. */
-export async function replaceFolder(target: string, fill: (staging: string) => Promise<void>): Promise<void> {
+/**
+ * Fill a staged folder and switch it in whole; on any failure the target is as it was. What a dead
+ * writer left beside the target is cleared first. Returns what `fill` returns.
+ */
+export async function replaceFolder<T>(target: string, fill: (staging: string) => Promise<T>): Promise<T> {
+  await recoverStagedFolder(target);
   const staged = await stageFolder(target);
   try {
-    await fill(staged.dir);
+    const result = await fill(staged.dir);
     await staged.commit();
+    return result;
+  } finally {
+    await staged.abandon();
+  }
+}
+
+/**
+ * Fill a staged folder and switch in only `entries` (StagedFolder.commitEntries): for a folder that
+ * may hold files osteo did not write. Nothing in the target changes until `fill` has finished.
+ */
+export async function replaceEntries<T>(target: string, entries: readonly string[], fill: (staging: string) => Promise<T>): Promise<T> {
+  await recoverStagedFolder(target);
+  const staged = await stageFolder(target);
+  try {
+    const result = await fill(staged.dir);
+    await staged.commitEntries(entries);
+    return result;
   } finally {
     await staged.abandon();
   }

@@ -4,7 +4,7 @@
  * imports nothing from the project.
  */
 export { UserError, DataError, isUserFacing, errorMessage, environmentUserError } from './errors.js';
-export { temporaryPathFor, replaceAtomically, writeFileAtomic, writeJsonAtomic, createFileExclusive, checkWritableFolder, stageFolder, replaceFolder, recoverStagedFolder, processAlive, type StatFs, type StagedFolder } from './fs.js';
+export { temporaryPathFor, replaceAtomically, writeFileAtomic, writeJsonAtomic, createFileExclusive, checkWritableFolder, stageFolder, replaceFolder, replaceEntries, recoverStagedFolder, processAlive, type StatFs, type StagedFolder } from './fs.js';
 export { downloadFile, parseHttpUrl, isRetryable, HttpStatusError, type DownloadOptions, type DownloadResult } from './http.js';
 export { byteProgress, countProgress, silentProgress, formatBytes, formatDuration, type ProgressSink } from './progress.js';
 export { createRng, restoreRng, deriveSeed, labelSeed, mix32, uniform, randomInt, normal, gamma, beta, shuffleInPlace, type Rng, type RngState } from './rng.js';

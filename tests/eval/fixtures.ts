@@ -1,16 +1,14 @@
 /**
- * Test fixtures for the eval room: training-run directories written directly in the contract's
- * layout (config.json resolved by the config room + best/model.safetensors + best/state.json) from
- * freshly built models instead of trained ones, so the tests need no training; and small
- * deterministic images.
+ * Test fixtures for the eval room: training runs written by the runs room's own writers (the config
+ * resolved by the config room, and a `best` checkpoint) from freshly built models instead of trained
+ * ones, so the tests need no training; and small deterministic images.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs-core';
 import { resolveTrainConfig } from '../../src/config/index.js';
 import { getModel, type ModelName } from '../../src/models/index.js';
-import { loadStateDict, modelToStateDict, writeSafetensors, type StateDict } from '../../src/weights/index.js';
+import { saveCheckpoint, writeRunConfig } from '../../src/runs/index.js';
+import { loadStateDict, modelToStateDict, type StateDict } from '../../src/weights/index.js';
 import { seeded } from './helpers.js';
 
 export interface RunFixture {
@@ -47,12 +45,10 @@ export async function writeRunFixture(dir: string, model: ModelName, options: { 
     for (let i = 0; i < data.length; i++) data[i]! *= scale;
   }
   for (const [key, tensor] of dict) if (key.endsWith('num_batches_tracked')) (tensor.data as BigInt64Array)[0] = 7n;
-  await mkdir(join(dir, 'best'), { recursive: true });
-  await writeSafetensors(join(dir, 'best', 'model.safetensors'), dict);
-  await writeFile(join(dir, 'best', 'state.json'), JSON.stringify({ epoch: 3, metrics: { valAccuracy: 0.5, valLoss: 1.0 } }));
   // The config the training room would save for this run (its recipe, resolved and validated).
   const config = await resolveTrainConfig({ flags: { model, imageSize: options.imageSize, seed: options.seed, data: 'fixture', out: dir } });
-  await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  await writeRunConfig(dir, config);
+  await saveCheckpoint(dir, 'best', { weights: dict, state: { epoch: 3, metrics: { valAccuracy: 0.5, valLoss: 1.0 } } });
   return { dir, model, imageSize: options.imageSize };
 }
 

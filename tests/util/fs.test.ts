@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkWritableFolder, createFileExclusive, recoverStagedFolder, replaceFolder, type StatFs } from '../../src/util/index.js';
+import { checkWritableFolder, createFileExclusive, recoverStagedFolder, replaceEntries, replaceFolder, type StatFs } from '../../src/util/index.js';
 import { mkdir, rename } from 'node:fs/promises';
 import { refusal } from '../helpers/refusal.js';
 
@@ -78,6 +78,49 @@ test('replaceFolder: a failed fill leaves the previous folder whole; a finished 
   assert.equal(readdirSync(target), ['a.bin']);
   assert.is(await readFile(join(target, 'a.bin'), 'utf8'), 'new');
   assert.equal(readdirSync(dir), ['out']);
+});
+
+test('replaceFolder returns what the fill returns, and clears what a dead writer left beside the target first', async () => {
+  const target = join(dir, 'out');
+  const dead = 2 ** 22 + 54321; // above Linux's default pid_max: no such process
+  await mkdir(join(dir, `.out.staging-${dead}-1-1`));
+  assert.equal(await replaceFolder(target, async (staging) => {
+    await writeFile(join(staging, 'a.bin'), 'x');
+    return ['a.bin'];
+  }), ['a.bin']);
+  assert.equal(readdirSync(dir), ['out']);
+});
+
+test("replaceEntries: only the named entries are switched (stale ones removed), the folder's other files stay; a failed fill changes nothing", async () => {
+  const target = join(dir, 'dataset');
+  await mkdir(join(target, 'Normal'), { recursive: true });
+  await writeFile(join(target, 'Normal', 'old.png'), 'old');
+  await writeFile(join(target, 'index.csv'), 'stale index');
+  await writeFile(join(target, 'notes.txt'), 'mine');
+  const owned = ['Normal', 'Osteopenia', 'index.csv', 'record.json'];
+  try {
+    await replaceEntries(target, owned, async (staging) => {
+      await writeFile(join(staging, 'record.json'), 'half');
+      throw new Error('killed mid-write');
+    });
+    assert.unreachable('the fill threw');
+  } catch (error) {
+    assert.match((error as Error).message, /killed mid-write/);
+  }
+  assert.equal(readdirSync(target).sort(), ['Normal', 'index.csv', 'notes.txt']);
+  assert.equal(readdirSync(dir), ['dataset']);
+  const result = await replaceEntries(target, owned, async (staging) => {
+    for (const name of ['Normal', 'Osteopenia']) await mkdir(join(staging, name));
+    await writeFile(join(staging, 'Normal', 'new.png'), 'new');
+    await writeFile(join(staging, 'record.json'), '{}');
+    await writeFile(join(staging, 'scratch.zip'), 'not an owned entry: not switched in');
+    return 'filled';
+  });
+  assert.is(result, 'filled');
+  assert.equal(readdirSync(target).sort(), ['Normal', 'Osteopenia', 'notes.txt', 'record.json']);
+  assert.equal(readdirSync(join(target, 'Normal')), ['new.png']);
+  assert.is(await readFile(join(target, 'notes.txt'), 'utf8'), 'mine');
+  assert.equal(readdirSync(dir), ['dataset'], 'no staging or set-aside folder is left');
 });
 
 test("recoverStagedFolder: a dead writer's staging folder is removed and a folder it set aside is put back; a live writer's are kept", async () => {
