@@ -46,12 +46,14 @@ const rejection = async (promise: Promise<unknown>): Promise<Error> =>
     (error: unknown) => error as Error,
   );
 
-test('NaN weights are an error naming the model and the weights file, never "Normal (confidence NaN%)"', async () => {
+test('weights that overflow are an error naming the model and the weights file, never "Normal (confidence NaN%)"', async () => {
   const broken = join(root, 'nan-run');
   await cp(r18.dir, broken, { recursive: true });
   const file = join(broken, 'best', 'model.safetensors');
   const dict = await readSafetensors(file);
-  (dict.get('fc.weight')!.data as Float32Array)[0] = Number.NaN;
+  // Finite weights whose logits overflow to Infinity (a NaN weight is refused when the file is read).
+  (dict.get('fc.weight')!.data as Float32Array).fill(3.4028234663852886e38);
+  (dict.get('fc.bias')!.data as Float32Array).fill(3.4028234663852886e38);
   await writeSafetensors(file, dict);
   const error = await rejection(predictImages({ images: [good], runs: [broken] }));
   assert.ok(error instanceof DataError, String(error));
