@@ -26,6 +26,7 @@ export {
   recipeDir,
   monitorMetrics,
   workersProblem,
+  imageSizeRange,
   type MonitorMetric,
   type TrainConfig,
   type TrainConfigInput,

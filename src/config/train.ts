@@ -17,6 +17,9 @@ import { readConfigFile } from './files.js';
 import { OptionValues, applyFlags, keyAt, option, optional, optionEntries, parseSetArgument, schemaOf, validateValues, type ConfigOf } from './options.js';
 
 const positiveInt = z.int().min(1);
+
+/** Input sizes a model here is meant for, in pixels: train's bounds, and predict's --image-size's. */
+export const imageSizeRange = { min: 32, max: 1024 } as const;
 const registered = modelNames();
 
 export const monitorMetrics = ['valLoss', 'valAccuracy', 'valBalancedAccuracy', 'valMacroF1'] as const;
@@ -37,7 +40,7 @@ export const trainOptions = {
   microBatch: optional(positiveInt, 'images per forward/backward pass (gradient accumulation; BatchNorm statistics are per micro-batch)', {
     flag: '--micro-batch <n>',
   }),
-  imageSize: optional(z.int().min(32), "input size in pixels (default: the model's own, from its registry entry: 224 for most, 300 for EfficientNet-B3)", { flag: '--image-size <n>' }),
+  imageSize: optional(z.int().min(imageSizeRange.min), "input size in pixels (default: the model's own, from its registry entry: 224 for most, 300 for EfficientNet-B3)", { flag: '--image-size <n>' }),
   numClasses: option(z.literal(3), 3, 'classes: Normal, Osteopenia, Osteoporosis'),
   backend: option(z.enum(backendPreferences), 'auto', 'compute backend (the OSTEO_BACKEND variable sets it too)', { flag: '--backend <name>', runtime: true }),
   workers: optional(positiveInt, 'data-parallel worker threads (default: one per core on wasm, 1 elsewhere)', { flag: '--workers <n>', runtime: true }),
@@ -141,7 +144,7 @@ function crossCheck(config: TrainConfigInput, values: OptionValues): void {
     if (config.schedule.type === type) continue;
     for (const key of keys) if (moot(`schedule.${key}`, 'schedule.type')) fail(`schedule.${key}`, `applies to the ${type} schedule only, not ${config.schedule.type}`);
   }
-  if (config.imageSize !== undefined && config.imageSize > 1024) fail('imageSize', 'is larger than any model here is meant for (≤ 1024)');
+  if (config.imageSize !== undefined && config.imageSize > imageSizeRange.max) fail('imageSize', `is larger than any model here is meant for (≤ ${imageSizeRange.max})`);
   checkLengths(config, fail);
   checkWorkers(config, fail);
 }

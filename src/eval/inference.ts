@@ -14,6 +14,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import type { EvalTransform } from '../data/index.js';
 import { DataError, UserError } from '../util/index.js';
 import { getModel, type ModelName } from '../models/index.js';
+import { imageSizeRange } from '../config/index.js';
 import { checkpointNames, openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
 import { buildWithWeights, readStateDict } from '../weights/index.js';
 import { softmax } from '../report/index.js';
@@ -87,7 +88,8 @@ async function buildFromFile(modelName: string, weightsFile: string, imageSize: 
 /**
  * The input size `osteo export` recorded for a weights file in the metadata.json beside it: a run
  * export names one model, a dashboard export one record per file. Undefined when there is none or it
- * describes another architecture.
+ * describes another architecture. A record of this file whose imageSize is no size a model here
+ * takes (−1, "abc", 1e9) is a DataError: guessing the default instead would change every answer.
  */
 export async function exportedImageSize(weightsFile: string, modelName: ModelName): Promise<number | undefined> {
   const file = join(dirname(weightsFile), 'metadata.json');
@@ -103,7 +105,12 @@ export async function exportedImageSize(weightsFile: string, modelName: ModelNam
   const candidates = [root.models?.[basename(weightsFile)], root].filter((r): r is Record => typeof r === 'object' && r !== null);
   for (const record of candidates) {
     const describesFile = !Array.isArray(record.files) || record.files.includes(basename(weightsFile));
-    if (record.model === modelName && describesFile && typeof record.imageSize === 'number' && Number.isInteger(record.imageSize) && record.imageSize > 0) return record.imageSize;
+    if (record.model !== modelName || !describesFile || record.imageSize === undefined) continue;
+    const { min, max } = imageSizeRange;
+    const size = record.imageSize;
+    if (typeof size === 'number' && Number.isInteger(size) && size >= min && size <= max) return size;
+    const shown = typeof size === 'number' ? String(size) : JSON.stringify(size);
+    throw new DataError(file, `imageSize ${shown} for ${basename(weightsFile)} is not an integer from ${min} to ${max} px: correct it, or delete the metadata.json and give --image-size`);
   }
   return undefined;
 }

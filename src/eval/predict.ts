@@ -3,12 +3,12 @@
  * several runs, with each model's own probabilities (the dashboard's breakdown) and, optionally, a
  * Grad-CAM overlay per image and model.
  */
-import { mkdir, readdir, stat } from 'node:fs/promises';
-import { basename, extname, join } from 'node:path';
+import { mkdir, readdir, realpath, stat } from 'node:fs/promises';
+import { basename, extname, join, sep } from 'node:path';
 import sharp from 'sharp';
 import { centerCrop, classNames, decodeRgb, maxInputPixels, normalize, resizeShorter, type RgbImage } from '../data/index.js';
 import { DataError, UserError, checkWritableFolder, environmentUserError, errorMessage, writeFileAtomic } from '../util/index.js';
-import { evalOptions } from '../config/index.js';
+import { evalOptions, imageSizeRange } from '../config/index.js';
 import { getModel } from '../models/index.js';
 import { argmaxRows } from '../report/index.js';
 import { inferenceWorkers } from '../train/index.js';
@@ -123,17 +123,56 @@ export async function expandInputs(inputs: string[]): Promise<{ files: string[];
       continue;
     }
     if (info.isDirectory()) {
-      const names = (await readdir(input, { withFileTypes: true }))
-        .filter((entry) => entry.isFile() && (imageExtensions as readonly string[]).includes(extname(entry.name).toLowerCase()))
-        .map((entry) => entry.name)
-        .sort();
-      if (names.length === 0) failed.push({ path: input, error: `a folder with no image files (${imageExtensions.join(', ')}) directly inside it` });
-      files.push(...names.map((name) => join(input, name)));
+      const folder = await folderImages(input);
+      if (folder.files.length === 0 && folder.failed.length === 0) failed.push({ path: input, error: `a folder with no image files (${imageExtensions.join(', ')}) directly inside it` });
+      files.push(...folder.files);
+      failed.push(...folder.failed);
     } else if (info.isFile()) {
       files.push(input);
     } else {
       failed.push({ path: input, error: 'not a regular file (a FIFO, socket or device cannot be read as an image)' });
     }
+  }
+  return { files, failed };
+}
+
+/**
+ * The image files directly inside a folder, sorted by name. A symbolic link counts when it leads to
+ * a regular file inside the folder; one that dangles, leads out of the folder or to something else
+ * is reported with why, as is an entry named like an image that is no regular file (a FIFO).
+ */
+async function folderImages(folder: string): Promise<{ files: string[]; failed: FailedImage[] }> {
+  const files: string[] = [];
+  const failed: FailedImage[] = [];
+  const entries = (await readdir(folder, { withFileTypes: true }))
+    .filter((entry) => !entry.isDirectory() && (imageExtensions as readonly string[]).includes(extname(entry.name).toLowerCase()))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const realFolder = await realpath(folder);
+  for (const entry of entries) {
+    const path = join(folder, entry.name);
+    if (entry.isFile()) {
+      files.push(path);
+      continue;
+    }
+    if (!entry.isSymbolicLink()) {
+      failed.push({ path, error: 'not a regular file (a FIFO, socket or device cannot be read as an image)' });
+      continue;
+    }
+    let target: string;
+    try {
+      target = await realpath(path);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      failed.push({ path, error: code === 'ENOENT' || code === 'ELOOP' ? 'a symbolic link that leads nowhere (its target is missing, or a loop)' : `a symbolic link that cannot be followed: ${errorMessage(error)}` });
+      continue;
+    }
+    if (!target.startsWith(realFolder + sep)) {
+      failed.push({ path, error: `a symbolic link to ${target}, outside the folder: name that file itself to predict it` });
+      continue;
+    }
+    const info = await stat(target).catch(() => undefined);
+    if (info?.isFile()) files.push(path);
+    else failed.push({ path, error: 'a symbolic link to something that is not a regular file' });
   }
   return { files, failed };
 }
@@ -264,6 +303,11 @@ async function describeInput(input: PreparedInput, perModel: Float32Array[], mod
  */
 export async function predictImages(options: PredictOptions): Promise<PredictResult> {
   if (options.images.length === 0) throw new UserError('give at least one IMAGE to predict');
+  const { min, max } = imageSizeRange;
+  // Train's bounds: a larger input runs the backend out of memory (a crash, not an error message).
+  if (options.imageSize !== undefined && !(Number.isInteger(options.imageSize) && options.imageSize >= min && options.imageSize <= max)) {
+    throw new UserError(`--image-size ${options.imageSize} is not an integer from ${min} to ${max} px (the sizes train accepts)`);
+  }
   const { files, failed } = await expandInputs(options.images);
   const models = await loadModels(options, inferenceWorkers(options.workers, files.length));
   try {

@@ -3,7 +3,7 @@
  * sizes the weights were not trained at, runs with only a last/ checkpoint, and Grad-CAM that fails.
  */
 import { execFileSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -183,6 +183,52 @@ test('an unwritable --gradcam folder is a UserError naming it, before any image 
   const error = await rejection(predictImages({ images: [good], runs: [r18.dir], gradcamDir: join(file, 'cams') }));
   assert.ok(error instanceof UserError, String(error));
   assert.match(error.message, /a-file is a file, but .*a-file\/cams needs it to be a folder/);
+});
+
+test('a folder follows symbolic links to regular files inside it and reports the others with why', async () => {
+  const folder = join(root, 'linked');
+  await mkdir(join(folder, 'sub'), { recursive: true });
+  await writeTestImage(join(folder, 'real.png'), 70, 70, 8);
+  await writeTestImage(join(folder, 'sub', 'deeper.png'), 70, 70, 9);
+  await symlink(join(folder, 'real.png'), join(folder, 'b-link.png'));
+  await symlink('sub/deeper.png', join(folder, 'c-relative.png'));
+  await symlink(good, join(folder, 'd-outside.png'));
+  await symlink(join(folder, 'gone.png'), join(folder, 'e-dangling.png'));
+  await symlink(join(folder, 'sub'), join(folder, 'f-folder.png'));
+  execFileSync('mkfifo', [join(folder, 'g-pipe.png')]);
+  const result = await predictImages({ images: [folder], runs: [r18.dir] });
+  assert.equal(result.images.map((i) => i.path), [join(folder, 'b-link.png'), join(folder, 'c-relative.png'), join(folder, 'real.png')]);
+  const failed = Object.fromEntries(result.failed.map((f) => [f.path.slice(folder.length + 1), f.error]));
+  assert.equal(Object.keys(failed), ['d-outside.png', 'e-dangling.png', 'f-folder.png', 'g-pipe.png']);
+  assert.match(failed['d-outside.png']!, /a symbolic link to .*good\.png, outside the folder/);
+  assert.match(failed['e-dangling.png']!, /a symbolic link that leads nowhere/);
+  assert.match(failed['f-folder.png']!, /a symbolic link to something that is not a regular file/);
+  assert.match(failed['g-pipe.png']!, /not a regular file/);
+  assert.equal(result.images[0]!.probabilities, result.images[2]!.probabilities, 'the link predicts as its target');
+});
+
+test('--image-size and a metadata.json imageSize outside 32–1024 (or not a number) are user errors, never a silent default', async () => {
+  for (const imageSize of [5000, 31, 0, -1, 64.5]) {
+    const error = await rejection(predictImages({ images: [good], runs: [r18.dir], imageSize }));
+    assert.instance(error, UserError);
+    assert.match(error.message, `--image-size ${imageSize} is not an integer from 32 to 1024`);
+  }
+  const exported = join(root, 'bad-metadata');
+  await mkdir(exported);
+  const weights = join(exported, 'resnet18.safetensors');
+  await cp(join(r18.dir, 'best', 'model.safetensors'), weights);
+  for (const [value, shown] of [[-1, '-1'], ['abc', '"abc"'], [1e9, '1000000000'], [null, 'null']] as const) {
+    await writeFile(join(exported, 'metadata.json'), JSON.stringify({ model: 'resnet18', imageSize: value, files: ['resnet18.safetensors'] }));
+    const error = await rejection(predictImages({ images: [good], model: 'resnet18', weights }));
+    assert.ok(error instanceof DataError, String(error));
+    assert.is((error as DataError).file, join(exported, 'metadata.json'));
+    assert.match(error.message, `imageSize ${shown} for resnet18.safetensors is not an integer from 32 to 1024`);
+  }
+  // Metadata of another model says nothing about this file: the default stands, as before.
+  await writeFile(join(exported, 'metadata.json'), JSON.stringify({ model: 'resnet50', imageSize: -1 }));
+  const loaded = await loadWeightsFile('resnet18', weights);
+  assert.is(loaded.imageSize, 224);
+  loaded.model.dispose();
 });
 
 test.run();
