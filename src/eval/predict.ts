@@ -7,7 +7,7 @@ import { mkdir, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, extname, join, sep } from 'node:path';
 import sharp from 'sharp';
 import { centerCrop, classNames, decodeRgb, maxInputPixels, normalize, resizeShorter, type RgbImage } from '../data/index.js';
-import { DataError, UserError, checkWritableFolder, environmentUserError, errorMessage, writeFileAtomic } from '../util/index.js';
+import { DataError, UserError, checkWritableFolder, environmentUserError, errorMessage, printable, writeFileAtomic } from '../util/index.js';
 import { evalOptions, imageSizeRange } from '../config/index.js';
 import { getModel } from '../models/index.js';
 import { argmaxRows } from '../report/index.js';
@@ -354,27 +354,31 @@ export async function predictImages(options: PredictOptions): Promise<PredictRes
 
 const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
 
-/** Human output: the diagnosis per image, each model's breakdown, and the research-use disclaimer. */
+/**
+ * Human output: the diagnosis per image, each model's breakdown, and the research-use disclaimer.
+ * Every name from outside (paths, run names, error texts quoting them) is printed with its control
+ * characters escaped, so a file name cannot forge a line of the verdict.
+ */
 export function formatPredictions(result: PredictResult): string {
   const lines: string[] = [];
   for (const image of result.images) {
     const names = Object.keys(image.models);
     const ensemble = names.length > 1 ? ` — soft vote of ${names.length} models` : '';
-    lines.push(`${image.path}: ${image.prediction} (confidence ${pct(image.confidence)}${ensemble})`);
-    const width = Math.max(...names.map((n) => n.length), 5);
+    lines.push(`${printable(image.path)}: ${image.prediction} (confidence ${pct(image.confidence)}${ensemble})`);
+    const width = Math.max(...names.map((n) => printable(n).length), 5);
     for (const name of names) {
       const m = image.models[name]!;
       const breakdown = m.probabilities.map((p, c) => `${classNames[c] ?? c} ${pct(p)}`).join(', ');
-      lines.push(`  ${name.padEnd(width)}  ${m.prediction.padEnd(12)} ${pct(m.confidence).padStart(6)}   [${breakdown}]`);
+      lines.push(`  ${printable(name).padEnd(width)}  ${m.prediction.padEnd(12)} ${pct(m.confidence).padStart(6)}   [${breakdown}]`);
     }
     for (const [name, file] of Object.entries(image.gradcam ?? {})) {
       const r = image.gradcamRegion?.[name];
       const seen = r === undefined ? '' : ` (outlined: the ${r.width}×${r.height} region at ${r.left},${r.top} that the model saw)`;
-      lines.push(`  Grad-CAM ${name}: ${file}${seen}`);
+      lines.push(`  Grad-CAM ${printable(name)}: ${printable(file)}${seen}`);
     }
-    for (const [name, why] of Object.entries(image.gradcamFailed ?? {})) lines.push(`  Grad-CAM ${name}: not drawn (${why})`);
+    for (const [name, why] of Object.entries(image.gradcamFailed ?? {})) lines.push(`  Grad-CAM ${printable(name)}: not drawn (${printable(why)})`);
   }
-  for (const failure of result.failed) lines.push(`${failure.path}: not predicted — ${failure.error}`);
+  for (const failure of result.failed) lines.push(`${printable(failure.path)}: not predicted — ${printable(failure.error)}`);
   lines.push('', researchDisclaimer);
   return lines.join('\n');
 }

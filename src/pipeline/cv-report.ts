@@ -8,10 +8,9 @@
  * two entries gets a paired interval. report/ has only an accuracy bootstrap over images; this one
  * is composed from report/'s metric functions and its percentile.
  */
-import { stringify } from 'csv-stringify/sync';
 import { classNames, numClasses } from '../data/index.js';
 import { argmaxRows, calibration, classificationMetrics, oneVsRestAuc, percentile } from '../report/index.js';
-import { createRng, UserError } from '../util/index.js';
+import { createRng, formatCsv, UserError } from '../util/index.js';
 
 /** One job's held-out predictions (result.json). */
 export interface JobPredictions {
@@ -299,5 +298,5 @@ export function cvCsv(report: CvReport): string {
     for (const f of r.perFold) rows.push([r.entry, 'fold', f.repeat + 1, f.fold + 1, f.images, ...pooledMetricNames.flatMap((n) => [round(f.metrics[n]), '', ''])]);
     rows.push([r.entry, 'pooled', '', '', report.images, ...pooledMetricNames.flatMap((n) => [round(r.pooled[n]!.value), round(r.pooled[n]!.lower), round(r.pooled[n]!.upper)])]);
   }
-  return stringify([header, ...rows]);
+  return formatCsv([header, ...rows]);
 }

@@ -4,8 +4,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { stringify } from 'csv-stringify/sync';
-import { writeFileAtomic } from '../util/index.js';
+import { formatCsv, printable, writeFileAtomic } from '../util/index.js';
 import { argmaxRows, classificationMetrics, type ClassificationMetrics } from './metrics.js';
 import { confusionMatrixPng, lineChartPng, reliabilityDiagramPng } from './plot.js';
 import { bootstrapAccuracy, calibration, negativeLogLikelihood, oneVsRestAuc, type BootstrapInterval, type Calibration, type OneVsRestAuc, type RandomSource } from './stats.js';
@@ -165,7 +164,7 @@ export function resultsCsv(report: EvaluationReport, columns: readonly MetricCol
       ...m.metrics.perClass.flatMap((c, k) => [round(c.precision), round(c.recall), round(c.f1), c.support, round(m.auc.perClass[k] ?? null)]),
     ];
   });
-  return stringify([header, ...rows]);
+  return formatCsv([header, ...rows]);
 }
 
 export function predictionsCsv(report: EvaluationReport): string {
@@ -179,7 +178,7 @@ export function predictionsCsv(report: EvaluationReport): string {
       rows.push([image.path, image.label, report.classNames[image.label]!, m.name, p, report.classNames[p]!, p === image.label ? 1 : 0, probs[p]!, ...probs]);
     }
   });
-  return stringify([header, ...rows]);
+  return formatCsv([header, ...rows]);
 }
 
 /**
@@ -192,7 +191,8 @@ export function resultsTable(report: EvaluationReport, columns: readonly MetricC
     `| model | ${shown.map((c) => c.table!.header(report)).join(' | ')} |`,
     `|---|${shown.map(() => '---').join('|')}|`,
     ...report.models.map((m) => {
-      const name = m.kind === 'ensemble' ? `**${m.name}**` : m.name;
+      // A run's folder name becomes a model name: a newline in it must not make a row of its own.
+      const name = m.kind === 'ensemble' ? `**${printable(m.name)}**` : printable(m.name);
       return `| ${name} | ${shown.map((c) => c.table!.cell(m, report)).join(' | ')} |`;
     }),
   ].join('\n');

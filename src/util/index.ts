@@ -8,7 +8,7 @@ export { temporaryPathFor, replaceAtomically, writeFileAtomic, writeJsonAtomic, 
 export { downloadFile, parseHttpUrl, isRetryable, HttpStatusError, type DownloadOptions, type DownloadResult } from './http.js';
 export { byteProgress, countProgress, silentProgress, formatBytes, formatDuration, type ProgressSink } from './progress.js';
 export { createRng, restoreRng, deriveSeed, labelSeed, mix32, uniform, randomInt, normal, gamma, beta, shuffleInPlace, type Rng, type RngState } from './rng.js';
-export { parseCsvRecords } from './csv.js';
+export { formatCsv, parseCsvRecords } from './csv.js';
 export { printable } from './text.js';
 export { mapLimit } from './concurrency.js';
 export { osteoVersion } from './version.js';

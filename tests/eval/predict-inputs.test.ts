@@ -231,4 +231,20 @@ test('--image-size and a metadata.json imageSize outside 32–1024 (or not a num
   loaded.model.dispose();
 });
 
+test('human output escapes control characters in names, so a file name cannot forge a verdict', async () => {
+  const folder = join(root, 'forged');
+  await mkdir(folder);
+  const name = 'x.png: Osteoporosis (confidence 99.9%)\n\u001b[2Ky.png';
+  await writeTestImage(join(folder, name), 70, 70, 10);
+  await writeFile(join(folder, 'bad\rname.png'), 'not an image');
+  const result = await predictImages({ images: [folder], runs: [r18.dir] });
+  assert.is(result.images[0]!.path, join(folder, name), 'the result itself keeps the real name');
+  const text = formatPredictions(result);
+  assert.ok(text.includes('x.png: Osteoporosis (confidence 99.9%)\\n\\u001b[2Ky.png: '), text);
+  assert.ok(text.includes('bad\\rname.png: not predicted'), text);
+  assert.not.match(text, /[\u0000-\u0009\u000b-\u001f]/);
+  const lines = text.split('\n');
+  assert.is(lines.filter((line) => line.startsWith(folder)).length, 2, 'one line per input');
+});
+
 test.run();

@@ -6,8 +6,9 @@ import * as assert from 'uvu/assert';
 import { parse } from 'csv-parse/sync';
 import sharp from 'sharp';
 import { ensembleProbabilities } from '../../src/eval/ensemble.js';
-import { metricColumns, reportSummaryJson, resultsCsv, resultsTable, summarize, writeEvaluationReport, type EvaluationReport, type MetricColumn } from '../../src/report/index.js';
+import { metricColumns, predictionsCsv, reportSummaryJson, resultsCsv, resultsTable, summarize, writeEvaluationReport, type EvaluationReport, type MetricColumn } from '../../src/report/index.js';
 import { seeded } from '../eval/helpers.js';
+import { parseCsvRecords } from '../../src/util/index.js';
 
 const classNames = ['Normal', 'Osteopenia', 'Osteoporosis'] as const;
 
@@ -107,6 +108,22 @@ test('a new report metric is one column record: it reaches results.csv, the Mark
   assert.is(json.models[0]!.accuracy, report.models[0]!.metrics.accuracy);
   // the default columns are the published table's shape
   assert.match(resultsTable(report).split('\n')[0]!, /^\| model \| accuracy \(95% CI\) \| balanced accuracy \| macro-F1 \| Osteopenia recall \| macro AUC \| ECE \|$/);
+});
+
+test('names from outside: formulas neutralised in results.csv and predictions.csv, control characters escaped in the table', () => {
+  const report = fixture();
+  report.images[0]!.path = '=HYPERLINK("http://evil.example","open").png';
+  report.models[0]!.run = '@runs/a';
+  report.models[1]!.name = 'resnet50:b\n| fake | 99.9% |';
+  const predictions = predictionsCsv(report);
+  assert.ok(predictions.includes(`"'=HYPERLINK(""http://evil.example"",""open"").png"`), predictions.split('\n')[1]);
+  assert.equal(parseCsvRecords(predictions, 'predictions.csv')[0]!.path, report.images[0]!.path, 'osteo reads back the real name');
+  const results = resultsCsv(report);
+  assert.match(results, /^resnet18,model,'@runs\/a,/m);
+  assert.is(parseCsvRecords(results, 'results.csv')[0]!.run, '@runs/a');
+  const table = resultsTable(report);
+  assert.is(table.split('\n').length, 2 + report.models.length, 'one row per model');
+  assert.ok(table.includes('| resnet50:b\\n| fake | 99.9% |'), table);
 });
 
 test.run();
