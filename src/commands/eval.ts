@@ -7,6 +7,7 @@ import { useBackend, type BackendPreference } from '../backend/index.js';
 import { evalOptions, resolveEvalConfig } from '../config/index.js';
 import { reportSummaryJson, resultsTable } from '../report/index.js';
 import { evaluateRuns } from '../eval/index.js';
+import { printable } from '../util/index.js';
 import { addTableOptions, backendOption, printJson } from './common.js';
 import { registerExportCommand } from './export.js';
 import { registerPredictCommand } from './predict.js';
@@ -48,7 +49,7 @@ function registerEvalCommand(program: Command): void {
         workers: config.workers,
         seed: config.seed,
         resamples: config.resamples,
-        onWarning: (message) => process.stderr.write(`osteo: warning: ${message}\n`),
+        onWarning: (message) => process.stderr.write(`osteo: warning: ${printable(message)}\n`),
         onProgress: options.json ? undefined : ({ split, done, total }) => process.stderr.write(`\r${split}: ${done}/${total} images${done === total ? '\n' : ''}`),
       });
       if (options.json) {
@@ -57,6 +58,6 @@ function registerEvalCommand(program: Command): void {
       }
       console.log(`${report.split} split, ${report.images.length} images${report.tta ? ', flip TTA' : ''}\n`);
       console.log(resultsTable(report));
-      if (written) console.log(`\nreport: ${written.dir} (${written.files.join(', ')})`);
+      if (written) console.log(`\nreport: ${printable(written.dir)} (${written.files.map(printable).join(', ')})`);
     });
 }

@@ -4,7 +4,7 @@ import { checkpointChoices, formatPredictions, predictImages, type CheckpointCho
 import { maxInputPixels } from '../data/index.js';
 import { evalOptions, workersProblem } from '../config/index.js';
 import { modelNames } from '../models/index.js';
-import { UserError } from '../util/index.js';
+import { UserError, printable } from '../util/index.js';
 import { backendOption, positiveInt, printJson } from './common.js';
 
 interface PredictCommandOptions {
@@ -53,14 +53,14 @@ export function registerPredictCommand(program: Command): void {
         tta: options.tta ?? false,
         maxPixels: options.maxPixels,
         workers: options.workers,
-        onWarning: (message) => process.stderr.write(`osteo: warning: ${message}\n`),
+        onWarning: (message) => process.stderr.write(`osteo: warning: ${printable(message)}\n`),
       });
       if (options.json) printJson(result);
       else console.log(formatPredictions(result));
       // Every readable image was predicted and printed above; the exit status still says some were not.
       if (result.failed.length > 0) {
         const total = result.failed.length + result.images.length;
-        throw new UserError(`${result.failed.length} of ${total} inputs could not be predicted: ${result.failed.map((f) => `${f.path} (${f.error})`).join('; ')}`);
+        throw new UserError(`${result.failed.length} of ${total} inputs could not be predicted: ${result.failed.map((f) => `${printable(f.path)} (${printable(f.error)})`).join('; ')}`);
       }
     });
 }

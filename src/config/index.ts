@@ -27,6 +27,7 @@ export {
   recipeDir,
   monitorMetrics,
   workersProblem,
+  imageSizeRange,
   type MonitorMetric,
   type TrainConfig,
   type TrainConfigInput,

@@ -297,6 +297,8 @@ export function actionableIssues(issues: readonly z.core.$ZodIssue[]): z.core.$Z
 
 /** A bad value as a user would spot it: short values as JSON; an object or a long list by its shape, not its whole text. */
 export function describeValue(value: unknown): string {
+  // JSON has no Infinity or NaN: JSON.stringify writes them as null, which is not what was given (1e309).
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   const json = JSON.stringify(value);
   if (json === undefined) return String(value);
   if (json.length <= 60 || typeof value !== 'object' || value === null) return json.length <= 200 ? json : `${json.slice(0, 197)}...`;

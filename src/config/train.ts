@@ -18,6 +18,9 @@ import { readConfigFile } from './files.js';
 import { OptionValues, applyFlags, keyAt, option, optional, optionEntries, parseSetArgument, schemaOf, validateValues, type ConfigOf } from './options.js';
 
 const positiveInt = z.int().min(1);
+
+/** Input sizes a model here is meant for, in pixels: train's bounds, and predict's --image-size's. */
+export const imageSizeRange = { min: 32, max: 1024 } as const;
 const registered = modelNames();
 
 /** A run's eval transform, as RUN/config.json records it (data/image.ts applies it). */
@@ -51,7 +54,7 @@ export const trainOptions = {
   microBatch: optional(positiveInt, 'images per forward/backward pass (gradient accumulation; BatchNorm statistics are per micro-batch)', {
     flag: '--micro-batch <n>',
   }),
-  imageSize: optional(z.int().min(32), "input size in pixels (default: the crop of the initial weights' eval transform: 224 for most, 300 for EfficientNet-B3)", { flag: '--image-size <n>' }),
+  imageSize: optional(z.int().min(imageSizeRange.min), "input size in pixels (default: the crop of the initial weights' eval transform: 224 for most, 300 for EfficientNet-B3)", { flag: '--image-size <n>' }),
   transform: optional(
     evalTransformSchema,
     "preprocessing for training and evaluation, {resize, crop, mean, std}: resize the shorter side (bilinear), centre-crop to imageSize, normalize (default: the initial weights' tag — the model's default weights unless pretrained is another tag's file — at imageSize)",
@@ -160,7 +163,7 @@ function crossCheck(config: TrainConfigInput, values: OptionValues): void {
     if (config.schedule.type === type) continue;
     for (const key of keys) if (moot(`schedule.${key}`, 'schedule.type')) fail(`schedule.${key}`, `applies to the ${type} schedule only, not ${config.schedule.type}`);
   }
-  if (config.imageSize !== undefined && config.imageSize > 1024) fail('imageSize', 'is larger than any model here is meant for (≤ 1024)');
+  if (config.imageSize !== undefined && config.imageSize > imageSizeRange.max) fail('imageSize', `is larger than any model here is meant for (≤ ${imageSizeRange.max})`);
   if (config.transform !== undefined) {
     const { resize, crop } = config.transform;
     if (config.imageSize !== undefined && crop !== config.imageSize) fail('transform', `crops ${crop} px but imageSize is ${config.imageSize}: the crop is the model's input, so they must agree`);

@@ -9,8 +9,7 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseCsvRecords, DataError, UserError, environmentUserError, errorMessage, mapLimit, silentProgress, type ProgressSink, writeFileAtomic } from '../util/index.js';
-import { stringify } from 'csv-stringify/sync';
+import { formatCsv, parseCsvRecords, printable, DataError, UserError, environmentUserError, errorMessage, mapLimit, silentProgress, type ProgressSink, writeFileAtomic } from '../util/index.js';
 import { classNames, numClasses } from './classes.js';
 import { contentHash, hammingDistance, hashWords, perceptualHash } from './hash.js';
 import { UnreadableImageError, extensionOf, imageReaders, maxInputPixels, readImage, type DecodedImage, type UnreadableReason } from './readers.js';
@@ -339,7 +338,7 @@ const csvColumns = [
 ] as const;
 
 export async function writeCsvAtomic(file: string, header: readonly string[], records: unknown[][]): Promise<void> {
-  await writeFileAtomic(file, stringify(records, { header: true, columns: [...header] }));
+  await writeFileAtomic(file, formatCsv(records, { header }));
 }
 
 /** A folder name that is a class name but for case, spaces, dashes or underscores (`normal`, `Osteoporosis `). */
@@ -491,11 +490,11 @@ export async function readIndex(dataDir: string): Promise<IndexRow[]> {
   });
 }
 
-/** The human report of `osteo data index`. */
+/** The human report of `osteo data index`; file names from the dataset are printed with control characters escaped. */
 export function formatIndexReport(report: IndexReport): string {
   const lines: string[] = [];
   const table = (title: string, values: number[]) => `${title.padEnd(22)}${values.map((n) => String(n).padStart(14)).join('')}`;
-  lines.push(`indexed ${report.files} files in ${report.dataDir} (${report.seconds.toFixed(1)} s) → ${report.indexPath}`);
+  lines.push(`indexed ${report.files} files in ${printable(report.dataDir)} (${report.seconds.toFixed(1)} s) → ${printable(report.indexPath)}`);
   lines.push(`${''.padEnd(22)}${classNames.map((n) => n.padStart(14)).join('')}`);
   lines.push(table('files', report.filesPerClass));
   lines.push(table('distinct images', report.distinctPerClass));
@@ -505,11 +504,11 @@ export function formatIndexReport(report: IndexReport): string {
   lines.push(`near-duplicate groups:  ${report.nearDuplicateGroups.length} (perceptual distance ≤ ${report.nearThreshold}/256 bits; kept together in one split)`);
   lines.push(`label conflicts:        ${report.conflicts.length} (policy: ${report.conflictPolicy})`);
   for (const conflict of report.conflicts) {
-    lines.push(`  ${conflict.kind} ${conflict.labels.map((l) => classNames[l]).join(' vs ')}: ${conflict.paths.join(', ')} → ${conflict.action}`);
+    lines.push(`  ${conflict.kind} ${conflict.labels.map((l) => classNames[l]).join(' vs ')}: ${conflict.paths.map(printable).join(', ')} → ${conflict.action}`);
   }
   lines.push(`bad files:              ${report.bad.length}`);
-  for (const file of report.bad) lines.push(`  ${file.path}: ${file.reason}: ${file.detail}`);
-  if (report.ignored.length > 0) lines.push(`not scanned (not a class folder): ${report.ignored.join(', ')}`);
+  for (const file of report.bad) lines.push(`  ${printable(file.path)}: ${file.reason}: ${printable(file.detail)}`);
+  if (report.ignored.length > 0) lines.push(`not scanned (not a class folder): ${report.ignored.map(printable).join(', ')}`);
   for (const name of emptyClasses(report.usablePerClass)) {
     lines.push(`WARNING: ${name}/ has no usable image: \`osteo data split\` and training refuse this dataset until it has some`);
   }

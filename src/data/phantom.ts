@@ -377,6 +377,8 @@ export async function synthesizePhantom(options: SynthOptions): Promise<SynthRes
   const seed = options.seed ?? 42;
   if (!Number.isInteger(perClass) || perClass < 6) throw new UserError(`--per-class must be an integer ≥ 6 (planted duplicates need a few images), got ${perClass}`);
   if (!Number.isInteger(size) || size < 32 || size > 4096) throw new UserError(`--size must be an integer between 32 and 4096, got ${size}`);
+  // As every other seed (train, split, cv, eval): a non-negative integer, so one seed names one phantom.
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new UserError(`--seed must be an integer ≥ 0, got ${seed}`);
   const dest = resolve(options.dest);
   const duplicateRate = options.duplicateRate ?? 0;
   if (!Number.isFinite(duplicateRate) || duplicateRate < 0 || duplicateRate > 0.9) throw new UserError(`--duplicate-rate must be a number from 0 to 0.9, got ${duplicateRate}`);

@@ -70,6 +70,7 @@ export async function previewAugmentations(options: PreviewOptions): Promise<Pre
   const size = options.imageSize ?? 160;
   const seed = options.seed ?? 0;
   if (!Number.isInteger(n) || n < 1 || n > 256) throw new UserError(`--n must be an integer from 1 to 256, got ${n}`);
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new UserError(`--seed must be an integer ≥ 0, got ${seed}`);
   // Checked before any image is decoded: a wrong --out should not cost the whole sheet's work.
   const out = resolve(options.out ?? 'preview.png');
   const format = sheetFormat(out);

@@ -13,6 +13,7 @@ import type { EvalTransform } from '../data/index.js';
 import { evalOptions } from '../config/index.js';
 import { DataError, UserError } from '../util/index.js';
 import { getModel, transformAt, type ModelName } from '../models/index.js';
+import { imageSizeRange } from '../config/index.js';
 import { checkpointNames, openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
 import { readStateDict } from '../weights/index.js';
 import { softmax } from '../report/index.js';
@@ -85,7 +86,9 @@ const isTriple = (value: unknown): value is Triple => Array.isArray(value) && va
  * The preprocessing `osteo export` recorded for a weights file in the metadata.json beside it (a run
  * export names one model, a dashboard export one record per file): its `preprocessing` when that is
  * complete and crops to its `imageSize`, else the model's default weights' transform at that size.
- * Undefined when there is no such file, no input size in it, or it describes another architecture.
+ * Undefined when there is no such file, or it describes another architecture. A record of this file
+ * whose imageSize is no size a model here takes (−1, "abc", 1e9) is a DataError: guessing the default
+ * instead would change every answer.
  */
 export async function exportedTransform(weightsFile: string, modelName: ModelName): Promise<EvalTransform | undefined> {
   const file = join(dirname(weightsFile), 'metadata.json');
@@ -101,8 +104,13 @@ export async function exportedTransform(weightsFile: string, modelName: ModelNam
   const candidates = [root.models?.[basename(weightsFile)], root].filter((r): r is Record => typeof r === 'object' && r !== null);
   for (const record of candidates) {
     const describesFile = !Array.isArray(record.files) || record.files.includes(basename(weightsFile));
+    if (record.model !== modelName || !describesFile || record.imageSize === undefined) continue;
+    const { min, max } = imageSizeRange;
     const size = record.imageSize;
-    if (record.model !== modelName || !describesFile || typeof size !== 'number' || !Number.isInteger(size) || size <= 0) continue;
+    if (typeof size !== 'number' || !Number.isInteger(size) || size < min || size > max) {
+      const shown = typeof size === 'number' ? String(size) : JSON.stringify(size);
+      throw new DataError(file, `imageSize ${shown} for ${basename(weightsFile)} is not an integer from ${min} to ${max} px: correct it, or delete the metadata.json and give --image-size`);
+    }
     const { resize, crop, mean, std } = record.preprocessing ?? {};
     if (crop === size && typeof resize === 'number' && Number.isInteger(resize) && resize >= size && isTriple(mean) && isTriple(std)) return { resize, crop: size, mean, std };
     return transformAt(getModel(modelName).weights[0].evalTransform, size);

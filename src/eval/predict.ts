@@ -3,11 +3,11 @@
  * several runs, with each model's own probabilities (the dashboard's breakdown) and, optionally, a
  * Grad-CAM overlay per image and model.
  */
-import { mkdir, readdir, stat } from 'node:fs/promises';
-import { basename, extname, join } from 'node:path';
+import { mkdir, readdir, realpath, stat } from 'node:fs/promises';
+import { basename, extname, join, sep } from 'node:path';
 import { UnreadableImageError, applyEvalTransform, classNames, decodeRgb, imageExtensions, isImageFile, maxInputPixels, type RgbImage } from '../data/index.js';
-import { DataError, UserError, checkWritableFolder, environmentUserError, errorMessage, writeFileAtomic } from '../util/index.js';
-import { evalOptions } from '../config/index.js';
+import { DataError, UserError, checkWritableFolder, environmentUserError, errorMessage, printable, writeFileAtomic } from '../util/index.js';
+import { evalOptions, imageSizeRange } from '../config/index.js';
 import { getModel } from '../models/index.js';
 import { argmaxRows } from '../report/index.js';
 import { inferenceWorkers } from '../engine/index.js';
@@ -123,20 +123,59 @@ export async function expandInputs(inputs: string[]): Promise<{ files: string[];
       continue;
     }
     if (info.isDirectory()) {
-      const candidates = (await readdir(input, { withFileTypes: true }))
-        .filter((entry) => entry.isFile())
-        .map((entry) => entry.name)
-        .sort();
-      // By the image readers' rule: a reader's extension, or content a reader recognises.
-      const images = await Promise.all(candidates.map((name) => isImageFile(join(input, name))));
-      const names = candidates.filter((_, i) => images[i]);
-      if (names.length === 0) failed.push({ path: input, error: `a folder with no image files directly inside it (named ${imageExtensions.join(', ')}, or with content of one of those formats)` });
-      files.push(...names.map((name) => join(input, name)));
+      const folder = await folderImages(input);
+      if (folder.files.length === 0 && folder.failed.length === 0) failed.push({ path: input, error: `a folder with no image files directly inside it (named ${imageExtensions.join(', ')}, or with content of one of those formats)` });
+      files.push(...folder.files);
+      failed.push(...folder.failed);
     } else if (info.isFile()) {
       files.push(input);
     } else {
       failed.push({ path: input, error: 'not a regular file (a FIFO, socket or device cannot be read as an image)' });
     }
+  }
+  return { files, failed };
+}
+
+/**
+ * The image files directly inside a folder, sorted by name. A symbolic link counts when it leads to
+ * a regular file inside the folder; one that dangles, leads out of the folder or to something else
+ * is reported with why, as is an entry named like an image that is no regular file (a FIFO).
+ */
+async function folderImages(folder: string): Promise<{ files: string[]; failed: FailedImage[] }> {
+  const files: string[] = [];
+  const failed: FailedImage[] = [];
+  const entries = (await readdir(folder, { withFileTypes: true }))
+    .filter((entry) => !entry.isDirectory())
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const realFolder = await realpath(folder);
+  for (const entry of entries) {
+    const path = join(folder, entry.name);
+    // A regular file by the image readers' rule (a reader's extension, or content a reader
+    // recognises); anything else only when it is named like an image.
+    if (entry.isFile()) {
+      if (await isImageFile(path)) files.push(path);
+      continue;
+    }
+    if (!(imageExtensions as readonly string[]).includes(extname(entry.name).toLowerCase())) continue;
+    if (!entry.isSymbolicLink()) {
+      failed.push({ path, error: 'not a regular file (a FIFO, socket or device cannot be read as an image)' });
+      continue;
+    }
+    let target: string;
+    try {
+      target = await realpath(path);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      failed.push({ path, error: code === 'ENOENT' || code === 'ELOOP' ? 'a symbolic link that leads nowhere (its target is missing, or a loop)' : `a symbolic link that cannot be followed: ${errorMessage(error)}` });
+      continue;
+    }
+    if (!target.startsWith(realFolder + sep)) {
+      failed.push({ path, error: `a symbolic link to ${target}, outside the folder: name that file itself to predict it` });
+      continue;
+    }
+    const info = await stat(target).catch(() => undefined);
+    if (info?.isFile()) files.push(path);
+    else failed.push({ path, error: 'a symbolic link to something that is not a regular file' });
   }
   return { files, failed };
 }
@@ -265,6 +304,11 @@ async function describeInput(input: PreparedInput, perModel: Float32Array[], mod
  */
 export async function predictImages(options: PredictOptions): Promise<PredictResult> {
   if (options.images.length === 0) throw new UserError('give at least one IMAGE to predict');
+  const { min, max } = imageSizeRange;
+  // Train's bounds: a larger input runs the backend out of memory (a crash, not an error message).
+  if (options.imageSize !== undefined && !(Number.isInteger(options.imageSize) && options.imageSize >= min && options.imageSize <= max)) {
+    throw new UserError(`--image-size ${options.imageSize} is not an integer from ${min} to ${max} px (the sizes train accepts)`);
+  }
   const { files, failed } = await expandInputs(options.images);
   const models = await loadModels(options, inferenceWorkers(options.workers, files.length, options.backend.capabilities));
   try {
@@ -311,27 +355,31 @@ export async function predictImages(options: PredictOptions): Promise<PredictRes
 
 const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
 
-/** Human output: the diagnosis per image, each model's breakdown, and the research-use disclaimer. */
+/**
+ * Human output: the diagnosis per image, each model's breakdown, and the research-use disclaimer.
+ * Every name from outside (paths, run names, error texts quoting them) is printed with its control
+ * characters escaped, so a file name cannot forge a line of the verdict.
+ */
 export function formatPredictions(result: PredictResult): string {
   const lines: string[] = [];
   for (const image of result.images) {
     const names = Object.keys(image.models);
     const ensemble = names.length > 1 ? ` — soft vote of ${names.length} models` : '';
-    lines.push(`${image.path}: ${image.prediction} (confidence ${pct(image.confidence)}${ensemble})`);
-    const width = Math.max(...names.map((n) => n.length), 5);
+    lines.push(`${printable(image.path)}: ${image.prediction} (confidence ${pct(image.confidence)}${ensemble})`);
+    const width = Math.max(...names.map((n) => printable(n).length), 5);
     for (const name of names) {
       const m = image.models[name]!;
       const breakdown = m.probabilities.map((p, c) => `${classNames[c] ?? c} ${pct(p)}`).join(', ');
-      lines.push(`  ${name.padEnd(width)}  ${m.prediction.padEnd(12)} ${pct(m.confidence).padStart(6)}   [${breakdown}]`);
+      lines.push(`  ${printable(name).padEnd(width)}  ${m.prediction.padEnd(12)} ${pct(m.confidence).padStart(6)}   [${breakdown}]`);
     }
     for (const [name, file] of Object.entries(image.gradcam ?? {})) {
       const r = image.gradcamRegion?.[name];
       const seen = r === undefined ? '' : ` (outlined: the ${r.width}×${r.height} region at ${r.left},${r.top} that the model saw)`;
-      lines.push(`  Grad-CAM ${name}: ${file}${seen}`);
+      lines.push(`  Grad-CAM ${printable(name)}: ${printable(file)}${seen}`);
     }
-    for (const [name, why] of Object.entries(image.gradcamFailed ?? {})) lines.push(`  Grad-CAM ${name}: not drawn (${why})`);
+    for (const [name, why] of Object.entries(image.gradcamFailed ?? {})) lines.push(`  Grad-CAM ${printable(name)}: not drawn (${printable(why)})`);
   }
-  for (const failure of result.failed) lines.push(`${failure.path}: not predicted — ${failure.error}`);
+  for (const failure of result.failed) lines.push(`${printable(failure.path)}: not predicted — ${printable(failure.error)}`);
   lines.push('', researchDisclaimer);
   return lines.join('\n');
 }

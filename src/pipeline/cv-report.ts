@@ -9,10 +9,9 @@
  * composed from report/'s metric registry (which metrics, their names and headers: the records in
  * its `cv`, `cvFolds` and `cvDifferences` views) and its percentile.
  */
-import { stringify } from 'csv-stringify/sync';
 import { classNames, numClasses } from '../data/index.js';
 import { argmaxRows, metricInput, metricLabel, metricRegistry, percentile, softVote, type MetricRecord, type MetricRegistry, type MetricView } from '../report/index.js';
-import { createRng, UserError } from '../util/index.js';
+import { createRng, formatCsv, UserError } from '../util/index.js';
 
 /** One job's held-out predictions (result.json). */
 export interface JobPredictions {
@@ -338,5 +337,5 @@ export function cvCsv(report: CvReport, registry: MetricRegistry = metricRegistr
     for (const f of r.perFold) rows.push([r.entry, 'fold', f.repeat + 1, f.fold + 1, f.images, ...pooledNames.flatMap((n) => [round(f.metrics[n]), '', ''])]);
     rows.push([r.entry, 'pooled', '', '', report.images, ...pooledNames.flatMap((n) => [round(r.pooled[n]!.value), round(r.pooled[n]!.lower), round(r.pooled[n]!.upper)])]);
   }
-  return stringify([header, ...rows]);
+  return formatCsv([header, ...rows]);
 }

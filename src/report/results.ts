@@ -4,8 +4,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { stringify } from 'csv-stringify/sync';
-import { UserError, writeFileAtomic } from '../util/index.js';
+import { formatCsv, printable, UserError, writeFileAtomic } from '../util/index.js';
 import type { ClassificationMetrics } from './metrics.js';
 import { confusionMatrixPng, lineChartPng, reliabilityDiagramPng } from './plot.js';
 import { metricInput, metricLabel, metricRegistry, type MetricInput, type MetricRegistry, type MetricValue, type OverallMetric, type PerClassMetric } from './registry.js';
@@ -154,7 +153,7 @@ export function resultsCsv(report: EvaluationReport, registry: MetricRegistry = 
       ...report.classNames.flatMap((_, k) => perClass.map((r) => round(classValues(m, r)[k] ?? null))),
     ];
   });
-  return stringify([header, ...rows]);
+  return formatCsv([header, ...rows]);
 }
 
 export function predictionsCsv(report: EvaluationReport): string {
@@ -168,7 +167,7 @@ export function predictionsCsv(report: EvaluationReport): string {
       rows.push([image.path, image.label, report.classNames[image.label]!, m.name, p, report.classNames[p]!, p === image.label ? 1 : 0, probs[p]!, ...probs]);
     }
   });
-  return stringify([header, ...rows]);
+  return formatCsv([header, ...rows]);
 }
 
 /**
@@ -186,7 +185,8 @@ export function resultsTable(report: EvaluationReport, registry: MetricRegistry 
     `| model | ${shown.map(header).join(' | ')} |`,
     `|---|${shown.map(() => '---').join('|')}|`,
     ...report.models.map((m) => {
-      const name = m.kind === 'ensemble' ? `**${m.name}**` : m.name;
+      // A run's folder name becomes a model name: a newline in it must not make a row of its own.
+      const name = m.kind === 'ensemble' ? `**${printable(m.name)}**` : printable(m.name);
       return `| ${name} | ${shown.map((r) => cell(m, r)).join(' | ')} |`;
     }),
   ].join('\n');

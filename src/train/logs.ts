@@ -3,11 +3,10 @@
  * JSON line (events.jsonl), and the training curves (curves.png: loss and accuracy, train vs val).
  */
 import { appendFile } from 'node:fs/promises';
-import { stringify } from 'csv-stringify/sync';
 import sharp from 'sharp';
 import { classNames } from '../data/index.js';
 import { lineChartPng, type LineChartOptions } from '../report/index.js';
-import { writeFileAtomic } from '../util/index.js';
+import { formatCsv, writeFileAtomic } from '../util/index.js';
 
 export interface EpochMetrics {
   epoch: number; // 1-based
@@ -58,7 +57,7 @@ function metricsRecord(row: EpochMetrics): (string | number)[] {
 }
 
 export function metricsCsv(rows: readonly EpochMetrics[]): string {
-  return stringify([[...metricsColumns], ...rows.map(metricsRecord)]);
+  return formatCsv([[...metricsColumns], ...rows.map(metricsRecord)]);
 }
 
 /** Rewritten whole from the checkpointed history, so it always agrees with RUN/last. */

@@ -19,7 +19,7 @@ import yazl from 'yazl';
 import { DataError, replaceAtomically } from '../util/index.js';
 import { decodeContiguous, decodeElements, elementSize, littleEndianBytes, readSource, sourceName, type ElementType } from './bytes.js';
 import { contiguousStrides, pickleStateDict, PickleError, PyDict, TensorRef, unpickle, type PickledTensor, type PyValue, type StorageType } from './pickle.js';
-import { assertWellFormed, numel, type StateDict, type StateTensor } from './types.js';
+import { assertFinite, assertWellFormed, numel, type StateDict, type StateTensor } from './types.js';
 
 const storageElement: Record<StorageType, ElementType> = {
   FloatStorage: 'f32',
@@ -37,9 +37,13 @@ const storageElement: Record<StorageType, ElementType> = {
 /** Far above any state dict's pickle (ResNet50's is ~30 kB); refuses a decompression bomb early. */
 const maxPickleBytes = 64 * 1024 * 1024;
 
+/** The byteorder record holds "little" or "big". */
+const maxByteorderBytes = 16;
+
 interface ZipRecords {
   names: string[];
-  read(name: string): Promise<Uint8Array>;
+  /** A record's bytes; a compressed record that declares or inflates to more than `maxBytes` is refused. */
+  read(name: string, maxBytes: number): Promise<Uint8Array>;
 }
 
 async function openZip(buffer: Buffer, file: string): Promise<ZipRecords> {
@@ -61,7 +65,7 @@ async function openZip(buffer: Buffer, file: string): Promise<ZipRecords> {
   }
   return {
     names: [...entries.keys()],
-    async read(name) {
+    async read(name, maxBytes) {
       const entry = entries.get(name);
       if (entry === undefined) throw new DataError(file, `the archive has no record ${name}`);
       let bytes: Buffer;
@@ -72,9 +76,22 @@ async function openZip(buffer: Buffer, file: string): Promise<ZipRecords> {
           if (fileDataStart + entry.compressedSize > buffer.length) throw new Error('record runs past the end of the file');
           bytes = buffer.subarray(fileDataStart, fileDataStart + entry.compressedSize);
         } else {
-          if (name.endsWith('.pkl') && entry.uncompressedSize > maxPickleBytes) throw new Error('pickle record too large');
+          // Inflating costs memory the file's size does not bound (1 MB of deflate can be 1 GB), so the
+          // caller's bound is checked against the size the zip declares, then again on every chunk in
+          // case that declaration lies.
+          const tooLarge = `it inflates to more than the ${maxBytes} bytes its contents can need: refused (a decompression bomb, or a damaged file)`;
+          if (entry.uncompressedSize > maxBytes) throw new Error(tooLarge);
           const chunks: Buffer[] = [];
-          for await (const chunk of await zip.openReadStreamPromise(entry)) chunks.push(chunk as Buffer);
+          let inflated = 0;
+          const stream = await zip.openReadStreamPromise(entry);
+          for await (const chunk of stream) {
+            inflated += (chunk as Buffer).length;
+            if (inflated > maxBytes) {
+              stream.destroy();
+              throw new Error(tooLarge);
+            }
+            chunks.push(chunk as Buffer);
+          }
           bytes = Buffer.concat(chunks);
         }
       } catch (error) {
@@ -146,10 +163,10 @@ export async function readPth(source: string | Buffer): Promise<StateDict> {
   if (pickles.length !== 1) throw new DataError(file, `expected one <archive>/data.pkl record, found ${pickles.length}: not a torch.save file`);
   const prefix = pickles[0]!.slice(0, -'data.pkl'.length);
   if (zip.names.includes(`${prefix}byteorder`)) {
-    const order = Buffer.from(await zip.read(`${prefix}byteorder`)).toString('latin1').trim();
+    const order = Buffer.from(await zip.read(`${prefix}byteorder`, maxByteorderBytes)).toString('latin1').trim();
     if (order !== 'little') throw new DataError(file, `byte order '${order}' is not supported (only little-endian)`);
   }
-  const pickle = await zip.read(pickles[0]!);
+  const pickle = await zip.read(pickles[0]!, maxPickleBytes);
   if (pickle.length > maxPickleBytes) throw new DataError(file, 'the pickle record is implausibly large for a state dict');
   let root: PyValue;
   try {
@@ -170,10 +187,13 @@ export async function readPth(source: string | Buffer): Promise<StateDict> {
     }
     let storage = storages.get(value.storage.key);
     if (storage === undefined) {
-      storage = await zip.read(`${prefix}data/${value.storage.key}`);
+      // torch writes a storage's numel × element size bytes; a record that inflates to more is no storage.
+      storage = await zip.read(`${prefix}data/${value.storage.key}`, value.storage.numel * elementSize[storageElement[value.storage.type]]);
       storages.set(value.storage.key, storage);
     }
-    dict.set(key, tensorFromRef(value, key, storage, file));
+    const tensor = tensorFromRef(value, key, storage, file);
+    assertFinite(key, tensor, file);
+    dict.set(key, tensor);
   }
   return dict;
 }

@@ -10,7 +10,7 @@
  */
 import { DataError } from '../util/index.js';
 import { decodeContiguous, elementSize, littleEndianBytes, readSource, sourceName, writeBufferAtomic, type ElementType } from './bytes.js';
-import { assertWellFormed, numel, type StateDict } from './types.js';
+import { assertFinite, assertWellFormed, numel, type StateDict, type StateTensor } from './types.js';
 
 const dtypes: Record<string, ElementType> = {
   F32: 'f32',
@@ -78,7 +78,9 @@ export async function readSafetensors(source: string | Buffer): Promise<StateDic
   const dict: StateDict = new Map();
   for (const entry of entries) {
     const data = decodeContiguous(buffer.subarray(dataStart + entry.begin, dataStart + entry.end), entry.type, numel(entry.shape));
-    dict.set(entry.key, data instanceof Float32Array ? { dtype: 'float32', shape: entry.shape, data } : { dtype: 'int64', shape: entry.shape, data });
+    const tensor: StateTensor = data instanceof Float32Array ? { dtype: 'float32', shape: entry.shape, data } : { dtype: 'int64', shape: entry.shape, data };
+    assertFinite(entry.key, tensor, file);
+    dict.set(entry.key, tensor);
   }
   return dict;
 }

@@ -47,6 +47,13 @@ test('synth → index → split → preview with --json', async () => {
     const asJpeg = await osteo('data', 'preview', '--data', data, '--n', '2', '--image-size', '32', '--out', jpeg);
     assert.is(asJpeg.code, 0, asJpeg.stderr);
     assert.ok(readFileSync(jpeg).subarray(0, 3).equals(Buffer.from([0xff, 0xd8, 0xff])), 'a .jpg is JPEG');
+    // A negative seed is refused by synth and preview as by every other command.
+    for (const argv of [['data', 'synth', '--dest', join(dir.path, 'neg'), '--per-class', '6', '--size', '40'], ['data', 'preview', '--data', data, '--n', '2', '--out', join(dir.path, 'neg.png')]]) {
+      const negative = await osteo(...argv, '--seed', '-1');
+      assert.is(negative.code, 1, negative.stderr);
+      assert.match(negative.stderr, /--seed must be an integer ≥ 0, got -1/);
+    }
+    assert.not.ok(existsSync(join(dir.path, 'neg')) || existsSync(join(dir.path, 'neg.png')));
     const gif = await osteo('data', 'preview', '--data', data, '--n', '2', '--out', join(dir.path, 'sheet.gif'));
     assert.is(gif.code, 1);
     assert.match(gif.stderr, /\.png, \.jpg, \.jpeg, \.webp/);

@@ -5,7 +5,7 @@ import zlib from 'node:zlib';
 import sharp from 'sharp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UserError } from '../../src/util/index.js';
+import { UserError, parseCsvRecords } from '../../src/util/index.js';
 import { decodeRgb } from '../../src/data/image.js';
 import { formatIndexReport, indexDataset, readIndex } from '../../src/data/indexer.js';
 import { splitDataset } from '../../src/data/split.js';
@@ -314,6 +314,25 @@ test('of identical files, the original-looking name is kept and the copies are m
     }
     // Without a copy marker, the shorter name wins.
     assert.ok(used.includes('Osteopenia/scan 2.png') && !used.includes('Osteopenia/scan 12.png'));
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('file names with control characters are escaped in the printed report; index.csv keeps them exactly', async () => {
+  const dir = await tempDir();
+  try {
+    const dataDir = join(dir.path, 'odd-names');
+    await makeDataset(dataDir, { Normal: [1, 2], Osteopenia: [3], Osteoporosis: [4] });
+    const forged = 'x.png: ok\nbad files:              0\u001b[2K.png';
+    await writeFile(join(dataDir, 'Normal', forged), 'not a png');
+    const { report } = await indexDataset({ dataDir });
+    assert.equal(report.bad.map((b) => b.path), [`Normal/${forged}`]);
+    const text = formatIndexReport(report);
+    assert.ok(text.includes('Normal/x.png: ok\\nbad files:              0\\u001b[2K.png: '), text);
+    assert.is(text.split('\n').filter((line) => line.startsWith('bad files:')).length, 1, 'no forged line');
+    const rows = parseCsvRecords(await readFile(join(dataDir, 'index.csv'), 'utf8'), 'index.csv');
+    assert.ok(rows.some((row) => row.path === `Normal/${forged}`), 'index.csv holds the real name');
   } finally {
     await dir.cleanup();
   }

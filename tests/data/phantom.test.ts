@@ -101,6 +101,11 @@ test('the same phantom again is reused (nothing written); another one needs --fo
     await synthesizePhantom({ dest: join(dir.path, 'p'), perClass: 6, size: 32, force: true });
     await rejects(() => synthesizePhantom({ dest: join(dir.path, 'q'), perClass: 2 }), (e) => e instanceof UserError && /per-class/.test(e.message));
     await rejects(() => synthesizePhantom({ dest: join(dir.path, 'q'), size: 8 }), (e) => e instanceof UserError && /size/.test(e.message));
+    // Seeds as everywhere else: non-negative integers (-1 and 1.5 would otherwise name a phantom of their own).
+    for (const seed of [-1, 1.5, 2 ** 53]) {
+      await rejects(() => synthesizePhantom({ dest: join(dir.path, 'q'), perClass: 6, size: 32, seed }), (e) => e instanceof UserError && /--seed must be an integer ≥ 0/.test(e.message));
+    }
+    assert.not.ok(existsSync(join(dir.path, 'q')), 'nothing written for a refused seed');
   } finally {
     await dir.cleanup();
   }

@@ -110,13 +110,14 @@ test('an image changed since indexing is refused naming the file; a row outside 
   assert.match(outside.message, /splits\.csv: row 7: path 'Osteoporosis\/\.\.\/\.\.\/outside\.png' is not a file inside the dataset/);
 });
 
-test('NaN weights make eval fail naming the model and its file, not report a NaN accuracy', async () => {
+test('weights that overflow make eval fail naming the model and its file, not report a NaN accuracy', async () => {
   const broken = join(root, 'runs', 'nan');
   await cp(runA.dir, broken, { recursive: true });
   const file = join(broken, 'best', 'model.safetensors');
   const dict = await readSafetensors(file);
-  (dict.get('fc.bias')!.data as Float32Array)[1] = Number.POSITIVE_INFINITY;
-  (dict.get('fc.bias')!.data as Float32Array)[2] = Number.NEGATIVE_INFINITY;
+  // Finite weights whose logits overflow to ±Infinity (a non-finite weight is refused when the file is read).
+  (dict.get('fc.weight')!.data as Float32Array).fill(3.4028234663852886e38);
+  (dict.get('fc.bias')!.data as Float32Array).fill(3.4028234663852886e38);
   await writeSafetensors(file, dict);
   const error = await rejection(evaluateRuns(base({ runs: [runA.dir, broken] })));
   assert.ok(error instanceof DataError, String(error));
@@ -182,7 +183,7 @@ test('the same evaluation again replaces its report whole: no stale plot survive
   const broken = join(root, 'runs', 'broken');
   await cp(runB.dir, broken, { recursive: true });
   const dict = await readSafetensors(join(broken, 'best', 'model.safetensors'));
-  (dict.get('fc.weight')!.data as Float32Array).fill(Number.NaN);
+  (dict.get('fc.weight')!.data as Float32Array).fill(Number.NaN); // refused when the file is read
   await writeSafetensors(join(broken, 'best', 'model.safetensors'), dict);
   const refused = await rejection(evaluateRuns(base({ runs: [runA.dir, broken], outDir: out })));
   assert.match(refused.message, /holds the report of the test split of .*alpha, .*beta/);

@@ -192,7 +192,9 @@ test('non-finite outputs: the same error naming the model and its file, with wor
   await cp(r18.dir, broken, { recursive: true });
   const file = join(broken, 'best', 'model.safetensors');
   const dict = await readSafetensors(file);
-  (dict.get('fc.bias')!.data as Float32Array)[1] = Number.NaN;
+  // Finite weights whose logits overflow to Infinity (a NaN weight is refused when the file is read).
+  (dict.get('fc.weight')!.data as Float32Array).fill(3.4028234663852886e38);
+  (dict.get('fc.bias')!.data as Float32Array).fill(3.4028234663852886e38);
   await writeSafetensors(file, dict);
   const before = tf.memory().numTensors;
   const seen: number[][] = [];

@@ -3,7 +3,7 @@
  * sizes the weights were not trained at, runs with only a last/ checkpoint, and Grad-CAM that fails.
  */
 import { execFileSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -49,12 +49,14 @@ const rejection = async (promise: Promise<unknown>): Promise<Error> =>
     (error: unknown) => error as Error,
   );
 
-test('NaN weights are an error naming the model and the weights file, never "Normal (confidence NaN%)"', async () => {
+test('weights that overflow are an error naming the model and the weights file, never "Normal (confidence NaN%)"', async () => {
   const broken = join(root, 'nan-run');
   await cp(r18.dir, broken, { recursive: true });
   const file = join(broken, 'best', 'model.safetensors');
   const dict = await readSafetensors(file);
-  (dict.get('fc.weight')!.data as Float32Array)[0] = Number.NaN;
+  // Finite weights whose logits overflow to Infinity (a NaN weight is refused when the file is read).
+  (dict.get('fc.weight')!.data as Float32Array).fill(3.4028234663852886e38);
+  (dict.get('fc.bias')!.data as Float32Array).fill(3.4028234663852886e38);
   await writeSafetensors(file, dict);
   const error = await rejection(predictImages({ backend, images: [good], runs: [broken] }));
   assert.ok(error instanceof DataError, String(error));
@@ -184,6 +186,68 @@ test('an unwritable --gradcam folder is a UserError naming it, before any image 
   const error = await rejection(predictImages({ backend, images: [good], runs: [r18.dir], gradcamDir: join(file, 'cams') }));
   assert.ok(error instanceof UserError, String(error));
   assert.match(error.message, /a-file is a file, but .*a-file\/cams needs it to be a folder/);
+});
+
+test('a folder follows symbolic links to regular files inside it and reports the others with why', async () => {
+  const folder = join(root, 'linked');
+  await mkdir(join(folder, 'sub'), { recursive: true });
+  await writeTestImage(join(folder, 'real.png'), 70, 70, 8);
+  await writeTestImage(join(folder, 'sub', 'deeper.png'), 70, 70, 9);
+  await symlink(join(folder, 'real.png'), join(folder, 'b-link.png'));
+  await symlink('sub/deeper.png', join(folder, 'c-relative.png'));
+  await symlink(good, join(folder, 'd-outside.png'));
+  await symlink(join(folder, 'gone.png'), join(folder, 'e-dangling.png'));
+  await symlink(join(folder, 'sub'), join(folder, 'f-folder.png'));
+  execFileSync('mkfifo', [join(folder, 'g-pipe.png')]);
+  const result = await predictImages({ backend, images: [folder], runs: [r18.dir] });
+  assert.equal(result.images.map((i) => i.path), [join(folder, 'b-link.png'), join(folder, 'c-relative.png'), join(folder, 'real.png')]);
+  const failed = Object.fromEntries(result.failed.map((f) => [f.path.slice(folder.length + 1), f.error]));
+  assert.equal(Object.keys(failed), ['d-outside.png', 'e-dangling.png', 'f-folder.png', 'g-pipe.png']);
+  assert.match(failed['d-outside.png']!, /a symbolic link to .*good\.png, outside the folder/);
+  assert.match(failed['e-dangling.png']!, /a symbolic link that leads nowhere/);
+  assert.match(failed['f-folder.png']!, /a symbolic link to something that is not a regular file/);
+  assert.match(failed['g-pipe.png']!, /not a regular file/);
+  assert.equal(result.images[0]!.probabilities, result.images[2]!.probabilities, 'the link predicts as its target');
+});
+
+test('--image-size and a metadata.json imageSize outside 32–1024 (or not a number) are user errors, never a silent default', async () => {
+  for (const imageSize of [5000, 31, 0, -1, 64.5]) {
+    const error = await rejection(predictImages({ backend, images: [good], runs: [r18.dir], imageSize }));
+    assert.instance(error, UserError);
+    assert.match(error.message, `--image-size ${imageSize} is not an integer from 32 to 1024`);
+  }
+  const exported = join(root, 'bad-metadata');
+  await mkdir(exported);
+  const weights = join(exported, 'resnet18.safetensors');
+  await cp(join(r18.dir, 'best', 'model.safetensors'), weights);
+  for (const [value, shown] of [[-1, '-1'], ['abc', '"abc"'], [1e9, '1000000000'], [null, 'null']] as const) {
+    await writeFile(join(exported, 'metadata.json'), JSON.stringify({ model: 'resnet18', imageSize: value, files: ['resnet18.safetensors'] }));
+    const error = await rejection(predictImages({ backend, images: [good], model: 'resnet18', weights }));
+    assert.ok(error instanceof DataError, String(error));
+    assert.is((error as DataError).file, join(exported, 'metadata.json'));
+    assert.match(error.message, `imageSize ${shown} for resnet18.safetensors is not an integer from 32 to 1024`);
+  }
+  // Metadata of another model says nothing about this file: the default stands, as before.
+  await writeFile(join(exported, 'metadata.json'), JSON.stringify({ model: 'resnet50', imageSize: -1 }));
+  const loaded = await loadWeightsFile('resnet18', weights, { backend });
+  assert.is(loaded.imageSize, 224);
+  await loaded.engine.dispose();
+});
+
+test('human output escapes control characters in names, so a file name cannot forge a verdict', async () => {
+  const folder = join(root, 'forged');
+  await mkdir(folder);
+  const name = 'x.png: Osteoporosis (confidence 99.9%)\n\u001b[2Ky.png';
+  await writeTestImage(join(folder, name), 70, 70, 10);
+  await writeFile(join(folder, 'bad\rname.png'), 'not an image');
+  const result = await predictImages({ backend, images: [folder], runs: [r18.dir] });
+  assert.is(result.images[0]!.path, join(folder, name), 'the result itself keeps the real name');
+  const text = formatPredictions(result);
+  assert.ok(text.includes('x.png: Osteoporosis (confidence 99.9%)\\n\\u001b[2Ky.png: '), text);
+  assert.ok(text.includes('bad\\rname.png: not predicted'), text);
+  assert.not.match(text, /[\u0000-\u0009\u000b-\u001f]/);
+  const lines = text.split('\n');
+  assert.is(lines.filter((line) => line.startsWith(folder)).length, 2, 'one line per input');
 });
 
 test.run();

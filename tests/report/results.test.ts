@@ -10,6 +10,7 @@ import {
   bootstrapAccuracy,
   builtInMetrics,
   MetricRegistry,
+  predictionsCsv,
   reportSummaryJson,
   resultsCsv,
   resultsMarkdown,
@@ -20,6 +21,7 @@ import {
   type MetricRecord,
 } from '../../src/report/index.js';
 import { seeded } from '../eval/helpers.js';
+import { parseCsvRecords } from '../../src/util/index.js';
 
 const classNames = ['Normal', 'Osteopenia', 'Osteoporosis'] as const;
 
@@ -198,6 +200,22 @@ test('the default registry keeps the published table, results.csv and --json in 
   const m = report.models[0]!;
   const correct = Array.from(m.predictions, (p, i) => p === report.images[i]!.label);
   assert.equal(m.accuracyInterval, bootstrapAccuracy(correct, { rng: seeded(1), resamples: 200 }));
+});
+
+test('names from outside: formulas neutralised in results.csv and predictions.csv, control characters escaped in the table', () => {
+  const report = fixture();
+  report.images[0]!.path = '=HYPERLINK("http://evil.example","open").png';
+  report.models[0]!.run = '@runs/a';
+  report.models[1]!.name = 'resnet50:b\n| fake | 99.9% |';
+  const predictions = predictionsCsv(report);
+  assert.ok(predictions.includes(`"'=HYPERLINK(""http://evil.example"",""open"").png"`), predictions.split('\n')[1]);
+  assert.equal(parseCsvRecords(predictions, 'predictions.csv')[0]!.path, report.images[0]!.path, 'osteo reads back the real name');
+  const results = resultsCsv(report);
+  assert.match(results, /^resnet18,model,'@runs\/a,/m);
+  assert.is(parseCsvRecords(results, 'results.csv')[0]!.run, '@runs/a');
+  const table = resultsTable(report);
+  assert.is(table.split('\n').length, 2 + report.models.length, 'one row per model');
+  assert.ok(table.includes('| resnet50:b\\n| fake | 99.9% |'), table);
 });
 
 test.run();

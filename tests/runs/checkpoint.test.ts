@@ -10,6 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadCheckpoint, recoverCheckpoints, saveCheckpoint, type CheckpointPoint } from '../../src/runs/index.js';
 import type { StateDict } from '../../src/weights/index.js';
+import { DataError } from '../../src/util/index.js';
 
 let run: string;
 test.before.each(async () => {
@@ -86,6 +87,26 @@ test('a missing checkpoint is a UserError naming the file', async () => {
     assert.unreachable();
   } catch (error) {
     assert.match((error as Error).message, /no last checkpoint .*state\.json is missing/);
+  }
+});
+
+test('a checkpoint with a non-finite weight or optimizer value is refused on loading, naming the file and key', async () => {
+  const filled = (value: number): StateDict => new Map([['fc.weight', { dtype: 'float32', shape: [2], data: Float32Array.of(value, 1) }]]);
+  await saveCheckpoint(run, 'last', { weights: dict(1), optimizer: filled(Infinity), state: { epoch: 1 } });
+  try {
+    await loadCheckpoint(run, 'last');
+    assert.unreachable('loaded an infinite optimizer moment');
+  } catch (error) {
+    assert.instance(error, DataError);
+    assert.is((error as DataError).file, join(run, 'last', 'optimizer.safetensors'));
+    assert.match((error as Error).message, /fc\.weight: element 0 is Infinity/);
+  }
+  await saveCheckpoint(run, 'best', { weights: filled(NaN), state: { epoch: 1 } });
+  try {
+    await loadCheckpoint(run, 'best');
+    assert.unreachable('loaded NaN weights');
+  } catch (error) {
+    assert.is((error as DataError).file, join(run, 'best', 'model.safetensors'));
   }
 });
 

@@ -224,11 +224,12 @@ test('killed before any checkpoint: --resume restarts it too (nothing to resume,
 test('non-finite validation outputs stop the run as diverged, before the epoch is recorded or saved', async () => {
   const run = await folder('nan-val-run');
   await trainModel(await tinyConfig(await phantom(), run, { epochs: '2', maxSteps: '1' }), { backend: await wasm() });
-  // An infinite running mean in the last BatchNorm: training (batch statistics) stays finite, while
-  // inference-mode validation gets infinite features and NaN logits. (A NaN running statistic would
-  // not do: the ReLU after it turns NaN into 0 on wasm.)
+  // A running mean of float32's lowest value and a zero running variance in the last BatchNorm
+  // (non-finite statistics are refused on reading): training (batch statistics) stays finite, while
+  // inference-mode validation overflows to infinite features and NaN logits.
   const weights = await readWeights(join(run, 'last', 'model.safetensors'));
-  (weights.get('layer4.1.bn2.running_mean')!.data as Float32Array).fill(-Infinity);
+  (weights.get('layer4.1.bn2.running_mean')!.data as Float32Array).fill(-3.4028234663852886e38);
+  (weights.get('layer4.1.bn2.running_var')!.data as Float32Array).fill(0);
   await writeSafetensors(join(run, 'last', 'model.safetensors'), weights);
   const events: TrainEvent[] = [];
   const result = await trainModel(await resumeConfig(run), { backend: await wasm(), resume: true, onEvent: (event) => events.push(event) });

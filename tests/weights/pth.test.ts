@@ -7,9 +7,11 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { test } from 'uvu';
+import yazl from 'yazl';
 import * as assert from 'uvu/assert';
 import { DataError, UserError } from '../../src/util/index.js';
 import { readPth, readStateDict, writePth, type StateDict } from '../../src/weights/index.js';
+import { pickleStateDict } from '../../src/weights/pickle.js';
 import { once, referenceTest, runPython, temporaryDirectory } from '../fixtures/torch/python.js';
 
 const dir = temporaryDirectory('pth');
@@ -186,6 +188,74 @@ test('readStateDict refuses an extension it has no reader for', async () => {
     assert.instance(error, UserError);
     assert.match((error as Error).message, /\.pth, \.pt, \.safetensors/);
   }
+});
+
+/** A torch-layout zip of one pickle and its storages, each storage record deflated when asked. */
+async function craftedPth(pickle: Uint8Array, storages: Buffer[], compress: boolean): Promise<Buffer> {
+  const zip = new yazl.ZipFile();
+  zip.addBuffer(Buffer.from(pickle), 'archive/data.pkl', { compress: false });
+  storages.forEach((bytes, i) => zip.addBuffer(bytes, `archive/data/${i}`, { compress }));
+  zip.addBuffer(Buffer.from('3\n'), 'archive/version', { compress: false });
+  zip.end();
+  const chunks: Buffer[] = [];
+  for await (const chunk of zip.outputStream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+test('NaN, Infinity and a float64 beyond float32 are refused on reading, naming the key', async () => {
+  for (const [value, shown] of [[NaN, 'NaN'], [-Infinity, '-Infinity']] as const) {
+    const path = join(dir.path, `nonfinite-${shown}.pth`);
+    await writePth(path, new Map([
+      ['fc.bias', { dtype: 'float32', shape: [2], data: Float32Array.of(0.5, 1) }],
+      ['fc.weight', { dtype: 'float32', shape: [3], data: Float32Array.of(1, value, 2) }],
+    ]));
+    const error = await rejects(readPth(path));
+    assert.instance(error, DataError);
+    assert.is((error as DataError).file, path);
+    assert.match(error.message, `fc.weight: element 1 is ${shown}`);
+  }
+  // A DoubleStorage holding 1e300: finite in float64, Infinity once read as float32.
+  const pickle = Buffer.from(pickleStateDict(new Map([['layer1.0.conv1.weight', { storageKey: '0', storageType: 'FloatStorage', shape: [2] }]])));
+  const doubled = Buffer.from(pickle.toString('latin1').replace('FloatStorage\n', 'DoubleStorage\n'), 'latin1');
+  const data = Buffer.alloc(16);
+  data.writeDoubleLE(0.25, 0);
+  data.writeDoubleLE(1e300, 8);
+  const error = await rejects(readPth(await craftedPth(doubled, [data], false)));
+  assert.instance(error, DataError);
+  assert.match(error.message, /layer1\.0\.conv1\.weight: element 1 is Infinity/);
+  data.writeDoubleLE(-3, 8);
+  assert.equal([...(await readPth(await craftedPth(doubled, [data], false))).get('layer1.0.conv1.weight')!.data], [0.25, -3], 'the same file with a finite double reads');
+});
+
+test('a deflated storage record that inflates past its declared numel × element size is refused before it is inflated', async () => {
+  const pickle = pickleStateDict(new Map([['w', { storageKey: '0', storageType: 'FloatStorage', shape: [4] }]]));
+  const honest = Buffer.from(Float32Array.of(1, 2, 3, 4).buffer);
+  assert.equal([...(await readPth(await craftedPth(pickle, [honest], true))).get('w')!.data], [1, 2, 3, 4], 'a deflated record of the declared size reads');
+  // 16 bytes declared, 64 MiB of zeros that deflate to ~64 kB: without the bound, read whole.
+  const bomb = Buffer.concat([honest, Buffer.alloc(64 * 2 ** 20)]);
+  const crafted = await craftedPth(pickle, [bomb], true);
+  assert.ok(crafted.length < 2 ** 20, 'the crafted file is small');
+  const error = await rejects(readPth(crafted));
+  assert.instance(error, DataError);
+  assert.match(error.message, /record archive\/data\/0: it inflates to more than the 16 bytes/);
+});
+
+test('a deflated record whose zip header understates its size is stopped while it inflates', async () => {
+  const pickle = pickleStateDict(new Map([['w', { storageKey: '0', storageType: 'FloatStorage', shape: [4] }]]));
+  const crafted = await craftedPth(pickle, [Buffer.alloc(1 << 20)], true);
+  // Patch the record's declared uncompressed size (local header and central directory) down to 16.
+  const name = Buffer.from('archive/data/0');
+  for (const [signature, sizeAt, nameAt] of [[0x04034b50, 22, 30], [0x02014b50, 24, 46]] as const) {
+    const marker = Buffer.alloc(4);
+    marker.writeUInt32LE(signature);
+    for (let at = crafted.indexOf(marker); at >= 0; at = crafted.indexOf(marker, at + 4)) {
+      if (crafted.subarray(at + nameAt, at + nameAt + name.length).equals(name)) crafted.writeUInt32LE(16, at + sizeAt);
+    }
+  }
+  const error = await rejects(readPth(crafted));
+  assert.instance(error, DataError);
+  assert.match(error.message, /archive\/data\/0/);
+  assert.match(error.message, /inflates to more than the 16 bytes|too many bytes/);
 });
 
 test.run();

@@ -11,7 +11,7 @@ const dir = temporaryDirectory('safetensors');
 test.after(() => dir.remove());
 
 const dict: StateDict = new Map([
-  ['layer1.0.conv1.weight', { dtype: 'float32', shape: [2, 1, 1, 3], data: Float32Array.from([1.5, -2, 3e-7, Infinity, -0, 7]) }],
+  ['layer1.0.conv1.weight', { dtype: 'float32', shape: [2, 1, 1, 3], data: Float32Array.from([1.5, -2, 3e-7, 3.4028234663852886e38, -0, 7]) }],
   ['layer1.0.bn1.num_batches_tracked', { dtype: 'int64', shape: [], data: BigInt64Array.of(-9007199254740993n) }],
   ['a.bias', { dtype: 'float32', shape: [1], data: Float32Array.of(0.25) }],
   ['empty', { dtype: 'float32', shape: [0], data: new Float32Array(0) }],
@@ -99,6 +99,30 @@ test('malformed files are DataErrors that say what is wrong', async () => {
   );
   await refusal(file({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, four), /bad shape/);
   await refusal(file([1, 2]), /not a JSON object/);
+});
+
+test('NaN, Infinity and an F64 beyond float32 are refused, naming the key', async () => {
+  for (const [value, shown] of [[NaN, 'NaN'], [Infinity, 'Infinity']] as const) {
+    const data = Buffer.alloc(8);
+    data.writeFloatLE(0.5, 0);
+    data.writeFloatLE(value, 4);
+    await refusal(file({ 'fc.weight': { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, data), new RegExp(`fc\\.weight: element 1 is ${shown}`));
+  }
+  const half = Buffer.alloc(2);
+  half.writeUInt16LE(0x7e00); // f16 NaN
+  await refusal(file({ h: { dtype: 'F16', shape: [1], data_offsets: [0, 2] } }, half), /h: element 0 is NaN/);
+  const double = Buffer.alloc(8);
+  double.writeDoubleLE(1e300);
+  await refusal(file({ 'bn.running_var': { dtype: 'F64', shape: [1], data_offsets: [0, 8] } }, double), /bn\.running_var: element 0 is Infinity.*float64/);
+  const path = join(dir.path, 'nan.safetensors');
+  await writeSafetensors(path, new Map([['w', { dtype: 'float32', shape: [1], data: Float32Array.of(NaN) }]]));
+  try {
+    await readSafetensors(path);
+    assert.unreachable('read a NaN');
+  } catch (error) {
+    assert.instance(error, DataError);
+    assert.is((error as DataError).file, path, 'the error names the file');
+  }
 });
 
 test.run();
