@@ -20,7 +20,7 @@ export type ExportFormat = (typeof exportFormats)[number];
 
 export type DashboardModel = ModelEntry & { dashboard: DashboardFile };
 
-/** The architectures the dashboard loads (DESIGN.md, "Contracts"): the registry entries that name a dashboard file, in registry order. */
+/** The architectures the dashboard loads (docs/contracts.md, *The dashboard*): the registry entries that name a dashboard file, in registry order. */
 export function dashboardModels(): DashboardModel[] {
   return listModels().filter((entry): entry is DashboardModel => entry.dashboard !== undefined);
 }
@@ -157,7 +157,7 @@ async function foreignEntries(dir: string): Promise<string[]> {
 }
 
 /**
- * A whole export folder written beside `target` and switched in (STYLE.md §23): `fill` writes into a
+ * A whole export folder written beside `target` and switched in (ARCHITECTURE.md, *Staged writes*): `fill` writes into a
  * sibling staging folder; then the previous export (if any) is moved aside, the new one renamed into
  * place and the previous one removed. An interrupted export leaves the previous one whole — never a
  * mix of old and new weight shards. A `target` holding files osteo did not write is refused, since
@@ -307,7 +307,7 @@ export async function exportDashboard(options: DashboardExportOptions): Promise<
   return { dir: options.dir, files, metadata };
 }
 
-/** Small counts in words, as metadata.json has always spelled the dashboard's ("the three models'"). */
+/** Small counts in words, as metadata.json spells the dashboard's ensemble ("the three models'"). */
 function countWord(count: number): string {
   return ['no', 'one', 'two', 'three', 'four', 'five', 'six'][count] ?? String(count);
 }

@@ -44,7 +44,7 @@ export interface PretrainedCheckpoint {
   sha256Prefix: string;
 }
 
-/** What the dashboard (DESIGN.md, "Contracts") loads for an architecture: its file name and the module it builds. */
+/** What the dashboard (docs/contracts.md, *The dashboard*) loads for an architecture: its file name and the module it builds. */
 export interface DashboardFile {
   file: string;
   /** The torchvision code the dashboard runs to build the module, for metadata.json. */

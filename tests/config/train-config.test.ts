@@ -125,7 +125,7 @@ test('a key that the chosen optimizer or schedule ignores is refused only when s
 });
 
 test('settings that contradict each other are refused, naming the key and where it was set', async () => {
-  // cosine decays from lr to minLr: minLr ≥ lr would raise the rate (the issue's minLr=1 at lr 1e-4 reached a loss of 3e18)
+  // cosine decays from lr to minLr: minLr ≥ lr would raise the rate (minLr=1 at lr 1e-4 reaches a loss of 3e18)
   await rejects({ flags: base, sets: ['schedule.type=cosine', 'schedule.minLr=1'] }, /^invalid config: --set schedule\.minLr: 1 is not below optimizer\.lr 0\.0001/);
   await rejects({ flags: base, sets: ['schedule.type=cosine', 'schedule.minLr=1e-4'] }, /schedule\.minLr: 0\.0001 is not below/);
   const cosine = await resolveTrainConfig({ flags: base, sets: ['schedule.type=cosine', 'schedule.minLr=1e-6'] });

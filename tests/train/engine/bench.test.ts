@@ -1,6 +1,6 @@
 /**
- * `osteo bench train|infer`: the library function and the CLI's JSON document (the keys the issue
- * names), on resnet18 at 32² so that it runs in seconds.
+ * `osteo bench train|infer`: the library function and the CLI's JSON document (the keys
+ * docs/benchmarks.md documents), on resnet18 at 32² so that it runs in seconds.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
