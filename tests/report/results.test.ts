@@ -7,13 +7,13 @@ import { parse } from 'csv-parse/sync';
 import sharp from 'sharp';
 import { ensembleProbabilities } from '../../src/eval/ensemble.js';
 import { metricColumns, reportSummaryJson, resultsCsv, resultsTable, summarize, writeEvaluationReport, type EvaluationReport, type MetricColumn } from '../../src/report/index.js';
-import { seeded } from '../eval/helpers.js';
+import { randomSource } from '../helpers/random.js';
 
 const classNames = ['Normal', 'Osteopenia', 'Osteoporosis'] as const;
 
 function fixture(): EvaluationReport {
   const labels = [0, 0, 0, 1, 1, 1, 2, 2, 2, 2];
-  const rng = seeded(5);
+  const rng = randomSource(5);
   const member = (skill: number) => {
     const p = new Float32Array(labels.length * 3);
     labels.forEach((y, i) => {
@@ -35,9 +35,9 @@ function fixture(): EvaluationReport {
     bootstrap: { resamples: 200, seed: 1 },
     images: labels.map((label, i) => ({ path: `img/${i}.png`, label })),
     models: [
-      summarize('resnet18', 'model', a, labels, 3, { rng: seeded(1), resamples: 200, run: 'runs/a' }),
-      summarize('resnet50', 'model', b, labels, 3, { rng: seeded(1), resamples: 200, run: 'runs/b' }),
-      summarize('ensemble (soft vote)', 'ensemble', ensemble, labels, 3, { rng: seeded(1), resamples: 200 }),
+      summarize('resnet18', 'model', a, labels, 3, { rng: randomSource(1), resamples: 200, run: 'runs/a' }),
+      summarize('resnet50', 'model', b, labels, 3, { rng: randomSource(1), resamples: 200, run: 'runs/b' }),
+      summarize('ensemble (soft vote)', 'ensemble', ensemble, labels, 3, { rng: randomSource(1), resamples: 200 }),
     ],
   };
 }

@@ -22,7 +22,8 @@ import { getModel } from '../../src/models/index.js';
 import { loadRunModel, openRun, readRunConfig, readRunConfigJson } from '../../src/runs/index.js';
 import { trainModel, type TrainEvent } from '../../src/train/index.js';
 import { modelToStateDict, writePth, writeSafetensors } from '../../src/weights/index.js';
-import { assertSameDict, memo, phantomDataset, readWeights, sameValues, snapshotOn, tempDir, tinyConfig } from './helpers.js';
+import { assertSameDict, memo, phantomDataset, readWeights, sameValues, snapshotOn, tinyConfig } from './helpers.js';
+import { tempDir } from '../helpers/temp.js';
 
 const workspace = memo(() => tempDir());
 test.after(async () => {

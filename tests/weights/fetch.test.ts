@@ -7,7 +7,9 @@ import * as assert from 'uvu/assert';
 import { DataError, UserError, downloadFile } from '../../src/util/index.js';
 import { checkpointUrl, fetchCheckpoint, fetchPretrainedWeights, pretrainedPath } from '../../src/weights/fetch.js';
 import { getModel } from '../../src/models/index.js';
-import { rejects, serve, startServer, tempDir, type TestServer } from '../data/helpers.js';
+import { serve, startServer, type TestServer } from '../data/helpers.js';
+import { rejection } from '../helpers/refusal.js';
+import { tempDir } from '../helpers/temp.js';
 
 const body = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 31) % 256));
 const prefix = createHash('sha256').update(body).digest('hex').slice(0, 8);
@@ -66,7 +68,7 @@ test('a 5xx is retried; OSTEO_WEIGHTS_URL is the base when --url is not given', 
 test('hash mismatch: refused, nothing left under the real name or as a partial file', async () => {
   const dir = await tempDir();
   try {
-    await rejects(
+    await rejection(
       () => fetchCheckpoint(checkpoint, { dest: dir.path, urlBase: `${server.url}/evil`, http: fast }),
       (e) => e instanceof DataError && e.message.includes(`does not start with ${prefix}`),
     );
@@ -79,9 +81,9 @@ test('hash mismatch: refused, nothing left under the real name or as a partial f
 test('404 is a clear error without retry', async () => {
   const dir = await tempDir();
   try {
-    await rejects(
+    await rejection(
       () => fetchCheckpoint(checkpoint, { dest: dir.path, urlBase: `${server.url}/missing`, http: fast }),
-      (e) => e instanceof UserError && /no checkpoint at .*404/.test(e.message),
+      UserError, /no checkpoint at .*404/,
     );
     assert.is(hits(`/missing/${checkpoint.fileName}`), 1);
     assert.not.ok(existsSync(join(dir.path, checkpoint.fileName)));
@@ -95,13 +97,13 @@ test('by model name: the registry file name and hash are used (a stand-in file f
   try {
     const entry = getModel('resnet18');
     assert.is(entry.pretrained.fileName, 'resnet18-f37072fd.pth');
-    await rejects(
+    await rejection(
       () => fetchPretrainedWeights('resnet18', { dest: dir.path, urlBase: `${server.url}/registry`, http: fast }),
-      (e) => e instanceof DataError && /does not start with f37072fd/.test(e.message),
+      DataError, /does not start with f37072fd/,
     );
     assert.is(hits('/registry/resnet18-f37072fd.pth'), 1);
     assert.is(pretrainedPath('resnet18', dir.path), join(dir.path, 'resnet18-f37072fd.pth'));
-    await rejects(() => fetchPretrainedWeights('vgg16', { dest: dir.path }), (e) => e instanceof UserError && /resnet18/.test(e.message));
+    await rejection(() => fetchPretrainedWeights('vgg16', { dest: dir.path }), UserError, /resnet18/);
   } finally {
     await dir.cleanup();
   }
@@ -115,13 +117,13 @@ test('a bad URL base (--url or OSTEO_WEIGHTS_URL) is a UserError naming the valu
       [{ urlBase: 'ftp://mirror.example/weights' }, '--url', 'ftp://mirror.example/weights'],
       [{ env: { OSTEO_WEIGHTS_URL: 'mirror/weights' } }, 'OSTEO_WEIGHTS_URL', 'mirror/weights'],
     ] as const) {
-      await rejects(
+      await rejection(
         () => fetchCheckpoint(checkpoint, { dest: join(dir.path, 'out'), http: fast, ...options }),
         (e) => e instanceof UserError && e.message.startsWith(`${source}: '${value}'`) && /http/.test(e.message),
       );
     }
     assert.equal(await readdir(dir.path), [], 'the destination folder was not created');
-    await rejects(() => downloadFile('notaurl', join(dir.path, 'x'), { retries: 0 }), (e) => e instanceof UserError && /'notaurl' is not a URL/.test(e.message));
+    await rejection(() => downloadFile('notaurl', join(dir.path, 'x'), { retries: 0 }), UserError, /'notaurl' is not a URL/);
   } finally {
     await dir.cleanup();
   }

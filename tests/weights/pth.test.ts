@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { rejection } from '../helpers/refusal.js';
 import { DataError, UserError } from '../../src/util/index.js';
 import { readPth, readStateDict, writePth, type StateDict } from '../../src/weights/index.js';
 import { once, referenceTest, runPython, temporaryDirectory } from '../fixtures/torch/python.js';
@@ -21,15 +22,6 @@ const torchFiles = once(() => {
   runPython('pth_cases.py', ['hostile', dir.path, marker]);
   return dir.path;
 });
-
-async function rejects(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error;
-  }
-  throw new assert.Assertion({ message: 'expected a rejection', operator: 'rejects', generated: false, actual: 'resolved', expects: 'rejected' });
-}
 
 referenceTest(test, 'reads what torch.save wrote: every dtype, views with strides and offsets, scalars, empty tensors', async () => {
   const files = torchFiles();
@@ -89,7 +81,7 @@ for (const [name, global] of [
 ] as const) {
   referenceTest(test, `a pickle that would call ${global} is refused by name, and nothing runs`, async () => {
     const path = join(torchFiles(), `${name}.pth`);
-    const error = await rejects(readPth(path));
+    const error = await rejection(readPth(path));
     assert.instance(error, DataError);
     assert.is((error as DataError).file, path);
     assert.match(error.message, `'${global}'`);
@@ -100,19 +92,19 @@ for (const [name, global] of [
 
 referenceTest(test, 'legacy, wrapped and non-dict checkpoints are refused with what to do', async () => {
   const files = torchFiles();
-  assert.match((await rejects(readPth(join(files, 'legacy.pth')))).message, /legacy \(pre-1\.6\)/);
-  const wrapped = await rejects(readPth(join(files, 'wrapped.pth')));
+  assert.match((await rejection(readPth(join(files, 'legacy.pth')))).message, /legacy \(pre-1\.6\)/);
+  const wrapped = await rejection(readPth(join(files, 'wrapped.pth')));
   assert.instance(wrapped, DataError);
   assert.match(wrapped.message, /'epoch' holds a number/);
-  const list = await rejects(readPth(join(files, 'list.pth')));
+  const list = await rejection(readPth(join(files, 'list.pth')));
   assert.match(list.message, /holds a list, not a state dict/);
 });
 
 test('a file that is not a zip, or is missing, is refused', async () => {
   const notZip = join(dir.path, 'notzip.pth');
   writeFileSync(notZip, 'hello');
-  assert.match((await rejects(readPth(notZip))).message, /not a PyTorch zip checkpoint/);
-  assert.instance(await rejects(readPth(join(dir.path, 'missing.pth'))), DataError);
+  assert.match((await rejection(readPth(notZip))).message, /not a PyTorch zip checkpoint/);
+  assert.instance(await rejection(readPth(join(dir.path, 'missing.pth'))), DataError);
 });
 
 test('a storage shorter than its tensor, or a tensor past its storage, is a DataError', async () => {
@@ -130,7 +122,7 @@ test('a storage shorter than its tensor, or a tensor past its storage, is a Data
   patched[numelOpcode + 1] = 9;
   // A crafted file, not a damaged one: its checksums agree, so only the storage-size check can catch it.
   refreshCrc(patched, 'archive/data.pkl');
-  const error = await rejects(readPth(patched));
+  const error = await rejection(readPth(patched));
   assert.instance(error, DataError);
   assert.match(error.message, /storage|past/);
 });
@@ -165,12 +157,12 @@ test('a flipped byte anywhere in a record (a weight, or the pickle) fails the zi
   assert.ok(weightAt > 0);
   const flipped = Buffer.from(bytes);
   flipped[weightAt + 3] ^= 0x01;
-  const weightError = await rejects(readPth(flipped));
+  const weightError = await rejection(readPth(flipped));
   assert.instance(weightError, DataError);
   assert.match(weightError.message, /record archive\/data\/0 fails its CRC-32 check/);
   const pickleFlipped = Buffer.from(bytes);
   pickleFlipped[pickleFlipped.indexOf(Buffer.from('fc.weight')) + 1] ^= 0x20; // 'fc' → 'fC'
-  assert.match((await rejects(readPth(pickleFlipped))).message, /record archive\/data\.pkl fails its CRC-32 check/);
+  assert.match((await rejection(readPth(pickleFlipped))).message, /record archive\/data\.pkl fails its CRC-32 check/);
 });
 
 referenceTest(test, 'readStateDict reads a .pth', async () => {
