@@ -135,17 +135,12 @@ test('a failure while writing leaves the previous export whole and no staging fo
 });
 
 test('the CLI: --format web needs --out; several --run only with web', async () => {
-  const err: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((chunk: string | Uint8Array) => (err.push(String(chunk)), true)) as typeof process.stderr.write;
-  try {
-    assert.is((await captureMain(['export', '--run', runA.dir, '--format', 'web', '--backend', 'wasm'])).code, 1);
-    assert.match(err.join(''), /--format web needs --out DIR/);
-    assert.is((await captureMain(['export', '--run', runA.dir, '--run', runB.dir, '--format', 'pth', '--backend', 'wasm'])).code, 1);
-    assert.match(err.join(''), /several --run go with --format web/);
-  } finally {
-    process.stderr.write = write;
-  }
+  const noOut = await captureMain(['export', '--run', runA.dir, '--format', 'web', '--backend', 'wasm']);
+  assert.is(noOut.code, 1);
+  assert.match(noOut.stderr, /--format web needs --out DIR/);
+  const several = await captureMain(['export', '--run', runA.dir, '--run', runB.dir, '--format', 'pth', '--backend', 'wasm']);
+  assert.is(several.code, 1);
+  assert.match(several.stderr, /several --run go with --format web/);
 });
 
 test.run();
