@@ -1,9 +1,14 @@
-/** `npm run docs`: rewrite README.md's generated option tables from src/config's option tables. */
-import { readFileSync, writeFileSync } from 'node:fs';
+/** `npm run docs`: rewrite the generated option tables in docs/*.md from src/config's option tables. */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { regenerateDocs } from '../src/config/index.js';
 
-const file = new URL('../README.md', import.meta.url);
-const before = readFileSync(file, 'utf8');
-const after = regenerateDocs(before);
-if (after !== before) writeFileSync(file, after);
-console.log(after === before ? 'README.md is up to date' : 'README.md: generated option tables rewritten');
+const docs = fileURLToPath(new URL('../docs/', import.meta.url));
+for (const name of readdirSync(docs).filter((file) => file.endsWith('.md')).sort()) {
+  const file = `${docs}${name}`;
+  const before = readFileSync(file, 'utf8');
+  const after = regenerateDocs(before, `docs/${name}`);
+  if (after !== before) writeFileSync(file, after);
+  if (after !== before) console.log(`docs/${name}: generated option tables rewritten`);
+}
+console.log('docs/*.md: every generated option table is current');

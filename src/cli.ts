@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The osteo command line. Each subcommand lives in src/commands/, parses its options and calls one
- * library function; this file only assembles them and turns errors into exit codes (STYLE.md §9, §19).
+ * library function; this file only assembles them and turns errors into exit codes (ARCHITECTURE.md, *Errors and exit codes*).
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

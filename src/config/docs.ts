@@ -1,7 +1,8 @@
 /**
- * The reference tables in README.md, generated from the option tables so the docs cannot drift from
+ * The reference tables in docs/*.md, generated from the option tables so the docs cannot drift from
  * the flags and schemas: `npm run docs` rewrites each block between `<!-- generated: NAME -->` and
- * `<!-- /generated -->`, and a test fails when README.md is out of date.
+ * `<!-- /generated -->` (scripts/docs.ts), and tests/config/docs.test.ts fails when a document is out
+ * of date or a table is documented nowhere or twice.
  */
 import { cvOptions } from './cv.js';
 import { evalOptions } from './eval.js';
@@ -20,11 +21,11 @@ export const documentedTables: Readonly<Record<string, OptionTable>> = {
 
 const block = /(<!-- generated: ([^>]+?) -->)[\s\S]*?(<!-- \/generated -->)/g;
 
-/** `markdown` with every generated block rewritten from its table; unknown block names are errors. */
-export function regenerateDocs(markdown: string): string {
+/** `markdown` (the text of `source`) with every generated block rewritten from its table; unknown block names are errors. */
+export function regenerateDocs(markdown: string, source = 'the document'): string {
   return markdown.replace(block, (_all, open: string, name: string, close: string) => {
     const table = documentedTables[name];
-    if (table === undefined) throw new Error(`README.md names an unknown generated block "${name}"; known: ${Object.keys(documentedTables).join(', ')}`);
+    if (table === undefined) throw new Error(`${source} names an unknown generated block "${name}"; known: ${Object.keys(documentedTables).join(', ')}`);
     return `${open}\n${optionsMarkdown(table)}\n${close}`;
   });
 }

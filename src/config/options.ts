@@ -1,6 +1,6 @@
 /**
  * Option tables: one record per configuration key that feeds the config's TypeScript type, its zod
- * schema, the command-line flags and the docs (STYLE.md §18), so the four cannot drift apart.
+ * schema, the command-line flags and the docs (ARCHITECTURE.md, *One record per option*), so the four cannot drift apart.
  *
  * A table is a nested object whose leaves are `option(...)` (has a default), `optional(...)` (may be
  * absent), `required(...)` (must be given) or `list(...)` (a required array of objects, each described

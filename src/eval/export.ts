@@ -56,7 +56,7 @@ export type DashboardModel = ModelEntry & { dashboard: DashboardFile };
 /** The graph file of an ONNX export (its batch dimension is symbolic, its image size the run's). */
 export const onnxModelFile = 'model.onnx';
 
-/** The architectures the dashboard loads, in the order of its table, each with its file. */
+/** The architectures the dashboard loads (docs/contracts.md, *The dashboard*), in the order of its table, each with its file. */
 export function dashboardModels(): DashboardModel[] {
   return dashboardFiles.map((dashboard) => ({ ...getModel(dashboard.model), dashboard }));
 }
@@ -183,7 +183,7 @@ async function foreignEntries(dir: string): Promise<string[]> {
 }
 
 /**
- * A whole export folder written beside `target` and switched in (STYLE.md §23): `fill` writes into a
+ * A whole export folder written beside `target` and switched in (ARCHITECTURE.md, *Staged writes*): `fill` writes into a
  * sibling staging folder; then the previous export (if any) is moved aside, the new one renamed into
  * place and the previous one removed. An interrupted export leaves the previous one whole — never a
  * mix of old and new weight shards. A `target` holding files osteo did not write is refused, since
@@ -356,7 +356,7 @@ export async function exportDashboard(options: DashboardExportOptions): Promise<
   return { dir: options.dir, files, metadata };
 }
 
-/** Small counts in words, as metadata.json has always spelled the dashboard's ("the three models'"). */
+/** Small counts in words, as metadata.json spells the dashboard's ensemble ("the three models'"). */
 function countWord(count: number): string {
   return ['no', 'one', 'two', 'three', 'four', 'five', 'six'][count] ?? String(count);
 }

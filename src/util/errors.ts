@@ -1,5 +1,5 @@
 /**
- * The project's error vocabulary (STYLE.md §9). The CLI prints the message of a UserError or a
+ * The project's error vocabulary (ARCHITECTURE.md, *Errors and exit codes*). The CLI prints the message of a UserError or a
  * DataError without a stack and exits non-zero; any other error is a bug and keeps its stack.
  */
 

@@ -124,9 +124,9 @@ export interface StagedFolder {
 const stagedName = (target: string, kind: 'staging' | 'old', suffix: string) => join(dirname(resolve(target)), `.${basename(resolve(target))}.${kind}-${suffix}`);
 
 /**
- * Stage a whole output folder: everything is written into a sibling `.NAME.staging-…` folder and
- * switched in by two renames, so a kill leaves either the previous folder or the new one, never a mix
- * (a re-export's stale weight shards, an old report's plots). The names carry the pid so
+ * Stage a whole output folder (ARCHITECTURE.md, *Staged writes*): everything is written into a sibling `.NAME.staging-…`
+ * folder and switched in by two renames, so a kill leaves either the previous folder or the new one,
+ * never a mix (a re-export's stale weight shards, an old report's plots). The names carry the pid so
  * `recoverStagedFolder` can tell a dead writer's leftovers from a live one's.
  */
 export async function stageFolder(target: string): Promise<StagedFolder> {

@@ -1,5 +1,5 @@
 /**
- * The convolution paths added for issue 15 (bench/BENCHMARKS.md), each against the cpu backend's
+ * osteo's own wasm convolution paths (bench/BENCHMARKS.md, *In-step convolution throughput*), each against the cpu backend's
  * kernel of the same name: the forward convolution as im2col + GEMM for weight-heavy layers, the
  * input gradient as a transposed GEMM + col2im, and the filter gradient with its reduction split into
  * cache-sized chunks. Shapes are chosen on both sides of each path's threshold, with odd sizes, both

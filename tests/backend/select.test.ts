@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { osteoArgv } from '../helpers/cli.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import {
@@ -247,7 +248,7 @@ test('useBackend with an unknown name is a UserError listing the choices, not a 
   }
 });
 
-const cli = (args: string[], env: NodeJS.ProcessEnv = process.env) => execFileSync(process.execPath, ['dist/cli.js', ...args], { encoding: 'utf8', env, stdio: 'pipe' });
+const cli = (args: string[], env: NodeJS.ProcessEnv = process.env) => execFileSync(process.execPath, osteoArgv(args), { encoding: 'utf8', env, stdio: 'pipe' });
 
 test('osteo --help lists the commands', () => {
   const help = cli(['--help']);

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { currentBuild, osteoArgv } from '../helpers/cli.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { useBackend } from '../../src/backend/index.js';
 import { probeAdapterInChild } from '../../src/backend/webgpu.js';
@@ -21,9 +22,10 @@ import { createEngine } from '../../src/engine/index.js';
 import { UserError } from '../../src/util/index.js';
 import { readPth } from '../../src/weights/index.js';
 import { testWith, type Requirement } from '../helpers/requirements.js';
-import { tempDir } from '../train/helpers.js';
+import { tempDir } from '../helpers/temp.js';
 import { writeRunFixture, writeTestImage } from '../eval/fixtures.js';
 import { assertClose } from '../helpers/close.js';
+import { rng } from '../helpers/random.js';
 
 const run = promisify(execFile);
 
@@ -42,12 +44,10 @@ const gpuTest = (name: string, body: () => Promise<void>) => testWith(webgpuAdap
 /** Mesa warns on every start without it (and it is unset in some CI shells). */
 process.env['XDG_RUNTIME_DIR'] ??= '/tmp';
 
+/** Test inputs uniform in [-0.5, 0.5), from the shared seeded generator. */
 function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32 - 0.5;
-  };
+  const next = rng(seed);
+  return () => next() - 0.5;
 }
 
 type Case = { name: string; shapes: number[][]; f: (...xs: tf.Tensor[]) => tf.Tensor };
@@ -182,7 +182,7 @@ gpuTest('faults the device reports on its own become a UserError naming the mode
   }
 });
 
-const cli = async (args: string[]) => run(process.execPath, ['dist/cli.js', ...args], { encoding: 'utf8', env: { ...process.env, OSTEO_BACKEND: '' }, maxBuffer: 64 * 1024 * 1024 });
+const cli = async (args: string[]) => run(process.execPath, osteoArgv(args), { encoding: 'utf8', env: { ...process.env, OSTEO_BACKEND: '' }, maxBuffer: 64 * 1024 * 1024 });
 
 gpuTest('osteo train --backend webgpu runs an epoch on a phantom dataset and writes its checkpoints', async () => {
   const dir = await tempDir('osteo-webgpu-');
@@ -235,6 +235,7 @@ gpuTest('osteo predict on webgpu gives the probabilities of wasm for the same we
 });
 
 gpuTest('scripts/gpu-check.sh runs every step and prints osteo against PyTorch CUDA with the ratio (a stand-in PyTorch at 4 img/s)', async () => {
+  await currentBuild(); // the script runs dist/cli.js
   const dir = await tempDir('osteo-gpu-check-');
   try {
     // answers the CUDA check and prints a torch_reference.py result: 4 images/s

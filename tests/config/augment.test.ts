@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { augmentPresetDir, augmentPresets, loadAugmentConfig, parseAugmentConfig, resolveTrainConfig } from '../../src/config/index.js';
 import { DataError, UserError } from '../../src/util/index.js';
-import { rejects } from '../data/helpers.js';
+import { rejection } from '../helpers/refusal.js';
 
 test('presets: every file in configs/augment is a preset, and each loads', async () => {
   const files = (await readdir(augmentPresetDir)).filter((name) => name.endsWith('.json')).map((name) => name.replace(/\.json$/, ''));
@@ -29,7 +29,7 @@ test('errors name the file and the key: unknown keys, bad values, bad JSON, fold
   try {
     const typo = join(dir, 'typo.json');
     await writeFile(typo, JSON.stringify({ rotaton: { degrees: 5 }, hflip: { p: 0.5, prob: 1 } }));
-    const error = await rejects(() => loadAugmentConfig(typo), (e) => e instanceof UserError);
+    const error = await rejection(() => loadAugmentConfig(typo), UserError);
     assert.ok(error.message.startsWith(`${typo}: `), error.message);
     assert.match(error.message, /unknown key "rotaton" at the top level/);
     assert.match(error.message, /unknown key "prob" in "hflip"/);
@@ -37,17 +37,17 @@ test('errors name the file and the key: unknown keys, bad values, bad JSON, fold
 
     const bad = join(dir, 'bad.json');
     await writeFile(bad, JSON.stringify({ rotation: { degrees: 500 } }));
-    await rejects(() => loadAugmentConfig(bad), (e) => e instanceof UserError && e.message.startsWith(`${bad}: rotation.degrees:`));
+    await rejection(() => loadAugmentConfig(bad), (e) => e instanceof UserError && e.message.startsWith(`${bad}: rotation.degrees:`));
     assert.throws(() => parseAugmentConfig({ gaussianNoise: { sigma: [0.3, 0.1] } }), /gaussianNoise\.sigma: a range is \[low, high\] with low ≤ high/);
     assert.throws(() => parseAugmentConfig({ crop: { type: 'zoom' } }, 'inline'), /^inline: crop/);
 
     const broken = join(dir, 'broken.json');
     await writeFile(broken, '{ "hflip": ');
-    await rejects(() => loadAugmentConfig(broken), (e) => e instanceof DataError && e.message.startsWith(`${broken}: not valid JSON`));
+    await rejection(() => loadAugmentConfig(broken), (e) => e instanceof DataError && e.message.startsWith(`${broken}: not valid JSON`));
     const folder = join(dir, 'folder.json');
     await mkdir(folder);
-    await rejects(() => loadAugmentConfig(folder), (e) => e instanceof UserError && /augmentation config .*folder\.json is a folder/.test(e.message));
-    await rejects(() => loadAugmentConfig('medium'), (e) => e instanceof UserError && /no augmentation config 'medium'.*none, seed, strong/.test(e.message));
+    await rejection(() => loadAugmentConfig(folder), UserError, /augmentation config .*folder\.json is a folder/);
+    await rejection(() => loadAugmentConfig('medium'), UserError, /no augmentation config 'medium'.*none, seed, strong/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -60,9 +60,9 @@ test('a bad value is printed alone, not the whole object around it: in a file, a
   });
   // augment takes a preset name or an inline object: an object picks the object branch, whose issue names the leaf.
   const big = { hflip: { p: 1, extra: 1 }, rotation: { p: 1, degrees: 'ten' }, colorJitter: { p: 1, brightness: 0.2, contrast: 0.2 } };
-  const error = await rejects(
+  const error = await rejection(
     () => resolveTrainConfig({ flags: { model: 'resnet18', data: 'datasets/x' }, sets: [`augment=${JSON.stringify(big)}`] }),
-    (e) => e instanceof UserError,
+    UserError,
   );
   assert.match(error.message, /augment\.rotation\.degrees: Invalid input: expected number, received string \(got "ten"\)/);
   assert.match(error.message, /unknown key "augment\.hflip\.extra"/);
@@ -70,7 +70,7 @@ test('a bad value is printed alone, not the whole object around it: in a file, a
   assert.not.ok(/Invalid input \(got \{/.test(error.message), error.message);
   // A bad value that is itself a big object is described by its shape, not pasted whole.
   const bigValue = { first: 'x'.repeat(40), second: 'y'.repeat(40) };
-  const shaped = await rejects(() => resolveTrainConfig({ flags: { model: 'resnet18', data: 'datasets/x' }, sets: [`epochs=${JSON.stringify(bigValue)}`] }), (e) => e instanceof UserError);
+  const shaped = await rejection(() => resolveTrainConfig({ flags: { model: 'resnet18', data: 'datasets/x' }, sets: [`epochs=${JSON.stringify(bigValue)}`] }), UserError);
   assert.match(shaped.message, /epochs.*\(got an object with keys first, second\)/);
   assert.not.ok(shaped.message.includes('xxxxxxxxxx'), shaped.message);
 });

@@ -8,6 +8,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { refusal } from '../helpers/refusal.js';
 import type { Command } from 'commander';
 import {
   evalOptions,
@@ -21,7 +22,6 @@ import {
 } from '../../src/config/index.js';
 import { splitDefaults } from '../../src/data/index.js';
 import { backendCandidates } from '../../src/backend/index.js';
-import { UserError } from '../../src/util/index.js';
 import { buildProgram } from '../../src/cli.js';
 
 let dir: string;
@@ -32,29 +32,11 @@ test.after.each(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function refused(action: () => unknown, ...patterns: RegExp[]): void {
-  try {
-    action();
-  } catch (error) {
-    assert.instance(error, UserError, String(error));
-    for (const pattern of patterns) assert.match((error as Error).message, pattern);
-    return;
-  }
-  assert.unreachable('expected a UserError');
-}
-
 async function refusedFile(content: unknown, ...patterns: RegExp[]): Promise<void> {
   const file = join(dir, 'pipeline.json');
   await writeFile(file, JSON.stringify(content));
-  try {
-    await loadPipelineConfig(file);
-  } catch (error) {
-    assert.instance(error, UserError, String(error));
-    assert.ok((error as Error).message.includes(file), `names the file: ${(error as Error).message}`);
-    for (const pattern of patterns) assert.match((error as Error).message, pattern);
-    return;
-  }
-  assert.unreachable(`expected ${JSON.stringify(content)} to be refused`);
+  const message = await refusal(() => loadPipelineConfig(file), ...patterns);
+  assert.ok(message.includes(file), `names the file: ${message}`);
 }
 
 /** A subcommand of `osteo`, found by its path (`data split`). */
@@ -87,16 +69,16 @@ test('split defaults are written once: the table, `osteo data split` and the pip
   assert.equal([pipeline.data.val, pipeline.data.test, pipeline.data.seed], [splitDefaults.val, splitDefaults.test, splitDefaults.seed]);
 });
 
-test('split flags: coerced, validated, and errors name the flag', () => {
+test('split flags: coerced, validated, and errors name the flag', async () => {
   assert.equal(resolveSplitConfig({ val: '0.2', test: '0.1', seed: '7' }), { val: 0.2, test: 0.1, seed: 7 });
   assert.equal(resolveSplitConfig({ val: '0' }).val, 0, 'a split without val is allowed');
-  refused(() => resolveSplitConfig({ val: '-0.1' }), /--val: val: /, /-0\.1/);
-  refused(() => resolveSplitConfig({ test: '1' }), /--test: test: /);
-  refused(() => resolveSplitConfig({ seed: '1.5' }), /--seed: seed: /);
-  refused(() => resolveSplitConfig({ val: '0.6', test: '0.5' }), /--test: test: val \+ test must leave images for training \(got 0\.6 \+ 0\.5\)/);
+  await refusal(() => resolveSplitConfig({ val: '-0.1' }), /--val: val: /, /-0\.1/);
+  await refusal(() => resolveSplitConfig({ test: '1' }), /--test: test: /);
+  await refusal(() => resolveSplitConfig({ seed: '1.5' }), /--seed: seed: /);
+  await refusal(() => resolveSplitConfig({ val: '0.6', test: '0.5' }), /--test: test: val \+ test must leave images for training \(got 0\.6 \+ 0\.5\)/);
 });
 
-test('eval flags come from the eval table: same flags, defaults in help, values validated naming the flag', () => {
+test('eval flags come from the eval table: same flags, defaults in help, values validated naming the flag', async () => {
   const evalCommand = command('eval');
   assert.equal(
     evalCommand.options.map((o) => o.long),
@@ -111,21 +93,21 @@ test('eval flags come from the eval table: same flags, defaults in help, values 
   assert.equal(config, { run: ['runs/a'], data: 'd', split: 'test', checkpoint: 'best', tta: false, weights: 'equal', batchSize: 16, seed: 0, resamples: evalOptions.resamples.default });
   const given = resolveEvalConfig({ run: ['a', 'b'], data: 'd', split: 'val', tta: true, weights: '2', batchSize: '4', seed: '3', resamples: '100' });
   assert.equal([given.split, given.tta, given.weights, given.batchSize, given.seed, given.resamples], ['val', true, '2', 4, 3, 100], "'2' stays a weight spec string");
-  refused(() => resolveEvalConfig({ run: ['a'], data: 'd', resamples: '0' }), /--resamples: resamples: /, /got 0/);
-  refused(() => resolveEvalConfig({ run: ['a'], data: 'd', seed: '-1' }), /--seed: seed: /);
-  refused(() => resolveEvalConfig({ run: ['a'], data: 'd', split: 'train' }), /--split: split: /, /"test"\|"val"/);
-  refused(() => resolveEvalConfig({ data: 'd' }), /--run: missing required key "run"/);
+  await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', resamples: '0' }), /--resamples: resamples: /, /got 0/);
+  await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', seed: '-1' }), /--seed: seed: /);
+  await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', split: 'train' }), /--split: split: /, /"test"\|"val"/);
+  await refusal(() => resolveEvalConfig({ data: 'd' }), /--run: missing required key "run"/);
 });
 
-test('eval --workers: the training check (the cores, a backend that runs in one process), naming the flag', () => {
+test('eval --workers: the training check (the cores, a backend that runs in one process), naming the flag', async () => {
   const cores = availableParallelism();
   const base = { run: ['a'], data: 'd' };
   assert.is(resolveEvalConfig({ ...base, workers: String(cores) }).workers, cores);
   assert.is(resolveEvalConfig(base).workers, undefined, 'absent: the backend decides');
-  refused(() => resolveEvalConfig({ ...base, workers: String(cores + 1) }), new RegExp(`^invalid config: --workers: workers: ${cores + 1} is more than this machine runs at once \\(${cores}, .*use at most ${cores}`));
-  refused(() => resolveEvalConfig({ ...base, workers: '0' }), /--workers: workers: /);
+  await refusal(() => resolveEvalConfig({ ...base, workers: String(cores + 1) }), new RegExp(`^invalid config: --workers: workers: ${cores + 1} is more than this machine runs at once \\(${cores}, .*use at most ${cores}`));
+  await refusal(() => resolveEvalConfig({ ...base, workers: '0' }), /--workers: workers: /);
   const single = backendCandidates.find((c) => !c.capabilities.workerThreads.trainsInWorkers)!;
-  if (cores >= 2) refused(() => resolveEvalConfig({ ...base, workers: '2' }, single.backend), new RegExp(`--workers: workers: the ${single.backend} backend trains in one process`));
+  if (cores >= 2) await refusal(() => resolveEvalConfig({ ...base, workers: '2' }, single.backend), new RegExp(`--workers: workers: the ${single.backend} backend trains in one process`));
   assert.is(resolveEvalConfig({ ...base, workers: '1' }, single.backend).workers, 1);
 });
 

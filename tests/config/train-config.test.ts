@@ -8,6 +8,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { rejection } from '../helpers/refusal.js';
 import {
   optionEntries,
   optionsMarkdown,
@@ -31,16 +32,9 @@ test.after.each(async () => {
 
 const base = { model: 'resnet18', data: 'datasets/phantom' };
 
+/** resolveTrainConfig(sources) must refuse, as a UserError or a DataError whose message matches every pattern. */
 async function rejects(sources: TrainConfigSources, ...patterns: RegExp[]): Promise<string> {
-  try {
-    await resolveTrainConfig(sources);
-  } catch (error) {
-    assert.ok(error instanceof UserError || error instanceof DataError, `expected a UserError, got ${(error as Error).stack}`);
-    for (const pattern of patterns) assert.match((error as Error).message, pattern);
-    return (error as Error).message;
-  }
-  assert.unreachable(`expected ${JSON.stringify(sources)} to be refused`);
-  return '';
+  return (await rejection(() => resolveTrainConfig(sources), UserError, DataError, ...patterns)).message;
 }
 
 async function recipe(name: string, content: unknown): Promise<string> {
@@ -125,7 +119,7 @@ test('a key that the chosen optimizer or schedule ignores is refused only when s
 });
 
 test('settings that contradict each other are refused, naming the key and where it was set', async () => {
-  // cosine decays from lr to minLr: minLr ≥ lr would raise the rate (the issue's minLr=1 at lr 1e-4 reached a loss of 3e18)
+  // cosine decays from lr to minLr: minLr ≥ lr would raise the rate (minLr=1 at lr 1e-4 reaches a loss of 3e18)
   await rejects({ flags: base, sets: ['schedule.type=cosine', 'schedule.minLr=1'] }, /^invalid config: --set schedule\.minLr: 1 is not below optimizer\.lr 0\.0001/);
   await rejects({ flags: base, sets: ['schedule.type=cosine', 'schedule.minLr=1e-4'] }, /schedule\.minLr: 0\.0001 is not below/);
   const cosine = await resolveTrainConfig({ flags: base, sets: ['schedule.type=cosine', 'schedule.minLr=1e-6'] });

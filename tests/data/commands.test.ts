@@ -3,25 +3,13 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { main } from '../../src/cli.js';
+import { captureMain } from '../helpers/cli.js';
 import { kaggleDataset } from '../../src/data/index.js';
-import { serve, startServer, tempDir, zipBuffer } from './helpers.js';
+import { serve, startServer, zipBuffer } from './helpers.js';
+import { tempDir } from '../helpers/temp.js';
 
-/** Run `osteo …` and capture what it writes. */
-async function osteo(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
-  process.stdout.write = ((chunk: string | Uint8Array) => ((stdout += chunk.toString()), true)) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string | Uint8Array) => ((stderr += chunk.toString()), true)) as typeof process.stderr.write;
-  try {
-    const code = await main(argv);
-    return { code, stdout, stderr };
-  } finally {
-    process.stdout.write = write.out;
-    process.stderr.write = write.err;
-  }
-}
+/** Run `osteo …` in-process and capture what it writes. */
+const osteo = (...argv: string[]) => captureMain(argv);
 
 test('synth → index → split → preview with --json', async () => {
   const dir = await tempDir();

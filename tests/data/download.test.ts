@@ -6,7 +6,9 @@ import * as assert from 'uvu/assert';
 import { DataError, UserError, downloadFile } from '../../src/util/index.js';
 import { downloadKaggleDataset, kaggleDataset, resolveKaggleCredentials } from '../../src/data/kaggle.js';
 import { extractZip } from '../../src/data/zip.js';
-import { rejects, resetMidBody, serve, startServer, tempDir, zipBuffer, type TestServer } from './helpers.js';
+import { resetMidBody, serve, startServer, zipBuffer, type TestServer } from './helpers.js';
+import { rejection } from '../helpers/refusal.js';
+import { tempDir } from '../helpers/temp.js';
 
 const datasetPath = `/datasets/download/${kaggleDataset.owner}/${kaggleDataset.slug}`;
 const env = { KAGGLE_USERNAME: 'alice', KAGGLE_KEY: 's3cret' };
@@ -78,7 +80,7 @@ test('success: basic auth, zip extracted and normalised to DEST/{Normal,Osteopen
 test('credentials from HOME/.kaggle/kaggle.json, and a clear error naming both places when absent', async () => {
   const dir = await tempDir();
   try {
-    await rejects(() => resolveKaggleCredentials({}, dir.path), (error: Error) => {
+    await rejection(() => resolveKaggleCredentials({}, dir.path), (error: Error) => {
       return error instanceof UserError && /KAGGLE_USERNAME/.test(error.message) && error.message.includes(join(dir.path, '.kaggle', 'kaggle.json'));
     });
     await mkdir(join(dir.path, '.kaggle'));
@@ -103,9 +105,9 @@ test('401 is a clear error without retry, and leaves nothing behind', async () =
     const { apiUrl, path } = api();
     server.route(path, authorised((response) => serve(zip)({} as never, response, 1)));
     const dest = join(dir.path, 'knee');
-    await rejects(
+    await rejection(
       () => downloadKaggleDataset({ dest, apiUrl, env: { KAGGLE_USERNAME: 'alice', KAGGLE_KEY: 'wrong' }, http: fast }),
-      (error: Error) => error instanceof UserError && /refused the credentials.*401/.test(error.message),
+      UserError, /refused the credentials.*401/,
     );
     assert.is(server.requests.filter((r) => r.url === path).length, 1, 'no retry on 401');
     assert.equal(await readdir(dir.path), []);
@@ -118,9 +120,9 @@ test('404 is a clear error without retry', async () => {
   const dir = await tempDir();
   try {
     const { apiUrl, path } = api(); // no route: the server answers 404
-    await rejects(
+    await rejection(
       () => downloadKaggleDataset({ dest: join(dir.path, 'knee'), apiUrl, env, http: fast }),
-      (error: Error) => error instanceof UserError && /no dataset.*404/.test(error.message),
+      UserError, /no dataset.*404/,
     );
     assert.is(server.requests.filter((r) => r.url === path).length, 1);
     assert.equal(await readdir(dir.path), []);
@@ -157,9 +159,9 @@ test('persistent 503: gives up after the retries with the last error', async () 
   try {
     const { apiUrl, path } = api();
     server.route(path, (_request, response) => response.writeHead(503).end());
-    await rejects(
+    await rejection(
       () => downloadKaggleDataset({ dest: join(dir.path, 'knee'), apiUrl, env, http: fast }),
-      (error: Error) => error instanceof UserError && /failed after 4 attempts.*503/.test(error.message),
+      UserError, /failed after 4 attempts.*503/,
     );
     assert.is(server.requests.filter((r) => r.url === path).length, 4);
     assert.equal(await readdir(dir.path), []);
@@ -205,7 +207,7 @@ test('a truncated zip (served whole, so no retry can help) is refused and nothin
     const { apiUrl, path } = api();
     server.route(path, serve(zip.subarray(0, zip.length - 30)));
     const dest = join(dir.path, 'knee');
-    await rejects(
+    await rejection(
       () => downloadKaggleDataset({ dest, apiUrl, env, http: fast }),
       (error: Error) =>
         error instanceof DataError &&
@@ -229,9 +231,9 @@ test('zip-slip: an entry escaping DEST refuses the whole archive before anything
     const { apiUrl, path } = api();
     server.route(path, serve(patched));
     const dest = join(dir.path, 'sub', 'knee');
-    await rejects(
+    await rejection(
       () => downloadKaggleDataset({ dest, apiUrl, env, http: fast }),
-      (error: Error) => error instanceof DataError && /zip-slip/.test(error.message),
+      DataError, /zip-slip/,
     );
     assert.not.ok(existsSync(join(dir.path, 'sub', 'evil.txt')));
     assert.not.ok(existsSync(dest));
@@ -239,7 +241,7 @@ test('zip-slip: an entry escaping DEST refuses the whole archive before anything
     const absolute = Buffer.from((await zipBuffer({ 'aaaaaaaaaaa': 'x' })).toString('latin1').split('aaaaaaaaaaa').join('/etc/passwd'), 'latin1');
     const zipPath = join(dir.path, 'abs.zip');
     await writeFile(zipPath, absolute);
-    await rejects(() => extractZip(zipPath, join(dir.path, 'out')), (error: Error) => error instanceof DataError && /zip-slip/.test(error.message));
+    await rejection(() => extractZip(zipPath, join(dir.path, 'out')), DataError, /zip-slip/);
     assert.not.ok(existsSync(join(dir.path, 'out')));
   } finally {
     await dir.cleanup();
@@ -256,7 +258,7 @@ test('a damaged entry fails its CRC check', async () => {
     damaged[dataStart + 2] ^= 0xff;
     const zipPath = join(dir.path, 'bad.zip');
     await writeFile(zipPath, damaged);
-    await rejects(() => extractZip(zipPath, join(dir.path, 'out')), (error: Error) => error instanceof DataError);
+    await rejection(() => extractZip(zipPath, join(dir.path, 'out')), DataError);
   } finally {
     await dir.cleanup();
   }
@@ -320,7 +322,7 @@ test('a folder osteo did not download into is refused (with or without --force) 
     await mkdir(unrelated);
     await writeFile(join(unrelated, 'holiday.jpg'), 'sun');
     for (const force of [false, true]) {
-      await rejects(
+      await rejection(
         () => downloadKaggleDataset({ dest: unrelated, apiUrl, env, http: fast, force }),
         (error: Error) => error instanceof UserError && /osteo did not download.*choose another --dest/.test(error.message) && !error.message.includes('--force'),
       );
@@ -333,7 +335,7 @@ test('a folder osteo did not download into is refused (with or without --force) 
     const logs: string[] = [];
     assert.is((await downloadKaggleDataset({ dest: handMade, apiUrl, env, http: fast, log: (line) => logs.push(line) })).skipped, true);
     assert.not.ok(logs.join('\n').includes('--force'), logs.join('\n'));
-    await rejects(() => downloadKaggleDataset({ dest: handMade, apiUrl, env, http: fast, force: true }), (error: Error) => error instanceof UserError && /will not write over it/.test(error.message));
+    await rejection(() => downloadKaggleDataset({ dest: handMade, apiUrl, env, http: fast, force: true }), UserError, /will not write over it/);
     assert.is(await readFile(join(handMade, 'Normal', 'checked.png'), 'utf8'), 'by hand');
     assert.is(server.requests.filter((r) => r.url === path).length, 0, 'nothing was downloaded');
   } finally {
@@ -348,7 +350,7 @@ test('too little space to extract is a user error before extraction, naming the 
     server.route(path, authorised((response) => serve(zip)({} as never, response, 1)));
     const dest = join(dir.path, 'knee');
     const nearlyFull = async () => ({ bavail: 1, bsize: 4 });
-    await rejects(
+    await rejection(
       () => downloadKaggleDataset({ dest, apiUrl, env, http: fast, statfs: nearlyFull }),
       (error: Error) => error instanceof UserError && error.message.startsWith(`${dir.path}: `) && /are needed and only 0\.0 MiB are free/.test(error.message),
     );
@@ -361,11 +363,11 @@ test('too little space to extract is a user error before extraction, naming the 
 test('bad --api-url and a file as --dest are user errors naming the value', async () => {
   const dir = await tempDir();
   try {
-    await rejects(() => downloadKaggleDataset({ dest: join(dir.path, 'k'), apiUrl: 'kaggle.com/api', env, http: fast }), (error: Error) => error instanceof UserError && /^--api-url: 'kaggle.com\/api' is not a URL/.test(error.message));
+    await rejection(() => downloadKaggleDataset({ dest: join(dir.path, 'k'), apiUrl: 'kaggle.com/api', env, http: fast }), UserError, /^--api-url: 'kaggle.com\/api' is not a URL/);
     const file = join(dir.path, 'file');
     await writeFile(file, 'x');
-    await rejects(() => downloadKaggleDataset({ dest: file, apiUrl: 'http://127.0.0.1:9', env, http: fast }), (error: Error) => error instanceof UserError && error.message.includes(`--dest ${file} is a file`));
-    await rejects(
+    await rejection(() => downloadKaggleDataset({ dest: file, apiUrl: 'http://127.0.0.1:9', env, http: fast }), (error: Error) => error instanceof UserError && error.message.includes(`--dest ${file} is a file`));
+    await rejection(
       () => downloadKaggleDataset({ dest: join(file, 'knee'), apiUrl: 'http://127.0.0.1:9', env, http: fast }),
       (error: Error) => error instanceof UserError && error.message.includes(file) && /a file where a folder is needed/.test(error.message),
     );

@@ -8,7 +8,7 @@ import { assignFolds, countLeakedTestImages, foldManifest, publishedSplit, write
 import { indexDataset } from '../../src/data/indexer.js';
 import type { IndexRow } from '../../src/data/indexer.js';
 import { synthesizePhantom } from '../../src/data/phantom.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from '../helpers/temp.js';
 
 /** Rows of a synthetic index: `groups[c]` lists the group sizes of class c; every member is used. */
 function rowsOf(groups: number[][]): IndexRow[] {

@@ -1,15 +1,7 @@
-/** Shared fixtures of the data tests: temp dirs, zips, and a scripted HTTP server on 127.0.0.1. */
-import { mkdtemp, rm } from 'node:fs/promises';
+/** Shared fixtures of the data tests: zips and a scripted HTTP server on 127.0.0.1. */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import yazl from 'yazl';
-
-export async function tempDir(prefix = 'osteo-data-'): Promise<{ path: string; cleanup: () => Promise<void> }> {
-  const path = await mkdtemp(join(tmpdir(), prefix));
-  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
-}
 
 export function zipBuffer(entries: Record<string, Buffer | string>): Promise<Buffer> {
   const zip = new yazl.ZipFile();
@@ -80,15 +72,3 @@ export function resetMidBody(body: Buffer): Handler {
   };
 }
 
-/** Await `run` and return what it threw; fails the test if it resolved or `check` is false. */
-export async function rejects(run: () => Promise<unknown>, check: (error: Error) => boolean): Promise<Error> {
-  let thrown: unknown;
-  try {
-    await run();
-  } catch (error) {
-    thrown = error;
-  }
-  if (thrown === undefined) throw new Error('expected a rejection, but the promise resolved');
-  if (!check(thrown as Error)) throw new Error(`unexpected rejection: ${(thrown as Error)?.stack ?? String(thrown)}`);
-  return thrown as Error;
-}

@@ -10,7 +10,8 @@ import { decodeRgb } from '../../src/data/image.js';
 import { formatIndexReport, indexDataset, readIndex } from '../../src/data/indexer.js';
 import { splitDataset } from '../../src/data/split.js';
 import { synthesizePhantom } from '../../src/data/phantom.js';
-import { rejects, tempDir } from './helpers.js';
+import { rejection } from '../helpers/refusal.js';
+import { tempDir } from '../helpers/temp.js';
 
 /** Size, mtime and bytes of every file under `dir`: proof that indexing modified nothing. */
 async function snapshot(dir: string): Promise<Map<string, string>> {
@@ -113,7 +114,7 @@ test('conflict policies: majority breaks no tie (dropped), keep keeps both label
     const tipped = await indexDataset({ dataDir, conflicts: 'majority', write: false });
     assert.match(tipped.report.conflicts[0]!.action, /kept as Osteoporosis/);
     assert.equal(tipped.report.usablePerClass, [7, 6, 8]);
-    await rejects(() => indexDataset({ dataDir, conflicts: 'vote' as never }), (e) => e instanceof UserError && /drop, majority, keep/.test(e.message));
+    await rejection(() => indexDataset({ dataDir, conflicts: 'vote' as never }), UserError, /drop, majority, keep/);
   } finally {
     await dir.cleanup();
   }
@@ -192,8 +193,8 @@ test('bad files are reported with reasons, odd-but-valid files are indexed, noth
 test('a folder without class folders is a clear error', async () => {
   const dir = await tempDir();
   try {
-    await rejects(() => indexDataset({ dataDir: dir.path }), (e) => e instanceof UserError && /Normal\/.*osteo data synth/.test(e.message));
-    await rejects(() => readIndex(dir.path), (e) => e instanceof UserError && /osteo data index/.test(e.message));
+    await rejection(() => indexDataset({ dataDir: dir.path }), UserError, /Normal\/.*osteo data synth/);
+    await rejection(() => readIndex(dir.path), UserError, /osteo data index/);
   } finally {
     await dir.cleanup();
   }
@@ -223,20 +224,20 @@ test('missing or misnamed class folders are refused, naming the expected folders
   try {
     const dataDir = join(dir.path, 'misnamed');
     await makeDataset(dataDir, { normal: [1, 2], Osteopenia: [3, 4], 'Osteoporosis ': [5, 6] });
-    const error = await rejects(() => indexDataset({ dataDir }), (e) => e instanceof UserError);
+    const error = await rejection(() => indexDataset({ dataDir }), UserError);
     assert.match(error.message, /lacks the class folder\(s\) 'Normal\/', 'Osteoporosis\/'/);
     assert.match(error.message, /Normal\/, Osteopenia\/, Osteoporosis\//);
     assert.match(error.message, /'normal' → rename it to 'Normal'/);
     assert.match(error.message, /'Osteoporosis ' → rename it to 'Osteoporosis'/);
-    await rejects(() => readFile(join(dataDir, 'index.csv')), () => true);
+    await rejection(() => readFile(join(dataDir, 'index.csv')));
     // One class folder alone is no dataset either, and split (which indexes first) refuses the same way.
     const single = join(dir.path, 'single');
     await makeDataset(single, { Normal: [1, 2, 3] });
-    await rejects(() => indexDataset({ dataDir: single }), (e) => e instanceof UserError && /lacks the class folder\(s\) 'Osteopenia\/', 'Osteoporosis\/'/.test(e.message));
-    await rejects(() => splitDataset({ dataDir: single }), (e) => e instanceof UserError && /lacks the class folder/.test(e.message));
+    await rejection(() => indexDataset({ dataDir: single }), UserError, /lacks the class folder\(s\) 'Osteopenia\/', 'Osteoporosis\/'/);
+    await rejection(() => splitDataset({ dataDir: single }), UserError, /lacks the class folder/);
     // A file given as the dataset folder is a user error, not a crash.
     await writeFile(join(dir.path, 'file.txt'), 'x');
-    await rejects(() => indexDataset({ dataDir: join(dir.path, 'file.txt') }), (e) => e instanceof UserError && /is a file: give the dataset folder/.test(e.message));
+    await rejection(() => indexDataset({ dataDir: join(dir.path, 'file.txt') }), UserError, /is a file: give the dataset folder/);
   } finally {
     await dir.cleanup();
   }
@@ -251,8 +252,8 @@ test('a class folder with no usable image: the index warns, and split refuses na
     const { report } = await indexDataset({ dataDir });
     assert.equal(report.usablePerClass, [3, 0, 3]);
     assert.match(formatIndexReport(report), /WARNING: Osteopenia\/ has no usable image/);
-    await rejects(() => splitDataset({ dataDir }), (e) => e instanceof UserError && /no usable image in Osteopenia\//.test(e.message));
-    await rejects(() => readFile(join(dataDir, 'splits.csv')), () => true);
+    await rejection(() => splitDataset({ dataDir }), UserError, /no usable image in Osteopenia\//);
+    await rejection(() => readFile(join(dataDir, 'splits.csv')));
   } finally {
     await dir.cleanup();
   }
@@ -286,7 +287,7 @@ test('--near-threshold outside 0–256 bits (or not whole) is refused', async ()
     const dataDir = join(dir.path, 'd');
     await makeDataset(dataDir, { Normal: [1], Osteopenia: [2], Osteoporosis: [3] });
     for (const nearThreshold of [-1, 257, 2.5, Number.NaN]) {
-      await rejects(() => indexDataset({ dataDir, nearThreshold, write: false }), (e) => e instanceof UserError && /--near-threshold must be a whole number of bits from 0 to 256/.test(e.message));
+      await rejection(() => indexDataset({ dataDir, nearThreshold, write: false }), UserError, /--near-threshold must be a whole number of bits from 0 to 256/);
     }
     assert.is((await indexDataset({ dataDir, nearThreshold: 256, write: false })).report.nearThreshold, 256);
   } finally {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLoader, imagenetNormalization, splitDataset, synthesizePhantom, type Split } from '../../src/data/index.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from '../helpers/temp.js';
 import { referenceTest, runPython } from '../fixtures/torch/python.js';
 
 const trainScript = String.raw`

@@ -6,7 +6,8 @@ import * as assert from 'uvu/assert';
 import { UserError, createRng, restoreRng } from '../../src/util/index.js';
 import { loadAugmentConfig } from '../../src/config/index.js';
 import { classCounts, createLoader, createResizedCache, decodeRgb, inverseFrequencyWeights, preprocessForModel, previewAugmentations, readSplitManifest, resizeShorter, sampleOrder, splitDataset, synthesizePhantom, imagenetNormalization, type Batch, type ManifestRow, type ResizedCache } from '../../src/data/index.js';
-import { rejects, tempDir } from './helpers.js';
+import { rejection } from '../helpers/refusal.js';
+import { tempDir } from '../helpers/temp.js';
 
 const transform = { resize: 37, crop: 32, ...imagenetNormalization };
 
@@ -153,7 +154,7 @@ test('resize cache: raw files on disk are reused, equal the decoded resize, and 
   const third = createResizedCache(dataDir, 40, { memoryBytes: 0 });
   await third.get(rows[1]!.path);
   assert.equal(third.stats(), { memory: 0, disk: 0, decoded: 1 });
-  await rejects(() => third.get('Normal/missing.png'), (e) => /missing/.test(e.message));
+  await rejection(() => third.get('Normal/missing.png'), /missing/);
 });
 
 test('clear errors: missing manifest, empty split, crop larger than the resize', async () => {

@@ -8,7 +8,8 @@ import { decodeRgb } from '../../src/data/image.js';
 import { contentHash } from '../../src/data/hash.js';
 import { renderPhantom, synthesizePhantom } from '../../src/data/phantom.js';
 import { indexDataset } from '../../src/data/indexer.js';
-import { rejects, tempDir } from './helpers.js';
+import { rejection } from '../helpers/refusal.js';
+import { tempDir } from '../helpers/temp.js';
 
 test('same seed → byte-identical files; another seed → different images', async () => {
   const dir = await tempDir();
@@ -94,16 +95,16 @@ test('the same phantom again is reused (nothing written); another one needs --fo
     assert.ok(again.reused);
     assert.equal(again.expected, first.expected);
     assert.is(await readFile(marker, 'utf8'), 'untouched', 'a reused phantom is not rewritten');
-    await rejects(
+    await rejection(
       () => synthesizePhantom({ dest: join(dir.path, 'p'), perClass: 7, size: 32 }),
       (e) => e instanceof UserError && /another phantom \(perClass 6 \(asked 7\)\)/.test(e.message) && /--force/.test(e.message),
     );
     await synthesizePhantom({ dest: join(dir.path, 'p'), perClass: 6, size: 32, force: true });
-    await rejects(() => synthesizePhantom({ dest: join(dir.path, 'q'), perClass: 2 }), (e) => e instanceof UserError && /per-class/.test(e.message));
-    await rejects(() => synthesizePhantom({ dest: join(dir.path, 'q'), size: 8 }), (e) => e instanceof UserError && /size/.test(e.message));
+    await rejection(() => synthesizePhantom({ dest: join(dir.path, 'q'), perClass: 2 }), UserError, /per-class/);
+    await rejection(() => synthesizePhantom({ dest: join(dir.path, 'q'), size: 8 }), UserError, /size/);
     // Seeds as everywhere else: non-negative integers (-1 and 1.5 would otherwise name a phantom of their own).
     for (const seed of [-1, 1.5, 2 ** 53]) {
-      await rejects(() => synthesizePhantom({ dest: join(dir.path, 'q'), perClass: 6, size: 32, seed }), (e) => e instanceof UserError && /--seed must be an integer ≥ 0/.test(e.message));
+      await rejection(() => synthesizePhantom({ dest: join(dir.path, 'q'), perClass: 6, size: 32, seed }), UserError, /--seed must be an integer ≥ 0/);
     }
     assert.not.ok(existsSync(join(dir.path, 'q')), 'nothing written for a refused seed');
   } finally {
@@ -125,7 +126,7 @@ test('--force replaces only what synth owns; a folder that is not a phantom is r
     const other = join(dir.path, 'mine');
     await mkdir(other);
     await writeFile(join(other, 'thesis.tex'), 'x');
-    await rejects(() => synthesizePhantom({ dest: other, perClass: 6, size: 32, force: true }), (e) => e instanceof UserError && /not an osteo phantom/.test(e.message) && !/--force/.test(e.message));
+    await rejection(() => synthesizePhantom({ dest: other, perClass: 6, size: 32, force: true }), (e) => e instanceof UserError && /not an osteo phantom/.test(e.message) && !/--force/.test(e.message));
     assert.is(await readFile(join(other, 'thesis.tex'), 'utf8'), 'x');
   } finally {
     await dir.cleanup();
@@ -149,7 +150,7 @@ test('--duplicate-rate plants byte-identical copies in Normal and Osteoporosis a
     }
     assert.is(report.exactDuplicateGroups.length, result.expected.exactDuplicateGroups);
     assert.is((await readdir(join(dest, 'Osteopenia'))).filter((n) => n.includes('(dup')).length, 0, 'Osteopenia gets none');
-    await rejects(() => synthesizePhantom({ dest: join(dir.path, 'q'), perClass: 6, duplicateRate: 1 }), (e) => e instanceof UserError && /duplicate-rate/.test(e.message));
+    await rejection(() => synthesizePhantom({ dest: join(dir.path, 'q'), perClass: 6, duplicateRate: 1 }), UserError, /duplicate-rate/);
   } finally {
     await dir.cleanup();
   }

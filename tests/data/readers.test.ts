@@ -29,7 +29,8 @@ import {
 } from '../../src/data/index.js';
 import { noAugmentation } from '../../src/data/augment.js';
 import { expandInputs } from '../../src/eval/predict.js';
-import { rejects, tempDir } from './helpers.js';
+import { rejection } from '../helpers/refusal.js';
+import { tempDir } from '../helpers/temp.js';
 
 const w = 41;
 const h = 29;
@@ -144,14 +145,14 @@ test('refusals are UnreadableImageErrors naming the file: empty, not an image, a
     for (const [name, bytes, kind, message] of cases) {
       const file = join(dir.path, name);
       await writeFile(file, bytes);
-      const error = await rejects(() => readImage(file), (e) => e instanceof UnreadableImageError);
+      const error = await rejection(() => readImage(file), (e: Error) => e instanceof UnreadableImageError);
       assert.ok(error instanceof DataError);
       assert.is((error as UnreadableImageError).kind, kind, name);
       assert.is((error as UnreadableImageError).file, file, name);
       assert.ok(error.message.startsWith(`${file}: `), error.message);
       assert.match(error.message, message);
     }
-    const large = await rejects(() => readImage(files.png!, { maxPixels: 100 }), (e) => e instanceof UnreadableImageError && e.kind === 'too-large');
+    const large = await rejection(() => readImage(files.png!, { maxPixels: 100 }), (e: Error) => e instanceof UnreadableImageError && e.kind === 'too-large');
     assert.match(large.message, /41×29 = 1,189 pixels, above the limit of 100 \(a guard against decompression bombs\)/);
     assert.equal((large as UnreadableImageError).facts?.format, 'png', 'what the header said is kept');
   } finally {

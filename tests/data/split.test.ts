@@ -6,7 +6,8 @@ import { DataError, UserError } from '../../src/util/index.js';
 import { indexDataset, type IndexRow } from '../../src/data/indexer.js';
 import { synthesizePhantom } from '../../src/data/phantom.js';
 import { assignSplits, readSplitManifest, splitDataset } from '../../src/data/split.js';
-import { rejects, tempDir } from './helpers.js';
+import { rejection } from '../helpers/refusal.js';
+import { tempDir } from '../helpers/temp.js';
 
 test('phantom split: no content hash or group across splits, class ratios kept, deterministic per seed', async () => {
   const dir = await tempDir();
@@ -99,7 +100,7 @@ test('assignSplits keeps big groups whole and stratifies each class', () => {
 test('clear errors: no manifest, stale index (bad fractions: tests/config/split-eval-config.test.ts)', async () => {
   const dir = await tempDir();
   try {
-    await rejects(
+    await rejection(
       () => readSplitManifest(dir.path),
       (e) => e instanceof UserError && e.message === `no split manifest at ${join(dir.path, 'splits.csv')}: run \`osteo data split --data ${dir.path}\` first`,
     );
@@ -107,7 +108,7 @@ test('clear errors: no manifest, stale index (bad fractions: tests/config/split-
     await synthesizePhantom({ dest: dataDir, perClass: 6, size: 32 });
     await indexDataset({ dataDir });
     await writeFile(join(dataDir, 'Normal', 'late.png'), await readFile(join(dataDir, 'Normal', 'normal_0000 (copy).png')));
-    await rejects(() => splitDataset({ dataDir }), (e) => e instanceof UserError && /out of date.*\+Normal\/late.png/.test(e.message));
+    await rejection(() => splitDataset({ dataDir }), UserError, /out of date.*\+Normal\/late.png/);
   } finally {
     await dir.cleanup();
   }
@@ -128,7 +129,7 @@ test('a manifest row pointing outside the dataset is refused, naming the row', a
       ['Normal//a.png', 3],
     ] as const) {
       await writeFile(join(dir.path, 'splits.csv'), `${header}${good}"${path}",1,Osteopenia,test,g2,h\n`);
-      await rejects(
+      await rejection(
         () => readSplitManifest(dir.path),
         (e) => e instanceof DataError && e.file === join(dir.path, 'splits.csv') && e.message.includes(`row ${row}: path '${path}' is not a file inside the dataset`),
       );

@@ -1,10 +1,10 @@
 /**
- * `osteo bench train|infer`: the library function and the CLI's JSON document (the keys the issue
- * names), on resnet18 at 32² so that it runs in seconds.
+ * `osteo bench train|infer`: the library function and the CLI's JSON document (the keys
+ * docs/benchmarks.md documents), on resnet18 at 32² so that it runs in seconds.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { main } from '../../src/cli.js';
+import { captureMain } from '../helpers/cli.js';
 import { median, runBench, syntheticBatch } from '../../src/engine/bench.js';
 import { useBackend } from '../../src/backend/index.js';
 
@@ -35,20 +35,9 @@ test('runBench times training steps after the warm-up and reports a stable tenso
 });
 
 test('osteo bench infer --json prints the documented keys', async () => {
-  let out = '';
-  const write = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((chunk: string | Uint8Array) => {
-    out += String(chunk);
-    return true;
-  }) as typeof process.stdout.write;
-  let code: number;
-  try {
-    code = await main(['bench', 'infer', '--model', 'resnet18', '--image-size', '32', '--batch-size', '2', '--steps', '1', '--warmup', '0', '--backend', 'wasm', '--workers', '1', '--json']);
-  } finally {
-    process.stdout.write = write;
-  }
+  const { code, stdout } = await captureMain(['bench', 'infer', '--model', 'resnet18', '--image-size', '32', '--batch-size', '2', '--steps', '1', '--warmup', '0', '--backend', 'wasm', '--workers', '1', '--json']);
   assert.is(code, 0);
-  const json = JSON.parse(out) as Record<string, unknown>;
+  const json = JSON.parse(stdout) as Record<string, unknown>;
   for (const key of ['model', 'backend', 'workers', 'imageSize', 'batchSize', 'stepsTimed', 'medianStepMs', 'imagesPerSec']) assert.ok(key in json, key);
   assert.is(json['model'], 'resnet18');
   assert.is(json['imageSize'], 32);
@@ -56,18 +45,9 @@ test('osteo bench infer --json prints the documented keys', async () => {
 });
 
 test('bad bench options are user errors', async () => {
-  const write = process.stderr.write.bind(process.stderr);
-  let err = '';
-  process.stderr.write = ((chunk: string | Uint8Array) => {
-    err += String(chunk);
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    assert.is(await main(['bench', 'train', '--model', 'vgg16', '--backend', 'cpu']), 1);
-    assert.match(err, /unknown model 'vgg16'/);
-  } finally {
-    process.stderr.write = write;
-  }
+  const { code, stderr } = await captureMain(['bench', 'train', '--model', 'vgg16', '--backend', 'cpu']);
+  assert.is(code, 1);
+  assert.match(stderr, /unknown model 'vgg16'/);
 });
 
 test.run();

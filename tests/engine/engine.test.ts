@@ -5,11 +5,11 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { refusal } from '../helpers/refusal.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { useBackend } from '../../src/backend/index.js';
 import { createEngine, type EngineBatch, type EngineOptions, type TrainingEngine } from '../../src/engine/index.js';
 import { modelProvider } from './fixtures/tiny-provider.js';
-import { UserError } from '../../src/util/index.js';
 import { rng } from '../helpers/random.js';
 
 /** The backends these tests run on, as a command passes them down. */
@@ -33,17 +33,6 @@ function makeBatch(n: number, seed: number): EngineBatch {
       for (let c = 0; c < 3; c++) images[i * per + p * 3 + c] = (next() - 0.5) + (c === label ? 1 : 0);
   }
   return { images, labels, size: n };
-}
-
-async function rejects(run: () => Promise<unknown>, pattern: RegExp): Promise<void> {
-  try {
-    await run();
-  } catch (error) {
-    assert.instance(error, UserError);
-    assert.match((error as Error).message, pattern);
-    return;
-  }
-  assert.unreachable(`expected a rejection matching ${pattern}`);
 }
 
 /** The fixture's model names are not osteo's ModelName. */
@@ -283,20 +272,20 @@ test('bad inputs are UserErrors that say what is wrong', async () => {
   const engine = await createEngine(options({}));
   try {
     const batch = makeBatch(4, 1);
-    await rejects(() => engine.step({ ...batch, labels: Int32Array.of(0, 1, 5, 0) }, 0.1), /label 5/);
-    await rejects(() => engine.step({ ...batch, size: 3 }, 0.1), /floats/);
-    await rejects(() => engine.step(batch, Number.NaN), /learning rate/);
+    await refusal(() => engine.step({ ...batch, labels: Int32Array.of(0, 1, 5, 0) }, 0.1), /label 5/);
+    await refusal(() => engine.step({ ...batch, size: 3 }, 0.1), /floats/);
+    await refusal(() => engine.step(batch, Number.NaN), /learning rate/);
   } finally {
     await engine.dispose();
   }
   // the heap message comes from the backend's capability record: wasm's emscripten abort
   const aborting = await createEngine(options({ model: tiny('tiny-abort'), backend: wasm }));
   try {
-    await rejects(() => aborting.step(makeBatch(4, 1), 0.1), /wasm heap.*--micro-batch/);
+    await refusal(() => aborting.step(makeBatch(4, 1), 0.1), /wasm heap.*--micro-batch/);
   } finally {
     await aborting.dispose();
   }
-  await rejects(() => createEngine(options({ classWeights: [1, 2] })), /classWeights/);
+  await refusal(() => createEngine(options({ classWeights: [1, 2] })), /classWeights/);
 });
 
 test.run();

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { captureMain } from '../helpers/cli.js';
 import { setupOnce } from './helpers.js';
 import { useBackend } from '../../src/backend/index.js';
-import { main } from '../../src/cli.js';
 import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
 
 let root = '';
@@ -15,24 +15,8 @@ let r18: RunFixture;
 let b3: RunFixture;
 let image = '';
 
-/** Run the CLI and capture what it writes. */
-async function osteo(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
-  process.stdout.write = ((chunk: string | Uint8Array) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string | Uint8Array) => (err.push(String(chunk)), true)) as typeof process.stderr.write;
-  const log = console.log;
-  console.log = (...args: unknown[]) => out.push(args.join(' ') + '\n');
-  try {
-    const code = await main([...argv, '--backend', 'wasm']);
-    return { code, stdout: out.join(''), stderr: err.join('') };
-  } finally {
-    process.stdout.write = write.out;
-    process.stderr.write = write.err;
-    console.log = log;
-  }
-}
+/** Run the CLI in-process on wasm and capture what it writes. */
+const osteo = (...argv: string[]) => captureMain([...argv, '--backend', 'wasm']);
 
 setupOnce(test, async () => {
   await useBackend('wasm');

@@ -9,7 +9,7 @@ import { resolveTrainConfig } from '../../src/config/index.js';
 import { getModel, type ModelName } from '../../src/models/index.js';
 import { saveCheckpoint, writeRunConfig } from '../../src/runs/index.js';
 import { loadStateDict, modelToStateDict, type StateDict } from '../../src/weights/index.js';
-import { seeded } from './helpers.js';
+import { randomSource } from '../helpers/random.js';
 
 export interface RunFixture {
   dir: string;
@@ -26,7 +26,7 @@ export async function writeRunFixture(dir: string, model: ModelName, options: { 
   const entry = getModel(model);
   const built = entry.build({ imageSize: options.imageSize, seed: options.seed });
   const dict: StateDict = await modelToStateDict(built, entry.name);
-  const rng = seeded(options.seed);
+  const rng = randomSource(options.seed);
   for (const [key, tensor] of dict) {
     if (tensor.dtype !== 'float32') continue;
     const data = tensor.data as Float32Array;
@@ -54,7 +54,7 @@ export async function writeRunFixture(dir: string, model: ModelName, options: { 
 
 /** A deterministic RGB "radiograph-like" PNG: smooth bands, a bright bone-like bar, texture. */
 export async function writeTestImage(file: string, width: number, height: number, seed = 1): Promise<void> {
-  const rng = seeded(seed);
+  const rng = randomSource(seed);
   const pixels = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y++)
     for (let x = 0; x < width; x++) {

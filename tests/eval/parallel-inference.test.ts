@@ -9,12 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { captureMain } from '../helpers/cli.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { parse } from 'csv-parse/sync';
 import { setupOnce } from './helpers.js';
 import { useBackend, type BackendCapabilities, type BackendHandle } from '../../src/backend/index.js';
 import { classNames, preprocessForModel } from '../../src/data/index.js';
-import { main } from '../../src/cli.js';
 import { DataError } from '../../src/util/index.js';
 import { readSafetensors, writeSafetensors } from '../../src/weights/index.js';
 import { evaluateRuns, type EvaluateOptions } from '../../src/eval/evaluate.js';
@@ -210,17 +210,8 @@ test('non-finite outputs: the same error naming the model and its file, with wor
   assert.is(errors[1]!.message, errors[0]!.message);
 });
 
-/** Run the CLI in-process, capturing stderr. */
-async function osteo(...argv: string[]): Promise<{ code: number; stderr: string }> {
-  const err: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((chunk: string | Uint8Array) => (err.push(String(chunk)), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main([...argv, '--backend', 'wasm']), stderr: err.join('') };
-  } finally {
-    process.stderr.write = write;
-  }
-}
+/** Run the CLI in-process on wasm, capturing what it prints. */
+const osteo = (...argv: string[]) => captureMain([...argv, '--backend', 'wasm']);
 
 test('--workers beyond the cores is refused naming the flag, before any model is loaded (eval and predict)', async () => {
   const cores = availableParallelism();

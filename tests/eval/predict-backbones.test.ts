@@ -9,8 +9,8 @@
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { captureMain } from '../helpers/cli.js';
 import { useBackend } from '../../src/backend/index.js';
-import { main } from '../../src/cli.js';
 import { dashboardFileOf } from '../../src/eval/index.js';
 import { listModels, transformAt } from '../../src/models/index.js';
 import { fixtureDir, once, referenceTest, runPython, temporaryDirectory } from '../fixtures/torch/python.js';
@@ -21,20 +21,8 @@ const tolerance = 1e-4;
 const models = listModels().filter((entry) => dashboardFileOf(entry.name) === undefined);
 const dir = temporaryDirectory('predict-backbones');
 
-/** Run the CLI in-process and capture stdout. */
-async function osteo(...argv: string[]): Promise<{ code: number; stdout: string }> {
-  const out: string[] = [];
-  const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
-  process.stdout.write = ((chunk: string | Uint8Array) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
-  process.stderr.write = (() => true) as typeof process.stderr.write;
-  try {
-    const code = await main([...argv, '--backend', 'wasm']);
-    return { code, stdout: out.join('') };
-  } finally {
-    process.stdout.write = write.out;
-    process.stderr.write = write.err;
-  }
-}
+/** Run the CLI in-process on wasm, capturing what it prints. */
+const osteo = (...argv: string[]) => captureMain([...argv, '--backend', 'wasm']);
 
 const pythonProbabilities = `
 import json, sys

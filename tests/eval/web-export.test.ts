@@ -11,7 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { setupOnce } from './helpers.js';
 import { useBackend, type BackendHandle } from '../../src/backend/index.js';
-import { main } from '../../src/cli.js';
+import { captureMain } from '../helpers/cli.js';
 import { getModel } from '../../src/models/index.js';
 import { UserError } from '../../src/util/index.js';
 import { writeFolderStaged } from '../../src/eval/export.js';
@@ -138,17 +138,12 @@ test('a failure while writing leaves the previous export whole and no staging fo
 });
 
 test('the CLI: --format web needs --out; several --run only with web', async () => {
-  const err: string[] = [];
-  const write = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((chunk: string | Uint8Array) => (err.push(String(chunk)), true)) as typeof process.stderr.write;
-  try {
-    assert.is(await main(['export', '--run', runA.dir, '--format', 'web', '--backend', 'wasm']), 1);
-    assert.match(err.join(''), /--format web needs --out DIR/);
-    assert.is(await main(['export', '--run', runA.dir, '--run', runB.dir, '--format', 'pth', '--backend', 'wasm']), 1);
-    assert.match(err.join(''), /several --run go with --format web/);
-  } finally {
-    process.stderr.write = write;
-  }
+  const noOut = await captureMain(['export', '--run', runA.dir, '--format', 'web', '--backend', 'wasm']);
+  assert.is(noOut.code, 1);
+  assert.match(noOut.stderr, /--format web needs --out DIR/);
+  const several = await captureMain(['export', '--run', runA.dir, '--run', runB.dir, '--format', 'pth', '--backend', 'wasm']);
+  assert.is(several.code, 1);
+  assert.match(several.stderr, /several --run go with --format web/);
 });
 
 test.run();

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { captureMain, osteoArgv } from '../helpers/cli.js';
 import { UserError } from '../../src/util/index.js';
 import { synthesizePhantom } from '../../src/data/index.js';
 import { resolveCvConfig } from '../../src/config/index.js';
-import { main } from '../../src/cli.js';
 import { useBackend } from '../../src/backend/index.js';
 import { buildCvReport, collectCv, compareCv, cvCsv, cvEntryNames, cvExperimentFromConfig, ensembleEntry, formatCvReport, runCv, shardJobs, type JobPredictions } from '../../src/pipeline/index.js';
 import { builtInMetrics, MetricRegistry, type MetricRecord } from '../../src/report/index.js';
@@ -139,29 +139,11 @@ test('shards deal the plan round-robin; names stay unique; the settings are vali
   assert.throws(() => resolveCvConfig({ data: 'd' }), /missing required key "model"/);
 });
 
-/** Run the CLI in-process, capturing what it prints. */
-async function quietly(run: () => Promise<number>): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
-  const log = console.log;
-  process.stdout.write = ((chunk: string | Uint8Array) => (out.push(String(chunk)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string | Uint8Array) => (err.push(String(chunk)), true)) as typeof process.stderr.write;
-  console.log = (...args: unknown[]) => out.push(args.join(' ') + '\n');
-  try {
-    return { code: await run(), stdout: out.join(''), stderr: err.join('') };
-  } finally {
-    process.stdout.write = write.out;
-    process.stderr.write = write.err;
-    console.log = log;
-  }
-}
-
 test('osteo cv: a missing --model is named; collect of a folder that is not a CV run says so', async () => {
-  const missing = await quietly(() => main(['cv', '--data', 'nowhere']));
+  const missing = await captureMain(['cv', '--data', 'nowhere']);
   assert.is(missing.code, 1);
   assert.match(missing.stderr, /missing required key "model"/);
-  const notCv = await quietly(() => main(['cv', 'collect', tmpdir()]));
+  const notCv = await captureMain(['cv', 'collect', tmpdir()]);
   assert.is(notCv.code, 1);
   assert.match(notCv.stderr, /is not a CV folder: .*plan\.json is missing/);
 });
@@ -203,8 +185,8 @@ test('cv end to end on a phantom: 3 folds, sharded and collected = unsharded bit
     }
     // The last shard and the collect through the command line, as a scheduler runs them.
     const shardFlags = ['--model', 'resnet18', '--data', data, '--out', sharded, '--folds', '3', '--image-size', '32', '--epochs', '1', '--batch-size', '8', '--workers', '1', '--backend', 'wasm', '--resamples', '200', '--set', 'augment=none'];
-    assert.is((await quietly(() => main(['cv', ...shardFlags, '--shard', '3/3']))).code, 0);
-    const cli = await quietly(() => main(['cv', 'collect', sharded, '--json']));
+    assert.is((await captureMain(['cv', ...shardFlags, '--shard', '3/3'])).code, 0);
+    const cli = await captureMain(['cv', 'collect', sharded, '--json']);
     assert.is(cli.code, 0, cli.stderr);
     assert.equal(JSON.parse(cli.stdout).rows, (await jsonOf(whole)).rows);
     const collected = await collectCv(sharded);
@@ -232,7 +214,7 @@ test('cv end to end on a phantom: 3 folds, sharded and collected = unsharded bit
 
     // In a new process whose runs are all finished, nothing trains: evaluation still finds its backend.
     await rm(join(killed, 'result.json'));
-    const child = spawnSync(process.execPath, ['dist/cli.js', 'cv', ...['--model', 'resnet18', '--data', data, '--out', whole, '--folds', '3', '--image-size', '32', '--epochs', '1'], ...['--batch-size', '8', '--workers', '1', '--backend', 'wasm', '--resamples', '200', '--set', 'augment=none', '--json']], { encoding: 'utf8' });
+    const child = spawnSync(process.execPath, osteoArgv(['cv', ...['--model', 'resnet18', '--data', data, '--out', whole, '--folds', '3', '--image-size', '32', '--epochs', '1'], ...['--batch-size', '8', '--workers', '1', '--backend', 'wasm', '--resamples', '200', '--set', 'augment=none', '--json']]), { encoding: 'utf8' });
     assert.is(child.status, 0, child.stderr);
     assert.equal((JSON.parse(child.stdout) as { jobs: { status: string }[] }).jobs.map((j) => j.status), ['reused', 'done', 'reused']);
     assert.equal(JSON.parse(await readFile(join(killed, 'result.json'), 'utf8')).probabilities, JSON.parse(before).probabilities, 'the same result from another process');

@@ -17,12 +17,12 @@ import {
   type MetricRecord,
 } from '../../src/report/index.js';
 import { UserError } from '../../src/util/index.js';
-import { seeded } from '../eval/helpers.js';
+import { randomSource } from '../helpers/random.js';
 
 const classNames = ['Normal', 'Osteopenia', 'Osteoporosis'];
 
 function randomProbabilities(n: number, seed: number): { probabilities: Float32Array; labels: number[] } {
-  const rng = seeded(seed);
+  const rng = randomSource(seed);
   const labels = Array.from({ length: n }, () => Math.floor(rng.next() * 3));
   const probabilities = new Float32Array(n * 3);
   labels.forEach((y, i) => {

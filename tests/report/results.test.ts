@@ -20,14 +20,14 @@ import {
   type EvaluationReport,
   type MetricRecord,
 } from '../../src/report/index.js';
-import { seeded } from '../eval/helpers.js';
+import { randomSource } from '../helpers/random.js';
 import { parseCsvRecords } from '../../src/util/index.js';
 
 const classNames = ['Normal', 'Osteopenia', 'Osteoporosis'] as const;
 
 function fixture(registry?: MetricRegistry): EvaluationReport {
   const labels = [0, 0, 0, 1, 1, 1, 2, 2, 2, 2];
-  const rng = seeded(5);
+  const rng = randomSource(5);
   const member = (skill: number) => {
     const p = new Float32Array(labels.length * 3);
     labels.forEach((y, i) => {
@@ -49,9 +49,9 @@ function fixture(registry?: MetricRegistry): EvaluationReport {
     bootstrap: { resamples: 200, seed: 1 },
     images: labels.map((label, i) => ({ path: `img/${i}.png`, label })),
     models: [
-      summarize('resnet18', 'model', a, labels, 3, { rng: seeded(1), resamples: 200, run: 'runs/a', classNames, ...(registry ? { registry } : {}) }),
-      summarize('resnet50', 'model', b, labels, 3, { rng: seeded(1), resamples: 200, run: 'runs/b', classNames, ...(registry ? { registry } : {}) }),
-      summarize('ensemble (soft vote)', 'ensemble', ensemble, labels, 3, { rng: seeded(1), resamples: 200, classNames, ...(registry ? { registry } : {}) }),
+      summarize('resnet18', 'model', a, labels, 3, { rng: randomSource(1), resamples: 200, run: 'runs/a', classNames, ...(registry ? { registry } : {}) }),
+      summarize('resnet50', 'model', b, labels, 3, { rng: randomSource(1), resamples: 200, run: 'runs/b', classNames, ...(registry ? { registry } : {}) }),
+      summarize('ensemble (soft vote)', 'ensemble', ensemble, labels, 3, { rng: randomSource(1), resamples: 200, classNames, ...(registry ? { registry } : {}) }),
     ],
   };
 }
@@ -199,7 +199,7 @@ test('the default registry keeps the published table, results.csv and --json in 
   // The accuracy interval is bootstrapAccuracy's for the same generator: the registry's bootstrap draws images in its order.
   const m = report.models[0]!;
   const correct = Array.from(m.predictions, (p, i) => p === report.images[i]!.label);
-  assert.equal(m.accuracyInterval, bootstrapAccuracy(correct, { rng: seeded(1), resamples: 200 }));
+  assert.equal(m.accuracyInterval, bootstrapAccuracy(correct, { rng: randomSource(1), resamples: 200 }));
 });
 
 test('names from outside: formulas neutralised in results.csv and predictions.csv, control characters escaped in the table', () => {

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { bootstrapAccuracy, calibration, negativeLogLikelihood, oneVsRestAuc, percentile, rocCurve } from '../../src/report/stats.js';
-import { seeded } from '../eval/helpers.js';
+import { randomSource } from '../helpers/random.js';
 
 const close = (actual: number | null, expected: number, what: string, tol = 1e-12) =>
   assert.ok(actual !== null && Math.abs(actual - expected) <= tol, `${what}: ${actual} ≠ ${expected}`);
@@ -13,16 +13,16 @@ test('percentile interpolates like numpy', () => {
 });
 
 test('bootstrap: degenerate cases are exact, seeds reproduce, width matches the normal approximation', () => {
-  const allRight = bootstrapAccuracy(new Array(50).fill(true), { rng: seeded(1), resamples: 200 });
+  const allRight = bootstrapAccuracy(new Array(50).fill(true), { rng: randomSource(1), resamples: 200 });
   assert.equal([allRight.lower, allRight.upper], [1, 1]);
-  const allWrong = bootstrapAccuracy(new Array(50).fill(0), { rng: seeded(1), resamples: 200 });
+  const allWrong = bootstrapAccuracy(new Array(50).fill(0), { rng: randomSource(1), resamples: 200 });
   assert.equal([allWrong.lower, allWrong.upper], [0, 0]);
 
   const n = 400;
   const correct = Array.from({ length: n }, (_, i) => i % 5 !== 0); // accuracy 0.8
-  const a = bootstrapAccuracy(correct, { rng: seeded(7), resamples: 2000 });
-  const b = bootstrapAccuracy(correct, { rng: seeded(7), resamples: 2000 });
-  const c = bootstrapAccuracy(correct, { rng: seeded(8), resamples: 2000 });
+  const a = bootstrapAccuracy(correct, { rng: randomSource(7), resamples: 2000 });
+  const b = bootstrapAccuracy(correct, { rng: randomSource(7), resamples: 2000 });
+  const c = bootstrapAccuracy(correct, { rng: randomSource(8), resamples: 2000 });
   assert.equal(a, b, 'same seed, same interval');
   assert.ok(a.lower !== c.lower || a.upper !== c.upper, 'another seed resamples differently');
   const halfWidth = 1.96 * Math.sqrt((0.8 * 0.2) / n); // ≈ 0.039
@@ -44,7 +44,7 @@ test('ROC AUC: hand case with a tie across classes counts half', () => {
 });
 
 test('AUC equals the Mann-Whitney pair count on random scores with many ties', () => {
-  const rng = seeded(3);
+  const rng = randomSource(3);
   const scores = Array.from({ length: 300 }, () => Math.round(rng.next() * 10) / 10);
   const positive = scores.map((s) => rng.next() < 0.3 + 0.4 * s);
   let wins = 0;

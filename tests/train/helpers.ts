@@ -1,7 +1,5 @@
 /** Shared fixtures of the training tests: a small phantom dataset, configs at tiny sizes, weight comparisons. */
 import { copyFileSync, mkdirSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { useBackend, type BackendHandle } from '../../src/backend/index.js';
@@ -17,11 +15,6 @@ import { readSafetensors, type StateDict } from '../../src/weights/index.js';
 export function memo<T>(make: () => Promise<T>): () => Promise<T> {
   let made: Promise<T> | undefined;
   return () => (made ??= make());
-}
-
-export async function tempDir(prefix = 'osteo-train-'): Promise<{ path: string; cleanup: () => Promise<void> }> {
-  const path = await mkdtemp(join(tmpdir(), prefix));
-  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
 }
 
 /**

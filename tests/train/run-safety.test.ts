@@ -15,6 +15,8 @@ import { basename, dirname, join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { useBackend } from '../../src/backend/index.js';
+import { osteoArgv } from '../helpers/cli.js';
+import { refusal } from '../helpers/refusal.js';
 import { resolveTrainConfig } from '../../src/config/index.js';
 import { splitDataset, synthesizePhantom } from '../../src/data/index.js';
 import { getModel } from '../../src/models/index.js';
@@ -22,7 +24,8 @@ import { readRunConfigJson, readRunSplit, runLockPath } from '../../src/runs/ind
 import { trainModel, type TrainEvent } from '../../src/train/index.js';
 import { UserError } from '../../src/util/index.js';
 import { modelToStateDict, writeSafetensors } from '../../src/weights/index.js';
-import { assertSameDict, memo, wasm, readWeights, tempDir, tinyConfig } from './helpers.js';
+import { assertSameDict, memo, wasm, readWeights, tinyConfig } from './helpers.js';
+import { tempDir } from '../helpers/temp.js';
 
 const workspace = memo(() => tempDir('osteo-run-safety-'));
 test.after(async () => {
@@ -41,18 +44,6 @@ async function ownPhantom(name: string): Promise<string> {
   const copy = await folder(name);
   await cp(await phantom(), copy, { recursive: true });
   return copy;
-}
-
-async function refused(work: Promise<unknown>, ...patterns: RegExp[]): Promise<string> {
-  try {
-    await work;
-  } catch (error) {
-    assert.instance(error, UserError, `expected a UserError, got ${(error as Error).stack}`);
-    for (const pattern of patterns) assert.match((error as Error).message, pattern);
-    return (error as Error).message;
-  }
-  assert.unreachable('expected a refusal');
-  return '';
 }
 
 /** `osteo train --resume --out RUN [--max-steps N]`, as the command resolves it. */
@@ -104,7 +95,7 @@ test('a re-split dataset: --resume is refused naming both hashes, and the run is
   await splitDataset({ dataDir: data, val: 0.25, test: 0.1, seed: 7 });
   const after = createHash('sha256').update(readFileSync(join(data, 'splits.csv'))).digest('hex');
   assert.is.not(after, before);
-  await refused(trainModel(await resumeConfig(run), { backend: await wasm(), resume: true }), new RegExp(`splits\\.csv has changed since .*SHA-256 ${before} then, ${after} now`), /Restore the original splits\.csv, or start a new run/);
+  await refusal(trainModel(await resumeConfig(run), { backend: await wasm(), resume: true }), new RegExp(`splits\\.csv has changed since .*SHA-256 ${before} then, ${after} now`), /Restore the original splits\.csv, or start a new run/);
   assert.ok((await readFile(join(run, 'last', 'state.json'))).equals(state));
   assert.not.ok(existsSync(runLockPath(run)));
 });
@@ -112,7 +103,7 @@ test('a re-split dataset: --resume is refused naming both hashes, and the run is
 test('what can fail is checked before the run folder exists: a missing manifest, a bad --pretrained, --out under a file', async () => {
   const data = await phantom();
   const none = await folder('no-manifest-run');
-  await refused(trainModel(await tinyConfig(await folder('no-such-dataset'), none), { backend: await wasm() }), /no split manifest/);
+  await refusal(trainModel(await tinyConfig(await folder('no-such-dataset'), none), { backend: await wasm() }), /no split manifest/);
   assert.not.ok(existsSync(none));
 
   // a checkpoint missing a backbone key: read, shape-checked, refused — no run folder
@@ -123,7 +114,7 @@ test('what can fail is checked before the run folder exists: a missing manifest,
   const broken = await folder('broken.safetensors');
   await writeSafetensors(broken, dict);
   const pretrainedRun = await folder('bad-pretrained-run');
-  await refused(trainModel(await tinyConfig(data, pretrainedRun, { pretrained: broken, maxSteps: '1' }), { backend: await wasm() }), /do not fit resnet18: missing keys: layer1\.0\.conv1\.weight/);
+  await refusal(trainModel(await tinyConfig(data, pretrainedRun, { pretrained: broken, maxSteps: '1' }), { backend: await wasm() }), /do not fit resnet18: missing keys: layer1\.0\.conv1\.weight/);
   assert.not.ok(existsSync(pretrainedRun));
   const missingRun = await folder('missing-pretrained-run');
   try {
@@ -137,7 +128,7 @@ test('what can fail is checked before the run folder exists: a missing manifest,
   const file = await folder('a-file');
   await writeFile(file, 'not a folder');
   for (const out of [file, join(file, 'run')]) {
-    await refused(trainModel(await tinyConfig(data, out, { maxSteps: '1' }), { backend: await wasm() }), new RegExp(`^${escape(file)} is a file, but .* needs it to be a folder`));
+    await refusal(trainModel(await tinyConfig(data, out, { maxSteps: '1' }), { backend: await wasm() }), new RegExp(`^${escape(file)} is a file, but .* needs it to be a folder`));
   }
   assert.is(readFileSync(file, 'utf8'), 'not a folder');
 });
@@ -154,14 +145,14 @@ const tfjsNodeInstalled = (() => {
   const run = await folder('absent-backend-run');
   // as `osteo train` does: the backend the config names is chosen before trainModel is called
   const config = await tinyConfig(await phantom(), run, { backend: 'tensorflow', maxSteps: '1' });
-  await refused((async () => trainModel(config, { backend: await useBackend(config.backend) }))());
+  await refusal((async () => trainModel(config, { backend: await useBackend(config.backend) }))());
   assert.not.ok(existsSync(run));
 });
 
 test('killed in epoch 1 after best/ but before last/ (and a stale lock): the same command restarts it from scratch, to the same result', async () => {
   const run = await folder('killed-run');
   const config = await tinyConfig(await phantom(), run, { epochs: '1' });
-  await refused(
+  await refusal(
     trainModel(config, {
     backend: await wasm(),
       fault: (name) => {
@@ -190,20 +181,20 @@ test('killed in epoch 1 after best/ but before last/ (and a stale lock): the sam
   assert.equal([again.status, again.steps], ['completed', 2]);
   assert.match(again.message, /already holds this run, trained to the end .*nothing to do/);
   assertSameDict(await readWeights(join(run, 'last', 'model.safetensors')), finishedWeights, 'a finished run is not retrained');
-  await refused(trainModel({ ...config, seed: config.seed + 1 }, { backend: await wasm() }), /already holds a training run: add --resume/);
-  await refused(trainModel({ ...config, epochs: config.epochs + 1 }, { backend: await wasm() }), /already holds a training run: add --resume/);
+  await refusal(trainModel({ ...config, seed: config.seed + 1 }, { backend: await wasm() }), /already holds a training run: add --resume/);
+  await refusal(trainModel({ ...config, epochs: config.epochs + 1 }, { backend: await wasm() }), /already holds a training run: add --resume/);
   // a folder whose config.json is not a training run's is not restarted (nothing in it is deleted)
   const foreign = await folder('foreign-run');
   await cp(join(run, 'best'), join(foreign, 'best'), { recursive: true });
   await writeFile(join(foreign, 'config.json'), '{"title": "my notes"}');
-  await refused(trainModel(await tinyConfig(await phantom(), foreign, { epochs: '1' }), { backend: await wasm() }), /config\.json is not the config of an osteo training run/);
+  await refusal(trainModel(await tinyConfig(await phantom(), foreign, { epochs: '1' }), { backend: await wasm() }), /config\.json is not the config of an osteo training run/);
   assert.equal(readdirSync(foreign).sort(), ['best', 'config.json']);
 });
 
 test('killed before any checkpoint: --resume restarts it too (nothing to resume, nothing to lose)', async () => {
   const run = await folder('killed-early-run');
   const config = await tinyConfig(await phantom(), run, { epochs: '1' });
-  await refused(
+  await refusal(
     trainModel(config, {
     backend: await wasm(),
       onEvent: (event) => {
@@ -249,7 +240,7 @@ test('a run being trained by a live process is refused naming its pid, and is no
     await writeFile(runLockPath(run), lock);
     const entries = readdirSync(run).sort();
     const state = await readFile(join(run, 'last', 'state.json'));
-    await refused(trainModel(await resumeConfig(run), { backend: await wasm(), resume: true }), new RegExp(`is being trained by process ${sleeper.pid}`));
+    await refusal(trainModel(await resumeConfig(run), { backend: await wasm(), resume: true }), new RegExp(`is being trained by process ${sleeper.pid}`));
     assert.equal(readdirSync(run).sort(), entries);
     assert.ok((await readFile(join(run, 'last', 'state.json'))).equals(state));
     assert.is(readFileSync(runLockPath(run), 'utf8'), lock, "the owner's lock is left in place");
@@ -263,7 +254,7 @@ test('a run being trained by a live process is refused naming its pid, and is no
 test('SIGTERM (as `timeout` sends) is handled like Ctrl-C: the step finishes, `last` is saved, the exit status is 1', async () => {
   const data = await phantom();
   const run = await folder('sigterm-run');
-  const args = ['--import', 'tsx', 'src/cli.ts', 'train', '--model', 'resnet18', '--data', data, '--out', run, '--image-size', '32', '--batch-size', '16'];
+  const args = osteoArgv(['train', '--model', 'resnet18', '--data', data, '--out', run, '--image-size', '32', '--batch-size', '16']);
   const child = spawn(process.execPath, [...args, '--backend', 'wasm', '--workers', '1', '--epochs', '3', '--set', 'augment=none'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let sent = false;

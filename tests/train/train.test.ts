@@ -27,7 +27,8 @@ import { openRun, readRunConfig, readRunConfigJson } from '../../src/runs/index.
 import { modelProvider as smallProvider } from './fixtures/small-provider.js';
 import { trainModel, type TrainEvent } from '../../src/train/index.js';
 import { modelToStateDict, writePth, writeSafetensors } from '../../src/weights/index.js';
-import { assertSameDict, memo, phantomDataset, smallModel, wasm, readWeights, sameValues, snapshotOn, tempDir, tinyConfig } from './helpers.js';
+import { assertSameDict, memo, phantomDataset, smallModel, wasm, readWeights, sameValues, snapshotOn, tinyConfig } from './helpers.js';
+import { tempDir } from '../helpers/temp.js';
 
 const workspace = memo(() => tempDir());
 test.after(async () => {

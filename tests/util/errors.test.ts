@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DataError, UserError, environmentUserError } from '../../src/util/index.js';
-import { tempDir } from '../data/helpers.js';
+import { tempDir } from '../helpers/temp.js';
 
 function systemError(code: string, fields: Record<string, string>): NodeJS.ErrnoException {
   return Object.assign(new Error(`${code}: simulated`), { code, ...fields });

@@ -7,7 +7,9 @@ import * as assert from 'uvu/assert';
 import { DataError, UserError, downloadFile } from '../../src/util/index.js';
 import { checkpointUrl, fetchCheckpoint, fetchPretrainedWeights, pretrainedPath } from '../../src/weights/fetch.js';
 import { getModel } from '../../src/models/index.js';
-import { rejects, serve, startServer, tempDir, type TestServer } from '../data/helpers.js';
+import { serve, startServer, type TestServer } from '../data/helpers.js';
+import { rejection } from '../helpers/refusal.js';
+import { tempDir } from '../helpers/temp.js';
 
 const body = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 31) % 256));
 const prefix = createHash('sha256').update(body).digest('hex').slice(0, 8);
@@ -67,9 +69,9 @@ test('a 5xx is retried; OSTEO_WEIGHTS_URL is the base when --url is not given', 
 test('hash mismatch: refused, nothing left under the real name or as a partial file', async () => {
   const dir = await tempDir();
   try {
-    await rejects(
+    await rejection(
       () => fetchCheckpoint(checkpoint, { dest: dir.path, urlBase: `${server.url}/evil`, http: fast }),
-      (e) => e instanceof DataError && e.message.includes(`does not start with ${prefix}`),
+      (e: Error) => e instanceof DataError && e.message.includes(`does not start with ${prefix}`),
     );
     assert.equal(await readdir(dir.path), []);
   } finally {
@@ -80,9 +82,9 @@ test('hash mismatch: refused, nothing left under the real name or as a partial f
 test('404 is a clear error without retry', async () => {
   const dir = await tempDir();
   try {
-    await rejects(
+    await rejection(
       () => fetchCheckpoint(checkpoint, { dest: dir.path, urlBase: `${server.url}/missing`, http: fast }),
-      (e) => e instanceof UserError && /no checkpoint at .*404/.test(e.message),
+      UserError, /no checkpoint at .*404/,
     );
     assert.is(hits(`/missing/${checkpoint.fileName}`), 1);
     assert.not.ok(existsSync(join(dir.path, checkpoint.fileName)));
@@ -96,13 +98,13 @@ test('by model name: the registry file name and hash are used (a stand-in file f
   try {
     const entry = getModel('resnet18');
     assert.is(entry.weights[0].fileName, 'resnet18-f37072fd.pth');
-    await rejects(
+    await rejection(
       () => fetchPretrainedWeights('resnet18', { dest: dir.path, urlBase: `${server.url}/registry`, http: fast }),
-      (e) => e instanceof DataError && /does not start with f37072fd/.test(e.message),
+      DataError, /does not start with f37072fd/,
     );
     assert.is(hits('/registry/resnet18-f37072fd.pth'), 1);
     assert.is(pretrainedPath('resnet18', dir.path), join(dir.path, 'resnet18-f37072fd.pth'));
-    await rejects(() => fetchPretrainedWeights('vgg16', { dest: dir.path }), (e) => e instanceof UserError && /resnet18/.test(e.message));
+    await rejection(() => fetchPretrainedWeights('vgg16', { dest: dir.path }), UserError, /resnet18/);
   } finally {
     await dir.cleanup();
   }
@@ -113,14 +115,14 @@ test("by tag name: a model's other weights (ResNet50 V1) are fetched by their ow
   try {
     assert.is(pretrainedPath('resnet50', dir.path), join(dir.path, 'resnet50-11ad3fa6.pth'));
     assert.is(pretrainedPath('resnet50.imagenet1k_v1', dir.path), join(dir.path, 'resnet50-0676ba61.pth'));
-    await rejects(
+    await rejection(
       () => fetchPretrainedWeights('resnet50.imagenet1k_v1', { dest: dir.path, urlBase: `${server.url}/registry`, http: fast }),
-      (e) => e instanceof DataError && /does not start with 0676ba61/.test(e.message),
+      (e: Error) => e instanceof DataError && /does not start with 0676ba61/.test(e.message),
     );
     assert.is(hits('/registry/resnet50-0676ba61.pth'), 1);
-    await rejects(
+    await rejection(
       () => fetchPretrainedWeights('resnet50.imagenet1k_v3', { dest: dir.path }),
-      (e) => e instanceof UserError && /unknown weights 'resnet50\.imagenet1k_v3'/.test(e.message) && e.message.includes('resnet50.imagenet1k_v1'),
+      (e: Error) => e instanceof UserError && /unknown weights 'resnet50\.imagenet1k_v3'/.test(e.message) && e.message.includes('resnet50.imagenet1k_v1'),
     );
     assert.equal(await readdir(dir.path), [], 'nothing written for a refused or unknown checkpoint');
   } finally {
@@ -136,13 +138,13 @@ test('a bad URL base (--url or OSTEO_WEIGHTS_URL) is a UserError naming the valu
       [{ urlBase: 'ftp://mirror.example/weights' }, '--url', 'ftp://mirror.example/weights'],
       [{ env: { OSTEO_WEIGHTS_URL: 'mirror/weights' } }, 'OSTEO_WEIGHTS_URL', 'mirror/weights'],
     ] as const) {
-      await rejects(
+      await rejection(
         () => fetchCheckpoint(checkpoint, { dest: join(dir.path, 'out'), http: fast, ...options }),
-        (e) => e instanceof UserError && e.message.startsWith(`${source}: '${value}'`) && /http/.test(e.message),
+        (e: Error) => e instanceof UserError && e.message.startsWith(`${source}: '${value}'`) && /http/.test(e.message),
       );
     }
     assert.equal(await readdir(dir.path), [], 'the destination folder was not created');
-    await rejects(() => downloadFile('notaurl', join(dir.path, 'x'), { retries: 0 }), (e) => e instanceof UserError && /'notaurl' is not a URL/.test(e.message));
+    await rejection(() => downloadFile('notaurl', join(dir.path, 'x'), { retries: 0 }), UserError, /'notaurl' is not a URL/);
   } finally {
     await dir.cleanup();
   }

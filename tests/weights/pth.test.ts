@@ -9,6 +9,7 @@ import zlib from 'node:zlib';
 import { test } from 'uvu';
 import yazl from 'yazl';
 import * as assert from 'uvu/assert';
+import { rejection } from '../helpers/refusal.js';
 import { DataError, UserError } from '../../src/util/index.js';
 import { readPth, readStateDict, writePth, type StateDict } from '../../src/weights/index.js';
 import { pickleStateDict } from '../../src/weights/pickle.js';
@@ -23,15 +24,6 @@ const torchFiles = once(() => {
   runPython('pth_cases.py', ['hostile', dir.path, marker]);
   return dir.path;
 });
-
-async function rejects(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as Error;
-  }
-  throw new assert.Assertion({ message: 'expected a rejection', operator: 'rejects', generated: false, actual: 'resolved', expects: 'rejected' });
-}
 
 referenceTest(test, 'reads what torch.save wrote: every dtype, views with strides and offsets, scalars, empty tensors', async () => {
   const files = torchFiles();
@@ -91,7 +83,7 @@ for (const [name, global] of [
 ] as const) {
   referenceTest(test, `a pickle that would call ${global} is refused by name, and nothing runs`, async () => {
     const path = join(torchFiles(), `${name}.pth`);
-    const error = await rejects(readPth(path));
+    const error = await rejection(readPth(path));
     assert.instance(error, DataError);
     assert.is((error as DataError).file, path);
     assert.match(error.message, `'${global}'`);
@@ -102,19 +94,19 @@ for (const [name, global] of [
 
 referenceTest(test, 'legacy, wrapped and non-dict checkpoints are refused with what to do', async () => {
   const files = torchFiles();
-  assert.match((await rejects(readPth(join(files, 'legacy.pth')))).message, /legacy \(pre-1\.6\)/);
-  const wrapped = await rejects(readPth(join(files, 'wrapped.pth')));
+  assert.match((await rejection(readPth(join(files, 'legacy.pth')))).message, /legacy \(pre-1\.6\)/);
+  const wrapped = await rejection(readPth(join(files, 'wrapped.pth')));
   assert.instance(wrapped, DataError);
   assert.match(wrapped.message, /'epoch' holds a number/);
-  const list = await rejects(readPth(join(files, 'list.pth')));
+  const list = await rejection(readPth(join(files, 'list.pth')));
   assert.match(list.message, /holds a list, not a state dict/);
 });
 
 test('a file that is not a zip, or is missing, is refused', async () => {
   const notZip = join(dir.path, 'notzip.pth');
   writeFileSync(notZip, 'hello');
-  assert.match((await rejects(readPth(notZip))).message, /not a PyTorch zip checkpoint/);
-  assert.instance(await rejects(readPth(join(dir.path, 'missing.pth'))), DataError);
+  assert.match((await rejection(readPth(notZip))).message, /not a PyTorch zip checkpoint/);
+  assert.instance(await rejection(readPth(join(dir.path, 'missing.pth'))), DataError);
 });
 
 test('a storage shorter than its tensor, or a tensor past its storage, is a DataError', async () => {
@@ -132,7 +124,7 @@ test('a storage shorter than its tensor, or a tensor past its storage, is a Data
   patched[numelOpcode + 1] = 9;
   // A crafted file, not a damaged one: its checksums agree, so only the storage-size check can catch it.
   refreshCrc(patched, 'archive/data.pkl');
-  const error = await rejects(readPth(patched));
+  const error = await rejection(readPth(patched));
   assert.instance(error, DataError);
   assert.match(error.message, /storage|past/);
 });
@@ -167,12 +159,12 @@ test('a flipped byte anywhere in a record (a weight, or the pickle) fails the zi
   assert.ok(weightAt > 0);
   const flipped = Buffer.from(bytes);
   flipped[weightAt + 3] ^= 0x01;
-  const weightError = await rejects(readPth(flipped));
+  const weightError = await rejection(readPth(flipped));
   assert.instance(weightError, DataError);
   assert.match(weightError.message, /record archive\/data\/0 fails its CRC-32 check/);
   const pickleFlipped = Buffer.from(bytes);
   pickleFlipped[pickleFlipped.indexOf(Buffer.from('fc.weight')) + 1] ^= 0x20; // 'fc' → 'fC'
-  assert.match((await rejects(readPth(pickleFlipped))).message, /record archive\/data\.pkl fails its CRC-32 check/);
+  assert.match((await rejection(readPth(pickleFlipped))).message, /record archive\/data\.pkl fails its CRC-32 check/);
 });
 
 referenceTest(test, 'readStateDict reads a .pth', async () => {
@@ -209,7 +201,7 @@ test('NaN, Infinity and a float64 beyond float32 are refused on reading, naming 
       ['fc.bias', { dtype: 'float32', shape: [2], data: Float32Array.of(0.5, 1) }],
       ['fc.weight', { dtype: 'float32', shape: [3], data: Float32Array.of(1, value, 2) }],
     ]));
-    const error = await rejects(readPth(path));
+    const error = await rejection(readPth(path));
     assert.instance(error, DataError);
     assert.is((error as DataError).file, path);
     assert.match(error.message, `fc.weight: element 1 is ${shown}`);
@@ -220,7 +212,7 @@ test('NaN, Infinity and a float64 beyond float32 are refused on reading, naming 
   const data = Buffer.alloc(16);
   data.writeDoubleLE(0.25, 0);
   data.writeDoubleLE(1e300, 8);
-  const error = await rejects(readPth(await craftedPth(doubled, [data], false)));
+  const error = await rejection(readPth(await craftedPth(doubled, [data], false)));
   assert.instance(error, DataError);
   assert.match(error.message, /layer1\.0\.conv1\.weight: element 1 is Infinity/);
   data.writeDoubleLE(-3, 8);
@@ -235,7 +227,7 @@ test('a deflated storage record that inflates past its declared numel × element
   const bomb = Buffer.concat([honest, Buffer.alloc(64 * 2 ** 20)]);
   const crafted = await craftedPth(pickle, [bomb], true);
   assert.ok(crafted.length < 2 ** 20, 'the crafted file is small');
-  const error = await rejects(readPth(crafted));
+  const error = await rejection(readPth(crafted));
   assert.instance(error, DataError);
   assert.match(error.message, /record archive\/data\/0: it inflates to more than the 16 bytes/);
 });
@@ -252,7 +244,7 @@ test('a deflated record whose zip header understates its size is stopped while i
       if (crafted.subarray(at + nameAt, at + nameAt + name.length).equals(name)) crafted.writeUInt32LE(16, at + sizeAt);
     }
   }
-  const error = await rejects(readPth(crafted));
+  const error = await rejection(readPth(crafted));
   assert.instance(error, DataError);
   assert.match(error.message, /archive\/data\/0/);
   assert.match(error.message, /inflates to more than the 16 bytes|too many bytes/);

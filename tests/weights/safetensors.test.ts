@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { rejection } from '../helpers/refusal.js';
 import { DataError } from '../../src/util/index.js';
 import { readSafetensors, readSafetensorsMetadata, readStateDict, writeSafetensors, type StateDict } from '../../src/weights/index.js';
 import { temporaryDirectory } from '../fixtures/torch/python.js';
@@ -25,16 +26,8 @@ function file(header: unknown, data: Buffer = Buffer.alloc(0)): Buffer {
   return Buffer.concat([length, json, data]);
 }
 
-async function refusal(buffer: Buffer, pattern: RegExp): Promise<void> {
-  try {
-    await readSafetensors(buffer);
-  } catch (error) {
-    assert.instance(error, DataError);
-    assert.match((error as Error).message, pattern);
-    return;
-  }
-  assert.unreachable('accepted a malformed file');
-}
+/** readSafetensors must refuse `buffer` with a DataError matching `pattern`. */
+const malformed = (buffer: Buffer, pattern: RegExp) => rejection(() => readSafetensors(buffer), DataError, pattern);
 
 test('round trip keeps keys, order, dtypes, shapes, exact values and metadata', async () => {
   const path = join(dir.path, 'model.safetensors');
@@ -86,19 +79,19 @@ test('other dtypes decode to float32 / int64 (F16, BF16, F64, I32, U8, BOOL)', a
 
 test('malformed files are DataErrors that say what is wrong', async () => {
   const four = Buffer.alloc(8);
-  await refusal(Buffer.alloc(3), /too short/);
-  await refusal(Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]), four]), /header length is larger than the file/);
-  await refusal(Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{x')]), /not JSON/);
-  await refusal(file({ w: { dtype: 'Q8', shape: [1], data_offsets: [0, 1] } }, four), /unsupported dtype/);
-  await refusal(file({ w: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, four), /needs 12/);
-  await refusal(file({ w: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, four), /past the end/);
-  await refusal(file({ w: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, four), /gap/);
-  await refusal(
+  await malformed(Buffer.alloc(3), /too short/);
+  await malformed(Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]), four]), /header length is larger than the file/);
+  await malformed(Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{x')]), /not JSON/);
+  await malformed(file({ w: { dtype: 'Q8', shape: [1], data_offsets: [0, 1] } }, four), /unsupported dtype/);
+  await malformed(file({ w: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, four), /needs 12/);
+  await malformed(file({ w: { dtype: 'F32', shape: [4], data_offsets: [0, 16] } }, four), /past the end/);
+  await malformed(file({ w: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, four), /gap/);
+  await malformed(
     file({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, four),
     /overlaps/,
   );
-  await refusal(file({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, four), /bad shape/);
-  await refusal(file([1, 2]), /not a JSON object/);
+  await malformed(file({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, four), /bad shape/);
+  await malformed(file([1, 2]), /not a JSON object/);
 });
 
 test('NaN, Infinity and an F64 beyond float32 are refused, naming the key', async () => {
@@ -106,14 +99,14 @@ test('NaN, Infinity and an F64 beyond float32 are refused, naming the key', asyn
     const data = Buffer.alloc(8);
     data.writeFloatLE(0.5, 0);
     data.writeFloatLE(value, 4);
-    await refusal(file({ 'fc.weight': { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, data), new RegExp(`fc\\.weight: element 1 is ${shown}`));
+    await malformed(file({ 'fc.weight': { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, data), new RegExp(`fc\\.weight: element 1 is ${shown}`));
   }
   const half = Buffer.alloc(2);
   half.writeUInt16LE(0x7e00); // f16 NaN
-  await refusal(file({ h: { dtype: 'F16', shape: [1], data_offsets: [0, 2] } }, half), /h: element 0 is NaN/);
+  await malformed(file({ h: { dtype: 'F16', shape: [1], data_offsets: [0, 2] } }, half), /h: element 0 is NaN/);
   const double = Buffer.alloc(8);
   double.writeDoubleLE(1e300);
-  await refusal(file({ 'bn.running_var': { dtype: 'F64', shape: [1], data_offsets: [0, 8] } }, double), /bn\.running_var: element 0 is Infinity.*float64/);
+  await malformed(file({ 'bn.running_var': { dtype: 'F64', shape: [1], data_offsets: [0, 8] } }, double), /bn\.running_var: element 0 is Infinity.*float64/);
   const path = join(dir.path, 'nan.safetensors');
   await writeSafetensors(path, new Map([['w', { dtype: 'float32', shape: [1], data: Float32Array.of(NaN) }]]));
   try {

@@ -3,7 +3,7 @@
  *
  * tfjs-backend-wasm's kernel runs a scalar loop that recomputes (x − μ)·γ/√(σ² + ε) + β per element
  * with broadcasting index arithmetic: 36 ms of a 424 ms ResNet18 inference pass over 4 images at 224²
- * (≈ 3.7 ns an element, bench/BENCHMARKS.md issue 15). Here the per-channel factors are computed once
+ * (≈ 3.7 ns an element, bench/BENCHMARKS.md, *In-step convolution throughput*). Here the per-channel factors are computed once
  * (C values, float64) and the pass is y = x·a + b with a = γ/√(σ² + ε), b = β − μ·a, the SIMD `affine`
  * loop of simd.ts over rows of C floats. Per-channel parameters only (each of size C or absent), C a
  * multiple of 4; anything else goes to the built-in.

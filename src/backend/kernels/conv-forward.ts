@@ -6,7 +6,7 @@
  * filter tensors every step, so every forward convolution first transposes the filter with a generic
  * index-walking transpose ([kh,kw,Ci,Co] → [Co,kh,kw,Ci], ≈ 2.6 ns an element) and then lets XNNPACK
  * repack it (≈ 10 ns an element). For ResNet18's layer4 (a 3×3×512×512 filter, 7×7 outputs) that is
- * 28 ms before a 26 ms convolution (bench/BENCHMARKS.md, issue 15). Here such a layer runs as im2col
+ * 28 ms before a 26 ms convolution (bench/BENCHMARKS.md, *In-step convolution throughput*). Here such a layer runs as im2col
  * (the output pixels' patches, rows of kh·kw·Ci copied in runs of kw·Ci) and one XNNPACK GEMM
  * col·W whose right operand is the filter itself, [kh·kw·Ci, Co]: the fully-connected operator packs
  * it once in a single pass (≈ 3 ns an element) and caches the packed copy on the filter tensor, so a
