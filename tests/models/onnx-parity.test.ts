@@ -17,10 +17,11 @@ import { createOnnxSession, useBackend } from '../../src/backend/index.js';
 import { listModels } from '../../src/models/index.js';
 import { buildWithWeights, modelToOnnx, readPth } from '../../src/weights/index.js';
 import { testWith } from '../helpers/requirements.js';
-import { once, onnxPython, referenceTest, runPython, temporaryDirectory } from '../fixtures/torch/python.js';
+import { onnxPython, referenceTest, runPython, temporaryDirectory } from '../fixtures/torch/python.js';
+import { paritySizes, torchvisionFiles } from '../fixtures/torch/torchvision-files.js';
 
 const tolerance = 1e-4;
-const sizes = [64, 65, 224];
+const sizes = paritySizes;
 /** The sizes where the tfjs model runs too (at 224 px parity.test.ts already ties tfjs to PyTorch). */
 const tfjsSizes = new Set([64, 65]);
 const report = process.env['OSTEO_PARITY_REPORT'] === '1';
@@ -42,11 +43,6 @@ function maxAbsDiff(a: Float32Array, b: ArrayLike<number>): number {
 
 test.before.each(async () => {
   await useBackend('wasm');
-});
-
-const torchvisionFiles = once(() => {
-  runPython('reference.py', ['export', dir.path, ...models.map((m) => m.name), '--sizes', sizes.join(',')]);
-  return dir.path;
 });
 
 test.after(() => {

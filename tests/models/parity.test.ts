@@ -24,10 +24,11 @@ import { useBackend } from '../../src/backend/index.js';
 import { LayerScale, listModels, SeededDropout, StochasticDepth, TorchBatchNorm, TorchLayerNorm } from '../../src/models/index.js';
 import { SeededRandom } from '../../src/models/random.js';
 import { loadStateDict, modelToStateDict, readPth, weightSlots, writePth } from '../../src/weights/index.js';
-import { once, referenceTest, runPython, temporaryDirectory } from '../fixtures/torch/python.js';
+import { referenceTest, runPython, temporaryDirectory } from '../fixtures/torch/python.js';
+import { paritySizes, torchvisionFiles } from '../fixtures/torch/torchvision-files.js';
 
 const tolerance = 1e-4;
-const sizes = [64, 65, 224];
+const sizes = paritySizes;
 const gradSize = 64;
 const gradBatch = 4;
 const gradTolerance = 1e-4;
@@ -126,12 +127,6 @@ const measured: string[] = [];
 // before.each fails the test (useBackend returns at once when the backend is already in use).
 test.before.each(async () => {
   await useBackend('wasm');
-});
-
-/** The torchvision-written .pth files, inputs and logits, made by the first test that reads them. */
-const torchvisionFiles = once(() => {
-  runPython('reference.py', ['export', dir.path, ...models.map((m) => m.name), '--sizes', sizes.join(',')]);
-  return dir.path;
 });
 
 test.after(() => {

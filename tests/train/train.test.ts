@@ -185,9 +185,10 @@ test('a NaN loss stops the run naming epoch and step, and leaves the last checkp
   await cp(epoch2, join(run, 'last'), { recursive: true });
   await cp(join(uninterrupted, 'config.json'), join(run, 'config.json'));
   // A checkpoint whose classifier is float32's largest value throughout (a NaN weight is refused on
-  // reading): the logits overflow to +Infinity, so the first step's loss is NaN.
+  // reading): the logits overflow to +Infinity, so the first step's loss is NaN. The small model
+  // keeps tfjs's own weight names (fc.kernel).
   const weights = await readWeights(join(run, 'last', 'model.safetensors'));
-  (weights.get('fc.weight')!.data as Float32Array).fill(3.4028234663852886e38);
+  (weights.get('fc.kernel')!.data as Float32Array).fill(3.4028234663852886e38);
   (weights.get('fc.bias')!.data as Float32Array).fill(3.4028234663852886e38);
   await writeSafetensors(join(run, 'last', 'model.safetensors'), weights);
   const before = await Promise.all(['model.safetensors', 'optimizer.safetensors', 'state.json'].map((f) => readFile(join(run, 'last', f))));
