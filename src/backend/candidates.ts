@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { errorMessage } from '../util/index.js';
 import { registerWasmTrainingKernels } from './kernels/index.js';
+import type { OnnxModelLabel, OnnxProvider, OnnxSession } from './onnxruntime.js';
 import { registerWebgpuTrainingKernels } from './kernels/webgpu/index.js';
 import {
   describeAdapter,
@@ -62,8 +63,24 @@ export interface BackendFaults {
   takePending?(): Error | undefined;
 }
 
+/**
+ * The sessions of an onnxruntime execution provider. A candidate whose inference runs as ONNX graphs
+ * carries one; the engine room builds its inference engine on it (and never imports onnxruntime).
+ */
+export interface OnnxSessions {
+  readonly provider: OnnxProvider;
+  /** intra-op threads a session computes on unless asked for another count */
+  defaultThreads(): number;
+  /** A session of `model` (an ONNX graph's bytes) on this provider; failures are UserErrors naming `label`. */
+  create(model: Uint8Array, options: { threads?: number; label: OnnxModelLabel }): Promise<OnnxSession>;
+}
+
 export interface BackendCapabilities {
   workerThreads: WorkerThreads;
+  /** present where trained models run as ONNX graphs in onnxruntime (inference); absent: the tfjs engines */
+  onnxSessions?: OnnxSessions;
+  /** false: the candidate cannot train (auto passes over it for training, a named request for training is refused); default true */
+  trains?: boolean;
   /** undefined: no bound osteo knows of (the backend's own allocator reports exhaustion) */
   activationMemory?: ActivationMemory;
   /** undefined: no failure is recognised and each surfaces as it is */

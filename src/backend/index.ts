@@ -12,6 +12,7 @@ export {
   type BackendPreference,
   type BackendFaults,
   type BackendRequest,
+  type OnnxSessions,
   type WorkerThreads,
 } from './candidates.js';
 export {
