@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { BackendHandle } from '../backend/index.js';
-import type { EvalTransform } from '../data/index.js';
+import { numClasses as classCount, type EvalTransform } from '../data/index.js';
 import { evalOptions } from '../config/index.js';
 import { DataError, UserError } from '../util/index.js';
 import { getModel, transformAt, type ModelName } from '../models/index.js';
@@ -66,7 +66,7 @@ export async function loadRunForInference(dir: string, options: LoadOptions): Pr
   const { config, transform } = await openRun(dir, which);
   const file = runWeightsPath(dir, which);
   if (options.imageSize !== undefined && options.imageSize !== config.imageSize) options.onWarning?.(sizeMismatch(`run ${dir}`, config.imageSize, options.imageSize));
-  const loaded = await buildFromFile(config.model, file, options.imageSize === undefined ? transform : transformAt(transform, options.imageSize), config.numClasses, options);
+  const loaded = await buildFromFile(config.model, file, options.imageSize === undefined ? transform : transformAt(transform, options.imageSize), classCount, options);
   return { ...loaded, run: resolve(dir) };
 }
 
@@ -119,18 +119,18 @@ export async function exportedTransform(weightsFile: string, modelName: ModelNam
 }
 
 /**
- * A torchvision-keyed weights file (.pth or .safetensors) for a named architecture; 3 classes unless
- * told. The preprocessing is what an `osteo export` metadata.json beside the file records, else the
+ * A torchvision-keyed weights file (.pth or .safetensors) for a named architecture, with osteo's
+ * classes. The preprocessing is what an `osteo export` metadata.json beside the file records, else the
  * transform of the architecture's default weights; a different --image-size scales it (same ratio
  * and normalization) and, against a recorded size, is warned about.
  */
-export async function loadWeightsFile(modelName: string, weightsFile: string, options: Omit<LoadOptions, 'checkpoint'> & { numClasses?: number }): Promise<LoadedModel> {
+export async function loadWeightsFile(modelName: string, weightsFile: string, options: Omit<LoadOptions, 'checkpoint'>): Promise<LoadedModel> {
   const entry = getModel(modelName);
-  const { imageSize, numClasses = 3 } = options;
+  const { imageSize } = options;
   const recorded = await exportedTransform(weightsFile, entry.name);
   if (imageSize !== undefined && recorded !== undefined && imageSize !== recorded.crop) options.onWarning?.(sizeMismatch(`${weightsFile} (its metadata.json)`, recorded.crop, imageSize));
   const transform = recorded ?? transformAt(entry.weights[0].evalTransform);
-  return buildFromFile(entry.name, weightsFile, imageSize === undefined ? transform : transformAt(transform, imageSize), numClasses, options);
+  return buildFromFile(entry.name, weightsFile, imageSize === undefined ? transform : transformAt(transform, imageSize), classCount, options);
 }
 
 /**

@@ -14,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { loadAugmentConfig, parseSavedTrainConfig, readConfigFile, type TrainConfig } from '../config/index.js';
-import type { EvalTransform } from '../data/index.js';
+import { numClasses, type EvalTransform } from '../data/index.js';
 import { DataError, UserError } from '../util/index.js';
 import { getModel, type ModelEntry, type ModelName } from '../models/index.js';
 import { checkpointDir, checkpointFiles, type CheckpointName } from './checkpoint.js';
@@ -90,7 +90,7 @@ export async function openRun(dir: string, which: CheckpointName = 'best'): Prom
       : 'it has no checkpoint at all: train it (`osteo train --resume`) until it saves one';
     throw new UserError(`run ${dir} has no ${which} checkpoint (${weights}): ${hint}`);
   }
-  return { dir: resolve(dir), config, model: config.model, imageSize: config.imageSize, transform: config.transform, numClasses: config.numClasses };
+  return { dir: resolve(dir), config, model: config.model, imageSize: config.imageSize, transform: config.transform, numClasses };
 }
 
 export interface RunModel {

@@ -223,7 +223,7 @@ function optimizerOf(config: TrainConfig): OptimizerConfig {
 function createStageEngine(config: TrainConfig, options: TrainOptions, data: TrainData, stage: Stage): Promise<Engine> {
   return createEngine({
     model: config.model,
-    build: { imageSize: config.imageSize, numClasses: config.numClasses, freezeUntil: frozenUntil(config, stage), seed: config.seed },
+    build: { imageSize: config.imageSize, numClasses, freezeUntil: frozenUntil(config, stage), seed: config.seed },
     backend: options.backend,
     providerModule: options.providerModule,
     workers: config.workers,
