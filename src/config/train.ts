@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { backendCandidates, backendPreferences, type WorkerThreads } from '../backend/index.js';
+import { backendCandidates, backendPreferences, type BackendCandidate, type WorkerThreads } from '../backend/index.js';
 import { augmentConfigSchema, type AugmentConfig, type EvalTransform } from '../data/index.js';
 import { monitorMetrics, type MonitorMetric } from '../report/index.js';
 import { UserError, errorMessage } from '../util/index.js';
@@ -204,7 +204,9 @@ function checkWorkers(config: TrainConfigInput, fail: (key: string, message: str
 export function workersProblem(workers: number, backend: string): string | undefined {
   const cores = availableParallelism();
   if (workers > cores) return `${workers} is more than this machine runs at once (${cores}, os.availableParallelism()): use at most ${cores}`;
-  const candidate = backendCandidates.find((c) => c.backend === backend);
+  const candidate: BackendCandidate | undefined = backendCandidates.find((c) => c.backend === backend);
+  // onnxruntime runs trained models only, and there --workers is its intra-op thread count
+  if (candidate?.capabilities.onnxSessions) return undefined;
   const threads: WorkerThreads | undefined = candidate?.capabilities.workerThreads;
   if (threads && !threads.trainsInWorkers && workers > 1) return `the ${backend} backend trains in one process (${threads.why}): use 1, or a backend that trains in worker threads`;
   return undefined;
