@@ -335,7 +335,8 @@ export async function useBackends(preference: string = 'auto', env: BackendEnvir
  * backend to build models on. An engine calls it before it builds a model; a no-op when it already is.
  */
 export async function activateBackend(handle: BackendHandle): Promise<void> {
-  const candidate = chosenCandidates.get(handle);
+  // a handle copied or rebuilt from its name (a worker thread's) is found by that name
+  const candidate: BackendCandidate | undefined = chosenCandidates.get(handle) ?? backendCandidates.find((c) => c.backend === handle.name);
   if (candidate && runtimeOf(candidate).isActive(candidate)) {
     if ((candidate.kind ?? 'tfjs') !== 'tfjs') await ensureHostBackend();
     return;

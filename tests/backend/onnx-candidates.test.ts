@@ -11,12 +11,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { createOnnxSession, nodeEnvironment, onnxRuntimeInfo, useBackend, useBackends, type BackendEnvironment, type OnnxRuntimeModule } from '../../src/backend/index.js';
+import { activateBackend, createOnnxSession, nodeEnvironment, onnxRuntimeInfo, useBackend, useBackends, type BackendEnvironment, type OnnxRuntimeModule } from '../../src/backend/index.js';
 import { formatOnnxRuntimeInfo } from '../../src/backend/info.js';
 import { onnxSessions } from '../../src/backend/onnx-candidates.js';
 import { diagnoseOnnxCuda, probeGraph, probeOnnxWebgpuInChild } from '../../src/backend/onnx-probe.js';
 import { summarizeAdapter, type AdapterProbe } from '../../src/backend/webgpu.js';
 import type { CudaProbe } from '../../src/backend/cuda.js';
+import { captureMain } from '../helpers/cli.js';
 import { refusal } from '../helpers/refusal.js';
 import { testWith, type Requirement } from '../helpers/requirements.js';
 
@@ -186,6 +187,33 @@ test('the selection cache keeps each purpose apart, and an onnxruntime selection
   assert.is(tf.getBackend(), 'wasm', 'a tfjs selection whose backend was switched away is made again');
   assert.is(again.candidate, 'wasm');
   assert.is(await useBackend('auto', 'infer', env), infer, 'the onnxruntime one still holds');
+});
+
+test('activating an onnxruntime handle switches no tfjs backend, also for a copy of the handle; a tfjs handle is made current again', async () => {
+  const env = machine({ present: [ort, ...tfjsFallbacks], onnxCuda: noCuda12 });
+  const infer = await useBackend('onnxruntime-cpu', 'infer', env);
+  const cpu = await useBackend('cpu', 'train', env);
+  assert.is(tf.getBackend(), 'cpu');
+  await activateBackend(infer);
+  await activateBackend({ ...infer });
+  assert.is(tf.getBackend(), 'cpu', 'tfjs stays where it was: it only hosts model building beside onnxruntime');
+  await useBackend('wasm', 'train', env);
+  await activateBackend(cpu);
+  assert.is(tf.getBackend(), 'cpu');
+});
+
+test('the commands: training on onnxruntime exits 1 with what to use; osteo info --backend onnxruntime-cpu names it for inference and says training cannot use it', async () => {
+  const train = await captureMain(['train', '--model', 'resnet18', '--data', 'nowhere', '--backend', 'onnxruntime-cpu']);
+  assert.is(train.code, 1, train.stderr);
+  assert.match(train.stderr, /backend 'onnxruntime-cpu' runs trained models only .*Use --backend auto/);
+  const exported = await captureMain(['export', '--run', 'nowhere', '--format', 'pth', '--backend', 'onnxruntime']);
+  assert.is(exported.code, 1, exported.stderr);
+  assert.match(exported.stderr, /cannot train, nor build the tfjs models that training and the tfjs exports compute on/);
+  const info = await captureMain(['info', '--json', '--backend', 'onnxruntime-cpu']);
+  assert.is(info.code, 0, info.stderr);
+  const json = JSON.parse(info.stdout) as { backend: string; reason: string; training: { unavailable?: string } };
+  assert.equal([json.backend, json.reason], ['onnxruntime-cpu', 'requested with --backend onnxruntime-cpu']);
+  assert.match(json.training.unavailable ?? '', /runs trained models only/);
 });
 
 /** nvidia-smi and the loader as a machine with an H100 where the CUDA provider is installed but cuDNN 9 is not. */
