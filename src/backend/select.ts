@@ -47,7 +47,7 @@ export interface CandidateStatus {
  * into logs), it is never compared.
  */
 export interface BackendHandle {
-  /** the tfjs backend it activates: what a worker thread asks useBackend for, and what logs show */
+  /** the chosen candidate's --backend value (for a tfjs one, the tfjs backend it activates): what a worker thread asks useBackend for, and what logs show */
   readonly name: string;
   /** what was asked for (`auto`, or a backend name) */
   readonly preference: string;
