@@ -60,7 +60,7 @@ export const trainOptions = {
     "preprocessing for training and evaluation, {resize, crop, mean, std}: resize the shorter side (bilinear), centre-crop to imageSize, normalize (default: the initial weights' tag — the model's default weights unless pretrained is another tag's file — at imageSize)",
   ),
   numClasses: option(z.literal(3), 3, 'classes: Normal, Osteopenia, Osteoporosis'),
-  backend: option(z.enum(backendPreferences), 'auto', 'compute backend (the OSTEO_BACKEND variable sets it too)', { flag: '--backend <name>', runtime: true }),
+  backend: option(z.enum(backendPreferences), 'auto', 'compute backend (the OSTEO_BACKEND variable sets it too): auto trains on the best tfjs backend and validates on the best inference backend (onnxruntime where it runs); a named one computes both, and the onnxruntime ones, which only run trained models, are refused', { flag: '--backend <name>', runtime: true }),
   workers: optional(positiveInt, 'data-parallel worker threads (default: one per core on wasm, 1 elsewhere)', { flag: '--workers <n>', runtime: true }),
   augment: option(
     z.union([z.string().min(1), augmentConfigSchema]),
