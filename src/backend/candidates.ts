@@ -1,7 +1,9 @@
 /**
  * The backend candidates, one record each, most capable first: what `auto` tries in this order, the
- * package behind it, how to get it, how to make it ready, and what it can do for training. Adding a
- * backend is adding a record here; select.ts and everything above read the records and never a name.
+ * package behind it, how to get it, how to make it ready, and what it can do for training and
+ * inference. The tfjs records are here, the onnxruntime ones (inference only) in onnx-candidates.ts;
+ * `backendCandidates` puts them in one order. Adding a backend is adding a record; select.ts and
+ * everything above read the records and never a name.
  */
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
@@ -12,6 +14,7 @@ import { errorMessage } from '../util/index.js';
 import { registerWasmTrainingKernels } from './kernels/index.js';
 import type { OnnxModelLabel, OnnxProvider, OnnxSession } from './onnxruntime.js';
 import { registerWebgpuTrainingKernels } from './kernels/webgpu/index.js';
+import { onnxCpuCandidate, onnxCudaCandidate, onnxFamily, onnxWebgpuCandidate } from './onnx-candidates.js';
 import {
   describeAdapter,
   describeWebgpuFault,
@@ -30,6 +33,12 @@ export interface BackendEnvironment {
   cudaUnavailableReason(): string | null;
   /** Dawn's best adapter, looked at without loading Dawn here; undefined when the webgpu package is absent. */
   webgpuAdapter(): AdapterProbe | undefined;
+  /**
+   * null when onnxruntime's `provider` can run here (CUDA: its opt-in library, driver and CUDA 12
+   * libraries; WebGPU: a one-node graph run in a child process), else why not. Absent: nothing is
+   * known against it (onnxruntime itself then says).
+   */
+  onnxProviderUnavailableReason?(provider: 'cuda' | 'webgpu'): string | null;
   /** The candidates to choose among, most capable first (default: `backendCandidates`). */
   candidates?: readonly BackendCandidate[];
 }
@@ -38,6 +47,21 @@ export interface BackendEnvironment {
 export interface BackendRequest {
   requested: boolean;
 }
+
+/**
+ * What the caller will do with the backend. `train`: the tfjs candidates only, in training order
+ * (also what a tfjs export computes on); `infer`: every candidate, in the order of what each does for
+ * running a trained model. Both orders are `backendCandidates`' order, training skipping the
+ * candidates that do not train.
+ */
+export type BackendPurpose = 'train' | 'infer';
+
+/**
+ * How a candidate computes once chosen. `tfjs`: its package registers a tfjs backend, which becomes
+ * the thread's current one. `onnx-sessions`: onnxruntime sessions built per model, with nothing global
+ * to switch (tfjs is then only the host that builds a model for its graph and weights).
+ */
+export type CandidateKind = 'tfjs' | 'onnx-sessions';
 
 /**
  * Data parallelism. A backend that trains in worker threads runs one instance of itself per thread
@@ -90,8 +114,12 @@ export interface BackendCapabilities {
 export interface BackendCandidate {
   /** what `osteo info` lists */
   name: string;
-  /** the tfjs backend the package registers; it is also the --backend value that asks for this candidate */
+  /** the --backend value that asks for this candidate; for a tfjs candidate, also the tfjs backend its package registers */
   backend: string;
+  /** a --backend value shared with others (`onnxruntime`): it asks for the first of them auto would take */
+  family?: string;
+  /** default `tfjs` */
+  kind?: CandidateKind;
   package: string;
   /** how to get the package when it is missing or broken */
   installHint: string;
@@ -104,7 +132,7 @@ export interface BackendCandidate {
   /** Once it is the active backend. */
   activated?(): void | Promise<void>;
   /** Facts `osteo info` lists under the candidate once it is prepared (a GPU adapter's name and limits). */
-  details?(): Record<string, string> | undefined;
+  details?(env: BackendEnvironment): Record<string, string> | undefined;
   capabilities: BackendCapabilities;
 }
 
@@ -168,7 +196,8 @@ const reinstall = 'reinstall the project dependencies with `npm ci`';
  */
 const wasmActivationMemory: ActivationMemory = { budgetBytes: 3 * 1024 ** 3, bytesPerActivationFloat: 18 };
 
-export const backendCandidates = [
+/** The tfjs candidates in the order of what each can do for training. */
+export const tfjsCandidates = [
   {
     name: 'tfjs-node-gpu',
     backend: 'tensorflow',
@@ -249,13 +278,29 @@ export const backendCandidates = [
   },
 ] as const satisfies readonly BackendCandidate[];
 
-/** The tfjs backends osteo can run on; with 'auto' these are the --backend choices. */
-export type BackendName = (typeof backendCandidates)[number]['backend'];
+const [tfjsNodeGpu, tfjsWebgpu, tfjsNode, tfjsWasm, tfjsCpu] = tfjsCandidates;
+
+/**
+ * Every candidate, in auto's order for running a trained model: a hardware GPU (CUDA: onnxruntime's
+ * provider, then tfjs-node-gpu; WebGPU on a hardware adapter: onnxruntime's, then tfjs's), then the
+ * best native CPU engine (onnxruntime's MLAS, then libtensorflow), then wasm, then cpu. Without the
+ * inference-only onnxruntime ones this is the tfjs training order, unchanged.
+ */
+export const backendCandidates = [onnxCudaCandidate, tfjsNodeGpu, onnxWebgpuCandidate, tfjsWebgpu, onnxCpuCandidate, tfjsNode, tfjsWasm, tfjsCpu] as const satisfies readonly BackendCandidate[];
+
+/** The backends osteo can run on, and the families (`onnxruntime`) that name the best of several; with 'auto' these are the --backend choices. */
+export type BackendName = (typeof backendCandidates)[number]['backend'] | typeof onnxFamily;
 export type BackendPreference = 'auto' | BackendName;
 
-/** 'auto' and every candidate's backend, in candidate order. */
+/** Whether the candidate trains (the onnxruntime ones run trained models only). */
+export function candidateTrains(candidate: BackendCandidate): boolean {
+  return candidate.capabilities.trains !== false;
+}
+
+/** 'auto', the backends that train (in candidate order), then each family and the backends of the inference-only candidates. */
 export function preferencesOf(candidates: readonly BackendCandidate[]): string[] {
-  return ['auto', ...new Set(candidates.map((c) => c.backend))];
+  const rest = candidates.filter((c) => !candidateTrains(c)).flatMap((c) => (c.family ? [c.family, c.backend] : [c.backend]));
+  return ['auto', ...new Set([...candidates.filter(candidateTrains).map((c) => c.backend), ...rest])];
 }
 
 /** The --backend choices, as the non-empty tuple zod's enum and commander's choices take. */

@@ -78,7 +78,7 @@ export const cudaLibraries: readonly CudaLibrary[] = [
 /** The driver's own CUDA library, which libtensorflow opens before the others. */
 const driverLibrary = 'libcuda.so.1';
 
-type Version = readonly number[];
+export type Version = readonly number[];
 
 /**
  * The oldest drivers for CUDA 11.2 (its release notes' table), and the oldest that run a CUDA 11.1+
@@ -94,12 +94,12 @@ const newestNativeCapability: Version = [8, 6];
 /** TensorFlow 2.9 ignores a GPU below this ("The minimum required Cuda capability is 3.5"). */
 const oldestCapability: Version = [3, 5];
 
-function parseVersion(text: string | undefined): Version | undefined {
+export function parseVersion(text: string | undefined): Version | undefined {
   if (!text || !/^\d+(\.\d+)*$/.test(text)) return undefined;
   return text.split('.').map(Number);
 }
 
-function compareVersions(a: Version, b: Version): number {
+export function compareVersions(a: Version, b: Version): number {
   for (let i = 0; i < Math.max(a.length, b.length); i++) {
     const difference = (a[i] ?? 0) - (b[i] ?? 0);
     if (difference !== 0) return difference;
@@ -119,7 +119,7 @@ function parseGpuRow(row: string, withCapability: boolean): CudaGpu | undefined 
 }
 
 /** null when nvidia-smi could not run; older drivers reject the compute_cap field, so they are asked again without it. */
-function queryGpus(probe: CudaProbe): CudaGpu[] | null {
+export function queryGpus(probe: CudaProbe): CudaGpu[] | null {
   const query = (fields: string) => probe.run('nvidia-smi', [`--query-gpu=${fields}`, '--format=csv,noheader']);
   let withCapability = true;
   let output = query('name,driver_version,compute_cap');

@@ -2,6 +2,7 @@
 export {
   backendCandidates,
   backendPreferences,
+  candidateTrains,
   wasmBinaryDirectory,
   workerThreadBackends,
   type ActivationMemory,
@@ -11,7 +12,9 @@ export {
   type BackendName,
   type BackendPreference,
   type BackendFaults,
+  type BackendPurpose,
   type BackendRequest,
+  type CandidateKind,
   type OnnxSessions,
   type WorkerThreads,
 } from './candidates.js';
@@ -21,10 +24,24 @@ export {
   nodeEnvironment,
   parseBackendPreference,
   useBackend,
+  useBackends,
   type BackendHandle,
+  type BackendPair,
   type BackendSelection,
   type CandidateStatus,
 } from './select.js';
-export { environmentInfo, formatEnvironmentInfo, wasmSimdSupported, type EnvironmentInfo } from './info.js';
+export { environmentInfo, formatEnvironmentInfo, onnxRuntimeInfo, wasmSimdSupported, type EnvironmentInfo, type OnnxInfoSources, type OnnxProviderInfo, type OnnxRuntimeInfo } from './info.js';
 export { batchNormTraining, type BatchNormTrainingResult } from './kernels/index.js';
-export { createOnnxSession, listOnnxProviders, onnxProviders, type OnnxModelLabel, type OnnxProvider, type OnnxProviderStatus, type OnnxSession, type OnnxSessionOptions } from './onnxruntime.js';
+export {
+  createOnnxSession,
+  describeOnnxFault,
+  listOnnxProviders,
+  onnxProviders,
+  type OnnxModelLabel,
+  type OnnxProvider,
+  type OnnxProviderStatus,
+  type OnnxRuntimeLoader,
+  type OnnxRuntimeModule,
+  type OnnxSession,
+  type OnnxSessionOptions,
+} from './onnxruntime.js';

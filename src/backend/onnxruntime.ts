@@ -14,9 +14,13 @@ import { dirname, join } from 'node:path';
 import { UserError, errorMessage } from '../util/index.js';
 
 type Ort = typeof import('onnxruntime-node');
+/** The parts of the onnxruntime-node module used here; tests hand in a fake one to provoke its failures. */
+export type OnnxRuntimeModule = Pick<Ort, 'InferenceSession' | 'Tensor' | 'listSupportedBackends'>;
+/** Loads the onnxruntime module (default: the package, once per process). */
+export type OnnxRuntimeLoader = () => Promise<OnnxRuntimeModule>;
 let loaded: Promise<Ort> | undefined;
 
-function onnxruntime(): Promise<Ort> {
+export function onnxruntime(): Promise<Ort> {
   loaded ??= import('onnxruntime-node').catch((error: unknown) => {
     loaded = undefined;
     throw new UserError(`onnxruntime-node does not load (${errorMessage(error)}): reinstall the project's dependencies with npm ci`);
@@ -38,14 +42,19 @@ export interface OnnxProviderStatus {
 }
 
 /** Where onnxruntime-node keeps its native binding and the provider libraries its install script adds. */
-function binaryFolder(): string {
+export function onnxBinaryFolder(): string {
   const packageJson = createRequire(import.meta.url).resolve('onnxruntime-node/package.json');
   return join(dirname(packageJson), 'bin', 'napi-v6', process.platform, process.arch);
 }
 
 function providerLibrary(name: string): string {
   const file = process.platform === 'win32' ? `onnxruntime_providers_${name}.dll` : `libonnxruntime_providers_${name}.so`;
-  return join(binaryFolder(), file);
+  return join(onnxBinaryFolder(), file);
+}
+
+/** Where the package's install script puts a provider that is not bundled (`cuda`: libonnxruntime_providers_cuda.so). */
+export function onnxProviderLibrary(name: string): string {
+  return providerLibrary(name);
 }
 
 /**
@@ -53,8 +62,8 @@ function providerLibrary(name: string): string {
  * whether or not their libraries were downloaded, so a provider that is not bundled counts as
  * installed only when its library is present.
  */
-export async function listOnnxProviders(): Promise<OnnxProviderStatus[]> {
-  const ort = await onnxruntime();
+export async function listOnnxProviders(runtime: OnnxRuntimeLoader = onnxruntime): Promise<OnnxProviderStatus[]> {
+  const ort = await runtime();
   return ort.listSupportedBackends().map((backend) => {
     if (backend.bundled) return { name: backend.name, bundled: true, installed: true };
     const library = providerLibrary(backend.name);
@@ -62,10 +71,12 @@ export async function listOnnxProviders(): Promise<OnnxProviderStatus[]> {
   });
 }
 
-/** What a session runs, for error messages: "resnet18 at 224 px". */
+/** What a session runs, for error messages: "resnet18 at 224 px, batch 8". */
 export interface OnnxModelLabel {
   model: string;
   imageSize: number;
+  /** the images per run the session is built for, where the caller knows it (a run names its own batch) */
+  batch?: number;
 }
 
 export interface OnnxSessionOptions {
@@ -85,25 +96,40 @@ export interface OnnxSession {
 }
 
 const outOfMemory = /bad_alloc|out of memory|failed to allocate|allocation failed|OOM/i;
-const lostDevice = /device (was )?lost|DeviceLost/i;
+const lostDevice = /device (was |is )?lost|DeviceLost/i;
 
-function describe(label: OnnxModelLabel, batch?: number): string {
+/**
+ * onnxruntime's own failures by their text: its allocators' out-of-memory errors and a lost WebGPU
+ * device. null: not one of them. The phrase is what a candidate's `faults.describe` says.
+ */
+export function describeOnnxFault(error: unknown, provider: OnnxProvider): string | null {
+  const message = errorMessage(error);
+  if (outOfMemory.test(message)) return `onnxruntime (${provider}) ran out of memory`;
+  if (lostDevice.test(message)) return `the GPU device was lost while onnxruntime (${provider}) ran`;
+  return null;
+}
+
+function describe(label: OnnxModelLabel, batch = label.batch): string {
   return `${label.model} at ${label.imageSize} px${batch === undefined ? '' : `, batch ${batch}`}`;
 }
 
-/** Builds a session; a provider this build lacks, or a graph it refuses, is a UserError naming the model. */
-export async function createOnnxSession(model: Uint8Array, options: OnnxSessionOptions): Promise<OnnxSession> {
-  const ort = await onnxruntime();
+/**
+ * Builds a session; a provider this build lacks, or a graph it refuses, is a UserError naming the
+ * model, its size and (where the label has one) the batch. `runtime`: tests hand in a fake module.
+ */
+export async function createOnnxSession(model: Uint8Array, options: OnnxSessionOptions, runtime: OnnxRuntimeLoader = onnxruntime): Promise<OnnxSession> {
+  const ort = await runtime();
   const provider = options.provider ?? 'cpu';
-  const providers = await listOnnxProviders();
+  const providers = await listOnnxProviders(runtime);
   if (!providers.some((status) => status.name === provider && status.installed)) {
     const usable = providers.filter((status) => status.installed).map((status) => status.name);
-    const hint = provider === 'cuda' ? ': install the CUDA 12 provider as docs/onnx.md describes' : '';
-    throw new UserError(`onnxruntime has no '${provider}' execution provider here (it has ${usable.join(', ')})${hint}`);
+    const hint = provider === 'cuda' ? 'install the CUDA 12 provider as docs/onnx.md describes, or choose --backend onnxruntime-cpu' : 'choose --backend onnxruntime-cpu';
+    throw new UserError(`onnxruntime has no '${provider}' execution provider here for ${describe(options.label)} (it has ${usable.join(', ')}): ${hint}`);
   }
   const threads = options.threads ?? availableParallelism();
   if (!Number.isInteger(threads) || threads < 1) throw new UserError(`onnxruntime threads must be a positive integer, got ${threads}`);
   let session: import('onnxruntime-node').InferenceSession;
+  const gpuFix = provider === 'cpu' ? '' : ', or choose --backend onnxruntime-cpu';
   try {
     session = await ort.InferenceSession.create(model, {
       executionProviders: [provider],
@@ -114,7 +140,11 @@ export async function createOnnxSession(model: Uint8Array, options: OnnxSessionO
     });
   } catch (error) {
     const message = errorMessage(error);
-    const fix = outOfMemory.test(message) ? 'free memory or use a smaller model or image size' : 'the .onnx file may be damaged or not an osteo export: export it again';
+    const fix = outOfMemory.test(message)
+      ? `free memory, or use a smaller batch (--batch-size), model or image size${gpuFix}`
+      : lostDevice.test(message)
+        ? `the GPU device was lost: run again${gpuFix}`
+        : 'the .onnx file may be damaged or not an osteo export: export it again';
     throw new UserError(`onnxruntime could not build a ${provider} session for ${describe(options.label)}: ${message}; ${fix}`);
   }
   const [inputName, outputName] = [session.inputNames[0], session.outputNames[0]];
@@ -138,8 +168,8 @@ export async function createOnnxSession(model: Uint8Array, options: OnnxSessionO
         return data;
       } catch (error) {
         const message = errorMessage(error);
-        if (outOfMemory.test(message)) throw new UserError(`onnxruntime (${provider}) ran out of memory on ${describe(options.label, batch)}: use a smaller batch (--batch-size) or image size`);
-        if (lostDevice.test(message)) throw new UserError(`the GPU device was lost while onnxruntime (${provider}) ran ${describe(options.label, batch)}: run again, or choose the cpu provider`);
+        if (outOfMemory.test(message)) throw new UserError(`onnxruntime (${provider}) ran out of memory on ${describe(options.label, batch)}: use a smaller batch (--batch-size) or image size${gpuFix}`);
+        if (lostDevice.test(message)) throw new UserError(`the GPU device was lost while onnxruntime (${provider}) ran ${describe(options.label, batch)}: run again${gpuFix}`);
         throw new UserError(`onnxruntime (${provider}) failed on ${describe(options.label, batch)}: ${message}`);
       } finally {
         tensor.dispose();

@@ -1,24 +1,32 @@
 /**
- * Backend choice. `auto` takes the first usable candidate of candidates.ts, in their order of what
- * each can do for training: tfjs-node-gpu (CUDA) → webgpu (Dawn on a hardware Vulkan/Metal adapter)
- * → tfjs-node (libtensorflow on the CPU) → wasm (XNNPACK, SIMD) → cpu (pure JS). The first three are
- * optionalDependencies: where npm could not install them (no network to fetch libtensorflow, no
- * prebuilt Dawn) osteo still runs, on wasm. This room alone imports
- * a backend package; everything above src/backend/ asks for a preference and gets a selection.
+ * Backend choice, for a purpose. `auto` takes the first usable candidate of candidates.ts in their
+ * order: for running a trained model (`infer`) onnxruntime's CUDA provider → tfjs-node-gpu →
+ * onnxruntime's WebGPU → tfjs's webgpu (both on a hardware adapter only) → onnxruntime's CPU
+ * provider → tfjs-node → wasm → cpu; for training (`train`, also what tfjs exports compute on) the
+ * same without the inference-only onnxruntime candidates: tfjs-node-gpu → webgpu → tfjs-node →
+ * wasm (XNNPACK, SIMD) → cpu (pure JS). The tfjs native packages and Dawn are optionalDependencies:
+ * where npm could not install them osteo still runs, on onnxruntime's CPU provider and wasm. This
+ * room alone imports a backend package; everything above src/backend/ asks for a preference and a
+ * purpose and gets a selection.
  */
+import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { diagnoseCuda, nodeCudaProbe } from './cuda.js';
-import { probeAdapterInChild } from './webgpu.js';
+import { diagnoseOnnxCuda, probeOnnxWebgpuInChild } from './onnx-probe.js';
+import { onnxProviderLibrary } from './onnxruntime.js';
+import { probeAdapterInChild, type AdapterProbe } from './webgpu.js';
 import { UserError, errorMessage } from '../util/index.js';
 import {
   backendCandidates,
   backendPreferences,
+  candidateTrains,
   preferencesOf,
   type BackendCandidate,
   type BackendCapabilities,
   type BackendEnvironment,
   type BackendFaults,
   type BackendPreference,
+  type BackendPurpose,
   type BackendRequest,
 } from './candidates.js';
 
@@ -39,7 +47,7 @@ export interface CandidateStatus {
  * into logs), it is never compared.
  */
 export interface BackendHandle {
-  /** the tfjs backend it activates: what a worker thread asks useBackend for, and what logs show */
+  /** the chosen candidate's --backend value (for a tfjs one, the tfjs backend it activates): what a worker thread asks useBackend for, and what logs show */
   readonly name: string;
   /** what was asked for (`auto`, or a backend name) */
   readonly preference: string;
@@ -50,21 +58,92 @@ export interface BackendHandle {
 }
 
 export interface BackendSelection extends BackendHandle {
+  /** what the selection was made for (candidates.ts, BackendPurpose) */
+  purpose: BackendPurpose;
   candidate: string;
   reason: string;
   candidates: CandidateStatus[];
 }
 
+/** A look at the machine that does not change while osteo runs, taken once (each is a child process). */
+function once<T>(look: () => T): () => T {
+  let seen: { value: T } | undefined;
+  return () => (seen ??= { value: look() }).value;
+}
+
+/** Why onnxruntime's CUDA provider cannot run here (onnx-probe.ts), or null. */
+function onnxCudaUnavailableReason(): string | null {
+  let library: string;
+  try {
+    library = onnxProviderLibrary('cuda');
+  } catch {
+    return 'onnxruntime-node is not installed';
+  }
+  return diagnoseOnnxCuda(nodeCudaProbe, library, existsSync(library)).reason;
+}
+
+const webgpuAdapterOnce = once<AdapterProbe | undefined>(probeAdapterInChild);
+const onnxWebgpuOnce = once(() => probeOnnxWebgpuInChild());
+const onnxCudaOnce = once(onnxCudaUnavailableReason);
+
 export const nodeEnvironment: BackendEnvironment = {
   importModule: (specifier) => import(specifier),
   // not only "is there a GPU": libtensorflow loads without its CUDA libraries and then runs on the CPU
   cudaUnavailableReason: () => diagnoseCuda(nodeCudaProbe).reason,
-  webgpuAdapter: probeAdapterInChild,
+  webgpuAdapter: webgpuAdapterOnce,
+  onnxProviderUnavailableReason: (provider) => (provider === 'cuda' ? onnxCudaOnce() : onnxWebgpuOnce()),
 };
 
 function isNotInstalled(error: unknown): boolean {
   const code = (error as { code?: string } | undefined)?.code;
   return code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND';
+}
+
+/**
+ * How a candidate of each kind (candidates.ts) is made ready and current. A tfjs candidate's package
+ * registers a tfjs backend, which becomes the thread's current one; an onnxruntime candidate has
+ * nothing global to switch, and needs only a tfjs backend to build a model on for its graph and
+ * weights (the host: whichever is current, else wasm, else cpu).
+ */
+interface Runtime {
+  /** after prepare: null when the candidate can compute, else why not */
+  ready(candidate: BackendCandidate): string | null;
+  activate(candidate: BackendCandidate): Promise<boolean>;
+  /** whether it computes in this thread as things are (a tfjs backend is per thread, and may have been switched since) */
+  isActive(candidate: BackendCandidate): boolean;
+}
+
+const runtimes: Record<NonNullable<BackendCandidate['kind']>, Runtime> = {
+  tfjs: {
+    ready: (candidate) => (tf.findBackendFactory(candidate.backend) === null ? `the package loaded but registered no '${candidate.backend}' backend` : null),
+    async activate(candidate) {
+      const ok = await tf.setBackend(candidate.backend);
+      if (ok) await candidate.activated?.();
+      return ok;
+    },
+    isActive: (candidate) => tf.getBackend() === candidate.backend,
+  },
+  'onnx-sessions': {
+    ready: () => null,
+    async activate(candidate) {
+      await ensureHostBackend();
+      await candidate.activated?.();
+      return true;
+    },
+    isActive: () => true,
+  },
+};
+
+const runtimeOf = (candidate: BackendCandidate) => runtimes[candidate.kind ?? 'tfjs'];
+
+/** A tfjs backend for the host work beside onnxruntime: the current one, else wasm, else cpu. */
+async function ensureHostBackend(): Promise<void> {
+  if (tf.engine().backendName) return;
+  try {
+    await useBackend('wasm', 'train');
+  } catch {
+    await useBackend('cpu', 'train');
+  }
 }
 
 type Loaded = { status: CandidateStatus; activate?: () => Promise<boolean> };
@@ -87,16 +166,13 @@ async function load(candidate: BackendCandidate, env: BackendEnvironment, reques
     unprepared = `installed but failed to prepare: ${errorMessage(error).split('\n')[0]}`;
   }
   if (unprepared) return fail(unprepared);
-  const name = candidate.backend;
-  if (tf.findBackendFactory(name) === null) return fail(`the package loaded but registered no '${name}' backend`);
-  const details = candidate.details?.();
+  const runtime = runtimeOf(candidate);
+  const notReady = runtime.ready(candidate);
+  if (notReady) return fail(notReady);
+  const details = candidate.details?.(env);
   return {
     status: { candidate: candidate.name, package: candidate.package, available: true, reason: 'available', ...(details ? { details } : {}) },
-    activate: async () => {
-      const ok = await tf.setBackend(name);
-      if (ok) await candidate.activated?.();
-      return ok;
-    },
+    activate: () => runtime.activate(candidate),
   };
 }
 
@@ -119,8 +195,10 @@ export function backendFromEnvironment(env: Readonly<Record<string, string | und
   return parseBackendPreference(value, 'OSTEO_BACKEND');
 }
 
-let current: BackendSelection | undefined;
-let currentEnvironment: BackendEnvironment | undefined;
+/** The selections made so far, by purpose and preference, with the environment they were made in. */
+const selections = new Map<string, { env: BackendEnvironment; selection: BackendSelection; candidate: BackendCandidate }>();
+/** The candidate behind each handle useBackend returned, for activateBackend. */
+const chosenCandidates = new WeakMap<BackendHandle, BackendCandidate>();
 
 /** Where a backend preference came from, as a user would set it again. */
 export type PreferenceOrigin = 'flag' | 'environment';
@@ -132,24 +210,66 @@ export function reasonFor(preference: string, chosen: string, skipped: string[],
   return `${chosen} is the first available after ${skipped.join(', ')} (see their reasons)`;
 }
 
+const asks = (candidate: BackendCandidate, preference: string) => preference === 'auto' || candidate.backend === preference || candidate.family === preference;
+
 /**
- * Pick and activate a backend. `auto` takes the first usable candidate in order; a backend name tries
- * the candidates that register it. A preference that cannot be met is a UserError naming what is
- * missing and how to install it. Every candidate's status is recorded so `osteo info` can say why
- * each was skipped.
+ * The purpose a call means: the one it names, else `train` (the tfjs order) for auto and a tfjs
+ * name, and `infer` for a name only inference-only candidates answer to.
  */
-export async function useBackend(preference: string = 'auto', env: BackendEnvironment = nodeEnvironment): Promise<BackendSelection> {
-  if (current && currentEnvironment === env && current.preference === preference && tf.getBackend() === current.name) {
-    return current;
-  }
-  const candidates = env.candidates ?? backendCandidates;
-  const choices = preferencesOf(candidates);
-  parseBackendPreference(preference, '--backend', choices);
+function purposeOf(preference: string, purpose: BackendPurpose | undefined, candidates: readonly BackendCandidate[]): BackendPurpose {
+  if (purpose) return purpose;
+  const asked = candidates.filter((c) => asks(c, preference));
+  return preference !== 'auto' && asked.length > 0 && !asked.some(candidateTrains) ? 'infer' : 'train';
+}
+
+/** A preference no training candidate answers to, for training: what to use instead. */
+function refuseTraining(preference: string, candidates: readonly BackendCandidate[]): UserError {
+  const trainers = [...new Set(candidates.filter(candidateTrains).map((c) => c.backend))].join(', ');
+  return new UserError(
+    `backend '${preference}' runs trained models only (onnxruntime does not train in osteo): it cannot train, nor build the tfjs models that training and the tfjs exports compute on. ` +
+      `Use --backend auto (it trains on the best tfjs backend and evaluates on the best inference backend, onnxruntime included) or one of ${trainers}`,
+  );
+}
+
+/**
+ * Pick and activate a backend for `purpose` (see purposeOf when it is left out). `auto` takes the
+ * first usable candidate in order; a backend name tries the candidates that answer to it (its own,
+ * or its family's: `onnxruntime` takes the first provider auto would). A preference that cannot be
+ * met is a UserError naming what is missing and how to install it; an inference-only candidate asked
+ * for training is a UserError saying what trains. Every candidate's status is recorded so `osteo
+ * info` can say why each was skipped.
+ */
+export async function useBackend(preference: string = 'auto', purpose?: BackendPurpose, env: BackendEnvironment = nodeEnvironment): Promise<BackendSelection> {
+  const all = env.candidates ?? backendCandidates;
+  parseBackendPreference(preference, '--backend', preferencesOf(all));
+  const effective = purposeOf(preference, purpose, all);
+  const key = `${effective}\0${preference}`;
+  const cached = selections.get(key);
+  if (cached && cached.env === env && runtimeOf(cached.candidate).isActive(cached.candidate)) return cached.selection;
+  const candidates = effective === 'train' ? all.filter(candidateTrains) : all;
+  if (!candidates.some((c) => asks(c, preference))) throw refuseTraining(preference, all);
+  const { chosen, reason, statuses } = await chooseCandidate(candidates, preference, env);
+  const selection: BackendSelection = {
+    name: chosen.backend,
+    preference,
+    purpose: effective,
+    capabilities: chosen.capabilities,
+    faults: chosen.capabilities.faults,
+    candidate: chosen.name,
+    reason,
+    candidates: statuses,
+  };
+  selections.set(key, { env, selection, candidate: chosen });
+  chosenCandidates.set(selection, chosen);
+  return selection;
+}
+
+async function chooseCandidate(candidates: readonly BackendCandidate[], preference: string, env: BackendEnvironment): Promise<{ chosen: BackendCandidate; reason: string; statuses: CandidateStatus[] }> {
   const statuses: CandidateStatus[] = [];
   let chosen: BackendCandidate | undefined;
   let reason = '';
   for (const candidate of candidates) {
-    if (chosen || (preference !== 'auto' && candidate.backend !== preference)) {
+    if (chosen || !asks(candidate, preference)) {
       statuses.push({
         candidate: candidate.name,
         package: candidate.package,
@@ -158,7 +278,7 @@ export async function useBackend(preference: string = 'auto', env: BackendEnviro
       });
       continue;
     }
-    const loaded = await load(candidate, env, { requested: preference !== 'auto' });
+    const loaded = await load(candidate, env, { requested: candidate.backend === preference });
     if (loaded.activate) {
       let ok = false;
       let why = 'initialisation failed';
@@ -186,26 +306,42 @@ export async function useBackend(preference: string = 'auto', env: BackendEnviro
       .join('\n  ');
     throw new UserError(`backend '${preference}' is not available:\n  ${details}`);
   }
-  current = {
-    name: chosen.backend,
-    preference,
-    capabilities: chosen.capabilities,
-    faults: chosen.capabilities.faults,
-    candidate: chosen.name,
-    reason,
-    candidates: statuses,
-  };
-  currentEnvironment = env;
-  return current;
+  return { chosen, reason, statuses };
+}
+
+/** The two handles of a command that trains and evaluates (train with validation, reproduce, cv). */
+export interface BackendPair {
+  /** what the models train on (and tfjs exports compute on) */
+  train: BackendSelection;
+  /** what validation and evaluation run the trained models on */
+  infer: BackendSelection;
 }
 
 /**
- * Make `handle`'s backend the one tfjs computes on in this thread (tfjs holds one per thread): an
- * engine calls it before it builds a model, since another selection may have been activated since
- * the handle was chosen (tests switch between wasm and cpu). A no-op when it already is.
+ * One preference, two purposes. `auto`: training on auto's training choice, inference on auto's
+ * inference choice (onnxruntime where it runs). A named backend computes both (it must train); an
+ * inference-only one is refused, with what to use.
+ */
+export async function useBackends(preference: string = 'auto', env: BackendEnvironment = nodeEnvironment): Promise<BackendPair> {
+  const train = await useBackend(preference, 'train', env);
+  const infer = preference === 'auto' ? await useBackend('auto', 'infer', env) : train;
+  return { train, infer };
+}
+
+/**
+ * Make `handle`'s backend the one that computes in this thread: for a tfjs backend, tfjs's current
+ * one (tfjs holds one per thread), since another selection may have been activated since the handle
+ * was chosen (tests switch between wasm and cpu); for onnxruntime, nothing to switch but a tfjs host
+ * backend to build models on. An engine calls it before it builds a model; a no-op when it already is.
  */
 export async function activateBackend(handle: BackendHandle): Promise<void> {
+  // a handle copied or rebuilt from its name (a worker thread's) is found by that name
+  const candidate: BackendCandidate | undefined = chosenCandidates.get(handle) ?? backendCandidates.find((c) => c.backend === handle.name);
+  if (candidate && runtimeOf(candidate).isActive(candidate)) {
+    if ((candidate.kind ?? 'tfjs') !== 'tfjs') await ensureHostBackend();
+    return;
+  }
   if (tf.getBackend() === handle.name) return;
-  const selection = await useBackend(handle.name);
+  const selection = await useBackend(handle.name, 'train');
   if (selection.name !== handle.name) throw new Error(`activating backend ${handle.name} gave ${selection.name}`);
 }

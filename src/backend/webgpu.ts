@@ -122,10 +122,10 @@ function noAdapter(): string {
     : 'no WebGPU adapter: Dawn found no usable GPU';
 }
 
-/** `auto` takes a hardware adapter only: lavapipe or SwiftShader train slower than wasm. */
-export function judgeAdapter(probe: AdapterProbe): string | null {
+/** `auto` takes a hardware adapter only: lavapipe or SwiftShader compute slower than wasm. `force`: the request that takes it anyway. */
+export function judgeAdapter(probe: AdapterProbe, force = '--backend webgpu'): string | null {
   if ('reason' in probe) return probe.reason;
-  if (probe.summary.software) return `skipped: the only adapter is a software one (${adapterName(probe.summary)}), slower than wasm; --backend webgpu uses it anyway`;
+  if (probe.summary.software) return `skipped: the only adapter is a software one (${adapterName(probe.summary)}), slower than wasm; ${force} uses it anyway`;
   return null;
 }
 

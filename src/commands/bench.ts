@@ -70,7 +70,7 @@ export function registerBenchCommands(program: Command): void {
         batchSize: options.batchSize,
         steps: options.steps,
         warmup: options.warmup,
-        backend: await useBackend(options.backend),
+        backend: await useBackend(options.backend, what),
         workers: options.workers,
         microBatch: options.microBatch,
         onStep: options.json

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { backendFromEnvironment, useBackend } from '../backend/index.js';
+import { backendFromEnvironment, useBackends } from '../backend/index.js';
 import { cvOptions, optionsText, resolveCvConfig } from '../config/index.js';
 import { collectCv, compareCv, cvExperimentFromConfig, runCv } from '../pipeline/index.js';
 import { progressReporter } from '../train/index.js';
@@ -33,12 +33,13 @@ export function registerCvCommands(program: Command): void {
       flags.backend ??= backendFromEnvironment();
       const config = resolveCvConfig(flags);
       const experiment = cvExperimentFromConfig(config, options.set ?? []);
-      const backend = await useBackend(experiment.backend ?? 'auto');
+      const backends = await useBackends(experiment.backend ?? 'auto');
       const controller = new AbortController();
       const onSigint = () => controller.abort();
       process.once('SIGINT', onSigint);
       const result = await runCv(experiment, {
-        backend,
+        backend: backends.train,
+        inference: backends.infer,
         log: stderrLine,
         onTrainEvent: options.json ? undefined : progressReporter(process.stderr),
         signal: controller.signal,

@@ -35,7 +35,7 @@ function registerEvalCommand(program: Command): void {
     .option('--json', 'print the summary as one JSON document')
     .action(async (options: EvalCommandOptions) => {
       const config = resolveEvalConfig(tableFlags(options), options.backend);
-      const backend = await useBackend(options.backend);
+      const backend = await useBackend(options.backend, 'infer');
       const { report, written } = await evaluateRuns({
         backend,
         runs: config.run,

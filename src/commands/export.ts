@@ -5,6 +5,9 @@ import { listModels } from '../models/index.js';
 import { checkpointChoices, dashboardFileOf, dashboardModels, dashboardRunFlag, exportDashboard, exportFormats, exportRun, exportWeb, type CheckpointChoice, type ExportFormat } from '../eval/index.js';
 import { backendOption, printJson } from './common.js';
 
+/** Every export builds the run's tfjs model (its weights, its graph): it computes on a tfjs backend, as training does. */
+const exportBackend = (preference: BackendPreference) => useBackend(preference, 'train');
+
 /** The single-run formats plus `web`, the browser viewer of one run or an ensemble. */
 const commandFormats = [...exportFormats, 'web'] as const;
 
@@ -56,17 +59,17 @@ export function registerExportCommand(program: Command): void {
         if (options.run.length > 0 || options.format !== undefined) {
           throw new UserError(`--dashboard exports one run per dashboard model: use ${dashboardFlags.join('/')}, not --run/--format`);
         }
-        result = await exportDashboard({ backend: await useBackend(options.backend), dir: options.dashboard, runs, checkpoint: options.checkpoint });
+        result = await exportDashboard({ backend: await exportBackend(options.backend), dir: options.dashboard, runs, checkpoint: options.checkpoint });
       } else {
         if (options.run.length === 0 || options.format === undefined) {
           throw new UserError(`give --run DIR --format ${commandFormats.join('|')}, or --dashboard DIR ${dashboardFlags.map((flag) => `${flag} RUN`).join(' ')}`);
         }
         if (options.format === 'web') {
           if (options.out === undefined) throw new UserError('--format web needs --out DIR: the folder of the static site');
-          result = await exportWeb({ backend: await useBackend(options.backend), runs: options.run, outDir: options.out, checkpoint: options.checkpoint });
+          result = await exportWeb({ backend: await exportBackend(options.backend), runs: options.run, outDir: options.out, checkpoint: options.checkpoint });
         } else {
           if (options.run.length > 1) throw new UserError(`--format ${options.format} exports one run; several --run go with --format web`);
-          result = await exportRun({ backend: await useBackend(options.backend), run: options.run[0]!, format: options.format, outDir: options.out, checkpoint: options.checkpoint });
+          result = await exportRun({ backend: await exportBackend(options.backend), run: options.run[0]!, format: options.format, outDir: options.out, checkpoint: options.checkpoint });
         }
       }
       if (options.json) printJson({ dir: result.dir, files: result.files, metadata: result.metadata });

@@ -40,7 +40,7 @@ export function registerPredictCommand(program: Command): void {
     .action(async (images: string[], options: PredictCommandOptions) => {
       const problem = options.workers === undefined ? undefined : workersProblem(options.workers, options.backend);
       if (problem !== undefined) throw new UserError(`--workers: ${problem}`);
-      const backend = await useBackend(options.backend);
+      const backend = await useBackend(options.backend, 'infer');
       const result = await predictImages({
         backend,
         images,

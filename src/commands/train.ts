@@ -4,7 +4,7 @@
  * config (recipe → flags → --set), wires Ctrl-C and SIGTERM to a clean stop, and calls trainModel.
  */
 import type { Command } from 'commander';
-import { backendFromEnvironment, useBackend } from '../backend/index.js';
+import { backendFromEnvironment, useBackends } from '../backend/index.js';
 import { defaultRunDir, optionsText, resolveTrainConfig, trainOptions, type TrainConfig } from '../config/index.js';
 import { UserError } from '../util/index.js';
 import { progressReporter, trainModel, type TrainResult } from '../train/index.js';
@@ -50,7 +50,8 @@ export async function runTrainCommand(options: CommandOptions, readFlags: (optio
 
   // Ctrl-C or SIGTERM (`timeout`, a scheduler) once: finish the step, save `last`, stop. Each
   // listener is removed after it fires, so a second signal gets Node's default and ends the process at once.
-  const backend = await useBackend(config.backend);
+  // auto: training on the best tfjs backend, validation on the best inference backend; a named one does both
+  const backends = await useBackends(config.backend);
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     const name = signal === 'SIGINT' ? 'Ctrl-C' : signal;
@@ -61,7 +62,7 @@ export async function runTrainCommand(options: CommandOptions, readFlags: (optio
   for (const signal of signals) process.once(signal, onSignal);
   let result: TrainResult;
   try {
-    result = await trainModel(config, { backend, resume: options.resume, signal: controller.signal, onEvent: options.json ? undefined : progressReporter(process.stderr) });
+    result = await trainModel(config, { backend: backends.train, inference: backends.infer, resume: options.resume, signal: controller.signal, onEvent: options.json ? undefined : progressReporter(process.stderr) });
   } finally {
     for (const signal of signals) process.removeListener(signal, onSignal);
   }

@@ -32,7 +32,7 @@ export const cvOptions = {
   imageSize: optional(z.int().min(32), 'input size per job (default: the recipe’s)', { flag: '--image-size <n>' }),
   batchSize: optional(positiveInt, 'images per optimizer step (default: the recipe’s)', { flag: '--batch-size <n>' }),
   pretrained: optional(z.string().min(1), 'initial weights for every job (.pth or .safetensors); default: random, as the recipe says', { flag: '--pretrained <file>' }),
-  backend: option(z.enum(backendPreferences), 'auto', 'compute backend (the OSTEO_BACKEND variable sets it too)', { flag: '--backend <name>' }),
+  backend: option(z.enum(backendPreferences), 'auto', 'compute backend (the OSTEO_BACKEND variable sets it too): auto trains on the best tfjs backend and validates on the best inference backend (onnxruntime where it runs); a named one computes both, and the onnxruntime ones, which only run trained models, are refused', { flag: '--backend <name>' }),
   workers: optional(positiveInt, 'data-parallel worker threads per job; fix it (e.g. 1) when shards run on machines with different core counts: it changes float rounding', {
     flag: '--workers <n>',
   }),

@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { backendCandidates, backendPreferences, type WorkerThreads } from '../backend/index.js';
+import { backendCandidates, backendPreferences, type BackendCandidate, type WorkerThreads } from '../backend/index.js';
 import { augmentConfigSchema, type AugmentConfig, type EvalTransform } from '../data/index.js';
 import { monitorMetrics, type MonitorMetric } from '../report/index.js';
 import { UserError, errorMessage } from '../util/index.js';
@@ -59,7 +59,7 @@ export const trainOptions = {
     evalTransformSchema,
     "preprocessing for training and evaluation, {resize, crop, mean, std}: resize the shorter side (bilinear), centre-crop to imageSize, normalize (default: the initial weights' tag — the model's default weights unless pretrained is another tag's file — at imageSize)",
   ),
-  backend: option(z.enum(backendPreferences), 'auto', 'compute backend (the OSTEO_BACKEND variable sets it too)', { flag: '--backend <name>', runtime: true }),
+  backend: option(z.enum(backendPreferences), 'auto', 'compute backend (the OSTEO_BACKEND variable sets it too): auto trains on the best tfjs backend and validates on the best inference backend (onnxruntime where it runs); a named one computes both, and the onnxruntime ones, which only run trained models, are refused', { flag: '--backend <name>', runtime: true }),
   workers: optional(positiveInt, 'data-parallel worker threads (default: one per core on wasm, 1 elsewhere)', { flag: '--workers <n>', runtime: true }),
   augment: option(
     z.union([z.string().min(1), augmentConfigSchema]),
@@ -203,7 +203,9 @@ function checkWorkers(config: TrainConfigInput, fail: (key: string, message: str
 export function workersProblem(workers: number, backend: string): string | undefined {
   const cores = availableParallelism();
   if (workers > cores) return `${workers} is more than this machine runs at once (${cores}, os.availableParallelism()): use at most ${cores}`;
-  const candidate = backendCandidates.find((c) => c.backend === backend);
+  const candidate: BackendCandidate | undefined = backendCandidates.find((c) => c.backend === backend);
+  // onnxruntime runs trained models only, and there --workers is its intra-op thread count
+  if (candidate?.capabilities.onnxSessions) return undefined;
   const threads: WorkerThreads | undefined = candidate?.capabilities.workerThreads;
   if (threads && !threads.trainsInWorkers && workers > 1) return `the ${backend} backend trains in one process (${threads.why}): use 1, or a backend that trains in worker threads`;
   return undefined;

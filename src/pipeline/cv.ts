@@ -87,8 +87,10 @@ export interface CvPlan {
 }
 
 export interface CvRunOptions {
-  /** The backend the command chose (for `experiment.backend`): every job trains and is evaluated on it. */
+  /** The backend the command chose (for `experiment.backend`): every job trains on it. */
   backend: BackendHandle;
+  /** what validation and the held-out predictions run on (default: `backend`) */
+  inference?: BackendHandle;
   log?: (line: string) => void;
   onTrainEvent?: (event: TrainEvent) => void;
   signal?: AbortSignal;
@@ -282,11 +284,11 @@ async function runJob(experiment: CvExperiment, plan: CvPlan, job: CvJob, indexR
   const manifest = foldManifest(indexRows, folds, job.fold, experiment.innerVal, deriveSeed(experiment.seed, job.repeat, job.fold));
   await writeManifestView(join(dir, 'data'), experiment.dataDir, manifest, indexRows);
   const planned = await planRun(await jobTrainConfig(experiment, entry, job));
-  const trained = await executeRun(planned, { backend: options.backend, onEvent: options.onEvent, signal: options.signal });
+  const trained = await executeRun(planned, { backend: options.backend, inference: options.inference, onEvent: options.onEvent, signal: options.signal });
   const status = trained?.status ?? planned.status;
   if (status === 'interrupted') throw new UserError(`interrupted in job ${job.id}; run the same command again to resume it from its last checkpoint`);
   if (status === 'diverged') throw new UserError(`job ${job.id} diverged (${trained?.message ?? `see ${runPaths(planned.config.out).events}`}); change the recipe and re-run in a fresh --out`);
-  const evaluation = await evaluateRuns({ backend: options.backend, runs: [join(dir, 'run')], dataDir: join(dir, 'data'), split: 'test', outDir: null, resamples: 1, seed: 0 });
+  const evaluation = await evaluateRuns({ backend: options.inference ?? options.backend, runs: [join(dir, 'run')], dataDir: join(dir, 'data'), split: 'test', outDir: null, resamples: 1, seed: 0 });
   const held = manifest.filter((r) => r.split === 'test');
   const groupOf = new Map(held.map((r) => [r.path, r.group]));
   const result: JobResult = {

@@ -46,7 +46,7 @@ import { getModel, type ModelName } from '../models/index.js';
 import { loadPipelineConfig, resolveTrainConfig, type PipelineConfig, type TrainConfig } from '../config/index.js';
 import { type TrainEvent } from '../train/index.js';
 import { defaultWeightsDir, fetchPretrainedWeights } from '../weights/index.js';
-import { useBackend, type BackendHandle, type BackendPreference } from '../backend/index.js';
+import { useBackends, type BackendHandle, type BackendPreference } from '../backend/index.js';
 import type { ModelSummary } from '../report/index.js';
 import { checkpointDir, runPaths } from '../runs/index.js';
 import { executeRun, planRun, type PlannedRun } from './training.js';
@@ -341,7 +341,10 @@ interface ReproducePlan {
   out: string;
   dataDir: string;
   checkpoints: Map<ModelName, string>;
+  /** what the runs train on and the dashboard export computes on */
   backend: BackendHandle;
+  /** what validation and the evaluations run the trained models on */
+  inference: BackendHandle;
   models: ModelPlan[];
   cv?: CvExperiment;
 }
@@ -403,9 +406,10 @@ async function planReproduction(options: ReproduceOptions): Promise<ReproducePla
   }
   const checkpoints = await fetchCheckpoints(config, options, log);
   const dataDir = resolve(options.data ?? config.data.dir);
-  // The backend is chosen once; every run, evaluation and export below computes on it.
-  const backend = await useBackend(options.backend ?? 'auto');
-  const plan: ReproducePlan = { options, log, protocol, config, configFile, out, dataDir, checkpoints, backend, models: [] };
+  // The backends are chosen once: every run and export below computes on the training one, every
+  // validation and evaluation on the inference one (the same unless --backend is auto).
+  const backends = await useBackends(options.backend ?? 'auto');
+  const plan: ReproducePlan = { options, log, protocol, config, configFile, out, dataDir, checkpoints, backend: backends.train, inference: backends.infer, models: [] };
   for (const spec of config.models) {
     if (runs.published) {
       const trainConfig = await modelTrainConfig(plan, spec, outLayout.publishedView(out, spec.model), outLayout.publishedRun(out, spec.model));
@@ -509,7 +513,7 @@ async function trainModelPlan(plan: ReproducePlan, data: PreparedData, model: Mo
   const runDir = run.config.out;
   if (model.manifest) await writeManifestView(run.config.data, plan.dataDir, model.manifest, data.indexRows);
   if (run.action === 'train') plan.log(run.config.pretrained ? `initial weights: ${run.config.pretrained}` : 'initial weights: random (no ImageNet checkpoint)');
-  const trained = await executeRun(run, { backend: plan.backend, onEvent: plan.options.onTrainEvent, signal: plan.options.signal });
+  const trained = await executeRun(run, { backend: plan.backend, inference: plan.inference, onEvent: plan.options.onTrainEvent, signal: plan.options.signal });
   const status = trained?.status ?? run.status;
   if (status === 'interrupted') throw new UserError(`interrupted while training ${model.model}; run the same command again to resume from ${checkpointDir(runDir, 'last')}`);
   if (status === 'diverged') throw new UserError(trained?.message ?? `${model.model} diverged (see ${runPaths(runDir).events}); re-run with --fresh after changing its recipe`);
@@ -534,7 +538,7 @@ async function evaluatePublished(plan: ReproducePlan, data: PreparedData, runs: 
   plan.log('\n== evaluating the published protocol: each model on its own test split, the ensemble on the first model\'s');
   const manifests = new Map(plan.models.filter((p) => p.manifest).map((p) => [p.model, p.manifest!]));
   for (const [model, run] of Object.entries(runs.published)) {
-    const evaluation = await evaluateRuns({ backend: plan.backend, runs: [run], dataDir: outLayout.publishedView(plan.out, model), split: 'test', outDir: null, seed: plan.config.seed });
+    const evaluation = await evaluateRuns({ backend: plan.inference, runs: [run], dataDir: outLayout.publishedView(plan.out, model), split: 'test', outDir: null, seed: plan.config.seed });
     const manifest = manifests.get(model as ModelName)!;
     rows.find((r) => r.row === model)!.publishedProtocol = protocolResult(evaluation.report.models[0], countLeakedTestImages(data.indexRows, manifest, [manifest]));
   }
@@ -569,7 +573,7 @@ async function evaluateClean(plan: ReproducePlan, data: PreparedData, runs: Repr
  */
 function evaluateInto(plan: ReproducePlan, runs: string[], dataDir: string, outDir: string): Promise<EvaluationResult> {
   const { ensemble, seed } = plan.config;
-  return evaluateRuns({ backend: plan.backend, runs, dataDir, split: 'test', weights: ensemble.weights, tta: ensemble.tta, outDir, replaceReport: true, seed });
+  return evaluateRuns({ backend: plan.inference, runs, dataDir, split: 'test', weights: ensemble.weights, tta: ensemble.tta, outDir, replaceReport: true, seed });
 }
 
 /**
@@ -594,7 +598,7 @@ async function crossValidate(plan: ReproducePlan, rows: ReproduceRow[], failures
   if (!plan.cv) return undefined;
   plan.log(`\n== clean protocol: ${plan.cv.folds}-fold cross-validation → ${plan.cv.out}`);
   try {
-    const cv = await runCv(plan.cv, { backend: plan.backend, log: plan.log, onTrainEvent: plan.options.onTrainEvent, signal: plan.options.signal });
+    const cv = await runCv(plan.cv, { backend: plan.backend, inference: plan.inference, log: plan.log, onTrainEvent: plan.options.onTrainEvent, signal: plan.options.signal });
     for (const cvRow of cv.report?.report.rows ?? []) {
       const row = rows.find((r) => r.row === (cvRow.entry === ensembleEntry ? ensembleName : cvRow.entry));
       if (row) row.cv = { accuracy: cvRow.pooled.accuracy!, balancedAccuracy: cvRow.pooled.balancedAccuracy!, macroF1: cvRow.pooled.macroF1! };

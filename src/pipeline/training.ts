@@ -37,7 +37,10 @@ export async function planRun(config: TrainConfig): Promise<PlannedRun> {
 }
 
 /** Carry out a planned run; a start that never saved `last` is started again by the trainer, which clears only what that start wrote. */
-export async function executeRun(planned: PlannedRun, options: { backend: BackendHandle; onEvent?: (event: TrainEvent) => void; signal?: AbortSignal }): Promise<TrainResult | undefined> {
+export async function executeRun(
+  planned: PlannedRun,
+  options: { backend: BackendHandle; inference?: BackendHandle; onEvent?: (event: TrainEvent) => void; signal?: AbortSignal },
+): Promise<TrainResult | undefined> {
   if (planned.action === 'reuse') return undefined;
-  return trainModel(planned.config, { backend: options.backend, resume: planned.action === 'resume', onEvent: options.onEvent, signal: options.signal });
+  return trainModel(planned.config, { backend: options.backend, inference: options.inference, resume: planned.action === 'resume', onEvent: options.onEvent, signal: options.signal });
 }

@@ -30,6 +30,8 @@ import { checkpointBytes, datasetOf, emptyPartial, finishedRun, freshState, lock
 export interface TrainOptions {
   /** The backend the command chose (for `config.backend`): every engine of the run computes on it. */
   backend: BackendHandle;
+  /** the backend validation runs the model on (default: `backend`) */
+  inference?: BackendHandle;
   /**
    * Where the engine's models come from: a module whose `modelProvider` builds them by name (default:
    * osteo's registry). Tests train a tiny model through it; see EngineOptions.providerModule.

@@ -303,6 +303,8 @@ test('osteo info prints the diagnosis under the candidates where nvidia-smi list
     candidate: 'wasm',
     reason: 'wasm is the first available',
     candidates: [{ candidate: 'tfjs-node-gpu', package: '@tensorflow/tfjs-node-gpu', available: false, reason: `skipped: ${cuda.reason}` }],
+    training: { backend: 'wasm', candidate: 'wasm', reason: 'wasm is the first available' },
+    onnxruntime: { version: '1.31.1', error: 'not loaded in this test' },
     wasmSimd: true,
   };
   const text = formatEnvironmentInfo({ ...base, cuda });

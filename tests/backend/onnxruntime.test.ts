@@ -63,7 +63,7 @@ test("a session on the cpu provider runs osteo's graph and gives the tfjs model'
 const hasCuda = (await listOnnxProviders()).some((p) => p.name === 'cuda' && p.installed);
 (hasCuda ? test.skip : test)('a provider this build lacks is refused with what it has', async () => {
   const message = await refusal(createOnnxSession(new Uint8Array(4), { label, provider: 'cuda' }));
-  assert.match(message, /no 'cuda' execution provider here \(it has cpu, webgpu.*\): install the CUDA 12 provider as docs\/onnx\.md describes/);
+  assert.match(message, /no 'cuda' execution provider here for resnet18 at 32 px \(it has cpu, webgpu.*\): install the CUDA 12 provider as docs\/onnx\.md describes/);
 });
 
 test('bytes that are no ONNX model fail to build a session, naming the model and size', async () => {

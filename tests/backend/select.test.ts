@@ -8,6 +8,7 @@ import {
   activateBackend,
   backendCandidates,
   backendFromEnvironment,
+  candidateTrains,
   nodeEnvironment,
   useBackend,
   workerThreadBackends,
@@ -44,7 +45,7 @@ test.after.each(() => {
 
 test('auto falls back in order: gpu (no CUDA) → webgpu (missing) → node (missing) → wasm (missing) → cpu', async () => {
   const env = machine(['@tensorflow/tfjs-backend-cpu'], false);
-  const selection = await useBackend('auto', env);
+  const selection = await useBackend('auto', 'train', env);
   assert.is(selection.candidate, 'cpu');
   assert.is(tf.getBackend(), 'cpu');
   assert.equal(env.imported, ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-cpu']);
@@ -69,7 +70,7 @@ test('auto looks at the WebGPU adapter before loading Dawn: a software adapter o
     [{ reason: 'the adapter probe was killed by SIGSEGV (a broken Vulkan/Metal driver?)' }, /SIGSEGV/],
   ] as const) {
     const env = machine(['webgpu', '@tensorflow/tfjs-backend-wasm'], false, probe);
-    const selection = await useBackend('auto', env);
+    const selection = await useBackend('auto', 'train', env);
     assert.is(selection.candidate, 'wasm');
     assert.not.ok(env.imported.includes('webgpu'), 'Dawn not loaded in this process');
     const webgpu = selection.candidates.find((s) => s.candidate === 'webgpu')!;
@@ -92,7 +93,7 @@ test('adapters are judged by what their drivers report: lavapipe, SwiftShader an
 
 test('auto prefers tfjs-node when it is installed, and never tries the later ones', async () => {
   const env = machine(['@tensorflow/tfjs-node', '@tensorflow/tfjs-backend-cpu'], false);
-  const selection = await useBackend('auto', env);
+  const selection = await useBackend('auto', 'train', env);
   assert.is(selection.candidate, 'tfjs-node');
   assert.is(selection.name, 'tensorflow');
   assert.is(tf.getBackend(), 'tensorflow');
@@ -102,14 +103,14 @@ test('auto prefers tfjs-node when it is installed, and never tries the later one
 
 test('auto takes tfjs-node-gpu first where a CUDA GPU is usable', async () => {
   const env = machine(['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'], true);
-  const selection = await useBackend('auto', env);
+  const selection = await useBackend('auto', 'train', env);
   assert.is(selection.candidate, 'tfjs-node-gpu');
 });
 
 test('an explicitly requested backend that is missing is a UserError naming the package and the install', async () => {
   const env = machine(['@tensorflow/tfjs-backend-cpu'], false);
   try {
-    await useBackend('tensorflow', env);
+    await useBackend('tensorflow', 'train', env);
     assert.unreachable('should have thrown');
   } catch (error) {
     assert.instance(error, UserError);
@@ -159,13 +160,16 @@ const dummy: BackendCandidate = {
   },
 };
 
+/** The training order (the tfjs candidates), where a new training backend goes. */
+const trainers = backendCandidates.filter(candidateTrains);
+
 function withDummy(present: string[]): BackendEnvironment & { imported: string[]; activated: number } {
   const base = machine(present, false);
   const record: BackendCandidate = { ...dummy, activated: () => void (env.activated += 1) };
   const env = {
     ...base,
     activated: 0,
-    candidates: [...backendCandidates.slice(0, 3), record, ...backendCandidates.slice(3)],
+    candidates: [...trainers.slice(0, 3), record, ...trainers.slice(3)],
     async importModule(specifier: string) {
       if (specifier !== dummy.package) return base.importModule(specifier);
       base.imported.push(specifier);
@@ -178,7 +182,7 @@ function withDummy(present: string[]): BackendEnvironment & { imported: string[]
 
 test('a candidate added as one record is tried by auto in its place, and its capabilities reach the selection', async () => {
   const env = withDummy(['@tensorflow/tfjs-backend-wasm', '@tensorflow/tfjs-backend-cpu']);
-  const selection = await useBackend('auto', env);
+  const selection = await useBackend('auto', 'train', env);
   assert.is(selection.candidate, 'dummy-accelerator');
   assert.is(selection.name, 'dummy');
   assert.is(tf.getBackend(), 'dummy');
@@ -190,14 +194,14 @@ test('a candidate added as one record is tried by auto in its place, and its cap
     [['tfjs-node-gpu', false], ['webgpu', false], ['tfjs-node', false], ['dummy-accelerator', true], ['wasm', null], ['cpu', null]],
   );
   assert.match(selection.reason, /dummy-accelerator is the first available after tfjs-node-gpu, webgpu, tfjs-node/);
-  const explicit = await useBackend('dummy', withDummy([]));
+  const explicit = await useBackend('dummy', 'train', withDummy([]));
   assert.is(explicit.reason, 'requested with --backend dummy');
 });
 
 test('a missing added candidate reports its own package and install hint', async () => {
   const env = machine(['@tensorflow/tfjs-backend-cpu'], false);
   try {
-    await useBackend('dummy', { ...env, candidates: [dummy, ...backendCandidates] });
+    await useBackend('dummy', 'train', { ...env, candidates: [dummy, ...backendCandidates] });
     assert.unreachable('should have thrown');
   } catch (error) {
     assert.instance(error, UserError);
@@ -214,7 +218,7 @@ test('the shipped candidates carry their capabilities: wasm trains in workers wi
   assert.is(wasm.capabilities.faults?.describe(new Error('shapes do not match')), null);
   const cpu = await useBackend('cpu');
   assert.is(cpu.capabilities.activationMemory, undefined);
-  const node = await useBackend('tensorflow', machine(['@tensorflow/tfjs-node'], false));
+  const node = await useBackend('tensorflow', 'train', machine(['@tensorflow/tfjs-node'], false));
   assert.equal(node.capabilities.workerThreads, { trainsInWorkers: false, why: 'tfjs-node already uses every core in one process' });
   assert.is(workerThreadBackends(), 'wasm and cpu');
 });
@@ -239,7 +243,7 @@ test('OSTEO_BACKEND: unset or empty leaves the default, a valid name is taken, a
 test('useBackend with an unknown name is a UserError listing the choices, not a crash', async () => {
   for (const value of ['', 'WASM', 'tfjs-node']) {
     try {
-      await useBackend(value, machine([], false));
+      await useBackend(value, 'train', machine([], false));
       assert.unreachable(`'${value}' should have thrown`);
     } catch (error) {
       assert.instance(error, UserError);
@@ -256,14 +260,22 @@ test('osteo --help lists the commands', () => {
   assert.match(help, /info/);
 });
 
-test('osteo info --json reports the backend and every candidate', () => {
+test('osteo info --json reports the inference and training backends, every candidate and every onnxruntime provider', () => {
   const info = JSON.parse(cli(['info', '--json'])) as Record<string, unknown>;
-  assert.ok(['tensorflow', 'webgpu', 'wasm', 'cpu'].includes(info.backend as string));
+  assert.ok(['onnxruntime-cuda', 'onnxruntime-webgpu', 'onnxruntime-cpu', 'tensorflow', 'webgpu'].includes(info.backend as string), `${info.backend}: onnxruntime's CPU provider or better`);
+  const training = info.training as { backend: string };
+  assert.ok(['tensorflow', 'webgpu', 'wasm', 'cpu'].includes(training.backend), 'auto trains on tfjs');
+  const providers = (info.onnxruntime as { providers: Array<{ name: string; bundled: boolean; usable: boolean; threads?: number }> }).providers;
+  const cpu = providers.find((p) => p.name === 'cpu')!;
+  assert.ok(cpu.bundled && cpu.usable);
+  assert.is(cpu.threads, info.cpuCores);
+  assert.ok(providers.some((p) => p.name === 'webgpu' && p.bundled));
+  assert.ok(providers.some((p) => p.name === 'cuda' && !p.bundled));
   assert.is(info.tfjsVersion, '4.22.0');
   assert.type(info.cpuCores, 'number');
   assert.type(info.wasmSimd, 'boolean');
   const candidates = info.candidates as Array<{ candidate: string; available: boolean | null; reason: string }>;
-  assert.equal(candidates.map((c) => c.candidate), ['tfjs-node-gpu', 'webgpu', 'tfjs-node', 'wasm', 'cpu']);
+  assert.equal(candidates.map((c) => c.candidate), ['onnxruntime-cuda', 'tfjs-node-gpu', 'onnxruntime-webgpu', 'webgpu', 'onnxruntime-cpu', 'tfjs-node', 'wasm', 'cpu']);
   for (const c of candidates) if (c.available === false) assert.ok(c.reason.length > 0);
 });
 
@@ -287,7 +299,7 @@ test('osteo info says where the backend request came from: OSTEO_BACKEND, or the
   const fromFlag = reasonOf(['--backend', 'cpu'], { ...unset, OSTEO_BACKEND: 'wasm' });
   assert.is(fromFlag.backend, 'cpu');
   assert.is(fromFlag.reason, 'requested with --backend cpu');
-  assert.match(cli(['info'], { ...unset, OSTEO_BACKEND: 'cpu' }), /backend: cpu \(cpu\) — requested with OSTEO_BACKEND=cpu/);
+  assert.match(cli(['info'], { ...unset, OSTEO_BACKEND: 'cpu' }), /inference: cpu \(cpu\) — requested with OSTEO_BACKEND=cpu\ntraining:  cpu \(cpu\) — requested with OSTEO_BACKEND=cpu/);
 });
 
 test('OSTEO_BACKEND: empty means unset, a valid name is used, a bad one is a user error naming the variable (not a crash), --help still works', () => {

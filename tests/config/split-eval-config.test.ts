@@ -21,7 +21,7 @@ import {
   splitOptions,
 } from '../../src/config/index.js';
 import { splitDefaults } from '../../src/data/index.js';
-import { backendCandidates } from '../../src/backend/index.js';
+import { backendCandidates, candidateTrains } from '../../src/backend/index.js';
 import { buildProgram } from '../../src/cli.js';
 
 let dir: string;
@@ -106,9 +106,11 @@ test('eval --workers: the training check (the cores, a backend that runs in one 
   assert.is(resolveEvalConfig(base).workers, undefined, 'absent: the backend decides');
   await refusal(() => resolveEvalConfig({ ...base, workers: String(cores + 1) }), new RegExp(`^invalid config: --workers: workers: ${cores + 1} is more than this machine runs at once \\(${cores}, .*use at most ${cores}`));
   await refusal(() => resolveEvalConfig({ ...base, workers: '0' }), /--workers: workers: /);
-  const single = backendCandidates.find((c) => !c.capabilities.workerThreads.trainsInWorkers)!;
+  const single = backendCandidates.find((c) => candidateTrains(c) && !c.capabilities.workerThreads.trainsInWorkers)!;
   if (cores >= 2) await refusal(() => resolveEvalConfig({ ...base, workers: '2' }, single.backend), new RegExp(`--workers: workers: the ${single.backend} backend trains in one process`));
   assert.is(resolveEvalConfig({ ...base, workers: '1' }, single.backend).workers, 1);
+  // on onnxruntime --workers is the session's intra-op thread count, up to the cores
+  if (cores >= 2) assert.is(resolveEvalConfig({ ...base, workers: '2' }, 'onnxruntime-cpu').workers, 2);
 });
 
 test('pipeline config: an unknown key anywhere names the file and the dotted key', async () => {

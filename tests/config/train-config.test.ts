@@ -19,7 +19,7 @@ import {
   type TrainConfigSources,
 } from '../../src/config/index.js';
 import { UserError, DataError } from '../../src/util/index.js';
-import { backendCandidates } from '../../src/backend/index.js';
+import { backendCandidates, candidateTrains } from '../../src/backend/index.js';
 import { buildProgram } from '../../src/cli.js';
 
 let dir: string;
@@ -141,7 +141,7 @@ test('--workers is capped at what the machine runs at once, and at 1 on a backen
   const cores = availableParallelism();
   await rejects({ flags: { ...base, workers: String(cores + 1) } }, new RegExp(`^invalid config: --workers: workers: ${cores + 1} is more than this machine runs at once \\(${cores}, .*use at most ${cores}`));
   assert.is((await resolveTrainConfig({ flags: { ...base, workers: String(cores) } })).workers, cores);
-  const single = backendCandidates.find((c) => !c.capabilities.workerThreads.trainsInWorkers);
+  const single = backendCandidates.find((c) => candidateTrains(c) && !c.capabilities.workerThreads.trainsInWorkers);
   assert.ok(single, 'a candidate that trains in one process (tfjs-node)');
   if (cores >= 2) {
     await rejects({ flags: { ...base, workers: '2', backend: single.backend } }, new RegExp(`workers: the ${single.backend} backend trains in one process`));
