@@ -25,7 +25,7 @@ import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from 
 import { disambiguateNames, disposeModels, loadAll, loadRunForInference, predictProbabilities, transformKey, type CheckpointChoice, type LoadedModel } from './inference.js';
 import { inferenceWorkers } from '../engine/index.js';
 import type { BackendHandle } from '../backend/index.js';
-import { summarize, writeEvaluationReport, type EvaluationReport, type ModelSummary, type WrittenReport } from '../report/index.js';
+import { compareWithEnsemble, metricRegistry, pairedRecordKeys, summarize, writeEvaluationReport, type OverallMetric, type EvaluationReport, type ModelSummary, type WrittenReport } from '../report/index.js';
 
 export type { EvalSplit };
 
@@ -93,7 +93,7 @@ export function defaultEvalOutDir(runs: string[], split: EvalSplit, checkpoint: 
 }
 
 /** Files an osteo evaluation writes: a folder holding only these (and no record) is an older report of ours. */
-const reportEntry = /^(results\.csv|results\.md|predictions\.csv|reliability\.png|(confusion|roc)_[a-z0-9_]+\.png|evaluation\.json)$/;
+const reportEntry = /^(results\.csv|results\.md|predictions\.csv|comparisons\.csv|reliability\.png|(confusion|roc)_[a-z0-9_]+\.png|evaluation\.json)$/;
 
 const sameRecord = (a: EvaluationRecord, b: EvaluationRecord) =>
   a.split === b.split && a.checkpoint === b.checkpoint && a.runs.length === b.runs.length && a.runs.every((r, i) => r === b.runs[i]);
@@ -344,6 +344,11 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
       bootstrap: { resamples, seed },
       images: rows.map((r) => ({ path: r.path, label: r.label })),
       models: summaries,
+      comparisons: compareWithEnsemble(summaries, labels, rows.map((r) => r.group), classNames, {
+        records: pairedRecordKeys.map((k) => metricRegistry.get(k) as OverallMetric),
+        rng: () => createRng(seed),
+        resamples,
+      }),
     };
     let written: WrittenReport | null = null;
     if (staged !== undefined && outDir !== null) {

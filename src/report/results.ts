@@ -8,6 +8,7 @@ import { formatCsv, printable, UserError, writeFileAtomic } from '../util/index.
 import type { ClassificationMetrics } from './metrics.js';
 import { confusionMatrixPng, lineChartPng, reliabilityDiagramPng } from './plot.js';
 import { metricInput, metricLabel, metricRegistry, type MetricInput, type MetricRegistry, type MetricValue, type OverallMetric, type PerClassMetric } from './registry.js';
+import type { PairedComparison } from './paired.js';
 import { negativeLogLikelihood, percentile, type BootstrapInterval, type Calibration, type OneVsRestAuc, type RandomSource } from './stats.js';
 
 export interface ModelSummary {
@@ -117,6 +118,8 @@ export interface EvaluationReport {
   bootstrap: { resamples: number; seed: number };
   images: { path: string; label: number }[];
   models: ModelSummary[];
+  /** Each member model against the ensemble on the same images (report/paired.ts); empty or absent without an ensemble. */
+  comparisons?: PairedComparison[];
 }
 
 const round = (v: number | null, digits = 6): number | string => (v === null || !Number.isFinite(v) ? '' : Number(v.toFixed(digits)));
@@ -214,6 +217,7 @@ export function resultsMarkdown(report: EvaluationReport, plots: string[] = [], 
   } else {
     lines.push(`Ensemble weights (${w.mode}): ${weightText}.`, '');
   }
+  lines.push(...comparisonsMarkdown(report, registry));
   lines.push('## Per class', '');
   const perClass = registry.perClass().filter((r) => r.views.includes('table'));
   lines.push(`| model | class | ${perClass.map((r) => metricLabel(r, report.classNames)).join(' | ')} |`, `|---|---|${perClass.map(() => '---').join('|')}|`);
@@ -237,6 +241,50 @@ export function resultsMarkdown(report: EvaluationReport, plots: string[] = [], 
   }
   lines.push('osteo is a research tool, not a diagnostic device.', '');
   return lines.join('\n');
+}
+
+/** Paired differences (model − ensemble) and DeLong's test per binary view, when there is an ensemble. */
+function comparisonsMarkdown(report: EvaluationReport, registry: MetricRegistry): string[] {
+  const comparisons = report.comparisons ?? [];
+  if (comparisons.length === 0) return [];
+  const keys = Object.keys(comparisons[0]!.differences);
+  const records = keys.map((k) => registry.get(k));
+  const views = comparisons[0]!.auc;
+  const signed = (v: number | null, digits = 3) => (v === null ? '—' : `${v >= 0 ? '+' : ''}${v.toFixed(digits)}`);
+  const lines = [
+    '## Each model against the ensemble (paired, same images)',
+    '',
+    `| model − ${printable(comparisons[0]!.against)} | ${records.map((r) => `Δ ${metricLabel(r, report.classNames)} (95% CI)`).join(' | ')} | ${views.map((v) => `Δ AUC ${v.name} (DeLong p)`).join(' | ')} |`,
+    `|---|${records.map(() => '---').join('|')}|${views.map(() => '---').join('|')}|`,
+  ];
+  for (const c of comparisons) {
+    const differences = keys.map((k) => {
+      const d = c.differences[k]!;
+      return `${signed(d.difference)} (${signed(d.lower)} to ${signed(d.upper)})`;
+    });
+    const aucs = c.auc.map((v) => (v.test === null ? '— (too few positives or negatives)' : `${signed(v.test.difference)} (p ${v.test.pValue.toFixed(3)})`));
+    lines.push(`| ${printable(c.model)} | ${differences.join(' | ')} | ${aucs.join(' | ')} |`);
+  }
+  lines.push(
+    '',
+    `Differences are model minus ensemble on the same images: a percentile bootstrap over duplicate groups (both on the same draw, ${report.bootstrap.resamples} resamples), ` +
+      "and DeLong's test of the two correlated AUCs on each binary view (the view's score: the summed probability of its positive classes).",
+    '',
+  );
+  return lines;
+}
+
+export function comparisonsCsv(report: EvaluationReport): string {
+  const header = ['model', 'against', 'statistic', 'view', 'difference', 'ci_low', 'ci_high', 'p_value', 'positives', 'negatives'];
+  const rows: (string | number)[][] = [];
+  for (const c of report.comparisons ?? []) {
+    for (const [key, d] of Object.entries(c.differences)) rows.push([c.model, c.against, key, '', round(d.difference), round(d.lower), round(d.upper), '', '', '']);
+    for (const v of c.auc) {
+      const t = v.test;
+      rows.push([c.model, c.against, 'auc_delong', v.view, round(t?.difference ?? null), round(t?.lower ?? null), round(t?.upper ?? null), round(t?.pValue ?? null), t?.positives ?? '', t?.negatives ?? '']);
+    }
+  }
+  return formatCsv([header, ...rows]);
 }
 
 export interface WrittenReport {
@@ -270,8 +318,10 @@ export async function writeEvaluationReport(report: EvaluationReport, outDir: st
     file: 'reliability.png',
     png: () => reliabilityDiagramPng({ title: `Reliability — ${report.split}`, models: report.models.map((m) => ({ name: m.name, bins: m.calibration.bins, ece: m.calibration.ece })) }),
   });
-  const files = ['results.csv', 'results.md', 'predictions.csv', ...plots.map((p) => p.file)];
+  const comparisons = (report.comparisons ?? []).length > 0;
+  const files = ['results.csv', 'results.md', 'predictions.csv', ...(comparisons ? ['comparisons.csv'] : []), ...plots.map((p) => p.file)];
   await writeFileAtomic(join(outDir, 'results.csv'), resultsCsv(report, registry));
+  if (comparisons) await writeFileAtomic(join(outDir, 'comparisons.csv'), comparisonsCsv(report));
   await writeFileAtomic(join(outDir, 'predictions.csv'), predictionsCsv(report));
   await writeFileAtomic(
     join(outDir, 'results.md'),
@@ -311,5 +361,6 @@ export function reportSummaryJson(report: EvaluationReport, registry: MetricRegi
       perClass: report.classNames.map((c, k) => ({ class: c, ...Object.fromEntries(perClass.map((r) => [r.jsonKey!, classValues(m, r)[k] ?? null])) })),
       confusion: m.metrics.confusion,
     })),
+    ...(report.comparisons === undefined || report.comparisons.length === 0 ? {} : { comparisons: report.comparisons }),
   };
 }
