@@ -72,3 +72,4 @@ export {
 } from './results.js';
 export { compareWithEnsemble, delongTest, pairedBootstrapDifference, pairedComparison, pairedRecordKeys, type DelongTest, type PairedComparison, type PairedDifference } from './paired.js';
 export { binaryScores, binaryViews, type BinaryView } from './views.js';
+export { applyTemperature, calibrationReport, fitTemperature, temperatureBracket, type CalibrationBinStat, type CalibrationReport, type FittedTemperature } from './calibration.js';
