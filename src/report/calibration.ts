@@ -204,3 +204,20 @@ export function calibrationReport(probabilities: Float32Array, labels: ArrayLike
     numBins,
   };
 }
+
+/** One row of the eval report's calibration section: a model (or the ensemble) before and after scaling. */
+export interface ModelCalibration {
+  name: string;
+  temperature: number;
+  /** Where the temperature was fitted, e.g. "val split of /data (RUN/calibration.json)". */
+  fittedOn: string;
+  /** The evaluated images' metrics with the uncalibrated and the calibrated probabilities. */
+  before: CalibrationReport;
+  after: CalibrationReport;
+}
+
+export interface CalibrationSection {
+  models: ModelCalibration[];
+  /** True when the evaluated split is the one the temperatures were fitted on (the numbers are then optimistic). */
+  fittedOnEvaluatedSplit: boolean;
+}

@@ -8,6 +8,7 @@ import { formatCsv, printable, UserError, writeFileAtomic } from '../util/index.
 import type { ClassificationMetrics } from './metrics.js';
 import { confusionMatrixPng, lineChartPng, reliabilityDiagramPng } from './plot.js';
 import { metricInput, metricLabel, metricRegistry, type MetricInput, type MetricRegistry, type MetricValue, type OverallMetric, type PerClassMetric } from './registry.js';
+import type { CalibrationReport, CalibrationSection } from './calibration.js';
 import type { PairedComparison } from './paired.js';
 import { negativeLogLikelihood, percentile, type BootstrapInterval, type Calibration, type OneVsRestAuc, type RandomSource } from './stats.js';
 
@@ -120,6 +121,8 @@ export interface EvaluationReport {
   models: ModelSummary[];
   /** Each member model against the ensemble on the same images (report/paired.ts); empty or absent without an ensemble. */
   comparisons?: PairedComparison[];
+  /** Present when the runs are calibrated: the models' probabilities above are the calibrated ones, and this compares them with the uncalibrated. */
+  calibration?: CalibrationSection;
 }
 
 const round = (v: number | null, digits = 6): number | string => (v === null || !Number.isFinite(v) ? '' : Number(v.toFixed(digits)));
@@ -217,6 +220,7 @@ export function resultsMarkdown(report: EvaluationReport, plots: string[] = [], 
   } else {
     lines.push(`Ensemble weights (${w.mode}): ${weightText}.`, '');
   }
+  lines.push(...calibrationMarkdown(report));
   lines.push(...comparisonsMarkdown(report, registry));
   lines.push('## Per class', '');
   const perClass = registry.perClass().filter((r) => r.views.includes('table'));
@@ -241,6 +245,36 @@ export function resultsMarkdown(report: EvaluationReport, plots: string[] = [], 
   }
   lines.push('osteo is a research tool, not a diagnostic device.', '');
   return lines.join('\n');
+}
+
+/** Temperatures and the calibration metrics before → after, when the runs are calibrated. */
+function calibrationMarkdown(report: EvaluationReport): string[] {
+  const section = report.calibration;
+  if (section === undefined) return [];
+  const pair = (before: CalibrationReport, after: CalibrationReport, pick: (r: CalibrationReport) => number, digits: number) => `${pick(before).toFixed(digits)} → ${pick(after).toFixed(digits)}`;
+  const lines = [
+    '## Calibration (temperature scaling)',
+    '',
+    'The probabilities in this report are calibrated: softmax(logits / T), each model with its own T and the ensemble with its own, fitted on the soft vote of the calibrated members. ' +
+      'Each cell reads uncalibrated → calibrated on the evaluated images.',
+    '',
+    '| model | T | fitted on | ECE | adaptive ECE | class-wise ECE | Brier | NLL |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const m of section.models) {
+    const [b, a] = [m.before, m.after];
+    lines.push(
+      `| ${printable(m.name)} | ${m.temperature.toFixed(3)} | ${printable(m.fittedOn)} | ${pair(b, a, (r) => r.ece, 3)} | ${pair(b, a, (r) => r.adaptiveEce, 3)} | ${pair(b, a, (r) => r.meanClasswiseEce, 3)} | ${pair(b, a, (r) => r.brier, 4)} | ${pair(b, a, (r) => r.nll, 4)} |`,
+    );
+  }
+  lines.push(
+    '',
+    `ECE: ${section.models[0]?.after.numBins ?? 15} bins of the top-class confidence, equal-width or (adaptive) equal-mass at its quantiles; class-wise ECE: the mean over classes of the ECE of p(class) against 1[label = class]; ` +
+      'Brier: the mean over images of Σ over classes of (p − 1[label = class])², the sum of the one-vs-rest Brier scores. Temperature scaling leaves each model\'s argmax unchanged.',
+    '',
+  );
+  if (section.fittedOnEvaluatedSplit) lines.push('**The temperatures were fitted on the evaluated split: the calibrated numbers are optimistic.**', '');
+  return lines;
 }
 
 /** Paired differences (model − ensemble) and DeLong's test per binary view, when there is an ensemble. */
@@ -318,6 +352,19 @@ export async function writeEvaluationReport(report: EvaluationReport, outDir: st
     file: 'reliability.png',
     png: () => reliabilityDiagramPng({ title: `Reliability — ${report.split}`, models: report.models.map((m) => ({ name: m.name, bins: m.calibration.bins, ece: m.calibration.ece })) }),
   });
+  for (const m of report.calibration?.models ?? []) {
+    plots.push({
+      file: `calibration_${slug(m.name)}.png`,
+      png: () =>
+        reliabilityDiagramPng({
+          title: `${m.name} — reliability before and after T = ${m.temperature.toFixed(2)}`,
+          models: [
+            { name: 'uncalibrated', bins: m.before.bins, ece: m.before.ece },
+            { name: 'calibrated', bins: m.after.bins, ece: m.after.ece },
+          ],
+        }),
+    });
+  }
   const comparisons = (report.comparisons ?? []).length > 0;
   const files = ['results.csv', 'results.md', 'predictions.csv', ...(comparisons ? ['comparisons.csv'] : []), ...plots.map((p) => p.file)];
   await writeFileAtomic(join(outDir, 'results.csv'), resultsCsv(report, registry));
@@ -334,6 +381,8 @@ export async function writeEvaluationReport(report: EvaluationReport, outDir: st
   for (const plot of plots) await writeFileAtomic(join(outDir, plot.file), await plot.png());
   return { dir: outDir, files };
 }
+
+const calibrationJson = (r: CalibrationReport) => ({ ece: r.ece, adaptiveEce: r.adaptiveEce, classwiseEce: r.classwiseEce, meanClasswiseEce: r.meanClasswiseEce, brier: r.brier, classBrier: r.classBrier, nll: r.nll });
 
 /** The report as JSON-friendly data (no per-image arrays; those are in predictions.csv). */
 export function reportSummaryJson(report: EvaluationReport, registry: MetricRegistry = metricRegistry): unknown {
@@ -362,5 +411,13 @@ export function reportSummaryJson(report: EvaluationReport, registry: MetricRegi
       confusion: m.metrics.confusion,
     })),
     ...(report.comparisons === undefined || report.comparisons.length === 0 ? {} : { comparisons: report.comparisons }),
+    ...(report.calibration === undefined
+      ? {}
+      : {
+          calibration: {
+            fittedOnEvaluatedSplit: report.calibration.fittedOnEvaluatedSplit,
+            models: report.calibration.models.map((m) => ({ name: m.name, temperature: m.temperature, fittedOn: m.fittedOn, before: calibrationJson(m.before), after: calibrationJson(m.after) })),
+          },
+        }),
   };
 }
