@@ -9,6 +9,7 @@ import { reportSummaryJson, resultsTable } from '../report/index.js';
 import { evaluateRuns } from '../eval/index.js';
 import { printable } from '../util/index.js';
 import { addTableOptions, backendOption, printJson } from './common.js';
+import { registerCalibrateCommand } from './calibrate.js';
 import { registerExportCommand } from './export.js';
 import { registerPredictCommand } from './predict.js';
 
@@ -18,9 +19,10 @@ interface EvalCommandOptions {
   [attribute: string]: unknown;
 }
 
-/** The eval room's commands: eval, predict, export (one registration call for src/cli.ts). */
+/** The eval room's commands: eval, calibrate, predict, export (one registration call for src/cli.ts). */
 export function registerEvalCommands(program: Command): void {
   registerEvalCommand(program);
+  registerCalibrateCommand(program);
   registerPredictCommand(program);
   registerExportCommand(program);
 }

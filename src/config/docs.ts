@@ -4,6 +4,7 @@
  * `<!-- /generated -->` (scripts/docs.ts), and tests/config/docs.test.ts fails when a document is out
  * of date or a table is documented nowhere or twice.
  */
+import { calibrateOptions } from './calibrate.js';
 import { cvOptions } from './cv.js';
 import { evalOptions } from './eval.js';
 import { optionsMarkdown, type OptionTable } from './options.js';
@@ -15,6 +16,7 @@ export const documentedTables: Readonly<Record<string, OptionTable>> = {
   'train options': trainOptions,
   'split options': splitOptions,
   'eval options': evalOptions,
+  'calibrate options': calibrateOptions,
   'pipeline options': pipelineOptions,
   'cv options': cvOptions,
 };

@@ -21,11 +21,12 @@ import {
 import { DataError, UserError, checkWritableFolder, createRng, environmentUserError, errorMessage, parseCsvRecords, recoverStagedFolder, stageFolder, writeJsonAtomic, type StagedFolder } from '../util/index.js';
 import { evalOptions, type EvalSplit } from '../config/index.js';
 import { manifestSha256, readRunSplit } from '../runs/index.js';
+import { calibrateMembers, calibrationSection, fitEnsembleTemperature, freshCalibrations } from './calibrated.js';
 import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from './ensemble.js';
 import { disambiguateNames, disposeModels, loadAll, loadRunForInference, predictProbabilities, transformKey, type CheckpointChoice, type LoadedModel } from './inference.js';
 import { inferenceWorkers } from '../engine/index.js';
 import type { BackendHandle } from '../backend/index.js';
-import { summarize, writeEvaluationReport, type EvaluationReport, type ModelSummary, type WrittenReport } from '../report/index.js';
+import { applyTemperature, compareWithEnsemble, metricRegistry, pairedRecordKeys, summarize, writeEvaluationReport, type OverallMetric, type EvaluationReport, type ModelSummary, type WrittenReport } from '../report/index.js';
 
 export type { EvalSplit };
 
@@ -93,7 +94,7 @@ export function defaultEvalOutDir(runs: string[], split: EvalSplit, checkpoint: 
 }
 
 /** Files an osteo evaluation writes: a folder holding only these (and no record) is an older report of ours. */
-const reportEntry = /^(results\.csv|results\.md|predictions\.csv|reliability\.png|(confusion|roc)_[a-z0-9_]+\.png|evaluation\.json)$/;
+const reportEntry = /^(results\.csv|results\.md|predictions\.csv|comparisons\.csv|reliability\.png|(confusion|roc|calibration)_[a-z0-9_]+\.png|evaluation\.json)$/;
 
 const sameRecord = (a: EvaluationRecord, b: EvaluationRecord) =>
   a.split === b.split && a.checkpoint === b.checkpoint && a.runs.length === b.runs.length && a.runs.every((r, i) => r === b.runs[i]);
@@ -164,7 +165,7 @@ async function checkRunSplits(runs: string[], dataDir: string, warn: (message: s
  * The expected content hash of each manifest row (the contentHash column `osteo data split` writes),
  * keyed by path; empty for a manifest without the column.
  */
-async function manifestContentHashes(dataDir: string): Promise<Map<string, string>> {
+export async function manifestContentHashes(dataDir: string): Promise<Map<string, string>> {
   const file = splitManifestPath(dataDir);
   const records = parseCsvRecords(await readFile(file, 'utf8'), file);
   return new Map(records.filter((r) => r.path && r.contentHash).map((r) => [r.path!, r.contentHash!]));
@@ -174,7 +175,7 @@ async function manifestContentHashes(dataDir: string): Promise<Map<string, strin
  * Each model's probabilities on `rows`, images decoded once and preprocessed once per distinct
  * transform, a batch at a time; reading ahead never goes beyond `rows`.
  */
-async function predictRows(
+export async function predictRows(
   models: LoadedModel[],
   dataDir: string,
   rows: ManifestRow[],
@@ -307,13 +308,18 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
     if (models.some((m) => m.numClasses !== numClasses)) throw new UserError('the runs disagree on the number of classes; they cannot be ensembled');
     if (numClasses !== classNames.length) throw new UserError(`the runs have ${numClasses} classes but the data has ${classNames.length}`);
     if (outDir !== null) staged = await stageFolder(outDir);
+    const calibrations = await freshCalibrations(models, checkpoint, warn);
+    // A calibrated ensemble fits its own temperature on val, as --weights auto fits its weights there.
+    const ensembleCalibrated = calibrations !== null && models.length > 1;
+    if (ensembleCalibrated && valRows.length === 0) throw new UserError(`the runs are calibrated, and the ensemble's own temperature is fitted on the val split, but ${options.dataDir} has none`);
+    // Fitting sees val rows only; the evaluated split is not read until the weights (and the ensemble's temperature) are fixed.
+    const valRaw = weightSpec.kind === 'auto' || ensembleCalibrated ? await predictRows(models, options.dataDir, valRows, 'val', hashes, options) : undefined;
+    const valProbabilities = valRaw && calibrations ? calibrateMembers(valRaw, models, calibrations) : valRaw;
 
     let ensembleWeights: EvaluationReport['ensembleWeights'];
     if (weightSpec.kind === 'auto') {
-      // Fitting sees val rows only; the evaluated split is not read until the weights are fixed.
-      const valProbabilities = await predictRows(models, options.dataDir, valRows, 'val', hashes, options);
       const fitted = fitEnsembleWeights(
-        valProbabilities,
+        valProbabilities!,
         valRows.map((r) => r.label),
         numClasses,
       );
@@ -323,18 +329,32 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
     } else {
       ensembleWeights = { mode: 'equal', weights: models.map(() => 1 / models.length) };
     }
+    const ensembleTemperature = ensembleCalibrated ? fitEnsembleTemperature(valProbabilities!, ensembleWeights.weights, valRows.map((r) => r.label), numClasses) : undefined;
     options.onWeightsFitted?.(ensembleWeights.weights);
 
-    const probabilities = await predictRows(models, options.dataDir, rows, split, hashes, options);
+    const raw = await predictRows(models, options.dataDir, rows, split, hashes, options);
+    const probabilities = calibrations ? calibrateMembers(raw, models, calibrations) : raw;
     const labels = rows.map((r) => r.label);
     // Every summary resamples with the same seed, so the intervals are paired: same resampled images.
     const summaries: ModelSummary[] = models.map((m, i) =>
       summarize(m.name, 'model', probabilities[i]!, labels, numClasses, { rng: createRng(seed), resamples, run: m.run, classNames }),
     );
+    let ensemble: Float32Array | undefined;
     if (models.length > 1) {
-      const ensemble = ensembleProbabilities(probabilities, ensembleWeights.weights);
+      const vote = ensembleProbabilities(probabilities, ensembleWeights.weights);
+      ensemble = ensembleTemperature === undefined ? vote : applyTemperature(vote, numClasses, ensembleTemperature);
       summaries.push(summarize(ensembleName, 'ensemble', ensemble, labels, numClasses, { rng: createRng(seed), resamples, classNames }));
     }
+    const calibration =
+      calibrations === null
+        ? undefined
+        : calibrationSection(
+            { names: models.map((m) => m.name), raw, calibrated: probabilities, records: calibrations },
+            ensemble && ensembleTemperature !== undefined ? { name: ensembleName, raw: ensembleProbabilities(raw, ensembleWeights.weights), calibrated: ensemble, temperature: ensembleTemperature } : undefined,
+            labels,
+            numClasses,
+            { split, dataDir: options.dataDir },
+          );
     const report: EvaluationReport = {
       split,
       dataDir: options.dataDir,
@@ -344,6 +364,12 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
       bootstrap: { resamples, seed },
       images: rows.map((r) => ({ path: r.path, label: r.label })),
       models: summaries,
+      comparisons: compareWithEnsemble(summaries, labels, rows.map((r) => r.group), classNames, {
+        records: pairedRecordKeys.map((k) => metricRegistry.get(k) as OverallMetric),
+        rng: () => createRng(seed),
+        resamples,
+      }),
+      ...(calibration === undefined ? {} : { calibration }),
     };
     let written: WrittenReport | null = null;
     if (staged !== undefined && outDir !== null) {

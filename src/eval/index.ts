@@ -25,6 +25,7 @@ export {
   type LoadedModel,
   type LoadOptions,
 } from './inference.js';
+export { calibrateRuns, type CalibrateOptions, type RunCalibration } from './calibrate.js';
 export { defaultEvalOutDir, ensembleName, evaluateRuns, type EvalSplit, type EvaluateOptions, type EvaluationResult } from './evaluate.js';
 export {
   expandInputs,

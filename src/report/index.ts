@@ -56,7 +56,9 @@ export {
   type PerClassMetric,
 } from './registry.js';
 export { normalizeWeights, softVote } from './vote.js';
+export { kappaFromConfusion, meanAbsoluteClassError, quadraticWeightedKappa } from './ordinal.js';
 export {
+  comparisonsCsv,
   predictionsCsv,
   reportSummaryJson,
   resultsCsv,
@@ -68,3 +70,6 @@ export {
   type ModelSummary,
   type WrittenReport,
 } from './results.js';
+export { compareWithEnsemble, delongTest, pairedBootstrapDifference, pairedComparison, pairedRecordKeys, type DelongTest, type PairedComparison, type PairedDifference } from './paired.js';
+export { binaryScores, binaryViews, type BinaryView } from './views.js';
+export { applyTemperature, calibrationReport, fitTemperature, temperatureBracket, type CalibrationBinStat, type CalibrationReport, type CalibrationSection, type FittedTemperature, type ModelCalibration } from './calibration.js';

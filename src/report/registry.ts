@@ -11,6 +11,7 @@
  */
 import { UserError } from '../util/index.js';
 import { argmaxRows, classificationMetrics, type ClassificationMetrics } from './metrics.js';
+import { kappaFromConfusion, meanAbsoluteClassError } from './ordinal.js';
 import { calibration, negativeLogLikelihood, oneVsRestAuc, type Calibration, type OneVsRestAuc } from './stats.js';
 
 /**
@@ -344,6 +345,32 @@ export const builtInMetrics = [
     monitor: 'valLoss',
     views: [],
     compute: (input: MetricInput) => negativeLogLikelihood(input.probabilities, input.labels, input.numClasses),
+  },
+  {
+    // Ordinal agreement (report/ordinal.ts): the class index is the ordinal position.
+    key: 'quadraticKappa',
+    label: 'quadratic κ',
+    csvColumn: 'kappa_quadratic',
+    jsonKey: 'quadraticKappa',
+    higherIsBetter: true,
+    scale: 'value',
+    format: fixed(3),
+    interval: true,
+    views: ['table', 'cv', 'cvDifferences'],
+    compute: (input: MetricInput) => kappaFromConfusion(input.classification.confusion),
+  },
+  {
+    key: 'meanAbsoluteClassError',
+    label: 'MAE (classes)',
+    shortLabel: 'MAE',
+    csvColumn: 'mae_classes',
+    jsonKey: 'meanAbsoluteClassError',
+    higherIsBetter: false,
+    scale: 'value',
+    format: fixed(3),
+    interval: true,
+    views: ['table', 'cv', 'cvDifferences'],
+    compute: (input: MetricInput) => meanAbsoluteClassError(input.labels, input.predictions),
   },
 ] as const satisfies readonly MetricRecord[];
 

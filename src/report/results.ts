@@ -8,6 +8,8 @@ import { formatCsv, printable, UserError, writeFileAtomic } from '../util/index.
 import type { ClassificationMetrics } from './metrics.js';
 import { confusionMatrixPng, lineChartPng, reliabilityDiagramPng } from './plot.js';
 import { metricInput, metricLabel, metricRegistry, type MetricInput, type MetricRegistry, type MetricValue, type OverallMetric, type PerClassMetric } from './registry.js';
+import type { CalibrationReport, CalibrationSection } from './calibration.js';
+import type { PairedComparison } from './paired.js';
 import { negativeLogLikelihood, percentile, type BootstrapInterval, type Calibration, type OneVsRestAuc, type RandomSource } from './stats.js';
 
 export interface ModelSummary {
@@ -117,6 +119,10 @@ export interface EvaluationReport {
   bootstrap: { resamples: number; seed: number };
   images: { path: string; label: number }[];
   models: ModelSummary[];
+  /** Each member model against the ensemble on the same images (report/paired.ts); empty or absent without an ensemble. */
+  comparisons?: PairedComparison[];
+  /** Present when the runs are calibrated: the models' probabilities above are the calibrated ones, and this compares them with the uncalibrated. */
+  calibration?: CalibrationSection;
 }
 
 const round = (v: number | null, digits = 6): number | string => (v === null || !Number.isFinite(v) ? '' : Number(v.toFixed(digits)));
@@ -214,6 +220,8 @@ export function resultsMarkdown(report: EvaluationReport, plots: string[] = [], 
   } else {
     lines.push(`Ensemble weights (${w.mode}): ${weightText}.`, '');
   }
+  lines.push(...calibrationMarkdown(report));
+  lines.push(...comparisonsMarkdown(report, registry));
   lines.push('## Per class', '');
   const perClass = registry.perClass().filter((r) => r.views.includes('table'));
   lines.push(`| model | class | ${perClass.map((r) => metricLabel(r, report.classNames)).join(' | ')} |`, `|---|---|${perClass.map(() => '---').join('|')}|`);
@@ -237,6 +245,80 @@ export function resultsMarkdown(report: EvaluationReport, plots: string[] = [], 
   }
   lines.push('osteo is a research tool, not a diagnostic device.', '');
   return lines.join('\n');
+}
+
+/** Temperatures and the calibration metrics before → after, when the runs are calibrated. */
+function calibrationMarkdown(report: EvaluationReport): string[] {
+  const section = report.calibration;
+  if (section === undefined) return [];
+  const pair = (before: CalibrationReport, after: CalibrationReport, pick: (r: CalibrationReport) => number, digits: number) => `${pick(before).toFixed(digits)} → ${pick(after).toFixed(digits)}`;
+  const lines = [
+    '## Calibration (temperature scaling)',
+    '',
+    'The probabilities in this report are calibrated: softmax(logits / T), each model with its own T and the ensemble with its own, fitted on the soft vote of the calibrated members. ' +
+      'Each cell reads uncalibrated → calibrated on the evaluated images.',
+    '',
+    '| model | T | fitted on | ECE | adaptive ECE | class-wise ECE | Brier | NLL |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const m of section.models) {
+    const [b, a] = [m.before, m.after];
+    lines.push(
+      `| ${printable(m.name)} | ${m.temperature.toFixed(3)} | ${printable(m.fittedOn)} | ${pair(b, a, (r) => r.ece, 3)} | ${pair(b, a, (r) => r.adaptiveEce, 3)} | ${pair(b, a, (r) => r.meanClasswiseEce, 3)} | ${pair(b, a, (r) => r.brier, 4)} | ${pair(b, a, (r) => r.nll, 4)} |`,
+    );
+  }
+  lines.push(
+    '',
+    `ECE: ${section.models[0]?.after.numBins ?? 15} bins of the top-class confidence, equal-width or (adaptive) equal-mass at its quantiles; class-wise ECE: the mean over classes of the ECE of p(class) against 1[label = class]; ` +
+      'Brier: the mean over images of Σ over classes of (p − 1[label = class])², the sum of the one-vs-rest Brier scores. Temperature scaling leaves each model\'s argmax unchanged.',
+    '',
+  );
+  if (section.fittedOnEvaluatedSplit) lines.push('**The temperatures were fitted on the evaluated split: the calibrated numbers are optimistic.**', '');
+  return lines;
+}
+
+/** Paired differences (model − ensemble) and DeLong's test per binary view, when there is an ensemble. */
+function comparisonsMarkdown(report: EvaluationReport, registry: MetricRegistry): string[] {
+  const comparisons = report.comparisons ?? [];
+  if (comparisons.length === 0) return [];
+  const keys = Object.keys(comparisons[0]!.differences);
+  const records = keys.map((k) => registry.get(k));
+  const views = comparisons[0]!.auc;
+  const signed = (v: number | null, digits = 3) => (v === null ? '—' : `${v >= 0 ? '+' : ''}${v.toFixed(digits)}`);
+  const lines = [
+    '## Each model against the ensemble (paired, same images)',
+    '',
+    `| model − ${printable(comparisons[0]!.against)} | ${records.map((r) => `Δ ${metricLabel(r, report.classNames)} (95% CI)`).join(' | ')} | ${views.map((v) => `Δ AUC ${v.name} (DeLong p)`).join(' | ')} |`,
+    `|---|${records.map(() => '---').join('|')}|${views.map(() => '---').join('|')}|`,
+  ];
+  for (const c of comparisons) {
+    const differences = keys.map((k) => {
+      const d = c.differences[k]!;
+      return `${signed(d.difference)} (${signed(d.lower)} to ${signed(d.upper)})`;
+    });
+    const aucs = c.auc.map((v) => (v.test === null ? '— (too few positives or negatives)' : `${signed(v.test.difference)} (p ${v.test.pValue.toFixed(3)})`));
+    lines.push(`| ${printable(c.model)} | ${differences.join(' | ')} | ${aucs.join(' | ')} |`);
+  }
+  lines.push(
+    '',
+    `Differences are model minus ensemble on the same images: a percentile bootstrap over duplicate groups (both on the same draw, ${report.bootstrap.resamples} resamples), ` +
+      "and DeLong's test of the two correlated AUCs on each binary view (the view's score: the summed probability of its positive classes).",
+    '',
+  );
+  return lines;
+}
+
+export function comparisonsCsv(report: EvaluationReport): string {
+  const header = ['model', 'against', 'statistic', 'view', 'difference', 'ci_low', 'ci_high', 'p_value', 'positives', 'negatives'];
+  const rows: (string | number)[][] = [];
+  for (const c of report.comparisons ?? []) {
+    for (const [key, d] of Object.entries(c.differences)) rows.push([c.model, c.against, key, '', round(d.difference), round(d.lower), round(d.upper), '', '', '']);
+    for (const v of c.auc) {
+      const t = v.test;
+      rows.push([c.model, c.against, 'auc_delong', v.view, round(t?.difference ?? null), round(t?.lower ?? null), round(t?.upper ?? null), round(t?.pValue ?? null), t?.positives ?? '', t?.negatives ?? '']);
+    }
+  }
+  return formatCsv([header, ...rows]);
 }
 
 export interface WrittenReport {
@@ -270,8 +352,23 @@ export async function writeEvaluationReport(report: EvaluationReport, outDir: st
     file: 'reliability.png',
     png: () => reliabilityDiagramPng({ title: `Reliability — ${report.split}`, models: report.models.map((m) => ({ name: m.name, bins: m.calibration.bins, ece: m.calibration.ece })) }),
   });
-  const files = ['results.csv', 'results.md', 'predictions.csv', ...plots.map((p) => p.file)];
+  for (const m of report.calibration?.models ?? []) {
+    plots.push({
+      file: `calibration_${slug(m.name)}.png`,
+      png: () =>
+        reliabilityDiagramPng({
+          title: `${m.name} — reliability before and after T = ${m.temperature.toFixed(2)}`,
+          models: [
+            { name: 'uncalibrated', bins: m.before.bins, ece: m.before.ece },
+            { name: 'calibrated', bins: m.after.bins, ece: m.after.ece },
+          ],
+        }),
+    });
+  }
+  const comparisons = (report.comparisons ?? []).length > 0;
+  const files = ['results.csv', 'results.md', 'predictions.csv', ...(comparisons ? ['comparisons.csv'] : []), ...plots.map((p) => p.file)];
   await writeFileAtomic(join(outDir, 'results.csv'), resultsCsv(report, registry));
+  if (comparisons) await writeFileAtomic(join(outDir, 'comparisons.csv'), comparisonsCsv(report));
   await writeFileAtomic(join(outDir, 'predictions.csv'), predictionsCsv(report));
   await writeFileAtomic(
     join(outDir, 'results.md'),
@@ -284,6 +381,8 @@ export async function writeEvaluationReport(report: EvaluationReport, outDir: st
   for (const plot of plots) await writeFileAtomic(join(outDir, plot.file), await plot.png());
   return { dir: outDir, files };
 }
+
+const calibrationJson = (r: CalibrationReport) => ({ ece: r.ece, adaptiveEce: r.adaptiveEce, classwiseEce: r.classwiseEce, meanClasswiseEce: r.meanClasswiseEce, brier: r.brier, classBrier: r.classBrier, nll: r.nll });
 
 /** The report as JSON-friendly data (no per-image arrays; those are in predictions.csv). */
 export function reportSummaryJson(report: EvaluationReport, registry: MetricRegistry = metricRegistry): unknown {
@@ -311,5 +410,14 @@ export function reportSummaryJson(report: EvaluationReport, registry: MetricRegi
       perClass: report.classNames.map((c, k) => ({ class: c, ...Object.fromEntries(perClass.map((r) => [r.jsonKey!, classValues(m, r)[k] ?? null])) })),
       confusion: m.metrics.confusion,
     })),
+    ...(report.comparisons === undefined || report.comparisons.length === 0 ? {} : { comparisons: report.comparisons }),
+    ...(report.calibration === undefined
+      ? {}
+      : {
+          calibration: {
+            fittedOnEvaluatedSplit: report.calibration.fittedOnEvaluatedSplit,
+            models: report.calibration.models.map((m) => ({ name: m.name, temperature: m.temperature, fittedOn: m.fittedOn, before: calibrationJson(m.before), after: calibrationJson(m.after) })),
+          },
+        }),
   };
 }

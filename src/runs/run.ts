@@ -6,7 +6,7 @@
  *   RUN/curves.png         loss and accuracy, train vs val
  *   RUN/best/model.safetensors, RUN/best/state.json                       (the best epoch so far)
  *   RUN/last/model.safetensors, RUN/last/optimizer.safetensors, RUN/last/state.json
- *   RUN/split.json (split-record.ts)   RUN/.lock (lock.ts)   RUN/export/<format>/ (`osteo export`'s default)
+ *   RUN/split.json (split-record.ts)   RUN/calibration.json (calibration-record.ts)   RUN/.lock (lock.ts)   RUN/export/<format>/ (`osteo export`'s default)
  *
  * Where a run stands (absent, unsaved, resumable, finished) is lifecycle.ts's question.
  */

@@ -82,6 +82,24 @@ test('each model and the soft vote on the test split: metrics, ensemble = mean, 
   const md = await readFile(join(out, 'results.md'), 'utf8');
   assert.match(md, /\| \*\*ensemble \(soft vote\)\*\* \|/);
   assert.match(md, /Ensemble weights \(equal\): resnet18 0\.50, efficientnet_b3 0\.50/);
+  // Each member against the ensemble on the same images: the paired difference and DeLong per binary view.
+  assert.equal(
+    report.comparisons!.map((c) => [c.model, c.against]),
+    [
+      ['resnet18', 'ensemble (soft vote)'],
+      ['efficientnet_b3', 'ensemble (soft vote)'],
+    ],
+  );
+  report.comparisons!.forEach((c, i) => {
+    const d = c.differences.accuracy!;
+    assert.ok(Math.abs(d.difference! - (report.models[i]!.metrics.accuracy - ensemble!.metrics.accuracy)) < 1e-12, 'accuracy difference');
+    assert.ok(d.lower <= d.difference! && d.difference! <= d.upper, 'inside its interval');
+    assert.equal(c.auc.map((v) => v.view), ['lowBoneDensity', 'topClass']);
+  });
+  assert.match(md, /## Each model against the ensemble \(paired, same images\)/);
+  assert.ok(written!.files.includes('comparisons.csv'));
+  const comparisons = parse(await readFile(join(out, 'comparisons.csv')), { columns: true }) as Record<string, string>[];
+  assert.equal(comparisons.map((r) => `${r.model}:${r.statistic}:${r.view}`).slice(0, 4), ['resnet18:accuracy:', 'resnet18:quadraticKappa:', 'resnet18:auc_delong:lowBoneDensity', 'resnet18:auc_delong:topClass']);
 });
 
 test('--weights auto is fitted on val before any test image is read, and test data cannot change it', async () => {

@@ -96,24 +96,24 @@ test('a metric record in a scratch registry reaches cv.md, cv.csv and the paired
   assert.is(report.differences[0]!.foldMean.confident, 1);
 
   const md = formatCvReport(report, { data: 'D', plan: 'P' }, registry);
-  assert.ok(md.includes('| model | accuracy | balanced acc. | macro-F1 | Normal recall | Osteopenia recall | Osteoporosis recall | macro AUC | ECE | confident |'), md);
+  assert.ok(md.includes('| model | accuracy | balanced acc. | macro-F1 | Normal recall | Osteopenia recall | Osteoporosis recall | macro AUC | ECE | quadratic κ | MAE | confident |'), md);
   assert.match(md, /\| m2 \| .* \| 100\.0 \[100\.0, 100\.0\] \|\n/);
   assert.ok(md.includes('| model | repeat | fold | images | accuracy | balanced acc. | macro-F1 | confident |'), md);
-  assert.ok(md.includes('| B − A (points) | accuracy [95% CI] | balanced acc. | macro-F1 | macro AUC | confident | per-fold Δ accuracy, mean ± sd |'), md);
+  assert.ok(md.includes('| B − A (points) | accuracy [95% CI] | balanced acc. | macro-F1 | macro AUC | quadratic κ | MAE | confident | per-fold Δ accuracy, mean ± sd |'), md);
   assert.match(md, /\| m2 − m1 \| .* \| \+100\.0 \[\+100\.0, \+100\.0\] \| [^|]+ \|$/m);
   const csv = cvCsv(report, registry).split('\n');
-  assert.ok(csv[0]!.endsWith(',ece,ece_ci_low,ece_ci_high,confident,confident_ci_low,confident_ci_high'), csv[0]);
+  assert.ok(csv[0]!.endsWith(',ece,ece_ci_low,ece_ci_high,quadraticKappa,quadraticKappa_ci_low,quadraticKappa_ci_high,meanAbsoluteClassError,meanAbsoluteClassError_ci_low,meanAbsoluteClassError_ci_high,confident,confident_ci_low,confident_ci_high'), csv[0]);
   assert.ok(csv.some((line) => line.startsWith('m2,pooled,') && line.endsWith(',1,1,1')));
 
   const plain = buildCvReport(jobs, settings);
   assert.not.ok('confident' in plain.rows[0]!.pooled);
   const plainMd = formatCvReport(plain, { data: 'D', plan: 'P' });
-  assert.ok(plainMd.includes('| model | accuracy | balanced acc. | macro-F1 | Normal recall | Osteopenia recall | Osteoporosis recall | macro AUC | ECE |\n|---|---|---|---|---|---|---|---|---|\n'), plainMd);
-  assert.ok(plainMd.includes('| B − A (points) | accuracy [95% CI] | balanced acc. | macro-F1 | macro AUC | per-fold Δ accuracy, mean ± sd |\n|---|---|---|---|---|---|\n'), plainMd);
+  assert.ok(plainMd.includes('| model | accuracy | balanced acc. | macro-F1 | Normal recall | Osteopenia recall | Osteoporosis recall | macro AUC | ECE | quadratic κ | MAE |\n|---|---|---|---|---|---|---|---|---|---|---|\n'), plainMd);
+  assert.ok(plainMd.includes('| B − A (points) | accuracy [95% CI] | balanced acc. | macro-F1 | macro AUC | quadratic κ | MAE | per-fold Δ accuracy, mean ± sd |\n|---|---|---|---|---|---|---|---|\n'), plainMd);
   assert.is(
     cvCsv(plain).split('\n')[0],
     'model,kind,repeat,fold,images,' +
-      ['accuracy', 'balancedAccuracy', 'macroF1', 'recallNormal', 'recallOsteopenia', 'recallOsteoporosis', 'macroAuc', 'ece'].flatMap((n) => [n, `${n}_ci_low`, `${n}_ci_high`]).join(','),
+      ['accuracy', 'balancedAccuracy', 'macroF1', 'recallNormal', 'recallOsteopenia', 'recallOsteoporosis', 'macroAuc', 'ece', 'quadraticKappa', 'meanAbsoluteClassError'].flatMap((n) => [n, `${n}_ci_low`, `${n}_ci_high`]).join(','),
   );
 });
 

@@ -10,7 +10,9 @@ import {
   metricRegistry,
   MetricRegistry,
   monitorMetrics,
+  meanAbsoluteClassError,
   negativeLogLikelihood,
+  quadraticWeightedKappa,
   oneVsRestAuc,
   softVote,
   argmaxRows,
@@ -50,7 +52,7 @@ test('a key registered twice throws naming it; so does a CSV column, JSON key or
 });
 
 test('an unknown key (or monitor name) is refused listing the valid ones', () => {
-  assert.throws(() => metricRegistry.get('kappa'), (e: unknown) => e instanceof UserError && /unknown metric 'kappa'; the metrics are: accuracy, balancedAccuracy, macroF1, .*, nll$/.test(e.message));
+  assert.throws(() => metricRegistry.get('kappa'), (e: unknown) => e instanceof UserError && /unknown metric 'kappa'; the metrics are: accuracy, balancedAccuracy, macroF1, .*, nll, quadraticKappa, meanAbsoluteClassError$/.test(e.message));
   assert.throws(() => metricRegistry.monitored('valKappa'), /unknown monitor metric 'valKappa'; training can monitor: valLoss, valAccuracy, valBalancedAccuracy, valMacroF1$/);
   assert.is(metricRegistry.get('macroAuc').label, 'macro AUC');
 });
@@ -88,6 +90,8 @@ test('the built-in records compute what the metric functions compute', () => {
     auc: auc.perClass,
     ece: calibration(probabilities, labels, 3).ece,
     nll: negativeLogLikelihood(probabilities, labels, 3),
+    quadraticKappa: quadraticWeightedKappa(labels, argmaxRows(probabilities, 3), 3),
+    meanAbsoluteClassError: meanAbsoluteClassError(labels, argmaxRows(probabilities, 3)),
   });
   // The shared intermediate results are computed once per input.
   assert.is(input.classification, input.classification);

@@ -154,7 +154,7 @@ test('a new report metric is one record: registered in a scratch registry, it re
     assert.ok(Math.abs(Number(rows[i]!.specificity_Normal) - specific) < 1e-6, 'specificity by hand');
   });
   const header = resultsCsv(report, registry).split('\n')[0]!.split(',');
-  assert.equal(header.slice(header.indexOf('nll'), header.indexOf('weight') + 1), ['nll', 'brier', 'brier_ci_low', 'brier_ci_high', 'weight']);
+  assert.equal(header.slice(header.indexOf('nll'), header.indexOf('weight') + 1), ['nll', 'kappa_quadratic', 'kappa_quadratic_ci_low', 'kappa_quadratic_ci_high', 'mae_classes', 'mae_classes_ci_low', 'mae_classes_ci_high', 'brier', 'brier_ci_low', 'brier_ci_high', 'weight']);
   assert.equal(
     header.slice(header.indexOf('weight') + 1),
     classNames.flatMap((c) => ['precision', 'recall', 'f1', 'support', 'auc', 'specificity'].map((r) => `${r}_${c}`)),
@@ -162,7 +162,7 @@ test('a new report metric is one record: registered in a scratch registry, it re
   );
 
   const table = resultsTable(report, registry).split('\n');
-  assert.ok(table[0]!.endsWith('| ECE | Brier (95% CI) |'), table[0]);
+  assert.ok(table[0]!.endsWith('| ECE | quadratic κ (95% CI) | MAE (classes) (95% CI) | Brier (95% CI) |'), table[0]);
   const b = report.models[0]!;
   assert.ok(table[2]!.endsWith(`| ${(b.values.brier as number).toFixed(3)} (${b.intervals.brier!.lower.toFixed(3)}–${b.intervals.brier!.upper.toFixed(3)}) |`), table[2]);
   const md = resultsMarkdown(report, [], registry);
@@ -179,7 +179,7 @@ test('a new report metric is one record: registered in a scratch registry, it re
   try {
     await writeEvaluationReport(report, dir, registry);
     assert.match(await readFile(join(dir, 'results.csv'), 'utf8'), /,brier,brier_ci_low,brier_ci_high,weight,/);
-    assert.match(await readFile(join(dir, 'results.md'), 'utf8'), /\| ECE \| Brier \(95% CI\) \|/);
+    assert.match(await readFile(join(dir, 'results.md'), 'utf8'), /\| MAE \(classes\) \(95% CI\) \| Brier \(95% CI\) \|/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -187,14 +187,15 @@ test('a new report metric is one record: registered in a scratch registry, it re
 
 test('the default registry keeps the published table, results.csv and --json in their shape', () => {
   const report = fixture();
-  assert.equal(resultsTable(report).split('\n')[0], '| model | accuracy (95% CI) | balanced accuracy | macro-F1 | Osteopenia recall | macro AUC | ECE |');
+  assert.equal(resultsTable(report).split('\n')[0], '| model | accuracy (95% CI) | balanced accuracy | macro-F1 | Osteopenia recall | macro AUC | ECE | quadratic κ (95% CI) | MAE (classes) (95% CI) |');
   assert.is(
     resultsCsv(report).split('\n')[0],
-    'model,kind,run,split,images,accuracy,accuracy_ci_low,accuracy_ci_high,balanced_accuracy,macro_f1,macro_auc,ece,nll,weight,' +
+    'model,kind,run,split,images,accuracy,accuracy_ci_low,accuracy_ci_high,balanced_accuracy,macro_f1,macro_auc,ece,nll,' +
+      'kappa_quadratic,kappa_quadratic_ci_low,kappa_quadratic_ci_high,mae_classes,mae_classes_ci_low,mae_classes_ci_high,weight,' +
       ['Normal', 'Osteopenia', 'Osteoporosis'].map((c) => `precision_${c},recall_${c},f1_${c},support_${c},auc_${c}`).join(','),
   );
   const json = reportSummaryJson(report) as { models: Record<string, unknown>[] };
-  assert.equal(Object.keys(json.models[0]!), ['name', 'kind', 'run', 'accuracy', 'accuracyInterval', 'balancedAccuracy', 'macroF1', 'macroAuc', 'ece', 'nll', 'perClass', 'confusion']);
+  assert.equal(Object.keys(json.models[0]!), ['name', 'kind', 'run', 'accuracy', 'accuracyInterval', 'balancedAccuracy', 'macroF1', 'macroAuc', 'ece', 'nll', 'quadraticKappa', 'quadraticKappaInterval', 'meanAbsoluteClassError', 'meanAbsoluteClassErrorInterval', 'perClass', 'confusion']);
   assert.equal(Object.keys((json.models[0]!.perClass as object[])[0]!), ['class', 'precision', 'recall', 'f1', 'support', 'auc']);
   // The accuracy interval is bootstrapAccuracy's for the same generator: the registry's bootstrap draws images in its order.
   const m = report.models[0]!;
