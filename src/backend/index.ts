@@ -28,3 +28,4 @@ export {
 export { environmentInfo, formatEnvironmentInfo, wasmSimdSupported, type EnvironmentInfo } from './info.js';
 export { batchNormTraining, type BatchNormTrainingResult } from './kernels/index.js';
 export { createOnnxSession, listOnnxProviders, onnxProviders, type OnnxModelLabel, type OnnxProvider, type OnnxProviderStatus, type OnnxSession, type OnnxSessionOptions } from './onnxruntime.js';
+export { ensureGraphHost } from './graph-host.js';
