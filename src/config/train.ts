@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { backendCandidates, backendPreferences, type WorkerThreads } from '../backend/index.js';
+import { backendCandidates, backendPreferences, type BackendCapabilities, type WorkerThreads } from '../backend/index.js';
 import { augmentConfigSchema, type AugmentConfig, type EvalTransform } from '../data/index.js';
 import { monitorMetrics, type MonitorMetric } from '../report/index.js';
 import { UserError, errorMessage } from '../util/index.js';
@@ -205,8 +205,10 @@ export function workersProblem(workers: number, backend: string): string | undef
   const cores = availableParallelism();
   if (workers > cores) return `${workers} is more than this machine runs at once (${cores}, os.availableParallelism()): use at most ${cores}`;
   const candidate = backendCandidates.find((c) => c.backend === backend);
-  const threads: WorkerThreads | undefined = candidate?.capabilities.workerThreads;
-  if (threads && !threads.trainsInWorkers && workers > 1) return `the ${backend} backend trains in one process (${threads.why}): use 1, or a backend that trains in worker threads`;
+  const capabilities: BackendCapabilities | undefined = candidate?.capabilities;
+  const threads: WorkerThreads | undefined = capabilities?.workerThreads;
+  // onnxruntime's --workers are one session's intra-op threads, not processes
+  if (threads && !threads.trainsInWorkers && capabilities?.onnxSessions === undefined && workers > 1) return `the ${backend} backend trains in one process (${threads.why}): use 1, or a backend that trains in worker threads`;
   return undefined;
 }
 
