@@ -45,3 +45,4 @@ export {
   type OnnxSession,
   type OnnxSessionOptions,
 } from './onnxruntime.js';
+export { ensureGraphHost } from './graph-host.js';

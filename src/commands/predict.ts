@@ -29,7 +29,7 @@ export function registerPredictCommand(program: Command): void {
     .option('--run <dir...>', 'training runs: their models vote (mean of softmax probabilities)')
     .addOption(new Option('--checkpoint <which>', "each run's checkpoint: best (best validation epoch) or last (a run stopped before its first epoch ended has only last)").choices(checkpointChoices).default('best'))
     .option('--model <name>', `architecture of --weights: ${modelNames().join(', ')}`)
-    .option('--weights <file>', 'a torchvision state dict (.pth or .safetensors) for --model')
+    .option('--weights <file>', 'a torchvision state dict (.pth or .safetensors), or the model.onnx of osteo export --format onnx, for --model')
     .option('--image-size <n>', "input crop size (default: the size the weights were trained at: the run's, or an osteo export's metadata.json beside --weights, else the architecture's)", positiveInt('--image-size'))
     .option('--gradcam <dir>', 'write a Grad-CAM heat-map overlay PNG per image and model here (the whole image; the region the model saw is outlined)')
     .option('--tta', 'average each image with its horizontal mirror')

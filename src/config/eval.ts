@@ -24,7 +24,7 @@ export const evalOptions = {
   weights: option(z.string().min(1), 'equal', "ensemble weights: 'equal', 'auto' (fitted on val), or w1,w2,… per run", { flag: '--weights <spec>' }),
   out: optional(z.string().min(1), 'report directory (default: eval-<split>-<run names> beside the first run); another evaluation\'s report is never overwritten', { flag: '--out <dir>' }),
   batchSize: option(positiveInt, 16, 'images per forward pass (shared out among the workers)', { flag: '--batch-size <n>' }),
-  workers: optional(positiveInt, 'inference worker threads (default: one per core on wasm, fewer for too few images to repay their start, 1 elsewhere)', { flag: '--workers <n>' }),
+  workers: optional(positiveInt, 'inference worker threads (default: one per core on wasm, fewer for too few images to repay their start, 1 elsewhere); on an onnxruntime backend, the session’s intra-op threads (default: the provider’s)', { flag: '--workers <n>' }),
   seed: option(z.int().min(0), 0, 'bootstrap seed', { flag: '--seed <n>' }),
   resamples: option(positiveInt, 2000, 'bootstrap resamples', { flag: '--resamples <n>' }),
 } as const;

@@ -2,6 +2,7 @@
 export { createEngine, combineBuffers } from './engine.js';
 export { runBench, median, syntheticBatch, type BenchOptions, type BenchResult } from './bench.js';
 export { createInferenceEngine, inferenceWorkers, imagesPerWorker } from './inference.js';
+export { createOnnxInferenceEngine, onnxPassImages } from './onnx-inference.js';
 export { layerFeatures, layersModelFeatures, splitAtLayer } from './features.js';
 export { FlatOptimizer, clipCoefficient } from './optimizer.js';
 export { ReplicaReduce, type ReduceMemory } from './reduce.js';

@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { activateBackend, type BackendCapabilities, type BackendHandle } from '../backend/index.js';
 import { UserError } from '../util/index.js';
 import { microBatchLimit } from './engine.js';
+import { createOnnxInferenceEngine } from './onnx-inference.js';
 import { layerFeatures } from './features.js';
 import { blocks, sharedFloats, throwPendingFault, translateFault, workerCount, type PassContext } from './parallel.js';
 import { WorkerClient, startClients } from './pool.js';
@@ -28,8 +29,12 @@ export const imagesPerWorker = 32;
  * How many worker threads inference over `images` images uses: `requested` (never more than there
  * are images), else one per core on a backend that runs in worker threads — as `osteo train` — but
  * no more than pay for themselves (imagesPerWorker), else 1: the model in the caller's thread.
+ * On onnxruntime (capabilities.onnxSessions) it is the session's intra-op threads instead: `requested`,
+ * else the provider's default; one session spreads every pass over them, however few the images.
  */
 export function inferenceWorkers(requested: number | undefined, images: number, capabilities: BackendCapabilities): number {
+  const sessions = capabilities.onnxSessions;
+  if (sessions !== undefined) return requested ?? sessions.defaultThreads();
   if (requested !== undefined) return Math.max(1, Math.min(requested, images));
   const threads = capabilities.workerThreads;
   if (!threads.trainsInWorkers) return 1;
@@ -127,11 +132,14 @@ async function startInferenceWorkers(master: Replica, workers: number, options: 
 }
 
 /**
- * The tfjs inference engine: the model built without its random initialization, which the strictly
- * loaded weights replace entirely, on the handle's backend.
+ * The inference engine the handle's capabilities call for: onnxruntime where they carry
+ * `onnxSessions` (onnx-inference.ts), else tfjs — the model built without its random initialization,
+ * which the strictly loaded weights replace entirely, on the handle's backend.
  */
 export async function createInferenceEngine(options: InferenceEngineOptions): Promise<InferenceEngine> {
   const handle = options.backend;
+  const sessions = handle.capabilities.onnxSessions;
+  if (sessions !== undefined) return createOnnxInferenceEngine(options, sessions);
   await activateBackend(handle);
   const workers = workerCount(options.workers, handle.capabilities.workerThreads);
   const provider = await loadProvider(options.providerModule);

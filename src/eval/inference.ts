@@ -7,7 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { BackendHandle } from '../backend/index.js';
 import { numClasses as classCount, type EvalTransform } from '../data/index.js';
 import { evalOptions } from '../config/index.js';
@@ -15,9 +15,9 @@ import { DataError, UserError } from '../util/index.js';
 import { getModel, transformAt, type ModelName } from '../models/index.js';
 import { imageSizeRange } from '../config/index.js';
 import { checkpointNames, openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
-import { readStateDict } from '../weights/index.js';
+import { readOnnxStateDict, readStateDict } from '../weights/index.js';
 import { softmax } from '../report/index.js';
-import { createInferenceEngine, type InferenceEngine } from '../engine/index.js';
+import { createInferenceEngine, inferenceWorkers, type InferenceEngine } from '../engine/index.js';
 
 export interface LoadedModel {
   /** Display name: the architecture, or `architecture:run` when two runs share one. */
@@ -74,8 +74,8 @@ export async function loadRunForInference(dir: string, options: LoadOptions): Pr
 async function buildFromFile(modelName: string, weightsFile: string, transform: EvalTransform, numClasses: number, options: LoadOptions): Promise<LoadedModel> {
   const entry = getModel(modelName);
   const imageSize = transform.crop;
-  const weights = await readStateDict(weightsFile);
-  const engine = await createInferenceEngine({ model: entry.name, imageSize, numClasses, weights, backend: options.backend, workers: options.workers ?? 1 });
+  const weights = extname(weightsFile).toLowerCase() === '.onnx' ? await readOnnxStateDict(weightsFile, entry, { numClasses, imageSize }) : await readStateDict(weightsFile);
+  const engine = await createInferenceEngine({ model: entry.name, imageSize, numClasses, weights, backend: options.backend, workers: options.workers ?? inferenceWorkers(undefined, 1, options.backend.capabilities) });
   return { name: entry.name, modelName: entry.name, weightsFile: resolve(weightsFile), engine, imageSize, transform, numClasses };
 }
 

@@ -38,7 +38,7 @@ export interface PredictOptions {
   runs?: string[];
   /** Which checkpoint of each run (default best). */
   checkpoint?: CheckpointChoice;
-  /** Or one architecture with a weights file (.pth / .safetensors). */
+  /** Or one architecture with a weights file (.pth / .safetensors, or an osteo model.onnx: its initializers, checked against osteo's graph). */
   model?: string;
   weights?: string;
   /** Input size; default: the size the weights were trained at when osteo knows it, else the architecture's. */

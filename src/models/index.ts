@@ -9,4 +9,5 @@ export { densenetTable } from './densenet.js';
 export { convnextTable } from './convnext.js';
 export type { HeadKind, ModelBuildOptions, ModelEntry, ModelEntryOf, ModelName } from './types.js';
 export { modelToOnnxGraph, onnxLayerClasses, onnxInputName, onnxOutputName, onnxBatchDimension } from './onnx/emit.js';
+export { camGraphOf, onnxCamOutputName, type CamGraph as OnnxCamGraph } from './onnx/cam.js';
 export { onnxOpset, type OnnxGraph, type GraphNode, type Attribute as OnnxAttribute, type ValueInfo as OnnxValueInfo, type WeightRef as OnnxWeightRef, type Constant as OnnxConstant } from './onnx/graph.js';

@@ -20,7 +20,7 @@ import { checkWritableFolder, deriveSeed, environmentUserError, UserError, write
 import { argmaxRows, classificationMetrics, isImprovement, metricRegistry, type ClassificationMetrics } from '../report/index.js';
 import { getModel } from '../models/index.js';
 import { readStateDict, type LoadReport } from '../weights/index.js';
-import { createEngine, type EngineState, type OptimizerConfig } from '../engine/index.js';
+import { createEngine, createInferenceEngine, inferenceWorkers, type EngineState, type OptimizerConfig } from '../engine/index.js';
 import { checkpointDir, hasCheckpoint, runHoldsTraining, runPaths, saveCheckpoint, type FaultInjector, type FinishedStatus, type ResumeCheckpoint } from '../runs/index.js';
 import type { BestRecord, TrainEvent, TrainStatus } from './events.js';
 import { appendEvent, curvesPng, writeMetricsCsv, type EpochMetrics } from './logs.js';
@@ -30,13 +30,17 @@ import { checkpointBytes, datasetOf, emptyPartial, finishedRun, freshState, lock
 export interface TrainOptions {
   /** The backend the command chose (for `config.backend`): every engine of the run computes on it. */
   backend: BackendHandle;
-  /** the backend validation runs the model on (default: `backend`) */
-  inference?: BackendHandle;
   /**
    * Where the engine's models come from: a module whose `modelProvider` builds them by name (default:
    * osteo's registry). Tests train a tiny model through it; see EngineOptions.providerModule.
    */
   providerModule?: string;
+  /**
+   * Where validation runs each epoch (an onnxruntime provider's handle, whose capabilities carry
+   * `onnxSessions`): the current weights are exported to an inference engine on it, which predicts
+   * the val split and is released. Absent: the training engine predicts, as it trains.
+   */
+  inference?: BackendHandle;
   /** Continue the run in config.out from its `last` checkpoint. */
   resume?: boolean;
   /** Every event, as it is appended to events.jsonl (progress display, tests). */
@@ -159,7 +163,7 @@ async function trainEpochs(t: Training): Promise<TrainResult> {
   while (state.epoch < config.epochs) {
     const stopped = await trainOneEpoch(t);
     if (stopped) return await finish(t, stopped);
-    const val = await validate(t.engine, t.data.valLoader);
+    const val = await validateEpoch(t);
     const early = nonFiniteValidation(t, val.loss) ?? (await endEpoch(t, val));
     if (early) return await finish(t, early);
   }
@@ -374,8 +378,32 @@ function lastGoodCheckpoint(run: string): string {
   return hasCheckpoint(run, 'last') ? `${checkpointDir(run, 'last')} holds the last good checkpoint` : 'no checkpoint had been saved yet';
 }
 
+/**
+ * The epoch's validation: on the inference handle when there is one (the weights as they are now,
+ * in an inference engine that lives for this pass only), else on the training engine.
+ */
+async function validateEpoch(t: Training): Promise<{ loss: number; metrics: ClassificationMetrics }> {
+  const handle = t.options.inference;
+  if (handle === undefined) return validate(t.engine, t.data.valLoader);
+  const { config } = t;
+  const engine = await createInferenceEngine({
+    model: config.model,
+    imageSize: config.imageSize,
+    numClasses,
+    weights: (await t.engine.getState()).weights,
+    backend: handle,
+    workers: inferenceWorkers(undefined, t.data.valImages, handle.capabilities),
+    providerModule: t.options.providerModule,
+  });
+  try {
+    return await validate(engine, t.data.valLoader);
+  } finally {
+    await engine.dispose();
+  }
+}
+
 /** Mean cross-entropy and the classification metrics over the whole val split, in inference mode. */
-async function validate(engine: Engine, loader: Loader): Promise<{ loss: number; metrics: ClassificationMetrics }> {
+async function validate(engine: Pick<Engine, 'predict'>, loader: Loader): Promise<{ loss: number; metrics: ClassificationMetrics }> {
   const labels: number[] = [];
   const predictions: number[] = [];
   let lossSum = 0;

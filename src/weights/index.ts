@@ -12,7 +12,7 @@ export { readPth, writePth } from './pth.js';
 export { readSafetensors, readSafetensorsMetadata, writeSafetensors } from './safetensors.js';
 export { loadStateDict, modelToStateDict, weightSlots, type LoadOptions, type LoadReport, type WeightSlot } from './keymap.js';
 export type { StateDict, StateTensor } from './types.js';
-export { decodeOnnx, encodeOnnx, modelToOnnx, onnxIrVersion, onnxWeightsFor, readOnnx, writeOnnx, type OnnxFile } from './onnx.js';
+export { decodeOnnx, encodeOnnx, modelToOnnx, onnxIrVersion, onnxWeightsFor, readOnnx, readOnnxStateDict, writeOnnx, type OnnxFile } from './onnx.js';
 
 export const stateDictExtensions = ['.pth', '.pt', '.safetensors'] as const;
 

@@ -9,7 +9,8 @@ import { readFile } from 'node:fs/promises';
 import protobuf from 'protobufjs';
 import { osteoVersion, UserError, writeFileAtomic } from '../util/index.js';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { modelToOnnxGraph, type ModelName, type OnnxAttribute, type OnnxGraph } from '../models/index.js';
+import { ensureGraphHost } from '../backend/index.js';
+import { minImageSize, modelToOnnxGraph, type ModelEntry, type ModelName, type OnnxAttribute, type OnnxGraph } from '../models/index.js';
 import { modelToStateDict } from './keymap.js';
 import { onnxProtoSchema } from './onnx-schema.js';
 import { numel, type StateDict } from './types.js';
@@ -232,4 +233,28 @@ export async function modelToOnnx(model: tfl.LayersModel, name: ModelName, metad
   const bytes = encodeOnnx(graph, await modelToStateDict(model, name), metadata);
   onnxWeightsFor(decodeOnnx(bytes, `the ONNX graph of ${name}`), graph, `the ONNX graph of ${name}`);
   return { bytes, graph };
+}
+
+/**
+ * The weights of an `osteo export --format onnx` file for `entry` with `numClasses` classes, checked
+ * against the graph osteo emits for that model at the file's own input size (the weights do not
+ * depend on the size): a damaged file, or one that is not osteo's graph of this model (another
+ * interface, a missing or mis-shaped initializer), is refused with the first difference. Only the
+ * initializers are taken; osteo runs its own emitted graph with them, never the file's nodes.
+ */
+/** The largest input size at which a file's graph is rebuilt to check it (an osteo export is at most a few hundred pixels). */
+const maxOnnxCheckSize = 2048;
+
+export async function readOnnxStateDict(path: string, entry: ModelEntry, options: { numClasses: number; imageSize: number }): Promise<StateDict> {
+  const file = await readOnnx(path);
+  const declared = file.inputs[0]?.shape[2];
+  // A size no model is built at (a foreign file's) is not tried: the graph at the requested size then names the difference.
+  const size = typeof declared === 'number' && Number.isInteger(declared) && declared >= minImageSize && declared <= maxOnnxCheckSize ? declared : options.imageSize;
+  await ensureGraphHost();
+  const model = entry.build({ imageSize: size, numClasses: options.numClasses, initialize: false });
+  try {
+    return onnxWeightsFor(file, modelToOnnxGraph(model, entry.name), path);
+  } finally {
+    model.dispose();
+  }
 }

@@ -18,10 +18,10 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { float, GraphBuilder, int, ints, type OnnxGraph } from './graph.js';
 
-type Layout = 'NCHW' | 'NHWC' | 'flat';
+export type Layout = 'NCHW' | 'NHWC' | 'flat';
 
 /** A tensor of the graph as the walk sees it. `pads` [top, left, bottom, right]: zero padding not yet applied. */
-interface Value {
+export interface Value {
   name: string;
   layout: Layout;
   pads?: readonly [number, number, number, number];
@@ -39,7 +39,7 @@ type Config = Record<string, unknown>;
 type Emitter = (layer: tfl.layers.Layer, inputs: Value[], graph: Walk) => Value;
 
 /** The builder plus the layout bookkeeping shared by the emitters. */
-class Walk {
+export class Walk {
   readonly builder = new GraphBuilder();
   private readonly transposed = new Map<string, Value>();
 
@@ -291,12 +291,27 @@ interface InboundNode {
   outputTensors: tfl.SymbolicTensor[];
 }
 
-/** The ONNX graph of a built model: NCHW float32 input [batch, 3, S, S], logits [batch, classes]. */
-export function modelToOnnxGraph(model: tfl.LayersModel, name: string = model.name): OnnxGraph {
+/** The walk over a model's layers so far: the builder and each emitted symbolic tensor's value. */
+export interface EmittedLayers {
+  walk: Walk;
+  /** by tfjs SymbolicTensor id */
+  values: Map<number, Value>;
+}
+
+/** The graph's NCHW input [batch, 3, S, S] (batch: the symbolic dimension, or a fixed one). */
+export function inputInfo(model: tfl.LayersModel, batch: number | string): { name: string; shape: (number | string)[] } {
+  const [, height, width, channels] = model.inputs[0]!.shape as [null, number, number, number];
+  return { name: onnxInputName, shape: [batch, channels, height, width] };
+}
+
+/**
+ * Emits `model`'s layers in topological order up to and including `lastLayer` (default: all of them),
+ * each through the one emitter of its class.
+ */
+export function emitLayers(model: tfl.LayersModel, name: string, lastLayer?: string): EmittedLayers {
   if (model.inputs.length !== 1 || model.outputs.length !== 1) throw new Error(`${name}: an ONNX graph is emitted for one input and one output`);
   const walk = new Walk();
   const values = new Map<number, Value>();
-  const [, height, width, channels] = model.inputs[0]!.shape as [null, number, number, number];
   walk.builder.fresh(onnxInputName);
   values.set(model.inputs[0]!.id, { name: onnxInputName, layout: 'NCHW' });
   for (const layer of model.layers) {
@@ -312,12 +327,20 @@ export function modelToOnnxGraph(model: tfl.LayersModel, name: string = model.na
       return typeof h === 'number' && typeof w === 'number' && tensor.shape.length === 4 ? { ...value, spatial: [h, w] as const } : value;
     });
     values.set(nodes[0]!.outputTensors[0]!.id, emitter(layer, inputs, walk));
+    if (layer.name === lastLayer) return { walk, values };
   }
+  if (lastLayer !== undefined) throw new Error(`${name}: model has no layer '${lastLayer}'`);
+  return { walk, values };
+}
+
+/** The ONNX graph of a built model: NCHW float32 input [batch, 3, S, S], logits [batch, classes]. */
+export function modelToOnnxGraph(model: tfl.LayersModel, name: string = model.name): OnnxGraph {
+  const { walk, values } = emitLayers(model, name);
   const last = values.get(model.outputs[0]!.id);
   if (last === undefined) throw new Error(`${name}: the model's output was never emitted`);
   const flat = walk.as(last, 'flat', 'output');
   const classes = model.outputs[0]!.shape[1] as number;
   walk.builder.node('Identity', [flat.name], onnxOutputName, {}, { exact: true });
-  const input = { name: onnxInputName, shape: [onnxBatchDimension, channels, height, width] };
-  return walk.builder.finish(name, [input], [{ name: onnxOutputName, shape: [onnxBatchDimension, classes] }]);
+  return walk.builder.finish(name, [inputInfo(model, onnxBatchDimension)], [{ name: onnxOutputName, shape: [onnxBatchDimension, classes] }]);
 }
+
