@@ -11,6 +11,7 @@ export {
   preprocessForModel,
   evalTransformSpec,
   imagenetNormalization,
+  displayBytes,
   type EvalTransform,
   type EvalTransformSpec,
   type Normalization,
@@ -35,6 +36,7 @@ export {
   type ImageFacts,
   type ImageReader,
   type ReadOptions,
+  type DicomWindow,
   type UnreadableReason,
 } from './readers.js';
 export {
