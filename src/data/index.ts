@@ -28,6 +28,7 @@ export {
   isImageFile,
   extensionOf,
   maxInputPixels,
+  parseDicomWindow,
   sniffBytes,
   ImageFault,
   UnreadableImageError,
@@ -51,7 +52,7 @@ export {
   type DownloadDatasetResult,
   type KaggleCredentials,
 } from './kaggle.js';
-export { synthesizePhantom, renderPhantom, type SynthOptions, type SynthResult, type PhantomImage } from './phantom.js';
+export { synthesizePhantom, renderPhantom, phantomFormats, type PhantomFormat, type SynthOptions, type SynthResult, type PhantomImage } from './phantom.js';
 export {
   indexDataset,
   readIndex,

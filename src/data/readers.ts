@@ -80,6 +80,15 @@ export interface ReadOptions {
  */
 export type DicomWindow = 'auto' | 'file' | { center: number; width: number };
 
+/** `auto`, `file` or `C,W` (a centre and a width ≥ 1) as a DicomWindow; undefined when the text is none of these. */
+export function parseDicomWindow(text: string): DicomWindow | undefined {
+  if (text === 'auto' || text === 'file') return text;
+  const match = /^\s*(-?\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*$/.exec(text);
+  if (match === null) return undefined;
+  const [center, width] = [Number(match[1]), Number(match[2])];
+  return width >= 1 ? { center, width } : undefined;
+}
+
 /** One entry of the seam. */
 export interface ImageReader {
   name: string;
