@@ -4,7 +4,7 @@
  * apply_voi_lut (MONOCHROME1 inverted after VOI), on [0, 1], within 1e-6 for the lossless syntaxes and
  * within the codec's error for the lossy ones; the bad inputs are refused with their reasons.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -160,6 +160,33 @@ testWith(dicomTools, test, "float films resize as PIL's BILINEAR on a mode-F ima
     let max = 0;
     for (let i = 0; i < reference.length; i++) max = Math.max(max, Math.abs(ours[3 * i]! - reference[i]!), Math.abs(ours[3 * i + 2]! - reference[i]!));
     assert.ok(max <= 1e-4, `${width}×${height} → ${outWidth}×${outHeight}: ${max}`);
+  }
+});
+
+test('the resize cache keeps a deep film exactly: float gray on disk, read back bit for bit, the same as a fresh decode and resize', async () => {
+  const { createResizedCache, resizeShorter } = await import('../../src/data/index.js');
+  const dir = await tempDir();
+  try {
+    const values = Uint16Array.from({ length: 60 * 50 }, (_, i) => (i * 131) % 4096);
+    const file = join(dir.path, 'Normal', 'deep.dcm');
+    await mkdir(join(dir.path, 'Normal'));
+    await writeFile(file, writeDicom({ values, width: 60, height: 50, bitsStored: 12, photometric: 'MONOCHROME2', window: { center: 2000, width: 3000 }, seed: 'cache' }));
+    const fresh = await resizeShorter((await readImage(file)).pixels, 40);
+    assert.instance(fresh.data, Float32Array);
+    const first = await createResizedCache(dir.path, 40, { memoryBytes: 0 }).get('Normal/deep.dcm');
+    const reread = createResizedCache(dir.path, 40, { memoryBytes: 0 });
+    const second = await reread.get('Normal/deep.dcm');
+    assert.equal(reread.stats(), { memory: 0, disk: 1, decoded: 0 }, 'the second cache read the file');
+    for (const image of [first, second]) {
+      assert.instance(image.data, Float32Array);
+      assert.equal([image.width, image.height], [fresh.width, fresh.height]);
+      assert.ok(image.data.every((v, i) => v === fresh.data[i]), 'bitwise');
+    }
+    const stored = await readdir(join(dir.path, '.cache', 'resize-40'));
+    const size = (await stat(join(dir.path, '.cache', 'resize-40', stored[0]!))).size;
+    assert.is(size, 32 + fresh.width * fresh.height * 4, 'one float channel per pixel');
+  } finally {
+    await dir.cleanup();
   }
 });
 
