@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { byteProgress, countProgress, formatBytes } from '../util/index.js';
-import { classNames, conflictPolicies, defaultKaggleApi, defaultNearThreshold, downloadKaggleDataset, formatCounts, formatIndexReport, formatSplitReport, indexDataset, maxInputPixels, previewAugmentations, splitDataset, synthesizePhantom, type ConflictPolicy } from '../data/index.js';
+import { classNames, conflictPolicies, defaultKaggleApi, defaultNearThreshold, downloadKaggleDataset, formatCounts, formatIndexReport, formatSplitReport, indexDataset, maxInputPixels, previewAugmentations, splitDataset, synthesizePhantom, phantomFormats, type ConflictPolicy, type PhantomFormat } from '../data/index.js';
 import { loadAugmentConfig, resolveSplitConfig, splitOptions } from '../config/index.js';
 import { addTableOptions, finiteNumber, positiveInt, printJson } from './common.js';
 
@@ -44,9 +44,14 @@ export function registerDataCommands(program: Command): void {
     .option('--size <px>', 'image width in pixels', positiveInt('--size'), 256)
     .option('--seed <n>', 'random seed', finiteNumber('--seed'), 42)
     .option('--duplicate-rate <r>', 'fraction (0 to 0.9) of Normal and Osteoporosis files that are byte-identical copies, as in the Kaggle set (about 0.5)', finiteNumber('--duplicate-rate'), 0)
+    .addOption(
+      new Option('--format <format>', 'raster (PNG and JPEG files) or dicom (DICOM files: 8-bit MONOCHROME2/MONOCHROME1 and 12-bit variants; planted copies stay PNG/JPEG)')
+        .choices(phantomFormats)
+        .default('raster'),
+    )
     .option('--force', 'replace a phantom already at --dest (only the files synth writes; a folder that is not a phantom is refused)')
     .option('--json', 'print one JSON document')
-    .action(async (options: { dest: string; perClass: number; size: number; seed: number; duplicateRate: number; force?: boolean; json?: boolean }) => {
+    .action(async (options: { dest: string; perClass: number; size: number; seed: number; duplicateRate: number; format: PhantomFormat; force?: boolean; json?: boolean }) => {
       const result = await synthesizePhantom(options);
       if (options.json) return printJson(result);
       if (result.reused) return console.log(`${result.dest} already holds this phantom (same seed, size, images per class and duplicate rate): nothing to do`);

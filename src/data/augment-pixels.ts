@@ -261,6 +261,8 @@ export function eraseInto(out: Float32Array, offset: number, size: number, box: 
  * bilinearly. Written here because sharp's `clahe` (libvips hist_local) is a per-pixel sliding window
  * whose cost grows with the window: ~100 ms per 256-pixel film against ~1 ms for this. The films
  * are monochrome, so the ITU-R 601 gray level is equalised and written to all three channels.
+ * OpenCV's CLAHE bins 256 levels, so a float (deep DICOM) film is binned, and equalised, at 8 bits:
+ * the one augmentation that quantises (its output is a new contrast, not the film's levels).
  */
 export function clahe(image: RgbImage, clipLimit: number, tileGridSize: number): RgbImage {
   const { width, height, data } = image;

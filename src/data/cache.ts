@@ -3,9 +3,12 @@
  *
  * Each image is read through the image readers (readers.ts) and resized so its shorter side is the
  * model's resize size — the eval transform's first stage (image.ts `resizeShorter`) — and stored as
- * raw 8-bit RGB under DIR/.cache/resize-<size>/<sha1 of the relative path>.rgb with a 32-byte header
- * (magic, width, height, the source's byte size and mtime). A changed source fails the header check
- * and is redone.
+ * raw pixels under DIR/.cache/resize-<size>/<sha1 of the relative path>.rgb with a 32-byte header
+ * (magic, width, height, the sample layout, the source's byte size and mtime). A changed source fails
+ * the header check and is redone. The layout keeps what the reader gave: 8-bit RGB bytes for 8-bit
+ * sources; for a deep (windowed 12/16-bit DICOM) film, float32 levels, one gray channel where the
+ * three channels are equal (4 bytes a pixel against 3 for bytes, so the cache stays the same order
+ * of size) and three where they are not. Floats are stored exactly, so a cached film is the film.
  * Files are written under a temporary name and renamed, so parallel loaders never read half a file.
  * A small in-memory LRU in front saves the file reads for datasets that fit (the phantom does).
  * Delete DIR/.cache to reclaim the space; nothing else depends on it.
@@ -42,15 +45,37 @@ export function cacheDir(dataDir: string, shorter: number, root = join(dataDir, 
   return join(root, `resize-${shorter}`);
 }
 
+/** The header's sample layout: bytes RGB (what every cache file held before floats), float gray, float RGB. */
+const enum Layout {
+  Bytes = 0,
+  FloatGray = 1,
+  FloatRgb = 2,
+}
+
+function isGray(data: Float32Array): boolean {
+  for (let i = 0; i < data.length; i += 3) if (data[i] !== data[i + 1] || data[i] !== data[i + 2]) return false;
+  return true;
+}
+
+/** The samples as stored: bytes as they are, floats as gray when the channels agree. */
+function storedSamples(image: RgbImage): { layout: Layout; bytes: Uint8Array } {
+  const { data } = image;
+  if (data instanceof Uint8Array) return { layout: Layout.Bytes, bytes: data };
+  const samples = isGray(data) ? Float32Array.from({ length: data.length / 3 }, (_, i) => data[3 * i]!) : data;
+  // Little-endian on every platform Node runs on, as the header's own fields.
+  return { layout: samples === data ? Layout.FloatRgb : Layout.FloatGray, bytes: new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength) };
+}
+
 function encode(image: RgbImage, sourceBytes: number, sourceMtimeMs: number): Buffer {
-  const buffer = Buffer.allocUnsafe(headerBytes + image.data.length);
+  const { layout, bytes } = storedSamples(image);
+  const buffer = Buffer.allocUnsafe(headerBytes + bytes.length);
   buffer.writeUInt32LE(magic, 0);
   buffer.writeUInt32LE(image.width, 4);
   buffer.writeUInt32LE(image.height, 8);
-  buffer.writeUInt32LE(0, 12);
+  buffer.writeUInt32LE(layout, 12);
   buffer.writeDoubleLE(sourceBytes, 16);
   buffer.writeDoubleLE(sourceMtimeMs, 24);
-  buffer.set(image.data, headerBytes);
+  buffer.set(bytes, headerBytes);
   return buffer;
 }
 
@@ -58,9 +83,22 @@ function decode(buffer: Buffer, sourceBytes: number, sourceMtimeMs: number): Rgb
   if (buffer.length < headerBytes || buffer.readUInt32LE(0) !== magic) return undefined;
   const width = buffer.readUInt32LE(4);
   const height = buffer.readUInt32LE(8);
+  const layout = buffer.readUInt32LE(12);
   if (buffer.readDoubleLE(16) !== sourceBytes || buffer.readDoubleLE(24) !== sourceMtimeMs) return undefined;
-  if (buffer.length !== headerBytes + width * height * 3) return undefined;
-  return { data: new Uint8Array(buffer.buffer, buffer.byteOffset + headerBytes, width * height * 3), width, height };
+  const pixels = width * height;
+  const body = buffer.subarray(headerBytes);
+  if (layout === Layout.Bytes) {
+    if (body.length !== pixels * 3) return undefined;
+    return { data: new Uint8Array(body.buffer, body.byteOffset, pixels * 3), width, height };
+  }
+  const channels = layout === Layout.FloatGray ? 1 : layout === Layout.FloatRgb ? 3 : 0;
+  if (channels === 0 || body.length !== pixels * channels * 4) return undefined;
+  // Copied: the file's buffer need not be 4-byte aligned.
+  const samples = new Float32Array(Uint8Array.from(body).buffer);
+  if (channels === 3) return { data: samples, width, height };
+  const data = new Float32Array(pixels * 3);
+  for (let i = 0; i < pixels; i++) data[3 * i] = data[3 * i + 1] = data[3 * i + 2] = samples[i]!;
+  return { data, width, height };
 }
 
 export function createResizedCache(dataDir: string, shorter: number, options: CacheOptions = {}): ResizedCache {
@@ -74,13 +112,13 @@ export function createResizedCache(dataDir: string, shorter: number, options: Ca
   let dirReady: Promise<unknown> | undefined;
 
   const remember = (path: string, image: RgbImage) => {
-    if (memoryBudget <= 0 || image.data.length > memoryBudget) return;
+    if (memoryBudget <= 0 || image.data.byteLength > memoryBudget) return;
     memory.set(path, image);
-    memoryUsed += image.data.length;
+    memoryUsed += image.data.byteLength;
     for (const [key, old] of memory) {
       if (memoryUsed <= memoryBudget) break;
       memory.delete(key);
-      memoryUsed -= old.data.length;
+      memoryUsed -= old.data.byteLength;
     }
   };
 

@@ -1,8 +1,9 @@
 /**
  * Image fingerprints for de-duplication.
  *
- * - The content hash is SHA-256 of the decoded 8-bit RGB pixels and their dimensions, so one image
- *   saved as PNG, as a copy, or as lossless WebP is one image, whatever the file bytes.
+ * - The content hash is SHA-256 of the decoded RGB pixels (readers.ts: bytes, or float levels for a
+ *   deep DICOM) and their dimensions, so one image saved as PNG, as a copy, as lossless WebP or as an
+ *   8-bit DICOM is one image, whatever the file bytes.
  * - The perceptual hash is a 256-bit DCT hash (pHash, after Zauner 2010): the image in gray, resized
  *   to 32×32, its 2-D DCT-II, and one bit per coefficient of the lowest 16×16 frequencies: is it above
  *   their median? It survives re-encoding, resizing, mild exposure changes and noise, so a downscaled
@@ -13,12 +14,13 @@
  */
 import { createHash } from 'node:crypto';
 import sharp from 'sharp';
-import type { RgbImage } from './image.js';
+import { displayBytes, type RgbImage } from './image.js';
 
 export function contentHash(image: RgbImage): string {
   const hash = createHash('sha256');
-  hash.update(`${image.width}x${image.height}x3:`);
-  hash.update(image.data);
+  // Float levels hash under their own tag: bytes keep the hash they always had.
+  hash.update(`${image.width}x${image.height}x3${image.data instanceof Float32Array ? 'f32' : ''}:`);
+  hash.update(new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength));
   return hash.digest('hex');
 }
 
@@ -32,7 +34,9 @@ for (let u = 0; u < side; u++) for (let x = 0; x < side; x++) cosines[u * side +
 
 /** 256-bit pHash as 64 hex characters. */
 export async function perceptualHash(image: RgbImage): Promise<string> {
-  const gray = await sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength), {
+  // The fingerprint of the display image: a deep film and its 8-bit export land on the same bits.
+  const bytes = displayBytes(image);
+  const gray = await sharp(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
     raw: { width: image.width, height: image.height, channels: 3 },
   })
     .greyscale()

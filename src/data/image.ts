@@ -8,6 +8,7 @@
  */
 import sharp from 'sharp';
 import { decodeRgb, type ReadOptions, type RgbImage } from './readers.js';
+import { resampleBilinear } from './resample.js';
 
 export { decodeRgb, maxInputPixels, type RgbImage } from './readers.js';
 
@@ -20,10 +21,15 @@ export function resizedShape(width: number, height: number, shorter: number): { 
   return { width: Math.trunc((shorter * width) / height), height: shorter };
 }
 
-/** Resize so the shorter side is `shorter` pixels, bilinear with antialiasing (as PIL's BILINEAR). */
+/**
+ * Resize so the shorter side is `shorter` pixels, bilinear with antialiasing (as PIL's BILINEAR): bytes
+ * through sharp, as always; floats (a deep DICOM) through resample.ts, PIL's algorithm for float
+ * images, because sharp's raw float input is cast to 8 bits on the way in.
+ */
 export async function resizeShorter(image: RgbImage, shorter: number): Promise<RgbImage> {
   const target = resizedShape(image.width, image.height, shorter);
   if (target.width === image.width && target.height === image.height) return image;
+  if (image.data instanceof Float32Array) return { data: resampleBilinear(image.data, image.width, image.height, 3, target.width, target.height), ...target };
   const data = await sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength), {
     raw: { width: image.width, height: image.height, channels: 3 },
   })
@@ -31,6 +37,15 @@ export async function resizeShorter(image: RgbImage, shorter: number): Promise<R
     .raw()
     .toBuffer();
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), ...target };
+}
+
+/**
+ * The image as 8-bit RGB for display (an overlay, a contact sheet): bytes as they are, float levels
+ * rounded. Never on the way to the model.
+ */
+export function displayBytes(image: RgbImage): Uint8Array {
+  if (image.data instanceof Uint8Array) return image.data;
+  return Uint8Array.from(image.data, (level) => Math.min(255, Math.max(0, Math.round(level))));
 }
 
 /** Python 3's round(): halves go to the even neighbour (torchvision computes crop offsets with it). */
@@ -52,7 +67,7 @@ export function centerCropBox(width: number, height: number, crop: number): { le
 
 export function centerCrop(image: RgbImage, crop: number): RgbImage {
   const { left, top } = centerCropBox(image.width, image.height, crop);
-  const out = new Uint8Array(crop * crop * 3);
+  const out = image.data instanceof Float32Array ? new Float32Array(crop * crop * 3) : new Uint8Array(crop * crop * 3);
   for (let y = 0; y < crop; y++) {
     const from = ((top + y) * image.width + left) * 3;
     out.set(image.data.subarray(from, from + crop * 3), y * crop * 3);
@@ -113,7 +128,7 @@ export interface EvalTransformSpec {
   resize: number;
   crop: number;
   interpolation: 'bilinear';
-  /** What a decoded 8-bit sample is multiplied by before Normalize. */
+  /** What a decoded sample (in 8-bit units) is multiplied by before Normalize. */
   scale: number;
   mean: number[];
   std: number[];

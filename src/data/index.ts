@@ -11,6 +11,7 @@ export {
   preprocessForModel,
   evalTransformSpec,
   imagenetNormalization,
+  displayBytes,
   type EvalTransform,
   type EvalTransformSpec,
   type Normalization,
@@ -27,6 +28,7 @@ export {
   isImageFile,
   extensionOf,
   maxInputPixels,
+  parseDicomWindow,
   sniffBytes,
   ImageFault,
   UnreadableImageError,
@@ -35,6 +37,7 @@ export {
   type ImageFacts,
   type ImageReader,
   type ReadOptions,
+  type DicomWindow,
   type UnreadableReason,
 } from './readers.js';
 export {
@@ -49,7 +52,7 @@ export {
   type DownloadDatasetResult,
   type KaggleCredentials,
 } from './kaggle.js';
-export { synthesizePhantom, renderPhantom, type SynthOptions, type SynthResult, type PhantomImage } from './phantom.js';
+export { synthesizePhantom, renderPhantom, phantomFormats, type PhantomFormat, type SynthOptions, type SynthResult, type PhantomImage } from './phantom.js';
 export {
   indexDataset,
   readIndex,

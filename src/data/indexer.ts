@@ -46,6 +46,8 @@ export interface IndexRow {
   /** Enters the split: good, not a redundant exact copy, not dropped by the conflict policy. */
   use: boolean;
   note: string;
+  /** DICOM only, not a column: the patient-identifying attributes the file carries, by keyword (never their values). */
+  identifyingTags?: string[];
 }
 
 export interface DuplicateGroup {
@@ -79,6 +81,11 @@ export interface IndexReport {
   usablePerClass: number[];
   /** Top-level entries that are not class folders (not scanned). */
   ignored: string[];
+  /**
+   * The DICOM files that carry patient-identifying attributes, with the attributes' keywords and never
+   * their values: what not to share. osteo does not de-identify (docs/data.md, DICOM).
+   */
+  identifyingTags: { path: string; tags: string[] }[];
   seconds: number;
 }
 
@@ -173,7 +180,10 @@ async function inspectFile(dataDir: string, path: string, label: number, maxPixe
   } catch (error) {
     if (!(error instanceof UnreadableImageError)) return bad(row, 'unreadable', errorMessage(error));
     const facts = error.facts;
-    const described = facts === undefined ? row : { ...row, format: facts.format, width: facts.width, height: facts.height, channels: facts.channels, depth: facts.bitDepth };
+    const described =
+      facts === undefined
+        ? row
+        : { ...row, format: facts.format, width: facts.width, height: facts.height, channels: facts.channels, depth: facts.bitDepth, ...identifying(facts.identifyingTags) };
     const hint = error.kind === 'too-large' ? '; if the image is genuine, raise the limit with --max-pixels N' : '';
     return bad(described, error.kind, `${error.reason}${hint}`);
   }
@@ -190,7 +200,13 @@ async function inspectFile(dataDir: string, path: string, label: number, maxPixe
     contentHash: contentHash(pixels),
     perceptualHash: await perceptualHash(pixels),
     note: notes.join('; '),
+    ...identifying(facts.identifyingTags),
   };
+}
+
+/** The row's identifying-attribute field, present only when there are some. */
+function identifying(tags: string[] | undefined): Pick<IndexRow, 'identifyingTags'> {
+  return tags !== undefined && tags.length > 0 ? { identifyingTags: tags } : {};
 }
 
 class UnionFind {
@@ -425,6 +441,7 @@ export async function indexDataset(options: IndexOptions): Promise<{ rows: Index
     ...groups,
     usablePerClass: perClass((row) => row.use),
     ignored,
+    identifyingTags: rows.flatMap((row) => (row.identifyingTags === undefined ? [] : [{ path: row.path, tags: row.identifyingTags }])),
     seconds: (performance.now() - started) / 1000,
   };
   if (options.write ?? true) {
@@ -509,6 +526,9 @@ export function formatIndexReport(report: IndexReport): string {
   lines.push(`bad files:              ${report.bad.length}`);
   for (const file of report.bad) lines.push(`  ${printable(file.path)}: ${file.reason}: ${printable(file.detail)}`);
   if (report.ignored.length > 0) lines.push(`not scanned (not a class folder): ${report.ignored.map(printable).join(', ')}`);
+  if (report.identifyingTags.length > 0) {
+    lines.push(`patient data:           ${report.identifyingTags.length} DICOM files carry patient-identifying attributes (--json lists which; osteo does not de-identify: see docs/data.md, DICOM)`);
+  }
   for (const name of emptyClasses(report.usablePerClass)) {
     lines.push(`WARNING: ${name}/ has no usable image: \`osteo data split\` and training refuse this dataset until it has some`);
   }

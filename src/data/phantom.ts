@@ -24,6 +24,12 @@
  * a folder that is not a phantom is refused.
  *
  * Image i of class c depends only on (seed, c, i): adding images never changes the existing ones.
+ *
+ * `format: 'dicom'` writes every image that no planted copy derives from as DICOM (dicom-write.ts), in
+ * three variants by index: 8-bit MONOCHROME2 and 8-bit MONOCHROME1 (stored inverted) with a window
+ * that maps them back onto the 8-bit film exactly, and a 12-bit MONOCHROME2 film (the 8-bit film × 16
+ * plus sub-level detail, RescaleIntercept −1024) whose window keeps it deeper than 8 bits. The planted
+ * copies and their originals stay PNG/JPEG/WebP, so the index finds the same groups either way.
  */
 import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -31,6 +37,7 @@ import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { UserError, mapLimit, createRng, deriveSeed, replaceEntries, uniform, type Rng } from '../util/index.js';
 import { classNames } from './classes.js';
+import { writeDicom } from './dicom-write.js';
 
 export interface SynthOptions {
   dest: string;
@@ -43,7 +50,12 @@ export interface SynthOptions {
   force?: boolean;
   /** Fraction in [0, 0.9] of the Normal and Osteoporosis files that are byte-identical copies (default 0). */
   duplicateRate?: number;
+  /** 'raster' (PNG/JPEG, the default) or 'dicom' (see the header). */
+  format?: PhantomFormat;
 }
+
+export const phantomFormats = ['raster', 'dicom'] as const;
+export type PhantomFormat = (typeof phantomFormats)[number];
 
 /** The classes whose files the Kaggle set duplicates about half of. */
 const duplicatedClasses = [0, 2];
@@ -74,6 +86,7 @@ interface PhantomDescription {
   size: number;
   perClass: number;
   duplicateRate: number;
+  format: PhantomFormat;
   files: number[];
   planted: PlantedDuplicate[];
   expected: SynthResult['expected'];
@@ -84,7 +97,7 @@ async function readPhantomDescription(dest: string): Promise<PhantomDescription 
   try {
     const json = JSON.parse(await readFile(join(dest, 'phantom.json'), 'utf8')) as Partial<PhantomDescription> & { generator?: string };
     if (json.generator !== 'osteo data synth' || !Array.isArray(json.files) || !Array.isArray(json.planted) || json.expected === undefined) return undefined;
-    return { ...json, duplicateRate: json.duplicateRate ?? 0 } as PhantomDescription;
+    return { ...json, duplicateRate: json.duplicateRate ?? 0, format: json.format ?? 'raster' } as PhantomDescription;
   } catch {
     return undefined;
   }
@@ -366,6 +379,19 @@ async function decodeGray(buffer: Buffer): Promise<Uint8Array> {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
+/** The phantom film as DICOM, in the variant its index picks (see the header). */
+function phantomDicom(image: PhantomImage, seed: number): Buffer {
+  const common = { width: image.width, height: image.height, seed: `phantom:${seed}:${image.label}:${image.index}` };
+  const variant = image.index % 3;
+  // C.11.2.1.2 with centre 128 and width 256 is y = x / 255: the stored 8 bits, exactly.
+  if (variant === 0) return writeDicom({ ...common, values: image.pixels, bitsStored: 8, photometric: 'MONOCHROME2', window: { center: 128, width: 256 } });
+  if (variant === 1) return writeDicom({ ...common, values: image.pixels.map((v) => 255 - v), bitsStored: 8, photometric: 'MONOCHROME1', window: { center: 128, width: 256 } });
+  const rng = createRng(deriveSeed(seed, image.label, image.index, 12));
+  const values = Uint16Array.from(image.pixels, (v) => v * 16 + Math.floor(rng.next() * 16));
+  // Modality values are stored − 1024; the window spans the 12-bit range in them.
+  return writeDicom({ ...common, values, bitsStored: 12, photometric: 'MONOCHROME2', rescale: { slope: 1, intercept: -1024 }, window: { center: 1024, width: 4096 } });
+}
+
 function extension(format: 'png' | 'jpeg'): string {
   return format === 'png' ? 'png' : 'jpg';
 }
@@ -381,6 +407,8 @@ export async function synthesizePhantom(options: SynthOptions): Promise<SynthRes
   if (!Number.isSafeInteger(seed) || seed < 0) throw new UserError(`--seed must be an integer ≥ 0, got ${seed}`);
   const dest = resolve(options.dest);
   const duplicateRate = options.duplicateRate ?? 0;
+  const format = options.format ?? 'raster';
+  if (!phantomFormats.includes(format)) throw new UserError(`--format must be one of ${phantomFormats.join(', ')}, got ${String(format)}`);
   if (!Number.isFinite(duplicateRate) || duplicateRate < 0 || duplicateRate > 0.9) throw new UserError(`--duplicate-rate must be a number from 0 to 0.9, got ${duplicateRate}`);
   if (existsSync(dest) && (await readdir(dest)).length > 0) {
     const isPhantom = existsSync(join(dest, 'phantom.json'));
@@ -389,7 +417,7 @@ export async function synthesizePhantom(options: SynthOptions): Promise<SynthRes
       // The same phantom again is already there (images depend only on these settings): nothing to do,
       // so a tour or script can run synth twice; other settings would replace it, which needs --force.
       const existing = await readPhantomDescription(dest);
-      const wanted = { seed, size, perClass, duplicateRate };
+      const wanted = { seed, size, perClass, duplicateRate, format };
       const differing = (Object.keys(wanted) as (keyof typeof wanted)[]).filter((key) => existing?.[key] !== wanted[key]);
       if (existing !== undefined && differing.length === 0 && classNames.every((name) => existsSync(join(dest, name)))) {
         return { dest, files: existing.files, distinctPerClass: perClass, planted: existing.planted, expected: existing.expected, seconds: (performance.now() - started) / 1000, reused: true };
@@ -399,12 +427,15 @@ export async function synthesizePhantom(options: SynthOptions): Promise<SynthRes
     }
   }
   // Built beside the destination and switched in entry by entry, like the download: the user's own files in DEST stay.
-  const made = await replaceEntries(dest, ownedEntries, (staging) => writePhantomFiles(staging, { seed, size, perClass, duplicateRate }));
+  const made = await replaceEntries(dest, ownedEntries, (staging) => writePhantomFiles(staging, { seed, size, perClass, duplicateRate, format }));
   return { dest, ...made, distinctPerClass: perClass, seconds: (performance.now() - started) / 1000 };
 }
 
 /** Every image of the phantom, its planted copies and phantom.json, written into `staging`. */
-async function writePhantomFiles(staging: string, { seed, size, perClass, duplicateRate }: { seed: number; size: number; perClass: number; duplicateRate: number }): Promise<Pick<SynthResult, 'files' | 'planted' | 'expected'>> {
+async function writePhantomFiles(
+  staging: string,
+  { seed, size, perClass, duplicateRate, format: fileFormat }: { seed: number; size: number; perClass: number; duplicateRate: number; format: PhantomFormat },
+): Promise<Pick<SynthResult, 'files' | 'planted' | 'expected'>> {
   for (const name of classNames) await mkdir(join(staging, name), { recursive: true });
 
   // Which images get copies: fixed positions spread over the class, the same for any seed.
@@ -420,9 +451,9 @@ async function writePhantomFiles(staging: string, { seed, size, perClass, duplic
     // Copies of a JPEG need its decoded pixels; force the PNG originals and the JPEG original the plan needs.
     const plannedPng = index === pick(0.1) || index === pick(0.5) || index === pick(0.9);
     const plannedJpeg = index === pick(0.3);
-    const format = plannedPng ? 'png' : plannedJpeg ? 'jpeg' : image.format;
-    const buffer = await encode(image, format);
-    const path = `${classNames[label]}/${fileStem(label, index)}.${extension(format)}`;
+    const format = plannedPng ? 'png' : plannedJpeg ? 'jpeg' : fileFormat === 'dicom' ? 'dicom' : image.format;
+    const buffer = format === 'dicom' ? phantomDicom(image, seed) : await encode(image, format);
+    const path = `${classNames[label]}/${fileStem(label, index)}.${format === 'dicom' ? 'dcm' : extension(format)}`;
     await writeFile(join(staging, path), buffer);
     written.set(`${label}:${index}`, { image, path, buffer });
   });
@@ -492,6 +523,7 @@ async function writePhantomFiles(staging: string, { seed, size, perClass, duplic
     size,
     perClass,
     duplicateRate,
+    format: fileFormat,
     classes: classNames,
     files,
     expected,

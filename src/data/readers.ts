@@ -12,20 +12,31 @@
  * The rule for what is listed: raster formats that sharp's bundled libvips decodes into the pixels of
  * a film — PNG, JPEG, WebP, TIFF, GIF and AVIF. Vector drawings (SVG, PDF) are refused because
  * rasterising them invents a resolution, and formats the bundled libvips cannot decode (BMP, HEIC,
- * JPEG 2000, DICOM) are refused by name rather than as "not an image". A new format is one entry in
- * `imageReaders`: its extensions, its signature and its decode.
+ * bare JPEG 2000) are refused by name rather than as "not an image". DICOM has its own reader
+ * (dicom.ts: the modality LUT, the VOI window and MONOCHROME1 in floating point). A new format is one
+ * entry in `imageReaders`: its extensions, its signature and its decode.
  *
- * Every image becomes 8-bit RGB: EXIF orientation applied, alpha dropped, grayscale replicated to
- * three channels, CMYK converted, 16-bit scaled to 8 (libvips keeps the high byte); multi-frame files
- * (animated GIF, multi-page TIFF) give their first frame, and their facts say how many there are.
+ * Every image becomes RGB pixels in 8-bit units (0–255), in one of two representations:
+ * - `Uint8Array` for the raster formats, exactly as before: EXIF orientation applied, alpha dropped,
+ *   grayscale replicated to three channels, CMYK converted, 16-bit scaled to 8 (libvips keeps the high
+ *   byte); multi-frame files (animated GIF, multi-page TIFF) give their first frame, and their facts
+ *   say how many there are. A DICOM film whose windowed values all land on 8-bit levels takes this
+ *   form too, so it is the same image as its lossless PNG export, bit for bit.
+ * - `Float32Array` for deeper sources (a windowed 12- or 16-bit DICOM): the same scale, fractional
+ *   levels kept. Every consumer divides by 255 as it does for bytes, so the arithmetic after the seam
+ *   is one code path, and nothing deeper than 8 bits is rounded to 8 on the way to the model.
  */
 import { open, readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { DataError, errorMessage } from '../util/index.js';
+import { decodeDicom } from './dicom.js';
 
-/** Decoded 8-bit RGB pixels, row-major HWC. */
+/**
+ * Decoded RGB pixels, row-major HWC, in 8-bit units: bytes for 8-bit sources, floats on the same
+ * 0–255 scale for deeper ones (see the header).
+ */
 export interface RgbImage {
-  data: Uint8Array;
+  data: Uint8Array | Float32Array;
   width: number;
   height: number;
 }
@@ -43,6 +54,11 @@ export interface ImageFacts {
   bitDepth: number;
   /** Frames or pages in the file; the first is the one decoded. */
   frames: number;
+  /**
+   * DICOM only: the keywords of the patient-identifying attributes the file carries (PatientName,
+   * PatientID, …), never their values, so a user knows which files not to share.
+   */
+  identifyingTags?: string[];
 }
 
 export interface DecodedImage {
@@ -53,6 +69,24 @@ export interface DecodedImage {
 export interface ReadOptions {
   /** Refuse images with more pixels than this (default maxInputPixels). */
   maxPixels?: number;
+  /** How a DICOM file's values become gray levels (default `auto`; see dicom.ts). */
+  dicomWindow?: DicomWindow;
+}
+
+/**
+ * The VOI step of a DICOM file: `auto` takes the file's first window or VOI LUT and, where it has
+ * none, the min/max of the modality values; `file` takes the file's window or VOI LUT and, where it
+ * has none, the whole range its stored bits can hold; a centre and width override both.
+ */
+export type DicomWindow = 'auto' | 'file' | { center: number; width: number };
+
+/** `auto`, `file` or `C,W` (a centre and a width ≥ 1) as a DicomWindow; undefined when the text is none of these. */
+export function parseDicomWindow(text: string): DicomWindow | undefined {
+  if (text === 'auto' || text === 'file') return text;
+  const match = /^\s*(-?\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*$/.exec(text);
+  if (match === null) return undefined;
+  const [center, width] = [Number(match[1]), Number(match[2])];
+  return width >= 1 ? { center, width } : undefined;
 }
 
 /** One entry of the seam. */
@@ -73,7 +107,16 @@ export const maxInputPixels = 64_000_000;
 export const sniffBytes = 256;
 
 /** Why a file yields no pixels; the index reports these names. */
-export type UnreadableReason = 'zero-byte' | 'not-an-image' | 'unsupported-format' | 'too-large' | 'truncated' | 'unreadable';
+export type UnreadableReason =
+  | 'zero-byte'
+  | 'not-an-image'
+  | 'unsupported-format'
+  | 'too-large'
+  | 'truncated'
+  | 'unreadable'
+  | 'dicom-unsupported-syntax'
+  | 'dicom-no-pixels'
+  | 'dicom-multiframe';
 
 /** A reader's refusal, before the seam names the file. */
 export class ImageFault extends Error {
@@ -161,6 +204,7 @@ export const imageReaders: readonly ImageReader[] = [
   sharpReader('tiff', ['.tif', '.tiff'], (head) => startsWith(head, [0x49, 0x49, 0x2a, 0x00]) || startsWith(head, [0x4d, 0x4d, 0x00, 0x2a])),
   sharpReader('gif', ['.gif'], (head) => startsWith(head, ascii('GIF87a')) || startsWith(head, ascii('GIF89a'))),
   sharpReader('avif', ['.avif'], (head) => ftypBrands(head).some((brand) => brand === 'avif' || brand === 'avis')),
+  { name: 'dicom', extensions: ['.dcm'], sniff: (head) => startsWith(head, ascii('DICM'), 128), decode: (bytes, options) => decodeDicom(bytes, options) },
 ];
 
 /**
@@ -168,7 +212,6 @@ export const imageReaders: readonly ImageReader[] = [
  * a reader leaves this list for `imageReaders`.
  */
 const refusedFormats: readonly { name: string; why: string; sniff: (head: Uint8Array) => boolean }[] = [
-  { name: 'DICOM', why: 'no DICOM reader is in this build', sniff: (head) => startsWith(head, ascii('DICM'), 128) },
   { name: 'SVG', why: 'a vector drawing has no pixels of its own', sniff: (head) => /^\s*(<\?xml[^>]*>\s*)?(<!--[\s\S]*?-->\s*)*(<!DOCTYPE svg[^>]*>\s*)?<svg[\s>]/i.test(Buffer.from(head).toString('latin1')) },
   { name: 'PDF', why: 'a document has no pixels of its own', sniff: (head) => startsWith(head, ascii('%PDF-')) },
   // "BM" alone is two letters of text: the DIB header's size (12, 40, 52, 56, 108 or 124) must follow.
@@ -246,7 +289,7 @@ export async function readImage(source: string | Buffer, options: ReadOptions = 
     throw new UnreadableImageError(file, kind, `cannot decode image: ${reason}`);
   }
   try {
-    return await reader.decode(bytes, { maxPixels: options.maxPixels ?? maxInputPixels });
+    return await reader.decode(bytes, { maxPixels: options.maxPixels ?? maxInputPixels, dicomWindow: options.dicomWindow ?? 'auto' });
   } catch (error) {
     if (error instanceof ImageFault) throw new UnreadableImageError(file, error.kind, error.message, error.facts);
     const detail = errorMessage(error);
@@ -254,7 +297,7 @@ export async function readImage(source: string | Buffer, options: ReadOptions = 
   }
 }
 
-/** Decode any supported image to 8-bit RGB (EXIF-rotated). Errors are DataErrors naming the file. */
+/** Decode any supported image to RGB in 8-bit units (EXIF-rotated). Errors are DataErrors naming the file. */
 export async function decodeRgb(source: string | Buffer, options: ReadOptions = {}): Promise<RgbImage> {
   try {
     return (await readImage(source, options)).pixels;

@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
-import { centerCropBox, resizedShape, type EvalTransform, type RgbImage } from '../data/index.js';
+import { centerCropBox, displayBytes, resizedShape, type EvalTransform, type RgbImage } from '../data/index.js';
 import type { CamFeatures, InferenceEngine } from '../engine/index.js';
 import { heatColor } from './web/heat.js';
 
@@ -93,10 +93,12 @@ export async function gradCamOverlayPng(original: RgbImage, transform: EvalTrans
   const scale = Math.max(1, minOverlaySide / Math.min(original.width, original.height));
   const width = Math.round(original.width * scale);
   const height = Math.round(original.height * scale);
+  // Drawn on the decoded image as the model saw it (a DICOM after its window), rounded for display.
+  const bytes = displayBytes(original);
   const base =
     width === original.width && height === original.height
-      ? Buffer.from(original.data.buffer, original.data.byteOffset, original.data.byteLength)
-      : await sharp(Buffer.from(original.data.buffer, original.data.byteOffset, original.data.byteLength), { raw: { width: original.width, height: original.height, channels: 3 } })
+      ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+      : await sharp(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { raw: { width: original.width, height: original.height, channels: 3 } })
           .resize(width, height, { kernel: 'linear', fit: 'fill' })
           .raw()
           .toBuffer();

@@ -5,7 +5,7 @@
  */
 import { mkdir, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, extname, join, sep } from 'node:path';
-import { UnreadableImageError, applyEvalTransform, classNames, decodeRgb, imageExtensions, isImageFile, maxInputPixels, type RgbImage } from '../data/index.js';
+import { UnreadableImageError, applyEvalTransform, classNames, decodeRgb, imageExtensions, isImageFile, maxInputPixels, type DicomWindow, type RgbImage } from '../data/index.js';
 import { DataError, UserError, checkWritableFolder, environmentUserError, errorMessage, printable, writeFileAtomic } from '../util/index.js';
 import { evalOptions, imageSizeRange } from '../config/index.js';
 import { getModel } from '../models/index.js';
@@ -48,6 +48,8 @@ export interface PredictOptions {
   gradcamDir?: string;
   /** Refuse images with more pixels than this (default maxInputPixels, the decompression-bomb guard). */
   maxPixels?: number;
+  /** How DICOM inputs are windowed (default `auto`: the file's window, else min/max). */
+  dicomWindow?: DicomWindow;
   /** Worker threads per model (default: inferenceWorkers' — one per core on wasm when there are images enough). */
   workers?: number;
   /** Warnings (a size mismatch, a tiny image, a Grad-CAM that could not be drawn). */
@@ -181,9 +183,9 @@ async function folderImages(folder: string): Promise<{ files: string[]; failed: 
 }
 
 /** Decode an input, with the pixel limit explained in terms of the flag that raises it. */
-async function decodeInput(path: string, maxPixels: number): Promise<RgbImage> {
+async function decodeInput(path: string, maxPixels: number, dicomWindow: DicomWindow): Promise<RgbImage> {
   try {
-    return await decodeRgb(path, { maxPixels });
+    return await decodeRgb(path, { maxPixels, dicomWindow });
   } catch (error) {
     if (!(error instanceof UnreadableImageError) || error.kind !== 'too-large') throw error;
     throw new DataError(path, `${error.reason}: if the image is genuine, raise it with --max-pixels N`);
@@ -214,7 +216,7 @@ interface PreparedInput {
 
 /** Decode and preprocess one input; errors about the image propagate to the caller. */
 async function prepareInput(path: string, stem: string, models: LoadedModel[], options: PredictOptions): Promise<PreparedInput> {
-  const decoded = await decodeInput(path, options.maxPixels ?? maxInputPixels);
+  const decoded = await decodeInput(path, options.maxPixels ?? maxInputPixels, options.dicomWindow ?? 'auto');
   const largestCrop = Math.max(...models.map((m) => m.transform.crop));
   if (Math.min(decoded.width, decoded.height) * 2 < largestCrop) {
     options.onWarning?.(`${path} is only ${decoded.width}×${decoded.height} px, enlarged more than 2× to the model's ${largestCrop} px input: its prediction rests on little detail`);

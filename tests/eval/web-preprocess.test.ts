@@ -14,6 +14,12 @@ import { heatColor as pageHeatColor } from '../../src/eval/web/heat.js';
 import * as page from '../../src/eval/web/preprocess.js';
 import { writeTestImage } from './fixtures.js';
 
+/** A PNG decodes to bytes (the page's decoder gives bytes too). */
+function bytesOf(decoded: image.RgbImage): page.RgbPixels {
+  assert.instance(decoded.data, Uint8Array);
+  return { ...decoded, data: decoded.data as Uint8Array };
+}
+
 let root = '';
 test.before(async () => {
   root = await mkdtemp(join(tmpdir(), 'osteo-web-pre-'));
@@ -35,7 +41,7 @@ test('size arithmetic: resized shape, Python rounding and crop offsets are the d
 async function resizeDifference(width: number, height: number, shorter: number): Promise<{ max: number; mean: number }> {
   const file = join(root, `img-${width}x${height}.png`);
   await writeTestImage(file, width, height, 5);
-  const decoded = await image.decodeRgb(file);
+  const decoded = bytesOf(await image.decodeRgb(file));
   const reference = await image.resizeShorter(decoded, shorter);
   const target = page.resizedShape(width, height, shorter);
   const ours = page.resizeBilinear(decoded, target.width, target.height);
@@ -71,7 +77,7 @@ test('preprocessPixels equals preprocessForModel (resize, crop, normalize) to fl
     const file = join(root, `pre-${w}x${h}.png`);
     await writeTestImage(file, w, h, 8);
     const reference = await image.preprocessForModel(file, transform);
-    const ours = page.preprocessPixels(await image.decodeRgb(file), transform);
+    const ours = page.preprocessPixels(bytesOf(await image.decodeRgb(file)), transform);
     assert.is(ours.length, 64 * 64 * 3);
     let max = 0;
     for (let i = 0; i < ours.length; i++) max = Math.max(max, Math.abs(ours[i]! - reference[i]!));
