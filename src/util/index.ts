@@ -9,7 +9,7 @@ export { downloadFile, parseHttpUrl, isRetryable, HttpStatusError, type Download
 export { byteProgress, countProgress, silentProgress, formatBytes, formatDuration, type ProgressSink } from './progress.js';
 export { createRng, restoreRng, deriveSeed, labelSeed, mix32, uniform, randomInt, normal, gamma, beta, shuffleInPlace, type Rng, type RngState } from './rng.js';
 export { formatCsv, parseCsvRecords } from './csv.js';
-export { printable } from './text.js';
+export { printable, printableLines } from './text.js';
 export { sha256Of, sha256File, emptyOwnedRecord, readOwnedRecord, writeOwnedRecord, isRecorded, listTree, unrecordedFiles, listSome, type OwnedRecord } from './owned.js';
 export { mapLimit } from './concurrency.js';
 export { osteoVersion } from './version.js';

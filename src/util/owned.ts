@@ -13,6 +13,7 @@ import { lstat, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DataError, errorMessage } from './errors.js';
 import { writeJsonAtomic } from './fs.js';
+import { printable } from './text.js';
 
 export interface OwnedRecord {
   format: string;
@@ -102,7 +103,8 @@ export async function unrecordedFiles(root: string, record: OwnedRecord, paths: 
   return foreign;
 }
 
-/** "a, b, c" of the first few, with "… (N in all)" when there are more. */
+/** "a, b, c" of the first few (each made printable: file names are anyone's), with "… (N in all)" when there are more. */
 export function listSome(items: readonly string[], shown = 5): string {
-  return items.length <= shown ? items.join(', ') : `${items.slice(0, shown).join(', ')}, … (${items.length} in all)`;
+  const names = items.map(printable);
+  return names.length <= shown ? names.join(', ') : `${names.slice(0, shown).join(', ')}, … (${names.length} in all)`;
 }
