@@ -23,7 +23,7 @@
  *   OUT/.osteo-reproduce.json         what reproduce wrote there (out-record.ts): only that is ever replaced or removed
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rmdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import {
   countClassFiles,
@@ -44,7 +44,7 @@ import {
   type IndexRow,
   type ManifestRow,
 } from '../data/index.js';
-import { type ProgressSink, DataError, UserError, errorMessage, listSome } from '../util/index.js';
+import { type ProgressSink, DataError, UserError, environmentUserError, errorMessage, listSome } from '../util/index.js';
 import { dashboardModels, ensembleName, evaluateRuns, exportDashboard, parseEnsembleWeights, type EvaluationResult } from '../eval/index.js';
 import { getModel, type ModelName } from '../models/index.js';
 import { loadPipelineConfig, resolveTrainConfig, type PipelineConfig, type TrainConfig } from '../config/index.js';
@@ -52,7 +52,7 @@ import { type TrainEvent } from '../train/index.js';
 import { defaultWeightsDir, fetchPretrainedWeights } from '../weights/index.js';
 import { useBackend, type BackendHandle, type BackendPreference } from '../backend/index.js';
 import type { ModelSummary } from '../report/index.js';
-import { checkpointDir, runPaths } from '../runs/index.js';
+import { LockHeldError, acquireRunLock, checkpointDir, runPaths } from '../runs/index.js';
 import { executeRun, planRun, type PlannedRun } from './training.js';
 import { assertCvPlanMatches, dataFingerprint, runCv, type CvExperiment } from './cv.js';
 import { ensembleEntry, type Interval } from './cv-report.js';
@@ -397,27 +397,67 @@ interface Evaluated {
 
 /** plan → prepare data → train (both protocols) → evaluate → export → cross-validate → report. */
 export async function reproduce(options: ReproduceOptions): Promise<ReproduceResult> {
-  const plan = await planReproduction(options);
-  const data = await prepareReproductionData(plan);
-  const trained = await trainPlannedRuns(plan, data);
-  const rows = tableRows(plan.config, trained.failures);
-  const evaluated: Evaluated = { publishedEvaluation: await evaluatePublished(plan, data, trained.runs, rows) };
-  const clean = await evaluateClean(plan, data, trained.runs, rows);
-  if (clean) {
-    evaluated.evaluation = clean.written?.dir;
-    evaluated.dashboard = await exportDashboardFiles(plan, trained.runs);
+  const checked = await checkOptions(options);
+  const release = await lockOut(checked.out);
+  try {
+    const plan = await planReproduction(options, checked);
+    const data = await prepareReproductionData(plan);
+    const trained = await trainPlannedRuns(plan, data);
+    const rows = tableRows(plan.config, trained.failures);
+    const evaluated: Evaluated = { publishedEvaluation: await evaluatePublished(plan, data, trained.runs, rows) };
+    const clean = await evaluateClean(plan, data, trained.runs, rows);
+    if (clean) {
+      evaluated.evaluation = clean.written?.dir;
+      evaluated.dashboard = await exportDashboardFiles(plan, trained.runs);
+    }
+    const cvDir = await crossValidate(plan, rows, trained.failures);
+    return await writeReproduceReport(plan, data, { rows, trained, evaluated, cvDir });
+  } finally {
+    await release();
   }
-  const cvDir = await crossValidate(plan, rows, trained.failures);
-  return writeReproduceReport(plan, data, { rows, trained, evaluated, cvDir });
+}
+
+/**
+ * One reproduce per OUT at a time: OUT/.lock is taken before anything in OUT is looked at, so a second
+ * process cannot decide about runs and reports the first one is writing. An OUT this call made for
+ * its lock, and left empty, is removed again.
+ */
+async function lockOut(out: string): Promise<() => Promise<void>> {
+  const made = !existsSync(out);
+  try {
+    await mkdir(out, { recursive: true });
+  } catch (error) {
+    throw environmentUserError(error, out) ?? error;
+  }
+  const unmake = async () => {
+    if (made && (await readdir(out).catch(() => ['?'])).length === 0) await rmdir(out).catch(() => undefined);
+  };
+  let releaseLock: () => Promise<void>;
+  try {
+    releaseLock = await acquireRunLock(out);
+  } catch (error) {
+    await unmake();
+    if (!(error instanceof LockHeldError)) throw error;
+    throw new UserError(`${out} is in use by another osteo reproduce (process ${error.owner.pid} on ${error.owner.host}, since ${error.owner.started}): wait for it to finish, or choose another --out. Nothing was changed`);
+  }
+  return async () => {
+    await releaseLock();
+    await unmake();
+  };
 }
 
 const trainProtocols = (protocol: Protocol) => ({ published: protocol !== 'clean', clean: protocol !== 'published' });
 
-/**
- * Check the options, read the config, honour --fresh, get the ImageNet checkpoints and plan every
- * run: a run made with another config stops everything here, before any data work or training.
- */
-async function planReproduction(options: ReproduceOptions): Promise<ReproducePlan> {
+/** What is checked before OUT is locked: the options, the config and its ensemble weights (no file is touched). */
+interface CheckedOptions {
+  log: (line: string) => void;
+  protocol: Protocol;
+  configFile: string;
+  config: PipelineConfig;
+  out: string;
+}
+
+async function checkOptions(options: ReproduceOptions): Promise<CheckedOptions> {
   const log = options.log ?? (() => {});
   const protocol = options.protocol ?? 'both';
   const runs = trainProtocols(protocol);
@@ -427,7 +467,16 @@ async function planReproduction(options: ReproduceOptions): Promise<ReproducePla
   const configFile = resolve(options.config);
   const config = await loadPipelineConfig(configFile);
   checkEnsembleWeights(config, configFile);
-  const out = resolve(options.out);
+  return { log, protocol, configFile, config, out: resolve(options.out) };
+}
+
+/**
+ * Refuse what OUT holds that reproduce did not write, get the ImageNet checkpoints and plan every
+ * run: a run made with another config stops everything here, before any data work or training.
+ */
+async function planReproduction(options: ReproduceOptions, checked: CheckedOptions): Promise<ReproducePlan> {
+  const { log, protocol, configFile, config, out } = checked;
+  const runs = trainProtocols(protocol);
   if (config.description) log(config.description);
   // Nothing in OUT that reproduce did not write is replaced, and --fresh removes only what it did.
   const record = await OutRecord.open(out);

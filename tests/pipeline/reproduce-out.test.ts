@@ -3,7 +3,10 @@
  * OUT/.osteo-reproduce.json, names what it did), nothing at all before every check has passed, and
  * never a dataset's index or split that another split's runs depend on.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -131,6 +134,27 @@ test('the whole plan is validated first: ensemble.weights against the model coun
     assert.not.ok(existsSync(join(dir, 'phantom')), 'no data was generated');
     assert.not.ok(existsSync(join(dir, 'out')), 'OUT was not made');
   } finally {
+    await cleanup();
+  }
+});
+
+test('a second reproduce on an OUT another live process is reproducing into is refused before it looks at anything', async () => {
+  const { path: dir, cleanup } = await tempDir('osteo-repro-out-');
+  const sleeper = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)']);
+  try {
+    const config = await tinyConfig(dir);
+    const out = join(dir, 'P');
+    await mkdir(out, { recursive: true });
+    const lock = JSON.stringify({ pid: sleeper.pid, host: hostname(), started: 'now' });
+    await writeFile(join(out, '.lock'), lock);
+    await refusal(reproduce({ config, out, fresh: true, pretrained: false }), new RegExp(`in use by another osteo reproduce \\(process ${sleeper.pid}`), /Nothing was changed/);
+    assert.equal(await readdir(out), ['.lock']);
+    assert.is(await readFile(join(out, '.lock'), 'utf8'), lock, 'the owner keeps its lock');
+    assert.not.ok(existsSync(join(dir, 'phantom')));
+  } finally {
+    const exited = once(sleeper, 'exit');
+    sleeper.kill();
+    await exited;
     await cleanup();
   }
 });
