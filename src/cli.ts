@@ -6,7 +6,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { environmentUserError, isUserFacing, osteoVersion } from './util/index.js';
+import { environmentUserError, isUserFacing, osteoVersion, printableLines } from './util/index.js';
 import { registerInfoCommand } from './commands/info.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerWeightsCommands } from './commands/weights.js';
@@ -42,13 +42,13 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode; // commander already printed it
     if (isUserFacing(error)) {
-      process.stderr.write(`osteo: ${error.message}\n`);
+      process.stderr.write(`osteo: ${printableLines(error.message)}\n`);
       return 1;
     }
     // A full disk, a read-only folder or a file where a folder belongs is the machine's state, not a bug.
     const environment = environmentUserError(error);
     if (environment !== undefined) {
-      process.stderr.write(`osteo: ${environment.message}\n`);
+      process.stderr.write(`osteo: ${printableLines(environment.message)}\n`);
       return 1;
     }
     process.stderr.write(`osteo: internal error (a bug; please report it with this trace)\n${(error as Error)?.stack ?? String(error)}\n`);

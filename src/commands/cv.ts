@@ -10,8 +10,9 @@ import { cvOptions, optionsText, resolveCvConfig } from '../config/index.js';
 import { collectCv, compareCv, cvExperimentFromConfig, runCv } from '../pipeline/index.js';
 import { progressReporter } from '../train/index.js';
 import { addTableOptions, printJson } from './common.js';
+import { printable, printableLines } from '../util/index.js';
 
-const stderrLine = (line: string) => process.stderr.write(`${line}\n`);
+const stderrLine = (line: string) => process.stderr.write(`${printableLines(line)}\n`);
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
@@ -47,8 +48,8 @@ export function registerCvCommands(program: Command): void {
       if (options.json) return printJson({ out: result.out, plan: result.plan.fingerprint, jobs: result.jobs, report: result.report ? { dir: result.report.out, ...result.report.report } : null });
       if (result.report) {
         console.log(await readFile(result.report.files[0]!, 'utf8'));
-        console.log(`report: ${result.report.out}`);
-      } else console.log(`${result.jobs.length} job(s) done in ${result.out}; \`osteo cv collect ${result.out}\` merges the shards once all have run`);
+        console.log(`report: ${printable(result.report.out)}`);
+      } else console.log(`${result.jobs.length} job(s) done in ${printable(result.out)}; \`osteo cv collect ${printable(result.out)}\` merges the shards once all have run`);
     });
 
   // commander hands a --json after `cv collect DIR` to cv itself (options are global to a command's subcommands).
@@ -62,7 +63,7 @@ export function registerCvCommands(program: Command): void {
       const result = await collectCv(dir);
       if (options.json || wantsJson()) return printJson({ dir: result.out, files: result.files, ...result.report });
       console.log(await readFile(result.files[0]!, 'utf8'));
-      console.log(`report: ${result.out}`);
+      console.log(`report: ${printable(result.out)}`);
     });
 
   cv.command('compare')
@@ -73,6 +74,6 @@ export function registerCvCommands(program: Command): void {
     .action(async (dirA: string, dirB: string, options: { json?: boolean }) => {
       const result = await compareCv(dirA, dirB);
       if (options.json || wantsJson()) return printJson(result);
-      console.log(result.markdown);
+      console.log(printableLines(result.markdown));
     });
 }

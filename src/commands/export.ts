@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { useBackend, type BackendPreference } from '../backend/index.js';
-import { UserError } from '../util/index.js';
+import { printable, UserError } from '../util/index.js';
 import { listModels } from '../models/index.js';
 import { checkpointChoices, dashboardFileOf, dashboardModels, dashboardRunFlag, exportDashboard, exportFormats, exportRun, exportWeb, type CheckpointChoice, type ExportFormat } from '../eval/index.js';
 import { backendOption, printJson } from './common.js';
@@ -74,12 +74,12 @@ export function registerExportCommand(program: Command): void {
       }
       if (options.json) printJson({ dir: result.dir, files: result.files, metadata: result.metadata });
       else if (options.format === 'web') {
-        console.log(`wrote the browser viewer of ${options.run.length} model${options.run.length > 1 ? 's' : ''} to ${result.dir}: open it with osteo serve ${result.dir}`);
+        console.log(`wrote the browser viewer of ${options.run.length} model${options.run.length > 1 ? 's' : ''} to ${printable(result.dir)}: open it with osteo serve ${printable(result.dir)}`);
       } else {
         const shards = result.files.filter((f) => f.endsWith('.bin'));
         const named = result.files.filter((f) => !f.endsWith('.bin'));
         const listing = shards.length > 0 ? [...named.slice(0, 1), `${shards.length} weight shard${shards.length > 1 ? 's' : ''}`, ...named.slice(1)] : named;
-        console.log(`wrote ${listing.join(', ')} to ${result.dir}`);
+        console.log(`wrote ${listing.map(printable).join(', ')} to ${printable(result.dir)}`);
       }
     });
 }

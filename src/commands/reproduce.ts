@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { type BackendPreference } from '../backend/index.js';
-import { byteProgress, countProgress, UserError } from '../util/index.js';
+import { byteProgress, countProgress, printable, printableLines, UserError } from '../util/index.js';
 import { protocols, reproduce, type Protocol } from '../pipeline/index.js';
 import { progressReporter } from '../train/index.js';
 import { backendOption, nonNegativeNumber, positiveInt, printJson } from './common.js';
@@ -57,7 +57,7 @@ export function registerReproduceCommands(program: Command): void {
         backend: flags.backend,
         workers: flags.workers,
         sets: flags.set,
-        log: (line) => process.stderr.write(line + '\n'),
+        log: (line) => process.stderr.write(printableLines(line) + '\n'),
         progress: human ? (kind) => (kind === 'download' ? byteProgress('download') : countProgress('index', 'files')) : undefined,
         onTrainEvent: human ? progressReporter(process.stderr) : undefined,
         signal: controller.signal,
@@ -66,12 +66,12 @@ export function registerReproduceCommands(program: Command): void {
       else {
         console.log('\n' + (await readFile(result.artefacts.report, 'utf8')));
         console.log('artefacts:');
-        console.log(`  report          ${result.artefacts.report}`);
-        if (result.artefacts.evaluation) console.log(`  evaluation      ${result.artefacts.evaluation}`);
-        if (result.artefacts.publishedEvaluation) console.log(`  published eval  ${result.artefacts.publishedEvaluation}`);
-        if (result.artefacts.cv) console.log(`  cv report       ${result.artefacts.cv}`);
-        for (const run of result.artefacts.runs) console.log(`  run             ${run}`);
-        for (const file of result.artefacts.dashboard ?? []) console.log(`  dashboard file  ${file}`);
+        console.log(`  report          ${printable(result.artefacts.report)}`);
+        if (result.artefacts.evaluation) console.log(`  evaluation      ${printable(result.artefacts.evaluation)}`);
+        if (result.artefacts.publishedEvaluation) console.log(`  published eval  ${printable(result.artefacts.publishedEvaluation)}`);
+        if (result.artefacts.cv) console.log(`  cv report       ${printable(result.artefacts.cv)}`);
+        for (const run of result.artefacts.runs) console.log(`  run             ${printable(run)}`);
+        for (const file of result.artefacts.dashboard ?? []) console.log(`  dashboard file  ${printable(file)}`);
       }
       const problems = [...result.failures.map((f) => `${f.model} (${f.protocol}) failed: ${f.error}`), ...result.checkFailures.map((c) => `check: ${c}`)];
       if (problems.length > 0) throw new UserError(problems.join('\n'));

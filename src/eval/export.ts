@@ -8,10 +8,25 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import { activateBackend, type BackendHandle } from '../backend/index.js';
 import { classNames, evalTransformSpec, imagenetNormalization, type EvalTransform, type EvalTransformSpec } from '../data/index.js';
-import { UserError, osteoVersion, recoverStagedFolder, replaceFolder, stageFolder, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
+import {
+  UserError,
+  listSome,
+  listTree,
+  osteoVersion,
+  readOwnedRecord,
+  recoverStagedFolder,
+  replaceFolder,
+  sha256File,
+  stageFolder,
+  unrecordedFiles,
+  writeFileAtomic,
+  writeJsonAtomic,
+  writeOwnedRecord,
+  type OwnedRecord,
+} from '../util/index.js';
 import { getModel, onnxInputName, onnxOutputName, type HeadKind, type ModelEntry, type ModelName } from '../models/index.js';
 import { loadRunModel, openRun, readCheckpointState, runExportDir, runWeightsPath, type CheckpointName } from '../runs/index.js';
 import { buildWithWeights, modelToOnnx, modelToStateDict, onnxIrVersion, readStateDict, writePth, writeSafetensors } from '../weights/index.js';
@@ -92,8 +107,11 @@ export interface ExportMetadata {
   output: string;
   /** The training run's record of its best checkpoint (epoch, validation metrics), if it kept one. */
   metrics: unknown;
+  /** The run and its weights file as paths relative to the export folder, and the weights' SHA-256. */
   source: { run: string; weights: string; sha256: string };
   files: string[];
+  /** SHA-256 of each file in `files`: which file this metadata describes. */
+  sha256?: Record<string, string>;
   notes: string[];
   /** ONNX exports: the graph's interface and versions, for a runtime to wire its session by. */
   onnx?: OnnxInterface;
@@ -148,8 +166,12 @@ export async function validatedRun(dir: string, options: { portable?: boolean; h
   return { run: info.dir, model: entry.name, imageSize: info.imageSize, numClasses: info.numClasses, transform: info.transform, weightsFile, layersModel };
 }
 
-async function metadataFor(run: ValidatedRun, files: string[], input: string, notes: string[] = []): Promise<ExportMetadata> {
+/** `file` as seen from the export folder `dir`: a shared export names no machine's folders (`/`-separated). */
+export function pathFromExport(dir: string, file: string): string {
+  return relative(resolve(dir), resolve(file)).split(sep).join('/') || '.';
+}
 
+async function metadataFor(run: ValidatedRun, exportDir: string, files: string[], input: string, notes: string[] = []): Promise<ExportMetadata> {
   return {
     osteoVersion,
     createdAt: new Date().toISOString(),
@@ -162,62 +184,114 @@ async function metadataFor(run: ValidatedRun, files: string[], input: string, no
     input,
     output: `logits [N, ${run.numClasses}] in class order; softmax gives the probabilities`,
     metrics: await readBestState(run.run),
-    source: { run: run.run, weights: resolve(run.weightsFile), sha256: await sha256(run.weightsFile) },
+    source: { run: pathFromExport(exportDir, run.run), weights: pathFromExport(exportDir, run.weightsFile), sha256: await sha256(run.weightsFile) },
     files,
     notes,
   };
 }
 
-/** The top-level entries of `dir` that an earlier osteo export did not write (its metadata.json lists its files). */
-async function foreignEntries(dir: string): Promise<string[]> {
-  const entries = await readdir(dir);
-  if (entries.length === 0) return [];
-  let files: unknown;
-  try {
-    files = (JSON.parse(await readFile(join(dir, 'metadata.json'), 'utf8')) as { files?: unknown }).files;
-  } catch {
-    files = undefined;
-  }
-  const ours = new Set(['metadata.json', ...(Array.isArray(files) ? files.map((file) => String(file).split('/')[0]!) : [])]);
-  return entries.filter((entry) => !ours.has(entry));
+/**
+ * Every export folder holds `.osteo-export.json`: the path and SHA-256 of each file osteo export
+ * wrote there (docs/contracts.md, *What an export folder holds*). A file an export would replace or
+ * remove must be named in it with its current content; anything else is the user's, and the export
+ * is refused by name. A metadata.json's own `files` list is not trusted for this: any JSON can say it.
+ */
+export const exportRecordFile = '.osteo-export.json';
+const exportRecordFormat = 'osteo-export';
+
+function readExportRecord(dir: string): Promise<OwnedRecord> {
+  return readOwnedRecord(join(dir, exportRecordFile), exportRecordFormat);
+}
+
+/** The files of the export folder `dir` that its record does not name with their content (none when `dir` is absent). */
+export async function foreignExportFiles(dir: string): Promise<string[]> {
+  if (!existsSync(dir)) return [];
+  return unrecordedFiles(dir, await readExportRecord(dir), (await readdir(dir)).filter((entry) => entry !== exportRecordFile));
+}
+
+function refuseForeign(dir: string, foreign: readonly string[], what = 'choose an empty or new --out folder'): void {
+  if (foreign.length > 0) throw new UserError(`${dir} holds files osteo export did not write (${listSome(foreign)}), or changed since: ${what}; nothing was changed`);
+}
+
+/** The hashes of `files` (relative to `dir`). */
+async function hashesOf(dir: string, files: readonly string[]): Promise<Record<string, string>> {
+  const hashes: Record<string, string> = {};
+  for (const file of files) hashes[file] = await sha256File(join(dir, file));
+  return hashes;
 }
 
 /**
  * A whole export folder written beside `target` and switched in (ARCHITECTURE.md, *Staged writes*): `fill` writes into a
  * sibling staging folder; then the previous export (if any) is moved aside, the new one renamed into
  * place and the previous one removed. An interrupted export leaves the previous one whole — never a
- * mix of old and new weight shards. A `target` holding files osteo did not write is refused, since
- * switching would delete them.
+ * mix of old and new weight shards. A `target` holding any file its record does not name with that
+ * content is refused, since switching would delete it.
  */
 export async function writeFolderStaged(target: string, fill: (staging: string) => Promise<void>): Promise<void> {
-  const exists = existsSync(target);
-  if (exists) {
+  if (existsSync(target)) {
     if (!(await stat(target)).isDirectory()) throw new UserError(`${target} exists and is not a folder: choose another --out`);
-    const foreign = await foreignEntries(target);
-    if (foreign.length > 0) {
-      throw new UserError(`${target} holds files osteo export did not write (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? ', …' : ''}): choose an empty or new --out folder`);
-    }
+    const record = await readExportRecord(target);
+    refuseForeign(target, await unrecordedFiles(target, record, (await readdir(target)).filter((entry) => entry !== exportRecordFile)));
   }
   await recoverStagedFolder(target);
-  await replaceFolder(target, fill);
+  await replaceFolder(target, async (staging) => {
+    await fill(staging);
+    const files = (await listTree(staging)).filter((file) => file !== exportRecordFile);
+    await writeOwnedRecord(join(staging, exportRecordFile), { format: exportRecordFormat, version: 1, files: await hashesOf(staging, files) });
+  });
 }
 
 /**
- * Files of fixed names written into a staging folder beside `dir`, then each renamed into `dir`
+ * Files of fixed names (`names`) written into a staging folder beside `dir`, then each renamed into `dir`
  * (metadata.json last): for folders that hold other things too (the dashboard's own app), where the
- * folder cannot be swapped whole. Nothing reaches `dir` until every file is written and validated.
+ * folder cannot be swapped whole. Nothing reaches `dir` until every file is written and validated,
+ * and a file of `dir` under one of those names that the folder's record does not name with its
+ * content (the user's own, or one changed since) is refused before anything is written.
  */
-export async function writeFilesStaged(dir: string, fill: (staging: string) => Promise<string[]>): Promise<string[]> {
+export async function writeFilesStaged(dir: string, names: readonly string[], fill: (staging: string) => Promise<void>): Promise<string[]> {
+  if (existsSync(dir) && !(await stat(dir)).isDirectory()) throw new UserError(`${dir} exists and is not a folder: choose another --out`);
+  refuseForeign(dir, await unrecordedFiles(dir, await readExportRecord(dir), names), 'move them aside or choose another --out');
   const staged = await stageFolder(dir);
   try {
-    const files = await fill(staged.dir);
+    await fill(staged.dir);
+    const record = await readExportRecord(dir);
+    refuseForeign(dir, await unrecordedFiles(dir, record, names), 'move them aside or choose another --out');
+    const hashes = await hashesOf(staged.dir, names);
     await mkdir(dir, { recursive: true });
-    const ordered = [...files.filter((file) => file !== 'metadata.json'), ...files.filter((file) => file === 'metadata.json')];
+    const recordPath = join(dir, exportRecordFile);
+    // The new hashes are recorded before the files are switched in, so a kill between the renames leaves none unrecognised.
+    await writeOwnedRecord(recordPath, { ...record, pending: hashes });
+    const ordered = [...names.filter((file) => file !== 'metadata.json'), ...names.filter((file) => file === 'metadata.json')];
     for (const file of ordered) await rename(join(staged.dir, file), join(dir, file));
-    return files;
+    const files = Object.fromEntries(Object.entries(record.files).filter(([file]) => existsSync(join(dir, file))));
+    await writeOwnedRecord(recordPath, { format: exportRecordFormat, version: 1, files: { ...files, ...hashes } });
+    return [...names];
   } finally {
     await staged.abandon();
   }
+}
+
+/**
+ * The weight files an earlier pth/safetensors export left in `dir` beside `file`, which the new
+ * metadata.json must describe too: only when they hold the same checkpoint (one metadata.json
+ * describes one set of weights); an export of other weights there is refused.
+ */
+async function companionExports(dir: string, file: string, sourceSha256: string): Promise<{ files: string[]; sha256: Record<string, string> }> {
+  const metadataFile = join(dir, 'metadata.json');
+  if (!existsSync(metadataFile)) return { files: [], sha256: {} };
+  const record = await readExportRecord(dir);
+  if ((await unrecordedFiles(dir, record, ['metadata.json'])).length > 0) return { files: [], sha256: {} }; // refused by writeFilesStaged, naming it
+  const previous = JSON.parse(await readFile(metadataFile, 'utf8')) as Partial<ExportMetadata>;
+  const listed = Array.isArray(previous.files) ? previous.files.filter((f): f is string => typeof f === 'string' && f !== file) : [];
+  const others = listed.filter((f) => existsSync(join(dir, f)) && record.files[f] !== undefined);
+  if (others.length === 0) return { files: [], sha256: {} };
+  if (previous.source?.sha256 !== sourceSha256) {
+    throw new UserError(
+      `${dir} holds ${others.join(', ')}, exported from other weights (${previous.source?.run ?? 'another run'}, SHA-256 ${String(previous.source?.sha256).slice(0, 12)}…): ` +
+        `its metadata.json describes those; export ${file} into another --out folder`,
+    );
+  }
+  return { files: others, sha256: Object.fromEntries(others.map((f) => [f, record.files[f]!])) };
 }
 
 export interface ExportResult {
@@ -242,14 +316,15 @@ export async function exportRun(options: { backend: BackendHandle; run: string; 
       // Shard names depend on the model's size: only a whole-folder switch keeps old shards out.
       await writeFolderStaged(outDir, async (staging) => {
         files = (await saveLayersModelToDir(run.layersModel, staging, `osteo ${osteoVersion}`)).files;
-        metadata = await metadataFor(run, files, input);
+        metadata = await metadataFor(run, outDir, files, input);
+        metadata.sha256 = await hashesOf(staging, files);
         await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
       });
     } else if (options.format === 'onnx') {
       input = `float32 [N, 3, ${run.imageSize}, ${run.imageSize}] (NCHW, torchvision) named '${onnxInputName}', preprocessed as below`;
       files = [onnxModelFile];
       await writeFolderStaged(outDir, async (staging) => {
-        metadata = await metadataFor(run, files, input);
+        metadata = await metadataFor(run, outDir, files, input);
         const props = { classes: JSON.stringify(metadata.classes), preprocessing: JSON.stringify(metadata.preprocessing), model: run.model };
         const { bytes, graph } = await modelToOnnx(run.layersModel, run.model, props);
         metadata.output = `logits [N, ${run.numClasses}] named '${onnxOutputName}', in class order; softmax gives the probabilities`;
@@ -260,6 +335,7 @@ export async function exportRun(options: { backend: BackendHandle; run: string; 
           output: { name: onnxOutputName, shape: [...graph.outputs[0]!.shape] },
         };
         await writeFileAtomic(join(staging, onnxModelFile), bytes);
+        metadata.sha256 = await hashesOf(staging, files);
         await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
       });
     } else {
@@ -267,13 +343,15 @@ export async function exportRun(options: { backend: BackendHandle; run: string; 
       input = `float32 [N, 3, ${run.imageSize}, ${run.imageSize}] (NCHW, torchvision), preprocessed as below`;
       const file = `${run.model}.${format}`;
       files = [file];
-      await writeFilesStaged(outDir, async (staging) => {
+      // A pth and a safetensors export of the same weights may share a folder: its one metadata.json describes both.
+      const companions = await companionExports(outDir, file, await sha256(run.weightsFile));
+      await writeFilesStaged(outDir, [file, 'metadata.json'], async (staging) => {
         const dict = await modelToStateDict(run.layersModel, run.model);
         if (format === 'pth') await writePth(join(staging, file), dict);
         else await writeSafetensors(join(staging, file), dict, { format: 'pt', osteo: osteoVersion, model: run.model });
-        metadata = await metadataFor(run, files, input);
+        metadata = await metadataFor(run, outDir, [...companions.files, file].sort(), input);
+        metadata.sha256 = { ...companions.sha256, ...(await hashesOf(staging, [file])) };
         await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
-        return [file, 'metadata.json'];
       });
     }
     return { dir: outDir, files: [...files, 'metadata.json'], metadata };
@@ -317,9 +395,8 @@ export async function exportDashboard(options: DashboardExportOptions): Promise<
   await activateBackend(options.backend);
   let metadata: unknown;
   // All three files are validated and written before any reaches the dashboard's folder.
-  const files = await writeFilesStaged(options.dir, async (staging) => {
+  const files = await writeFilesStaged(options.dir, [...runs.map(([entry]) => entry.dashboard.file), 'metadata.json'], async (staging) => {
     const models: Record<string, ExportMetadata> = {};
-    const written: string[] = [];
     for (const [expected, dir] of runs) {
       const flag = dashboardRunFlag(expected.name);
       const file = expected.dashboard.file;
@@ -336,8 +413,8 @@ export async function exportDashboard(options: DashboardExportOptions): Promise<
               'the network accepts any size, its accuracy may differ from the evaluation',
           );
         }
-        models[file] = await metadataFor(run, [file], 'float32 [N, 3, H, W] (NCHW), preprocessed as below', notes);
-        written.push(file);
+        models[file] = await metadataFor(run, options.dir, [file], 'float32 [N, 3, H, W] (NCHW), preprocessed as below', notes);
+        models[file]!.sha256 = await hashesOf(staging, [file]);
       } finally {
         run.layersModel.dispose();
       }
@@ -351,7 +428,6 @@ export async function exportDashboard(options: DashboardExportOptions): Promise<
       models,
     };
     await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
-    return [...written, 'metadata.json'];
   });
   return { dir: options.dir, files, metadata };
 }

@@ -15,7 +15,7 @@ import { classNames, evalTransformSpec } from '../data/index.js';
 import { UserError, osteoVersion, parseCsvRecords, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
 import { getModel } from '../models/index.js';
 import { openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
-import { readBestState, sha256, validatedRun, writeFolderStaged, type ExportResult } from './export.js';
+import { pathFromExport, readBestState, sha256, validatedRun, writeFolderStaged, type ExportResult } from './export.js';
 import { defaultEvalOutDir, evaluationRecordFile, type EvaluationRecord } from './evaluate.js';
 import { disambiguateNames, type LoadedModel } from './inference.js';
 import { researchDisclaimer } from './predict.js';
@@ -149,6 +149,12 @@ export async function evaluationOf(runs: string[]): Promise<WebMetadata['evaluat
   }
 }
 
+/** evaluationOf with its report folder named from the export folder: a shared site names no machine's folders. */
+async function relativeEvaluation(outDir: string, runs: string[]): Promise<WebMetadata['evaluation']> {
+  const evaluation = await evaluationOf(runs);
+  return evaluation === null ? null : { ...evaluation, report: pathFromExport(outDir, evaluation.report) };
+}
+
 export async function exportWeb(options: WebExportOptions): Promise<ExportResult> {
   if (options.runs.length === 0) throw new UserError('--format web needs at least one --run DIR');
   await activateBackend(options.backend);
@@ -178,7 +184,7 @@ export async function exportWeb(options: WebExportOptions): Promise<ExportResult
           preprocessing: evalTransformSpec(run.transform),
           gradCamLayer: getModel(run.model).gradCamLayer,
           metrics: await readBestState(run.run),
-          source: { run: run.run, sha256: await sha256(run.weightsFile) },
+          source: { run: pathFromExport(options.outDir, run.run), sha256: await sha256(run.weightsFile) },
         });
       } finally {
         run.layersModel.dispose();
@@ -196,7 +202,7 @@ export async function exportWeb(options: WebExportOptions): Promise<ExportResult
       classes: numClasses === classNames.length ? [...classNames] : Array.from({ length: numClasses }, (_, i) => `class ${i}`),
       disclaimer: researchDisclaimer,
       backends: pageBackendOrder,
-      evaluation: await evaluationOf(options.runs),
+      evaluation: await relativeEvaluation(options.outDir, options.runs),
       ensemble: { method: "mean of the models' softmax probabilities with these weights (soft vote; equal, as osteo predict); argmax", weights: entries.map(() => 1 / entries.length) },
       models: entries,
       files,

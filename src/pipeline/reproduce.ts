@@ -20,9 +20,10 @@
  *   OUT/cv/                           --cv K (see cv.ts)         OUT/dashboard/   the dashboard's files
  *   OUT/data.json                     the fingerprint of the data the runs were trained on
  *   OUT/reproduce.md, reproduce.json
+ *   OUT/.osteo-reproduce.json         what reproduce wrote there (out-record.ts): only that is ever replaced or removed
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rmdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import {
   countClassFiles,
@@ -34,24 +35,28 @@ import {
   publishedCounts,
   publishedSplit,
   readIndex,
+  readSplitManifest,
+  assignSplits,
+  splitManifestPath,
   splitDataset,
   synthesizePhantom,
   writeManifestView,
   type IndexRow,
   type ManifestRow,
 } from '../data/index.js';
-import { type ProgressSink, DataError, UserError, errorMessage, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
-import { dashboardModels, ensembleName, evaluateRuns, exportDashboard, type EvaluationResult } from '../eval/index.js';
+import { type ProgressSink, DataError, UserError, environmentUserError, errorMessage, listSome } from '../util/index.js';
+import { dashboardModels, ensembleName, evaluateRuns, exportDashboard, parseEnsembleWeights, type EvaluationResult } from '../eval/index.js';
 import { getModel, type ModelName } from '../models/index.js';
 import { loadPipelineConfig, resolveTrainConfig, type PipelineConfig, type TrainConfig } from '../config/index.js';
 import { type TrainEvent } from '../train/index.js';
 import { defaultWeightsDir, fetchPretrainedWeights } from '../weights/index.js';
 import { useBackends, type BackendHandle, type BackendPreference } from '../backend/index.js';
 import type { ModelSummary } from '../report/index.js';
-import { checkpointDir, runPaths } from '../runs/index.js';
+import { LockHeldError, acquireRunLock, checkpointDir, runPaths } from '../runs/index.js';
 import { executeRun, planRun, type PlannedRun } from './training.js';
 import { assertCvPlanMatches, dataFingerprint, runCv, type CvExperiment } from './cv.js';
 import { ensembleEntry, type Interval } from './cv-report.js';
+import { OutRecord, type OutEntry } from './out-record.js';
 
 /** The published table (README of the seed project) and what is known to be wrong with its protocol. */
 export const publishedResults: readonly { row: ModelName | 'ensemble'; accuracy: number | null; recipe: string }[] = [
@@ -181,8 +186,33 @@ async function prepareData(config: PipelineConfig, options: ReproduceOptions, lo
   } else if (!existsSync(dataDir)) {
     throw new UserError(`--data ${options.data}: no such folder`);
   }
-  const { report: indexReport } = await indexDataset({ dataDir, progress: options.progress?.('index') });
+  // A dataset of the user's (--data) keeps its index: one that differs from what indexing finds now is refused, not replaced.
+  const keepIndex = options.data !== undefined && existsSync(join(dataDir, 'index.csv'));
+  const { rows, report: indexReport } = await indexDataset({ dataDir, progress: options.progress?.('index'), write: !keepIndex });
+  if (keepIndex && dataFingerprint(rows) !== dataFingerprint(await readIndex(dataDir))) {
+    throw new UserError(
+      `${join(dataDir, 'index.csv')} is not what indexing ${dataDir} finds now (files changed, or it was indexed with other settings), and reproduce does not replace a dataset's index: ` +
+        `re-index and re-split it yourself (\`osteo data index --data ${dataDir}\`, then \`osteo data split --data ${dataDir}\`), or give --data a copy of the dataset. Nothing was changed`,
+    );
+  }
   log(formatIndexReport(indexReport));
+}
+
+/**
+ * The dataset's splits.csv is every run's on it: replacing it with another split would leave the
+ * runs trained on the old one impossible to evaluate. One that differs from the split the config asks
+ * for is refused, naming the command that re-splits deliberately.
+ */
+async function assertSplitKept(dataDir: string, indexRows: IndexRow[], data: PipelineConfig['data']): Promise<void> {
+  if (!existsSync(splitManifestPath(dataDir))) return;
+  const existing = new Map((await readSplitManifest(dataDir)).map((row) => [row.path, row.split]));
+  const wanted = assignSplits(indexRows, { val: data.val, test: data.test }, data.seed);
+  if (wanted.length === existing.size && wanted.every((row) => existing.get(row.path) === row.split)) return;
+  throw new UserError(
+    `${splitManifestPath(dataDir)} holds another split than this config asks for (val ${data.val}, test ${data.test}, seed ${data.seed}), and reproduce does not replace a dataset's split: ` +
+      `every run trained on it could no longer be evaluated. Re-split it deliberately with \`osteo data split --data ${dataDir} --val ${data.val} --test ${data.test} --seed ${data.seed}\`, ` +
+      'or use a copy of the dataset. Nothing was changed',
+  );
 }
 
 const pct = (x: number | null | undefined) => (x === null || x === undefined ? '—' : `${(100 * x).toFixed(1)}%`);
@@ -302,7 +332,7 @@ export function checkAgainstPublished(rows: readonly ReproduceRow[], tolerance: 
   return failures;
 }
 
-/** Where reproduce writes in OUT: these entries are its own, and the only ones --fresh removes. */
+/** Where reproduce writes in OUT (plannedEntries lists the same paths for its record, out-record.ts). */
 const outLayout = {
   cleanRun: (out: string, model: string) => join(out, 'runs', model),
   publishedView: (out: string, model: string) => join(out, 'published', model, 'data'),
@@ -315,9 +345,6 @@ const outLayout = {
   report: (out: string) => join(out, 'reproduce.md'),
   result: (out: string) => join(out, 'reproduce.json'),
 };
-/** The top-level names of outLayout's paths. */
-const ownedEntries = ['runs', 'published', 'cv', 'eval', 'dashboard', 'data.json', 'reproduce.md', 'reproduce.json'];
-
 async function isKaggleSet(dataDir: string): Promise<boolean> {
   const counts = await countClassFiles(dataDir);
   return counts.every((n, i) => n === publishedCounts[i]);
@@ -347,6 +374,9 @@ interface ReproducePlan {
   inference: BackendHandle;
   models: ModelPlan[];
   cv?: CvExperiment;
+  /** What reproduce wrote in OUT, and what this plan writes there. */
+  record: OutRecord;
+  entries: OutEntry[];
 }
 
 /** The data the runs train on, indexed (and split under the clean protocol). */
@@ -370,55 +400,135 @@ interface Evaluated {
 
 /** plan → prepare data → train (both protocols) → evaluate → export → cross-validate → report. */
 export async function reproduce(options: ReproduceOptions): Promise<ReproduceResult> {
-  const plan = await planReproduction(options);
-  const data = await prepareReproductionData(plan);
-  const trained = await trainPlannedRuns(plan, data);
-  const rows = tableRows(plan.config, trained.failures);
-  const evaluated: Evaluated = { publishedEvaluation: await evaluatePublished(plan, data, trained.runs, rows) };
-  const clean = await evaluateClean(plan, data, trained.runs, rows);
-  if (clean) {
-    evaluated.evaluation = clean.written?.dir;
-    evaluated.dashboard = await exportDashboardFiles(plan, trained.runs);
+  const checked = await checkOptions(options);
+  const release = await lockOut(checked.out);
+  try {
+    const plan = await planReproduction(options, checked);
+    const data = await prepareReproductionData(plan);
+    const trained = await trainPlannedRuns(plan, data);
+    const rows = tableRows(plan.config, trained.failures);
+    const evaluated: Evaluated = { publishedEvaluation: await evaluatePublished(plan, data, trained.runs, rows) };
+    const clean = await evaluateClean(plan, data, trained.runs, rows);
+    if (clean) {
+      evaluated.evaluation = clean.written?.dir;
+      evaluated.dashboard = await exportDashboardFiles(plan, trained.runs);
+    }
+    const cvDir = await crossValidate(plan, rows, trained.failures);
+    return await writeReproduceReport(plan, data, { rows, trained, evaluated, cvDir });
+  } finally {
+    await release();
   }
-  const cvDir = await crossValidate(plan, rows, trained.failures);
-  return writeReproduceReport(plan, data, { rows, trained, evaluated, cvDir });
+}
+
+/**
+ * One reproduce per OUT at a time: OUT/.lock is taken before anything in OUT is looked at, so a second
+ * process cannot decide about runs and reports the first one is writing. An OUT this call made for
+ * its lock, and left empty, is removed again.
+ */
+async function lockOut(out: string): Promise<() => Promise<void>> {
+  const made = !existsSync(out);
+  try {
+    await mkdir(out, { recursive: true });
+  } catch (error) {
+    throw environmentUserError(error, out) ?? error;
+  }
+  const unmake = async () => {
+    if (made && (await readdir(out).catch(() => ['?'])).length === 0) await rmdir(out).catch(() => undefined);
+  };
+  let releaseLock: () => Promise<void>;
+  try {
+    releaseLock = await acquireRunLock(out);
+  } catch (error) {
+    await unmake();
+    if (!(error instanceof LockHeldError)) throw error;
+    throw new UserError(`${out} is in use by another osteo reproduce (process ${error.owner.pid} on ${error.owner.host}, since ${error.owner.started}): wait for it to finish, or choose another --out. Nothing was changed`);
+  }
+  return async () => {
+    await releaseLock();
+    await unmake();
+  };
 }
 
 const trainProtocols = (protocol: Protocol) => ({ published: protocol !== 'clean', clean: protocol !== 'published' });
 
-/**
- * Check the options, read the config, honour --fresh, get the ImageNet checkpoints and plan every
- * run: a run made with another config stops everything here, before any data work or training.
- */
-async function planReproduction(options: ReproduceOptions): Promise<ReproducePlan> {
+/** What is checked before OUT is locked: the options, the config and its ensemble weights (no file is touched). */
+interface CheckedOptions {
+  log: (line: string) => void;
+  protocol: Protocol;
+  configFile: string;
+  config: PipelineConfig;
+  out: string;
+}
+
+async function checkOptions(options: ReproduceOptions): Promise<CheckedOptions> {
   const log = options.log ?? (() => {});
   const protocol = options.protocol ?? 'both';
   const runs = trainProtocols(protocol);
   if (options.check !== undefined && !runs.published) throw new UserError('--check compares the published protocol with the published table: use --protocol published or both');
   if (options.cv !== undefined && !runs.clean) throw new UserError('--cv runs cross-validation under the clean protocol: use --protocol clean or both');
+  if (options.cv !== undefined && !(Number.isInteger(options.cv) && options.cv >= 2)) throw new UserError(`--cv needs at least 2 folds (each image is held out once), got ${options.cv}`);
   const configFile = resolve(options.config);
   const config = await loadPipelineConfig(configFile);
-  const out = resolve(options.out);
+  checkEnsembleWeights(config, configFile);
+  return { log, protocol, configFile, config, out: resolve(options.out) };
+}
+
+/**
+ * Refuse what OUT holds that reproduce did not write, get the ImageNet checkpoints and plan every
+ * run: a run made with another config stops everything here, before any data work or training.
+ */
+async function planReproduction(options: ReproduceOptions, checked: CheckedOptions): Promise<ReproducePlan> {
+  const { log, protocol, configFile, config, out } = checked;
+  const runs = trainProtocols(protocol);
   if (config.description) log(config.description);
-  if (options.fresh) {
-    for (const entry of ownedEntries) await rm(join(out, entry), { recursive: true, force: true });
-    log(`--fresh: removed earlier results in ${out}`);
-  }
+  // Nothing in OUT that reproduce did not write is replaced, and --fresh removes only what it did.
+  const record = await OutRecord.open(out);
+  const entries = plannedEntries(config, protocol, options.cv !== undefined);
+  await record.refuseForeign(options.fresh ? [...entries, ...record.recordedEntries()] : entries, options.fresh ? '--fresh would remove or replace them' : 'reproduce would replace them');
   const checkpoints = await fetchCheckpoints(config, options, log);
   const dataDir = resolve(options.data ?? config.data.dir);
   // The backends are chosen once: every run and export below computes on the training one, every
   // validation and evaluation on the inference one (the same unless --backend is auto).
   const backends = await useBackends(options.backend ?? 'auto');
-  const plan: ReproducePlan = { options, log, protocol, config, configFile, out, dataDir, checkpoints, backend: backends.train, inference: backends.infer, models: [] };
+  const plan: ReproducePlan = { options, log, protocol, config, configFile, out, dataDir, checkpoints, backend: backends.train, inference: backends.infer, models: [], record, entries };
+  // --fresh: the runs there now are removed before training, so every run starts (planRun would inspect the old ones).
+  const planned = async (config: TrainConfig): Promise<PlannedRun> => (options.fresh ? { config, action: 'train' } : planRun(config));
   for (const spec of config.models) {
     if (runs.published) {
       const trainConfig = await modelTrainConfig(plan, spec, outLayout.publishedView(out, spec.model), outLayout.publishedRun(out, spec.model));
-      plan.models.push({ model: spec.model, protocol: 'published', run: await planRun(trainConfig) });
+      plan.models.push({ model: spec.model, protocol: 'published', run: await planned(trainConfig) });
     }
-    if (runs.clean) plan.models.push({ model: spec.model, protocol: 'clean', run: await planRun(await modelTrainConfig(plan, spec, dataDir, outLayout.cleanRun(out, spec.model))) });
+    if (runs.clean) plan.models.push({ model: spec.model, protocol: 'clean', run: await planned(await modelTrainConfig(plan, spec, dataDir, outLayout.cleanRun(out, spec.model))) });
   }
   if (options.cv !== undefined) plan.cv = cvExperimentOf(plan, options.cv);
   return plan;
+}
+
+/** ensemble.weights against the number of models, before hours of training rather than after. */
+function checkEnsembleWeights(config: PipelineConfig, configFile: string): void {
+  const weights = config.ensemble.weights;
+  if (weights === undefined || config.models.length < 2) return;
+  try {
+    parseEnsembleWeights(weights, config.models.length);
+  } catch (error) {
+    if (error instanceof UserError) throw new UserError(`${configFile}: ensemble.weights: ${error.message} (the config has ${config.models.length} models)`);
+    throw error;
+  }
+}
+
+/** What this plan writes in OUT (see outLayout), relative to OUT. */
+function plannedEntries(config: PipelineConfig, protocol: Protocol, cv: boolean): OutEntry[] {
+  const runs = trainProtocols(protocol);
+  const entries: OutEntry[] = [];
+  for (const { model } of config.models) {
+    if (runs.published) entries.push({ path: `published/${model}`, kind: 'folder' });
+    if (runs.clean) entries.push({ path: `runs/${model}`, kind: 'folder' });
+  }
+  if (runs.published && config.models.length > 1) entries.push({ path: 'published/eval', kind: 'tree' });
+  if (runs.clean) entries.push({ path: 'eval', kind: 'tree' }, { path: 'dashboard', kind: 'export' });
+  if (cv) entries.push({ path: 'cv', kind: 'folder' });
+  for (const path of ['data.json', 'reproduce.md', 'reproduce.json']) entries.push({ path, kind: 'file' });
+  return entries;
 }
 
 type ModelSpec = PipelineConfig['models'][number];
@@ -474,17 +584,27 @@ async function prepareReproductionData(plan: ReproducePlan): Promise<PreparedDat
     const recorded = (JSON.parse(await readFile(dataRecord, 'utf8')) as { fingerprint?: string }).fingerprint;
     if (recorded !== fingerprint) throw new UserError(`the runs in ${out} were trained on other data than ${dataDir} holds now (its index changed); re-run with --fresh to start over, or choose another --out`);
   }
+  const clean = trainProtocols(plan.protocol).clean;
+  if (clean) await assertSplitKept(dataDir, indexRows, config.data);
+  if (plan.cv && !options.fresh) await assertCvPlanMatches(plan.cv, indexRows);
+  // Everything is checked: from here on OUT changes.
   await mkdir(out, { recursive: true });
-  await writeJsonAtomic(dataRecord, { dataDir, fingerprint });
+  if (options.fresh) {
+    const earlier = plan.record.recordedEntries();
+    await plan.record.refuseForeign(earlier, '--fresh would remove them');
+    await plan.record.remove(earlier);
+    log(`--fresh: removed what an earlier reproduce wrote in ${out}`);
+  }
+  await plan.record.claimFolders(plan.entries.filter((e) => e.kind === 'folder' || e.kind === 'export').map((e) => e.path));
+  await plan.record.writeFile('data.json', JSON.stringify({ dataDir, fingerprint }, null, 2) + '\n');
   for (const model of plan.models.filter((p) => p.protocol === 'published')) {
     const spec = config.models.find((m) => m.model === model.model)!;
     model.manifest = publishedSplit(indexRows, { val: config.data.val, test: config.data.test }, spec.publishedSeed ?? config.data.seed);
   }
-  if (trainProtocols(plan.protocol).clean) {
+  if (clean) {
     const { report: splitReport } = await splitDataset({ dataDir, val: config.data.val, test: config.data.test, seed: config.data.seed });
     log(formatSplitReport(splitReport));
   }
-  if (plan.cv) await assertCvPlanMatches(plan.cv);
   return { indexRows, kaggle };
 }
 
@@ -545,7 +665,7 @@ async function evaluatePublished(plan: ReproducePlan, data: PreparedData, runs: 
   const members = Object.keys(runs.published) as ModelName[];
   if (members.length < 2) return undefined;
   const first = members[0]!;
-  const evaluation = await evaluateInto(plan, Object.values(runs.published), outLayout.publishedView(plan.out, first), outLayout.publishedEvaluation(plan.out));
+  const evaluation = await evaluateInto(plan, Object.values(runs.published), outLayout.publishedView(plan.out, first), 'published/eval');
   const leaked = countLeakedTestImages(data.indexRows, manifests.get(first)!, members.map((m) => manifests.get(m)!));
   rows.find((r) => r.row === ensembleName)!.publishedProtocol = protocolResult(evaluation.report.models.find((m) => m.kind === 'ensemble'), leaked);
   return evaluation.written?.dir;
@@ -556,7 +676,7 @@ async function evaluateClean(plan: ReproducePlan, data: PreparedData, runs: Repr
   const cleanRuns = Object.values(runs.clean);
   if (!trainProtocols(plan.protocol).clean || cleanRuns.length === 0) return undefined;
   plan.log(`\n== evaluating ${cleanRuns.length} clean-protocol model(s) and their soft-vote ensemble on the shared test split`);
-  const evaluation = await evaluateInto(plan, cleanRuns, plan.dataDir, outLayout.cleanEvaluation(plan.out));
+  const evaluation = await evaluateInto(plan, cleanRuns, plan.dataDir, 'eval');
   const cleanManifest = evaluation.report.images.map((i): ManifestRow => ({ path: i.path, label: i.label, split: 'test', group: '' }));
   for (const summary of evaluation.report.models) {
     const row = rows.find((r) => r.row === (summary.kind === 'ensemble' ? ensembleName : summary.name));
@@ -571,9 +691,13 @@ async function evaluateClean(plan: ReproducePlan, data: PreparedData, runs: Repr
  * it in whole, so no stale file of an earlier evaluation survives; the folder is reproduce's, so the
  * report of another set of runs there (a model that failed last time) is replaced rather than refused.
  */
-function evaluateInto(plan: ReproducePlan, runs: string[], dataDir: string, outDir: string): Promise<EvaluationResult> {
+async function evaluateInto(plan: ReproducePlan, runs: string[], dataDir: string, folder: 'eval' | 'published/eval'): Promise<EvaluationResult> {
   const { ensemble, seed } = plan.config;
-  return evaluateRuns({ backend: plan.inference, runs, dataDir, split: 'test', weights: ensemble.weights, tta: ensemble.tta, outDir, replaceReport: true, seed });
+  await plan.record.refuseForeign([{ path: folder, kind: 'tree' }], 'the evaluation would replace them');
+  const outDir = join(plan.out, ...folder.split('/'));
+  const evaluation = await evaluateRuns({ backend: plan.inference, runs, dataDir, split: 'test', weights: ensemble.weights, tta: ensemble.tta, outDir, replaceReport: true, seed });
+  await plan.record.recordTree(folder);
+  return evaluation;
 }
 
 /**
@@ -586,7 +710,10 @@ async function exportDashboardFiles(plan: ReproducePlan, runs: ReproduceResult['
   const names = dashboardModels().map((entry) => entry.name);
   const dir = outLayout.dashboard(plan.out);
   if (!names.every((name) => runs.clean[name] !== undefined)) {
-    await rm(dir, { recursive: true, force: true });
+    const entry: OutEntry = { path: 'dashboard', kind: 'export' };
+    const foreign = await plan.record.foreign([entry]);
+    if (foreign.length === 0) await plan.record.remove([entry]);
+    else plan.log(`kept ${dir}, which describes an earlier set of runs: it holds files osteo did not write (${listSome(foreign)})`);
     return undefined;
   }
   const exported = await exportDashboard({ backend: plan.backend, dir, runs: Object.fromEntries(names.map((name) => [name, runs.clean[name]])) });
@@ -620,8 +747,7 @@ async function writeReproduceReport(plan: ReproducePlan, data: PreparedData, don
   const description: DataDescription = { kaggle: data.kaggle, phantom: existsSync(join(dataDir, 'phantom.json')), counts: await countClassFiles(dataDir), initialWeights };
   const table = formatReproduceTable(rows, dataDir, description);
   const reportFile = outLayout.report(out);
-  await mkdir(out, { recursive: true });
-  await writeFileAtomic(reportFile, `# osteo reproduce\n\nconfig: ${options.config}\n\nprotocol: ${plan.protocol}\n\ninitial weights: ${initialWeights}\n\n${table}\n`);
+  await plan.record.writeFile('reproduce.md', `# osteo reproduce\n\nconfig: ${options.config}\n\nprotocol: ${plan.protocol}\n\ninitial weights: ${initialWeights}\n\n${table}\n`);
   const result: ReproduceResult = {
     out,
     dataDir,
@@ -640,6 +766,6 @@ async function writeReproduceReport(plan: ReproducePlan, data: PreparedData, don
       runs: [...Object.values(trained.runs.published), ...Object.values(trained.runs.clean)],
     },
   };
-  await writeJsonAtomic(outLayout.result(out), result);
+  await plan.record.writeFile('reproduce.json', JSON.stringify(result, null, 2) + '\n');
   return result;
 }

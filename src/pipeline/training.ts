@@ -24,12 +24,12 @@ export interface PlannedRun {
  * What to do with `config.out`: train (nothing there, or a start that never saved `last`), resume
  * (started, not finished), reuse (finished). A run made with a different config (any key that is not
  * a runtime one, such as the backend or the worker count, and its number of epochs) is a UserError
- * naming the keys and both values.
+ * naming the keys and both values, and `wayOut`: what the command offers instead.
  */
-export async function planRun(config: TrainConfig): Promise<PlannedRun> {
+export async function planRun(config: TrainConfig, wayOut = 're-run with --fresh to start over, or choose another --out'): Promise<PlannedRun> {
   const inspection = await inspectRun(config.out, config);
   if (inspection.differences.length > 0) {
-    throw new UserError(`${config.out} holds a run made with another config: ${formatConfigDifferences(inspection.differences)}. Nothing was changed; re-run with --fresh to start over, or choose another --out`);
+    throw new UserError(`${config.out} holds a run made with another config: ${formatConfigDifferences(inspection.differences)}. Nothing was changed; ${wayOut}`);
   }
   if (inspection.condition === 'finished') return { config, action: 'reuse', status: inspection.status };
   if (inspection.condition === 'resumable') return { config, action: 'resume' };

@@ -13,7 +13,7 @@
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { optionEntries, trainOptions, type TrainConfig } from '../config/index.js';
 import { DataError, UserError, errorMessage, writeJsonAtomic } from '../util/index.js';
 import { checkpointDir, checkpointFiles, checkpointNames } from './checkpoint.js';
@@ -64,12 +64,24 @@ function valueAt(config: unknown, key: string): unknown {
   return node;
 }
 
+/**
+ * A run folder moved or copied together with its dataset (a CV folder's jobs/<job>/{data,run}, a
+ * shard resumed under another absolute path) is the same run: the data sits where it sat, seen
+ * from the run. Which split that dataset holds is checked on resume (RUN/split.json's manifest hash).
+ */
+function sameDataBesideRun(saved: unknown, config: TrainConfig): boolean {
+  const [savedData, savedOut] = [valueAt(saved, 'data'), valueAt(saved, 'out')];
+  if (typeof savedData !== 'string' || typeof savedOut !== 'string' || config.out === undefined) return false;
+  return relative(resolve(savedOut), resolve(savedData)) === relative(resolve(config.out), resolve(config.data));
+}
+
 /** Each key that shapes a run's result where `saved` and `config` differ, in the option table's order; epochs last. */
 export function configDifferences(saved: unknown, config: TrainConfig): ConfigDifference[] {
   const differences: ConfigDifference[] = [];
   const compare = (key: string) => {
     const before = valueAt(saved, key);
     const after = valueAt(config, key);
+    if (key === 'data' && sameDataBesideRun(saved, config)) return;
     if (JSON.stringify(before) !== JSON.stringify(after)) differences.push({ key, before, after });
   };
   for (const [key, spec] of optionEntries(trainOptions)) if (!spec.runtime) compare(key);

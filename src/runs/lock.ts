@@ -14,6 +14,16 @@ export interface RunLockOwner {
   started: string;
 }
 
+/** The lock is held by another live process (or one on another host): `owner` says which. */
+export class LockHeldError extends UserError {
+  constructor(
+    message: string,
+    readonly owner: RunLockOwner,
+  ) {
+    super(message);
+  }
+}
+
 export function runLockPath(run: string): string {
   return join(run, '.lock');
 }
@@ -40,10 +50,10 @@ export async function acquireRunLock(run: string): Promise<() => Promise<void>> 
     if (await createFileExclusive(file, content)) return () => rm(file, { force: true });
     const owner = await readOwner(file);
     if (owner && owner.host !== me.host) {
-      throw new UserError(`${run} is locked by process ${owner.pid} on host ${owner.host} (since ${owner.started}); if that process has ended, delete ${file} and try again`);
+      throw new LockHeldError(`${run} is locked by process ${owner.pid} on host ${owner.host} (since ${owner.started}); if that process has ended, delete ${file} and try again`, owner);
     }
     if (owner && processAlive(owner.pid)) {
-      throw new UserError(`${run} is being trained by process ${owner.pid} (since ${owner.started}); wait for it to finish or stop it (kill ${owner.pid}) — two trainers would overwrite each other's checkpoints`);
+      throw new LockHeldError(`${run} is being trained by process ${owner.pid} (since ${owner.started}); wait for it to finish or stop it (kill ${owner.pid}) — two trainers would overwrite each other's checkpoints`, owner);
     }
     // stale: its owner is gone (or it is unreadable); remove it and create ours once more (two
     // processes taking over the same stale lock in the same instant are not excluded: a rare race

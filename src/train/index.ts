@@ -5,3 +5,4 @@ export { metricsCsv, metricsColumns, curvesPng, type EpochMetrics } from './logs
 export type { TrainEvent, TrainStatus, BestRecord } from './events.js';
 export type { TrainConfig } from '../config/index.js';
 export { progressReporter, epochLine, type ProgressStream } from './progress.js';
+export { checkpointBytes } from './state.js';

@@ -144,15 +144,26 @@ export async function stageFolder(target: string): Promise<StagedFolder> {
     dir: staging,
     abandon: () => rm(staging, { recursive: true, force: true }),
     commit: async () => {
-      const hadPrevious = existsSync(target);
-      try {
-        if (hadPrevious) await rename(target, previous);
-        await rename(staging, target);
-      } catch (error) {
-        if (hadPrevious && !existsSync(target) && existsSync(previous)) await rename(previous, target);
-        throw environmentUserError(error, target) ?? error;
+      // Another writer of the same target (two `cv collect` at once) may switch its own folder in
+      // between our two renames: the target then appears or vanishes under us, and we try again —
+      // the last writer's folder stays, whole, and each set-aside one is removed.
+      for (let attempt = 0; ; attempt++) {
+        const hadPrevious = existsSync(target);
+        try {
+          if (hadPrevious) await rename(target, previous);
+          await rename(staging, target);
+        } catch (error) {
+          if (hadPrevious && !existsSync(target) && existsSync(previous)) await rename(previous, target).catch(() => undefined);
+          const code = (error as NodeJS.ErrnoException).code;
+          if (attempt < 8 && (code === 'ENOENT' || code === 'ENOTEMPTY' || code === 'EEXIST') && existsSync(staging)) {
+            await rm(previous, { recursive: true, force: true });
+            continue;
+          }
+          throw environmentUserError(error, target) ?? error;
+        }
+        if (hadPrevious) await rm(previous, { recursive: true, force: true });
+        return;
       }
-      if (hadPrevious) await rm(previous, { recursive: true, force: true });
     },
     commitEntries: async (entries) => {
       try {

@@ -11,3 +11,8 @@ const named: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '
 export function printable(text: string): string {
   return text.replace(unprintable, (c) => named[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
+
+/** Each line of `text` made printable, the line breaks kept: for a multi-line message that quotes names. */
+export function printableLines(text: string): string {
+  return text.split('\n').map(printable).join('\n');
+}

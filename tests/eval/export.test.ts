@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -14,8 +14,9 @@ import { setupOnce } from './helpers.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { useBackend, type BackendHandle } from '../../src/backend/index.js';
 import { preprocessForModel } from '../../src/data/image.js';
-import { UserError } from '../../src/util/index.js';
-import { dashboardFiles, dashboardModels, dashboardTransform, exportDashboard, exportRun } from '../../src/eval/export.js';
+import { UserError, sha256Of } from '../../src/util/index.js';
+import { refusal } from '../helpers/refusal.js';
+import { dashboardFiles, dashboardModels, dashboardTransform, exportDashboard, exportRecordFile, exportRun } from '../../src/eval/export.js';
 import { loadWeightsFile } from '../../src/eval/inference.js';
 import { predictImages } from '../../src/eval/predict.js';
 import { readPth, readSafetensors, readStateDict } from '../../src/weights/index.js';
@@ -204,19 +205,84 @@ test('dashboard export writes nothing into the folder until all three files are 
 test('tfjs re-export replaces the folder whole: no shard of the previous export survives', async () => {
   const out = join(root, 'export-tfjs-again');
   await exportRun({ backend, run: small.dir, format: 'tfjs', outDir: out });
-  // Stand in for an earlier export of a larger model: one more shard, listed in its metadata.json.
+  // Stand in for an earlier export of a larger model: one more shard, in the folder's record of what osteo wrote.
   await writeFile(join(out, 'group1-shard9of9.bin'), 'a shard of an older, larger model');
-  const previous = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
-  await writeFile(join(out, 'metadata.json'), JSON.stringify({ ...previous, files: [...previous.files, 'group1-shard9of9.bin'] }));
+  const record = JSON.parse(await readFile(join(out, exportRecordFile), 'utf8'));
+  record.files['group1-shard9of9.bin'] = sha256Of('a shard of an older, larger model');
+  await writeFile(join(out, exportRecordFile), JSON.stringify(record));
   const result = await exportRun({ backend, run: small.dir, format: 'tfjs', outDir: out });
-  assert.equal((await readdir(out)).sort(), [...result.files].sort());
-  // A file no export listed is never deleted: the export is refused instead.
+  assert.equal((await readdir(out)).sort(), [exportRecordFile, ...result.files].sort());
+  // A file no export wrote is never deleted: the export is refused instead.
   await writeFile(join(out, 'mine.txt'), 'not osteo’s');
-  await exportRun({ backend, run: small.dir, format: 'tfjs', outDir: out }).then(
-    () => assert.unreachable('exported over a foreign file'),
-    (e: unknown) => assert.ok(e instanceof UserError && /mine\.txt/.test(e.message), String(e)),
-  );
+  assert.match(await refusal(exportRun({ backend, run: small.dir, format: 'tfjs', outDir: out })), /did not write \(mine\.txt\)/);
   assert.ok((await readdir(out)).includes('mine.txt'));
+});
+
+test('export overwrites no file it did not write: a user’s resnet18.pth or metadata.json, an original sydney_best_model.pth, a file a foreign metadata.json lists', async () => {
+  // pth/safetensors into a folder that holds the user's own files of those names.
+  for (const [format, name] of [['pth', 'resnet18.pth'], ['safetensors', 'metadata.json']] as const) {
+    const out = join(root, `users-${format}`);
+    await mkdir(out, { recursive: true });
+    await writeFile(join(out, name), 'the user’s own');
+    assert.match(await refusal(exportRun({ backend, run: small.dir, format, outDir: out })), new RegExp(`did not write \\(${name.replace('.', '\\.')}\\)`));
+    assert.equal(await readdir(out), [name]);
+    assert.is(await readFile(join(out, name), 'utf8'), 'the user’s own');
+  }
+  // An export osteo wrote, then changed by the user: no longer osteo's to replace.
+  const edited = join(root, 'edited-pth');
+  await exportRun({ backend, run: small.dir, format: 'pth', outDir: edited });
+  await writeFile(join(edited, 'metadata.json'), '{"mine": true}');
+  assert.match(await refusal(exportRun({ backend, run: small.dir, format: 'pth', outDir: edited })), /metadata\.json/);
+  assert.is(await readFile(join(edited, 'metadata.json'), 'utf8'), '{"mine": true}');
+  // The dashboard's folder with the seed project's original weights file: refused before any model is read.
+  const dashboard = join(root, 'dashboard-original');
+  await mkdir(dashboard, { recursive: true });
+  await writeFile(join(dashboard, 'sydney_best_model.pth'), 'original weights');
+  const message = await refusal(exportDashboard({ backend, dir: dashboard, runs: { resnet18: runs.resnet18.dir, resnet50: runs.resnet50.dir, efficientnet_b3: runs.efficientnet_b3.dir } }));
+  assert.match(message, /sydney_best_model\.pth/);
+  assert.is(await readFile(join(dashboard, 'sydney_best_model.pth'), 'utf8'), 'original weights');
+  // tfjs: a metadata.json listing data.csv does not make data.csv osteo's.
+  const listed = join(root, 'listed');
+  await mkdir(listed, { recursive: true });
+  await writeFile(join(listed, 'data.csv'), 'a,b\n1,2\n');
+  await writeFile(join(listed, 'metadata.json'), JSON.stringify({ files: ['data.csv'] }));
+  assert.match(await refusal(exportRun({ backend, run: small.dir, format: 'tfjs', outDir: listed })), /data\.csv/);
+  assert.equal((await readdir(listed)).sort(), ['data.csv', 'metadata.json']);
+});
+
+test('a pth and a safetensors export into one folder: its one metadata.json lists and hashes both; other weights into it are refused', async () => {
+  const out = join(root, 'both-formats');
+  await exportRun({ backend, run: small.dir, format: 'pth', outDir: out });
+  await exportRun({ backend, run: small.dir, format: 'safetensors', outDir: out });
+  const metadata = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
+  assert.equal(metadata.files, ['resnet18.pth', 'resnet18.safetensors']);
+  for (const file of metadata.files) assert.is(metadata.sha256[file], sha256Of(await readFile(join(out, file))), `${file}'s hash`);
+  const record = JSON.parse(await readFile(join(out, exportRecordFile), 'utf8'));
+  assert.equal(Object.keys(record.files).sort(), ['metadata.json', 'resnet18.pth', 'resnet18.safetensors']);
+  assert.is(record.files['metadata.json'], sha256Of(await readFile(join(out, 'metadata.json'))));
+  // Re-exporting one format keeps describing both.
+  await exportRun({ backend, run: small.dir, format: 'pth', outDir: out });
+  assert.equal(JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8')).files, ['resnet18.pth', 'resnet18.safetensors']);
+  // Another run's weights would need a second description: refused, nothing changed.
+  const other = join(root, 'other-small');
+  await cp(small.dir, other, { recursive: true });
+  const weights = join(other, 'best', 'model.safetensors');
+  const bytes = await readFile(weights);
+  bytes[bytes.length - 1] ^= 1; // the last byte of the last tensor's data: other weights, still finite
+  await writeFile(weights, bytes);
+  const before = await readFile(join(out, 'metadata.json'), 'utf8');
+  assert.match(await refusal(exportRun({ backend, run: other, format: 'safetensors', outDir: out })), /exported from other weights/);
+  assert.is(await readFile(join(out, 'metadata.json'), 'utf8'), before);
+});
+
+test('metadata.json names the source run and weights relative to the export folder, never an absolute path', async () => {
+  const out = join(root, 'relative', 'pth');
+  await exportRun({ backend, run: small.dir, format: 'pth', outDir: out });
+  const text = await readFile(join(out, 'metadata.json'), 'utf8');
+  assert.not.ok(text.includes(root), 'no absolute path of this machine');
+  const metadata = JSON.parse(text);
+  assert.is(resolve(out, metadata.source.run), small.dir);
+  assert.is(resolve(out, metadata.source.weights), join(small.dir, 'best', 'model.safetensors'));
 });
 
 test.run();

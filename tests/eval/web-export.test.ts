@@ -13,8 +13,8 @@ import { setupOnce } from './helpers.js';
 import { useBackend, type BackendHandle } from '../../src/backend/index.js';
 import { captureMain } from '../helpers/cli.js';
 import { getModel } from '../../src/models/index.js';
-import { UserError } from '../../src/util/index.js';
-import { writeFolderStaged } from '../../src/eval/export.js';
+import { UserError, sha256Of } from '../../src/util/index.js';
+import { exportRecordFile, writeFolderStaged } from '../../src/eval/export.js';
 import { predictImages } from '../../src/eval/predict.js';
 import { loadLayersModelFromDir } from '../../src/eval/tfjs-io.js';
 import { defaultEvalOutDir } from '../../src/eval/evaluate.js';
@@ -101,12 +101,24 @@ test('re-export switches the folder whole: stale shards of the previous export a
   const out = join(root, 'site-again');
   await exportWeb({ backend, runs: [runA.dir], outDir: out });
   const folder = join(out, 'models', '1-resnet18');
+  // A shard of an older, larger export: named in the folder's record of what osteo wrote.
   await writeFile(join(folder, 'group1-shard99of99.bin'), 'a shard of an older, larger export');
+  const record = JSON.parse(await readFile(join(out, exportRecordFile), 'utf8'));
+  record.files['models/1-resnet18/group1-shard99of99.bin'] = sha256Of('a shard of an older, larger export');
+  await writeFile(join(out, exportRecordFile), JSON.stringify(record));
   await exportWeb({ backend, runs: [runB.dir], outDir: out });
   assert.not.ok(existsSync(join(folder, 'group1-shard99of99.bin')));
   const metadata = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8')) as WebMetadata;
-  assert.match(metadata.models[0]!.source.run, /run-b$/);
+  assert.match(metadata.models[0]!.source.run, /^\.\.\/run-b$/, 'the run, named from the export folder');
+  assert.not.ok((await readFile(join(out, 'metadata.json'), 'utf8')).includes(root), 'no absolute path of this machine');
   assert.equal(await leftovers(out), []);
+  // A file no export wrote, even one level down, is never switched away.
+  await writeFile(join(folder, 'mine.txt'), 'not osteo’s');
+  await exportWeb({ backend, runs: [runB.dir], outDir: out }).then(
+    () => assert.unreachable('exported over a foreign file'),
+    (e: unknown) => assert.ok(e instanceof UserError && /models\/1-resnet18\/mine\.txt/.test(e.message), String(e)),
+  );
+  assert.ok(existsSync(join(folder, 'mine.txt')));
 });
 
 test('a folder holding files osteo did not write is refused and left untouched', async () => {

@@ -166,4 +166,12 @@ test('an unreadable config.json is a DataError naming it', async () => {
   }
 });
 
+test('a run moved together with its data (a CV job’s data/ beside its run/) is the same run; other data is a difference', async () => {
+  const saved = await config('/old/cv/jobs/j1/run', { data: '/old/cv/jobs/j1/data' });
+  assert.equal(configDifferences(saved, await config('/new/place/jobs/j1/run', { data: '/new/place/jobs/j1/data' })), []);
+  assert.equal(configDifferences(saved, await config('/new/place/jobs/j1/run', { data: '/old/cv/jobs/j1/data' })), [], 'the run moved, its data stayed and is named as before');
+  assert.equal(configDifferences(saved, await config('/new/place/jobs/j1/run', { data: '/new/place/jobs/j2/data' })).map((d) => d.key), ['data'], "another job's data beside the moved run");
+  assert.equal(configDifferences(saved, await config('/old/cv/jobs/j1/run', { data: '/elsewhere/data' })).map((d) => d.key), ['data']);
+});
+
 test.run();
