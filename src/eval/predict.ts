@@ -12,6 +12,8 @@ import { getModel } from '../models/index.js';
 import { argmaxRows } from '../report/index.js';
 import { inferenceWorkers } from '../engine/index.js';
 import type { BackendHandle } from '../backend/index.js';
+import type { RunCalibrationRecord } from '../runs/index.js';
+import { calibrateMembers, freshCalibrations } from './calibrated.js';
 import { ensembleProbabilities } from './ensemble.js';
 import { gradCam, gradCamOverlayPng, type GradCamResult, type OverlayRegion } from './gradcam.js';
 import {
@@ -87,6 +89,12 @@ export interface PredictResult {
   images: ImagePrediction[];
   /** Inputs that could not be predicted; the others were. */
   failed: FailedImage[];
+  /**
+   * Each run's temperature (RUN/calibration.json) by model name, when every run has a fresh one: the
+   * probabilities are then calibrated, and the soft vote is of the calibrated members (the ensemble's
+   * own temperature is fitted by `osteo eval` on val, which predict does not read).
+   */
+  calibration?: Record<string, number>;
 }
 
 function describe(probabilities: ArrayLike<number>): ModelPrediction {
@@ -248,8 +256,8 @@ async function prepareBatch(paths: string[], stems: string[], models: LoadedMode
 }
 
 /** The prepared inputs through every model at once, in order; per model, count×classes probabilities. */
-async function predictBatch(prepared: PreparedInput[], models: LoadedModel[], options: PredictOptions): Promise<Float32Array[]> {
-  return Promise.all(
+async function predictBatch(prepared: PreparedInput[], models: LoadedModel[], options: PredictOptions, calibrations: RunCalibrationRecord[] | null): Promise<Float32Array[]> {
+  const raw = await Promise.all(
     models.map((m) => {
       const key = transformKey(m.transform);
       const pixels = m.transform.crop * m.transform.crop * 3;
@@ -258,6 +266,7 @@ async function predictBatch(prepared: PreparedInput[], models: LoadedModel[], op
       return predictProbabilities(m, images, prepared.length, { tta: options.tta });
     }),
   );
+  return calibrations === null ? raw : calibrateMembers(raw, models, calibrations);
 }
 
 /**
@@ -326,6 +335,7 @@ export async function predictImages(options: PredictOptions): Promise<PredictRes
         throw unwritableGradcamDir(dir, error);
       });
     }
+    const calibrations = await freshCalibrations(models, options.checkpoint ?? 'best', options.onWarning ?? (() => undefined));
     const stems = gradcamStems(files);
     const batchSize = evalOptions.batchSize.default;
     const read = (start: number) => prepareBatch(files.slice(start, start + batchSize), stems.slice(start, start + batchSize), models, options);
@@ -344,12 +354,12 @@ export async function predictImages(options: PredictOptions): Promise<PredictRes
       const { prepared, failed: unreadable } = await next!;
       next = start + batchSize < files.length ? settledLater(read(start + batchSize)) : undefined;
       failed.push(...unreadable);
-      const current = prepared.length > 0 ? { prepared, probabilities: settledLater(predictBatch(prepared, models, options)) } : undefined;
+      const current = prepared.length > 0 ? { prepared, probabilities: settledLater(predictBatch(prepared, models, options, calibrations)) } : undefined;
       if (previous) await describeAll(previous);
       previous = current;
     }
     if (previous) await describeAll(previous);
-    return { images: results, failed };
+    return { images: results, failed, ...(calibrations === null ? {} : { calibration: Object.fromEntries(models.map((m, i) => [m.name, calibrations[i]!.temperature])) }) };
   } finally {
     await disposeModels(models);
   }
@@ -382,6 +392,9 @@ export function formatPredictions(result: PredictResult): string {
     for (const [name, why] of Object.entries(image.gradcamFailed ?? {})) lines.push(`  Grad-CAM ${printable(name)}: not drawn (${printable(why)})`);
   }
   for (const failure of result.failed) lines.push(`${printable(failure.path)}: not predicted — ${printable(failure.error)}`);
+  if (result.calibration !== undefined) {
+    lines.push('', `Probabilities are calibrated (temperature scaling, RUN/calibration.json: ${Object.entries(result.calibration).map(([name, t]) => `${printable(name)} T = ${t.toFixed(3)}`).join(', ')}).`);
+  }
   lines.push('', researchDisclaimer);
   return lines.join('\n');
 }

@@ -11,6 +11,7 @@ import { DataError, UserError } from '../../src/util/index.js';
 import { applyTemperature, calibrationReport, fitTemperature, negativeLogLikelihood, softVote } from '../../src/report/index.js';
 import { calibrateRuns } from '../../src/eval/calibrate.js';
 import { evaluateRuns } from '../../src/eval/evaluate.js';
+import { formatPredictions, predictImages } from '../../src/eval/predict.js';
 import { readRunCalibration, runCalibrationPath, writeRunSplit } from '../../src/runs/index.js';
 import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
 
@@ -92,6 +93,15 @@ test('calibrate fits each run on its val split and writes calibration.json; eval
   assert.match(md, /## Calibration \(temperature scaling\)/);
   assert.ok(md.includes(`| resnet18:a | ${temperatures[0]!.toFixed(3)} |`), md);
   assert.not.match(md, /fitted on the evaluated split/);
+
+  // predict applies the same temperatures: its per-model probabilities are eval's calibrated ones.
+  const image = report.images[3]!;
+  const predicted = await predictImages({ backend, images: [join(data, image.path)], runs });
+  assert.equal(Object.values(predicted.calibration!), temperatures);
+  Object.values(predicted.images[0]!.models).forEach((m, i) =>
+    m.probabilities.forEach((p, c) => assert.ok(Math.abs(p - report.models[i]!.probabilities[3 * 3 + c]!) < 1e-6, 'predict = eval, calibrated')),
+  );
+  assert.match(formatPredictions(predicted), /Probabilities are calibrated \(temperature scaling/);
 });
 
 test('a stale or partial calibration is not applied, and says so; a damaged record is refused naming the file', async () => {
