@@ -500,42 +500,7 @@ export async function runCv(experiment: CvExperiment, options: CvRunOptions): Pr
       jobs.push({ id: job.id, status: 'reused' });
       continue;
     }
-    // The job's lock is taken before anything about it is decided or written: a second process on
-    // the same OUT (another shard, a re-run started twice) leaves a live job alone and goes on.
-    const release = await lockJob(jobDir(experiment.out, job.id)).catch((error: unknown) => {
-      if (!(error instanceof LockHeldError)) throw error;
-      log(`${where}: being run by process ${error.owner.pid} on ${error.owner.host} (since ${error.owner.started}), skipped`);
-      return undefined;
-    });
-    if (release === undefined) {
-      jobs.push({ id: job.id, status: 'busy' });
-      continue;
-    }
-    try {
-      // Looked at again under the lock: the other process may have finished it in the meantime.
-      if (await finishedResult(experiment.out, job, plan.fingerprint)) {
-        log(`${where}: done by another process, skipped`);
-        jobs.push({ id: job.id, status: 'reused' });
-        continue;
-      }
-      const left = eta.secondsLeft(mine.length - i);
-      log(`${where}: running${left === undefined ? '' : `; ETA for this shard ${formatDuration(left)}`}`);
-      let lastEpochLog = 0;
-      await runJob(experiment, plan, job, indexRows, {
-        ...options,
-        onEvent: (event) => {
-          eta.observe(event);
-          options.onTrainEvent?.(event);
-          if (event.type === 'epoch-end' && performance.now() - lastEpochLog > 10_000) {
-            lastEpochLog = performance.now();
-            log(`${where}: epoch ${event.metrics.epoch} done; ETA for this shard ${formatDuration(eta.secondsLeft(mine.length - i - 1) ?? Number.NaN)}`);
-          }
-        },
-      });
-      jobs.push({ id: job.id, status: 'done' });
-    } finally {
-      await release();
-    }
+    jobs.push({ id: job.id, status: await runLockedJob(experiment, plan, job, indexRows, options, { where, eta, left: mine.length - i }) });
   }
   const complete = await Promise.all(plan.jobs.map((job) => finishedResult(experiment.out, job, plan.fingerprint)));
   if (complete.every(Boolean)) return { out: experiment.out, plan, jobs, report: await collectCv(experiment.out) };
@@ -543,6 +508,51 @@ export async function runCv(experiment: CvExperiment, options: CvRunOptions): Pr
   if (busy > 0) log(`${busy} job(s) are being run by other processes; once they have finished, run \`osteo cv collect ${experiment.out}\``);
   else if (experiment.shard) log(`shard ${experiment.shard.index}/${experiment.shard.count} finished; once every shard has, run \`osteo cv collect ${experiment.out}\``);
   return { out: experiment.out, plan, jobs };
+}
+
+/** One job that was not finished when the loop reached it: under its lock, looked at again, then trained and held out. */
+async function runLockedJob(
+  experiment: CvExperiment,
+  plan: CvPlan,
+  job: CvJob,
+  indexRows: Awaited<ReturnType<typeof loadIndexRows>>,
+  options: CvRunOptions,
+  progress: { where: string; eta: EtaTracker; left: number },
+): Promise<'done' | 'reused' | 'busy'> {
+  const log = options.log ?? (() => {});
+  const { where, eta, left: jobsLeft } = progress;
+  // The job's lock is taken before anything about it is decided or written: a second process on
+  // the same OUT (another shard, a re-run started twice) leaves a live job alone and goes on.
+  const release = await lockJob(jobDir(experiment.out, job.id)).catch((error: unknown) => {
+    if (!(error instanceof LockHeldError)) throw error;
+    log(`${where}: being run by process ${error.owner.pid} on ${error.owner.host} (since ${error.owner.started}), skipped`);
+    return undefined;
+  });
+  if (release === undefined) return 'busy';
+  try {
+    // Looked at again under the lock: the other process may have finished it in the meantime.
+    if (await finishedResult(experiment.out, job, plan.fingerprint)) {
+      log(`${where}: done by another process, skipped`);
+      return 'reused';
+    }
+    const left = eta.secondsLeft(jobsLeft);
+    log(`${where}: running${left === undefined ? '' : `; ETA for this shard ${formatDuration(left)}`}`);
+    let lastEpochLog = 0;
+    await runJob(experiment, plan, job, indexRows, {
+      ...options,
+      onEvent: (event) => {
+        eta.observe(event);
+        options.onTrainEvent?.(event);
+        if (event.type === 'epoch-end' && performance.now() - lastEpochLog > 10_000) {
+          lastEpochLog = performance.now();
+          log(`${where}: epoch ${event.metrics.epoch} done; ETA for this shard ${formatDuration(eta.secondsLeft(jobsLeft - 1) ?? Number.NaN)}`);
+        }
+      },
+    });
+    return 'done';
+  } finally {
+    await release();
+  }
 }
 
 /** Every job's result, checked against the plan: missing and mismatched jobs are named. */
