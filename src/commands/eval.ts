@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { useBackend, type BackendPreference } from '../backend/index.js';
 import { evalOptions, resolveEvalConfig } from '../config/index.js';
-import { reportSummaryJson, resultsTable } from '../report/index.js';
+import { reportSummaryJson, resultsTable, trainOverlapText } from '../report/index.js';
 import { evaluateRuns } from '../eval/index.js';
 import { printable } from '../util/index.js';
 import { addTableOptions, backendOption, printJson } from './common.js';
@@ -45,6 +45,7 @@ function registerEvalCommand(program: Command): void {
         split: config.split,
         checkpoint: config.checkpoint,
         tta: config.tta,
+        allowTrainOverlap: config.allowTrainOverlap,
         weights: config.weights,
         outDir: config.out,
         batchSize: config.batchSize,
@@ -60,6 +61,7 @@ function registerEvalCommand(program: Command): void {
       }
       console.log(`${report.split} split, ${report.images.length} images${report.tta ? ', flip TTA' : ''}\n`);
       console.log(resultsTable(report));
+      if (report.trainOverlap !== undefined) console.log(`\n${printable(trainOverlapText(report.trainOverlap))}`);
       if (written) console.log(`\nreport: ${printable(written.dir)} (${written.files.map(printable).join(', ')})`);
     });
 }

@@ -21,6 +21,9 @@ export const evalOptions = {
     flag: '--checkpoint <which>',
   }),
   tta: option(z.boolean(), false, 'average each image with its horizontal mirror', { flag: '--tta' }),
+  allowTrainOverlap: option(z.boolean(), false, "evaluate even when some evaluated images are training images of the runs (same content hash as an image of a run's training set); the count is reported either way", {
+    flag: '--allow-train-overlap',
+  }),
   weights: option(z.string().min(1), 'equal', "ensemble weights: 'equal', 'auto' (fitted on val), or w1,w2,… per run", { flag: '--weights <spec>' }),
   out: optional(z.string().min(1), 'report directory (default: eval-<split>-<run names> beside the first run); another evaluation\'s report is never overwritten', { flag: '--out <dir>' }),
   batchSize: option(positiveInt, 16, 'images per forward pass (shared out among the workers)', { flag: '--batch-size <n>' }),

@@ -11,6 +11,9 @@
  * of size) and three where they are not. Floats are stored exactly, so a cached film is the film.
  * Files are written under a temporary name and renamed, so parallel loaders never read half a file.
  * A small in-memory LRU in front saves the file reads for datasets that fit (the phantom does).
+ * Given the manifest's content hashes (training), every decode is checked against its row's hash, as
+ * eval checks, and the hash is part of the cache file's name: a cached film is one that was checked
+ * against that very hash, so a cache written before (unchecked, or for another index) is not reused.
  * Delete DIR/.cache to reclaim the space; nothing else depends on it.
  */
 import { createHash } from 'node:crypto';
@@ -19,6 +22,7 @@ import { join } from 'node:path';
 import { DataError, writeFileAtomic } from '../util/index.js';
 import { resizeShorter } from './image.js';
 import { decodeRgb, type RgbImage } from './readers.js';
+import { checkContentHash } from './split.js';
 
 const magic = 0x3152534f; // "OSR1" little-endian
 const headerBytes = 32;
@@ -39,6 +43,8 @@ export interface CacheOptions {
   disk?: boolean;
   /** Keep the cache files here instead of DIR/.cache (benchmarks, read-only data folders). */
   root?: string;
+  /** The manifest's content hash of each path (manifestContentHashes) and the manifest's file: decodes are checked against them. */
+  verify?: { hashes: ReadonlyMap<string, string>; manifest: string };
 }
 
 export function cacheDir(dataDir: string, shorter: number, root = join(dataDir, '.cache')): string {
@@ -130,7 +136,8 @@ export function createResizedCache(dataDir: string, shorter: number, options: Ca
     } catch {
       throw new DataError(source, 'listed in the split manifest but missing: re-run `osteo data index` and `osteo data split`');
     }
-    const file = join(dir, `${createHash('sha1').update(path).digest('hex')}.rgb`);
+    const expected = options.verify?.hashes.get(path);
+    const file = join(dir, `${createHash('sha1').update(expected === undefined ? path : `${path}\n${expected}`).digest('hex')}.rgb`);
     if (useDisk) {
       const cached = await readFile(file).then(
         (buffer) => decode(buffer, info.size, info.mtimeMs),
@@ -141,7 +148,9 @@ export function createResizedCache(dataDir: string, shorter: number, options: Ca
         return cached;
       }
     }
-    const image = await resizeShorter(await decodeRgb(source), shorter);
+    const decoded = await decodeRgb(source);
+    if (options.verify !== undefined) checkContentHash(source, decoded, expected, options.verify.manifest);
+    const image = await resizeShorter(decoded, shorter);
     counters.decoded++;
     if (useDisk) {
       dirReady ??= mkdir(dir, { recursive: true });

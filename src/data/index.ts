@@ -64,7 +64,7 @@ export {
   type IndexReport,
   type IndexRow,
 } from './indexer.js';
-export { splitDataset, readSplitManifest, assignSplits, formatSplitReport, splitManifestPath, splits, type Split, type ManifestRow, type SplitOptions, type SplitReport } from './split.js';
+export { splitDataset, readSplitManifest, manifestContentHashes, trainContentHashes, checkContentHash, assignSplits, formatSplitReport, splitManifestPath, splits, type Split, type ManifestRow, type SplitOptions, type SplitReport } from './split.js';
 export { augmentConfigSchema, sampleAugmentation, applyAugmentation, type AugmentConfig, type AugmentParams } from './augment.js';
 export { createResizedCache, cacheDir, type ResizedCache, type CacheOptions } from './cache.js';
 export { createLoader, classCounts, inverseFrequencyWeights, sampleOrder, type Batch, type Loader, type LoaderOptions, type SamplerKind } from './loader.js';

@@ -11,6 +11,8 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { parseCsvRecords, DataError, UserError, createRng, deriveSeed, environmentUserError, shuffleInPlace } from '../util/index.js';
 import { classNames, numClasses } from './classes.js';
+import { contentHash } from './hash.js';
+import type { RgbImage } from './readers.js';
 import { emptyClasses, indexDataset, indexPath, missingClassesError, readIndex, writeCsvAtomic, type ConflictPolicy, type IndexRow } from './indexer.js';
 
 export type Split = 'train' | 'val' | 'test';
@@ -234,6 +236,38 @@ export function parseSplitManifest(text: string, file: string): ManifestRow[] {
 
 export function missingManifestError(dataDir: string): UserError {
   return new UserError(`no split manifest at ${splitManifestPath(dataDir)}: run \`osteo data split --data ${dataDir}\` first`);
+}
+
+/**
+ * The expected content hash of each manifest row (the contentHash column `osteo data split` writes),
+ * keyed by path; empty for a manifest without the column.
+ */
+export async function manifestContentHashes(dataDir: string): Promise<Map<string, string>> {
+  const file = splitManifestPath(dataDir);
+  const records = parseCsvRecords(await readFile(file, 'utf8'), file);
+  return new Map(records.filter((r) => r.path && r.contentHash).map((r) => [r.path!, r.contentHash!]));
+}
+
+/**
+ * The distinct content hashes of a manifest's train rows, sorted; undefined when a train row has none
+ * (a manifest written without the column), so the training set is not known image by image.
+ */
+export async function trainContentHashes(dataDir: string): Promise<string[] | undefined> {
+  const rows = await readSplitManifest(dataDir);
+  const hashes = await manifestContentHashes(dataDir);
+  const train = rows.filter((row) => row.split === 'train').map((row) => hashes.get(row.path));
+  if (train.some((hash) => hash === undefined)) return undefined;
+  return [...new Set(train as string[])].sort();
+}
+
+/**
+ * A decoded manifest image checked against the content hash its manifest records (none recorded:
+ * nothing to check): a file changed after indexing is a DataError naming it, so neither training nor
+ * evaluation reads other pixels than the index and the split were made from.
+ */
+export function checkContentHash(file: string, image: RgbImage, expected: string | undefined, manifest: string): void {
+  if (expected === undefined || contentHash(image) === expected) return;
+  throw new DataError(file, `its pixels no longer match the content hash in ${manifest}: the image was changed after indexing; re-run \`osteo data index\` and \`osteo data split\` (and retrain), or restore the file`);
 }
 
 /** The manifest every trainer and evaluator reads. */

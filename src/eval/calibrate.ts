@@ -5,14 +5,14 @@
  * the chosen checkpoint and TTA setting, which the record keeps.
  */
 import { resolve } from 'node:path';
-import { readSplitManifest, splitManifestPath } from '../data/index.js';
+import { manifestContentHashes, readSplitManifest, splitManifestPath } from '../data/index.js';
 import { evalOptions, type EvalSplit } from '../config/index.js';
 import { inferenceWorkers } from '../engine/index.js';
 import type { BackendHandle } from '../backend/index.js';
 import { applyTemperature, calibrationReport, fitTemperature, type CalibrationReport, type FittedTemperature } from '../report/index.js';
 import { checkpointWeightsSha256, manifestSha256, readRunSplit, writeRunCalibration, type RunCalibrationRecord } from '../runs/index.js';
 import { UserError } from '../util/index.js';
-import { manifestContentHashes, predictRows } from './evaluate.js';
+import { predictRows } from './evaluate.js';
 import { disambiguateNames, disposeModels, loadAll, loadRunForInference, type CheckpointChoice, type LoadedModel } from './inference.js';
 
 export interface CalibrateOptions {

@@ -9,24 +9,25 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
   applyEvalTransform,
+  checkContentHash,
   classNames,
-  contentHash,
   decodeRgb,
+  manifestContentHashes,
   readSplitManifest,
   splitManifestPath,
   type EvalTransform,
   type ManifestRow,
   type RgbImage,
 } from '../data/index.js';
-import { DataError, UserError, checkWritableFolder, createRng, environmentUserError, errorMessage, parseCsvRecords, recoverStagedFolder, stageFolder, writeJsonAtomic, type StagedFolder } from '../util/index.js';
+import { DataError, UserError, checkWritableFolder, createRng, environmentUserError, errorMessage, recoverStagedFolder, sha256File, stageFolder, writeJsonAtomic, type StagedFolder } from '../util/index.js';
 import { evalOptions, type EvalSplit } from '../config/index.js';
-import { manifestSha256, readRunSplit } from '../runs/index.js';
 import { calibrateMembers, calibrationSection, fitEnsembleTemperature, freshCalibrations } from './calibrated.js';
 import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from './ensemble.js';
 import { disambiguateNames, disposeModels, loadAll, loadRunForInference, predictProbabilities, transformKey, type CheckpointChoice, type LoadedModel } from './inference.js';
 import { inferenceWorkers } from '../engine/index.js';
 import type { BackendHandle } from '../backend/index.js';
-import { applyTemperature, compareWithEnsemble, metricRegistry, pairedRecordKeys, summarize, writeEvaluationReport, type OverallMetric, type EvaluationReport, type ModelSummary, type WrittenReport } from '../report/index.js';
+import { applyTemperature, compareWithEnsemble, metricRegistry, pairedRecordKeys, summarize, writeEvaluationReport, type OverallMetric, type EvaluationReport, type ModelSummary, type TrainOverlap, type WrittenReport } from '../report/index.js';
+import { checkTrainOverlap } from './overlap.js';
 
 export type { EvalSplit };
 
@@ -63,6 +64,8 @@ export interface EvaluateOptions {
   onModelsLoaded?: (models: readonly LoadedModel[]) => void;
   /** Called once the ensemble weights are fixed (tests check no evaluated image was read before). */
   onWeightsFitted?: (weights: number[]) => void;
+  /** Evaluate although some evaluated images are training images of the runs (default: refused); the count is reported either way. */
+  allowTrainOverlap?: boolean;
   /** Warnings: a run without a split record, a manifest without content hashes. */
   onWarning?: (message: string) => void;
 }
@@ -74,12 +77,16 @@ export const evaluationRecordFile = 'evaluation.json';
 
 export interface EvaluationRecord {
   format: 'osteo-evaluation';
-  version: 1;
+  version: 2;
   split: EvalSplit;
   data: string;
   /** Absolute run directories, in --run order. */
   runs: string[];
   checkpoint: CheckpointChoice;
+  /** SHA-256 of each run's evaluated weights file, in --run order: which weights these metrics are of (the web viewer matches by them). */
+  weightsSha256: string[];
+  /** How many evaluated images are training images of the runs (report/overlap.ts). */
+  trainOverlap: TrainOverlap;
 }
 
 /**
@@ -96,14 +103,17 @@ export function defaultEvalOutDir(runs: string[], split: EvalSplit, checkpoint: 
 /** Files an osteo evaluation writes: a folder holding only these (and no record) is an older report of ours. */
 const reportEntry = /^(results\.csv|results\.md|predictions\.csv|comparisons\.csv|reliability\.png|(confusion|roc|calibration)_[a-z0-9_]+\.png|evaluation\.json)$/;
 
-const sameRecord = (a: EvaluationRecord, b: EvaluationRecord) =>
+/** What makes a report folder this evaluation's own: the same split, runs and checkpoint (new weights of them replace it). */
+type ReportIdentity = Pick<EvaluationRecord, 'split' | 'runs' | 'checkpoint'>;
+
+const sameRecord = (a: ReportIdentity, b: ReportIdentity) =>
   a.split === b.split && a.checkpoint === b.checkpoint && a.runs.length === b.runs.length && a.runs.every((r, i) => r === b.runs[i]);
 
 /**
  * Refuse an output folder that is not this evaluation's to replace: a file, a folder of other
  * files, or another evaluation's report (other runs, split or checkpoint).
  */
-async function checkReportFolder(outDir: string, record: EvaluationRecord): Promise<void> {
+async function checkReportFolder(outDir: string, record: ReportIdentity): Promise<void> {
   if (!existsSync(outDir)) return;
   if (!(await stat(outDir)).isDirectory()) throw new UserError(`--out ${outDir} is a file, not a folder: give a folder for the report`);
   const entries = (await readdir(outDir)).filter((e) => !e.startsWith('.'));
@@ -132,46 +142,6 @@ function environmentError(path: string, error: unknown): unknown {
 }
 
 /**
- * A run is evaluated on the split it was trained with: RUN/split.json records the dataset and its
- * manifest's hash when training started. The same dataset with another manifest was re-split since,
- * so the evaluated images may be training images: refused. Another dataset folder with another
- * manifest is a deliberate choice (an external test set; the published protocol scoring every member
- * on the first member's split and counting the leak), so it is allowed with a warning.
- */
-async function checkRunSplits(runs: string[], dataDir: string, warn: (message: string) => void): Promise<void> {
-  const current = await manifestSha256(dataDir);
-  const manifest = splitManifestPath(dataDir);
-  for (const run of runs) {
-    const record = await readRunSplit(run);
-    if (record === undefined) {
-      warn(`run ${run} has no split record (split.json; runs trained before osteo wrote one): osteo cannot check that ${manifest} is the split it was trained on`);
-      continue;
-    }
-    if (record.manifestSha256 === current) continue;
-    if (record.data === resolve(dataDir)) {
-      throw new UserError(
-        `run ${run} was trained with a splits.csv of SHA-256 ${record.manifestSha256}, but ${manifest} now has SHA-256 ${current}: ` +
-          'the data was re-split since, so the evaluated images may be ones the model trained on. Evaluate on the split the run was trained with (restore that splits.csv), or retrain the run on the current split',
-      );
-    }
-    warn(
-      `run ${run} was trained on ${record.data} (splits.csv SHA-256 ${record.manifestSha256}), not on ${dataDir} (SHA-256 ${current}): ` +
-        'if these share images, some evaluated images may be ones the model trained on',
-    );
-  }
-}
-
-/**
- * The expected content hash of each manifest row (the contentHash column `osteo data split` writes),
- * keyed by path; empty for a manifest without the column.
- */
-export async function manifestContentHashes(dataDir: string): Promise<Map<string, string>> {
-  const file = splitManifestPath(dataDir);
-  const records = parseCsvRecords(await readFile(file, 'utf8'), file);
-  return new Map(records.filter((r) => r.path && r.contentHash).map((r) => [r.path!, r.contentHash!]));
-}
-
-/**
  * Each model's probabilities on `rows`, images decoded once and preprocessed once per distinct
  * transform, a batch at a time; reading ahead never goes beyond `rows`.
  */
@@ -190,10 +160,7 @@ export async function predictRows(
   const decodeVerified = async (row: ManifestRow): Promise<RgbImage> => {
     const file = join(dataDir, row.path);
     const image = await decodeRgb(file);
-    const expected = hashes.get(row.path);
-    if (expected !== undefined && contentHash(image) !== expected) {
-      throw new DataError(file, `its pixels no longer match the content hash in ${splitManifestPath(dataDir)}: the image was changed after indexing; re-run \`osteo data index\` and \`osteo data split\` (and retrain), or restore the file`);
-    }
+    checkContentHash(file, image, hashes.get(row.path), splitManifestPath(dataDir));
     return image;
   };
   /** The batch's images, once per distinct transform. */
@@ -280,17 +247,17 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
   if (rows.length === 0) throw new UserError(`the ${split} split of ${options.dataDir} is empty: re-run \`osteo data split --data ${options.dataDir}\``);
   const valRows = manifest.filter((r) => r.split === 'val');
   if (weightSpec.kind === 'auto' && valRows.length === 0) throw new UserError(`--weights auto needs a val split, and ${options.dataDir} has none`);
-  await checkRunSplits(options.runs, options.dataDir, warn);
   const hashes = await manifestContentHashes(options.dataDir);
   if (hashes.size === 0 && !options.readImage) warn(`${splitManifestPath(options.dataDir)} has no contentHash column, so the images cannot be checked against the index: re-run \`osteo data split --data ${options.dataDir}\``);
+  const trainOverlap = await checkTrainOverlap(options.runs, options.dataDir, split, rows, hashes, { allowTrainOverlap: options.allowTrainOverlap ?? evalOptions.allowTrainOverlap.default, warn });
 
   const outDir = options.outDir === undefined ? defaultEvalOutDir(options.runs, split, checkpoint) : options.outDir;
-  const record: EvaluationRecord = { format: 'osteo-evaluation', version: 1, split, data: resolve(options.dataDir), runs: options.runs.map((r) => resolve(r)), checkpoint };
+  const runs = options.runs.map((r) => resolve(r));
   if (outDir !== null) {
     await recoverStagedFolder(outDir).catch((error: unknown) => {
       throw environmentError(outDir, error);
     });
-    if (!options.replaceReport) await checkReportFolder(outDir, record);
+    if (!options.replaceReport) await checkReportFolder(outDir, { split, runs, checkpoint });
     // Plots are tens of kB each, predictions.csv a line per image and model: a generous bound, checked before any model runs.
     await checkWritableFolder(dirname(resolve(outDir)), 4 * 2 ** 20 + rows.length * (options.runs.length + 1) * 256);
   }
@@ -370,11 +337,14 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
         resamples,
       }),
       ...(calibration === undefined ? {} : { calibration }),
+      trainOverlap,
     };
     let written: WrittenReport | null = null;
     if (staged !== undefined && outDir !== null) {
       try {
         const files = (await writeEvaluationReport(report, staged.dir)).files;
+        const weightsSha256 = await Promise.all(models.map((m) => sha256File(m.weightsFile)));
+        const record: EvaluationRecord = { format: 'osteo-evaluation', version: 2, split, data: resolve(options.dataDir), runs, checkpoint, weightsSha256, trainOverlap };
         await writeJsonAtomic(join(staged.dir, evaluationRecordFile), record);
         await staged.commit();
         written = { dir: outDir, files: [...files, evaluationRecordFile] };

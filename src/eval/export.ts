@@ -105,7 +105,7 @@ export interface ExportMetadata {
   preprocessing: EvalTransformSpec;
   input: string;
   output: string;
-  /** The training run's record of its best checkpoint (epoch, validation metrics), if it kept one. */
+  /** The training run's record of the exported checkpoint (epoch, validation metrics), if it kept one. */
   metrics: unknown;
   /** The run and its weights file as paths relative to the export folder, and the weights' SHA-256. */
   source: { run: string; weights: string; sha256: string };
@@ -130,9 +130,9 @@ export async function sha256(file: string): Promise<string> {
     .digest('hex');
 }
 
-/** The run's record of its best checkpoint (epoch, validation metrics), or null when it kept none. */
-export function readBestState(run: string): Promise<unknown> {
-  return readCheckpointState(run, 'best');
+/** The run's record of the exported checkpoint (epoch, validation metrics), or null when it kept none. */
+export function readExportedState(run: ValidatedRun): Promise<unknown> {
+  return readCheckpointState(run.run, run.checkpoint);
 }
 
 export interface ValidatedRun {
@@ -142,6 +142,8 @@ export interface ValidatedRun {
   numClasses: number;
   transform: EvalTransform;
   weightsFile: string;
+  /** Which of the run's checkpoints the weights are. */
+  checkpoint: CheckpointName;
   /** Built (portable when asked) and strictly loaded; the caller disposes it. */
   layersModel: import('@tensorflow/tfjs-layers').LayersModel;
 }
@@ -156,14 +158,14 @@ export async function validatedRun(dir: string, options: { portable?: boolean; h
   if (!options.portable && options.head === undefined) {
     const run = await loadRunModel(dir, which);
     const { info } = run;
-    return { run: info.dir, model: info.model, imageSize: info.imageSize, numClasses: info.numClasses, transform: run.transform, weightsFile: runWeightsPath(info.dir, which), layersModel: run.model };
+    return { run: info.dir, model: info.model, imageSize: info.imageSize, numClasses: info.numClasses, transform: run.transform, weightsFile: runWeightsPath(info.dir, which), checkpoint: which, layersModel: run.model };
   }
   const info = await openRun(dir, which);
   const weightsFile = runWeightsPath(info.dir, which);
   const entry = getModel(info.model);
   const build = { numClasses: info.numClasses, imageSize: info.imageSize, portable: options.portable ?? false, head: options.head ?? entry.defaultHead };
   const { model: layersModel } = buildWithWeights(entry, await readStateDict(weightsFile), build);
-  return { run: info.dir, model: entry.name, imageSize: info.imageSize, numClasses: info.numClasses, transform: info.transform, weightsFile, layersModel };
+  return { run: info.dir, model: entry.name, imageSize: info.imageSize, numClasses: info.numClasses, transform: info.transform, weightsFile, checkpoint: which, layersModel };
 }
 
 /** `file` as seen from the export folder `dir`: a shared export names no machine's folders (`/`-separated). */
@@ -183,7 +185,7 @@ async function metadataFor(run: ValidatedRun, exportDir: string, files: string[]
     preprocessing: evalTransformSpec(run.transform),
     input,
     output: `logits [N, ${run.numClasses}] in class order; softmax gives the probabilities`,
-    metrics: await readBestState(run.run),
+    metrics: await readExportedState(run),
     source: { run: pathFromExport(exportDir, run.run), weights: pathFromExport(exportDir, run.weightsFile), sha256: await sha256(run.weightsFile) },
     files,
     notes,

@@ -15,7 +15,7 @@ import { classNames, evalTransformSpec } from '../data/index.js';
 import { UserError, osteoVersion, parseCsvRecords, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
 import { getModel } from '../models/index.js';
 import { openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
-import { pathFromExport, readBestState, sha256, validatedRun, writeFolderStaged, type ExportResult } from './export.js';
+import { pathFromExport, readExportedState, sha256, validatedRun, writeFolderStaged, type ExportResult } from './export.js';
 import { defaultEvalOutDir, evaluationRecordFile, type EvaluationRecord } from './evaluate.js';
 import { disambiguateNames, type LoadedModel } from './inference.js';
 import { researchDisclaimer } from './predict.js';
@@ -132,16 +132,20 @@ function displayNames(runs: { model: string; run: string; weightsFile: string }[
 }
 
 /**
- * The metrics table of `osteo eval --run <these runs>` on the test split, read from its default
- * report folder when that report's record names exactly these runs (a report of other runs, or none,
- * gives null: the page then shows the best-checkpoint validation metrics alone).
+ * The metrics table of `osteo eval --run <these runs> [--checkpoint last]` on the test split, read
+ * from its default report folder when that report's record names exactly these runs and the very
+ * weights exported (their SHA-256, in order): a report of other runs, of weights since replaced
+ * (training resumed and found a better epoch) or of the other checkpoint gives null, and the page
+ * shows the exported checkpoints' validation metrics alone.
  */
-export async function evaluationOf(runs: string[]): Promise<WebMetadata['evaluation']> {
-  const report = defaultEvalOutDir(runs, 'test');
+export async function evaluationOf(runs: string[], checkpoint: CheckpointName, weightsSha256: readonly string[]): Promise<WebMetadata['evaluation']> {
+  const report = defaultEvalOutDir(runs, 'test', checkpoint);
   try {
-    const record = JSON.parse(await readFile(join(report, evaluationRecordFile), 'utf8')) as EvaluationRecord;
+    const record = JSON.parse(await readFile(join(report, evaluationRecordFile), 'utf8')) as Partial<EvaluationRecord>;
     const wanted = runs.map((run) => resolve(run));
-    if (record.runs.length !== wanted.length || record.runs.some((run, i) => resolve(run) !== wanted[i])) return null;
+    const sameRuns = record.runs?.length === wanted.length && record.runs.every((run, i) => resolve(run) === wanted[i]);
+    const sameWeights = record.weightsSha256?.length === weightsSha256.length && record.weightsSha256.every((hash, i) => hash === weightsSha256[i]);
+    if (!sameRuns || !sameWeights || record.split === undefined) return null;
     const file = join(report, 'results.csv');
     return { split: record.split, report, rows: parseCsvRecords(await readFile(file, 'utf8'), file) };
   } catch {
@@ -150,8 +154,8 @@ export async function evaluationOf(runs: string[]): Promise<WebMetadata['evaluat
 }
 
 /** evaluationOf with its report folder named from the export folder: a shared site names no machine's folders. */
-async function relativeEvaluation(outDir: string, runs: string[]): Promise<WebMetadata['evaluation']> {
-  const evaluation = await evaluationOf(runs);
+async function relativeEvaluation(outDir: string, runs: string[], checkpoint: CheckpointName, weightsSha256: readonly string[]): Promise<WebMetadata['evaluation']> {
+  const evaluation = await evaluationOf(runs, checkpoint, weightsSha256);
   return evaluation === null ? null : { ...evaluation, report: pathFromExport(outDir, evaluation.report) };
 }
 
@@ -183,7 +187,7 @@ export async function exportWeb(options: WebExportOptions): Promise<ExportResult
           numClasses: run.numClasses,
           preprocessing: evalTransformSpec(run.transform),
           gradCamLayer: getModel(run.model).gradCamLayer,
-          metrics: await readBestState(run.run),
+          metrics: await readExportedState(run),
           source: { run: pathFromExport(options.outDir, run.run), sha256: await sha256(run.weightsFile) },
         });
       } finally {
@@ -202,7 +206,8 @@ export async function exportWeb(options: WebExportOptions): Promise<ExportResult
       classes: numClasses === classNames.length ? [...classNames] : Array.from({ length: numClasses }, (_, i) => `class ${i}`),
       disclaimer: researchDisclaimer,
       backends: pageBackendOrder,
-      evaluation: await relativeEvaluation(options.outDir, options.runs),
+      checkpoint: which,
+      evaluation: await relativeEvaluation(options.outDir, options.runs, which, entries.map((entry) => entry.source.sha256)),
       ensemble: { method: "mean of the models' softmax probabilities with these weights (soft vote; equal, as osteo predict); argmax", weights: entries.map(() => 1 / entries.length) },
       models: entries,
       files,

@@ -658,14 +658,15 @@ async function evaluatePublished(plan: ReproducePlan, data: PreparedData, runs: 
   plan.log('\n== evaluating the published protocol: each model on its own test split, the ensemble on the first model\'s');
   const manifests = new Map(plan.models.filter((p) => p.manifest).map((p) => [p.model, p.manifest!]));
   for (const [model, run] of Object.entries(runs.published)) {
-    const evaluation = await evaluateRuns({ backend: plan.inference, runs: [run], dataDir: outLayout.publishedView(plan.out, model), split: 'test', outDir: null, seed: plan.config.seed });
+    // The published protocol does not de-duplicate, so its test split shares images with training: counted, not refused.
+    const evaluation = await evaluateRuns({ backend: plan.inference, runs: [run], dataDir: outLayout.publishedView(plan.out, model), split: 'test', outDir: null, seed: plan.config.seed, allowTrainOverlap: true });
     const manifest = manifests.get(model as ModelName)!;
     rows.find((r) => r.row === model)!.publishedProtocol = protocolResult(evaluation.report.models[0], countLeakedTestImages(data.indexRows, manifest, [manifest]));
   }
   const members = Object.keys(runs.published) as ModelName[];
   if (members.length < 2) return undefined;
   const first = members[0]!;
-  const evaluation = await evaluateInto(plan, Object.values(runs.published), outLayout.publishedView(plan.out, first), 'published/eval');
+  const evaluation = await evaluateInto(plan, Object.values(runs.published), outLayout.publishedView(plan.out, first), 'published/eval', true);
   const leaked = countLeakedTestImages(data.indexRows, manifests.get(first)!, members.map((m) => manifests.get(m)!));
   rows.find((r) => r.row === ensembleName)!.publishedProtocol = protocolResult(evaluation.report.models.find((m) => m.kind === 'ensemble'), leaked);
   return evaluation.written?.dir;
@@ -691,11 +692,11 @@ async function evaluateClean(plan: ReproducePlan, data: PreparedData, runs: Repr
  * it in whole, so no stale file of an earlier evaluation survives; the folder is reproduce's, so the
  * report of another set of runs there (a model that failed last time) is replaced rather than refused.
  */
-async function evaluateInto(plan: ReproducePlan, runs: string[], dataDir: string, folder: 'eval' | 'published/eval'): Promise<EvaluationResult> {
+async function evaluateInto(plan: ReproducePlan, runs: string[], dataDir: string, folder: 'eval' | 'published/eval', allowTrainOverlap = false): Promise<EvaluationResult> {
   const { ensemble, seed } = plan.config;
   await plan.record.refuseForeign([{ path: folder, kind: 'tree' }], 'the evaluation would replace them');
   const outDir = join(plan.out, ...folder.split('/'));
-  const evaluation = await evaluateRuns({ backend: plan.inference, runs, dataDir, split: 'test', weights: ensemble.weights, tta: ensemble.tta, outDir, replaceReport: true, seed });
+  const evaluation = await evaluateRuns({ backend: plan.inference, runs, dataDir, split: 'test', weights: ensemble.weights, tta: ensemble.tta, outDir, replaceReport: true, seed, allowTrainOverlap });
   await plan.record.recordTree(folder);
   return evaluation;
 }

@@ -72,4 +72,5 @@ export {
 } from './results.js';
 export { compareWithEnsemble, delongTest, pairedBootstrapDifference, pairedComparison, pairedRecordKeys, type DelongTest, type PairedComparison, type PairedDifference } from './paired.js';
 export { binaryScores, binaryViews, type BinaryView } from './views.js';
+export { trainOverlapText, type TrainOverlap } from './overlap.js';
 export { applyTemperature, calibrationReport, fitTemperature, temperatureBracket, type CalibrationBinStat, type CalibrationReport, type CalibrationSection, type FittedTemperature, type ModelCalibration } from './calibration.js';

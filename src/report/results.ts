@@ -10,6 +10,7 @@ import { confusionMatrixPng, lineChartPng, reliabilityDiagramPng } from './plot.
 import { metricInput, metricLabel, metricRegistry, type MetricInput, type MetricRegistry, type MetricValue, type OverallMetric, type PerClassMetric } from './registry.js';
 import type { CalibrationReport, CalibrationSection } from './calibration.js';
 import type { PairedComparison } from './paired.js';
+import { trainOverlapText, type TrainOverlap } from './overlap.js';
 import { negativeLogLikelihood, percentile, type BootstrapInterval, type Calibration, type OneVsRestAuc, type RandomSource } from './stats.js';
 
 export interface ModelSummary {
@@ -123,6 +124,8 @@ export interface EvaluationReport {
   comparisons?: PairedComparison[];
   /** Present when the runs are calibrated: the models' probabilities above are the calibrated ones, and this compares them with the uncalibrated. */
   calibration?: CalibrationSection;
+  /** How many evaluated images are training images of the runs (report/overlap.ts). */
+  trainOverlap?: TrainOverlap;
 }
 
 const round = (v: number | null, digits = 6): number | string => (v === null || !Number.isFinite(v) ? '' : Number(v.toFixed(digits)));
@@ -207,6 +210,7 @@ export function resultsMarkdown(report: EvaluationReport, plots: string[] = [], 
     '',
     resultsTable(report, registry),
     '',
+    ...(report.trainOverlap === undefined ? [] : [trainOverlapText(report.trainOverlap), '']),
   ];
   const w = report.ensembleWeights;
   const members = report.models.filter((m) => m.kind === 'model');
@@ -410,6 +414,7 @@ export function reportSummaryJson(report: EvaluationReport, registry: MetricRegi
       perClass: report.classNames.map((c, k) => ({ class: c, ...Object.fromEntries(perClass.map((r) => [r.jsonKey!, classValues(m, r)[k] ?? null])) })),
       confusion: m.metrics.confusion,
     })),
+    ...(report.trainOverlap === undefined ? {} : { trainOverlap: report.trainOverlap }),
     ...(report.comparisons === undefined || report.comparisons.length === 0 ? {} : { comparisons: report.comparisons }),
     ...(report.calibration === undefined
       ? {}

@@ -33,6 +33,6 @@ export {
   type ConfigDifference,
   type CheckpointProgress,
 } from './lifecycle.js';
-export { runSplitPath, manifestSha256, writeRunSplit, readRunSplit, type RunSplitRecord } from './split-record.js';
+export { runSplitPath, manifestSha256, writeRunSplit, readRunSplit, runTrainingHashes, type RunSplitRecord } from './split-record.js';
 export { acquireRunLock, runLockPath, LockHeldError, type RunLockOwner } from './lock.js';
 export { checkpointWeightsSha256, readRunCalibration, runCalibrationPath, writeRunCalibration, type RunCalibrationRecord } from './calibration-record.js';

@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { UserError, createRng, restoreRng } from '../../src/util/index.js';
+import { DataError, UserError, createRng, restoreRng } from '../../src/util/index.js';
 import { loadAugmentConfig } from '../../src/config/index.js';
-import { classCounts, createLoader, createResizedCache, decodeRgb, inverseFrequencyWeights, preprocessForModel, previewAugmentations, readSplitManifest, resizeShorter, sampleOrder, splitDataset, synthesizePhantom, imagenetNormalization, type Batch, type ManifestRow, type ResizedCache } from '../../src/data/index.js';
+import { classCounts, createLoader, createResizedCache, decodeRgb, manifestContentHashes, inverseFrequencyWeights, preprocessForModel, previewAugmentations, readSplitManifest, resizeShorter, sampleOrder, splitDataset, synthesizePhantom, imagenetNormalization, type Batch, type ManifestRow, type ResizedCache } from '../../src/data/index.js';
 import { rejection } from '../helpers/refusal.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -155,6 +155,26 @@ test('resize cache: raw files on disk are reused, equal the decoded resize, and 
   await third.get(rows[1]!.path);
   assert.equal(third.stats(), { memory: 0, disk: 0, decoded: 1 });
   await rejection(() => third.get('Normal/missing.png'), /missing/);
+});
+
+test("resize cache given the manifest's content hashes: a film changed after indexing is refused naming it, even where an unchecked cache holds it", async () => {
+  const { cp } = await import('node:fs/promises');
+  const copy = join(dir.path, 'tampered');
+  await cp(dataDir, copy, { recursive: true });
+  const verify = { hashes: await manifestContentHashes(copy), manifest: join(copy, 'splits.csv') };
+  assert.is(verify.hashes.size, (await readSplitManifest(copy)).length, 'every row has its hash');
+  const train = (await readSplitManifest(copy)).filter((row) => row.split === 'train');
+  const good = train[0]!;
+  const bad = train.find((row) => verify.hashes.get(row.path) !== verify.hashes.get(good.path));
+  // Another film's pixels under this name, cached first by a cache that checks nothing.
+  await writeFile(join(copy, bad!.path), await readFile(join(copy, good.path)));
+  await createResizedCache(copy, 40, { memoryBytes: 0 }).get(bad!.path);
+  const checked = createResizedCache(copy, 40, { memoryBytes: 0, verify });
+  await checked.get(good.path);
+  const error = await rejection(() => checked.get(bad!.path), /its pixels no longer match the content hash in .*tampered\/splits\.csv/);
+  assert.instance(error, DataError);
+  assert.is((error as DataError).file, join(copy, bad!.path));
+  assert.equal(checked.stats(), { memory: 0, disk: 0, decoded: 1 }, 'the unchecked cache entry was not taken');
 });
 
 test('clear errors: missing manifest, empty split, crop larger than the resize', async () => {

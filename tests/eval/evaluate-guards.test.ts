@@ -4,20 +4,21 @@
  * evaluation's own, written whole.
  */
 import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { setupOnce } from './helpers.js';
+import { captureMain } from '../helpers/cli.js';
+import { reportSummaryJson } from '../../src/report/index.js';
 import { useBackend, type BackendHandle } from '../../src/backend/index.js';
-import { decodeRgb } from '../../src/data/image.js';
-import { classNames } from '../../src/data/index.js';
-import { contentHash } from '../../src/data/index.js';
 import { writeRunSplit } from '../../src/runs/index.js';
 import { DataError, UserError } from '../../src/util/index.js';
 import { readSafetensors, writeSafetensors } from '../../src/weights/index.js';
 import { defaultEvalOutDir, evaluateRuns, evaluationRecordFile, type EvaluateOptions } from '../../src/eval/evaluate.js';
-import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
+import { writeHashedDataset, writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
 
 /** The backend the tests run on, as a command passes it down. */
 let backend: BackendHandle;
@@ -27,24 +28,11 @@ let data = '';
 let runA: RunFixture;
 let runB: RunFixture;
 
-/** A dataset whose splits.csv carries the indexer's content hash of every image, as `osteo data split` writes it. */
-async function writeHashedDataset(dir: string): Promise<void> {
-  const rows = ['path,label,class,split,group,contentHash'];
-  for (let i = 0; i < 6; i++) {
-    const split = i < 3 ? 'val' : 'test';
-    const path = `${classNames[i % 3]}/${split}-${i}.png`;
-    await mkdir(join(dir, classNames[i % 3]!), { recursive: true });
-    await writeTestImage(join(dir, path), 40 + i, 36, 300 + i);
-    rows.push(`${path},${i % 3},c,${split},g${i},${contentHash(await decodeRgb(join(dir, path)))}`);
-  }
-  await writeFile(join(dir, 'splits.csv'), rows.join('\n') + '\n');
-}
-
 setupOnce(test, async () => {
   backend = await useBackend('wasm');
   root = await mkdtemp(join(tmpdir(), 'osteo-eval-guards-'));
   data = join(root, 'data');
-  await writeHashedDataset(data);
+  await writeHashedDataset(data, ['val', 'val', 'val', 'test', 'test', 'test']);
   runA = await writeRunFixture(join(root, 'runs', 'alpha'), 'resnet18', { imageSize: 32, seed: 61 });
   runB = await writeRunFixture(join(root, 'runs', 'beta'), 'resnet18', { imageSize: 32, seed: 62 });
 });
@@ -61,12 +49,13 @@ const rejection = async (promise: Promise<unknown>): Promise<Error> =>
     (error: unknown) => error as Error,
   );
 
-test('a run is evaluated on the split it was trained with: a re-split manifest is refused naming both hashes; no record warns', async () => {
+test('a run whose record does not say which images it trained on: a re-split manifest is refused naming both hashes; another dataset and no record warn', async () => {
   const copy = join(root, 'resplit');
   await cp(data, copy, { recursive: true });
   const run = join(root, 'runs', 'recorded');
   await cp(runA.dir, run, { recursive: true });
-  const record = await writeRunSplit(run, copy);
+  const record = { ...(await writeRunSplit(run, copy)), trainContentHashes: undefined };
+  await writeFile(join(run, 'split.json'), JSON.stringify(record));
   const warnings: string[] = [];
   await evaluateRuns(base({ runs: [run], dataDir: copy, onWarning: (m) => warnings.push(m) }));
   assert.equal(warnings, [], 'the recorded split matches: nothing to warn about');
@@ -76,19 +65,71 @@ test('a run is evaluated on the split it was trained with: a re-split manifest i
   const error = await rejection(evaluateRuns(base({ runs: [run], dataDir: copy })));
   assert.ok(error instanceof UserError);
   assert.ok(error.message.includes(record.manifestSha256), 'names the recorded hash');
-  assert.match(error.message, /now has SHA-256 [0-9a-f]{64}: the data was re-split since/);
-  assert.match(error.message, /restore that splits\.csv\), or retrain/);
+  assert.match(error.message, /now has SHA-256 [0-9a-f]{64}: the data was re-split since, and the run's record does not say which images it trained on/);
+  assert.match(error.message, /restore that splits\.csv\), retrain the run on the current split, or pass --allow-train-overlap/);
+  const allowed = await evaluateRuns(base({ runs: [run], dataDir: copy, allowTrainOverlap: true, onWarning: (m) => warnings.push(m) }));
+  assert.equal(allowed.report.trainOverlap?.images, null, 'not known, so not counted');
+  assert.is(warnings.length, 1);
+  warnings.length = 0;
   // Another dataset folder with another manifest (an external test set) is allowed, loudly.
   const external = join(root, 'external');
   await cp(copy, external, { recursive: true });
   await evaluateRuns(base({ runs: [run], dataDir: external, onWarning: (m) => warnings.push(m) }));
   assert.is(warnings.length, 1);
-  assert.match(warnings[0]!, /was trained on .*resplit \(splits\.csv SHA-256 [0-9a-f]{64}\), not on .*external \(SHA-256 [0-9a-f]{64}\)/);
+  assert.match(warnings[0]!, /was trained with a splits\.csv of SHA-256 [0-9a-f]{64} in .*resplit, not .*external\/splits\.csv \(SHA-256 [0-9a-f]{64}\), and its record does not say which images it trained on/);
   warnings.length = 0;
 
-  await evaluateRuns(base({ onWarning: (m) => warnings.push(m) }));
+  const unrecorded = await evaluateRuns(base({ onWarning: (m) => warnings.push(m) }));
   assert.is(warnings.length, 1);
   assert.match(warnings[0]!, /run .*alpha has no split record .*cannot check/);
+  assert.equal(unrecorded.report.trainOverlap, { images: null, of: 3, runs: [{ run: runA.dir, images: null, unknown: 'no split.json' }], allowed: false });
+});
+
+test('a re-split copy of the dataset: the test images that are training images are counted exactly by content hash and refused; --allow-train-overlap reports the count', async () => {
+  // Seven training films, one val, one test: the run's own split shares nothing.
+  const trained = join(root, 'trained');
+  await writeHashedDataset(trained, ['train', 'train', 'train', 'train', 'train', 'train', 'train', 'val', 'test'], 500);
+  const run = join(root, 'runs', 'leaky');
+  await cp(runA.dir, run, { recursive: true });
+  await writeRunSplit(run, trained);
+  const own = await evaluateRuns(base({ runs: [run], dataDir: trained }));
+  assert.equal(own.report.trainOverlap, { images: 0, of: 1, runs: [{ run, images: 0 }], allowed: false });
+
+  // A copy whose new split sends six of the training films, renamed, to test beside the test film.
+  const copy = join(root, 'resplit-copy');
+  await cp(trained, copy, { recursive: true });
+  const rows = (await readFile(join(copy, 'splits.csv'), 'utf8')).trim().split('\n');
+  const resplit = rows.map((line, i) => {
+    if (i === 0 || i > 6) return line;
+    const [path, label, name, , group, hash] = line.split(',');
+    const moved = path!.replace('/train-', '/copy-');
+    renameSync(join(copy, path!), join(copy, moved));
+    return [moved, label, name, 'test', group, hash].join(',');
+  });
+  await writeFile(join(copy, 'splits.csv'), resplit.join('\n') + '\n');
+  const refused = await rejection(evaluateRuns(base({ runs: [run], dataDir: copy })));
+  assert.ok(refused instanceof UserError, String(refused));
+  assert.match(refused.message, /^6 of the 7 test images of .*resplit-copy are training images of the runs \(6 of run .*leaky; the same decoded pixels/);
+  assert.match(refused.message, /or pass --allow-train-overlap to evaluate anyway/);
+
+  const warnings: string[] = [];
+  const out = join(root, 'leaky-report');
+  const { report, written } = await evaluateRuns(base({ runs: [run], dataDir: copy, outDir: out, allowTrainOverlap: true, onWarning: (m) => warnings.push(m) }));
+  const expected = { images: 6, of: 7, runs: [{ run, images: 6 }], allowed: true };
+  assert.equal(report.trainOverlap, expected);
+  assert.match(warnings.join('\n'), /6 of the 7 test images .* evaluated as asked \(--allow-train-overlap\)/);
+  assert.match(await readFile(join(written!.dir, 'results.md'), 'utf8'), /Training images among the evaluated: 6 of 7 are training images \(6 of .*leaky\)/);
+  const record = JSON.parse(await readFile(join(out, evaluationRecordFile), 'utf8'));
+  assert.equal(record.trainOverlap, expected);
+  assert.equal(record.weightsSha256, [createHash('sha256').update(await readFile(join(run, 'best', 'model.safetensors'))).digest('hex')]);
+  assert.equal((reportSummaryJson(report) as { trainOverlap: unknown }).trainOverlap, expected);
+  // The flag, from the command line to --json.
+  const cli = await captureMain(['eval', '--run', run, '--data', copy, '--out', join(root, 'leaky-cli'), '--resamples', '20', '--backend', 'wasm', '--json', '--allow-train-overlap']);
+  assert.is(cli.code, 0, cli.stderr);
+  assert.equal(JSON.parse(cli.stdout).trainOverlap, expected);
+  const without = await captureMain(['eval', '--run', run, '--data', copy, '--out', join(root, 'leaky-cli-refused'), '--backend', 'wasm', '--json']);
+  assert.is(without.code, 1);
+  assert.match(without.stderr, /6 of the 7 test images/);
 });
 
 test('an image changed since indexing is refused naming the file; a row outside the dataset is refused', async () => {

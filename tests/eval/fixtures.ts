@@ -3,9 +3,12 @@
  * resolved by the config room, and a `best` checkpoint) from freshly built models instead of trained
  * ones, so the tests need no training; and small deterministic images.
  */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs-core';
 import { resolveTrainConfig } from '../../src/config/index.js';
+import { classNames, contentHash, decodeRgb, type Split } from '../../src/data/index.js';
 import { getModel, type ModelName } from '../../src/models/index.js';
 import { saveCheckpoint, writeRunConfig } from '../../src/runs/index.js';
 import { loadStateDict, modelToStateDict, type StateDict } from '../../src/weights/index.js';
@@ -50,6 +53,21 @@ export async function writeRunFixture(dir: string, model: ModelName, options: { 
   await writeRunConfig(dir, config);
   await saveCheckpoint(dir, 'best', { weights: dict, state: { epoch: 3, metrics: { valAccuracy: 0.5, valLoss: 1.0 } } });
   return { dir, model, imageSize: options.imageSize };
+}
+
+/**
+ * A dataset of one small image per entry of `splits` (classes in turn, image i seeded `seed + i`),
+ * whose splits.csv carries the content hash of every image, as `osteo data split` writes it.
+ */
+export async function writeHashedDataset(dir: string, splits: readonly Split[], seed = 300): Promise<void> {
+  const rows = ['path,label,class,split,group,contentHash'];
+  for (const [i, split] of splits.entries()) {
+    const path = `${classNames[i % 3]}/${split}-${i}.png`;
+    await mkdir(join(dir, classNames[i % 3]!), { recursive: true });
+    await writeTestImage(join(dir, path), 40 + i, 36, seed + i);
+    rows.push(`${path},${i % 3},c,${split},g${i},${contentHash(await decodeRgb(join(dir, path)))}`);
+  }
+  await writeFile(join(dir, 'splits.csv'), rows.join('\n') + '\n');
 }
 
 /** A deterministic RGB "radiograph-like" PNG: smooth bands, a bright bone-like bar, texture. */

@@ -4,7 +4,7 @@
  * on failure, a folder with foreign files refused). The page itself runs in web-browser.test.ts.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { test } from 'uvu';
@@ -17,10 +17,10 @@ import { UserError, sha256Of } from '../../src/util/index.js';
 import { exportRecordFile, writeFolderStaged } from '../../src/eval/export.js';
 import { predictImages } from '../../src/eval/predict.js';
 import { loadLayersModelFromDir } from '../../src/eval/tfjs-io.js';
-import { defaultEvalOutDir } from '../../src/eval/evaluate.js';
+import { defaultEvalOutDir, evaluateRuns } from '../../src/eval/evaluate.js';
 import { evaluationOf, exportWeb, wasmBinaries } from '../../src/eval/web-export.js';
 import type { WebMetadata } from '../../src/eval/web/metadata.js';
-import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
+import { writeHashedDataset, writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
 
 /** The backend the tests run on, as a command passes it down. */
 let backend: BackendHandle;
@@ -83,18 +83,47 @@ test('a two-run export: page, bundle, wasm binaries, one LayersModel per run, me
   assert.equal(await leftovers(out), []);
 });
 
-test('metadata.json carries osteo eval’s test metrics of exactly these runs, and none of other runs', async () => {
-  assert.is(await evaluationOf([runA.dir, runB.dir]), null, 'no report yet');
+test('metadata.json carries osteo eval’s test metrics of exactly these runs and weights, and none of other runs', async () => {
+  const hashes = await Promise.all([runA, runB].map(async (run) => sha256Of(await readFile(join(run.dir, 'best', 'model.safetensors')))));
+  assert.is(await evaluationOf([runA.dir, runB.dir], 'best', hashes), null, 'no report yet');
   const report = defaultEvalOutDir([runA.dir, runB.dir], 'test');
   await mkdir(report, { recursive: true });
-  const record = { format: 'osteo-evaluation', version: 1, split: 'test', data: 'phantom', runs: [runA.dir, runB.dir], checkpoint: 'best' };
+  const record = { format: 'osteo-evaluation', version: 2, split: 'test', data: 'phantom', runs: [runA.dir, runB.dir], checkpoint: 'best', weightsSha256: hashes };
   await writeFile(join(report, 'evaluation.json'), JSON.stringify(record));
   await writeFile(join(report, 'results.csv'), 'model,accuracy\nresnet18:run-a,0.5\nensemble (soft vote),0.6\n');
-  const evaluation = await evaluationOf([runA.dir, runB.dir]);
+  const evaluation = await evaluationOf([runA.dir, runB.dir], 'best', hashes);
   assert.equal(evaluation, { split: 'test', report, rows: [{ model: 'resnet18:run-a', accuracy: '0.5' }, { model: 'ensemble (soft vote)', accuracy: '0.6' }] });
   await writeFile(join(report, 'evaluation.json'), JSON.stringify({ ...record, runs: [runB.dir, runA.dir] }));
-  assert.is(await evaluationOf([runA.dir, runB.dir]), null, 'a report of the runs in another order is another ensemble');
+  assert.is(await evaluationOf([runA.dir, runB.dir], 'best', hashes), null, 'a report of the runs in another order is another ensemble');
+  await writeFile(join(report, 'evaluation.json'), JSON.stringify({ ...record, weightsSha256: [hashes[0], 'f'.repeat(64)] }));
+  assert.is(await evaluationOf([runA.dir, runB.dir], 'best', hashes), null, 'a report of other weights of run-b');
+  await writeFile(join(report, 'evaluation.json'), JSON.stringify({ ...record, weightsSha256: undefined }));
+  assert.is(await evaluationOf([runA.dir, runB.dir], 'best', hashes), null, 'a record that does not say which weights');
   await rm(report, { recursive: true });
+});
+
+test('the page shows the evaluation of the weights it exports: not after resume improves best, not for --checkpoint last', async () => {
+  const data = join(root, 'eval-data');
+  await writeHashedDataset(data, ['val', 'test', 'test']);
+  const run = join(root, 'resumed');
+  await cp(runA.dir, run, { recursive: true });
+  const evaluated = await evaluateRuns({ backend, runs: [run], dataDir: data, resamples: 10 });
+  const exported = async (checkpoint: 'best' | 'last') => {
+    const out = join(root, `site-resumed-${checkpoint}`);
+    await exportWeb({ backend, runs: [run], outDir: out, checkpoint });
+    return JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8')) as WebMetadata;
+  };
+  const first = await exported('best');
+  assert.is(first.checkpoint, 'best');
+  assert.equal(first.evaluation?.rows.map((row) => row.model), evaluated.report.models.map((m) => m.name), 'the evaluation of these weights');
+  // --checkpoint last: the same run's other checkpoint (here, other weights) has no evaluation of its own.
+  await cp(join(runB.dir, 'best'), join(run, 'last'), { recursive: true });
+  const last = await exported('last');
+  assert.is(last.checkpoint, 'last');
+  assert.is(last.evaluation, null);
+  // train --resume found a better epoch: best/ holds other weights now, and the report is of the old ones.
+  await cp(join(runB.dir, 'best', 'model.safetensors'), join(run, 'best', 'model.safetensors'));
+  assert.is((await exported('best')).evaluation, null);
 });
 
 test('re-export switches the folder whole: stale shards of the previous export are gone', async () => {

@@ -16,13 +16,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { useBackend } from '../../src/backend/index.js';
 import { osteoArgv } from '../helpers/cli.js';
-import { refusal } from '../helpers/refusal.js';
+import { refusal, rejection } from '../helpers/refusal.js';
 import { resolveTrainConfig } from '../../src/config/index.js';
-import { splitDataset, synthesizePhantom } from '../../src/data/index.js';
+import { manifestContentHashes, readSplitManifest, splitDataset, synthesizePhantom } from '../../src/data/index.js';
 import { getModel } from '../../src/models/index.js';
 import { readRunConfigJson, readRunSplit, runLockPath } from '../../src/runs/index.js';
 import { trainModel, type TrainEvent } from '../../src/train/index.js';
-import { UserError } from '../../src/util/index.js';
+import { DataError, UserError } from '../../src/util/index.js';
 import { modelToStateDict, writeSafetensors } from '../../src/weights/index.js';
 import { assertSameDict, memo, wasm, readWeights, tinyConfig } from './helpers.js';
 import { tempDir } from '../helpers/temp.js';
@@ -98,6 +98,21 @@ test('a re-split dataset: --resume is refused naming both hashes, and the run is
   await refusal(trainModel(await resumeConfig(run), { backend: await wasm(), resume: true }), new RegExp(`splits\\.csv has changed since .*SHA-256 ${before} then, ${after} now`), /Restore the original splits\.csv, or start a new run/);
   assert.ok((await readFile(join(run, 'last', 'state.json'))).equals(state));
   assert.not.ok(existsSync(runLockPath(run)));
+});
+
+test("a training film changed after indexing stops the run naming the file, as eval would; the run records its training images' hashes", async () => {
+  const data = await ownPhantom('tampered-data');
+  const train = (await readSplitManifest(data)).filter((row) => row.split === 'train');
+  const hashes = await manifestContentHashes(data);
+  // Every training film but the first (and its copies) gets the first one's pixels: whichever the sampler draws first is caught.
+  const tampered = train.filter((row) => hashes.get(row.path) !== hashes.get(train[0]!.path)).map((row) => join(data, row.path));
+  for (const file of tampered) await writeFile(file, await readFile(join(data, train[0]!.path)));
+  const run = await folder('tampered-run');
+  const error = await rejection(trainModel(await tinyConfig(data, run, { epochs: '1', maxSteps: '2' }), { backend: await wasm() }), /its pixels no longer match the content hash in .*splits\.csv/);
+  assert.instance(error, DataError);
+  assert.ok(tampered.includes((error as DataError).file), (error as DataError).file);
+  const record = (await readRunSplit(run))!;
+  assert.equal(record.trainContentHashes, [...new Set(train.map((row) => hashes.get(row.path)!))].sort());
 });
 
 test('what can fail is checked before the run folder exists: a missing manifest, a bad --pretrained, --out under a file', async () => {

@@ -15,7 +15,7 @@ export interface WebModelEntry {
   preprocessing: PagePreprocessing & { steps: string; interpolation: 'bilinear' };
   /** The registry's Grad-CAM feature map: a layer of the exported model. */
   gradCamLayer: string;
-  /** The run's best checkpoint record (epoch, validation metrics), or null when it kept none. */
+  /** The exported checkpoint's record (epoch, validation metrics), or null when it kept none. */
   metrics: unknown;
   source: { run: string; sha256: string };
 }
@@ -28,7 +28,9 @@ export interface WebMetadata {
   disclaimer: string;
   backends: readonly string[];
   ensemble: { method: string; weights: number[] };
-  /** `osteo eval`'s test-split report of exactly these runs (results.csv rows: each model and the ensemble), when one exists. */
+  /** Which checkpoint of every run was exported. */
+  checkpoint: 'best' | 'last';
+  /** `osteo eval`'s test-split report of exactly these weights (results.csv rows: each model and the ensemble), when one exists. */
   evaluation: { split: string; report: string; rows: Record<string, string>[] } | null;
   models: WebModelEntry[];
   files: string[];

@@ -204,7 +204,7 @@ function table(header: string[], rows: string[][]): HTMLTableElement {
   return element;
 }
 
-/** `osteo eval`'s test metrics when the export found them, and each run's best-checkpoint validation metrics. */
+/** `osteo eval`'s test metrics of the exported weights when the export found them, and the exported checkpoints' validation metrics. */
 function metricsTables(metadata: WebMetadata): HTMLElement[] {
   const tables: HTMLElement[] = [];
   if (metadata.evaluation !== null && metadata.evaluation.rows.length > 0) {
@@ -220,9 +220,9 @@ function metricsTables(metadata: WebMetadata): HTMLElement[] {
   });
   const keys = [...new Set(records.flatMap((row) => Object.keys(row.values)))];
   const caption = document.createElement('p');
-  caption.textContent = 'Validation metrics at each run’s best checkpoint:';
+  caption.textContent = `Validation metrics at each run’s ${metadata.checkpoint} checkpoint (the exported weights):`;
   const rows = records.map((row) => [row.name, row.epoch === undefined ? '—' : String(row.epoch), ...keys.map((key) => (row.values[key] === undefined ? '—' : row.values[key]!.toFixed(4)))]);
-  tables.push(caption, table(['model', 'best epoch', ...keys], rows));
+  tables.push(caption, table(['model', 'epoch', ...keys], rows));
   return tables;
 }
 
