@@ -20,14 +20,17 @@ export {
 } from './image.js';
 export {
   decodeRgb,
+  decodeImage,
   readImage,
   readerFor,
   imageReaders,
   imageExtensions,
   hasImageExtension,
   isImageFile,
+  isRefusedImageFile,
   extensionOf,
   maxInputPixels,
+  maxAspectRatio,
   parseDicomWindow,
   sniffBytes,
   ImageFault,

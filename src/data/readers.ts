@@ -7,7 +7,8 @@
  * reader's signature (so an extensionless export is found). Which reader decodes it: the signature,
  * never the name, so a PNG saved as `.jpg` is read as PNG (and the index notes the mismatch). Content
  * that matches no reader is refused with a reason: empty, a known format osteo does not read (named),
- * or no image at all.
+ * or no image at all. A decoded image more than `maxAspectRatio` times as long as it is wide is refused
+ * too: no film is, and every consumer would enlarge it to billions of pixels.
  *
  * The rule for what is listed: raster formats that sharp's bundled libvips decodes into the pixels of
  * a film — PNG, JPEG, WebP, TIFF, GIF and AVIF. Vector drawings (SVG, PDF) are refused because
@@ -103,6 +104,13 @@ export interface ImageReader {
 /** Images above this many pixels are refused (a decompression-bomb guard; the largest real film is ~7 Mpx). */
 export const maxInputPixels = 64_000_000;
 
+/**
+ * Images whose longer side is more than this many times the shorter are refused: a knee film is
+ * within 3:1, and the eval transform (shorter side to the model's resize) would make a 60000×2 strip
+ * 7,680,000 pixels long, billions of pixels, while the centre crop saw a sliver of it.
+ */
+export const maxAspectRatio = 10;
+
 /** How many leading bytes a signature may look at (DICOM's "DICM" sits at 128). */
 export const sniffBytes = 256;
 
@@ -116,7 +124,8 @@ export type UnreadableReason =
   | 'unreadable'
   | 'dicom-unsupported-syntax'
   | 'dicom-no-pixels'
-  | 'dicom-multiframe';
+  | 'dicom-multiframe'
+  | 'extreme-aspect-ratio';
 
 /** A reader's refusal, before the seam names the file. */
 export class ImageFault extends Error {
@@ -243,12 +252,29 @@ export function readerFor(head: Uint8Array): ImageReader | undefined {
   return imageReaders.find((reader) => reader.sniff(head));
 }
 
-/** Why content no reader claims is refused: empty, a known format osteo does not read, or not an image. */
-function refusal(head: Uint8Array): { kind: UnreadableReason; reason: string } {
-  if (head.length === 0) return { kind: 'zero-byte', reason: 'empty file (0 bytes)' };
+/** The format whose extension a file name has, upper-case ('DICOM' for `.dcm`), if a reader claims it. */
+function namedFormat(file: string): string | undefined {
+  const extension = extensionOf(file);
+  return imageReaders.find((reader) => reader.extensions.includes(extension))?.name.toUpperCase();
+}
+
+/**
+ * Why content no reader claims is refused: empty, a known format osteo does not read, or not an
+ * image; a file named like a format it does not hold (`film.dcm` without DICOM's "DICM" at byte
+ * 128) is told so, since that is what its owner will look for.
+ */
+function refusal(head: Uint8Array, file: string, size: number): { kind: UnreadableReason; reason: string } {
+  const named = namedFormat(file);
+  const claim = named === undefined ? '' : ` named ${extensionOf(file)}`;
+  if (head.length === 0) return { kind: 'zero-byte', reason: `an empty file (0 bytes)${named === undefined ? '' : `${claim}: no ${named} image in it`}` };
   const known = refusedFormats.find((format) => format.sniff(head));
   const readable = `osteo reads ${imageReaders.map((reader) => reader.name.toUpperCase()).join(', ')}`;
-  if (known !== undefined) return { kind: 'unsupported-format', reason: `a ${known.name} file, which osteo does not read (${known.why}); ${readable}` };
+  const article = (name: string) => (/^[AEFHILMNORSX]/.test(name) ? 'an' : 'a');
+  if (known !== undefined) return { kind: 'unsupported-format', reason: `${article(known.name)} ${known.name} file${claim}, which osteo does not read (${known.why}); ${readable}` };
+  if (named === 'DICOM') {
+    return { kind: 'not-an-image', reason: `a file named .dcm without DICOM's signature ("DICM" at byte 128; it has ${count(size)} bytes): a truncated or damaged DICOM file, or a bare data set without the file header that osteo reads` };
+  }
+  if (named !== undefined) return { kind: 'not-an-image', reason: `a file${claim}, but its content is not a recognised image format (${readable}): a damaged ${named} file, or something else renamed` };
   return { kind: 'not-an-image', reason: `content is not a recognised image format (${readable})` };
 }
 
@@ -274,6 +300,12 @@ export async function isImageFile(file: string): Promise<boolean> {
   return head !== undefined && readerFor(head) !== undefined;
 }
 
+/** Is this file one of the image formats osteo recognises but does not read (SVG, PDF, BMP, HEIC, JPEG 2000)? */
+export async function isRefusedImageFile(file: string): Promise<boolean> {
+  const head = await readHead(file).catch(() => undefined);
+  return head !== undefined && refusedFormats.some((format) => format.sniff(head));
+}
+
 /**
  * Read an image file (or its bytes) through the reader its content names. Every failure is an
  * UnreadableImageError naming the file, with its reason; errors of the file system (no such file,
@@ -285,25 +317,37 @@ export async function readImage(source: string | Buffer, options: ReadOptions = 
   const head = bytes.subarray(0, sniffBytes);
   const reader = readerFor(head);
   if (reader === undefined) {
-    const { kind, reason } = refusal(head);
+    const { kind, reason } = refusal(head, file, bytes.length);
     throw new UnreadableImageError(file, kind, `cannot decode image: ${reason}`);
   }
+  let decoded: DecodedImage;
   try {
-    return await reader.decode(bytes, { maxPixels: options.maxPixels ?? maxInputPixels, dicomWindow: options.dicomWindow ?? 'auto' });
+    decoded = await reader.decode(bytes, { maxPixels: options.maxPixels ?? maxInputPixels, dicomWindow: options.dicomWindow ?? 'auto' });
   } catch (error) {
     if (error instanceof ImageFault) throw new UnreadableImageError(file, error.kind, error.message, error.facts);
     const detail = errorMessage(error);
     throw new UnreadableImageError(file, truncation.test(detail) ? 'truncated' : 'unreadable', `cannot decode image: ${detail}`);
   }
+  const { width, height } = decoded.pixels;
+  if (Math.max(width, height) > maxAspectRatio * Math.min(width, height)) {
+    const reason = `${width}×${height} px, ${(Math.max(width, height) / Math.min(width, height)).toFixed(0)} times as ${width > height ? 'wide as it is high' : 'high as it is wide'}, beyond the ${maxAspectRatio}:1 osteo reads (a knee film is within 3:1): crop it to the film`;
+    throw new UnreadableImageError(file, 'extreme-aspect-ratio', reason, decoded.facts);
+  }
+  return decoded;
 }
 
-/** Decode any supported image to RGB in 8-bit units (EXIF-rotated). Errors are DataErrors naming the file. */
-export async function decodeRgb(source: string | Buffer, options: ReadOptions = {}): Promise<RgbImage> {
+/** readImage, with a file that cannot be read at all (no permission, vanished) a DataError naming it too. */
+export async function decodeImage(source: string | Buffer, options: ReadOptions = {}): Promise<DecodedImage> {
   try {
-    return (await readImage(source, options)).pixels;
+    return await readImage(source, options);
   } catch (error) {
     if (error instanceof DataError || typeof source !== 'string') throw error;
     // A file that cannot be read at all is still this file's failure, not the whole command's.
     throw new DataError(source, `cannot read the file: ${errorMessage(error)}`);
   }
+}
+
+/** Decode any supported image to RGB in 8-bit units (EXIF-rotated). Errors are DataErrors naming the file. */
+export async function decodeRgb(source: string | Buffer, options: ReadOptions = {}): Promise<RgbImage> {
+  return (await decodeImage(source, options)).pixels;
 }

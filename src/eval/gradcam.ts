@@ -81,16 +81,24 @@ export interface GradCamOverlay {
 /** Overlays are drawn at the input's own resolution, enlarged so the shorter side is at least this. */
 export const minOverlaySide = 256;
 
+/** Enlarging stops before the longer side passes this: a long strip is drawn as it is, not blown up to millions of pixels a side. */
+export const maxEnlargedSide = 4096;
+
+/** How much the overlay enlarges an image of this size: to minOverlaySide on the shorter side, never past maxEnlargedSide on the longer, never shrinking. */
+export function overlayScale(width: number, height: number): number {
+  return Math.max(1, Math.min(minOverlaySide / Math.min(width, height), maxEnlargedSide / Math.max(width, height)));
+}
+
 /**
- * The heat map over the whole input image, at its own resolution (at least minOverlaySide on the
- * shorter side, so a 32 px crop's map is still readable): the model's centre crop carries the map,
+ * The heat map over the whole input image, at its own resolution (enlarged to minOverlaySide on the
+ * shorter side, so a 32 px crop's map is still readable, as far as maxEnlargedSide allows): the model's centre crop carries the map,
  * colour weight growing with it so unimportant regions keep the radiograph readable; what the model
  * never saw (cut off by the centre crop) is dimmed and the crop is outlined.
  */
 export async function gradCamOverlayPng(original: RgbImage, transform: EvalTransform, result: GradCamResult): Promise<GradCamOverlay> {
   const resized = resizedShape(original.width, original.height, transform.resize);
   const box = centerCropBox(resized.width, resized.height, transform.crop);
-  const scale = Math.max(1, minOverlaySide / Math.min(original.width, original.height));
+  const scale = overlayScale(original.width, original.height);
   const width = Math.round(original.width * scale);
   const height = Math.round(original.height * scale);
   // Drawn on the decoded image as the model saw it (a DICOM after its window), rounded for display.

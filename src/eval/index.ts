@@ -8,7 +8,7 @@ export {
   type EnsembleWeightSpec,
   type FittedWeights,
 } from './ensemble.js';
-export { camFromFeatures, gradCam, gradCamOverlayPng, heatColor, minOverlaySide, upsampleMap, type FeatureSource, type GradCamOverlay, type GradCamResult, type OverlayRegion } from './gradcam.js';
+export { camFromFeatures, gradCam, gradCamOverlayPng, heatColor, maxEnlargedSide, minOverlaySide, overlayScale, upsampleMap, type FeatureSource, type GradCamOverlay, type GradCamResult, type OverlayRegion } from './gradcam.js';
 export { directoryLoadHandler, loadLayersModelFromDir, saveLayersModelToDir, shardBytes, type SavedTfjsModel } from './tfjs-io.js';
 export {
   checkpointChoices,

@@ -11,7 +11,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { BackendHandle } from '../backend/index.js';
 import { numClasses as classCount, type EvalTransform } from '../data/index.js';
 import { evalOptions } from '../config/index.js';
-import { DataError, UserError } from '../util/index.js';
+import { DataError, UserError, sha256File } from '../util/index.js';
 import { getModel, transformAt, type ModelName } from '../models/index.js';
 import { imageSizeRange } from '../config/index.js';
 import { checkpointNames, openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
@@ -82,52 +82,85 @@ async function buildFromFile(modelName: string, weightsFile: string, transform: 
 type Triple = readonly [number, number, number];
 const isTriple = (value: unknown): value is Triple => Array.isArray(value) && value.length === 3 && value.every((v) => typeof v === 'number' && Number.isFinite(v));
 
+/** A record of metadata.json: the run export's root, or one of a dashboard export's `models`. */
+type ExportRecord = { model?: unknown; imageSize?: unknown; files?: unknown; sha256?: unknown; preprocessing?: { resize?: unknown; crop?: unknown; mean?: unknown; std?: unknown } };
+
+/** The SHA-256 a record gives for `name` (its `sha256` map), if any. */
+function recordedSha256(record: ExportRecord, name: string): string | undefined {
+  const hashes = record.sha256;
+  const hash = typeof hashes === 'object' && hashes !== null ? (hashes as Record<string, unknown>)[name] : undefined;
+  return typeof hash === 'string' ? hash : undefined;
+}
+
 /**
  * The preprocessing `osteo export` recorded for a weights file in the metadata.json beside it (a run
  * export names one model, a dashboard export one record per file): its `preprocessing` when that is
  * complete and crops to its `imageSize`, else the model's default weights' transform at that size.
- * Undefined when there is no such file, or it describes another architecture. A record of this file
- * whose imageSize is no size a model here takes (−1, "abc", 1e9) is a DataError: guessing the default
- * instead would change every answer.
+ * The record must describe this very file: named in its `files` and, when it records the file's
+ * SHA-256 (every export does), with that hash. A record whose hash differs describes other weights
+ * (the file was replaced since): refused, or with an explicit --image-size (`sizeGiven`) warned
+ * about and not used, since a 32 px model run at the default 224 gives other answers. Undefined,
+ * with a warning saying why, when the metadata.json is not JSON, describes other files or another
+ * architecture; silently undefined when there is none. A record of this file whose imageSize is no
+ * size a model here takes (−1, "abc", 1e9) is a DataError: guessing the default would change every answer.
  */
-export async function exportedTransform(weightsFile: string, modelName: ModelName): Promise<EvalTransform | undefined> {
+export async function exportedTransform(weightsFile: string, modelName: ModelName, options: { onWarning?: (message: string) => void; sizeGiven?: boolean } = {}): Promise<EvalTransform | undefined> {
+  const warn = options.onWarning ?? (() => undefined);
   const file = join(dirname(weightsFile), 'metadata.json');
+  const name = basename(weightsFile);
   if (!existsSync(file)) return undefined;
+  const ignored = `its preprocessing is not used: ${weightsFile} runs at ${modelName}'s default size unless --image-size says otherwise`;
   let json: unknown;
   try {
     json = JSON.parse(await readFile(file, 'utf8'));
   } catch {
-    return undefined; // not osteo's metadata: nothing known about the size
+    warn(`${file} beside the weights is not valid JSON, so not osteo's export record: ${ignored}`);
+    return undefined;
   }
-  type Record = { model?: unknown; imageSize?: unknown; files?: unknown; preprocessing?: { resize?: unknown; crop?: unknown; mean?: unknown; std?: unknown } };
-  const root = json as Record & { models?: { [file: string]: Record } };
-  const candidates = [root.models?.[basename(weightsFile)], root].filter((r): r is Record => typeof r === 'object' && r !== null);
-  for (const record of candidates) {
-    const describesFile = !Array.isArray(record.files) || record.files.includes(basename(weightsFile));
-    if (record.model !== modelName || !describesFile || record.imageSize === undefined) continue;
-    const { min, max } = imageSizeRange;
-    const size = record.imageSize;
-    if (typeof size !== 'number' || !Number.isInteger(size) || size < min || size > max) {
-      const shown = typeof size === 'number' ? String(size) : JSON.stringify(size);
-      throw new DataError(file, `imageSize ${shown} for ${basename(weightsFile)} is not an integer from ${min} to ${max} px: correct it, or delete the metadata.json and give --image-size`);
+  const root = (typeof json === 'object' && json !== null ? json : {}) as ExportRecord & { models?: { [file: string]: ExportRecord } };
+  const candidates = [root.models?.[name], root].filter((r): r is ExportRecord => typeof r === 'object' && r !== null && r.imageSize !== undefined);
+  const record = candidates.find((r) => !Array.isArray(r.files) || r.files.includes(name));
+  if (record === undefined) {
+    if (candidates.length > 0) warn(`${file} describes other files (${candidates.flatMap((r) => (Array.isArray(r.files) ? r.files : [])).join(', ') || 'none named'}), not ${name}: ${ignored}`);
+    return undefined;
+  }
+  const recorded = recordedSha256(record, name);
+  if (recorded === undefined) {
+    warn(`${file} records no SHA-256 of ${name}, so osteo cannot check that it describes this file; its size and preprocessing are used`);
+  } else {
+    const actual = await sha256File(weightsFile);
+    if (actual !== recorded) {
+      const why = `records SHA-256 ${recorded.slice(0, 12)}… for ${name}, but the file has SHA-256 ${actual.slice(0, 12)}…: it describes other weights (the file was replaced after the export)`;
+      if (!options.sizeGiven) throw new DataError(file, `${why}, so its image size may be wrong for this file. Export these weights again (\`osteo export\`), or move the stale metadata.json aside and give --image-size N`);
+      warn(`${file} ${why}: ${ignored.replace(' unless --image-size says otherwise', ' and the --image-size given')}`);
+      return undefined;
     }
-    const { resize, crop, mean, std } = record.preprocessing ?? {};
-    if (crop === size && typeof resize === 'number' && Number.isInteger(resize) && resize >= size && isTriple(mean) && isTriple(std)) return { resize, crop: size, mean, std };
-    return transformAt(getModel(modelName).weights[0].evalTransform, size);
   }
-  return undefined;
+  if (record.model !== modelName) {
+    warn(`${file} describes ${name} as a ${String(record.model)}, not a ${modelName} (--model): ${ignored}`);
+    return undefined;
+  }
+  const { min, max } = imageSizeRange;
+  const size = record.imageSize;
+  if (typeof size !== 'number' || !Number.isInteger(size) || size < min || size > max) {
+    const shown = typeof size === 'number' ? String(size) : JSON.stringify(size);
+    throw new DataError(file, `imageSize ${shown} for ${name} is not an integer from ${min} to ${max} px: correct it, or delete the metadata.json and give --image-size`);
+  }
+  const { resize, crop, mean, std } = record.preprocessing ?? {};
+  if (crop === size && typeof resize === 'number' && Number.isInteger(resize) && resize >= size && isTriple(mean) && isTriple(std)) return { resize, crop: size, mean, std };
+  return transformAt(getModel(modelName).weights[0].evalTransform, size);
 }
 
 /**
  * A torchvision-keyed weights file (.pth or .safetensors) for a named architecture, with osteo's
- * classes. The preprocessing is what an `osteo export` metadata.json beside the file records, else the
- * transform of the architecture's default weights; a different --image-size scales it (same ratio
- * and normalization) and, against a recorded size, is warned about.
+ * classes. The preprocessing is what an `osteo export` metadata.json beside the file records for it
+ * (exportedTransform), else the transform of the architecture's default weights; a different
+ * --image-size scales it (same ratio and normalization) and, against a recorded size, is warned about.
  */
 export async function loadWeightsFile(modelName: string, weightsFile: string, options: Omit<LoadOptions, 'checkpoint'>): Promise<LoadedModel> {
   const entry = getModel(modelName);
   const { imageSize } = options;
-  const recorded = await exportedTransform(weightsFile, entry.name);
+  const recorded = await exportedTransform(weightsFile, entry.name, { onWarning: options.onWarning, sizeGiven: imageSize !== undefined });
   if (imageSize !== undefined && recorded !== undefined && imageSize !== recorded.crop) options.onWarning?.(sizeMismatch(`${weightsFile} (its metadata.json)`, recorded.crop, imageSize));
   const transform = recorded ?? transformAt(entry.weights[0].evalTransform);
   return buildFromFile(entry.name, weightsFile, imageSize === undefined ? transform : transformAt(transform, imageSize), classCount, options);

@@ -5,7 +5,7 @@
  */
 import { mkdir, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, extname, join, sep } from 'node:path';
-import { UnreadableImageError, applyEvalTransform, classNames, decodeRgb, imageExtensions, isImageFile, maxInputPixels, type DicomWindow, type RgbImage } from '../data/index.js';
+import { UnreadableImageError, applyEvalTransform, classNames, decodeImage, imageExtensions, isImageFile, isRefusedImageFile, maxInputPixels, type DecodedImage, type DicomWindow, type RgbImage } from '../data/index.js';
 import { DataError, UserError, checkWritableFolder, environmentUserError, errorMessage, printable, writeFileAtomic } from '../util/index.js';
 import { evalOptions, imageSizeRange } from '../config/index.js';
 import { getModel } from '../models/index.js';
@@ -161,9 +161,10 @@ async function folderImages(folder: string): Promise<{ files: string[]; failed: 
   for (const entry of entries) {
     const path = join(folder, entry.name);
     // A regular file by the image readers' rule (a reader's extension, or content a reader
-    // recognises); anything else only when it is named like an image.
+    // recognises), or an image format osteo refuses (SVG, PDF, …): tried, so it is reported with
+    // why, as when it is named; anything else only when it is named like an image.
     if (entry.isFile()) {
-      if (await isImageFile(path)) files.push(path);
+      if ((await isImageFile(path)) || (await isRefusedImageFile(path))) files.push(path);
       continue;
     }
     if (!(imageExtensions as readonly string[]).includes(extname(entry.name).toLowerCase())) continue;
@@ -191,9 +192,9 @@ async function folderImages(folder: string): Promise<{ files: string[]; failed: 
 }
 
 /** Decode an input, with the pixel limit explained in terms of the flag that raises it. */
-async function decodeInput(path: string, maxPixels: number, dicomWindow: DicomWindow): Promise<RgbImage> {
+async function decodeInput(path: string, maxPixels: number, dicomWindow: DicomWindow): Promise<DecodedImage> {
   try {
-    return await decodeRgb(path, { maxPixels, dicomWindow });
+    return await decodeImage(path, { maxPixels, dicomWindow });
   } catch (error) {
     if (!(error instanceof UnreadableImageError) || error.kind !== 'too-large') throw error;
     throw new DataError(path, `${error.reason}: if the image is genuine, raise it with --max-pixels N`);
@@ -224,10 +225,14 @@ interface PreparedInput {
 
 /** Decode and preprocess one input; errors about the image propagate to the caller. */
 async function prepareInput(path: string, stem: string, models: LoadedModel[], options: PredictOptions): Promise<PreparedInput> {
-  const decoded = await decodeInput(path, options.maxPixels ?? maxInputPixels, options.dicomWindow ?? 'auto');
+  const { pixels: decoded, facts } = await decodeInput(path, options.maxPixels ?? maxInputPixels, options.dicomWindow ?? 'auto');
+  if (facts.frames > 1) {
+    options.onWarning?.(`${path} holds ${facts.frames} frames (an animated ${facts.format.toUpperCase()} or a multi-page file): only the first frame is predicted`);
+  }
   const largestCrop = Math.max(...models.map((m) => m.transform.crop));
-  if (Math.min(decoded.width, decoded.height) * 2 < largestCrop) {
-    options.onWarning?.(`${path} is only ${decoded.width}×${decoded.height} px, enlarged more than 2× to the model's ${largestCrop} px input: its prediction rests on little detail`);
+  const shorter = Math.min(decoded.width, decoded.height);
+  if (shorter * 2 < largestCrop) {
+    options.onWarning?.(`${path} (${decoded.width}×${decoded.height} px) has a shorter side of only ${shorter} px, enlarged more than 2× to the model's ${largestCrop} px input: its prediction rests on little detail`);
   }
   const inputs = new Map<string, Float32Array>();
   for (const m of models) {
@@ -290,19 +295,22 @@ async function describeInput(input: PreparedInput, perModel: Float32Array[], mod
   result.gradcam = {};
   result.gradcamRegion = {};
   for (const m of models) {
-    // A map that cannot be drawn costs that overlay only: the predictions above stand.
+    // A map that cannot be drawn or written (a folder in the overlay's place, a full disk) costs
+    // that overlay only: the predictions above, and every other image's, stand.
+    const file = join(options.gradcamDir, `${input.stem}.${m.name.replace(/[^A-Za-z0-9_.-]+/g, '_')}.gradcam.png`);
     try {
       const cam: GradCamResult = await explain(m.engine, getModel(m.modelName).gradCamLayer, input.inputs.get(transformKey(m.transform))!, classIndex);
       const overlay = await gradCamOverlayPng(decoded, m.transform, cam);
-      const file = join(options.gradcamDir, `${input.stem}.${m.name.replace(/[^A-Za-z0-9_.-]+/g, '_')}.gradcam.png`);
       await writeFileAtomic(file, overlay.png);
       result.gradcam[m.name] = file;
       result.gradcamRegion[m.name] = overlay.region;
     } catch (error) {
-      if (environmentUserError(error) !== undefined) throw unwritableGradcamDir(options.gradcamDir, error);
+      const blocked = await stat(file).then((info) => !info.isFile(), () => false);
+      const unwritable = blocked ? new UserError(`${file} is in the way: a folder (or another non-file) has the overlay's name; move it aside to get this overlay`) : environmentUserError(error);
+      const why = unwritable?.message ?? errorMessage(error);
       result.gradcamFailed ??= {};
-      result.gradcamFailed[m.name] = errorMessage(error);
-      warn(`Grad-CAM of ${m.name} for ${path} could not be drawn: ${errorMessage(error)}`);
+      result.gradcamFailed[m.name] = why;
+      warn(`Grad-CAM of ${m.name} for ${path} could not be ${unwritable === undefined ? 'drawn' : 'written'}: ${why}`);
     }
   }
   return result;

@@ -34,5 +34,5 @@ export {
   type CheckpointProgress,
 } from './lifecycle.js';
 export { runSplitPath, manifestSha256, writeRunSplit, readRunSplit, runTrainingHashes, type RunSplitRecord } from './split-record.js';
-export { acquireRunLock, runLockPath, LockHeldError, type RunLockOwner } from './lock.js';
+export { acquireRunLock, runLockOwner, runLockPath, LockHeldError, type RunLockOwner } from './lock.js';
 export { checkpointWeightsSha256, readRunCalibration, runCalibrationPath, writeRunCalibration, type RunCalibrationRecord } from './calibration-record.js';

@@ -37,6 +37,12 @@ async function readOwner(file: string): Promise<RunLockOwner | undefined> {
   }
 }
 
+/** The process that holds RUN/.lock now: a live one on this host, or one on another (which cannot be checked); undefined when none does. */
+export async function runLockOwner(run: string): Promise<RunLockOwner | undefined> {
+  const owner = await readOwner(runLockPath(run));
+  return owner !== undefined && (owner.host !== hostname() || processAlive(owner.pid)) ? owner : undefined;
+}
+
 /**
  * Take RUN/.lock (the run folder must exist) and return the function that releases it. A live owner
  * on this host is a UserError naming its pid; an owner on another host cannot be checked from here,

@@ -11,6 +11,7 @@
  * Where a run stands (absent, unsaved, resumable, finished) is lifecycle.ts's question.
  */
 import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { loadAugmentConfig, parseSavedTrainConfig, readConfigFile, type TrainConfig } from '../config/index.js';
@@ -18,6 +19,7 @@ import { numClasses, type EvalTransform } from '../data/index.js';
 import { DataError, UserError } from '../util/index.js';
 import { getModel, type ModelEntry, type ModelName } from '../models/index.js';
 import { checkpointDir, checkpointFiles, type CheckpointName } from './checkpoint.js';
+import { runLockOwner } from './lock.js';
 import { buildWithWeights, readSafetensors, type LoadReport } from '../weights/index.js';
 
 export function runPaths(dir: string) {
@@ -85,9 +87,12 @@ export async function openRun(dir: string, which: CheckpointName = 'best'): Prom
   const weights = runWeightsPath(dir, which);
   if (!existsSync(weights)) {
     const other: CheckpointName = which === 'best' ? 'last' : 'best';
+    const trainer = await runLockOwner(dir);
     const hint = existsSync(runWeightsPath(dir, other))
       ? `it has a ${other} checkpoint: add --checkpoint ${other}`
-      : 'it has no checkpoint at all: train it (`osteo train --resume`) until it saves one';
+      : trainer !== undefined
+        ? `process ${trainer.pid}${trainer.host === hostname() ? '' : ` on host ${trainer.host}`} is training it (since ${trainer.started}) and has saved no checkpoint yet: wait until it saves one (best/ comes with the first validated epoch)`
+        : 'it has no checkpoint at all: train it (`osteo train --resume`) until it saves one';
     throw new UserError(`run ${dir} has no ${which} checkpoint (${weights}): ${hint}`);
   }
   return { dir: resolve(dir), config, model: config.model, imageSize: config.imageSize, transform: config.transform, numClasses };

@@ -267,13 +267,18 @@ export function loadStateDict(model: tfl.LayersModel, name: ModelName, dict: Sta
     for (let i = ready.length - 1; i >= 0; i--) if (isHead(ready[i]![0].key)) ready.splice(i, 1);
   }
 
+  if (strict && dict.size === 0) {
+    throw new UserError(`these weights do not fit ${name}: the file holds no tensors at all (an empty state dict), so it is no checkpoint of any model: give the weights file that training or export wrote`);
+  }
   if (strict && missingOut.length + mismatchedOut.length + unexpected.length > 0) {
     const problems: string[] = [];
     if (missingOut.length > 0) problems.push(`missing keys: ${listKeys(missingOut)}`);
     if (unexpected.length > 0) problems.push(`unexpected keys: ${listKeys(unexpected)}`);
     if (details.length > 0) problems.push(`mis-shaped keys: ${listKeys(details, 4)}`);
+    // Only when the classifier is all that differs: weights of another architecture miss the head too, and a head swap would not help them.
+    const differing = [...missing, ...mismatched, ...unexpected];
     const headHint =
-      !options.allowHeadSwap && [...missing, ...mismatched, ...unexpected].some(isHead)
+      !options.allowHeadSwap && differing.some(isHead) && differing.every(isHead)
         ? ` (the classifier '${entry.classifierName}' differs: to allow a head swap, fine-tune from these weights with \`osteo train --pretrained FILE\`, which replaces the head with a fresh 3-class one; predict, eval and export need weights with a 3-class head)`
         : '';
     throw new UserError(`these weights do not fit ${name}: ${problems.join('; ')}${headHint}`);

@@ -3,7 +3,7 @@
  * sizes the weights were not trained at, runs with only a last/ checkpoint, and Grad-CAM that fails.
  */
 import { execFileSync } from 'node:child_process';
-import { cp, mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -15,8 +15,12 @@ import { useBackend, type BackendHandle } from '../../src/backend/index.js';
 import { DataError, UserError } from '../../src/util/index.js';
 import { readSafetensors, writeSafetensors } from '../../src/weights/index.js';
 import { ensembleProbabilities } from '../../src/eval/ensemble.js';
-import { loadWeightsFile } from '../../src/eval/inference.js';
+import { exportedTransform, loadWeightsFile } from '../../src/eval/inference.js';
+import { exportRun } from '../../src/eval/export.js';
 import { formatPredictions, predictImages } from '../../src/eval/predict.js';
+import { gradCamOverlayPng } from '../../src/eval/gradcam.js';
+import { imagenetNormalization } from '../../src/data/index.js';
+import { captureMain } from '../helpers/cli.js';
 import { writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
 
 /** The backend the tests run on, as a command passes it down. */
@@ -105,7 +109,63 @@ test('the pixel limit names the limit and the flag that raises it; a tiny image 
   const predicted = await predictImages({ backend, images: [tiny, good], runs: [r18.dir], onWarning: (m) => warnings.push(m) });
   assert.is(predicted.images.length, 2);
   assert.equal(warnings.length, 1);
-  assert.match(warnings[0]!, /tiny\.png is only 1×1 px, enlarged more than 2× to the model's 64 px input/);
+  assert.match(warnings[0]!, /tiny\.png \(1×1 px\) has a shorter side of only 1 px, enlarged more than 2× to the model's 64 px input/);
+});
+
+test('a 60000×2 strip is refused on its own (with --gradcam too), an animated GIF says it uses frame 1, an SVG is reported named or in a folder', async () => {
+  const folder = join(root, 'odd-inputs');
+  await mkdir(folder);
+  const strip = join(folder, 'strip.png');
+  await sharp({ create: { width: 60000, height: 2, channels: 3, background: { r: 90, g: 90, b: 90 } } }).png().toFile(strip);
+  const frame = (level: number) => sharp({ create: { width: 70, height: 60, channels: 3, background: { r: level, g: level, b: level } } }).png().toBuffer();
+  const animated = join(folder, 'animated.gif');
+  await sharp([await frame(40), await frame(200)], { join: { animated: true } }).gif().toFile(animated);
+  const svg = join(root, 'drawing.svg');
+  await writeFile(svg, '<svg xmlns="http://www.w3.org/2000/svg" width="90" height="80"><rect width="90" height="80"/></svg>');
+  await cp(svg, join(folder, 'drawing.svg'));
+  const warnings: string[] = [];
+  const result = await predictImages({ backend, images: [svg, folder, good], runs: [r18.dir], gradcamDir: join(root, 'odd-cams'), onWarning: (m) => warnings.push(m) });
+  assert.equal(result.images.map((i) => i.path), [animated, good]);
+  assert.ok(result.images.every((i) => i.gradcam?.resnet18 !== undefined), 'the others get their overlays');
+  const failed = Object.fromEntries(result.failed.map((f) => [f.path, f.error]));
+  assert.equal(Object.keys(failed).sort(), [svg, join(folder, 'drawing.svg'), strip].sort());
+  assert.match(failed[strip]!, /60000×2 px, 30000 times as wide as it is high, beyond the 10:1 osteo reads/);
+  assert.is(failed[svg], failed[join(folder, 'drawing.svg')], 'one rule, one reason, named or in a folder');
+  assert.match(failed[svg]!, /an SVG file, which osteo does not read/);
+  assert.match(warnings.join('\n'), /animated\.gif holds 2 frames \(an animated GIF or a multi-page file\): only the first frame is predicted/);
+});
+
+test('one overlay path taken by a folder costs that overlay alone: every prediction stands, in --json too', async () => {
+  const dir = join(root, 'blocked-cams');
+  await mkdir(join(dir, 'good.resnet18.gradcam.png'), { recursive: true });
+  const other = join(root, 'other.png');
+  await writeTestImage(other, 80, 90, 11);
+  const result = await predictImages({ backend, images: [good, other], runs: [r18.dir], gradcamDir: dir });
+  assert.equal(result.images.map((i) => i.path), [good, other]);
+  assert.equal(result.failed, []);
+  assert.match(result.images[0]!.gradcamFailed?.resnet18 ?? '', /good\.resnet18\.gradcam\.png is in the way: a folder .* has the overlay's name/);
+  assert.is(result.images[1]!.gradcam?.resnet18, join(dir, 'other.resnet18.gradcam.png'));
+  const cli = await captureMain(['predict', good, other, '--run', r18.dir, '--gradcam', dir, '--backend', 'wasm', '--json']);
+  assert.is(cli.code, 0, cli.stderr);
+  const json = JSON.parse(cli.stdout) as { images: { path: string; gradcamFailed?: Record<string, string> }[] };
+  assert.equal(json.images.map((i) => i.path), [good, other]);
+  assert.ok(json.images[0]!.gradcamFailed?.resnet18 !== undefined);
+});
+
+test('overlays are enlarged to 256 px on the shorter side but never past 4096 on the longer', async () => {
+  const cam = { map: new Float32Array([0, 0.5, 1, 0.25]), height: 2, width: 2, classIndex: 0, layerName: 'layer4.1' };
+  const transform = { resize: 37, crop: 32, ...imagenetNormalization };
+  const sizes: [number, number, number, number][] = [
+    [20, 10, 512, 256], // enlarged 25.6×
+    [5000, 10, 5000, 10], // drawn as it is: 25.6× would make it 128,000 px long
+    [3000, 200, 3840, 256], // 1.28× still fits under 4096
+    [8000, 400, 8000, 400], // large already: its own resolution
+  ];
+  for (const [width, height, overlayWidth, overlayHeight] of sizes) {
+    const image = { data: new Uint8Array(width * height * 3).fill(100), width, height };
+    const overlay = await gradCamOverlayPng(image, transform, cam);
+    assert.equal([overlay.width, overlay.height], [overlayWidth, overlayHeight], `${width}×${height}`);
+  }
 });
 
 test('input size: the trained size by default; another --image-size warns; a metadata.json beside --weights gives the size', async () => {
@@ -208,6 +268,47 @@ test('a folder follows symbolic links to regular files inside it and reports the
   assert.match(failed['f-folder.png']!, /a symbolic link to something that is not a regular file/);
   assert.match(failed['g-pipe.png']!, /not a regular file/);
   assert.equal(result.images[0]!.probabilities, result.images[2]!.probabilities, 'the link predicts as its target');
+});
+
+test('a metadata.json beside --weights is used for the file it describes, matched by SHA-256: stale is refused (warned with --image-size); other files, architectures or no JSON warn', async () => {
+  const exported = join(root, 'exported-32');
+  await exportRun({ backend, run: r18small.dir, format: 'safetensors', outDir: exported });
+  const weights = join(exported, 'resnet18.safetensors');
+  const metadata = join(exported, 'metadata.json');
+  const original = await readFile(weights);
+  const warnings: string[] = [];
+  const onWarning = (m: string) => warnings.push(m);
+  const loaded = await loadWeightsFile('resnet18', weights, { backend, onWarning });
+  assert.is(loaded.imageSize, 32, 'the exported run trained at 32 px');
+  await loaded.engine.dispose();
+  assert.equal(warnings, []);
+  // The file replaced by other weights (the 64 px run's) after the export: at 32 px they would answer differently.
+  await cp(join(r18.dir, 'best', 'model.safetensors'), weights);
+  const stale = await rejection(loadWeightsFile('resnet18', weights, { backend }));
+  assert.instance(stale, DataError);
+  assert.is((stale as DataError).file, metadata);
+  assert.match(stale.message, /records SHA-256 [0-9a-f]{12}… for resnet18\.safetensors, but the file has SHA-256 [0-9a-f]{12}…: it describes other weights/);
+  assert.match(stale.message, /give --image-size N/);
+  const sized = await loadWeightsFile('resnet18', weights, { backend, imageSize: 64, onWarning });
+  assert.is(sized.imageSize, 64);
+  await sized.engine.dispose();
+  assert.match(warnings.join('\n'), /describes other weights .*: its preprocessing is not used/);
+  warnings.length = 0;
+  // A file the metadata does not name: nothing is known of its size.
+  const renamed = join(exported, 'other.safetensors');
+  await cp(weights, renamed);
+  const other = await loadWeightsFile('resnet18', renamed, { backend, onWarning });
+  assert.is(other.imageSize, 224);
+  await other.engine.dispose();
+  assert.match(warnings.join('\n'), /describes other files \(resnet18\.safetensors\), not other\.safetensors: its preprocessing is not used/);
+  warnings.length = 0;
+  // The described file, asked for as another architecture; then a metadata.json that is no JSON.
+  await writeFile(weights, original);
+  assert.is(await exportedTransform(weights, 'resnet50', { onWarning }), undefined);
+  assert.match(warnings.join('\n'), /describes resnet18\.safetensors as a resnet18, not a resnet50 \(--model\)/);
+  await writeFile(metadata, '{ not json');
+  assert.is(await exportedTransform(weights, 'resnet18', { onWarning }), undefined);
+  assert.match(warnings.join('\n'), /metadata\.json beside the weights is not valid JSON/);
 });
 
 test('--image-size and a metadata.json imageSize outside 32–1024 (or not a number) are user errors, never a silent default', async () => {

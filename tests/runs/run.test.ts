@@ -1,13 +1,14 @@
 /** Loading a run's weights: a checkpoint with another head says what the user can actually do. */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { useBackend } from '../../src/backend/index.js';
 import { resolveTrainConfig } from '../../src/config/index.js';
 import { getModel } from '../../src/models/index.js';
-import { loadRunModel, openRun, runPaths, runWeightsPath } from '../../src/runs/index.js';
+import { loadRunModel, openRun, runLockPath, runPaths, runWeightsPath } from '../../src/runs/index.js';
+import { refusal } from '../helpers/refusal.js';
 import { DataError, UserError, writeJsonAtomic } from '../../src/util/index.js';
 import { modelToStateDict, writeSafetensors } from '../../src/weights/index.js';
 
@@ -61,6 +62,33 @@ test("a run's preprocessing is the transform its config.json records, not the on
     assert.instance(error, DataError);
     assert.match((error as Error).message, /config\.json.*has no "transform"/);
   }
+});
+
+
+test('an empty safetensors file in a run is said to hold no tensors, not sent to a head swap; weights of another architecture get no head hint either', async () => {
+  await useBackend('wasm');
+  const config = await resolveTrainConfig({ flags: { model: 'resnet18', data: 'd', out: run, imageSize: '32' } });
+  await writeJsonAtomic(runPaths(run).config, config);
+  await mkdir(runPaths(run).best);
+  await writeSafetensors(runWeightsPath(run, 'best'), new Map());
+  const empty = await refusal(async () => (await loadRunModel(run)).model.dispose(), /the file holds no tensors at all \(an empty state dict\)/);
+  assert.not.match(empty, /head swap/);
+  const other = getModel('resnet50').build({ imageSize: 32, numClasses: 3, seed: 1 });
+  const dict = await modelToStateDict(other, 'resnet50');
+  other.dispose();
+  await writeSafetensors(runWeightsPath(run, 'best'), dict);
+  const mismatched = await refusal(async () => (await loadRunModel(run)).model.dispose(), /do not fit resnet18: .*(unexpected|mis-shaped) keys: /);
+  assert.not.match(mismatched, /head swap/);
+});
+
+test('a run with no checkpoint yet: "train it" only when no trainer holds its lock, else the trainer is named', async () => {
+  const config = await resolveTrainConfig({ flags: { model: 'resnet18', data: 'd', out: run, imageSize: '32' } });
+  await writeJsonAtomic(runPaths(run).config, config);
+  await refusal(openRun(run), /has no best checkpoint .*it has no checkpoint at all: train it \(`osteo train --resume`\) until it saves one/);
+  // This very process holds the lock, as a trainer in its first epoch does.
+  await writeJsonAtomic(runLockPath(run), { pid: process.pid, host: hostname(), started: '2026-01-01T00:00:00.000Z' });
+  const message = await refusal(openRun(run), new RegExp(`process ${process.pid} is training it \\(since 2026-01-01T00:00:00\\.000Z\\) and has saved no checkpoint yet: wait until it saves one`));
+  assert.not.match(message, /train it \(/);
 });
 
 test.run();
