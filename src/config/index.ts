@@ -28,6 +28,8 @@ export {
   monitorMetrics,
   workersProblem,
   imageSizeRange,
+  checkpointInterval,
+  type CheckpointInterval,
   type MonitorMetric,
   type TrainConfig,
   type TrainConfigInput,

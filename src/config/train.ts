@@ -50,6 +50,11 @@ export const trainOptions = {
   seed: option(z.int().min(0), 0, 'seeds weight init, sample order, augmentation and dropout', { flag: '--seed <n>' }),
   epochs: option(positiveInt, 25, 'epochs to train', { flag: '--epochs <n>', runtime: true }),
   maxSteps: optional(positiveInt, 'stop after this many optimizer steps in this invocation (a resumed run takes up to this many more); `last` is saved', { flag: '--max-steps <n>', runtime: true }),
+  checkpointEvery: optional(
+    z.union([positiveInt, z.string().regex(/^(\d+\.?\d*|\.\d+)m$/, 'expected a step count (50) or minutes (10m)').refine((text) => Number.parseFloat(text) > 0, 'the minutes must be more than 0')]),
+    'recovery checkpoints: also save `last` in mid-epoch every N optimizer steps (50) or every N minutes (10m), so a kill that gives no warning (SIGKILL, a lost node) loses at most that much; resuming from one is exact',
+    { flag: '--checkpoint-every <n|Nm>', runtime: true },
+  ),
   batchSize: option(positiveInt, 16, 'images per optimizer step', { flag: '--batch-size <n>' }),
   microBatch: optional(positiveInt, 'images per forward/backward pass (gradient accumulation; BatchNorm statistics are per micro-batch)', {
     flag: '--micro-batch <n>',
@@ -293,6 +298,14 @@ export async function resolveTrainConfig(sources: TrainConfigSources = {}): Prom
 function initialWeightsTag(entry: ModelEntry, pretrained: string | undefined): WeightsTag {
   const named = pretrained === undefined ? undefined : weightsTagOfFile(basename(pretrained));
   return named !== undefined && named.architecture === entry.name ? named : entry.weights[0];
+}
+
+/** How often `checkpointEvery` saves a recovery checkpoint: every so many steps, or every so many milliseconds. */
+export type CheckpointInterval = { steps: number } | { milliseconds: number };
+
+export function checkpointInterval(every: TrainConfig['checkpointEvery']): CheckpointInterval | undefined {
+  if (every === undefined) return undefined;
+  return typeof every === 'number' ? { steps: every } : { milliseconds: Number.parseFloat(every) * 60_000 };
 }
 
 /** --max-steps budgets one invocation: a resumed run does not inherit the budget of the one that saved it. */
