@@ -22,7 +22,7 @@ import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { assignFolds, classNames, foldManifest, indexDataset, readIndex, writeManifestView, type IndexRow } from '../data/index.js';
 import { confusionMatrixPng } from '../report/index.js';
-import { parseShard, resolveTrainConfig, type CvConfig } from '../config/index.js';
+import { locateConfigFile, parseShard, resolveTrainConfig, type CvConfig } from '../config/index.js';
 import { evaluateRuns } from '../eval/index.js';
 import { type ModelName } from '../models/index.js';
 import type { BackendHandle, BackendPreference } from '../backend/index.js';
@@ -186,7 +186,7 @@ export function cvEntryNames(models: readonly string[], recipes: readonly (strin
 
 /** The entries of `osteo cv`'s flags. */
 export function cvEntriesFromConfig(config: CvConfig, sets: readonly string[]): CvEntry[] {
-  const recipes = config.model.map((_, i) => (config.config[i] === undefined ? undefined : resolve(config.config[i]!)));
+  const recipes = config.model.map((_, i) => (config.config[i] === undefined ? undefined : resolve(locateConfigFile(config.config[i]!))));
   const names = cvEntryNames(config.model, recipes);
   return config.model.map((model, i) => ({
     name: names[i]!,
