@@ -378,7 +378,7 @@ async function runJob(experiment: CvExperiment, plan: CvPlan, job: CvJob, indexR
   const status = trained?.status ?? planned.status;
   if (status === 'interrupted') throw new UserError(`interrupted in job ${job.id}; run the same command again to resume it from its last checkpoint`);
   if (status === 'diverged') throw new UserError(`job ${job.id} diverged (${trained?.message ?? `see ${runPaths(planned.config.out).events}`}); change the recipe and re-run in a fresh --out`);
-  const evaluation = await evaluateRuns({ backend: options.inference ?? options.backend, runs: [join(dir, 'run')], dataDir: join(dir, 'data'), split: 'test', outDir: null, resamples: 1, seed: 0 });
+  const evaluation = await evaluateRuns({ backend: options.inference ?? options.backend, runs: [join(dir, 'run')], dataDir: join(dir, 'data'), split: 'test', outDir: null, resamples: 1, seed: 0, operatingPoints: false });
   const held = manifest.filter((r) => r.split === 'test');
   const groupOf = new Map(held.map((r) => [r.path, r.group]));
   const result: JobResult = {

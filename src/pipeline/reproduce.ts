@@ -658,7 +658,7 @@ async function evaluatePublished(plan: ReproducePlan, data: PreparedData, runs: 
   plan.log('\n== evaluating the published protocol: each model on its own test split, the ensemble on the first model\'s');
   const manifests = new Map(plan.models.filter((p) => p.manifest).map((p) => [p.model, p.manifest!]));
   for (const [model, run] of Object.entries(runs.published)) {
-    const evaluation = await evaluateRuns({ backend: plan.inference, runs: [run], dataDir: outLayout.publishedView(plan.out, model), split: 'test', outDir: null, seed: plan.config.seed });
+    const evaluation = await evaluateRuns({ backend: plan.inference, runs: [run], dataDir: outLayout.publishedView(plan.out, model), split: 'test', outDir: null, seed: plan.config.seed, operatingPoints: false });
     const manifest = manifests.get(model as ModelName)!;
     rows.find((r) => r.row === model)!.publishedProtocol = protocolResult(evaluation.report.models[0], countLeakedTestImages(data.indexRows, manifest, [manifest]));
   }
