@@ -38,7 +38,11 @@ async function runOverlap(run: string, dataDir: string, rows: readonly ManifestR
           `Evaluate on the split the run was trained with (restore that splits.csv), retrain the run on the current split, ${allowHint}`,
       );
     }
-    options.warn(`${what} in ${record.data}, not ${manifest} (SHA-256 ${current}), and its record does not say which images it trained on: if these share images, some evaluated images may be ones the model trained on`);
+    if (record.data === resolve(dataDir)) {
+      options.warn(`${what}, but ${manifest} now has SHA-256 ${current} (re-split since), and its record does not say which images it trained on: evaluated as asked (--allow-train-overlap); some evaluated images may be ones the model trained on`);
+    } else {
+      options.warn(`${what} in ${record.data}, not ${manifest} (SHA-256 ${current}), and its record does not say which images it trained on: if these share images, some evaluated images may be ones the model trained on`);
+    }
     return { run, images: null, unknown: 'its training images are not recorded' };
   }
   if (rows.some((row) => !hashes.has(row.path))) return { run, images: null, unknown: `${manifest} has no content hash for some evaluated images` };

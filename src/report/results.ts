@@ -11,6 +11,7 @@ import { metricInput, metricLabel, metricRegistry, type MetricInput, type Metric
 import type { CalibrationReport, CalibrationSection } from './calibration.js';
 import type { PairedComparison } from './paired.js';
 import { trainOverlapText, type TrainOverlap } from './overlap.js';
+import { operatingPointsJson, operatingPointsMarkdown, operatingPointsPlots, type OperatingPointsSection } from './screening-report.js';
 import { negativeLogLikelihood, percentile, type BootstrapInterval, type Calibration, type OneVsRestAuc, type RandomSource } from './stats.js';
 
 export interface ModelSummary {
@@ -126,6 +127,8 @@ export interface EvaluationReport {
   calibration?: CalibrationSection;
   /** How many evaluated images are training images of the runs (report/overlap.ts). */
   trainOverlap?: TrainOverlap;
+  /** Screening thresholds chosen on val and scored on the evaluated split (report/screening.ts); absent when none could be chosen. */
+  operatingPoints?: OperatingPointsSection;
 }
 
 const round = (v: number | null, digits = 6): number | string => (v === null || !Number.isFinite(v) ? '' : Number(v.toFixed(digits)));
@@ -226,6 +229,7 @@ export function resultsMarkdown(report: EvaluationReport, plots: string[] = [], 
   }
   lines.push(...calibrationMarkdown(report));
   lines.push(...comparisonsMarkdown(report, registry));
+  lines.push(...operatingPointsMarkdown(report.operatingPoints, report.split, report.bootstrap.resamples));
   lines.push('## Per class', '');
   const perClass = registry.perClass().filter((r) => r.views.includes('table'));
   lines.push(`| model | class | ${perClass.map((r) => metricLabel(r, report.classNames)).join(' | ')} |`, `|---|---|${perClass.map(() => '---').join('|')}|`);
@@ -369,6 +373,7 @@ export async function writeEvaluationReport(report: EvaluationReport, outDir: st
         }),
     });
   }
+  plots.push(...operatingPointsPlots(report.operatingPoints, report.split));
   const comparisons = (report.comparisons ?? []).length > 0;
   const files = ['results.csv', 'results.md', 'predictions.csv', ...(comparisons ? ['comparisons.csv'] : []), ...plots.map((p) => p.file)];
   await writeFileAtomic(join(outDir, 'results.csv'), resultsCsv(report, registry));
@@ -416,6 +421,7 @@ export function reportSummaryJson(report: EvaluationReport, registry: MetricRegi
     })),
     ...(report.trainOverlap === undefined ? {} : { trainOverlap: report.trainOverlap }),
     ...(report.comparisons === undefined || report.comparisons.length === 0 ? {} : { comparisons: report.comparisons }),
+    ...(report.operatingPoints === undefined ? {} : { operatingPoints: operatingPointsJson(report.operatingPoints) }),
     ...(report.calibration === undefined
       ? {}
       : {

@@ -69,14 +69,16 @@ test('a run whose record does not say which images it trained on: a re-split man
   assert.match(error.message, /restore that splits\.csv\), retrain the run on the current split, or pass --allow-train-overlap/);
   const allowed = await evaluateRuns(base({ runs: [run], dataDir: copy, allowTrainOverlap: true, onWarning: (m) => warnings.push(m) }));
   assert.equal(allowed.report.trainOverlap?.images, null, 'not known, so not counted');
-  assert.is(warnings.length, 1);
+  assert.match(warnings[0]!, /resplit\/splits\.csv now has SHA-256 [0-9a-f]{64} \(re-split since\), and its record does not say which images it trained on: evaluated as asked/);
   warnings.length = 0;
   // Another dataset folder with another manifest (an external test set) is allowed, loudly.
   const external = join(root, 'external');
   await cp(copy, external, { recursive: true });
   await evaluateRuns(base({ runs: [run], dataDir: external, onWarning: (m) => warnings.push(m) }));
-  assert.is(warnings.length, 1);
+  assert.is(warnings.length, 2, warnings.join('\n'));
   assert.match(warnings[0]!, /was trained with a splits\.csv of SHA-256 [0-9a-f]{64} in .*resplit, not .*external\/splits\.csv \(SHA-256 [0-9a-f]{64}\), and its record does not say which images it trained on/);
+  // Its val split lost its only Normal image to train: no screening thresholds can be chosen on it.
+  assert.match(warnings[1]!, /^no screening operating points in this report: the val split of .*external \(resnet18\) has no Normal image/);
   warnings.length = 0;
 
   const unrecorded = await evaluateRuns(base({ onWarning: (m) => warnings.push(m) }));
