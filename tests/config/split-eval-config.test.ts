@@ -92,7 +92,7 @@ test('eval flags come from the eval table: same flags, defaults in help, values 
   assert.ok(evalCommand.options.find((o) => o.long === '--data')!.mandatory, '--data is required');
 
   const config = resolveEvalConfig({ run: ['runs/a'], data: 'd' });
-  assert.equal(config, { run: ['runs/a'], data: 'd', split: 'test', checkpoint: 'best', tta: false, weights: 'equal', batchSize: 16, seed: 0, resamples: evalOptions.resamples.default, targetSensitivity: 0.9, targetSpecificity: 0.9 });
+  assert.equal(config, { run: ['runs/a'], data: 'd', split: 'test', checkpoint: 'best', tta: false, allowTrainOverlap: false, weights: 'equal', batchSize: 16, seed: 0, resamples: evalOptions.resamples.default, targetSensitivity: 0.9, targetSpecificity: 0.9 });
   const given = resolveEvalConfig({ run: ['a', 'b'], data: 'd', split: 'val', tta: true, weights: '2', batchSize: '4', seed: '3', resamples: '100' });
   assert.equal([given.split, given.tta, given.weights, given.batchSize, given.seed, given.resamples], ['val', true, '2', 4, 3, 100], "'2' stays a weight spec string");
   await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', resamples: '0' }), /--resamples: resamples: /, /got 0/);
