@@ -28,12 +28,14 @@ export {
   monitorMetrics,
   workersProblem,
   imageSizeRange,
+  checkpointInterval,
+  type CheckpointInterval,
   type MonitorMetric,
   type TrainConfig,
   type TrainConfigInput,
   type TrainConfigSources,
 } from './train.js';
-export { readConfigFile } from './files.js';
+export { locateConfigFile, readConfigFile, shippedConfigDir } from './files.js';
 export { loadAugmentConfig, parseAugmentConfig, augmentPresets, augmentPresetDir } from './augment.js';
 export { splitOptions, splitConfigSchema, resolveSplitConfig, checkSplitFractions, type SplitConfig } from './split.js';
 export { evalOptions, evalSplits, evalConfigSchema, resolveEvalConfig, type EvalConfig, type EvalSplit } from './eval.js';
