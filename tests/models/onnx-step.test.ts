@@ -11,8 +11,8 @@
  * depthwise convolutions, dropout and stochastic-depth masks), DenseNet-121 (concatenation, average
  * pooling) and ConvNeXt-Tiny (7×7 depthwise, LayerNorm, exact GELU, layer scale, channels-last
  * linears, stochastic depth) run one case with smoothing, class weights and seeded masks. A gradient
- * that is all rounding (a bias right before a training-mode BatchNorm, which cancels it: EfficientNet's
- * projection BatchNorms) has a float32 floor near 1 and passes on that floor.
+ * that is all rounding (a BatchNorm bias whose shift a later training-mode BatchNorm removes, as after
+ * EfficientNet's last projection) has a float32 floor near 1 and passes on that floor.
  * Set OSTEO_PARITY_REPORT=1 to print the measured differences.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
