@@ -73,6 +73,8 @@ export interface ExternalLeakage {
 export interface ExternalRefit {
   name: string;
   temperature: number;
+  /** The fit ended on the solver's bracket (a model near chance here ends at T = 20). */
+  atBracketEdge: boolean;
   /** On the external images: the probabilities as evaluated, and with the re-fitted temperature on top. */
   before: CalibrationReport;
   after: CalibrationReport;
@@ -98,8 +100,8 @@ export const mostlyTrainingFraction = 0.5;
 /** Each model's temperature re-fitted on the external images (its probabilities as evaluated, softmax(log p / T)). */
 export function refitOnExternal(models: readonly ModelSummary[], labels: ArrayLike<number>, numClasses: number): ExternalRefit[] {
   return models.map((m) => {
-    const { temperature } = fitTemperature(m.probabilities, labels, numClasses);
-    return { name: m.name, temperature, before: calibrationReport(m.probabilities, labels, numClasses), after: calibrationReport(applyTemperature(m.probabilities, numClasses, temperature), labels, numClasses) };
+    const { temperature, atBracketEdge } = fitTemperature(m.probabilities, labels, numClasses);
+    return { name: m.name, temperature, atBracketEdge, before: calibrationReport(m.probabilities, labels, numClasses), after: calibrationReport(applyTemperature(m.probabilities, numClasses, temperature), labels, numClasses) };
   });
 }
 
@@ -160,7 +162,7 @@ export function externalSection(report: EvaluationReport, external: ExternalResu
       all: { images: total.images, models: report.models.map((m) => modelSummaryJson(m, names)) },
       withoutCopies: { images: total.withoutCopies, models: external.withoutCopies.map((m) => modelSummaryJson(m, names)) },
     },
-    refittedOnExternal: external.refitted.map((r) => ({ name: r.name, temperature: r.temperature, eceBefore: r.before.ece, eceAfter: r.after.ece, nllBefore: r.before.nll, nllAfter: r.after.nll })),
+    refittedOnExternal: external.refitted.map((r) => ({ name: r.name, temperature: r.temperature, atBracketEdge: r.atBracketEdge, eceBefore: r.before.ece, eceAfter: r.after.ece, nllBefore: r.before.nll, nllAfter: r.after.nll })),
     ensembleUncalibratedVote: external.ensembleUncalibratedVote,
   };
   const printed = [
@@ -193,7 +195,7 @@ function externalMarkdown(report: EvaluationReport, external: ExternalResults, p
     '',
   ];
   if (leakage.copies.length > 0) {
-    const shown = leakage.copies.slice(0, 20).map((c) => `- \`${printable(c.path)}\`: ${c.kind} copy (${c.distance} bits) of ${c.split} image \`${printable(c.trainingPath)}\` (${names[c.trainingLabel]}) of ${printable(c.run)}`);
+    const shown = leakage.copies.slice(0, 20).map((c) => `- \`${printable(c.path)}\`: ${c.kind} copy (${c.distance} bits) of ${c.split} image \`${printable(c.trainingPath)}\` (${names[c.trainingLabel]}) of run \`${printable(c.run)}\``);
     lines.push(...shown, ...(leakage.copies.length > 20 ? [`- … ${leakage.copies.length - 20} more in evaluation.json`] : []), '');
   }
   lines.push('### Headline metrics, both ways', '', `**All ${total.images} images**`, '', resultsTable(report), '', `**The ${total.withoutCopies} images with no copy in training**`, '');
@@ -209,7 +211,7 @@ function externalMarkdown(report: EvaluationReport, external: ExternalResults, p
       '',
       '| model | T re-fitted here | ECE as evaluated → re-fitted | NLL as evaluated → re-fitted |',
       '|---|---|---|---|',
-      ...external.refitted.map((r) => `| ${printable(r.name)} | ${r.temperature.toFixed(3)} | ${r.before.ece.toFixed(3)} → ${r.after.ece.toFixed(3)} | ${r.before.nll.toFixed(4)} → ${r.after.nll.toFixed(4)} |`),
+      ...external.refitted.map((r) => `| ${printable(r.name)} | ${r.temperature.toFixed(3)}${r.atBracketEdge ? ' (edge of the search)' : ''} | ${r.before.ece.toFixed(3)} → ${r.after.ece.toFixed(3)} | ${r.before.nll.toFixed(4)} → ${r.after.nll.toFixed(4)} |`),
       '',
     );
   }
