@@ -8,6 +8,7 @@ import { classNames, indexDataset, readSplitManifest, splitDataset, synthesizePh
 import { evaluateRuns } from '../../src/eval/evaluate.js';
 import { predictImages } from '../../src/eval/predict.js';
 import { classificationMetrics, type EvaluationReport, type ModelSummary } from '../../src/report/index.js';
+import { writeDicom } from '../../src/data/dicom-write.js';
 import { writeRunSplit } from '../../src/runs/index.js';
 import { captureMain } from '../helpers/cli.js';
 import { refusal } from '../helpers/refusal.js';
@@ -174,7 +175,7 @@ test('a two-class folder scores the classes present: no Osteopenia rows, macro a
   assert.match(markdown, /absent: Osteopenia/);
 });
 
-test('images of another bit depth and size read through the same reader as predict', async () => {
+test('images of another bit depth, size or format (16-bit PNG, WebP, 12-bit DICOM) read through the same reader as predict', async () => {
   const dir = join(root, 'depths');
   await mkdir(join(dir, 'Normal'), { recursive: true });
   // A 16-bit gray film (as readers.test.ts writes one), a small one and a large one.
@@ -182,8 +183,11 @@ test('images of another bit depth and size read through the same reader as predi
   await sharp(deep, { raw: { width: 90, height: 70, channels: 1 } }).toColourspace('grey16').png().toFile(join(dir, 'Normal', 'deep.png'));
   await sharp(join(fresh, (await imagesOf(fresh))[1]!)).resize(23, 31, { fit: 'fill' }).png().toFile(join(dir, 'Normal', 'small.png'));
   await sharp(join(fresh, (await imagesOf(fresh))[2]!)).resize(400).webp({ lossless: true }).toFile(join(dir, 'Normal', 'large.webp'));
+  // And a 12-bit DICOM film with a window, which stays deeper than 8 bits through the reader.
+  const values = Uint16Array.from({ length: 72 * 88 }, (_, i) => 800 + ((i * 131) % 2400));
+  await writeFile(join(dir, 'Normal', 'film.dcm'), writeDicom({ values, width: 72, height: 88, bitsStored: 12, photometric: 'MONOCHROME2', window: { center: 2000, width: 2400 }, seed: 'external-depth' }));
   const { report } = await evaluate(dir);
-  assert.is(report.images.length, 3);
+  assert.is(report.images.length, 4);
   assert.equal(section(report, 'external').classesAbsent, ['Osteopenia', 'Osteoporosis']);
   const predicted = await predictImages({ backend, images: report.images.map((i) => join(dir, i.path)), runs: [run] });
   predicted.images.forEach((image, i) => image.probabilities.forEach((p, c) => assert.ok(Math.abs(p - report.models[0]!.probabilities[i * 3 + c]!) < 1e-6)));
@@ -227,6 +231,11 @@ test('osteo eval --external: the JSON carries the external section; --split with
   const refused = await captureMain(['eval', '--run', run, '--data', fresh, '--external', '--split', 'val', '--backend', 'wasm']);
   assert.is(refused.code, 1);
   assert.match(refused.stderr, /--split/);
+  const table = join(root, 'outside.csv');
+  await writeFile(table, 'path,site\nNormal/a.png,A\n../../etc/passwd,B\n');
+  const badTable = await captureMain(['eval', '--run', run, '--data', fresh, '--external', '--metadata', table, '--backend', 'wasm']);
+  assert.is(badTable.code, 1);
+  assert.match(badTable.stderr, /outside\.csv: row 3: path '\.\.\/\.\.\/etc\/passwd' is not inside the data folder/);
   await rm(out, { recursive: true, force: true });
 });
 
