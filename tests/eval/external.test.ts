@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert';
 import sharp from 'sharp';
 import { useBackend, type BackendHandle } from '../../src/backend/index.js';
 import { classNames, indexDataset, readSplitManifest, splitDataset, synthesizePhantom } from '../../src/data/index.js';
+import { calibrateRuns } from '../../src/eval/calibrate.js';
 import { evaluateRuns } from '../../src/eval/evaluate.js';
 import { predictImages } from '../../src/eval/predict.js';
 import { classificationMetrics, type EvaluationReport, type ModelSummary } from '../../src/report/index.js';
@@ -216,6 +217,21 @@ test('the leakage check cannot be skipped: a run without its split record, a re-
   await refusal(evaluateRuns({ backend, runs: [resplit], dataDir: fresh, external: true, outDir: null }), /re-split/, /leakage check/);
   await refusal(evaluate(train), /is the dataset run .* was trained on/);
   await refusal(evaluate(fresh, { weights: 'auto' }), /nothing is fitted on an --external folder/);
+});
+
+test('calibrated runs keep their own temperatures; their ensemble is the vote of the calibrated members, with nothing fitted on the folder', async () => {
+  const runs = [];
+  for (const [name, seed] of [['cal-a', 35], ['cal-b', 36]] as const) {
+    const dir = (await writeRunFixture(join(root, 'runs', name), 'resnet18', { imageSize: 32, seed })).dir;
+    await writeRunSplit(dir, train);
+    runs.push(dir);
+  }
+  const fitted = await calibrateRuns({ backend, runs, dataDir: train });
+  const { report } = await evaluateRuns({ backend, runs, dataDir: fresh, external: true, outDir: null, resamples: 20 });
+  assert.equal(report.calibration!.models.map((m) => m.temperature), fitted.map((f) => f.record.temperature));
+  const [a, b, vote] = report.models;
+  for (let i = 0; i < vote!.probabilities.length; i++) assert.ok(Math.abs(vote!.probabilities[i]! - (a!.probabilities[i]! + b!.probabilities[i]!) / 2) < 1e-6);
+  assert.is(section(report, 'external').ensembleUncalibratedVote, true);
 });
 
 test('osteo eval --external: the JSON carries the external section; --split with --external is refused', async () => {
