@@ -222,6 +222,7 @@ export async function predictRows<S extends EvaluatedSet>(
     const image = await decodeRgb(file);
     const expected = hashes.get(row.path);
     if (expected !== undefined && contentHash(image) !== expected) {
+      if (split === 'external') throw new DataError(file, 'its pixels changed since the folder was scanned for copies of training images, during this evaluation: run it again');
       throw new DataError(file, `its pixels no longer match the content hash in ${splitManifestPath(dataDir)}: the image was changed after indexing; re-run \`osteo data index\` and \`osteo data split\` (and retrain), or restore the file`);
     }
     return image;

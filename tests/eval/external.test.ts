@@ -1,4 +1,5 @@
 import { copyFile, cp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -11,8 +12,9 @@ import { predictImages } from '../../src/eval/predict.js';
 import { classificationMetrics, type EvaluationReport, type ModelSummary } from '../../src/report/index.js';
 import { writeDicom } from '../../src/data/dicom-write.js';
 import { writeRunSplit } from '../../src/runs/index.js';
+import { DataError } from '../../src/util/index.js';
 import { captureMain } from '../helpers/cli.js';
-import { refusal } from '../helpers/refusal.js';
+import { rejection, refusal } from '../helpers/refusal.js';
 import { tempDir } from '../helpers/temp.js';
 import { writeRunFixture } from './fixtures.js';
 import { setupOnce } from './helpers.js';
@@ -204,6 +206,19 @@ test('extra or misnamed folders are refused, naming the near misses; unreadable 
   await cp(join(fresh, 'Normal'), join(broken, 'Normal'), { recursive: true });
   await writeFile(join(broken, 'Normal', 'notes.txt'), 'not an image');
   await refusal(evaluate(broken), /Normal\/notes\.txt/, /every image/);
+});
+
+test('an image changed after the folder was scanned for copies is refused, naming it', async () => {
+  const dir = join(root, 'changing');
+  await cp(join(fresh, 'Normal'), join(dir, 'Normal'), { recursive: true });
+  const [first] = await imagesOf(dir);
+  const other = (await imagesOf(fresh)).find((p) => p.startsWith('Osteoporosis/') && p.endsWith(first!.slice(first!.lastIndexOf('.'))))!;
+  const error = await rejection(
+    evaluate(dir, { onModelsLoaded: () => void copyFileSync(join(fresh, other), join(dir, first!)) }),
+    DataError,
+    /pixels changed since the folder was scanned/,
+  );
+  assert.ok(error.message.startsWith(join(dir, first!)));
 });
 
 test('the leakage check cannot be skipped: a run without its split record, a re-split or the training folder itself are refused', async () => {
