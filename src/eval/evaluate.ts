@@ -23,6 +23,7 @@ import { ageBandEdges, evalOptions, type EvalSplit } from '../config/index.js';
 import { manifestSha256, readRunSplit } from '../runs/index.js';
 import { calibrateMembers, calibrationSection, fitEnsembleTemperature, freshCalibrations } from './calibrated.js';
 import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from './ensemble.js';
+import { operatingPointsNeedVal, operatingPointsSection, storedOperatingPoints, type ScreeningSettings } from './operating-points.js';
 import { disambiguateNames, disposeModels, loadAll, loadRunForInference, predictProbabilities, transformKey, type CheckpointChoice, type LoadedModel } from './inference.js';
 import { inferenceWorkers } from '../engine/index.js';
 import type { BackendHandle } from '../backend/index.js';
@@ -31,6 +32,7 @@ import {
   compareWithEnsemble,
   externalSection,
   metricRegistry,
+  operatingPointsJson,
   pairedRecordKeys,
   subgroupResults,
   subgroupsSection,
@@ -40,6 +42,7 @@ import {
   type EvaluationReport,
   type ModelSummary,
   type ReportSection,
+  type ScreeningTargets,
   type WrittenReport,
 } from '../report/index.js';
 import { externalResults, prepareExternal, type ExternalData } from './external.js';
@@ -83,6 +86,12 @@ export interface EvaluateOptions {
   /** Seed of the bootstrap resampling. */
   seed?: number;
   resamples?: number;
+  /** The targets of the screening operating points (default: the eval table's). */
+  targets?: ScreeningTargets;
+  /** Also give PPV and NPV at this prevalence. */
+  prevalence?: number;
+  /** false: no operating-point section (and no val predictions for it): a caller that reads only the headline metrics. */
+  operatingPoints?: boolean;
   /** How an image file becomes a normalized crop (tests substitute one that records what is read; it skips the content-hash check). */
   readImage?: (file: string, transform: EvalTransform) => Promise<Float32Array>;
   /** Progress: which split is being predicted, images done so far. */
@@ -124,7 +133,7 @@ export function defaultEvalOutDir(runs: string[], split: EvaluatedSet, checkpoin
 }
 
 /** Files an osteo evaluation writes: a folder holding only these (and no record) is an older report of ours. */
-const reportEntry = /^(results\.csv|results\.md|predictions\.csv|comparisons\.csv|reliability\.png|(confusion|roc|calibration)_[a-z0-9_]+\.png|evaluation\.json)$/;
+const reportEntry = /^(results\.csv|results\.md|predictions\.csv|comparisons\.csv|reliability\.png|(confusion|roc|calibration|pr|decision_curve)_[a-z0-9_]+\.png|evaluation\.json)$/;
 
 const sameRecord = (a: EvaluationRecord, b: EvaluationRecord) =>
   a.split === b.split && (a.split !== 'external' || a.data === b.data) && a.checkpoint === b.checkpoint && a.runs.length === b.runs.length && a.runs.every((r, i) => r === b.runs[i]);
@@ -350,8 +359,18 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
     // an external folder has no val split, so there the ensemble is the vote of the calibrated members.
     const ensembleCalibrated = calibrations !== null && models.length > 1 && !external;
     if (ensembleCalibrated && valRows.length === 0) throw new UserError(`the runs are calibrated, and the ensemble's own temperature is fitted on the val split, but ${options.dataDir} has none`);
-    // Fitting sees val rows only; the evaluated split is not read until the weights (and the ensemble's temperature) are fixed.
-    const valRaw = weightSpec.kind === 'auto' || ensembleCalibrated ? await predictRows(models, options.dataDir, valRows, 'val', hashes, options) : undefined;
+    const tta = options.tta ?? evalOptions.tta.default;
+    const screening: ScreeningSettings | undefined =
+      options.operatingPoints === false ? undefined : { targets: options.targets ?? { sensitivity: evalOptions.targetSensitivity.default, specificity: evalOptions.targetSpecificity.default }, prevalence: options.prevalence };
+    const stored = screening === undefined ? [] : storedOperatingPoints(models, calibrations, screening, tta, warn);
+    const screeningVal = screening !== undefined && valRows.length > 0 && operatingPointsNeedVal(models, stored);
+    // Thresholds are never chosen on an external folder: only those the runs stored apply there.
+    const externalWithoutThresholds = external !== undefined && screening !== undefined && operatingPointsNeedVal(models, stored);
+    if (externalWithoutThresholds) {
+      warn("no screening operating points on an external folder: nothing is chosen on it, and they come only from thresholds each run stored with `osteo calibrate` (an ensemble's are chosen on a val split)");
+    }
+    // Fitting sees val rows only; the evaluated split is not read until the weights, the ensemble's temperature and the thresholds are fixed.
+    const valRaw = weightSpec.kind === 'auto' || ensembleCalibrated || screeningVal ? await predictRows(models, options.dataDir, valRows, 'val', hashes, options) : undefined;
     const valProbabilities = valRaw && calibrations ? calibrateMembers(valRaw, models, calibrations) : valRaw;
 
     let ensembleWeights: EvaluationReport['ensembleWeights'];
@@ -395,11 +414,29 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
             numClasses,
             { split, dataDir: options.dataDir },
           );
+    const operatingPoints =
+      screening === undefined || externalWithoutThresholds
+        ? undefined
+        : await operatingPointsSection({
+            models,
+            stored,
+            val: valProbabilities === undefined ? undefined : { probabilities: valProbabilities, labels: valRows.map((r) => r.label) },
+            ensemble: ensemble === undefined ? undefined : { name: ensembleName, weights: ensembleWeights.weights, temperature: ensembleTemperature },
+            evaluated: { names: summaries.map((m) => m.name), probabilities: summaries.map((m) => m.probabilities), labels, groups: rows.map((r) => r.group) },
+            records: calibrations,
+            checkpoint,
+            split,
+            dataDir: options.dataDir,
+            settings: screening,
+            rng: () => createRng(seed),
+            resamples,
+            warn,
+          });
     const report: EvaluationReport = {
       split,
       dataDir: options.dataDir,
       classNames,
-      tta: options.tta ?? evalOptions.tta.default,
+      tta,
       ensembleWeights,
       bootstrap: { resamples, seed },
       images: rows.map((r) => ({ path: r.path, label: r.label })),
@@ -410,6 +447,7 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
         resamples,
       }),
       ...(calibration === undefined ? {} : { calibration }),
+      ...(operatingPoints === undefined ? {} : { operatingPoints }),
       ...(external === undefined || external.folder.absent.length === 0 ? {} : { absentClasses: external.folder.absent }),
     };
     const sections = reportSections(report, { external, metadata, ensembleUncalibratedVote: calibrations !== null && ensemble !== undefined, seed, options });
@@ -419,8 +457,10 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
     if (staged !== undefined && outDir !== null) {
       try {
         const files = (await writeEvaluationReport(report, staged.dir)).files;
-        // The record, and each section's results under its key (docs/evaluation.md, *evaluation.json*).
-        await writeJsonAtomic(join(staged.dir, evaluationRecordFile), { ...record, ...Object.fromEntries(sections.map((section) => [section.key, section.json])) });
+        // The record, the ensemble's thresholds (it has no run folder: predict --eval reads them here),
+        // and each section's results under its key (docs/evaluation.md, *evaluation.json*).
+        const sectionJson = Object.fromEntries(sections.map((section) => [section.key, section.json]));
+        await writeJsonAtomic(join(staged.dir, evaluationRecordFile), { ...record, ...(operatingPoints === undefined ? {} : { operatingPoints: operatingPointsJson(operatingPoints) }), ...sectionJson });
         await staged.commit();
         written = { dir: outDir, files: [...files, evaluationRecordFile] };
       } catch (error) {

@@ -16,7 +16,9 @@ import {
   optionEntries,
   optionsMarkdown,
   pipelineOptions,
+  resolveCalibrateConfig,
   resolveEvalConfig,
+  resolvePredictScreening,
   resolveSplitConfig,
   splitOptions,
 } from '../../src/config/index.js';
@@ -100,6 +102,8 @@ test('eval flags come from the eval table: same flags, defaults in help, values 
     batchSize: 16,
     seed: 0,
     resamples: evalOptions.resamples.default,
+    targetSensitivity: 0.9,
+    targetSpecificity: 0.9,
     external: false,
     ageBands: '50,60,70,80',
     minSubgroup: 20,
@@ -110,6 +114,16 @@ test('eval flags come from the eval table: same flags, defaults in help, values 
   await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', seed: '-1' }), /--seed: seed: /);
   await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', split: 'train' }), /--split: split: /, /"test"\|"val"/);
   await refusal(() => resolveEvalConfig({ data: 'd' }), /--run: missing required key "run"/);
+  const screening = resolveEvalConfig({ run: ['a'], data: 'd', targetSensitivity: '0.95', targetSpecificity: '0.8', prevalence: '0.2' });
+  assert.equal([screening.targetSensitivity, screening.targetSpecificity, screening.prevalence], [0.95, 0.8, 0.2]);
+  for (const bad of ['1', '0', '1.5', '-0.1', 'high']) {
+    await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', targetSensitivity: bad }), /^invalid config: --target-sensitivity: targetSensitivity: /);
+    await refusal(() => resolveCalibrateConfig({ run: ['a'], data: 'd', targetSpecificity: bad }), /^invalid config: --target-specificity: targetSpecificity: /);
+    await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', prevalence: bad }), /^invalid config: --prevalence: prevalence: /);
+  }
+  assert.equal(resolvePredictScreening({ operatingPoint: 'spec92.5', eval: 'report' }), { operatingPoint: 'spec92.5', eval: 'report' });
+  assert.equal(resolvePredictScreening({}), {});
+  await refusal(() => resolvePredictScreening({ operatingPoint: 'sensitive' }), /^invalid config: --operating-point: operatingPoint: expected sensNN, specNN or youden \(e\.g\. sens90\) \(got "sensitive"\)/);
   // External validation and subgroups: every image of the folder (no --split), ascending age bands.
   assert.equal(resolveEvalConfig({ run: ['a'], data: 'd', external: true, metadata: 'm.csv', ageBands: '65', minSubgroup: '5' }).ageBands, '65');
   await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', external: true, split: 'test' }), /--split: split: an --external folder is never split/);
