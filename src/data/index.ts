@@ -1,4 +1,4 @@
-/** data: Kaggle download, phantom dataset, index + de-duplication, the leak-free split, the image readers and the one eval transform, a resize cache, augmentation ops, class-weighted sampling and the batch loader. */
+/** data: Kaggle download, phantom dataset, index + de-duplication, the leak-free split, external labelled folders and their copies of training images, the image readers and the one eval transform, a resize cache, augmentation ops, class-weighted sampling and the batch loader. */
 export { classNames, numClasses, classIndex, type ClassName } from './classes.js';
 export {
   resizeShorter,
@@ -76,3 +76,4 @@ export { benchData, type BenchDataOptions, type BenchDataResult } from './bench.
 export { splitDefaults } from './split.js';
 export { assignFolds, foldManifest, publishedSplit, countLeakedTestImages, writeManifestView, type FoldRow } from './folds.js';
 export { contentHash } from './hash.js';
+export { scanLabelledFolder, trainingReference, findCopies, seenSplits, type LabelledFolder, type LabelledImage, type ReferenceImage, type CopyMatch } from './external.js';

@@ -20,7 +20,7 @@ export interface OverlapOptions {
 const allowHint = 'or pass --allow-train-overlap to evaluate anyway (the count is then reported with the metrics)';
 
 /** One run's training images among `rows` (hashes: each row's content hash), or null and why not. */
-async function runOverlap(run: string, dataDir: string, rows: readonly ManifestRow[], hashes: ReadonlyMap<string, string>, options: OverlapOptions): Promise<TrainOverlap['runs'][number] & { trained?: Set<string> }> {
+async function runOverlap(run: string, dataDir: string, rows: readonly Pick<ManifestRow, 'path'>[], hashes: ReadonlyMap<string, string>, options: OverlapOptions): Promise<TrainOverlap['runs'][number] & { trained?: Set<string> }> {
   const record = await readRunSplit(run);
   const manifest = splitManifestPath(dataDir);
   if (record === undefined) {
@@ -53,7 +53,7 @@ async function runOverlap(run: string, dataDir: string, rows: readonly ManifestR
  * The evaluated images that are training images of the runs, per run and in all; refused when there
  * are any, unless allowed. Warns where a run's training set cannot be known.
  */
-export async function checkTrainOverlap(runs: readonly string[], dataDir: string, split: string, rows: readonly ManifestRow[], hashes: ReadonlyMap<string, string>, options: OverlapOptions): Promise<TrainOverlap> {
+export async function checkTrainOverlap(runs: readonly string[], dataDir: string, split: string, rows: readonly Pick<ManifestRow, 'path'>[], hashes: ReadonlyMap<string, string>, options: OverlapOptions): Promise<TrainOverlap> {
   const perRun: TrainOverlap['runs'] = [];
   const trainedSets: (Set<string> | undefined)[] = [];
   for (const run of runs) {
