@@ -7,6 +7,7 @@ import { useBackend, type BackendPreference } from '../backend/index.js';
 import { evalOptions, resolveEvalConfig } from '../config/index.js';
 import { reportSummaryJson, resultsTable } from '../report/index.js';
 import { evaluateRuns } from '../eval/index.js';
+import { parseDicomWindow } from '../data/index.js';
 import { printable } from '../util/index.js';
 import { addTableOptions, backendOption, printJson } from './common.js';
 import { registerCalibrateCommand } from './calibrate.js';
@@ -45,6 +46,7 @@ function registerEvalCommand(program: Command): void {
         split: config.split,
         checkpoint: config.checkpoint,
         tta: config.tta,
+        dicomWindow: config.dicomWindow === undefined ? undefined : parseDicomWindow(config.dicomWindow),
         weights: config.weights,
         outDir: config.out,
         batchSize: config.batchSize,

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { UserError } from '../util/index.js';
 import { OptionValues, applyFlags, keyAt, option, optional, required, schemaOf, validateValues, type ConfigOf } from './options.js';
+import { dicomWindowOptions } from './dicom.js';
 import { workersProblem } from './train.js';
 
 const positiveInt = z.int().min(1);
@@ -21,6 +22,7 @@ export const evalOptions = {
     flag: '--checkpoint <which>',
   }),
   tta: option(z.boolean(), false, 'average each image with its horizontal mirror', { flag: '--tta' }),
+  ...dicomWindowOptions,
   weights: option(z.string().min(1), 'equal', "ensemble weights: 'equal', 'auto' (fitted on val), or w1,w2,… per run", { flag: '--weights <spec>' }),
   out: optional(z.string().min(1), 'report directory (default: eval-<split>-<run names> beside the first run); another evaluation\'s report is never overwritten', { flag: '--out <dir>' }),
   batchSize: option(positiveInt, 16, 'images per forward pass (shared out among the workers)', { flag: '--batch-size <n>' }),

@@ -20,6 +20,7 @@ export {
 } from './image.js';
 export {
   decodeRgb,
+  decodeUnderWindows,
   readImage,
   readerFor,
   imageReaders,
@@ -29,6 +30,7 @@ export {
   extensionOf,
   maxInputPixels,
   parseDicomWindow,
+  dicomWindowText,
   sniffBytes,
   ImageFault,
   UnreadableImageError,
@@ -73,3 +75,5 @@ export { benchData, type BenchDataOptions, type BenchDataResult } from './bench.
 export { splitDefaults } from './split.js';
 export { assignFolds, foldManifest, publishedSplit, countLeakedTestImages, writeManifestView, type FoldRow } from './folds.js';
 export { contentHash } from './hash.js';
+export { dicomCodecWasmFiles, dicomPageEntry } from './dicom-codecs-node.js';
+export type { PageDicom } from './dicom-page.js';

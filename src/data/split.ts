@@ -184,12 +184,21 @@ export async function splitDataset(options: SplitOptions): Promise<{ rows: Manif
     },
     indexed,
   };
-  await writeCsvAtomic(
-    report.manifestPath,
-    ['path', 'label', 'class', 'split', 'group', 'contentHash'],
-    rows.map((r) => [r.path, r.label, classNames[r.label], r.split, r.group, hashOf.get(r.path)]),
-  );
+  await writeSplitManifest(report.manifestPath, rows, indexRows);
   return { rows, report };
+}
+
+/**
+ * Write a split manifest: each row with the content hash the index gave its pixels and, for a DICOM
+ * file, the window those pixels were decoded with (eval checks the hash under that window).
+ */
+export async function writeSplitManifest(file: string, rows: readonly ManifestRow[], indexRows: readonly IndexRow[]): Promise<void> {
+  const indexed = new Map(indexRows.map((row) => [row.path, row]));
+  await writeCsvAtomic(
+    file,
+    ['path', 'label', 'class', 'split', 'group', 'contentHash', 'dicomWindow'],
+    rows.map((r) => [r.path, r.label, classNames[r.label], r.split, r.group, indexed.get(r.path)?.contentHash ?? '', indexed.get(r.path)?.dicomWindow ?? '']),
+  );
 }
 
 export function formatSplitReport(report: SplitReport): string {

@@ -12,8 +12,12 @@ import {
   classNames,
   contentHash,
   decodeRgb,
+  decodeUnderWindows,
+  dicomWindowText,
+  parseDicomWindow,
   readSplitManifest,
   splitManifestPath,
+  type DicomWindow,
   type EvalTransform,
   type ManifestRow,
   type RgbImage,
@@ -23,7 +27,7 @@ import { evalOptions, type EvalSplit } from '../config/index.js';
 import { manifestSha256, readRunSplit } from '../runs/index.js';
 import { calibrateMembers, calibrationSection, fitEnsembleTemperature, freshCalibrations } from './calibrated.js';
 import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from './ensemble.js';
-import { disambiguateNames, disposeModels, loadAll, loadRunForInference, predictProbabilities, transformKey, type CheckpointChoice, type LoadedModel } from './inference.js';
+import { disambiguateNames, disposeModels, inputKey, loadAll, loadRunForInference, predictProbabilities, windowKey, type CheckpointChoice, type LoadedModel } from './inference.js';
 import { inferenceWorkers } from '../engine/index.js';
 import type { BackendHandle } from '../backend/index.js';
 import { applyTemperature, compareWithEnsemble, metricRegistry, pairedRecordKeys, summarize, writeEvaluationReport, type OverallMetric, type EvaluationReport, type ModelSummary, type WrittenReport } from '../report/index.js';
@@ -43,6 +47,8 @@ export interface EvaluateOptions {
   /** Which checkpoint of each run (default best). */
   checkpoint?: CheckpointChoice;
   tta?: boolean;
+  /** --dicom-window: how DICOM files become gray levels for every run (default: each run's recorded window). */
+  dicomWindow?: DicomWindow;
   /** `auto` | `equal` | `w1,w2,…` (one weight per run, in order). */
   weights?: string;
   /** Where the report goes; null writes nothing. Default: defaultEvalOutDir. */
@@ -161,14 +167,21 @@ async function checkRunSplits(runs: string[], dataDir: string, warn: (message: s
   }
 }
 
+/** A manifest row's content hash, and for a DICOM file the window its pixels were hashed under. */
+export interface ManifestHash {
+  hash: string;
+  /** `auto`, `file` or `C,W`; undefined for other formats (and manifests without the column: auto). */
+  dicomWindow?: DicomWindow;
+}
+
 /**
- * The expected content hash of each manifest row (the contentHash column `osteo data split` writes),
- * keyed by path; empty for a manifest without the column.
+ * The expected content hash of each manifest row (the contentHash and dicomWindow columns `osteo
+ * data split` writes), keyed by path; empty for a manifest without the column.
  */
-export async function manifestContentHashes(dataDir: string): Promise<Map<string, string>> {
+export async function manifestContentHashes(dataDir: string): Promise<Map<string, ManifestHash>> {
   const file = splitManifestPath(dataDir);
   const records = parseCsvRecords(await readFile(file, 'utf8'), file);
-  return new Map(records.filter((r) => r.path && r.contentHash).map((r) => [r.path!, r.contentHash!]));
+  return new Map(records.filter((r) => r.path && r.contentHash).map((r) => [r.path!, { hash: r.contentHash!, dicomWindow: r.dicomWindow ? parseDicomWindow(r.dicomWindow) : undefined }]));
 }
 
 /**
@@ -180,23 +193,28 @@ export async function predictRows(
   dataDir: string,
   rows: ManifestRow[],
   split: EvalSplit,
-  hashes: Map<string, string>,
+  hashes: Map<string, ManifestHash>,
   options: Pick<EvaluateOptions, 'tta' | 'batchSize' | 'readImage' | 'onProgress'>,
 ): Promise<Float32Array[]> {
   const batchSize = options.batchSize ?? evalOptions.batchSize.default;
   const outputs = models.map((m) => new Float32Array(rows.length * m.numClasses));
   const groups = new Map<string, LoadedModel[]>();
-  for (const m of models) groups.set(transformKey(m.transform), [...(groups.get(transformKey(m.transform)) ?? []), m]);
-  const decodeVerified = async (row: ManifestRow): Promise<RgbImage> => {
+  for (const m of models) groups.set(inputKey(m), [...(groups.get(inputKey(m)) ?? []), m]);
+  const windows = models.map((m) => m.dicomWindow ?? 'auto');
+  /** The row's pixels under each window the models use, checked against the index under the index's window. */
+  const decodeVerified = async (row: ManifestRow): Promise<Map<string, RgbImage>> => {
     const file = join(dataDir, row.path);
-    const image = await decodeRgb(file);
+    const images = await decodeUnderWindows(file, windows);
     const expected = hashes.get(row.path);
-    if (expected !== undefined && contentHash(image) !== expected) {
+    if (expected === undefined) return images;
+    const recorded = expected.dicomWindow;
+    const hashed = recorded === undefined ? images.values().next().value! : (images.get(dicomWindowText(recorded)) ?? (await decodeRgb(file, { dicomWindow: recorded })));
+    if (contentHash(hashed) !== expected.hash) {
       throw new DataError(file, `its pixels no longer match the content hash in ${splitManifestPath(dataDir)}: the image was changed after indexing; re-run \`osteo data index\` and \`osteo data split\` (and retrain), or restore the file`);
     }
-    return image;
+    return images;
   };
-  /** The batch's images, once per distinct transform. */
+  /** The batch's images, once per distinct window and transform. */
   const prepare = async ([start, end]: [number, number]): Promise<Map<string, Float32Array>> => {
     const batch = rows.slice(start, end);
     const decoded = options.readImage ? [] : await Promise.all(batch.map(decodeVerified));
@@ -208,7 +226,7 @@ export async function predictRows(
       for (let i = 0; i < batch.length; i++) {
         const crop = options.readImage
           ? await options.readImage(join(dataDir, batch[i]!.path), transform)
-          : await applyEvalTransform(decoded[i]!, transform);
+          : await applyEvalTransform(decoded[i]!.get(windowKey(group[0]!))!, transform);
         images.set(crop, i * pixels);
       }
       inputs.set(key, images);
@@ -219,7 +237,7 @@ export async function predictRows(
   const predict = async ([start, end]: [number, number], inputs: Map<string, Float32Array>): Promise<void> => {
     await Promise.all(
       models.map(async (m, i) => {
-        const probabilities = await predictProbabilities(m, inputs.get(transformKey(m.transform))!, end - start, { tta: options.tta, batchSize });
+        const probabilities = await predictProbabilities(m, inputs.get(inputKey(m))!, end - start, { tta: options.tta, batchSize });
         outputs[i]!.set(probabilities, start * m.numClasses);
       }),
     );
@@ -301,7 +319,7 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
   let staged: StagedFolder | undefined;
   try {
     const workers = inferenceWorkers(options.workers, rows.length + (weightSpec.kind === 'auto' ? valRows.length : 0), options.backend.capabilities);
-    models.push(...(await loadAll(options.runs.map((run) => () => loadRunForInference(run, { backend: options.backend, checkpoint, workers })))));
+    models.push(...(await loadAll(options.runs.map((run) => () => loadRunForInference(run, { backend: options.backend, checkpoint, workers, dicomWindow: options.dicomWindow })))));
     disambiguateNames(models);
     options.onModelsLoaded?.(models);
     const numClasses = models[0]!.numClasses;

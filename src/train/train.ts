@@ -15,7 +15,7 @@
 import { resolve } from 'node:path';
 import type { BackendHandle } from '../backend/index.js';
 import type { TrainConfig } from '../config/index.js';
-import { classCounts, createLoader, createResizedCache, inverseFrequencyWeights, numClasses, readSplitManifest, type Batch, type Loader } from '../data/index.js';
+import { classCounts, createLoader, createResizedCache, inverseFrequencyWeights, numClasses, parseDicomWindow, readSplitManifest, type Batch, type Loader } from '../data/index.js';
 import { checkWritableFolder, deriveSeed, environmentUserError, UserError, writeFileAtomic } from '../util/index.js';
 import { argmaxRows, classificationMetrics, isImprovement, metricRegistry, type ClassificationMetrics } from '../report/index.js';
 import { getModel } from '../models/index.js';
@@ -196,7 +196,7 @@ async function openData(config: TrainConfig, dataDir: string): Promise<TrainData
     throw new UserError(`${dataDir}: the split has ${trainRows.length} train and ${valRows.length} val images; training needs both (re-run \`osteo data split\`)`);
   }
   const transform = config.transform;
-  const cache = createResizedCache(dataDir, transform.resize);
+  const cache = createResizedCache(dataDir, transform.resize, { dicomWindow: parseDicomWindow(config.dicomWindow) });
   const common = { dataDir, rows, imageSize: config.imageSize, transform, batchSize: config.batchSize, seed: config.seed, cache };
   const sampler = config.classBalance === 'sampler' ? 'weighted' : 'shuffle';
   const trainLoader = (epoch: number) => createLoader({ ...common, split: 'train', augment: config.augment, sampler, epoch });
