@@ -74,6 +74,11 @@ export interface LosslessDecoder {
 export interface DicomCodecs {
   wasm(codec: WasmCodec): Promise<WasmModule>;
   jpegLossless(): new () => LosslessDecoder;
+  /**
+   * Raw inflate, where dicom-parser cannot inflate a deflated data set itself (it uses Node's zlib;
+   * a browser has DecompressionStream, which is asynchronous). Absent in Node.
+   */
+  inflateRaw?(data: Uint8Array): Promise<Uint8Array>;
 }
 
 /**

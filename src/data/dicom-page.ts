@@ -6,8 +6,8 @@
  * (dicom-codecs-node.ts `dicomCodecWasmFiles`); nothing leaves the machine.
  *
  * Deep films stay floats here too, and are resized by resample.ts, as `osteo predict` resizes them.
- * A deflated data set is refused in the page: dicom-parser inflates it with Node's zlib, which a
- * browser does not have.
+ * A deflated data set is inflated by the browser's DecompressionStream (dicom-parser's own inflation
+ * is Node's zlib).
  */
 import libjpegTurbo from '@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs';
 import charls from '@cornerstonejs/codec-charls/decodewasmjs';
@@ -35,6 +35,7 @@ export function pageDicom(baseUrl: string): PageDicom {
   const codecs: DicomCodecs = {
     wasm: wasmLoader((codec) => factories[codec], { locateFile: (file: string) => new URL(file, baseUrl).href }),
     jpegLossless: () => Decoder,
+    inflateRaw: async (data) => new Uint8Array(await new Response(new Blob([Uint8Array.from(data)]).stream().pipeThrough(new DecompressionStream('deflate-raw'))).arrayBuffer()),
   };
   return {
     isDicom,

@@ -70,10 +70,29 @@ function parserMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function parse(bytes: Uint8Array): DataSet {
+const deflated = '1.2.840.10008.1.2.1.99';
+
+/**
+ * dicom-parser's options for a deflated data set where it has no zlib (the page): the data set
+ * inflated beforehand by the platform's `inflateRaw`, behind the file meta header it leaves as is.
+ */
+async function inflation(bytes: Uint8Array, codecs: DicomCodecs): Promise<dicomParser.ParseDicomOptions | undefined> {
+  if (codecs.inflateRaw === undefined) return undefined;
+  // readPart10Header is in dicom-parser's API but not in its typings; it leaves the stream's position after the header.
+  const { readPart10Header } = dicomParser as unknown as { readPart10Header(bytes: Uint8Array): DataSet & { position: number } };
+  const header = readPart10Header(bytes);
+  if (header.string('x00020010')?.trim() !== deflated) return undefined;
+  const body = await codecs.inflateRaw(bytes.subarray(header.position));
+  const whole = new Uint8Array(header.position + body.length);
+  whole.set(bytes.subarray(0, header.position));
+  whole.set(body, header.position);
+  return { inflater: () => whole };
+}
+
+async function parse(bytes: Uint8Array, codecs: DicomCodecs): Promise<DataSet> {
   try {
     // In Node a Buffer, not a bare Uint8Array: dicom-parser's zlib inflation (deflated syntax) calls Buffer methods.
-    return dicomParser.parseDicom(bytes);
+    return dicomParser.parseDicom(bytes, await inflation(bytes, codecs));
   } catch (error) {
     const detail = parserMessage(error);
     throw new ImageFault(truncation.test(detail) ? 'truncated' : 'unreadable', `cannot parse the DICOM data set: ${detail}`);
@@ -342,7 +361,7 @@ function colourToRgb(values: Float64Array, module: PixelModule): DecodedImage['p
 
 /** The reader's decode: a DICOM file's bytes to the seam's pixels and facts, with these codecs. */
 export async function decodeDicom(bytes: Uint8Array, { maxPixels, dicomWindow }: Required<ReadOptions>, codecs: DicomCodecs): Promise<DecodedImage> {
-  const dataSet = parse(bytes);
+  const dataSet = await parse(bytes, codecs);
   const module = pixelModule(dataSet);
   const facts: ImageFacts = {
     format: 'dicom',

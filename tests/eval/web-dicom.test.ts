@@ -3,7 +3,8 @@
  * the window auto, the other 2000,800) with `?image=` a DICOM fixture written by pydicom or dcmtk,
  * and the page, decoding it with the data room's own DICOM reader and codecs bundled in, gives each
  * model's and the soft vote's probabilities of `osteo predict` (predictImages) to 1e-3: an 8-bit
- * film, a deep film (float pixels, float resize), and every compressed syntax's decoder. #result
+ * film, a deep film (float pixels, float resize), every compressed syntax's decoder, a deflated and a
+ * big-endian data set. #result
  * names the file and never a DICOM tag value; a structured report is refused in the page as in Node.
  */
 import { copyFile, readFile, rm, writeFile } from 'node:fs/promises';
@@ -51,7 +52,7 @@ testWith(chromiumAndDicomTools, test, "a .dcm in the page: each model under its 
     const site = join(dir.path, 'site');
     await exportWeb({ backend, runs, outDir: site });
     const { dir: fixtures } = dicomFixtures();
-    const films = ['u8-mono2.dcm', 'u12-mono2-window.dcm', 's12-mono1-sigmoid.dcm', 'jpeg-baseline.dcm', 'jpeg-lossless-70.dcm', 'jpeg-ls.dcm', 'rle.dcm', 'jpeg2000.dcm'];
+    const films = ['u8-mono2.dcm', 'u12-mono2-window.dcm', 's12-mono1-sigmoid.dcm', 'jpeg-baseline.dcm', 'jpeg-lossless-70.dcm', 'jpeg-ls.dcm', 'rle.dcm', 'jpeg2000.dcm', 'deflated.dcm', 'big-endian.dcm'];
     for (const name of [...films, 'bad-sr.dcm']) await copyFile(join(fixtures, name), join(site, name));
     const served = await serveDirectory(site, { port: 0 });
     browser = await puppeteer.launch({ executablePath: chromiumPath(), headless: true, args: ['--no-sandbox', '--disable-3d-apis'] });
