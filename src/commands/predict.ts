@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import { useBackend, type BackendPreference } from '../backend/index.js';
 import { checkpointChoices, formatPredictions, predictImages, type CheckpointChoice } from '../eval/index.js';
 import { maxInputPixels } from '../data/index.js';
-import { dicomWindowOptions, evalOptions, resolveDicomWindow, workersProblem } from '../config/index.js';
+import { dicomWindowOptions, evalOptions, predictScreeningOptions, resolveDicomWindow, resolvePredictScreening, workersProblem } from '../config/index.js';
 import { modelNames } from '../models/index.js';
 import { UserError, printable } from '../util/index.js';
 import { addTableOptions, backendOption, positiveInt, printJson } from './common.js';
@@ -23,10 +23,8 @@ interface PredictCommandOptions {
 }
 
 export function registerPredictCommand(program: Command): void {
-  const command = program.command('predict');
-  // --dicom-window: the one option record of the window (src/config/dicom.ts).
-  const windowFlags = addTableOptions(command, dicomWindowOptions);
-  command
+  const command = program
+    .command('predict')
     .description('diagnose knee X-rays with one model or the soft-vote ensemble of runs (research use only)')
     .argument('<images...>', 'image files (PNG, JPEG, …), or folders: the images directly inside them')
     .option('--run <dir...>', 'training runs: their models vote (mean of softmax probabilities)')
@@ -39,8 +37,12 @@ export function registerPredictCommand(program: Command): void {
     .option('--max-pixels <n>', 'refuse images with more pixels than this (a guard against decompression bombs)', positiveInt('--max-pixels'), maxInputPixels)
     .addOption(backendOption())
     .option('--workers <n>', evalOptions.workers.help, positiveInt('--workers'))
-    .option('--json', 'print {"images":[{path, prediction, confidence, probabilities, models}], "failed":[{path, error}]}')
-    .action(async (images: string[], options: PredictCommandOptions) => {
+    .option('--json', 'print {"images":[{path, prediction, confidence, probabilities, models, screening?}], "failed":[{path, error}]}');
+  const screeningFlags = addTableOptions(command, predictScreeningOptions);
+  // --dicom-window: the one option record of the window (src/config/dicom.ts).
+  const windowFlags = addTableOptions(command, dicomWindowOptions);
+  command.action(async (images: string[], options: PredictCommandOptions) => {
+      const screening = resolvePredictScreening(screeningFlags(options));
       const problem = options.workers === undefined ? undefined : workersProblem(options.workers, options.backend);
       if (problem !== undefined) throw new UserError(`--workers: ${problem}`);
       const dicomWindow = resolveDicomWindow(windowFlags(options));
@@ -58,6 +60,8 @@ export function registerPredictCommand(program: Command): void {
         maxPixels: options.maxPixels,
         dicomWindow,
         workers: options.workers,
+        operatingPoint: screening.operatingPoint,
+        evalReport: screening.eval,
         onWarning: (message) => process.stderr.write(`osteo: warning: ${printable(message)}\n`),
       });
       if (options.json) printJson(result);

@@ -9,6 +9,7 @@ import { cvOptions } from './cv.js';
 import { evalOptions } from './eval.js';
 import { optionsMarkdown, type OptionTable } from './options.js';
 import { pipelineOptions } from './pipeline.js';
+import { predictScreeningOptions } from './screening.js';
 import { splitOptions } from './split.js';
 import { trainOptions } from './train.js';
 
@@ -17,6 +18,7 @@ export const documentedTables: Readonly<Record<string, OptionTable>> = {
   'split options': splitOptions,
   'eval options': evalOptions,
   'calibrate options': calibrateOptions,
+  'predict screening options': predictScreeningOptions,
   'pipeline options': pipelineOptions,
   'cv options': cvOptions,
 };
