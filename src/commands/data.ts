@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { byteProgress, countProgress, formatBytes } from '../util/index.js';
 import { classNames, conflictPolicies, defaultKaggleApi, defaultNearThreshold, downloadKaggleDataset, formatCounts, formatIndexReport, formatSplitReport, indexDataset, maxInputPixels, previewAugmentations, splitDataset, synthesizePhantom, phantomFormats, type ConflictPolicy, type PhantomFormat } from '../data/index.js';
-import { loadAugmentConfig, resolveSplitConfig, splitOptions } from '../config/index.js';
+import { dicomWindowOptions, loadAugmentConfig, resolveDicomWindow, resolveSplitConfig, splitOptions } from '../config/index.js';
 import { addTableOptions, finiteNumber, positiveInt, printJson } from './common.js';
 
 const stderrLine = (line: string) => process.stderr.write(`${line}\n`);
@@ -63,20 +63,23 @@ export function registerDataCommands(program: Command): void {
       );
     });
 
-  data
+  const index = data
     .command('index')
     .description('decode and check every file; find bad files, exact and near duplicates and label conflicts; write DIR/index.csv')
-    .requiredOption('--data <dir>', 'dataset folder with class subfolders')
+    .requiredOption('--data <dir>', 'dataset folder with class subfolders');
+  const indexWindow = addTableOptions(index, dicomWindowOptions);
+  index
     .addOption(conflictsOption())
     .option('--near-threshold <bits>', 'perceptual-hash distance (0 to 256 bits) for near duplicates', finiteNumber('--near-threshold'), defaultNearThreshold)
     .option('--max-pixels <n>', 'refuse images larger than this (decompression-bomb guard)', positiveInt('--max-pixels'), maxInputPixels)
     .option('--json', 'print the report as one JSON document')
-    .action(async (options: { data: string; conflicts: ConflictPolicy; nearThreshold: number; maxPixels: number; json?: boolean }) => {
+    .action(async (options: { data: string; conflicts: ConflictPolicy; nearThreshold: number; maxPixels: number; json?: boolean; [attribute: string]: unknown }) => {
       const { report } = await indexDataset({
         dataDir: options.data,
         conflicts: options.conflicts,
         nearThreshold: options.nearThreshold,
         maxPixels: options.maxPixels,
+        dicomWindow: resolveDicomWindow(indexWindow(options)),
         progress: options.json ? undefined : countProgress('index', 'files'),
       });
       if (options.json) printJson(report);
@@ -99,18 +102,21 @@ export function registerDataCommands(program: Command): void {
       else console.log(formatSplitReport(report));
     });
 
-  data
+  const preview = data
     .command('preview')
     .description('a contact sheet PNG of augmented training samples with their labels')
-    .requiredOption('--data <dir>', 'dataset folder')
+    .requiredOption('--data <dir>', 'dataset folder');
+  const previewWindow = addTableOptions(preview, dicomWindowOptions);
+  preview
     .option('--augment <file>', 'augmentation preset (none, seed, strong) or JSON file', 'seed')
     .option('--n <n>', 'number of samples', positiveInt('--n'), 16)
     .option('--out <file>', 'image to write: .png, .jpg or .webp (the format follows the extension)', 'preview.png')
     .option('--image-size <px>', 'tile size', positiveInt('--image-size'), 160)
     .option('--seed <n>', 'random seed', finiteNumber('--seed'), 0)
     .option('--json', 'print one JSON document')
-    .action(async (options: { data: string; augment: string; n: number; out: string; imageSize: number; seed: number; json?: boolean }) => {
-      const result = await previewAugmentations({ dataDir: options.data, augment: await loadAugmentConfig(options.augment), n: options.n, out: options.out, imageSize: options.imageSize, seed: options.seed });
+    .action(async (options: { data: string; augment: string; n: number; out: string; imageSize: number; seed: number; json?: boolean; [attribute: string]: unknown }) => {
+      const dicomWindow = resolveDicomWindow(previewWindow(options));
+      const result = await previewAugmentations({ dataDir: options.data, augment: await loadAugmentConfig(options.augment), n: options.n, out: options.out, imageSize: options.imageSize, seed: options.seed, dicomWindow });
       if (options.json) printJson(result);
       else console.log(`wrote ${result.out} (${result.tiles.length} samples, ${result.width}×${result.height})`);
     });

@@ -7,6 +7,7 @@ import { useBackend, type BackendPreference } from '../backend/index.js';
 import { evalOptions, resolveEvalConfig } from '../config/index.js';
 import { reportSummaryJson, resultsTable, trainOverlapText } from '../report/index.js';
 import { evaluateRuns } from '../eval/index.js';
+import { parseDicomWindow } from '../data/index.js';
 import { printable } from '../util/index.js';
 import { addTableOptions, backendOption, printJson } from './common.js';
 import { registerCalibrateCommand } from './calibrate.js';
@@ -50,6 +51,7 @@ function registerEvalCommand(program: Command): void {
         checkpoint: config.checkpoint,
         tta: config.tta,
         allowTrainOverlap: config.allowTrainOverlap,
+        dicomWindow: config.dicomWindow === undefined ? undefined : parseDicomWindow(config.dicomWindow),
         weights: config.weights,
         outDir: config.out,
         batchSize: config.batchSize,

@@ -1,8 +1,8 @@
 import { Option, type Command } from 'commander';
 import { useBackend, type BackendPreference } from '../backend/index.js';
 import { checkpointChoices, formatPredictions, predictImages, type CheckpointChoice } from '../eval/index.js';
-import { maxInputPixels, parseDicomWindow, type DicomWindow } from '../data/index.js';
-import { evalOptions, predictScreeningOptions, resolvePredictScreening, workersProblem } from '../config/index.js';
+import { maxInputPixels } from '../data/index.js';
+import { dicomWindowOptions, evalOptions, predictScreeningOptions, resolveDicomWindow, resolvePredictScreening, workersProblem } from '../config/index.js';
 import { modelNames } from '../models/index.js';
 import { UserError, printable } from '../util/index.js';
 import { addTableOptions, backendOption, positiveInt, printJson } from './common.js';
@@ -16,17 +16,10 @@ interface PredictCommandOptions {
   gradcam?: string;
   tta?: boolean;
   maxPixels: number;
-  dicomWindow: DicomWindow;
   workers?: number;
   json?: boolean;
   backend: BackendPreference;
   [attribute: string]: unknown;
-}
-
-function dicomWindowOption(text: string): DicomWindow {
-  const window = parseDicomWindow(text);
-  if (window === undefined) throw new UserError(`--dicom-window: expected auto, file, or a centre and a width ≥ 1 as C,W (e.g. 2048,4096); got "${printable(text)}"`);
-  return window;
 }
 
 export function registerPredictCommand(program: Command): void {
@@ -42,20 +35,17 @@ export function registerPredictCommand(program: Command): void {
     .option('--gradcam <dir>', 'write a Grad-CAM heat-map overlay PNG per image and model here (the whole image; the region the model saw is outlined)')
     .option('--tta', 'average each image with its horizontal mirror')
     .option('--max-pixels <n>', 'refuse images with more pixels than this (a guard against decompression bombs)', positiveInt('--max-pixels'), maxInputPixels)
-    .option(
-      '--dicom-window <auto|file|C,W>',
-      "how DICOM inputs become gray levels: auto (the file's first window or VOI LUT, else the image's min/max), file (the file's, else the whole stored range), or a centre,width (docs/data.md, DICOM)",
-      dicomWindowOption,
-      'auto' as DicomWindow,
-    )
     .addOption(backendOption())
     .option('--workers <n>', evalOptions.workers.help, positiveInt('--workers'))
     .option('--json', 'print {"images":[{path, prediction, confidence, probabilities, models, screening?}], "failed":[{path, error}]}');
   const screeningFlags = addTableOptions(command, predictScreeningOptions);
+  // --dicom-window: the one option record of the window (src/config/dicom.ts).
+  const windowFlags = addTableOptions(command, dicomWindowOptions);
   command.action(async (images: string[], options: PredictCommandOptions) => {
       const screening = resolvePredictScreening(screeningFlags(options));
       const problem = options.workers === undefined ? undefined : workersProblem(options.workers, options.backend);
       if (problem !== undefined) throw new UserError(`--workers: ${problem}`);
+      const dicomWindow = resolveDicomWindow(windowFlags(options));
       const backend = await useBackend(options.backend, 'infer');
       const result = await predictImages({
         backend,
@@ -68,7 +58,7 @@ export function registerPredictCommand(program: Command): void {
         gradcamDir: options.gradcam,
         tta: options.tta ?? false,
         maxPixels: options.maxPixels,
-        dicomWindow: options.dicomWindow,
+        dicomWindow,
         workers: options.workers,
         operatingPoint: screening.operatingPoint,
         evalReport: screening.eval,

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { UserError } from '../util/index.js';
 import { OptionValues, applyFlags, keyAt, option, optional, required, schemaOf, validateValues, type ConfigOf } from './options.js';
+import { dicomWindowOptions } from './dicom.js';
 import { workersProblem } from './train.js';
 import { prevalenceOption, screeningTargetOptions } from './screening.js';
 
@@ -25,6 +26,7 @@ export const evalOptions = {
   allowTrainOverlap: option(z.boolean(), false, "evaluate even when some evaluated images are training images of the runs (same content hash as an image of a run's training set); the count is reported either way", {
     flag: '--allow-train-overlap',
   }),
+  ...dicomWindowOptions,
   weights: option(z.string().min(1), 'equal', "ensemble weights: 'equal', 'auto' (fitted on val), or w1,w2,… per run", { flag: '--weights <spec>' }),
   out: optional(z.string().min(1), 'report directory (default: eval-<split>-<run names> beside the first run, eval-external-<folder>-<run names> with --external); another evaluation\'s report is never overwritten', { flag: '--out <dir>' }),
   batchSize: option(positiveInt, 16, 'images per forward pass (shared out among the workers)', { flag: '--batch-size <n>' }),

@@ -44,4 +44,5 @@ export { calibrateOptions, calibrateConfigSchema, resolveCalibrateConfig, type C
 export { pipelineOptions, pipelineConfigSchema, loadPipelineConfig, type PipelineConfig } from './pipeline.js';
 export { cvOptions, cvConfigSchema, resolveCvConfig, parseShard, type CvConfig } from './cv.js';
 export { required, list, withoutFlags, applyFlags, flagName, type ListItems } from './options.js';
+export { dicomWindowOptions, resolveDicomWindow, type DicomWindowConfig } from './dicom.js';
 export { regenerateDocs, generatedBlocks, documentedTables } from './docs.js';

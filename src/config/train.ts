@@ -13,6 +13,7 @@ import { monitorMetrics, type MonitorMetric } from '../report/index.js';
 import { UserError, errorMessage } from '../util/index.js';
 import { getModel, modelNames, transformAt, weightsTagOfFile, type ModelEntry, type ModelName, type WeightsTag } from '../models/index.js';
 import { augmentPresets, loadAugmentConfig } from './augment.js';
+import { dicomWindowOptions } from './dicom.js';
 import { locateConfigFile, readConfigFile, shippedConfigDir } from './files.js';
 import { OptionValues, applyFlags, keyAt, option, optional, optionEntries, parseSetArgument, schemaOf, validateValues, type ConfigOf, type Sourced } from './options.js';
 
@@ -63,6 +64,7 @@ export const trainOptions = {
     evalTransformSchema,
     "preprocessing for training and evaluation, {resize, crop, mean, std}: resize the shorter side (bilinear), centre-crop to imageSize, normalize (default: the initial weights' tag — the model's default weights unless pretrained is another tag's file — at imageSize)",
   ),
+  ...dicomWindowOptions,
   backend: option(z.enum(backendPreferences), 'auto', 'compute backend (the OSTEO_BACKEND variable sets it too): auto trains on the best tfjs backend and validates on the best inference backend (onnxruntime where it runs); a named one computes both, and the onnxruntime ones, which only run trained models, are refused', { flag: '--backend <name>', runtime: true }),
   workers: optional(positiveInt, 'data-parallel worker threads (default: one per core on wasm, 1 elsewhere)', { flag: '--workers <n>', runtime: true }),
   augment: option(
@@ -102,8 +104,10 @@ export const trainOptions = {
 export type TrainConfigInput = ConfigOf<typeof trainOptions>;
 
 /** A resolved config: model, data, run directory, image size, transform and augmentation are known. */
-export type TrainConfig = Omit<TrainConfigInput, 'model' | 'data' | 'out' | 'imageSize' | 'transform' | 'augment'> & {
+export type TrainConfig = Omit<TrainConfigInput, 'model' | 'data' | 'out' | 'imageSize' | 'transform' | 'augment' | 'dicomWindow'> & {
   model: ModelName;
+  /** Recorded in RUN/config.json even when it is the default, so eval and predict of the run read DICOM files as it did. */
+  dicomWindow: string;
   data: string;
   out: string;
   imageSize: number;
@@ -292,6 +296,7 @@ export async function resolveTrainConfig(sources: TrainConfigSources = {}): Prom
     imageSize,
     transform: input.transform ?? transformAt(tag.evalTransform, imageSize),
     augment,
+    dicomWindow: input.dicomWindow ?? 'auto',
   };
 }
 

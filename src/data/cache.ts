@@ -3,7 +3,8 @@
  *
  * Each image is read through the image readers (readers.ts) and resized so its shorter side is the
  * model's resize size — the eval transform's first stage (image.ts `resizeShorter`) — and stored as
- * raw pixels under DIR/.cache/resize-<size>/<sha1 of the relative path>.rgb with a 32-byte header
+ * raw pixels under DIR/.cache/resize-<size>/<sha1 of the relative path>.rgb (resize-<size>-<window> for a
+ * DICOM window other than auto: the window decides the pixels) with a 32-byte header
  * (magic, width, height, the sample layout, the source's byte size and mtime). A changed source fails
  * the header check and is redone. The layout keeps what the reader gave: 8-bit RGB bytes for 8-bit
  * sources; for a deep (windowed 12/16-bit DICOM) film, float32 levels, one gray channel where the
@@ -21,8 +22,8 @@ import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DataError, writeFileAtomic } from '../util/index.js';
 import { resizeShorter } from './image.js';
-import { decodeRgb, type RgbImage } from './readers.js';
-import { checkContentHash } from './split.js';
+import { decodeRgb, dicomWindowText, type DicomWindow, type RgbImage } from './readers.js';
+import { verifyContentHash, type ManifestHash } from './split.js';
 
 const magic = 0x3152534f; // "OSR1" little-endian
 const headerBytes = 32;
@@ -44,11 +45,14 @@ export interface CacheOptions {
   /** Keep the cache files here instead of DIR/.cache (benchmarks, read-only data folders). */
   root?: string;
   /** The manifest's content hash of each path (manifestContentHashes) and the manifest's file: decodes are checked against them. */
-  verify?: { hashes: ReadonlyMap<string, string>; manifest: string };
+  verify?: { hashes: ReadonlyMap<string, ManifestHash>; manifest: string };
+  /** How DICOM files become gray levels (default auto): a run's window. */
+  dicomWindow?: DicomWindow;
 }
 
-export function cacheDir(dataDir: string, shorter: number, root = join(dataDir, '.cache')): string {
-  return join(root, `resize-${shorter}`);
+export function cacheDir(dataDir: string, shorter: number, root = join(dataDir, '.cache'), dicomWindow: DicomWindow = 'auto'): string {
+  const window = dicomWindowText(dicomWindow);
+  return join(root, window === 'auto' ? `resize-${shorter}` : `resize-${shorter}-${window.replace(',', 'w')}`);
 }
 
 /** The header's sample layout: bytes RGB (what every cache file held before floats), float gray, float RGB. */
@@ -108,7 +112,8 @@ function decode(buffer: Buffer, sourceBytes: number, sourceMtimeMs: number): Rgb
 }
 
 export function createResizedCache(dataDir: string, shorter: number, options: CacheOptions = {}): ResizedCache {
-  const dir = cacheDir(dataDir, shorter, options.root);
+  const dicomWindow = options.dicomWindow ?? 'auto';
+  const dir = cacheDir(dataDir, shorter, options.root, dicomWindow);
   const memoryBudget = options.memoryBytes ?? 256 * 1024 * 1024;
   const useDisk = options.disk ?? true;
   const memory = new Map<string, RgbImage>(); // insertion order = recency (re-inserted on hit)
@@ -148,8 +153,8 @@ export function createResizedCache(dataDir: string, shorter: number, options: Ca
         return cached;
       }
     }
-    const decoded = await decodeRgb(source);
-    if (options.verify !== undefined) checkContentHash(source, decoded, expected, options.verify.manifest);
+    const decoded = await decodeRgb(source, { dicomWindow });
+    if (options.verify !== undefined) await verifyContentHash(source, new Map([[dicomWindowText(dicomWindow ?? 'auto'), decoded]]), expected, options.verify.manifest);
     const image = await resizeShorter(decoded, shorter);
     counters.decoded++;
     if (useDisk) {

@@ -2,14 +2,13 @@
  * The compressed DICOM transfer syntaxes and the decoder of each: the maintained wasm codecs of the
  * cornerstone project (libjpeg-turbo for JPEG baseline, CharLS for JPEG-LS, OpenJPEG for JPEG 2000),
  * jpeg-lossless-decoder-js for JPEG lossless (processes 14 and 14 SV1), and RLE by hand (dicom-rle.ts).
- * Each wasm module is loaded from node_modules on first use, once per process; no network is touched.
- * A decoder's output is the frame's samples as unsigned integers, interleaved by pixel; the caller
- * masks them to BitsStored and sign-extends them as for native pixel data.
+ * Where the decoders come from is the caller's (`DicomCodecs`): Node loads them from node_modules
+ * (dicom-codecs-node.ts), the web viewer's page from its bundle (dicom-page.ts); each wasm module is
+ * instantiated on first use, once per process or page. A decoder's output is the frame's samples as
+ * unsigned integers, interleaved by pixel; the caller masks them to BitsStored and sign-extends them
+ * as for native pixel data. This file imports nothing of Node: the page runs it too.
  */
-import { createRequire } from 'node:module';
 import { decodeRle } from './dicom-rle.js';
-
-const require = createRequire(import.meta.url);
 
 /** What the frame is declared to hold, from the data set. */
 export interface FrameLayout {
@@ -58,23 +57,49 @@ interface WasmDecoder {
   delete(): void;
 }
 type WasmModule = Record<string, new () => WasmDecoder>;
+/** An emscripten module factory, as each cornerstone codec's decodewasmjs file exports it. */
+export type WasmFactory = (options?: object) => Promise<WasmModule>;
 
-const modules = new Map<string, Promise<WasmModule>>();
+/** The three cornerstone codecs, by the name of their package (@cornerstonejs/codec-NAME). */
+export const wasmCodecs = ['libjpeg-turbo-8bit', 'charls', 'openjpeg'] as const;
+export type WasmCodec = (typeof wasmCodecs)[number];
 
-function wasmModule(specifier: string): Promise<WasmModule> {
-  let loaded = modules.get(specifier);
-  if (loaded === undefined) {
-    const factory = require(specifier) as (options?: object) => Promise<WasmModule>;
-    // Emscripten prints the codec's log (OpenJPEG's "[INFO] …") to stdout, which carries --json: silenced.
-    loaded = factory({ print: () => undefined, printErr: () => undefined });
-    modules.set(specifier, loaded);
-  }
-  return loaded;
+export interface LosslessDecoder {
+  decode(buffer: ArrayBuffer, offset: number, length: number, numBytes: number): ArrayBuffer;
+  xDim: number;
+  yDim: number;
+}
+
+/** The decoders a platform provides: the wasm modules, and jpeg-lossless-decoder-js's Decoder class. */
+export interface DicomCodecs {
+  wasm(codec: WasmCodec): Promise<WasmModule>;
+  jpegLossless(): new () => LosslessDecoder;
+  /**
+   * Raw inflate, where dicom-parser cannot inflate a deflated data set itself (it uses Node's zlib;
+   * a browser has DecompressionStream, which is asynchronous). Absent in Node.
+   */
+  inflateRaw?(data: Uint8Array): Promise<Uint8Array>;
+}
+
+/**
+ * `DicomCodecs.wasm` over a platform's factories: each module instantiated once, on first use, with
+ * `options` (the page's says where the .wasm files are).
+ */
+export function wasmLoader(factoryOf: (codec: WasmCodec) => WasmFactory, options: object = {}): DicomCodecs['wasm'] {
+  const modules = new Map<WasmCodec, Promise<WasmModule>>();
+  return (codec) => {
+    let loaded = modules.get(codec);
+    if (loaded === undefined) {
+      // Emscripten prints the codec's log (OpenJPEG's "[INFO] …") to stdout, which carries --json: silenced.
+      loaded = factoryOf(codec)({ print: () => undefined, printErr: () => undefined, ...options });
+      modules.set(codec, loaded);
+    }
+    return loaded;
+  };
 }
 
 /** One frame through a cornerstone wasm decoder; the decoder's memory is released whatever happens. */
-async function decodeWasm(specifier: string, className: string, frame: Uint8Array, layout: FrameLayout): Promise<Uint8Array | Uint16Array> {
-  const module = await wasmModule(specifier);
+async function decodeWasm(module: WasmModule, className: string, frame: Uint8Array, layout: FrameLayout): Promise<Uint8Array | Uint16Array> {
   const decoder = new module[className]!();
   try {
     decoder.getEncodedBuffer(frame.length).set(frame);
@@ -94,14 +119,7 @@ async function decodeWasm(specifier: string, className: string, frame: Uint8Arra
   }
 }
 
-interface LosslessDecoder {
-  decode(buffer: ArrayBuffer, offset: number, length: number, numBytes: number): ArrayBuffer;
-  xDim: number;
-  yDim: number;
-}
-
-function decodeJpegLossless(frame: Uint8Array, layout: FrameLayout): Uint8Array | Uint16Array {
-  const { Decoder } = require('jpeg-lossless-decoder-js') as { Decoder: new () => LosslessDecoder };
+function decodeJpegLossless(Decoder: new () => LosslessDecoder, frame: Uint8Array, layout: FrameLayout): Uint8Array | Uint16Array {
   const bytesPerSample = layout.bitsAllocated <= 8 ? 1 : 2;
   const decoder = new Decoder();
   // A copy that owns its ArrayBuffer (the frame may be a Buffer view into a larger pool, whose slice() is no copy).
@@ -117,21 +135,21 @@ function decodeJpegLossless(frame: Uint8Array, layout: FrameLayout): Uint8Array 
  * Decode one compressed frame of `syntax` into interleaved unsigned samples. Throws for a syntax
  * without a decoder (the caller has checked the list) and for a frame its decoder rejects.
  */
-export async function decodeCompressedFrame(syntax: string, frame: Uint8Array, layout: FrameLayout): Promise<Uint8Array | Uint16Array> {
+export async function decodeCompressedFrame(syntax: string, frame: Uint8Array, layout: FrameLayout, codecs: DicomCodecs): Promise<Uint8Array | Uint16Array> {
   switch (syntax) {
     case '1.2.840.10008.1.2.4.50':
     case '1.2.840.10008.1.2.4.51':
       if (layout.bitsAllocated > 8) throw new Error('12-bit JPEG Extended is not decoded (only 8-bit samples)');
-      return decodeWasm('@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs', 'JPEGDecoder', frame, layout);
+      return decodeWasm(await codecs.wasm('libjpeg-turbo-8bit'), 'JPEGDecoder', frame, layout);
     case '1.2.840.10008.1.2.4.57':
     case '1.2.840.10008.1.2.4.70':
-      return decodeJpegLossless(frame, layout);
+      return decodeJpegLossless(codecs.jpegLossless(), frame, layout);
     case '1.2.840.10008.1.2.4.80':
     case '1.2.840.10008.1.2.4.81':
-      return decodeWasm('@cornerstonejs/codec-charls/decodewasmjs', 'JpegLSDecoder', frame, layout);
+      return decodeWasm(await codecs.wasm('charls'), 'JpegLSDecoder', frame, layout);
     case '1.2.840.10008.1.2.4.90':
     case '1.2.840.10008.1.2.4.91':
-      return decodeWasm('@cornerstonejs/codec-openjpeg/decodewasmjs', 'J2KDecoder', frame, layout);
+      return decodeWasm(await codecs.wasm('openjpeg'), 'J2KDecoder', frame, layout);
     case '1.2.840.10008.1.2.5':
       return decodeRle(frame, layout);
     default:

@@ -23,11 +23,22 @@
  *
  * No tag value leaves this module except the image's own geometry and pixel description: the facts
  * name which patient-identifying attributes are present, never what they hold.
+ *
+ * The web viewer's page runs this same module (bundled through dicom-page.ts), so it imports only
+ * dicom-parser, the codec table and image-types.ts: nothing of Node, nothing of util/. The codecs
+ * come in as an argument (dicom-codecs-node.ts in Node, the bundle's own in the page).
  */
 import dicomParser from 'dicom-parser';
-import { errorMessage } from '../util/index.js';
-import { decodeCompressedFrame, transferSyntaxes, unreadSyntaxNames, type FrameLayout } from './dicom-codecs.js';
-import { ImageFault, type DecodedImage, type DicomWindow, type ImageFacts, type ReadOptions } from './readers.js';
+import { decodeCompressedFrame, transferSyntaxes, unreadSyntaxNames, type DicomCodecs, type FrameLayout } from './dicom-codecs.js';
+import { ImageFault, type DecodedImage, type DicomWindow, type ImageFacts, type ReadOptions } from './image-types.js';
+
+const ascii = (text: string) => Array.from(text, (c) => c.charCodeAt(0));
+const preamble = ascii('DICM');
+
+/** DICOM's signature: "DICM" after the 128-byte preamble (PS3.10 7.1); the reader is chosen by it. */
+export function isDicom(head: Uint8Array): boolean {
+  return head.length >= 132 && preamble.every((b, i) => head[128 + i] === b);
+}
 
 type DataSet = dicomParser.DataSet;
 
@@ -53,16 +64,35 @@ export const identifyingAttributes: readonly { tag: string; keyword: string }[] 
 
 const truncation = /past end|overr(ead|un)|truncat|end of buffer|beyond/i;
 
-/** dicom-parser throws strings, Errors, or `{ exception, dataSet }`; its words, whichever. */
+/** dicom-parser throws strings, Errors, or `{ exception, dataSet }`, a decoder Errors or strings; their words, whichever. */
 function parserMessage(error: unknown): string {
   if (typeof error === 'object' && error !== null && 'exception' in error) return String((error as { exception: unknown }).exception);
-  return errorMessage(error);
+  return error instanceof Error ? error.message : String(error);
 }
 
-function parse(bytes: Buffer): DataSet {
+const deflated = '1.2.840.10008.1.2.1.99';
+
+/**
+ * dicom-parser's options for a deflated data set where it has no zlib (the page): the data set
+ * inflated beforehand by the platform's `inflateRaw`, behind the file meta header it leaves as is.
+ */
+async function inflation(bytes: Uint8Array, codecs: DicomCodecs): Promise<dicomParser.ParseDicomOptions | undefined> {
+  if (codecs.inflateRaw === undefined) return undefined;
+  // readPart10Header is in dicom-parser's API but not in its typings; it leaves the stream's position after the header.
+  const { readPart10Header } = dicomParser as unknown as { readPart10Header(bytes: Uint8Array): DataSet & { position: number } };
+  const header = readPart10Header(bytes);
+  if (header.string('x00020010')?.trim() !== deflated) return undefined;
+  const body = await codecs.inflateRaw(bytes.subarray(header.position));
+  const whole = new Uint8Array(header.position + body.length);
+  whole.set(bytes.subarray(0, header.position));
+  whole.set(body, header.position);
+  return { inflater: () => whole };
+}
+
+async function parse(bytes: Uint8Array, codecs: DicomCodecs): Promise<DataSet> {
   try {
-    // A Buffer, not a bare Uint8Array: dicom-parser's zlib inflation (deflated syntax) calls Buffer methods.
-    return dicomParser.parseDicom(bytes);
+    // In Node a Buffer, not a bare Uint8Array: dicom-parser's zlib inflation (deflated syntax) calls Buffer methods.
+    return dicomParser.parseDicom(bytes, await inflation(bytes, codecs));
   } catch (error) {
     const detail = parserMessage(error);
     throw new ImageFault(truncation.test(detail) ? 'truncated' : 'unreadable', `cannot parse the DICOM data set: ${detail}`);
@@ -173,7 +203,7 @@ function nativeSamples(dataSet: DataSet, module: PixelModule): ArrayLike<number>
   return out;
 }
 
-async function compressedSamples(dataSet: DataSet, module: PixelModule): Promise<ArrayLike<number>> {
+async function compressedSamples(dataSet: DataSet, module: PixelModule, codecs: DicomCodecs): Promise<ArrayLike<number>> {
   const element = dataSet.elements['x7fe00010']!;
   if (element.encapsulatedPixelData !== true || (element.fragments?.length ?? 0) === 0) {
     throw new ImageFault('unreadable', `cannot decode image: transfer syntax ${module.syntax} is compressed but the pixel data is not encapsulated in fragments`);
@@ -187,9 +217,9 @@ async function compressedSamples(dataSet: DataSet, module: PixelModule): Promise
   }
   let samples: Uint8Array | Uint16Array;
   try {
-    samples = await decodeCompressedFrame(module.syntax, frame, module);
+    samples = await decodeCompressedFrame(module.syntax, frame, module, codecs);
   } catch (error) {
-    const detail = errorMessage(error);
+    const detail = parserMessage(error);
     throw new ImageFault(truncation.test(detail) ? 'truncated' : 'unreadable', `cannot decode image: ${transferSyntaxes[module.syntax]!.name}: ${detail}`);
   }
   const expected = module.rows * module.columns * module.samplesPerPixel;
@@ -329,9 +359,9 @@ function colourToRgb(values: Float64Array, module: PixelModule): DecodedImage['p
   return { data: Float32Array.from(values, (v) => (v / top) * 255), width: module.columns, height: module.rows };
 }
 
-/** The reader's decode: a DICOM file's bytes to the seam's pixels and facts. */
-export async function decodeDicom(bytes: Buffer, { maxPixels, dicomWindow }: Required<ReadOptions>): Promise<DecodedImage> {
-  const dataSet = parse(bytes);
+/** The reader's decode: a DICOM file's bytes to the seam's pixels and facts, with these codecs. */
+export async function decodeDicom(bytes: Uint8Array, { maxPixels, dicomWindow }: Required<ReadOptions>, codecs: DicomCodecs): Promise<DecodedImage> {
+  const dataSet = await parse(bytes, codecs);
   const module = pixelModule(dataSet);
   const facts: ImageFacts = {
     format: 'dicom',
@@ -345,7 +375,7 @@ export async function decodeDicom(bytes: Buffer, { maxPixels, dicomWindow }: Req
   try {
     checkDeclared(dataSet, module, facts, maxPixels);
     const compressed = transferSyntaxes[module.syntax]!.compressed;
-    const raw = compressed ? await compressedSamples(dataSet, module) : nativeSamples(dataSet, module);
+    const raw = compressed ? await compressedSamples(dataSet, module, codecs) : nativeSamples(dataSet, module);
     const values = storedValues(raw, module, compressed);
     if (module.samplesPerPixel === 3) return { pixels: colourToRgb(values, module), facts };
     applyModality(values, dataSet, module);

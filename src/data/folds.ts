@@ -12,8 +12,8 @@ import { mkdir, readlink, rm, symlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createRng, shuffleInPlace, UserError } from '../util/index.js';
 import { classNames } from './classes.js';
-import { writeCsvAtomic, type IndexRow } from './indexer.js';
-import { assignSplits, shuffledGroupsByClass, splitManifestPath, type ManifestRow, type Split } from './split.js';
+import type { IndexRow } from './indexer.js';
+import { assignSplits, shuffledGroupsByClass, splitManifestPath, writeSplitManifest, type ManifestRow, type Split } from './split.js';
 
 export interface FoldRow {
   path: string;
@@ -109,12 +109,7 @@ export async function writeManifestView(viewDir: string, dataDir: string, rows: 
     if (current !== undefined || existsSync(link)) await rm(link, { recursive: true, force: true });
     await symlink(target, link, 'dir');
   }
-  const hashOf = new Map(indexRows.map((row) => [row.path, row.contentHash]));
-  await writeCsvAtomic(
-    splitManifestPath(viewDir),
-    ['path', 'label', 'class', 'split', 'group', 'contentHash'],
-    rows.map((r) => [r.path, r.label, classNames[r.label], r.split, r.group, hashOf.get(r.path) ?? '']),
-  );
+  await writeSplitManifest(splitManifestPath(viewDir), rows, indexRows);
 }
 
 export type { Split };

@@ -21,6 +21,7 @@ export {
 export {
   decodeRgb,
   decodeImage,
+  decodeUnderWindows,
   readImage,
   readerFor,
   imageReaders,
@@ -32,6 +33,7 @@ export {
   maxInputPixels,
   maxAspectRatio,
   parseDicomWindow,
+  dicomWindowText,
   sniffBytes,
   ImageFault,
   UnreadableImageError,
@@ -67,7 +69,7 @@ export {
   type IndexReport,
   type IndexRow,
 } from './indexer.js';
-export { splitDataset, readSplitManifest, manifestContentHashes, trainContentHashes, checkContentHash, assignSplits, formatSplitReport, splitManifestPath, splits, type Split, type ManifestRow, type SplitOptions, type SplitReport } from './split.js';
+export { splitDataset, readSplitManifest, manifestContentHashes, trainContentHashes, verifyContentHash, assignSplits, formatSplitReport, splitManifestPath, splits, type Split, type ManifestRow, type ManifestHash, type SplitOptions, type SplitReport } from './split.js';
 export { augmentConfigSchema, sampleAugmentation, applyAugmentation, type AugmentConfig, type AugmentParams } from './augment.js';
 export { createResizedCache, cacheDir, type ResizedCache, type CacheOptions } from './cache.js';
 export { createLoader, classCounts, inverseFrequencyWeights, sampleOrder, type Batch, type Loader, type LoaderOptions, type SamplerKind } from './loader.js';
@@ -76,4 +78,6 @@ export { benchData, type BenchDataOptions, type BenchDataResult } from './bench.
 export { splitDefaults } from './split.js';
 export { assignFolds, foldManifest, publishedSplit, countLeakedTestImages, writeManifestView, type FoldRow } from './folds.js';
 export { contentHash } from './hash.js';
+export { dicomCodecWasmFiles, dicomPageEntry } from './dicom-codecs-node.js';
+export type { PageDicom } from './dicom-page.js';
 export { scanLabelledFolder, trainingReference, findCopies, seenSplits, type LabelledFolder, type LabelledImage, type ReferenceImage, type CopyMatch } from './external.js';

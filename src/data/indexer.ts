@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { formatCsv, parseCsvRecords, printable, DataError, UserError, environmentUserError, errorMessage, mapLimit, silentProgress, type ProgressSink, writeFileAtomic } from '../util/index.js';
 import { classNames, numClasses } from './classes.js';
 import { contentHash, hammingDistance, hashWords, perceptualHash } from './hash.js';
-import { UnreadableImageError, extensionOf, imageReaders, maxInputPixels, readImage, type DecodedImage, type UnreadableReason } from './readers.js';
+import { UnreadableImageError, dicomWindowText, extensionOf, imageReaders, maxInputPixels, readImage, type DecodedImage, type DicomWindow, type UnreadableReason } from './readers.js';
 
 export type ConflictPolicy = 'drop' | 'majority' | 'keep';
 export const conflictPolicies: readonly ConflictPolicy[] = ['drop', 'majority', 'keep'];
@@ -41,6 +41,8 @@ export interface IndexRow {
   bytes: number;
   contentHash: string;
   perceptualHash: string;
+  /** DICOM only: the window its pixels (and so its hashes) were decoded with, as `auto`, `file` or `C,W`; '' for other formats. */
+  dicomWindow: string;
   /** Duplicate group (exact and near duplicates together): the unit a split never cuts. */
   group: string;
   /** Enters the split: good, not a redundant exact copy, not dropped by the conflict policy. */
@@ -94,6 +96,8 @@ export interface IndexOptions {
   conflicts?: ConflictPolicy;
   nearThreshold?: number;
   maxPixels?: number;
+  /** How DICOM files become gray levels (default auto); each DICOM row records it. */
+  dicomWindow?: DicomWindow;
   concurrency?: number;
   progress?: ProgressSink;
   /** Write DIR/index.csv (default true). */
@@ -131,6 +135,7 @@ function emptyRow(path: string, label: number, bytes: number): IndexRow {
     bytes,
     contentHash: '',
     perceptualHash: '',
+    dicomWindow: '',
     group: '',
     use: false,
     note: '',
@@ -153,7 +158,7 @@ function extensionNote(path: string, format: string): string {
  * Look at one file through the image readers (readers.ts): every file of a class folder is offered
  * to them, so the content decides, and a file that is not an image is reported with the seam's reason.
  */
-export async function inspectFile(dataDir: string, path: string, label: number, maxPixels: number): Promise<IndexRow> {
+export async function inspectFile(dataDir: string, path: string, label: number, maxPixels: number, dicomWindow: DicomWindow = 'auto'): Promise<IndexRow> {
   const file = join(dataDir, path);
   let info;
   try {
@@ -176,7 +181,7 @@ export async function inspectFile(dataDir: string, path: string, label: number, 
   }
   let decoded: DecodedImage;
   try {
-    decoded = await readImage(buffer, { maxPixels });
+    decoded = await readImage(buffer, { maxPixels, dicomWindow });
   } catch (error) {
     if (!(error instanceof UnreadableImageError)) return bad(row, 'unreadable', errorMessage(error));
     const facts = error.facts;
@@ -199,6 +204,7 @@ export async function inspectFile(dataDir: string, path: string, label: number, 
     depth: facts.bitDepth,
     contentHash: contentHash(pixels),
     perceptualHash: await perceptualHash(pixels),
+    dicomWindow: facts.format === 'dicom' ? dicomWindowText(dicomWindow) : '',
     note: notes.join('; '),
     ...identifying(facts.identifyingTags),
   };
@@ -348,6 +354,7 @@ const csvColumns = [
   'bytes',
   'contentHash',
   'perceptualHash',
+  'dicomWindow',
   'group',
   'use',
   'note',
@@ -415,7 +422,7 @@ export async function indexDataset(options: IndexOptions): Promise<{ rows: Index
   progress.start(files.length);
   let done = 0;
   const rows = await mapLimit(files, options.concurrency ?? 4, async ({ path, label }) => {
-    const row = await inspectFile(dataDir, path, label, maxPixels);
+    const row = await inspectFile(dataDir, path, label, maxPixels, options.dicomWindow ?? 'auto');
     progress.update(++done);
     return row;
   });
@@ -462,6 +469,7 @@ export async function indexDataset(options: IndexOptions): Promise<{ rows: Index
         r.bytes,
         r.contentHash,
         r.perceptualHash,
+        r.dicomWindow,
         r.group,
         r.use ? 'true' : 'false',
         r.note,
@@ -483,7 +491,8 @@ export async function readIndex(dataDir: string): Promise<IndexRow[]> {
   }
   const records = parseCsvRecords(text, file);
   return records.map((record, i) => {
-    const missing = csvColumns.filter((column) => record[column] === undefined);
+    // dicomWindow may be absent: an index without the column decoded every DICOM file under auto.
+    const missing = csvColumns.filter((column) => column !== 'dicomWindow' && record[column] === undefined);
     if (missing.length > 0) throw new DataError(file, `row ${i + 2} lacks column(s) ${missing.join(', ')}`);
     const label = Number(record.label);
     if (!Number.isInteger(label) || label < 0 || label >= numClasses) throw new DataError(file, `row ${i + 2}: label '${record.label}' is not 0, 1 or 2`);
@@ -500,6 +509,7 @@ export async function readIndex(dataDir: string): Promise<IndexRow[]> {
       bytes: Number(record.bytes),
       contentHash: record.contentHash!,
       perceptualHash: record.perceptualHash!,
+      dicomWindow: record.dicomWindow ?? (record.format === 'dicom' ? 'auto' : ''),
       group: record.group!,
       use: record.use === 'true',
       note: record.note ?? '',

@@ -13,7 +13,7 @@ import { applyAugmentation, sampleAugmentation, type AugmentConfig } from './aug
 import { createResizedCache } from './cache.js';
 import { classNames, numClasses } from './classes.js';
 import { imagenetNormalization } from './image.js';
-import { isImageFile } from './readers.js';
+import { isImageFile, type DicomWindow } from './readers.js';
 import { readSplitManifest, splitManifestPath, type ManifestRow } from './split.js';
 
 export interface PreviewOptions {
@@ -25,6 +25,8 @@ export interface PreviewOptions {
   /** Tile size in pixels (default 160). */
   imageSize?: number;
   seed?: number;
+  /** How DICOM files become gray levels (default auto). */
+  dicomWindow?: DicomWindow;
 }
 
 export interface PreviewResult {
@@ -89,7 +91,7 @@ export async function previewAugmentations(options: PreviewOptions): Promise<Pre
   }
 
   const resize = Math.round(size / 0.875);
-  const cache = createResizedCache(dataDir, resize, { disk: false });
+  const cache = createResizedCache(dataDir, resize, { disk: false, dicomWindow: options.dicomWindow });
   const pixels = size * size * 3;
   const images = new Float32Array(chosen.length * pixels);
   for (const [k, row] of chosen.entries()) {

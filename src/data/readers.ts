@@ -30,65 +30,23 @@
 import { open, readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { DataError, errorMessage } from '../util/index.js';
-import { decodeDicom } from './dicom.js';
+import { decodeDicom, isDicom } from './dicom.js';
+import { nodeCodecs } from './dicom-codecs-node.js';
+import { ImageFault, dicomWindowText, maxAspectRatio, maxInputPixels, type DecodedImage, type DicomWindow, type ImageFacts, type ReadOptions, type RgbImage, type UnreadableReason } from './image-types.js';
 
-/**
- * Decoded RGB pixels, row-major HWC, in 8-bit units: bytes for 8-bit sources, floats on the same
- * 0–255 scale for deeper ones (see the header).
- */
-export interface RgbImage {
-  data: Uint8Array | Float32Array;
-  width: number;
-  height: number;
-}
-
-/** What a reader learned about a file, for the index and for messages. */
-export interface ImageFacts {
-  /** The reader's name (the content's format, whatever the file is called). */
-  format: string;
-  /** As displayed: EXIF orientation applied. */
-  width: number;
-  height: number;
-  /** Channels stored in the file (1 gray, 2 gray + alpha, 3 RGB, 4 RGBA or CMYK). */
-  channels: number;
-  /** Bits per stored sample (8 or 16). */
-  bitDepth: number;
-  /** Frames or pages in the file; the first is the one decoded. */
-  frames: number;
-  /**
-   * DICOM only: the keywords of the patient-identifying attributes the file carries (PatientName,
-   * PatientID, …), never their values, so a user knows which files not to share.
-   */
-  identifyingTags?: string[];
-}
-
-export interface DecodedImage {
-  pixels: RgbImage;
-  facts: ImageFacts;
-}
-
-export interface ReadOptions {
-  /** Refuse images with more pixels than this (default maxInputPixels). */
-  maxPixels?: number;
-  /** How a DICOM file's values become gray levels (default `auto`; see dicom.ts). */
-  dicomWindow?: DicomWindow;
-}
-
-/**
- * The VOI step of a DICOM file: `auto` takes the file's first window or VOI LUT and, where it has
- * none, the min/max of the modality values; `file` takes the file's window or VOI LUT and, where it
- * has none, the whole range its stored bits can hold; a centre and width override both.
- */
-export type DicomWindow = 'auto' | 'file' | { center: number; width: number };
-
-/** `auto`, `file` or `C,W` (a centre and a width ≥ 1) as a DicomWindow; undefined when the text is none of these. */
-export function parseDicomWindow(text: string): DicomWindow | undefined {
-  if (text === 'auto' || text === 'file') return text;
-  const match = /^\s*(-?\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*$/.exec(text);
-  if (match === null) return undefined;
-  const [center, width] = [Number(match[1]), Number(match[2])];
-  return width >= 1 ? { center, width } : undefined;
-}
+export {
+  ImageFault,
+  dicomWindowText,
+  maxAspectRatio,
+  maxInputPixels,
+  parseDicomWindow,
+  type DecodedImage,
+  type DicomWindow,
+  type ImageFacts,
+  type ReadOptions,
+  type RgbImage,
+  type UnreadableReason,
+} from './image-types.js';
 
 /** One entry of the seam. */
 export interface ImageReader {
@@ -101,42 +59,8 @@ export interface ImageReader {
   decode(bytes: Buffer, options: Required<ReadOptions>): Promise<DecodedImage>;
 }
 
-/** Images above this many pixels are refused (a decompression-bomb guard; the largest real film is ~7 Mpx). */
-export const maxInputPixels = 64_000_000;
-
-/**
- * Images whose longer side is more than this many times the shorter are refused: a knee film is
- * within 3:1, and the eval transform (shorter side to the model's resize) would make a 60000×2 strip
- * 7,680,000 pixels long, billions of pixels, while the centre crop saw a sliver of it.
- */
-export const maxAspectRatio = 10;
-
 /** How many leading bytes a signature may look at (DICOM's "DICM" sits at 128). */
 export const sniffBytes = 256;
-
-/** Why a file yields no pixels; the index reports these names. */
-export type UnreadableReason =
-  | 'zero-byte'
-  | 'not-an-image'
-  | 'unsupported-format'
-  | 'too-large'
-  | 'truncated'
-  | 'unreadable'
-  | 'dicom-unsupported-syntax'
-  | 'dicom-no-pixels'
-  | 'dicom-multiframe'
-  | 'extreme-aspect-ratio';
-
-/** A reader's refusal, before the seam names the file. */
-export class ImageFault extends Error {
-  constructor(
-    readonly kind: UnreadableReason,
-    message: string,
-    readonly facts?: ImageFacts,
-  ) {
-    super(message);
-  }
-}
 
 /** A file that yields no pixels: a DataError naming it, with the reason and what was learned before it failed. */
 export class UnreadableImageError extends DataError {
@@ -213,7 +137,7 @@ export const imageReaders: readonly ImageReader[] = [
   sharpReader('tiff', ['.tif', '.tiff'], (head) => startsWith(head, [0x49, 0x49, 0x2a, 0x00]) || startsWith(head, [0x4d, 0x4d, 0x00, 0x2a])),
   sharpReader('gif', ['.gif'], (head) => startsWith(head, ascii('GIF87a')) || startsWith(head, ascii('GIF89a'))),
   sharpReader('avif', ['.avif'], (head) => ftypBrands(head).some((brand) => brand === 'avif' || brand === 'avis')),
-  { name: 'dicom', extensions: ['.dcm'], sniff: (head) => startsWith(head, ascii('DICM'), 128), decode: (bytes, options) => decodeDicom(bytes, options) },
+  { name: 'dicom', extensions: ['.dcm'], sniff: isDicom, decode: (bytes, options) => decodeDicom(bytes, options, nodeCodecs) },
 ];
 
 /**
@@ -342,7 +266,6 @@ export async function decodeImage(source: string | Buffer, options: ReadOptions 
     return await readImage(source, options);
   } catch (error) {
     if (error instanceof DataError || typeof source !== 'string') throw error;
-    // A file that cannot be read at all is still this file's failure, not the whole command's.
     throw new DataError(source, `cannot read the file: ${errorMessage(error)}`);
   }
 }
@@ -350,4 +273,31 @@ export async function decodeImage(source: string | Buffer, options: ReadOptions 
 /** Decode any supported image to RGB in 8-bit units (EXIF-rotated). Errors are DataErrors naming the file. */
 export async function decodeRgb(source: string | Buffer, options: ReadOptions = {}): Promise<RgbImage> {
   return (await decodeImage(source, options)).pixels;
+}
+
+/**
+ * A file's pixels under each of `windows`, keyed by their text form (dicomWindowText), and the first
+ * decode's facts: decoded once, and once more per further window only for a DICOM file (a window
+ * means nothing to other formats). Errors as decodeRgb's.
+ */
+export async function decodeUnderWindows(
+  source: string,
+  windows: readonly DicomWindow[],
+  options: Omit<ReadOptions, 'dicomWindow'> = {},
+): Promise<{ images: Map<string, RgbImage>; facts: ImageFacts }> {
+  const images = new Map<string, RgbImage>();
+  let facts: ImageFacts | undefined;
+  for (const dicomWindow of windows) {
+    const key = dicomWindowText(dicomWindow);
+    if (images.has(key)) continue;
+    const decoded = await decodeImage(source, { ...options, dicomWindow });
+    facts ??= decoded.facts;
+    if (decoded.facts.format !== 'dicom') {
+      for (const other of windows) images.set(dicomWindowText(other), decoded.pixels);
+      break;
+    }
+    images.set(key, decoded.pixels);
+  }
+  if (facts === undefined) throw new Error(`decodeUnderWindows(${source}): no window given`);
+  return { images, facts };
 }

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { parseCsvRecords, DataError, UserError, createRng, deriveSeed, environmentUserError, shuffleInPlace } from '../util/index.js';
 import { classNames, numClasses } from './classes.js';
 import { contentHash } from './hash.js';
-import type { RgbImage } from './readers.js';
+import { decodeRgb, dicomWindowText, parseDicomWindow, type DicomWindow, type RgbImage } from './readers.js';
 import { emptyClasses, indexDataset, indexPath, missingClassesError, readIndex, writeCsvAtomic, type ConflictPolicy, type IndexRow } from './indexer.js';
 
 export type Split = 'train' | 'val' | 'test';
@@ -186,12 +186,21 @@ export async function splitDataset(options: SplitOptions): Promise<{ rows: Manif
     },
     indexed,
   };
-  await writeCsvAtomic(
-    report.manifestPath,
-    ['path', 'label', 'class', 'split', 'group', 'contentHash'],
-    rows.map((r) => [r.path, r.label, classNames[r.label], r.split, r.group, hashOf.get(r.path)]),
-  );
+  await writeSplitManifest(report.manifestPath, rows, indexRows);
   return { rows, report };
+}
+
+/**
+ * Write a split manifest: each row with the content hash the index gave its pixels and, for a DICOM
+ * file, the window those pixels were decoded with (eval checks the hash under that window).
+ */
+export async function writeSplitManifest(file: string, rows: readonly ManifestRow[], indexRows: readonly IndexRow[]): Promise<void> {
+  const indexed = new Map(indexRows.map((row) => [row.path, row]));
+  await writeCsvAtomic(
+    file,
+    ['path', 'label', 'class', 'split', 'group', 'contentHash', 'dicomWindow'],
+    rows.map((r) => [r.path, r.label, classNames[r.label], r.split, r.group, indexed.get(r.path)?.contentHash ?? '', indexed.get(r.path)?.dicomWindow ?? '']),
+  );
 }
 
 export function formatSplitReport(report: SplitReport): string {
@@ -238,14 +247,21 @@ export function missingManifestError(dataDir: string): UserError {
   return new UserError(`no split manifest at ${splitManifestPath(dataDir)}: run \`osteo data split --data ${dataDir}\` first`);
 }
 
+/** A manifest row's content hash, and for a DICOM file the window its pixels were hashed under. */
+export interface ManifestHash {
+  hash: string;
+  /** `auto`, `file` or `C,W`; undefined for other formats (and manifests without the column: auto). */
+  dicomWindow?: DicomWindow;
+}
+
 /**
- * The expected content hash of each manifest row (the contentHash column `osteo data split` writes),
- * keyed by path; empty for a manifest without the column.
+ * The expected content hash of each manifest row (the contentHash and dicomWindow columns `osteo
+ * data split` writes), keyed by path; empty for a manifest without the column.
  */
-export async function manifestContentHashes(dataDir: string): Promise<Map<string, string>> {
+export async function manifestContentHashes(dataDir: string): Promise<Map<string, ManifestHash>> {
   const file = splitManifestPath(dataDir);
   const records = parseCsvRecords(await readFile(file, 'utf8'), file);
-  return new Map(records.filter((r) => r.path && r.contentHash).map((r) => [r.path!, r.contentHash!]));
+  return new Map(records.filter((r) => r.path && r.contentHash).map((r) => [r.path!, { hash: r.contentHash!, dicomWindow: r.dicomWindow ? parseDicomWindow(r.dicomWindow) : undefined }]));
 }
 
 /**
@@ -255,19 +271,27 @@ export async function manifestContentHashes(dataDir: string): Promise<Map<string
 export async function trainContentHashes(dataDir: string): Promise<string[] | undefined> {
   const rows = await readSplitManifest(dataDir);
   const hashes = await manifestContentHashes(dataDir);
-  const train = rows.filter((row) => row.split === 'train').map((row) => hashes.get(row.path));
+  const train = rows.filter((row) => row.split === 'train').map((row) => hashes.get(row.path)?.hash);
   if (train.some((hash) => hash === undefined)) return undefined;
   return [...new Set(train as string[])].sort();
 }
 
 /**
- * A decoded manifest image checked against the content hash its manifest records (none recorded:
- * nothing to check): a file changed after indexing is a DataError naming it, so neither training nor
- * evaluation reads other pixels than the index and the split were made from.
+ * Checks a file's decoded pixels against its manifest row's content hash. `decoded` holds the pixels
+ * under each window the caller read the file with (dicomWindowText keys); a DICOM film is hashed under
+ * the window the index recorded, decoded again under it when the caller read it under others only.
+ * `changed` replaces the message (an external folder changed during its own evaluation).
  */
-export function checkContentHash(file: string, image: RgbImage, expected: string | undefined, manifest: string): void {
-  if (expected === undefined || contentHash(image) === expected) return;
-  throw new DataError(file, `its pixels no longer match the content hash in ${manifest}: the image was changed after indexing; re-run \`osteo data index\` and \`osteo data split\` (and retrain), or restore the file`);
+export async function verifyContentHash(file: string, decoded: ReadonlyMap<string, RgbImage>, expected: ManifestHash | undefined, manifest: string, changed?: string): Promise<void> {
+  if (expected === undefined) return;
+  const recorded = expected.dicomWindow;
+  const hashed = recorded === undefined ? decoded.values().next().value! : (decoded.get(dicomWindowText(recorded)) ?? (await decodeRgb(file, { dicomWindow: recorded })));
+  if (contentHash(hashed) === expected.hash) return;
+  throw new DataError(
+    file,
+    changed ??
+      `its pixels no longer match the content hash in ${manifest}: the image was changed after indexing; re-run \`osteo data index\` and \`osteo data split\` (and retrain), or restore the file`,
+  );
 }
 
 /** The manifest every trainer and evaluator reads. */

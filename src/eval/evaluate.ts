@@ -9,13 +9,14 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
   applyEvalTransform,
-  checkContentHash,
   classNames,
-  contentHash,
-  decodeRgb,
   manifestContentHashes,
+  decodeUnderWindows,
+  verifyContentHash,
+  type ManifestHash,
   readSplitManifest,
   splitManifestPath,
+  type DicomWindow,
   type EvalTransform,
   type ManifestRow,
   type RgbImage,
@@ -25,7 +26,7 @@ import { ageBandEdges, evalOptions, type EvalSplit } from '../config/index.js';
 import { calibrateMembers, calibrationSection, fitEnsembleTemperature, freshCalibrations } from './calibrated.js';
 import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from './ensemble.js';
 import { operatingPointsNeedVal, operatingPointsSection, storedOperatingPoints, type ScreeningSettings } from './operating-points.js';
-import { disambiguateNames, disposeModels, loadAll, loadRunForInference, predictProbabilities, transformKey, type CheckpointChoice, type LoadedModel } from './inference.js';
+import { disambiguateNames, disposeModels, inputKey, loadAll, loadRunForInference, predictProbabilities, windowKey, type CheckpointChoice, type LoadedModel } from './inference.js';
 import { inferenceWorkers } from '../engine/index.js';
 import type { BackendHandle } from '../backend/index.js';
 import {
@@ -77,6 +78,8 @@ export interface EvaluateOptions {
   /** Which checkpoint of each run (default best). */
   checkpoint?: CheckpointChoice;
   tta?: boolean;
+  /** --dicom-window: how DICOM files become gray levels for every run (default: each run's recorded window). */
+  dicomWindow?: DicomWindow;
   /** `auto` | `equal` | `w1,w2,…` (one weight per run, in order). */
   weights?: string;
   /** Where the report goes; null writes nothing. Default: defaultEvalOutDir. */
@@ -191,24 +194,23 @@ export async function predictRows<S extends EvaluatedSet>(
   dataDir: string,
   rows: readonly Pick<ManifestRow, 'path'>[],
   split: S,
-  hashes: Map<string, string>,
+  hashes: Map<string, ManifestHash>,
   options: Pick<EvaluateOptions, 'tta' | 'batchSize' | 'readImage'> & { onProgress?: (event: { split: S; done: number; total: number }) => void },
 ): Promise<Float32Array[]> {
   const batchSize = options.batchSize ?? evalOptions.batchSize.default;
   const outputs = models.map((m) => new Float32Array(rows.length * m.numClasses));
   const groups = new Map<string, LoadedModel[]>();
-  for (const m of models) groups.set(transformKey(m.transform), [...(groups.get(transformKey(m.transform)) ?? []), m]);
-  const decodeVerified = async (row: Pick<ManifestRow, 'path'>): Promise<RgbImage> => {
+  for (const m of models) groups.set(inputKey(m), [...(groups.get(inputKey(m)) ?? []), m]);
+  const windows = models.map((m) => m.dicomWindow ?? 'auto');
+  /** The row's pixels under each window the models use, checked against the index under the index's window. */
+  const decodeVerified = async (row: Pick<ManifestRow, 'path'>): Promise<Map<string, RgbImage>> => {
     const file = join(dataDir, row.path);
-    const image = await decodeRgb(file);
+    const { images } = await decodeUnderWindows(file, windows);
     const expected = hashes.get(row.path);
-    if (split === 'external' && expected !== undefined && contentHash(image) !== expected) {
-      throw new DataError(file, 'its pixels changed since the folder was scanned for copies of training images, during this evaluation: run it again');
-    }
-    checkContentHash(file, image, expected, splitManifestPath(dataDir));
-    return image;
+    await verifyContentHash(file, images, expected, splitManifestPath(dataDir), split === 'external' ? 'its pixels changed since the folder was scanned for copies of training images, during this evaluation: run it again' : undefined);
+    return images;
   };
-  /** The batch's images, once per distinct transform. */
+  /** The batch's images, once per distinct window and transform. */
   const prepare = async ([start, end]: [number, number]): Promise<Map<string, Float32Array>> => {
     const batch = rows.slice(start, end);
     const decoded = options.readImage ? [] : await Promise.all(batch.map(decodeVerified));
@@ -220,7 +222,7 @@ export async function predictRows<S extends EvaluatedSet>(
       for (let i = 0; i < batch.length; i++) {
         const crop = options.readImage
           ? await options.readImage(join(dataDir, batch[i]!.path), transform)
-          : await applyEvalTransform(decoded[i]!, transform);
+          : await applyEvalTransform(decoded[i]!.get(windowKey(group[0]!))!, transform);
         images.set(crop, i * pixels);
       }
       inputs.set(key, images);
@@ -231,7 +233,7 @@ export async function predictRows<S extends EvaluatedSet>(
   const predict = async ([start, end]: [number, number], inputs: Map<string, Float32Array>): Promise<void> => {
     await Promise.all(
       models.map(async (m, i) => {
-        const probabilities = await predictProbabilities(m, inputs.get(transformKey(m.transform))!, end - start, { tta: options.tta, batchSize });
+        const probabilities = await predictProbabilities(m, inputs.get(inputKey(m))!, end - start, { tta: options.tta, batchSize });
         outputs[i]!.set(probabilities, start * m.numClasses);
       }),
     );
@@ -298,7 +300,8 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
   if (rows.length === 0) throw new UserError(`the ${split} split of ${options.dataDir} is empty: re-run \`osteo data split --data ${options.dataDir}\``);
   const valRows = manifest.filter((r) => r.split === 'val');
   if (weightSpec.kind === 'auto' && valRows.length === 0) throw new UserError(`--weights auto needs a val split, and ${options.dataDir} has none`);
-  const hashes = external ? external.hashes : await manifestContentHashes(options.dataDir);
+  // The external scan hashed every file under auto (data/external.ts, through the index's inspectFile).
+  const hashes = external ? new Map([...external.hashes].map(([path, hash]): [string, ManifestHash] => [path, { hash, dicomWindow: 'auto' }])) : await manifestContentHashes(options.dataDir);
   if (hashes.size === 0 && !options.readImage) warn(`${splitManifestPath(options.dataDir)} has no contentHash column, so the images cannot be checked against the index: re-run \`osteo data split --data ${options.dataDir}\``);
   // An external folder counts its copies of training images itself, and reports with and without them (eval/external.ts).
   const trainOverlap = external ? undefined : await checkTrainOverlap(options.runs, options.dataDir, split, rows, hashes, { allowTrainOverlap: options.allowTrainOverlap ?? evalOptions.allowTrainOverlap.default, warn });
@@ -320,7 +323,7 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
   let staged: StagedFolder | undefined;
   try {
     const workers = inferenceWorkers(options.workers, rows.length + (weightSpec.kind === 'auto' ? valRows.length : 0), options.backend.capabilities);
-    models.push(...(await loadAll(options.runs.map((run) => () => loadRunForInference(run, { backend: options.backend, checkpoint, workers })))));
+    models.push(...(await loadAll(options.runs.map((run) => () => loadRunForInference(run, { backend: options.backend, checkpoint, workers, dicomWindow: options.dicomWindow })))));
     disambiguateNames(models);
     options.onModelsLoaded?.(models);
     const numClasses = models[0]!.numClasses;

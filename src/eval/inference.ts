@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { BackendHandle } from '../backend/index.js';
-import { numClasses as classCount, type EvalTransform } from '../data/index.js';
+import { dicomWindowText, numClasses as classCount, parseDicomWindow, type DicomWindow, type EvalTransform } from '../data/index.js';
 import { evalOptions } from '../config/index.js';
 import { DataError, UserError, sha256File } from '../util/index.js';
 import { getModel, transformAt, type ModelName } from '../models/index.js';
@@ -31,6 +31,8 @@ export interface LoadedModel {
   engine: InferenceEngine;
   imageSize: number;
   transform: EvalTransform;
+  /** How DICOM inputs become gray levels for this model: its run's window, or the command's override (absent: auto). */
+  dicomWindow?: DicomWindow;
   numClasses: number;
 }
 
@@ -49,6 +51,8 @@ export interface LoadOptions {
   onWarning?: (message: string) => void;
   /** Worker threads that compute the predictions (inferenceWorkers decides how many); 1 or absent: this thread. */
   workers?: number;
+  /** --dicom-window: overrides the window the run was trained with. */
+  dicomWindow?: DicomWindow;
 }
 
 function sizeMismatch(source: string, trained: number, requested: number): string {
@@ -59,7 +63,8 @@ function sizeMismatch(source: string, trained: number, requested: number): strin
  * A checkpoint of a training run, loaded strictly into its architecture, with the preprocessing the
  * run recorded. With `imageSize` (predict --image-size) the same weights are built for that input
  * size instead — the networks end in global pooling, so any size works — with the run's transform
- * scaled to it (same resize/crop ratio and normalization).
+ * scaled to it (same resize/crop ratio and normalization). DICOM inputs take the window the run
+ * recorded unless `dicomWindow` overrides it.
  */
 export async function loadRunForInference(dir: string, options: LoadOptions): Promise<LoadedModel> {
   const which = options.checkpoint ?? 'best';
@@ -67,7 +72,7 @@ export async function loadRunForInference(dir: string, options: LoadOptions): Pr
   const file = runWeightsPath(dir, which);
   if (options.imageSize !== undefined && options.imageSize !== config.imageSize) options.onWarning?.(sizeMismatch(`run ${dir}`, config.imageSize, options.imageSize));
   const loaded = await buildFromFile(config.model, file, options.imageSize === undefined ? transform : transformAt(transform, options.imageSize), classCount, options);
-  return { ...loaded, run: resolve(dir) };
+  return { ...loaded, run: resolve(dir), dicomWindow: options.dicomWindow ?? parseDicomWindow(config.dicomWindow) ?? 'auto' };
 }
 
 /** The file is read once, so the model here and its replicas hold the same weights even if it is replaced meanwhile. */
@@ -76,7 +81,7 @@ async function buildFromFile(modelName: string, weightsFile: string, transform: 
   const imageSize = transform.crop;
   const weights = extname(weightsFile).toLowerCase() === '.onnx' ? await readOnnxStateDict(weightsFile, entry, { numClasses, imageSize }) : await readStateDict(weightsFile);
   const engine = await createInferenceEngine({ model: entry.name, imageSize, numClasses, weights, backend: options.backend, workers: options.workers ?? inferenceWorkers(undefined, 1, options.backend.capabilities) });
-  return { name: entry.name, modelName: entry.name, weightsFile: resolve(weightsFile), engine, imageSize, transform, numClasses };
+  return { name: entry.name, modelName: entry.name, weightsFile: resolve(weightsFile), engine, imageSize, transform, dicomWindow: options.dicomWindow ?? 'auto', numClasses };
 }
 
 type Triple = readonly [number, number, number];
@@ -201,6 +206,16 @@ export async function disposeModels(models: LoadedModel[]): Promise<void> {
 /** Same size and same normalization: one preprocessed batch can feed both models. */
 export function transformKey(t: EvalTransform): string {
   return JSON.stringify([t.resize, t.crop, t.mean, t.std]);
+}
+
+/** The model's DICOM window as a key: models that share it share one decode of each file. */
+export function windowKey(m: Pick<LoadedModel, 'dicomWindow'>): string {
+  return dicomWindowText(m.dicomWindow ?? 'auto');
+}
+
+/** Same window and same transform: one preprocessed input can feed both models. */
+export function inputKey(m: Pick<LoadedModel, 'dicomWindow' | 'transform'>): string {
+  return `${windowKey(m)} ${transformKey(m.transform)}`;
 }
 
 /** Non-finite outputs name the model and the file whose weights produced them. */

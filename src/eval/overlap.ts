@@ -6,7 +6,7 @@
  * images); either way the count goes into the report.
  */
 import { resolve } from 'node:path';
-import { splitManifestPath, type ManifestRow } from '../data/index.js';
+import { splitManifestPath, type ManifestHash, type ManifestRow } from '../data/index.js';
 import type { TrainOverlap } from '../report/index.js';
 import { manifestSha256, readRunSplit, runTrainingHashes } from '../runs/index.js';
 import { UserError } from '../util/index.js';
@@ -20,7 +20,7 @@ export interface OverlapOptions {
 const allowHint = 'or pass --allow-train-overlap to evaluate anyway (the count is then reported with the metrics)';
 
 /** One run's training images among `rows` (hashes: each row's content hash), or null and why not. */
-async function runOverlap(run: string, dataDir: string, rows: readonly Pick<ManifestRow, 'path'>[], hashes: ReadonlyMap<string, string>, options: OverlapOptions): Promise<TrainOverlap['runs'][number] & { trained?: Set<string> }> {
+async function runOverlap(run: string, dataDir: string, rows: readonly Pick<ManifestRow, 'path'>[], hashes: ReadonlyMap<string, ManifestHash>, options: OverlapOptions): Promise<TrainOverlap['runs'][number] & { trained?: Set<string> }> {
   const record = await readRunSplit(run);
   const manifest = splitManifestPath(dataDir);
   if (record === undefined) {
@@ -46,14 +46,14 @@ async function runOverlap(run: string, dataDir: string, rows: readonly Pick<Mani
     return { run, images: null, unknown: 'its training images are not recorded' };
   }
   if (rows.some((row) => !hashes.has(row.path))) return { run, images: null, unknown: `${manifest} has no content hash for some evaluated images` };
-  return { run, images: rows.filter((row) => trained.has(hashes.get(row.path)!)).length, trained };
+  return { run, images: rows.filter((row) => trained.has(hashes.get(row.path)!.hash)).length, trained };
 }
 
 /**
  * The evaluated images that are training images of the runs, per run and in all; refused when there
  * are any, unless allowed. Warns where a run's training set cannot be known.
  */
-export async function checkTrainOverlap(runs: readonly string[], dataDir: string, split: string, rows: readonly Pick<ManifestRow, 'path'>[], hashes: ReadonlyMap<string, string>, options: OverlapOptions): Promise<TrainOverlap> {
+export async function checkTrainOverlap(runs: readonly string[], dataDir: string, split: string, rows: readonly Pick<ManifestRow, 'path'>[], hashes: ReadonlyMap<string, ManifestHash>, options: OverlapOptions): Promise<TrainOverlap> {
   const perRun: TrainOverlap['runs'] = [];
   const trainedSets: (Set<string> | undefined)[] = [];
   for (const run of runs) {
@@ -62,7 +62,7 @@ export async function checkTrainOverlap(runs: readonly string[], dataDir: string
     trainedSets.push(trained);
   }
   const known = perRun.every((r) => r.images !== null);
-  const images = known ? rows.filter((row) => trainedSets.some((trained) => trained!.has(hashes.get(row.path)!))).length : null;
+  const images = known ? rows.filter((row) => trainedSets.some((trained) => trained!.has(hashes.get(row.path)!.hash))).length : null;
   const overlap: TrainOverlap = { images, of: rows.length, runs: perRun, allowed: options.allowTrainOverlap };
   if (images !== null && images > 0) {
     const which = perRun.filter((r) => r.images! > 0).map((r) => `${r.images} of run ${r.run}`).join(', ');

@@ -5,7 +5,7 @@
  */
 import { mkdir, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, extname, join, sep } from 'node:path';
-import { UnreadableImageError, applyEvalTransform, classNames, decodeImage, imageExtensions, isImageFile, isRefusedImageFile, maxInputPixels, type DecodedImage, type DicomWindow, type RgbImage } from '../data/index.js';
+import { UnreadableImageError, applyEvalTransform, classNames, decodeUnderWindows, imageExtensions, isImageFile, isRefusedImageFile, maxInputPixels, type DicomWindow, type ImageFacts, type RgbImage } from '../data/index.js';
 import { DataError, UserError, checkWritableFolder, environmentUserError, errorMessage, printable, writeFileAtomic } from '../util/index.js';
 import { evalOptions, imageSizeRange } from '../config/index.js';
 import { getModel } from '../models/index.js';
@@ -24,7 +24,8 @@ import {
   loadRunForInference,
   loadWeightsFile,
   predictProbabilities,
-  transformKey,
+  inputKey,
+  windowKey,
   type CheckpointChoice,
   type LoadedModel,
 } from './inference.js';
@@ -51,7 +52,7 @@ export interface PredictOptions {
   gradcamDir?: string;
   /** Refuse images with more pixels than this (default maxInputPixels, the decompression-bomb guard). */
   maxPixels?: number;
-  /** How DICOM inputs are windowed (default `auto`: the file's window, else min/max). */
+  /** How DICOM inputs are windowed (default: each run's recorded window; `auto` for a weights file). */
   dicomWindow?: DicomWindow;
   /** Worker threads per model (default: inferenceWorkers' — one per core on wasm when there are images enough). */
   workers?: number;
@@ -120,9 +121,11 @@ async function loadModels(options: PredictOptions, workers: number): Promise<Loa
   if (runs.length === 0) {
     if (options.model === undefined || options.weights === undefined) throw new UserError('give --run DIR (one or more), or --model NAME with --weights FILE');
     if (options.checkpoint !== undefined && options.checkpoint !== 'best') throw new UserError('--checkpoint chooses among a run\'s checkpoints: use it with --run, not --weights');
-    return [await loadWeightsFile(options.model, options.weights, { backend: options.backend, imageSize: options.imageSize, onWarning: options.onWarning, workers })];
+    return [await loadWeightsFile(options.model, options.weights, { backend: options.backend, imageSize: options.imageSize, onWarning: options.onWarning, workers, dicomWindow: options.dicomWindow })];
   }
-  return loadAll(runs.map((run) => () => loadRunForInference(run, { backend: options.backend, imageSize: options.imageSize, checkpoint: options.checkpoint, onWarning: options.onWarning, workers })));
+  return loadAll(
+    runs.map((run) => () => loadRunForInference(run, { backend: options.backend, imageSize: options.imageSize, checkpoint: options.checkpoint, onWarning: options.onWarning, workers, dicomWindow: options.dicomWindow })),
+  );
 }
 
 /**
@@ -200,10 +203,10 @@ async function folderImages(folder: string): Promise<{ files: string[]; failed: 
   return { files, failed };
 }
 
-/** Decode an input, with the pixel limit explained in terms of the flag that raises it. */
-async function decodeInput(path: string, maxPixels: number, dicomWindow: DicomWindow): Promise<DecodedImage> {
+/** Decode an input under the models' windows, with the pixel limit explained in terms of the flag that raises it. */
+async function decodeInput(path: string, maxPixels: number, windows: DicomWindow[]): Promise<{ images: Map<string, RgbImage>; facts: ImageFacts }> {
   try {
-    return await decodeImage(path, { maxPixels, dicomWindow });
+    return await decodeUnderWindows(path, windows, { maxPixels });
   } catch (error) {
     if (!(error instanceof UnreadableImageError) || error.kind !== 'too-large') throw error;
     throw new DataError(path, `${error.reason}: if the image is genuine, raise it with --max-pixels N`);
@@ -224,29 +227,33 @@ function gradcamStems(images: string[]): string[] {
   return stems.map((s, i) => (counts.get(s)! > 1 ? `${i + 1}-${s}` : s));
 }
 
-/** An input decoded, and preprocessed once per distinct transform (shared by the models that use it). */
+/**
+ * An input decoded once per distinct DICOM window (windowKey) and preprocessed once per distinct
+ * window and transform (inputKey), each shared by the models that use it.
+ */
 interface PreparedInput {
   path: string;
   stem: string;
-  decoded: RgbImage;
+  decoded: Map<string, RgbImage>;
   inputs: Map<string, Float32Array>;
 }
 
 /** Decode and preprocess one input; errors about the image propagate to the caller. */
 async function prepareInput(path: string, stem: string, models: LoadedModel[], options: PredictOptions): Promise<PreparedInput> {
-  const { pixels: decoded, facts } = await decodeInput(path, options.maxPixels ?? maxInputPixels, options.dicomWindow ?? 'auto');
+  const { images: decoded, facts } = await decodeInput(path, options.maxPixels ?? maxInputPixels, models.map((m) => m.dicomWindow ?? 'auto'));
   if (facts.frames > 1) {
     options.onWarning?.(`${path} holds ${facts.frames} frames (an animated ${facts.format.toUpperCase()} or a multi-page file): only the first frame is predicted`);
   }
+  const { width, height } = decoded.values().next().value!;
   const largestCrop = Math.max(...models.map((m) => m.transform.crop));
-  const shorter = Math.min(decoded.width, decoded.height);
+  const shorter = Math.min(width, height);
   if (shorter * 2 < largestCrop) {
-    options.onWarning?.(`${path} (${decoded.width}×${decoded.height} px) has a shorter side of only ${shorter} px, enlarged more than 2× to the model's ${largestCrop} px input: its prediction rests on little detail`);
+    options.onWarning?.(`${path} (${width}×${height} px) has a shorter side of only ${shorter} px, enlarged more than 2× to the model's ${largestCrop} px input: its prediction rests on little detail`);
   }
   const inputs = new Map<string, Float32Array>();
   for (const m of models) {
-    const key = transformKey(m.transform);
-    if (!inputs.has(key)) inputs.set(key, await applyEvalTransform(decoded, m.transform));
+    const key = inputKey(m);
+    if (!inputs.has(key)) inputs.set(key, await applyEvalTransform(decoded.get(windowKey(m))!, m.transform));
   }
   return { path, stem, decoded, inputs };
 }
@@ -273,7 +280,7 @@ async function prepareBatch(paths: string[], stems: string[], models: LoadedMode
 async function predictBatch(prepared: PreparedInput[], models: LoadedModel[], options: PredictOptions, calibrations: RunCalibrationRecord[] | null): Promise<Float32Array[]> {
   const raw = await Promise.all(
     models.map((m) => {
-      const key = transformKey(m.transform);
+      const key = inputKey(m);
       const pixels = m.transform.crop * m.transform.crop * 3;
       const images = new Float32Array(prepared.length * pixels);
       prepared.forEach((input, i) => images.set(input.inputs.get(key)!, i * pixels));
@@ -309,8 +316,9 @@ async function describeInput(input: PreparedInput, perModel: Float32Array[], mod
     // that overlay only: the predictions above, and every other image's, stand.
     const file = join(options.gradcamDir, `${input.stem}.${m.name.replace(/[^A-Za-z0-9_.-]+/g, '_')}.gradcam.png`);
     try {
-      const cam: GradCamResult = await explain(m.engine, getModel(m.modelName).gradCamLayer, input.inputs.get(transformKey(m.transform))!, classIndex);
-      const overlay = await gradCamOverlayPng(decoded, m.transform, cam);
+      const cam: GradCamResult = await explain(m.engine, getModel(m.modelName).gradCamLayer, input.inputs.get(inputKey(m))!, classIndex);
+      // Drawn on the film as this model saw it: the DICOM file through its window.
+      const overlay = await gradCamOverlayPng(decoded.get(windowKey(m))!, m.transform, cam);
       await writeFileAtomic(file, overlay.png);
       result.gradcam[m.name] = file;
       result.gradcamRegion[m.name] = overlay.region;

@@ -1,20 +1,20 @@
 /**
  * `osteo export --run R [--run R2 …] --format web --out DIR`: a static site that classifies X-rays
  * in the browser with no server-side code and no network: index.html, viewer.js (the page of
- * src/eval/web/page.ts bundled with tfjs by esbuild at export time), tfjs's wasm binaries,
- * metadata.json, and each run's tfjs LayersModel under models/. The folder is written beside DIR
- * and switched in whole.
+ * src/eval/web/page.ts bundled with tfjs and the data room's DICOM reader by esbuild at export time),
+ * tfjs's and the DICOM codecs' wasm binaries, metadata.json, and each run's tfjs LayersModel under
+ * models/. The folder is written beside DIR and switched in whole.
  */
 import { copyFile, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { activateBackend, type BackendHandle } from '../backend/index.js';
-import { classNames, evalTransformSpec } from '../data/index.js';
+import { classNames, dicomCodecWasmFiles, dicomPageEntry, evalTransformSpec } from '../data/index.js';
 import { UserError, osteoVersion, parseCsvRecords, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
 import { getModel } from '../models/index.js';
-import { openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
+import { openRun, runWeightsPath, type CheckpointName, type RunInfo } from '../runs/index.js';
 import { pathFromExport, readExportedState, sha256, validatedRun, writeFolderStaged, type ExportResult } from './export.js';
 import { defaultEvalOutDir, evaluationRecordFile, type EvaluationRecord } from './evaluate.js';
 import { disambiguateNames, type LoadedModel } from './inference.js';
@@ -39,7 +39,10 @@ function pageEntry(): string {
 
 let viewerBundle: Promise<Uint8Array> | undefined;
 
-/** One browser script: the page plus tfjs (core, layers, WebGPU/WebGL/wasm backends), no CDN. Built once per process (a few seconds). */
+/**
+ * One browser script: the page plus tfjs (core, layers, WebGPU/WebGL/wasm backends) and the DICOM
+ * reader with its codecs, no CDN. Built once per process (a few seconds).
+ */
 export function bundleViewer(): Promise<Uint8Array> {
   viewerBundle ??= buildViewer().catch((error: unknown) => {
     viewerBundle = undefined;
@@ -49,8 +52,16 @@ export function bundleViewer(): Promise<Uint8Array> {
 }
 
 async function buildViewer(): Promise<Uint8Array> {
+  // The entry hands the page the DICOM reader; its wasm binaries lie beside index.html.
+  const entry = [
+    `import { startViewer } from ${JSON.stringify(pageEntry())};`,
+    `import { pageDicom } from ${JSON.stringify(dicomPageEntry())};`,
+    `startViewer(pageDicom(new URL('./', window.location.href).href));`,
+  ].join('\n');
   const result = await build({
-    entryPoints: [pageEntry()],
+    stdin: { contents: entry, resolveDir: dirname(pageEntry()), sourcefile: 'viewer-entry.js', loader: 'js' },
+    // The codecs' emscripten glue requires these only when it runs in Node, never in the page.
+    external: ['fs', 'path'],
     bundle: true,
     format: 'iife',
     platform: 'browser',
@@ -111,7 +122,7 @@ export function indexHtml(title: string): string {
 <body>
 <h1>${title}</h1>
 <p class="disclaimer"><strong>Research use only.</strong> <span id="disclaimer"></span> Images are classified in this browser; none leaves the machine.</p>
-<div id="drop"><p>Drop a knee X-ray here, or <input type="file" id="file" accept="image/*"></p><p id="status">loading models…</p></div>
+<div id="drop"><p>Drop a knee X-ray here, or <input type="file" id="file" accept="image/*,.dcm,application/dicom"></p><p id="status">loading models…</p></div>
 <div id="results"></div>
 <h2>Metrics</h2>
 <div id="metrics"></div>
@@ -162,7 +173,7 @@ async function relativeEvaluation(outDir: string, runs: string[], checkpoint: Ch
 export async function exportWeb(options: WebExportOptions): Promise<ExportResult> {
   if (options.runs.length === 0) throw new UserError('--format web needs at least one --run DIR');
   await activateBackend(options.backend);
-  const infos = [];
+  const infos: RunInfo[] = [];
   const which = options.checkpoint ?? 'best';
   for (const dir of options.runs) infos.push(await openRun(dir, which));
   const names = displayNames(infos.map((info) => ({ model: info.model, run: info.dir, weightsFile: runWeightsPath(info.dir, which) })));
@@ -186,6 +197,7 @@ export async function exportWeb(options: WebExportOptions): Promise<ExportResult
           imageSize: run.imageSize,
           numClasses: run.numClasses,
           preprocessing: evalTransformSpec(run.transform),
+          dicomWindow: infos[index]!.config.dicomWindow,
           gradCamLayer: getModel(run.model).gradCamLayer,
           metrics: await readExportedState(run),
           source: { run: pathFromExport(options.outDir, run.run), sha256: await sha256(run.weightsFile) },
@@ -196,9 +208,11 @@ export async function exportWeb(options: WebExportOptions): Promise<ExportResult
     }
     await writeFileAtomic(join(staging, 'viewer.js'), await bundleViewer());
     for (const binary of wasmBinaries) await copyFile(join(wasmBinaryDir(), binary), join(staging, binary));
+    const codecBinaries = dicomCodecWasmFiles();
+    for (const file of codecBinaries) await copyFile(file, join(staging, basename(file)));
     await writeFileAtomic(join(staging, 'index.html'), indexHtml('osteo — knee X-ray viewer'));
     const numClasses = entries[0]!.numClasses;
-    files = ['index.html', 'viewer.js', ...wasmBinaries, ...written];
+    files = ['index.html', 'viewer.js', ...wasmBinaries, ...codecBinaries.map((file) => basename(file)), ...written];
     metadata = {
       format: 'osteo-web',
       osteoVersion,

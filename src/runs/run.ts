@@ -76,6 +76,7 @@ export async function readRunConfig(dir: string): Promise<TrainConfig> {
     imageSize: input.imageSize ?? entry.defaultImageSize,
     transform: input.transform,
     augment,
+    dicomWindow: input.dicomWindow ?? 'auto',
   };
 }
 

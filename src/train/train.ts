@@ -16,7 +16,7 @@
 import { resolve } from 'node:path';
 import type { BackendHandle } from '../backend/index.js';
 import { checkpointInterval, type CheckpointInterval, type TrainConfig } from '../config/index.js';
-import { classCounts, createLoader, createResizedCache, inverseFrequencyWeights, manifestContentHashes, numClasses, readSplitManifest, splitManifestPath, type Batch, type Loader } from '../data/index.js';
+import { classCounts, createLoader, createResizedCache, inverseFrequencyWeights, manifestContentHashes, numClasses, parseDicomWindow, readSplitManifest, splitManifestPath, type Batch, type Loader } from '../data/index.js';
 import { checkWritableFolder, deriveSeed, environmentUserError, UserError, writeFileAtomic } from '../util/index.js';
 import { argmaxRows, classificationMetrics, isImprovement, metricRegistry, type ClassificationMetrics } from '../report/index.js';
 import { getModel } from '../models/index.js';
@@ -203,7 +203,7 @@ async function openData(config: TrainConfig, dataDir: string): Promise<TrainData
   }
   const transform = config.transform;
   // Every image is checked against the content hash the manifest records, as eval checks it.
-  const cache = createResizedCache(dataDir, transform.resize, { verify: { hashes: await manifestContentHashes(dataDir), manifest: splitManifestPath(dataDir) } });
+  const cache = createResizedCache(dataDir, transform.resize, { dicomWindow: parseDicomWindow(config.dicomWindow), verify: { hashes: await manifestContentHashes(dataDir), manifest: splitManifestPath(dataDir) } });
   const common = { dataDir, rows, imageSize: config.imageSize, transform, batchSize: config.batchSize, seed: config.seed, cache };
   const sampler = config.classBalance === 'sampler' ? 'weighted' : 'shuffle';
   const trainLoader = (epoch: number) => createLoader({ ...common, split: 'train', augment: config.augment, sampler, epoch });

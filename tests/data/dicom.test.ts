@@ -32,9 +32,9 @@ async function decodes(name: string, window?: DicomWindow) {
   return readImage(join(dicomFixtures().dir, name), window === undefined ? {} : { dicomWindow: window });
 }
 
-testWith(dicomTools, test, 'uncompressed films (8/10/12/16-bit, signed, MONOCHROME1/2, slope ≠ 1 and < 0, window, VOI LUT, planar RGB) equal pydicom within 1e-6', async () => {
+testWith(dicomTools, test, 'uncompressed films (8/10/12/16-bit, signed, MONOCHROME1/2, slope ≠ 1 and < 0, window, modality and VOI LUT sequences, LINEAR_EXACT, SIGMOID, planar RGB) equal pydicom within 1e-6', async () => {
   const { dir, native } = dicomFixtures();
-  assert.ok(native.length >= 7, native.join(', '));
+  for (const name of ['u12-modlut-window.dcm', 'u12-modlut.dcm', 'u12-linear-exact.dcm', 's12-mono1-sigmoid.dcm', 's12-voilut-signed.dcm', 'u10-voilut.dcm']) assert.ok(native.includes(name), name);
   for (const name of native) {
     const { pixels, facts } = await decodes(name);
     const reference = pydicomReference(join(dir, name));
@@ -42,6 +42,21 @@ testWith(dicomTools, test, 'uncompressed films (8/10/12/16-bit, signed, MONOCHRO
     const difference = maxDifference(pixels, reference.values, facts.channels);
     assert.ok(difference <= 1e-6, `${name}: ${difference}`);
   }
+});
+
+testWith(dicomTools, test, 'each LUT step changes the film: the Modality LUT Sequence is not a rescale, LINEAR_EXACT is not LINEAR, SIGMOID is not a ramp', async () => {
+  const { dir } = dicomFixtures();
+  const lut = await decodes('u12-modlut.dcm');
+  assert.ok(maxDifference(lut.pixels, pydicomReference(join(dir, 'u12-mono2.dcm')).values, 1) > 0.05, 'the LUT curve reshapes the min/max-stretched film of the same stored values');
+  // LINEAR_EXACT against C.11.2.1.2.1's LINEAR with the same centre and width: a half-level apart at most, but apart.
+  const exact = await decodes('u12-linear-exact.dcm');
+  const linear = await decodes('u12-linear-exact.dcm', { center: 1800.5, width: 1700 });
+  const apart = maxDifference(exact.pixels, Array.from({ length: linear.pixels.data.length / 3 }, (_, i) => linear.pixels.data[3 * i]! / 255), 1);
+  assert.ok(apart > 1e-6 && apart < 1 / 1000, `LINEAR_EXACT vs LINEAR: ${apart}`);
+  // SIGMOID never reaches 0 or 1 and is smooth: no sample is clipped.
+  const sigmoid = await decodes('s12-mono1-sigmoid.dcm');
+  const levels = Array.from({ length: sigmoid.pixels.data.length / 3 }, (_, i) => sigmoid.pixels.data[3 * i]!);
+  assert.ok(levels.every((v) => v > 0 && v < 255), 'a sigmoid clips nothing');
 });
 
 testWith(dicomTools, test, 'deep films stay floats (no 8-bit step); an 8-bit film whose levels are whole is bytes', async () => {

@@ -17,7 +17,7 @@ function rowsOf(groups: number[][]): IndexRow[] {
     sizes.forEach((size, g) => {
       for (let m = 0; m < size; m++) {
         const path = `c${label}/g${g}_m${m}.png`;
-        rows.push({ path, label, status: 'ok', reason: '', format: 'png', width: 8, height: 8, channels: 1, depth: 8, bytes: 1, contentHash: `h${label}-${g}-${m}`, perceptualHash: '', group: `c${label}g${g}`, use: true, note: '' });
+        rows.push({ path, label, status: 'ok', reason: '', format: 'png', width: 8, height: 8, channels: 1, depth: 8, bytes: 1, contentHash: `h${label}-${g}-${m}`, perceptualHash: '', dicomWindow: '', group: `c${label}g${g}`, use: true, note: '' });
       }
     }),
   );

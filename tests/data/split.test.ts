@@ -71,6 +71,7 @@ test('assignSplits keeps big groups whole and stratifies each class', () => {
         bytes: 1,
         contentHash: `${group}-${i}`,
         perceptualHash: '',
+        dicomWindow: '',
         group,
         use: true,
         note: '',

@@ -47,7 +47,8 @@ async function leftovers(target: string): Promise<string[]> {
 test('a two-run export: page, bundle, wasm binaries, one LayersModel per run, metadata with predict’s names', async () => {
   const out = join(root, 'site');
   const result = await exportWeb({ backend, runs: [runA.dir, runB.dir], outDir: out });
-  for (const file of ['index.html', 'viewer.js', ...wasmBinaries, 'metadata.json']) assert.ok(result.files.includes(file) && existsSync(join(out, file)), file);
+  const codecBinaries = ['libjpegturbowasm_decode.wasm', 'charlswasm_decode.wasm', 'openjpegwasm_decode.wasm'];
+  for (const file of ['index.html', 'viewer.js', ...wasmBinaries, ...codecBinaries, 'metadata.json']) assert.ok(result.files.includes(file) && existsSync(join(out, file)), file);
   const metadata = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8')) as WebMetadata;
   assert.is(metadata.format, 'osteo-web');
   assert.equal(metadata.classes, ['Normal', 'Osteopenia', 'Osteoporosis']);
@@ -65,6 +66,7 @@ test('a two-run export: page, bundle, wasm binaries, one LayersModel per run, me
     assert.is(entry.model, 'resnet18');
     assert.is(entry.path, `models/${i + 1}-resnet18-run-${'ab'[i]}`);
     assert.is(entry.gradCamLayer, getModel('resnet18').gradCamLayer);
+    assert.is(entry.dicomWindow, 'auto', "the run's recorded DICOM window");
     assert.equal({ resize: entry.preprocessing.resize, crop: entry.preprocessing.crop }, { resize: 37, crop: 32 });
     assert.equal(entry.preprocessing.mean, [0.485, 0.456, 0.406]);
     assert.is((entry.metrics as { epoch: number }).epoch, 3);
@@ -76,6 +78,8 @@ test('a two-run export: page, bundle, wasm binaries, one LayersModel per run, me
   assert.equal(metadata.files, result.files.filter((file) => file !== 'metadata.json'));
   const viewer = await readFile(join(out, 'viewer.js'), 'utf8');
   assert.not.match(viewer, /cdn\.|unpkg|jsdelivr|googleapis|tfhub/, 'no CDN in the bundle');
+  assert.match(viewer, /has no decoder in osteo/, "the data room's DICOM reader is bundled");
+  assert.match(viewer, /charlswasm_decode\.wasm/, 'with its codecs');
   const html = await readFile(join(out, 'index.html'), 'utf8');
   assert.match(html, /<script src="viewer\.js"><\/script>/);
   assert.match(html, /id="result"/);

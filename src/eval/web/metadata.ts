@@ -13,6 +13,8 @@ export interface WebModelEntry {
   imageSize: number;
   numClasses: number;
   preprocessing: PagePreprocessing & { steps: string; interpolation: 'bilinear' };
+  /** How DICOM files become gray levels for this model: its run's recorded window (`auto`, `file` or `C,W`). */
+  dicomWindow: string;
   /** The registry's Grad-CAM feature map: a layer of the exported model. */
   gradCamLayer: string;
   /** The exported checkpoint's record (epoch, validation metrics), or null when it kept none. */

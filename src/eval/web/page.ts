@@ -5,6 +5,12 @@
  * ensemble's probabilities with a Grad-CAM overlay, and writes the result as JSON into #result.
  * `?image=URL` classifies that image on load (for automation). Nothing leaves the machine.
  *
+ * A DICOM file (told by its signature, as the image readers tell it) is decoded in the page by the
+ * data room's DICOM reader itself (src/data/dicom-page.ts, bundled in with its wasm codecs), under
+ * each model's recorded window, so the page sees the film `osteo predict` sees; #result carries no
+ * DICOM tag value, only the file's name and the predictions. The export's entry hands that reader to
+ * `startViewer`.
+ *
  * This is a separate program from osteo's Node process, so it picks its own backend (WebGPU, then
  * WebGL, then wasm) rather than going through src/backend/.
  */
@@ -13,9 +19,10 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import '@tensorflow/tfjs-backend-webgl';
 import '@tensorflow/tfjs-backend-webgpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import type { PageDicom } from '../../data/index.js';
 import type { WebMetadata, WebModelEntry } from './metadata.js';
 import { heatColor } from './heat.js';
-import { preprocessPixels, rgbaToRgb, type RgbPixels } from './preprocess.js';
+import { preprocessPixels, rgbaToRgb, type PagePixels, type RgbPixels } from './preprocess.js';
 
 interface LoadedPageModel {
   entry: WebModelEntry;
@@ -226,17 +233,30 @@ function metricsTables(metadata: WebMetadata): HTMLElement[] {
   return tables;
 }
 
-async function classify(blob: Blob, label: string, metadata: WebMetadata, models: LoadedPageModel[], backend: string): Promise<void> {
+/**
+ * The file's pixels for each model: a raster image decoded once by the browser, a DICOM file once per
+ * window by the DICOM reader. Keyed as the inputs are keyed (window, preprocessing).
+ */
+async function modelInputs(blob: Blob, models: LoadedPageModel[], dicom: PageDicom): Promise<(entry: WebModelEntry) => Float32Array> {
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  const isDicom = dicom.isDicom(bytes);
+  const decoded = new Map<string, PagePixels>();
+  const inputs = new Map<string, Float32Array>();
+  const keyOf = (entry: WebModelEntry) => JSON.stringify([isDicom ? entry.dicomWindow : '', entry.preprocessing]);
+  for (const { entry } of models) {
+    const window = isDicom ? entry.dicomWindow : '';
+    if (!decoded.has(window)) decoded.set(window, isDicom ? await dicom.decode(bytes, window) : await decodeImage(blob));
+    if (!inputs.has(keyOf(entry))) inputs.set(keyOf(entry), preprocessPixels(decoded.get(window)!, entry.preprocessing, dicom.resizeFloat));
+  }
+  return (entry) => inputs.get(keyOf(entry))!;
+}
+
+async function classify(blob: Blob, label: string, metadata: WebMetadata, models: LoadedPageModel[], backend: string, dicom: PageDicom): Promise<void> {
   const status = byId('status');
   status.textContent = `classifying ${label} on ${backend}…`;
-  const pixels = await decodeImage(blob);
-  const inputs = new Map<string, Float32Array>();
+  const inputOf = await modelInputs(blob, models, dicom);
   const perModel: number[][] = [];
-  for (const { entry, model } of models) {
-    const key = JSON.stringify(entry.preprocessing);
-    if (!inputs.has(key)) inputs.set(key, preprocessPixels(pixels, entry.preprocessing));
-    perModel.push(await probabilitiesOf(model, inputs.get(key)!, entry.preprocessing.crop));
-  }
+  for (const { entry, model } of models) perModel.push(await probabilitiesOf(model, inputOf(entry), entry.preprocessing.crop));
   const weights = metadata.ensemble.weights;
   const combined = perModel[0]!.map((_, c) => perModel.reduce((sum, probabilities, m) => sum + weights[m]! * probabilities[c]!, 0));
   const ensemble = describe(combined, metadata.classes);
@@ -247,7 +267,7 @@ async function classify(blob: Blob, label: string, metadata: WebMetadata, models
   const gradcam: Record<string, unknown> = {};
   const modelResults: Record<string, ModelResult> = {};
   for (const [m, { entry, model }] of models.entries()) {
-    const input = inputs.get(JSON.stringify(entry.preprocessing))!;
+    const input = inputOf(entry);
     const cam = await gradCamMap(model, entry.gradCamLayer, input, entry.preprocessing.crop, classIndex);
     const empty = typeof cam !== 'string' && !cam.map.some((v) => v > 0);
     gradcam[entry.name] = typeof cam === 'string' ? { unavailable: cam } : { layer: entry.gradCamLayer, grid: cam.grid, class: metadata.classes[classIndex], empty, map: cam.cells };
@@ -274,7 +294,7 @@ async function classify(blob: Blob, label: string, metadata: WebMetadata, models
   status.textContent = `${label}: ${ensemble.prediction} (${(ensemble.confidence * 100).toFixed(1)}%) on ${backend}`;
 }
 
-async function main(): Promise<void> {
+async function main(dicom: PageDicom): Promise<void> {
   const metadata = (await (await fetch('metadata.json')).json()) as WebMetadata;
   byId('disclaimer').textContent = metadata.disclaimer;
   byId('metrics').replaceChildren(...metricsTables(metadata));
@@ -285,7 +305,7 @@ async function main(): Promise<void> {
   byId('status').textContent = `${models.length} model${models.length > 1 ? 's' : ''} loaded on ${backend}: drop or choose an X-ray`;
 
   const run = (blob: Blob, label: string) =>
-    classify(blob, label, metadata, models, backend).catch((error: Error) => {
+    classify(blob, label, metadata, models, backend, dicom).catch((error: Error) => {
       byId('status').textContent = `could not classify ${label}: ${error.message}`;
       byId('result').textContent = JSON.stringify({ image: label, backend, error: error.message });
       byId('result').dataset['status'] = 'error';
@@ -315,8 +335,11 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: Error) => {
-  byId('status').textContent = `the viewer could not start: ${error.message}`;
-  byId('result').textContent = JSON.stringify({ error: error.message });
-  byId('result').dataset['status'] = 'error';
-});
+/** The page's start, with the DICOM reader the export's entry bundles in. */
+export function startViewer(dicom: PageDicom): void {
+  main(dicom).catch((error: Error) => {
+    byId('status').textContent = `the viewer could not start: ${error.message}`;
+    byId('result').textContent = JSON.stringify({ error: error.message });
+    byId('result').dataset['status'] = 'error';
+  });
+}

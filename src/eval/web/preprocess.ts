@@ -15,6 +15,16 @@ export interface RgbPixels {
   height: number;
 }
 
+/** Pixels in 8-bit units as the image readers give them: bytes, or floats for a deep DICOM film. */
+export interface PagePixels {
+  data: Uint8Array | Float32Array;
+  width: number;
+  height: number;
+}
+
+/** The resize of float pixels (the page's DICOM reader brings `osteo predict`'s, src/data/resample.ts). */
+export type FloatResize = (image: { data: Float32Array; width: number; height: number }, width: number, height: number) => Float32Array;
+
 export interface PagePreprocessing {
   resize: number;
   crop: number;
@@ -187,10 +197,18 @@ export function resizeBilinear(image: RgbPixels, width: number, height: number):
   return downscaleAxis(downscaleAxis(image, height, true), width, false);
 }
 
-/** Resize the shorter side to `transform.resize`, centre-crop `transform.crop`, normalize: a crop×crop×3 HWC array. */
-export function preprocessPixels(image: RgbPixels, transform: PagePreprocessing): Float32Array {
+/**
+ * Resize the shorter side to `transform.resize`, centre-crop `transform.crop`, normalize: a
+ * crop×crop×3 HWC array. Bytes are resized as sharp resizes them; floats (a deep DICOM film) by
+ * `resizeFloat`, as `osteo predict` resizes them (src/data/image.ts `resizeShorter`).
+ */
+export function preprocessPixels(image: PagePixels, transform: PagePreprocessing, resizeFloat?: FloatResize): Float32Array {
   const target = resizedShape(image.width, image.height, transform.resize);
-  const resized = resizeBilinear(image, target.width, target.height);
+  let resized: PagePixels;
+  if (image.data instanceof Uint8Array) resized = resizeBilinear({ ...image, data: image.data }, target.width, target.height);
+  else if (resizeFloat === undefined) throw new Error('float pixels need the float resize');
+  else if (target.width === image.width && target.height === image.height) resized = image;
+  else resized = { data: resizeFloat({ ...image, data: image.data }, target.width, target.height), ...target };
   const { left, top } = centerCropBox(resized.width, resized.height, transform.crop);
   const size = transform.crop;
   const out = new Float32Array(size * size * 3);
