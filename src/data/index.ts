@@ -1,4 +1,4 @@
-/** data: Kaggle download, phantom dataset, index + de-duplication, the leak-free split, the image readers and the one eval transform, a resize cache, augmentation ops, class-weighted sampling and the batch loader. */
+/** data: Kaggle download, phantom dataset, index + de-duplication, the leak-free split and its flow of images, the image readers and the one eval transform, a resize cache, augmentation ops, class-weighted sampling and the batch loader. */
 export { classNames, numClasses, classIndex, type ClassName } from './classes.js';
 export {
   resizeShorter,
@@ -55,6 +55,7 @@ export {
 export { synthesizePhantom, renderPhantom, phantomFormats, type PhantomFormat, type SynthOptions, type SynthResult, type PhantomImage } from './phantom.js';
 export {
   indexDataset,
+  indexPath,
   readIndex,
   formatIndexReport,
   conflictPolicies,
@@ -73,3 +74,4 @@ export { benchData, type BenchDataOptions, type BenchDataResult } from './bench.
 export { splitDefaults } from './split.js';
 export { assignFolds, foldManifest, publishedSplit, countLeakedTestImages, writeManifestView, type FoldRow } from './folds.js';
 export { contentHash } from './hash.js';
+export { dataFlow, type DataFlow } from './flow.js';
