@@ -3,12 +3,12 @@
  * an ONNX graph with torchvision-keyed initializers (docs/onnx.md), and the files the dashboard loads
  * (its table below: file, architecture, head). Every export
  * validates the weights by loading them strictly into the architecture first and writes
- * `metadata.json` beside them.
+ * `metadata.json` (with the run's temperature and whether it applies to these weights) beside them.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, stat } from 'node:fs/promises';
-import { join, relative, resolve, sep } from 'node:path';
+import { join } from 'node:path';
 import { activateBackend, type BackendHandle } from '../backend/index.js';
 import { classNames, evalTransformSpec, imagenetNormalization, type EvalTransform, type EvalTransformSpec } from '../data/index.js';
 import {
@@ -30,6 +30,8 @@ import {
 import { getModel, onnxInputName, onnxOutputName, type HeadKind, type ModelEntry, type ModelName } from '../models/index.js';
 import { loadRunModel, openRun, readCheckpointState, runExportDir, runWeightsPath, type CheckpointName } from '../runs/index.js';
 import { buildWithWeights, modelToOnnx, modelToStateDict, onnxIrVersion, readStateDict, writePth, writeSafetensors } from '../weights/index.js';
+import { calibrationNotes, calibrationWarnings, exportCalibration, type ExportCalibration } from './export-calibration.js';
+import { pathFromExport } from './paths.js';
 import { saveLayersModelToDir } from './tfjs-io.js';
 
 export const exportFormats = ['pth', 'safetensors', 'tfjs', 'onnx'] as const;
@@ -115,6 +117,8 @@ export interface ExportMetadata {
   notes: string[];
   /** ONNX exports: the graph's interface and versions, for a runtime to wire its session by. */
   onnx?: OnnxInterface;
+  /** The run's temperature and the hash of the weights it was fitted on (null: not calibrated); applied only to the weights it was fitted on. */
+  calibration: ExportCalibration | null;
 }
 
 export interface OnnxInterface {
@@ -166,12 +170,11 @@ export async function validatedRun(dir: string, options: { portable?: boolean; h
   return { run: info.dir, model: entry.name, imageSize: info.imageSize, numClasses: info.numClasses, transform: info.transform, weightsFile, layersModel };
 }
 
-/** `file` as seen from the export folder `dir`: a shared export names no machine's folders (`/`-separated). */
-export function pathFromExport(dir: string, file: string): string {
-  return relative(resolve(dir), resolve(file)).split(sep).join('/') || '.';
-}
+export { pathFromExport };
 
 async function metadataFor(run: ValidatedRun, exportDir: string, files: string[], input: string, notes: string[] = []): Promise<ExportMetadata> {
+  const weightsSha256 = await sha256(run.weightsFile);
+  const calibration = await exportCalibration(run.run, weightsSha256);
   return {
     osteoVersion,
     createdAt: new Date().toISOString(),
@@ -184,9 +187,10 @@ async function metadataFor(run: ValidatedRun, exportDir: string, files: string[]
     input,
     output: `logits [N, ${run.numClasses}] in class order; softmax gives the probabilities`,
     metrics: await readBestState(run.run),
-    source: { run: pathFromExport(exportDir, run.run), weights: pathFromExport(exportDir, run.weightsFile), sha256: await sha256(run.weightsFile) },
+    source: { run: pathFromExport(exportDir, run.run), weights: pathFromExport(exportDir, run.weightsFile), sha256: weightsSha256 },
     files,
-    notes,
+    notes: [...notes, ...calibrationNotes(calibration)],
+    calibration,
   };
 }
 
@@ -298,6 +302,8 @@ export interface ExportResult {
   dir: string;
   files: string[];
   metadata: unknown;
+  /** Each run whose calibration.json was fitted on other weights, and is not applied (the metadata says so too). */
+  warnings: string[];
 }
 
 /** `osteo export --run DIR --format F [--out DIR]`; default out: RUN/export/F (web exports: exportWeb in web-export.ts). */
@@ -354,7 +360,7 @@ export async function exportRun(options: { backend: BackendHandle; run: string; 
         await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
       });
     }
-    return { dir: outDir, files: [...files, 'metadata.json'], metadata };
+    return { dir: outDir, files: [...files, 'metadata.json'], metadata, warnings: calibrationWarnings([[run.model, metadata!.calibration]]) };
   } finally {
     run.layersModel.dispose();
   }
@@ -429,7 +435,8 @@ export async function exportDashboard(options: DashboardExportOptions): Promise<
     };
     await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
   });
-  return { dir: options.dir, files, metadata };
+  const models = Object.values((metadata as { models: Record<string, ExportMetadata> }).models);
+  return { dir: options.dir, files, metadata, warnings: calibrationWarnings(models.map((m) => [m.model, m.calibration])) };
 }
 
 /** Small counts in words, as metadata.json spells the dashboard's ensemble ("the three models'"). */

@@ -17,8 +17,9 @@ import { getModel } from '../models/index.js';
 import { openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
 import { pathFromExport, readBestState, sha256, validatedRun, writeFolderStaged, type ExportResult } from './export.js';
 import { defaultEvalOutDir, evaluationRecordFile, type EvaluationRecord } from './evaluate.js';
-import { disambiguateNames, type LoadedModel } from './inference.js';
+import { displayNames } from './inference.js';
 import { researchDisclaimer } from './predict.js';
+import { calibrationWarnings, exportCalibration } from './export-calibration.js';
 import { saveLayersModelToDir } from './tfjs-io.js';
 import { pageBackendOrder, type WebMetadata, type WebModelEntry } from './web/metadata.js';
 
@@ -112,6 +113,7 @@ export function indexHtml(title: string): string {
 <h1>${title}</h1>
 <p class="disclaimer"><strong>Research use only.</strong> <span id="disclaimer"></span> Images are classified in this browser; none leaves the machine.</p>
 <div id="drop"><p>Drop a knee X-ray here, or <input type="file" id="file" accept="image/*"></p><p id="status">loading models…</p></div>
+<p id="calibration" class="caption"></p>
 <div id="results"></div>
 <h2>Metrics</h2>
 <div id="metrics"></div>
@@ -121,14 +123,6 @@ export function indexHtml(title: string): string {
 </body>
 </html>
 `;
-}
-
-/** The display names `osteo predict --run …` gives these runs, so the page's result reads the same. */
-function displayNames(runs: { model: string; run: string; weightsFile: string }[]): string[] {
-  // disambiguateNames reads only name, run and weightsFile.
-  const named = runs.map((r) => ({ name: r.model, run: r.run, weightsFile: r.weightsFile }) as LoadedModel);
-  disambiguateNames(named);
-  return named.map((m) => m.name);
 }
 
 /**
@@ -173,6 +167,7 @@ export async function exportWeb(options: WebExportOptions): Promise<ExportResult
       try {
         if (entries.length > 0 && run.numClasses !== entries[0]!.numClasses) throw new UserError(`${dir} has ${run.numClasses} classes, ${options.runs[0]} ${entries[0]!.numClasses}: they cannot be ensembled`);
         const folder = `models/${index + 1}-${slug(names[index]!)}`;
+        const weightsSha256 = await sha256(run.weightsFile);
         const saved = await saveLayersModelToDir(run.layersModel, join(staging, folder), `osteo ${osteoVersion}`);
         written.push(...saved.files.map((file) => `${folder}/${file}`));
         entries.push({
@@ -184,7 +179,8 @@ export async function exportWeb(options: WebExportOptions): Promise<ExportResult
           preprocessing: evalTransformSpec(run.transform),
           gradCamLayer: getModel(run.model).gradCamLayer,
           metrics: await readBestState(run.run),
-          source: { run: pathFromExport(options.outDir, run.run), sha256: await sha256(run.weightsFile) },
+          source: { run: pathFromExport(options.outDir, run.run), sha256: weightsSha256 },
+          calibration: await exportCalibration(run.run, weightsSha256),
         });
       } finally {
         run.layersModel.dispose();
@@ -203,11 +199,15 @@ export async function exportWeb(options: WebExportOptions): Promise<ExportResult
       disclaimer: researchDisclaimer,
       backends: pageBackendOrder,
       evaluation: await relativeEvaluation(options.outDir, options.runs),
-      ensemble: { method: "mean of the models' softmax probabilities with these weights (soft vote; equal, as osteo predict); argmax", weights: entries.map(() => 1 / entries.length) },
+      ensemble: {
+        method: "mean of the models' probabilities with these weights (soft vote; equal, as osteo predict; calibrated by their temperatures when every model's applies to its weights); argmax",
+        weights: entries.map(() => 1 / entries.length),
+      },
       models: entries,
       files,
     };
     await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
   });
-  return { dir: options.outDir, files: [...files, 'metadata.json'], metadata };
+  const warnings = calibrationWarnings(metadata!.models.map((entry) => [entry.name, entry.calibration]));
+  return { dir: options.outDir, files: [...files, 'metadata.json'], metadata, warnings };
 }
