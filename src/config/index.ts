@@ -38,6 +38,7 @@ export { loadAugmentConfig, parseAugmentConfig, augmentPresets, augmentPresetDir
 export { splitOptions, splitConfigSchema, resolveSplitConfig, checkSplitFractions, type SplitConfig } from './split.js';
 export { evalOptions, evalSplits, evalConfigSchema, resolveEvalConfig, type EvalConfig, type EvalSplit } from './eval.js';
 export { calibrateOptions, calibrateConfigSchema, resolveCalibrateConfig, type CalibrateConfig } from './calibrate.js';
+export { cardOptions, cardConfigSchema, resolveCardConfig, type CardConfig } from './card.js';
 export { pipelineOptions, pipelineConfigSchema, loadPipelineConfig, type PipelineConfig } from './pipeline.js';
 export { cvOptions, cvConfigSchema, resolveCvConfig, parseShard, type CvConfig } from './cv.js';
 export { required, list, withoutFlags, applyFlags, flagName, type ListItems } from './options.js';

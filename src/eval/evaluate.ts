@@ -26,7 +26,7 @@ import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from 
 import { disambiguateNames, disposeModels, loadAll, loadRunForInference, predictProbabilities, transformKey, type CheckpointChoice, type LoadedModel } from './inference.js';
 import { inferenceWorkers } from '../engine/index.js';
 import type { BackendHandle } from '../backend/index.js';
-import { applyTemperature, compareWithEnsemble, metricRegistry, pairedRecordKeys, summarize, writeEvaluationReport, type OverallMetric, type EvaluationReport, type ModelSummary, type WrittenReport } from '../report/index.js';
+import { applyTemperature, compareWithEnsemble, metricRegistry, pairedRecordKeys, reportSummaryJson, summarize, writeEvaluationReport, type OverallMetric, type EvaluationReport, type ModelSummary, type WrittenReport } from '../report/index.js';
 
 export type { EvalSplit };
 
@@ -80,6 +80,8 @@ export interface EvaluationRecord {
   /** Absolute run directories, in --run order. */
   runs: string[];
   checkpoint: CheckpointChoice;
+  /** The report's numbers, as `osteo eval --json` prints them (report/results.ts, reportSummaryJson). */
+  summary?: unknown;
 }
 
 /**
@@ -87,10 +89,15 @@ export interface EvaluationRecord {
  * evaluation never lands on another's report. Very long name lists end in a short hash instead.
  */
 export function defaultEvalOutDir(runs: string[], split: EvalSplit, checkpoint: CheckpointChoice = 'best'): string {
+  return runSetFolder(`eval-${split}`, runs, checkpoint);
+}
+
+/** `<prefix>-<run names>` beside the first run (`-last` for the last checkpoints): a folder of its own for each set of runs. */
+export function runSetFolder(prefix: string, runs: readonly string[], checkpoint: CheckpointChoice = 'best'): string {
   const absolute = runs.map((r) => resolve(r));
   let names = absolute.map((r) => basename(r).replace(/[^A-Za-z0-9_.-]+/g, '_')).join('+');
   if (names.length > 80) names = `${names.slice(0, 60)}-${createHash('sha256').update(absolute.join('\n')).digest('hex').slice(0, 10)}`;
-  return join(dirname(absolute[0]!), `eval-${split}-${names}${checkpoint === 'last' ? '-last' : ''}`);
+  return join(dirname(absolute[0]!), `${prefix}-${names}${checkpoint === 'last' ? '-last' : ''}`);
 }
 
 /** Files an osteo evaluation writes: a folder holding only these (and no record) is an older report of ours. */
@@ -375,7 +382,8 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
     if (staged !== undefined && outDir !== null) {
       try {
         const files = (await writeEvaluationReport(report, staged.dir)).files;
-        await writeJsonAtomic(join(staged.dir, evaluationRecordFile), record);
+        // The record carries the report's numbers too (what --json prints), so a model card can be filled from it.
+        await writeJsonAtomic(join(staged.dir, evaluationRecordFile), { ...record, summary: reportSummaryJson(report) });
         await staged.commit();
         written = { dir: outDir, files: [...files, evaluationRecordFile] };
       } catch (error) {

@@ -3,7 +3,8 @@
  * an ONNX graph with torchvision-keyed initializers (docs/onnx.md), and the files the dashboard loads
  * (its table below: file, architecture, head). Every export
  * validates the weights by loading them strictly into the architecture first and writes
- * `metadata.json` (with the run's temperature and whether it applies to these weights) beside them.
+ * `metadata.json` (with the run's temperature, when it applies to these weights) and the model card
+ * (model-card.json and model-card.md, card.ts) beside them.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -31,6 +32,8 @@ import { getModel, onnxInputName, onnxOutputName, type HeadKind, type ModelEntry
 import { loadRunModel, openRun, readCheckpointState, runExportDir, runWeightsPath, type CheckpointName } from '../runs/index.js';
 import { buildWithWeights, modelToOnnx, modelToStateDict, onnxIrVersion, readStateDict, writePth, writeSafetensors } from '../weights/index.js';
 import { calibrationNotes, calibrationWarnings, exportCalibration, type ExportCalibration } from './export-calibration.js';
+import { buildModelCard } from './card.js';
+import { cardFiles, writeModelCardFiles } from './card-files.js';
 import { pathFromExport } from './paths.js';
 import { saveLayersModelToDir } from './tfjs-io.js';
 
@@ -275,6 +278,11 @@ export async function writeFilesStaged(dir: string, names: readonly string[], fi
   }
 }
 
+/** The model card of `runs` (card.ts) into an export's staging folder; its paths are seen from the export folder `dir`. */
+export async function writeExportCard(staging: string, dir: string, runs: string[], checkpoint: CheckpointName | undefined, exported: { format: string; files: string[] }): Promise<void> {
+  await writeModelCardFiles(staging, await buildModelCard({ runs, checkpoint, dir, export: exported }));
+}
+
 /**
  * The weight files an earlier pth/safetensors export left in `dir` beside `file`, which the new
  * metadata.json must describe too: only when they hold the same checkpoint (one metadata.json
@@ -325,6 +333,7 @@ export async function exportRun(options: { backend: BackendHandle; run: string; 
         metadata = await metadataFor(run, outDir, files, input);
         metadata.sha256 = await hashesOf(staging, files);
         await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
+        await writeExportCard(staging, outDir, [options.run], options.checkpoint, { format: 'tfjs', files: [...files, 'metadata.json'] });
       });
     } else if (options.format === 'onnx') {
       input = `float32 [N, 3, ${run.imageSize}, ${run.imageSize}] (NCHW, torchvision) named '${onnxInputName}', preprocessed as below`;
@@ -343,6 +352,7 @@ export async function exportRun(options: { backend: BackendHandle; run: string; 
         await writeFileAtomic(join(staging, onnxModelFile), bytes);
         metadata.sha256 = await hashesOf(staging, files);
         await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
+        await writeExportCard(staging, outDir, [options.run], options.checkpoint, { format: 'onnx', files: [...files, 'metadata.json'] });
       });
     } else {
       const format = options.format;
@@ -351,16 +361,17 @@ export async function exportRun(options: { backend: BackendHandle; run: string; 
       files = [file];
       // A pth and a safetensors export of the same weights may share a folder: its one metadata.json describes both.
       const companions = await companionExports(outDir, file, await sha256(run.weightsFile));
-      await writeFilesStaged(outDir, [file, 'metadata.json'], async (staging) => {
+      await writeFilesStaged(outDir, [file, 'metadata.json', ...cardFiles], async (staging) => {
         const dict = await modelToStateDict(run.layersModel, run.model);
         if (format === 'pth') await writePth(join(staging, file), dict);
         else await writeSafetensors(join(staging, file), dict, { format: 'pt', osteo: osteoVersion, model: run.model });
         metadata = await metadataFor(run, outDir, [...companions.files, file].sort(), input);
         metadata.sha256 = { ...companions.sha256, ...(await hashesOf(staging, [file])) };
         await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
+        await writeExportCard(staging, outDir, [options.run], options.checkpoint, { format, files: [...metadata.files, 'metadata.json'] });
       });
     }
-    return { dir: outDir, files: [...files, 'metadata.json'], metadata, warnings: calibrationWarnings([[run.model, metadata!.calibration]]) };
+    return { dir: outDir, files: [...files, 'metadata.json', ...cardFiles], metadata, warnings: calibrationWarnings([[run.model, metadata!.calibration]]) };
   } finally {
     run.layersModel.dispose();
   }
@@ -401,7 +412,7 @@ export async function exportDashboard(options: DashboardExportOptions): Promise<
   await activateBackend(options.backend);
   let metadata: unknown;
   // All three files are validated and written before any reaches the dashboard's folder.
-  const files = await writeFilesStaged(options.dir, [...runs.map(([entry]) => entry.dashboard.file), 'metadata.json'], async (staging) => {
+  const files = await writeFilesStaged(options.dir, [...runs.map(([entry]) => entry.dashboard.file), 'metadata.json', ...cardFiles], async (staging) => {
     const models: Record<string, ExportMetadata> = {};
     for (const [expected, dir] of runs) {
       const flag = dashboardRunFlag(expected.name);
@@ -434,6 +445,8 @@ export async function exportDashboard(options: DashboardExportOptions): Promise<
       models,
     };
     await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
+    const written = [...runs.map(([entry]) => entry.dashboard.file), 'metadata.json'];
+    await writeExportCard(staging, options.dir, runs.map(([, dir]) => dir), options.checkpoint, { format: 'dashboard', files: written });
   });
   const models = Object.values((metadata as { models: Record<string, ExportMetadata> }).models);
   return { dir: options.dir, files, metadata, warnings: calibrationWarnings(models.map((m) => [m.model, m.calibration])) };

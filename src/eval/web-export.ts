@@ -2,8 +2,8 @@
  * `osteo export --run R [--run R2 …] --format web --out DIR`: a static site that classifies X-rays
  * in the browser with no server-side code and no network: index.html, viewer.js (the page of
  * src/eval/web/page.ts bundled with tfjs by esbuild at export time), tfjs's wasm binaries,
- * metadata.json, and each run's tfjs LayersModel under models/. The folder is written beside DIR
- * and switched in whole.
+ * metadata.json, the model card, and each run's tfjs LayersModel under models/. The folder is
+ * written beside DIR and switched in whole.
  */
 import { copyFile, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -15,7 +15,8 @@ import { classNames, evalTransformSpec } from '../data/index.js';
 import { UserError, osteoVersion, parseCsvRecords, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
 import { getModel } from '../models/index.js';
 import { openRun, runWeightsPath, type CheckpointName } from '../runs/index.js';
-import { pathFromExport, readBestState, sha256, validatedRun, writeFolderStaged, type ExportResult } from './export.js';
+import { cardFiles } from './card-files.js';
+import { pathFromExport, readBestState, sha256, validatedRun, writeExportCard, writeFolderStaged, type ExportResult } from './export.js';
 import { defaultEvalOutDir, evaluationRecordFile, type EvaluationRecord } from './evaluate.js';
 import { displayNames } from './inference.js';
 import { researchDisclaimer } from './predict.js';
@@ -207,7 +208,8 @@ export async function exportWeb(options: WebExportOptions): Promise<ExportResult
       files,
     };
     await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
+    await writeExportCard(staging, options.outDir, options.runs, which, { format: 'web', files: [...files, 'metadata.json'] });
   });
   const warnings = calibrationWarnings(metadata!.models.map((entry) => [entry.name, entry.calibration]));
-  return { dir: options.outDir, files: [...files, 'metadata.json'], metadata, warnings };
+  return { dir: options.outDir, files: [...files, 'metadata.json', ...cardFiles], metadata, warnings };
 }

@@ -1,0 +1,164 @@
+/**
+ * The evaluations a model card reports: `osteo eval` report folders of exactly the card's runs, read
+ * from their evaluation.json (the record of what was evaluated and the report's numbers, as
+ * `osteo eval --json` prints them). A report on a dataset the runs were trained on is internal; one
+ * on any other folder is external validation. The card copies the numbers, it computes none.
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { readConfigFile } from '../config/index.js';
+import { metricLabel, metricRegistry, type MetricRecord } from '../report/index.js';
+import type { CheckpointName } from '../runs/index.js';
+import { DataError, UserError, printable } from '../util/index.js';
+import { defaultEvalOutDir, evaluationRecordFile } from './evaluate.js';
+import { pathFromExport } from './paths.js';
+
+export interface CardMetric {
+  /** The metric's --json key (its registry record's). */
+  key: string;
+  label: string;
+  value: number | null;
+  /** Its 95% percentile-bootstrap interval, for the records that have one. */
+  interval: [number, number] | null;
+}
+
+export interface CardPerformance {
+  name: string;
+  kind: 'model' | 'ensemble';
+  overall: CardMetric[];
+  perClass: { class: string; metrics: CardMetric[] }[];
+}
+
+export interface CardCalibrationStats {
+  ece: number;
+  adaptiveEce: number;
+  meanClasswiseEce: number;
+  brier: number;
+  nll: number;
+}
+
+export interface CardEvaluation {
+  role: 'internal' | 'external';
+  report: string;
+  split: string;
+  data: string;
+  images: number;
+  tta: boolean;
+  bootstrap: { resamples: number; seed: number };
+  ensembleWeights: { mode: string; weights: number[] };
+  models: CardPerformance[];
+  /** The temperatures and the calibration metrics before → after on the evaluated images; null: the report is uncalibrated. */
+  calibration: { fittedOnEvaluatedSplit: boolean; models: { name: string; temperature: number; before: CardCalibrationStats; after: CardCalibrationStats }[] } | null;
+  /** The report's operating points and subgroup results, as its evaluation.json holds them; null where it has none. */
+  operatingPoints: unknown;
+  subgroups: unknown;
+}
+
+type Json = Record<string, unknown>;
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+const numberOrNull = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+function metricOf(record: MetricRecord, source: Json, classes: readonly string[]): CardMetric {
+  const key = record.jsonKey!;
+  const interval = source[`${key}Interval`];
+  const pair = Array.isArray(interval) && interval.length === 2 && interval.every((v) => typeof v === 'number') ? ([interval[0], interval[1]] as [number, number]) : null;
+  return { key, label: metricLabel(record, classes), value: numberOrNull(source[key]), interval: pair };
+}
+
+function performanceOf(model: Json, classes: readonly string[], file: string): CardPerformance {
+  if (typeof model.name !== 'string' || (model.kind !== 'model' && model.kind !== 'ensemble') || !Array.isArray(model.perClass)) {
+    throw new DataError(file, "has a model entry without a name, kind or per-class list: re-run `osteo eval` to write the report again");
+  }
+  const overall = metricRegistry.overall().filter((r) => r.jsonKey !== undefined);
+  const perClass = metricRegistry.perClass().filter((r) => r.jsonKey !== undefined);
+  return {
+    name: model.name,
+    kind: model.kind,
+    overall: overall.map((r) => metricOf(r, model, classes)),
+    perClass: (model.perClass as unknown[]).filter(isObject).map((row) => ({ class: String(row.class), metrics: perClass.map((r) => metricOf(r, row, classes)) })),
+  };
+}
+
+function statsOf(value: unknown): CardCalibrationStats {
+  const v = isObject(value) ? value : {};
+  return { ece: Number(v.ece), adaptiveEce: Number(v.adaptiveEce), meanClasswiseEce: Number(v.meanClasswiseEce), brier: Number(v.brier), nll: Number(v.nll) };
+}
+
+function calibrationOf(summary: Json): CardEvaluation['calibration'] {
+  const section = summary.calibration;
+  if (!isObject(section) || !Array.isArray(section.models)) return null;
+  return {
+    fittedOnEvaluatedSplit: section.fittedOnEvaluatedSplit === true,
+    models: section.models.filter(isObject).map((m) => ({ name: String(m.name), temperature: Number(m.temperature), before: statsOf(m.before), after: statsOf(m.after) })),
+  };
+}
+
+/**
+ * One report folder of exactly `runs` (in order, same checkpoint): refused, naming the folder and
+ * the file, when it is not an osteo eval report, evaluates other runs, or lacks its numbers.
+ */
+export async function readCardEvaluation(report: string, runs: readonly string[], checkpoint: CheckpointName, trainedOn: readonly string[], dir: string, label = `--eval ${report}`): Promise<CardEvaluation> {
+  const file = join(report, evaluationRecordFile);
+  if (!existsSync(file)) throw new UserError(`${label} is not an osteo eval report: it has no ${evaluationRecordFile} (give the folder \`osteo eval\` wrote)`);
+  const json = await readConfigFile(file, 'evaluation record');
+  if (!isObject(json) || json.format !== 'osteo-evaluation' || !Array.isArray(json.runs)) throw new DataError(file, 'is not an osteo evaluation record');
+  const evaluated = json.runs.map((run) => resolve(String(run)));
+  if (evaluated.length !== runs.length || evaluated.some((run, i) => run !== runs[i]) || json.checkpoint !== checkpoint) {
+    throw new UserError(
+      `${label} evaluates ${evaluated.map(printable).join(', ')} (${String(json.checkpoint)} checkpoint), not ${runs.map(printable).join(', ')} (${checkpoint}): ` +
+        'give the report of exactly these runs, in this order (`osteo eval --run …`)',
+    );
+  }
+  const summary = json.summary;
+  if (!isObject(summary) || !Array.isArray(summary.models) || !Array.isArray(summary.classNames)) {
+    throw new DataError(file, 'holds no summary of the report’s numbers: re-run `osteo eval` on these runs to write the report again');
+  }
+  const classes = summary.classNames.map(String);
+  const bootstrap = isObject(summary.bootstrap) ? summary.bootstrap : {};
+  const weights = isObject(summary.ensembleWeights) ? summary.ensembleWeights : {};
+  const data = resolve(String(json.data));
+  return {
+    role: trainedOn.includes(data) ? 'internal' : 'external',
+    report: pathFromExport(dir, report),
+    split: String(json.split),
+    data: pathFromExport(dir, data),
+    images: Number(summary.images),
+    tta: summary.tta === true,
+    bootstrap: { resamples: Number(bootstrap.resamples), seed: Number(bootstrap.seed) },
+    ensembleWeights: { mode: String(weights.mode), weights: Array.isArray(weights.weights) ? weights.weights.map(Number) : [] },
+    models: summary.models.filter(isObject).map((m) => performanceOf(m, classes, file)),
+    calibration: calibrationOf(summary),
+    operatingPoints: json.operatingPoints ?? summary.operatingPoints ?? null,
+    subgroups: json.subgroups ?? summary.subgroups ?? null,
+  };
+}
+
+/**
+ * The given reports, or else the runs' default test report when it exists and is of these runs;
+ * without an internal one, `notEvaluated` says how to make it.
+ */
+export async function readCardEvaluations(options: {
+  runs: readonly string[];
+  checkpoint: CheckpointName;
+  reports?: readonly string[];
+  trainedOn: readonly string[];
+  dir: string;
+}): Promise<{ evaluations: CardEvaluation[]; notEvaluated: string | null }> {
+  const { runs, checkpoint, trainedOn, dir } = options;
+  const evaluations: CardEvaluation[] = [];
+  let reason: string | undefined;
+  if (options.reports !== undefined && options.reports.length > 0) {
+    for (const report of options.reports) evaluations.push(await readCardEvaluation(resolve(report), runs, checkpoint, trainedOn, dir));
+  } else {
+    const report = defaultEvalOutDir([...runs], 'test', checkpoint);
+    try {
+      if (existsSync(report)) evaluations.push(await readCardEvaluation(report, runs, checkpoint, trainedOn, dir, 'the default report'));
+    } catch (error) {
+      if (!(error instanceof UserError) && !(error instanceof DataError)) throw error;
+      reason = `the report beside the runs (${pathFromExport(dir, report)}) cannot be used: ${error.message}`;
+    }
+  }
+  if (evaluations.some((e) => e.role === 'internal')) return { evaluations, notEvaluated: null };
+  const why = reason === undefined ? '' : ` (${reason})`;
+  return { evaluations, notEvaluated: `not evaluated on the runs' own test split${why}: run \`osteo eval --run RUN… --data DATA\` on these runs, in this order, then write the card again (\`osteo card --run RUN… --eval REPORT\`)` };
+}
