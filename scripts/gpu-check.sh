@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What osteo's GPU paths do on this machine, in a few minutes: the environment (`osteo info --json`,
 # with the WebGPU adapter and, where nvidia-smi sees a GPU, why tfjs-node-gpu is or is not usable),
-# the webgpu gradient kernels against tfjs-backend-webgpu's own, and `osteo bench train|infer
-# --backend webgpu` on the three published models at their sizes. Where PyTorch sees a CUDA GPU,
+# the webgpu gradient kernels against tfjs-backend-webgpu's own, `osteo bench train|infer
+# --backend webgpu` on the three published models at their sizes, and `osteo bench infer` on
+# onnxruntime's WebGPU provider (and its CUDA provider where this install has it). Where PyTorch sees a CUDA GPU,
 # the same workloads in PyTorch (fp32, TF32 off) and the ratio osteo ÷ PyTorch in images/s.
 #
 #   npm run build && bash scripts/gpu-check.sh            (STEPS=5 WARMUP=2 by default)
@@ -59,22 +60,33 @@ if [ -f bench/webgpu-grad.ts ] && [ -d node_modules/tsx ]; then
     "$NODE" --import tsx bench/webgpu-grad.ts --batch "$KERNEL_BATCH" --repeats 3
 fi
 
+# onnxruntime's CUDA provider is measured where this install has it (npm ci --onnxruntime-node-install=cuda12)
+ort_cuda=no
+if "$NODE" dist/cli.js info --json --backend onnxruntime-cuda >/dev/null 2>&1; then
+  ort_cuda=yes
+fi
+echo "== onnxruntime CUDA provider installed: $ort_cuda"
+# "mode backend" pairs: training runs on the webgpu (tfjs) engine; inference on it and on onnxruntime's providers
+pairs=("train webgpu" "infer webgpu" "infer onnxruntime-webgpu")
+[ "$ort_cuda" = yes ] && pairs+=("infer onnxruntime-cuda")
+
 IFS=';' read -r -a workloads <<<"$WORKLOADS"
 summary=()
-for mode in train infer; do
+for pair in "${pairs[@]}"; do
+  read -r mode backend <<<"$pair"
   for workload in "${workloads[@]}"; do
     read -r model size batch <<<"$workload"
     args=(--model "$model" --image-size "$size" --batch-size "$batch" --steps "$STEPS" --warmup "$WARMUP")
-    osteo=$("$NODE" dist/cli.js bench "$mode" "${args[@]}" --backend webgpu --json)
+    osteo=$("$NODE" dist/cli.js bench "$mode" "${args[@]}" --backend "$backend" --json)
     status=$?
-    echo "== osteo bench $mode ${args[*]} --backend webgpu --json"
+    echo "== osteo bench $mode ${args[*]} --backend $backend --json"
     echo "$osteo"
     if [ $status -ne 0 ]; then
-      echo "!! failed: osteo bench $mode $model" >&2
+      echo "!! failed: osteo bench $mode $model --backend $backend" >&2
       failures=$((failures + 1))
       continue
     fi
-    line="$mode $model ${size}² batch $batch: osteo webgpu $(echo "$osteo" | "$NODE" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).imagesPerSec.toPrecision(3)))') img/s"
+    line="$mode $model ${size}² batch $batch: osteo $backend $(echo "$osteo" | "$NODE" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).imagesPerSec.toPrecision(3)))') img/s"
     if [ "$torch_cuda" = yes ]; then
       torch=$("$PYTHON" bench/torch_reference.py "$mode" --model "$model" --image-size "$size" --batch-size "$batch" --steps "$STEPS" --warmup "$WARMUP" --device cuda)
       echo "== PyTorch $mode $model ${size}² batch $batch on cuda (fp32)"

@@ -16,7 +16,7 @@ interface CalibrateCommandOptions {
 }
 
 export function registerCalibrateCommand(program: Command): void {
-  const command = program.command('calibrate').description("fit each run's temperature (softmax(logits / T)) on its val split; eval and predict then use it");
+  const command = program.command('calibrate').description("fit each run's temperature (softmax(logits / T)) and its screening thresholds on its val split; eval and predict then use them");
   const tableFlags = addTableOptions(command, calibrateOptions);
   command
     .addOption(backendOption())
@@ -32,6 +32,7 @@ export function registerCalibrateCommand(program: Command): void {
         tta: config.tta,
         batchSize: config.batchSize,
         workers: config.workers,
+        targets: { sensitivity: config.targetSensitivity, specificity: config.targetSpecificity },
         onWarning: (message) => process.stderr.write(`osteo: warning: ${printable(message)}\n`),
         onProgress: options.json ? undefined : ({ split, done, total }) => process.stderr.write(`\r${split}: ${done}/${total} images${done === total ? '\n' : ''}`),
       });
@@ -44,6 +45,12 @@ export function registerCalibrateCommand(program: Command): void {
         console.log(
           `| ${printable(r.name)} | ${r.record.temperature.toFixed(3)} | ${r.before.nll.toFixed(4)} → ${r.after.nll.toFixed(4)} | ${r.before.ece.toFixed(3)} → ${r.after.ece.toFixed(3)} | ${r.before.brier.toFixed(4)} → ${r.after.brier.toFixed(4)} | ${printable(r.file)} |`,
         );
+      }
+      console.log('\nScreening thresholds on the calibrated val scores (stored with the temperature):\n| model | view | point | threshold | val sensitivity | val specificity |\n|---|---|---|---|---|---|');
+      for (const r of results) {
+        for (const view of r.record.operatingPoints?.views ?? []) {
+          for (const p of view.points) console.log(`| ${printable(r.name)} | ${view.name} | ${p.name} | ${p.threshold.toFixed(4)} | ${p.fitted.sensitivity?.toFixed(3)} | ${p.fitted.specificity?.toFixed(3)} |`);
+        }
       }
     });
 }

@@ -1,6 +1,6 @@
 /**
- * What every subcommand shares: the --backend option, one JSON document on stdout for --json, and
- * flags generated from an option table.
+ * What every subcommand shares: the --backend option, one JSON document on stdout for --json, flags
+ * generated from an option table, and Ctrl-C and SIGTERM as a request to stop training cleanly.
  * Commands parse options and call one library function; errors travel up to src/cli.ts.
  */
 import { InvalidArgumentError as InvalidOptionValue, Option, type Command } from 'commander';
@@ -79,4 +79,31 @@ export function addTableOptions(command: Command, table: OptionTable): (options:
     for (const [attribute, key] of keyOf) if (options[attribute] !== undefined) flags[key] = options[attribute];
     return flags;
   };
+}
+
+/** The signals that ask a training command to stop: Ctrl-C, and SIGTERM (`timeout`, Slurm, Kubernetes). */
+const stopSignals: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
+
+/**
+ * Run `work` with Ctrl-C and SIGTERM wired to one stop request (`train`, `cv` and `reproduce`): the
+ * training loop in progress finishes its step, saves `last` and returns, and the command releases
+ * its locks and ends with exit status 1. The listeners go after the first signal, so a second one
+ * gets Node's default and ends the process at once.
+ */
+export async function withStopSignals<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const unlisten = () => {
+    for (const name of stopSignals) process.removeListener(name, onSignal);
+  };
+  function onSignal(name: NodeJS.Signals): void {
+    unlisten();
+    process.stderr.write(`\n${name === 'SIGINT' ? 'Ctrl-C' : name}: finishing the current step and saving \`last\` (send it again to quit at once)\n`);
+    controller.abort();
+  }
+  for (const name of stopSignals) process.on(name, onSignal);
+  try {
+    return await work(controller.signal);
+  } finally {
+    unlisten();
+  }
 }

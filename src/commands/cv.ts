@@ -9,7 +9,7 @@ import { backendFromEnvironment, useBackends } from '../backend/index.js';
 import { cvOptions, optionsText, resolveCvConfig } from '../config/index.js';
 import { collectCv, compareCv, cvExperimentFromConfig, runCv } from '../pipeline/index.js';
 import { progressReporter } from '../train/index.js';
-import { addTableOptions, printJson } from './common.js';
+import { addTableOptions, printJson, withStopSignals } from './common.js';
 import { printable, printableLines } from '../util/index.js';
 
 const stderrLine = (line: string) => process.stderr.write(`${printableLines(line)}\n`);
@@ -35,16 +35,15 @@ export function registerCvCommands(program: Command): void {
       const config = resolveCvConfig(flags);
       const experiment = cvExperimentFromConfig(config, options.set ?? []);
       const backends = await useBackends(experiment.backend ?? 'auto');
-      const controller = new AbortController();
-      const onSigint = () => controller.abort();
-      process.once('SIGINT', onSigint);
-      const result = await runCv(experiment, {
-        backend: backends.train,
-        inference: backends.infer,
-        log: stderrLine,
-        onTrainEvent: options.json ? undefined : progressReporter(process.stderr),
-        signal: controller.signal,
-      }).finally(() => process.off('SIGINT', onSigint));
+      const result = await withStopSignals((signal) =>
+        runCv(experiment, {
+          backend: backends.train,
+          inference: backends.infer,
+          log: stderrLine,
+          onTrainEvent: options.json ? undefined : progressReporter(process.stderr),
+          signal,
+        }),
+      );
       if (options.json) return printJson({ out: result.out, plan: result.plan.fingerprint, jobs: result.jobs, report: result.report ? { dir: result.report.out, ...result.report.report } : null });
       if (result.report) {
         console.log(await readFile(result.report.files[0]!, 'utf8'));

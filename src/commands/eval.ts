@@ -53,6 +53,8 @@ function registerEvalCommand(program: Command): void {
         workers: config.workers,
         seed: config.seed,
         resamples: config.resamples,
+        targets: { sensitivity: config.targetSensitivity, specificity: config.targetSpecificity },
+        prevalence: config.prevalence,
         onWarning: (message) => process.stderr.write(`osteo: warning: ${printable(message)}\n`),
         onProgress: options.json ? undefined : ({ split, done, total }) => process.stderr.write(`\r${split}: ${done}/${total} images${done === total ? '\n' : ''}`),
       });

@@ -2,10 +2,10 @@ import { Option, type Command } from 'commander';
 import { useBackend, type BackendPreference } from '../backend/index.js';
 import { checkpointChoices, formatPredictions, predictImages, type CheckpointChoice } from '../eval/index.js';
 import { maxInputPixels, parseDicomWindow, type DicomWindow } from '../data/index.js';
-import { evalOptions, workersProblem } from '../config/index.js';
+import { evalOptions, predictScreeningOptions, resolvePredictScreening, workersProblem } from '../config/index.js';
 import { modelNames } from '../models/index.js';
 import { UserError, printable } from '../util/index.js';
-import { backendOption, positiveInt, printJson } from './common.js';
+import { addTableOptions, backendOption, positiveInt, printJson } from './common.js';
 
 interface PredictCommandOptions {
   run?: string[];
@@ -20,6 +20,7 @@ interface PredictCommandOptions {
   workers?: number;
   json?: boolean;
   backend: BackendPreference;
+  [attribute: string]: unknown;
 }
 
 function dicomWindowOption(text: string): DicomWindow {
@@ -29,7 +30,7 @@ function dicomWindowOption(text: string): DicomWindow {
 }
 
 export function registerPredictCommand(program: Command): void {
-  program
+  const command = program
     .command('predict')
     .description('diagnose knee X-rays with one model or the soft-vote ensemble of runs (research use only)')
     .argument('<images...>', 'image files (PNG, JPEG, …), or folders: the images directly inside them')
@@ -49,8 +50,10 @@ export function registerPredictCommand(program: Command): void {
     )
     .addOption(backendOption())
     .option('--workers <n>', evalOptions.workers.help, positiveInt('--workers'))
-    .option('--json', 'print {"images":[{path, prediction, confidence, probabilities, models}], "failed":[{path, error}]}')
-    .action(async (images: string[], options: PredictCommandOptions) => {
+    .option('--json', 'print {"images":[{path, prediction, confidence, probabilities, models, screening?}], "failed":[{path, error}]}');
+  const screeningFlags = addTableOptions(command, predictScreeningOptions);
+  command.action(async (images: string[], options: PredictCommandOptions) => {
+      const screening = resolvePredictScreening(screeningFlags(options));
       const problem = options.workers === undefined ? undefined : workersProblem(options.workers, options.backend);
       if (problem !== undefined) throw new UserError(`--workers: ${problem}`);
       const backend = await useBackend(options.backend, 'infer');
@@ -67,6 +70,8 @@ export function registerPredictCommand(program: Command): void {
         maxPixels: options.maxPixels,
         dicomWindow: options.dicomWindow,
         workers: options.workers,
+        operatingPoint: screening.operatingPoint,
+        evalReport: screening.eval,
         onWarning: (message) => process.stderr.write(`osteo: warning: ${printable(message)}\n`),
       });
       if (options.json) printJson(result);

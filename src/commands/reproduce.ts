@@ -4,7 +4,7 @@ import { type BackendPreference } from '../backend/index.js';
 import { byteProgress, countProgress, printable, printableLines, UserError } from '../util/index.js';
 import { protocols, reproduce, type Protocol } from '../pipeline/index.js';
 import { progressReporter } from '../train/index.js';
-import { backendOption, nonNegativeNumber, positiveInt, printJson } from './common.js';
+import { backendOption, nonNegativeNumber, positiveInt, printJson, withStopSignals } from './common.js';
 
 interface ReproduceFlags {
   config: string;
@@ -41,27 +41,26 @@ export function registerReproduceCommands(program: Command): void {
     .option('--json', 'print the result as one JSON document')
     .action(async (flags: ReproduceFlags) => {
       const human = !flags.json;
-      const controller = new AbortController();
-      const onSigint = () => controller.abort();
-      process.once('SIGINT', onSigint);
-      const result = await reproduce({
-        config: flags.config,
-        data: flags.data,
-        out: flags.out,
-        check: flags.check,
-        protocol: flags.protocol,
-        cv: flags.cv,
-        fresh: flags.fresh,
-        weightsDir: flags.weightsDir,
-        pretrained: flags.pretrained,
-        backend: flags.backend,
-        workers: flags.workers,
-        sets: flags.set,
-        log: (line) => process.stderr.write(printableLines(line) + '\n'),
-        progress: human ? (kind) => (kind === 'download' ? byteProgress('download') : countProgress('index', 'files')) : undefined,
-        onTrainEvent: human ? progressReporter(process.stderr) : undefined,
-        signal: controller.signal,
-      }).finally(() => process.off('SIGINT', onSigint));
+      const result = await withStopSignals((signal) =>
+        reproduce({
+          config: flags.config,
+          data: flags.data,
+          out: flags.out,
+          check: flags.check,
+          protocol: flags.protocol,
+          cv: flags.cv,
+          fresh: flags.fresh,
+          weightsDir: flags.weightsDir,
+          pretrained: flags.pretrained,
+          backend: flags.backend,
+          workers: flags.workers,
+          sets: flags.set,
+          log: (line) => process.stderr.write(printableLines(line) + '\n'),
+          progress: human ? (kind) => (kind === 'download' ? byteProgress('download') : countProgress('index', 'files')) : undefined,
+          onTrainEvent: human ? progressReporter(process.stderr) : undefined,
+          signal,
+        }),
+      );
       if (flags.json) printJson(result);
       else {
         console.log('\n' + (await readFile(result.artefacts.report, 'utf8')));

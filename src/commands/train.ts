@@ -9,7 +9,7 @@ import { defaultRunDir, optionsText, resolveTrainConfig, trainOptions, type Trai
 import { UserError } from '../util/index.js';
 import { progressReporter, trainModel, type TrainResult } from '../train/index.js';
 import { readRunConfigJson } from '../runs/index.js';
-import { addTableOptions, printJson } from './common.js';
+import { addTableOptions, printJson, withStopSignals } from './common.js';
 
 interface CommandOptions {
   config?: string;
@@ -48,24 +48,11 @@ export async function runTrainCommand(options: CommandOptions, readFlags: (optio
     return;
   }
 
-  // Ctrl-C or SIGTERM (`timeout`, a scheduler) once: finish the step, save `last`, stop. Each
-  // listener is removed after it fires, so a second signal gets Node's default and ends the process at once.
   // auto: training on the best tfjs backend, validation on the best inference backend; a named one does both
   const backends = await useBackends(config.backend);
-  const controller = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => {
-    const name = signal === 'SIGINT' ? 'Ctrl-C' : signal;
-    process.stderr.write(`\n${name}: finishing the current step and saving \`last\` (send it again to quit at once)\n`);
-    controller.abort();
-  };
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
-  for (const signal of signals) process.once(signal, onSignal);
-  let result: TrainResult;
-  try {
-    result = await trainModel(config, { backend: backends.train, inference: backends.infer, resume: options.resume, signal: controller.signal, onEvent: options.json ? undefined : progressReporter(process.stderr) });
-  } finally {
-    for (const signal of signals) process.removeListener(signal, onSignal);
-  }
+  const result = await withStopSignals((signal) =>
+    trainModel(config, { backend: backends.train, inference: backends.infer, resume: options.resume, signal, onEvent: options.json ? undefined : progressReporter(process.stderr) }),
+  );
   const failed = result.status === 'diverged' || result.status === 'interrupted';
   if (options.json) printJson({ ...result, config });
   else if (!failed) console.log(summary(result));

@@ -16,6 +16,8 @@ export const calibrateOptions = {
   tta: evalOptions.tta,
   batchSize: evalOptions.batchSize,
   workers: evalOptions.workers,
+  targetSensitivity: evalOptions.targetSensitivity,
+  targetSpecificity: evalOptions.targetSpecificity,
 } as const;
 
 export type CalibrateConfig = ConfigOf<typeof calibrateOptions>;

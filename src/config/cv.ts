@@ -8,6 +8,7 @@ import { backendPreferences } from '../backend/index.js';
 import { modelNames } from '../models/index.js';
 import { UserError } from '../util/index.js';
 import { OptionValues, applyFlags, flagName, option, optional, required, schemaOf, validateValues, type ConfigOf } from './options.js';
+import { trainOptions } from './train.js';
 
 const registered = modelNames();
 const positiveInt = z.int().min(1);
@@ -31,6 +32,8 @@ export const cvOptions = {
   epochs: optional(positiveInt, 'epochs per job (default: the recipe’s)', { flag: '--epochs <n>' }),
   imageSize: optional(z.int().min(32), 'input size per job (default: the recipe’s)', { flag: '--image-size <n>' }),
   batchSize: optional(positiveInt, 'images per optimizer step (default: the recipe’s)', { flag: '--batch-size <n>' }),
+  // every job's recovery checkpoints: how often a preempted shard saves, not what a job computes
+  checkpointEvery: trainOptions.checkpointEvery,
   pretrained: optional(z.string().min(1), 'initial weights for every job (.pth or .safetensors); default: random, as the recipe says', { flag: '--pretrained <file>' }),
   backend: option(z.enum(backendPreferences), 'auto', 'compute backend (the OSTEO_BACKEND variable sets it too): auto trains on the best tfjs backend and validates on the best inference backend (onnxruntime where it runs); a named one computes both, and the onnxruntime ones, which only run trained models, are refused', { flag: '--backend <name>' }),
   workers: optional(positiveInt, 'data-parallel worker threads per job; fix it (e.g. 1) when shards run on machines with different core counts: it changes float rounding', {

@@ -10,6 +10,7 @@ import { cvOptions } from './cv.js';
 import { evalOptions } from './eval.js';
 import { optionsMarkdown, type OptionTable } from './options.js';
 import { pipelineOptions } from './pipeline.js';
+import { predictScreeningOptions } from './screening.js';
 import { splitOptions } from './split.js';
 import { trainOptions } from './train.js';
 
@@ -19,6 +20,7 @@ export const documentedTables: Readonly<Record<string, OptionTable>> = {
   'eval options': evalOptions,
   'calibrate options': calibrateOptions,
   'card options': cardOptions,
+  'predict screening options': predictScreeningOptions,
   'pipeline options': pipelineOptions,
   'cv options': cvOptions,
 };

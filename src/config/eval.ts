@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { UserError } from '../util/index.js';
 import { OptionValues, applyFlags, keyAt, option, optional, required, schemaOf, validateValues, type ConfigOf } from './options.js';
 import { workersProblem } from './train.js';
+import { prevalenceOption, screeningTargetOptions } from './screening.js';
 
 const positiveInt = z.int().min(1);
 
@@ -27,6 +28,9 @@ export const evalOptions = {
   workers: optional(positiveInt, 'inference worker threads (default: one per core on wasm, fewer for too few images to repay their start, 1 elsewhere); on an onnxruntime backend, the session’s intra-op threads (default: the provider’s)', { flag: '--workers <n>' }),
   seed: option(z.int().min(0), 0, 'bootstrap seed', { flag: '--seed <n>' }),
   resamples: option(positiveInt, 2000, 'bootstrap resamples', { flag: '--resamples <n>' }),
+  targetSensitivity: screeningTargetOptions.targetSensitivity,
+  targetSpecificity: screeningTargetOptions.targetSpecificity,
+  prevalence: prevalenceOption,
 } as const;
 
 export type EvalConfig = ConfigOf<typeof evalOptions>;

@@ -2,9 +2,28 @@
  * The one reader of JSON config files (training recipes, augmentation configs, pipeline configs, a
  * run's saved config): every failure names the file and says what kind of file was expected.
  */
+import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
+import { isAbsolute, join, normalize, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { visit } from 'jsonc-parser';
 import { DataError, UserError, errorMessage } from '../util/index.js';
+
+/** osteo's own configs/ folder (recipes, augmentation presets, pipeline configs): at the package root, two levels above src/config and dist/config. */
+export const shippedConfigDir = fileURLToPath(new URL('../../configs/', import.meta.url));
+
+/**
+ * The file to read for a config path given on the command line: the path itself, or, for a relative
+ * `configs/…` path that the working directory does not hold, the file osteo ships under that name —
+ * so `--config configs/demo.json` (README.md's commands) runs from any folder once osteo is installed.
+ */
+export function locateConfigFile(file: string): string {
+  if (isAbsolute(file) || existsSync(file)) return file;
+  const [top, ...rest] = normalize(file).split(sep);
+  if (top !== 'configs' || rest.length === 0) return file;
+  const shipped = join(shippedConfigDir, ...rest);
+  return existsSync(shipped) ? shipped : file;
+}
 
 /** Parse `file` as JSON. `kind` names it in errors ("training config", "augmentation config", …). */
 export async function readConfigFile(file: string, kind = 'config file'): Promise<unknown> {

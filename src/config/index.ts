@@ -28,15 +28,18 @@ export {
   monitorMetrics,
   workersProblem,
   imageSizeRange,
+  checkpointInterval,
+  type CheckpointInterval,
   type MonitorMetric,
   type TrainConfig,
   type TrainConfigInput,
   type TrainConfigSources,
 } from './train.js';
-export { readConfigFile } from './files.js';
+export { locateConfigFile, readConfigFile, shippedConfigDir } from './files.js';
 export { loadAugmentConfig, parseAugmentConfig, augmentPresets, augmentPresetDir } from './augment.js';
 export { splitOptions, splitConfigSchema, resolveSplitConfig, checkSplitFractions, type SplitConfig } from './split.js';
 export { evalOptions, evalSplits, evalConfigSchema, resolveEvalConfig, type EvalConfig, type EvalSplit } from './eval.js';
+export { screeningTargetOptions, prevalenceOption, predictScreeningOptions, resolvePredictScreening, operatingPointPattern, type PredictScreeningConfig } from './screening.js';
 export { calibrateOptions, calibrateConfigSchema, resolveCalibrateConfig, type CalibrateConfig } from './calibrate.js';
 export { cardOptions, cardConfigSchema, resolveCardConfig, type CardConfig } from './card.js';
 export { pipelineOptions, pipelineConfigSchema, loadPipelineConfig, type PipelineConfig } from './pipeline.js';

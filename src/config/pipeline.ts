@@ -4,6 +4,7 @@
  * recipe, so an unknown or bad key is reported as `FILE: unknown key "models.0.foo"` or
  * `FILE: data.val: …`. The split and ensemble keys are the split and eval tables' own records.
  */
+import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
 import { modelNames } from '../models/index.js';
 import { UserError } from '../util/index.js';
@@ -55,5 +56,19 @@ export async function loadPipelineConfig(file: string): Promise<PipelineConfig> 
   for (const key of ['val', 'test'] as const) {
     if (config.data[key] === 0) throw new UserError(`invalid config: ${keyAt(values.get(`data.${key}`)!.origin, `data.${key}`)}: the pipeline needs a ${key} split (got 0)`);
   }
+  await checkRecipeModels(config, file);
   return config;
+}
+
+/** Each model's recipe is for that model (the training config refuses it later too, naming only the model): named here by the pipeline's own keys, before any work. */
+async function checkRecipeModels(config: PipelineConfig, file: string): Promise<void> {
+  for (const [i, { model, recipe }] of config.models.entries()) {
+    if (recipe === undefined) continue;
+    const path = resolve(dirname(file), recipe);
+    const json = await readConfigFile(path, 'training config');
+    const own = typeof json === 'object' && json !== null ? (json as { model?: unknown }).model : undefined;
+    if (own !== undefined && own !== model) {
+      throw new UserError(`invalid config: ${file}: models.${i}.recipe: ${path} is a recipe for ${JSON.stringify(own)} (its "model"), not for models.${i}.model ${JSON.stringify(model)}: give ${model} a recipe of its own, or leave out "recipe" for its built-in one`);
+    }
+  }
 }

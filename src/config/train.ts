@@ -6,7 +6,6 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { backendCandidates, backendPreferences, type BackendCandidate, type WorkerThreads } from '../backend/index.js';
 import { augmentConfigSchema, type AugmentConfig, type EvalTransform } from '../data/index.js';
@@ -14,8 +13,8 @@ import { monitorMetrics, type MonitorMetric } from '../report/index.js';
 import { UserError, errorMessage } from '../util/index.js';
 import { getModel, modelNames, transformAt, weightsTagOfFile, type ModelEntry, type ModelName, type WeightsTag } from '../models/index.js';
 import { augmentPresets, loadAugmentConfig } from './augment.js';
-import { readConfigFile } from './files.js';
-import { OptionValues, applyFlags, keyAt, option, optional, optionEntries, parseSetArgument, schemaOf, validateValues, type ConfigOf } from './options.js';
+import { locateConfigFile, readConfigFile, shippedConfigDir } from './files.js';
+import { OptionValues, applyFlags, keyAt, option, optional, optionEntries, parseSetArgument, schemaOf, validateValues, type ConfigOf, type Sourced } from './options.js';
 
 const positiveInt = z.int().min(1);
 
@@ -50,6 +49,11 @@ export const trainOptions = {
   seed: option(z.int().min(0), 0, 'seeds weight init, sample order, augmentation and dropout', { flag: '--seed <n>' }),
   epochs: option(positiveInt, 25, 'epochs to train', { flag: '--epochs <n>', runtime: true }),
   maxSteps: optional(positiveInt, 'stop after this many optimizer steps in this invocation (a resumed run takes up to this many more); `last` is saved', { flag: '--max-steps <n>', runtime: true }),
+  checkpointEvery: optional(
+    z.union([positiveInt, z.string().regex(/^(\d+\.?\d*|\.\d+)m$/, 'expected a step count (50) or minutes (10m)').refine((text) => Number.parseFloat(text) > 0, 'the minutes must be more than 0')]),
+    'recovery checkpoints: also save `last` in mid-epoch every N optimizer steps (50) or every N minutes (10m), so a kill that gives no warning (SIGKILL, a lost node) loses at most that much; resuming from one is exact',
+    { flag: '--checkpoint-every <n|Nm>', runtime: true },
+  ),
   batchSize: option(positiveInt, 16, 'images per optimizer step', { flag: '--batch-size <n>' }),
   microBatch: optional(positiveInt, 'images per forward/backward pass (gradient accumulation; BatchNorm statistics are per micro-batch)', {
     flag: '--micro-batch <n>',
@@ -109,8 +113,8 @@ export type TrainConfig = Omit<TrainConfigInput, 'model' | 'data' | 'out' | 'ima
 
 export const trainConfigSchema = schemaOf(trainOptions);
 
-/** Where the built-in recipes live: configs/ at the package root (two levels above src/config and dist/config). */
-export const recipeDir = fileURLToPath(new URL('../../configs/', import.meta.url));
+/** Where the built-in recipes live: configs/ at the package root. */
+export const recipeDir = shippedConfigDir;
 
 /** The built-in recipe of a model (its registry entry names the file in configs/). */
 export function defaultRecipe(model: string): string {
@@ -230,7 +234,7 @@ export async function resolveTrainConfig(sources: TrainConfigSources = {}): Prom
     for (const { key, value } of sets) values.set(key, value, `--set ${key}`);
   };
 
-  let recipe = sources.configFile;
+  let recipe = sources.configFile === undefined ? undefined : locateConfigFile(sources.configFile);
   if (!recipe && !sources.resumeFrom) {
     // The model may come from a flag or --set: look at those first to find its built-in recipe.
     applyCommandLine();
@@ -247,8 +251,10 @@ export async function resolveTrainConfig(sources: TrainConfigSources = {}): Prom
       values.set('augment', resolve(dirname(recipe), augment.value), recipe);
     }
   }
+  const recipeModel = recipe !== undefined && values.get('model')?.origin === recipe ? values.get('model')!.value : undefined;
   applyCommandLine();
   applySets();
+  if (recipe !== undefined && recipeModel !== undefined) refuseOtherModel(recipe, recipeModel, values.get('model')!);
 
   const input = validateValues(values, trainConfigSchema) as TrainConfigInput;
   crossCheck(input, values);
@@ -289,10 +295,32 @@ export async function resolveTrainConfig(sources: TrainConfigSources = {}): Prom
   };
 }
 
+/**
+ * A recipe's settings are its model's (its freezeUntil names that model's stages; its learning rate,
+ * schedule and augmentation were tuned for it), so a recipe is never applied to another model: the
+ * model asked for on the command line must be the recipe's own, when the recipe names one.
+ */
+function refuseOtherModel(recipe: string, recipeModel: unknown, asked: Sourced): void {
+  if (asked.value === recipeModel) return;
+  const own = typeof asked.value === 'string' && (registered as readonly string[]).includes(asked.value) ? ` (its own: ${defaultRecipe(asked.value)})` : '';
+  throw new UserError(
+    `${asked.origin} asks for ${JSON.stringify(asked.value)}, but the recipe ${recipe} is for ${JSON.stringify(recipeModel)} (its "model"): a recipe's freeze point, learning rate and augmentation are its own model's. ` +
+      `Use a recipe for ${JSON.stringify(asked.value)}${own}, or ask for ${JSON.stringify(recipeModel)}`,
+  );
+}
+
 /** The tag a run starts from: the one whose file `pretrained` names, else the model's default weights (whose sizes a random start shares). */
 function initialWeightsTag(entry: ModelEntry, pretrained: string | undefined): WeightsTag {
   const named = pretrained === undefined ? undefined : weightsTagOfFile(basename(pretrained));
   return named !== undefined && named.architecture === entry.name ? named : entry.weights[0];
+}
+
+/** How often `checkpointEvery` saves a recovery checkpoint: every so many steps, or every so many milliseconds. */
+export type CheckpointInterval = { steps: number } | { milliseconds: number };
+
+export function checkpointInterval(every: TrainConfig['checkpointEvery']): CheckpointInterval | undefined {
+  if (every === undefined) return undefined;
+  return typeof every === 'number' ? { steps: every } : { milliseconds: Number.parseFloat(every) * 60_000 };
 }
 
 /** --max-steps budgets one invocation: a resumed run does not inherit the budget of the one that saved it. */

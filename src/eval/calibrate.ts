@@ -5,11 +5,11 @@
  * the chosen checkpoint and TTA setting, which the record keeps.
  */
 import { resolve } from 'node:path';
-import { readSplitManifest, splitManifestPath } from '../data/index.js';
+import { classNames, readSplitManifest, splitManifestPath } from '../data/index.js';
 import { evalOptions, type EvalSplit } from '../config/index.js';
 import { inferenceWorkers } from '../engine/index.js';
 import type { BackendHandle } from '../backend/index.js';
-import { applyTemperature, calibrationReport, fitTemperature, type CalibrationReport, type FittedTemperature } from '../report/index.js';
+import { applyTemperature, calibrationReport, checkTarget, fitOperatingPoints, requireEveryClass, fitTemperature, type CalibrationReport, type FittedTemperature, type ScreeningTargets } from '../report/index.js';
 import { checkpointWeightsSha256, manifestSha256, readRunSplit, writeRunCalibration, type RunCalibrationRecord } from '../runs/index.js';
 import { UserError } from '../util/index.js';
 import { manifestContentHashes, predictRows } from './evaluate.js';
@@ -23,6 +23,8 @@ export interface CalibrateOptions {
   tta?: boolean;
   batchSize?: number;
   workers?: number;
+  /** The targets of the screening operating points chosen with the temperature (default: the eval table's). */
+  targets?: ScreeningTargets;
   onWarning?: (message: string) => void;
   onProgress?: (event: { split: EvalSplit; done: number; total: number }) => void;
 }
@@ -64,6 +66,11 @@ export async function calibrateRuns(options: CalibrateOptions): Promise<RunCalib
   const manifest = await readSplitManifest(options.dataDir);
   const valRows = manifest.filter((r) => r.split === 'val');
   if (valRows.length === 0) throw new UserError(`the val split of ${options.dataDir} is empty: a temperature is fitted on val; re-split with a val fraction (\`osteo data split --val 0.15\`)`);
+  const targets = options.targets ?? { sensitivity: evalOptions.targetSensitivity.default, specificity: evalOptions.targetSpecificity.default };
+  checkTarget('sensitivity', targets.sensitivity);
+  checkTarget('specificity', targets.specificity);
+  // Refused before any model runs: the thresholds are chosen with the temperature, on the same images.
+  requireEveryClass(valRows.map((r) => r.label), classNames, `the val split of ${options.dataDir}`);
   for (const run of options.runs) await checkOwnSplit(run, options.dataDir, warn);
   const hashes = await manifestContentHashes(options.dataDir);
   const models: LoadedModel[] = [];
@@ -75,12 +82,15 @@ export async function calibrateRuns(options: CalibrateOptions): Promise<RunCalib
     const labels = valRows.map((r) => r.label);
     const data = { split: 'val' as const, data: resolve(options.dataDir), manifestSha256: await manifestSha256(options.dataDir), images: valRows.length, tta };
     const results: RunCalibration[] = [];
+    // Every run's record is made before any is written: a refusal (a view no threshold fits) writes nothing.
     for (const [i, m] of models.entries()) {
       const fitted = fitTemperature(probabilities[i]!, labels, m.numClasses);
       if (fitted.atBracketEdge) {
         const why = fitted.temperature > 1 ? 'the val NLL falls all the way towards uniform probabilities, so the outputs are no better than chance on val' : 'the val NLL falls all the way towards one-hot probabilities: every val image is right';
         warn(`${m.name}: the fitted temperature ${fitted.temperature.toPrecision(4)} lies on the edge of the search bracket [${fitted.bracket.join(', ')}]: ${why}`);
       }
+      const calibrated = applyTemperature(probabilities[i]!, m.numClasses, fitted.temperature);
+      const operatingPoints = fitOperatingPoints(calibrated, labels, classNames, targets, `the val split of ${options.dataDir} (${m.name})`);
       const record: RunCalibrationRecord = {
         format: 'osteo-calibration',
         version: 1,
@@ -91,12 +101,13 @@ export async function calibrateRuns(options: CalibrateOptions): Promise<RunCalib
         fittedOn: data,
         nllBefore: fitted.nllBefore,
         nllAfter: fitted.nllAfter,
+        operatingPoints,
       };
-      const file = await writeRunCalibration(m.run!, record);
       const before = calibrationReport(probabilities[i]!, labels, m.numClasses);
-      const after = calibrationReport(applyTemperature(probabilities[i]!, m.numClasses, fitted.temperature), labels, m.numClasses);
-      results.push({ run: m.run!, name: m.name, file, record, fitted, before, after });
+      const after = calibrationReport(calibrated, labels, m.numClasses);
+      results.push({ run: m.run!, name: m.name, file: '', record, fitted, before, after });
     }
+    for (const r of results) r.file = await writeRunCalibration(r.run, r.record);
     return results;
   } finally {
     await disposeModels(models);

@@ -49,9 +49,24 @@ export interface CardEvaluation {
   models: CardPerformance[];
   /** The temperatures and the calibration metrics before → after on the evaluated images; null: the report is uncalibrated. */
   calibration: { fittedOnEvaluatedSplit: boolean; models: { name: string; temperature: number; before: CardCalibrationStats; after: CardCalibrationStats }[] } | null;
-  /** The report's operating points and subgroup results, as its evaluation.json holds them; null where it has none. */
-  operatingPoints: unknown;
+  /** The report's screening operating points (thresholds chosen on val, rates on the evaluated split); null where it has none. */
+  operatingPoints: CardOperatingPoints | null;
+  /** The report's subgroup results, as its evaluation.json holds them; null where it has none. */
   subgroups: unknown;
+}
+
+/** A rate on the evaluated images with its 95% group-bootstrap interval; null where it is undefined. */
+export interface CardRate {
+  value: number | null;
+  lower: number | null;
+  upper: number | null;
+}
+
+export interface CardOperatingPoints {
+  targets: { sensitivity: number; specificity: number };
+  calibrated: boolean;
+  fittedOnEvaluatedSplit: boolean;
+  points: { model: string; view: string; point: string; threshold: number; sensitivity: CardRate | null; specificity: CardRate | null; ppv: CardRate | null; npv: CardRate | null }[];
 }
 
 type Json = Record<string, unknown>;
@@ -77,6 +92,31 @@ function performanceOf(model: Json, classes: readonly string[], file: string): C
     overall: overall.map((r) => metricOf(r, model, classes)),
     perClass: (model.perClass as unknown[]).filter(isObject).map((row) => ({ class: String(row.class), metrics: perClass.map((r) => metricOf(r, row, classes)) })),
   };
+}
+
+function rateOf(value: unknown): CardRate | null {
+  return isObject(value) ? { value: numberOrNull(value.value), lower: numberOrNull(value.lower), upper: numberOrNull(value.upper) } : null;
+}
+
+/** evaluation.json's operatingPoints, each point of each model and view (their thresholds' sources name machine paths, so they stay out). */
+function operatingPointsOf(section: unknown): CardOperatingPoints | null {
+  if (!isObject(section) || !Array.isArray(section.models)) return null;
+  const targets = isObject(section.targets) ? section.targets : {};
+  const points = section.models.filter(isObject).flatMap((m) =>
+    (Array.isArray(m.views) ? m.views : []).filter(isObject).flatMap((v) =>
+      (Array.isArray(v.points) ? v.points : []).filter(isObject).map((p) => ({
+        model: String(m.name),
+        view: String(v.name ?? v.view),
+        point: String(p.name),
+        threshold: Number(p.threshold),
+        sensitivity: rateOf(p.sensitivity),
+        specificity: rateOf(p.specificity),
+        ppv: rateOf(p.ppv),
+        npv: rateOf(p.npv),
+      })),
+    ),
+  );
+  return { targets: { sensitivity: Number(targets.sensitivity), specificity: Number(targets.specificity) }, calibrated: section.calibrated === true, fittedOnEvaluatedSplit: section.fittedOnEvaluatedSplit === true, points };
 }
 
 function statsOf(value: unknown): CardCalibrationStats {
@@ -128,7 +168,7 @@ export async function readCardEvaluation(report: string, runs: readonly string[]
     ensembleWeights: { mode: String(weights.mode), weights: Array.isArray(weights.weights) ? weights.weights.map(Number) : [] },
     models: summary.models.filter(isObject).map((m) => performanceOf(m, classes, file)),
     calibration: calibrationOf(summary),
-    operatingPoints: json.operatingPoints ?? summary.operatingPoints ?? null,
+    operatingPoints: operatingPointsOf(json.operatingPoints),
     subgroups: json.subgroups ?? summary.subgroups ?? null,
   };
 }

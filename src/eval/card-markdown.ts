@@ -9,7 +9,7 @@
 import { printable } from '../util/index.js';
 import { cardSections, type CardSection } from './card-checklist.js';
 import type { CardData, CardModel, ModelCard } from './card.js';
-import type { CardCalibrationStats, CardEvaluation, CardMetric } from './card-evaluation.js';
+import type { CardCalibrationStats, CardEvaluation, CardMetric, CardRate } from './card-evaluation.js';
 
 /** A table cell from text of outside origin (a run's folder name): one line, no column break. */
 const cell = (text: string) => printable(text).replaceAll('|', '\\|');
@@ -133,6 +133,27 @@ function evaluationLines(e: CardEvaluation): string[] {
   return lines;
 }
 
+const rate = (r: CardRate | null) => (r === null || r.value === null ? '—' : r.lower === null || r.upper === null ? fixed(r.value) : `${fixed(r.value)} (${fixed(r.lower)}–${fixed(r.upper)})`);
+
+function operatingPointLines(card: ModelCard): string[] {
+  const found = card.evaluations.filter((e) => e.operatingPoints !== null);
+  if (found.length === 0) return ['_Not evaluated: the evaluation report holds no operating points (a report made without a val split, or with one lacking a class, has none)._', ''];
+  return found.flatMap((e) => {
+    const op = e.operatingPoints!;
+    return [
+      `From \`${cell(e.report)}\` (the ${e.split} split of \`${cell(e.data)}\`): thresholds chosen on val (targets: sensitivity ${fixed(op.targets.sensitivity, 2)}, specificity ${fixed(op.targets.specificity, 2)}), ` +
+        `on ${op.calibrated ? 'calibrated' : 'uncalibrated'} scores; an image is positive when its view's score is at least the threshold. Rates with 95% group-bootstrap intervals.`,
+      '',
+      ...table(
+        ['model', 'view', 'point', 'threshold', 'sensitivity', 'specificity', 'PPV', 'NPV'],
+        op.points.map((p) => [cell(p.model), cell(p.view), cell(p.point), fixed(p.threshold, 3), rate(p.sensitivity), rate(p.specificity), rate(p.ppv), rate(p.npv)]),
+      ),
+      '',
+      ...(op.fittedOnEvaluatedSplit ? ['**The thresholds were chosen on the evaluated split: the rates are optimistic.**', ''] : []),
+    ];
+  });
+}
+
 /** A section whose data may be absent: its lines, or the sentence that says it was not evaluated. */
 function optionalSection(card: ModelCard, pick: (e: CardEvaluation) => unknown, absent: string): string[] {
   const found = card.evaluations.filter((e) => pick(e) !== null);
@@ -185,7 +206,7 @@ export function renderModelCard(card: ModelCard): string {
     ...(internal.length === 0 ? [`_${card.notEvaluated ?? 'Not evaluated.'}_`, ''] : internal.flatMap(evaluationLines)),
     `## ${cardSections.operatingPoints}`,
     '',
-    ...optionalSection(card, (e) => e.operatingPoints, 'the evaluation report holds no operating points'),
+    ...operatingPointLines(card),
     `## ${cardSections.external}`,
     '',
     ...(external.length === 0 ? ['_Not evaluated: no report on data other than the training data was given (`osteo eval --run RUN… --data OTHER`, then `osteo card --eval REPORT`)._', ''] : external.flatMap(evaluationLines)),

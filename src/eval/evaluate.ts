@@ -23,10 +23,11 @@ import { evalOptions, type EvalSplit } from '../config/index.js';
 import { manifestSha256, readRunSplit } from '../runs/index.js';
 import { calibrateMembers, calibrationSection, fitEnsembleTemperature, freshCalibrations } from './calibrated.js';
 import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from './ensemble.js';
+import { operatingPointsNeedVal, operatingPointsSection, storedOperatingPoints, type ScreeningSettings } from './operating-points.js';
 import { disambiguateNames, disposeModels, loadAll, loadRunForInference, predictProbabilities, transformKey, type CheckpointChoice, type LoadedModel } from './inference.js';
 import { inferenceWorkers } from '../engine/index.js';
 import type { BackendHandle } from '../backend/index.js';
-import { applyTemperature, compareWithEnsemble, metricRegistry, pairedRecordKeys, reportSummaryJson, summarize, writeEvaluationReport, type OverallMetric, type EvaluationReport, type ModelSummary, type WrittenReport } from '../report/index.js';
+import { applyTemperature, compareWithEnsemble, metricRegistry, operatingPointsJson, pairedRecordKeys, reportSummaryJson, summarize, writeEvaluationReport, type OverallMetric, type EvaluationReport, type ModelSummary, type ScreeningTargets, type WrittenReport } from '../report/index.js';
 
 export type { EvalSplit };
 
@@ -55,6 +56,12 @@ export interface EvaluateOptions {
   /** Seed of the bootstrap resampling. */
   seed?: number;
   resamples?: number;
+  /** The targets of the screening operating points (default: the eval table's). */
+  targets?: ScreeningTargets;
+  /** Also give PPV and NPV at this prevalence. */
+  prevalence?: number;
+  /** false: no operating-point section (and no val predictions for it): a caller that reads only the headline metrics. */
+  operatingPoints?: boolean;
   /** How an image file becomes a normalized crop (tests substitute one that records what is read; it skips the content-hash check). */
   readImage?: (file: string, transform: EvalTransform) => Promise<Float32Array>;
   /** Progress: which split is being predicted, images done so far. */
@@ -80,7 +87,7 @@ export interface EvaluationRecord {
   /** Absolute run directories, in --run order. */
   runs: string[];
   checkpoint: CheckpointChoice;
-  /** The report's numbers, as `osteo eval --json` prints them (report/results.ts, reportSummaryJson). */
+  /** The report's numbers, as `osteo eval --json` prints them (report/results.ts, reportSummaryJson), less the operating points, which have a key of their own. */
   summary?: unknown;
 }
 
@@ -101,7 +108,7 @@ export function runSetFolder(prefix: string, runs: readonly string[], checkpoint
 }
 
 /** Files an osteo evaluation writes: a folder holding only these (and no record) is an older report of ours. */
-const reportEntry = /^(results\.csv|results\.md|predictions\.csv|comparisons\.csv|reliability\.png|(confusion|roc|calibration)_[a-z0-9_]+\.png|evaluation\.json)$/;
+const reportEntry = /^(results\.csv|results\.md|predictions\.csv|comparisons\.csv|reliability\.png|(confusion|roc|calibration|pr|decision_curve)_[a-z0-9_]+\.png|evaluation\.json)$/;
 
 const sameRecord = (a: EvaluationRecord, b: EvaluationRecord) =>
   a.split === b.split && a.checkpoint === b.checkpoint && a.runs.length === b.runs.length && a.runs.every((r, i) => r === b.runs[i]);
@@ -319,8 +326,13 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
     // A calibrated ensemble fits its own temperature on val, as --weights auto fits its weights there.
     const ensembleCalibrated = calibrations !== null && models.length > 1;
     if (ensembleCalibrated && valRows.length === 0) throw new UserError(`the runs are calibrated, and the ensemble's own temperature is fitted on the val split, but ${options.dataDir} has none`);
-    // Fitting sees val rows only; the evaluated split is not read until the weights (and the ensemble's temperature) are fixed.
-    const valRaw = weightSpec.kind === 'auto' || ensembleCalibrated ? await predictRows(models, options.dataDir, valRows, 'val', hashes, options) : undefined;
+    const tta = options.tta ?? evalOptions.tta.default;
+    const screening: ScreeningSettings | undefined =
+      options.operatingPoints === false ? undefined : { targets: options.targets ?? { sensitivity: evalOptions.targetSensitivity.default, specificity: evalOptions.targetSpecificity.default }, prevalence: options.prevalence };
+    const stored = screening === undefined ? [] : storedOperatingPoints(models, calibrations, screening, tta, warn);
+    const screeningVal = screening !== undefined && valRows.length > 0 && operatingPointsNeedVal(models, stored);
+    // Fitting sees val rows only; the evaluated split is not read until the weights, the ensemble's temperature and the thresholds are fixed.
+    const valRaw = weightSpec.kind === 'auto' || ensembleCalibrated || screeningVal ? await predictRows(models, options.dataDir, valRows, 'val', hashes, options) : undefined;
     const valProbabilities = valRaw && calibrations ? calibrateMembers(valRaw, models, calibrations) : valRaw;
 
     let ensembleWeights: EvaluationReport['ensembleWeights'];
@@ -362,11 +374,29 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
             numClasses,
             { split, dataDir: options.dataDir },
           );
+    const operatingPoints =
+      screening === undefined
+        ? undefined
+        : await operatingPointsSection({
+            models,
+            stored,
+            val: valProbabilities === undefined ? undefined : { probabilities: valProbabilities, labels: valRows.map((r) => r.label) },
+            ensemble: ensemble === undefined ? undefined : { name: ensembleName, weights: ensembleWeights.weights, temperature: ensembleTemperature },
+            evaluated: { names: summaries.map((m) => m.name), probabilities: summaries.map((m) => m.probabilities), labels, groups: rows.map((r) => r.group) },
+            records: calibrations,
+            checkpoint,
+            split,
+            dataDir: options.dataDir,
+            settings: screening,
+            rng: () => createRng(seed),
+            resamples,
+            warn,
+          });
     const report: EvaluationReport = {
       split,
       dataDir: options.dataDir,
       classNames,
-      tta: options.tta ?? evalOptions.tta.default,
+      tta,
       ensembleWeights,
       bootstrap: { resamples, seed },
       images: rows.map((r) => ({ path: r.path, label: r.label })),
@@ -377,13 +407,17 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
         resamples,
       }),
       ...(calibration === undefined ? {} : { calibration }),
+      ...(operatingPoints === undefined ? {} : { operatingPoints }),
     };
     let written: WrittenReport | null = null;
     if (staged !== undefined && outDir !== null) {
       try {
         const files = (await writeEvaluationReport(report, staged.dir)).files;
-        // The record carries the report's numbers too (what --json prints), so a model card can be filled from it.
-        await writeJsonAtomic(join(staged.dir, evaluationRecordFile), { ...record, summary: reportSummaryJson(report) });
+        // The record carries the report's numbers too (what --json prints), so a model card can be filled from it; the
+        // ensemble's thresholds live here (it has no run folder): predict --eval reads them.
+        const { operatingPoints: _inTheRecord, ...summary } = reportSummaryJson(report) as Record<string, unknown>;
+        const recorded = { ...record, summary, ...(operatingPoints === undefined ? {} : { operatingPoints: operatingPointsJson(operatingPoints) }) };
+        await writeJsonAtomic(join(staged.dir, evaluationRecordFile), recorded);
         await staged.commit();
         written = { dir: outDir, files: [...files, evaluationRecordFile] };
       } catch (error) {

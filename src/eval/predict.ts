@@ -15,6 +15,7 @@ import type { BackendHandle } from '../backend/index.js';
 import type { RunCalibrationRecord } from '../runs/index.js';
 import { calibrateMembers, freshCalibrations } from './calibrated.js';
 import { ensembleProbabilities } from './ensemble.js';
+import { formatDecisions, screeningDecisions, screeningPlan, type ScreeningPlan, type ViewDecisions } from './predict-screening.js';
 import { gradCam, gradCamOverlayPng, type GradCamResult, type OverlayRegion } from './gradcam.js';
 import {
   disambiguateNames,
@@ -60,6 +61,10 @@ export interface PredictOptions {
   onModelsLoaded?: (models: readonly LoadedModel[]) => void;
   /** The Grad-CAM computation (tests substitute one that fails). */
   explain?: typeof gradCam;
+  /** Print each image's screening decision at this operating point (`sens90`, `spec90`, `youden`): the runs' calibration.json thresholds. */
+  operatingPoint?: string;
+  /** An osteo eval report folder of these runs: the ensemble's decision uses its thresholds (with --operating-point). */
+  evalReport?: string;
 }
 
 export interface ModelPrediction {
@@ -78,6 +83,8 @@ export interface ImagePrediction extends ModelPrediction {
   gradcamFailed?: Record<string, string>;
   /** Where, in the overlay's pixels, each model's centre crop lies: the only region it saw. */
   gradcamRegion?: Record<string, OverlayRegion>;
+  /** With --operating-point: each binary view's decision per model (and the ensemble's, with --eval). */
+  screening?: ViewDecisions[];
 }
 
 export interface FailedImage {
@@ -95,6 +102,8 @@ export interface PredictResult {
    * own temperature is fitted by `osteo eval` on val, which predict does not read).
    */
   calibration?: Record<string, number>;
+  /** With --operating-point: its name, and the eval report the ensemble's thresholds came from (when there is an ensemble and one was given). */
+  operatingPoint?: { name: string; ensemble: boolean; ensembleFrom?: string };
 }
 
 function describe(probabilities: ArrayLike<number>): ModelPrediction {
@@ -279,11 +288,12 @@ function settledLater<T>(promise: Promise<T>): Promise<T> {
 }
 
 /** One image's verdict from its models' probabilities, and its Grad-CAM overlays when asked. */
-async function describeInput(input: PreparedInput, perModel: Float32Array[], models: LoadedModel[], options: PredictOptions): Promise<ImagePrediction> {
+async function describeInput(input: PreparedInput, perModel: Float32Array[], models: LoadedModel[], options: PredictOptions, plan: ScreeningPlan | undefined): Promise<ImagePrediction> {
   const warn = options.onWarning ?? (() => undefined);
   const { path, decoded } = input;
   const combined = describe(ensembleProbabilities(perModel));
   const result: ImagePrediction = { path, ...combined, models: Object.fromEntries(models.map((m, i) => [m.name, describe(perModel[i]!)])) };
+  if (plan !== undefined) result.screening = screeningDecisions(plan, models.map((m) => m.name), perModel);
   if (options.gradcamDir === undefined) return result;
   const classIndex = argmaxRows(combined.probabilities, combined.probabilities.length)[0]!;
   const explain = options.explain ?? gradCam;
@@ -327,6 +337,9 @@ export async function predictImages(options: PredictOptions): Promise<PredictRes
     options.onModelsLoaded?.(models);
     const numClasses = models[0]!.numClasses;
     if (models.some((m) => m.numClasses !== numClasses)) throw new UserError('the models disagree on the number of classes; they cannot be ensembled');
+    const calibrations = await freshCalibrations(models, options.checkpoint ?? 'best', options.onWarning ?? (() => undefined));
+    if (options.evalReport !== undefined && options.operatingPoint === undefined) throw new UserError('--eval gives the ensemble its screening thresholds: use it with --operating-point');
+    const plan = options.operatingPoint === undefined ? undefined : await screeningPlan(models, calibrations, { operatingPoint: options.operatingPoint, evalReport: options.evalReport, checkpoint: options.checkpoint ?? 'best' });
     if (options.gradcamDir !== undefined && files.length > 0) {
       const dir = options.gradcamDir;
       // An overlay of a large film is a few MB of PNG: refuse a full disk before the first prediction.
@@ -335,7 +348,6 @@ export async function predictImages(options: PredictOptions): Promise<PredictRes
         throw unwritableGradcamDir(dir, error);
       });
     }
-    const calibrations = await freshCalibrations(models, options.checkpoint ?? 'best', options.onWarning ?? (() => undefined));
     const stems = gradcamStems(files);
     const batchSize = evalOptions.batchSize.default;
     const read = (start: number) => prepareBatch(files.slice(start, start + batchSize), stems.slice(start, start + batchSize), models, options);
@@ -343,7 +355,7 @@ export async function predictImages(options: PredictOptions): Promise<PredictRes
     const describeAll = async (batch: { prepared: PreparedInput[]; probabilities: Promise<Float32Array[]> }) => {
       const probabilities = await batch.probabilities;
       for (const [i, input] of batch.prepared.entries()) {
-        results.push(await describeInput(input, probabilities.map((p) => p.subarray(i * numClasses, (i + 1) * numClasses)), models, options));
+        results.push(await describeInput(input, probabilities.map((p) => p.subarray(i * numClasses, (i + 1) * numClasses)), models, options, plan));
       }
     };
     // While the models (or their worker threads) predict one batch, the one before it is described
@@ -359,7 +371,12 @@ export async function predictImages(options: PredictOptions): Promise<PredictRes
       previous = current;
     }
     if (previous) await describeAll(previous);
-    return { images: results, failed, ...(calibrations === null ? {} : { calibration: Object.fromEntries(models.map((m, i) => [m.name, calibrations[i]!.temperature])) }) };
+    return {
+      images: results,
+      failed,
+      ...(calibrations === null ? {} : { calibration: Object.fromEntries(models.map((m, i) => [m.name, calibrations[i]!.temperature])) }),
+      ...(plan === undefined ? {} : { operatingPoint: { name: plan.operatingPoint, ensemble: models.length > 1, ...(plan.ensemble === undefined ? {} : { ensembleFrom: plan.ensemble.report }) } }),
+    };
   } finally {
     await disposeModels(models);
   }
@@ -384,6 +401,7 @@ export function formatPredictions(result: PredictResult): string {
       const breakdown = m.probabilities.map((p, c) => `${classNames[c] ?? c} ${pct(p)}`).join(', ');
       lines.push(`  ${printable(name).padEnd(width)}  ${m.prediction.padEnd(12)} ${pct(m.confidence).padStart(6)}   [${breakdown}]`);
     }
+    if (image.screening !== undefined && result.operatingPoint !== undefined) lines.push(...formatDecisions(result.operatingPoint.name, image.screening, result.operatingPoint.ensemble));
     for (const [name, file] of Object.entries(image.gradcam ?? {})) {
       const r = image.gradcamRegion?.[name];
       const seen = r === undefined ? '' : ` (outlined: the ${r.width}×${r.height} region at ${r.left},${r.top} that the model saw)`;
@@ -394,6 +412,11 @@ export function formatPredictions(result: PredictResult): string {
   for (const failure of result.failed) lines.push(`${printable(failure.path)}: not predicted — ${printable(failure.error)}`);
   if (result.calibration !== undefined) {
     lines.push('', `Probabilities are calibrated (temperature scaling, RUN/calibration.json: ${Object.entries(result.calibration).map(([name, t]) => `${printable(name)} T = ${t.toFixed(3)}`).join(', ')}).`);
+  }
+  const point = result.operatingPoint;
+  if (point !== undefined) {
+    const ensemble = point.ensembleFrom === undefined ? '' : `; the ensemble's (its weights and temperature) from the osteo eval report ${printable(point.ensembleFrom)}`;
+    lines.push(`Screening decisions at ${point.name}: positive when the view's score (the summed calibrated probability of its positive classes) is ≥ the threshold chosen on val, each run's from its calibration.json${ensemble}.`);
   }
   lines.push('', researchDisclaimer);
   return lines.join('\n');

@@ -11,3 +11,5 @@ export type { HeadKind, ModelBuildOptions, ModelEntry, ModelEntryOf, ModelName }
 export { modelToOnnxGraph, onnxLayerClasses, onnxInputName, onnxOutputName, onnxBatchDimension } from './onnx/emit.js';
 export { camGraphOf, onnxCamOutputName, type CamGraph as OnnxCamGraph } from './onnx/cam.js';
 export { onnxOpset, type OnnxGraph, type GraphNode, type Attribute as OnnxAttribute, type ValueInfo as OnnxValueInfo, type WeightRef as OnnxWeightRef, type Constant as OnnxConstant } from './onnx/graph.js';
+export { stepGraphOf, gradientOutputName, statisticOutputName, maskInputName, stepCoefficientsName, stepLossScaleName, stepLossName, type StepGraph, type StepGraphOptions, type StepMask } from './onnx/step.js';
+export type { ConvFormulation } from './onnx/rule.js';

@@ -22,7 +22,7 @@ import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { assignFolds, classNames, foldManifest, indexDataset, readIndex, writeManifestView, type IndexRow } from '../data/index.js';
 import { confusionMatrixPng } from '../report/index.js';
-import { parseShard, resolveTrainConfig, type CvConfig } from '../config/index.js';
+import { locateConfigFile, parseShard, resolveTrainConfig, type CvConfig } from '../config/index.js';
 import { evaluateRuns } from '../eval/index.js';
 import { type ModelName } from '../models/index.js';
 import type { BackendHandle, BackendPreference } from '../backend/index.js';
@@ -70,7 +70,7 @@ export interface CvExperiment {
   seed: number;
   innerVal: number;
   entries: CvEntry[];
-  /** Training keys set for every job (epochs, imageSize, batchSize) after each recipe. */
+  /** Training keys set for every job (epochs, imageSize, batchSize, checkpointEvery) after each recipe. */
   overrides?: Record<string, unknown>;
   backend?: BackendPreference;
   workers?: number;
@@ -186,7 +186,7 @@ export function cvEntryNames(models: readonly string[], recipes: readonly (strin
 
 /** The entries of `osteo cv`'s flags. */
 export function cvEntriesFromConfig(config: CvConfig, sets: readonly string[]): CvEntry[] {
-  const recipes = config.model.map((_, i) => (config.config[i] === undefined ? undefined : resolve(config.config[i]!)));
+  const recipes = config.model.map((_, i) => (config.config[i] === undefined ? undefined : resolve(locateConfigFile(config.config[i]!))));
   const names = cvEntryNames(config.model, recipes);
   return config.model.map((model, i) => ({
     name: names[i]!,
@@ -198,7 +198,7 @@ export function cvEntriesFromConfig(config: CvConfig, sets: readonly string[]): 
 }
 
 export function cvExperimentFromConfig(config: CvConfig, sets: readonly string[]): CvExperiment {
-  const overrides = Object.fromEntries(Object.entries({ epochs: config.epochs, imageSize: config.imageSize, batchSize: config.batchSize }).filter(([, v]) => v !== undefined));
+  const overrides = Object.fromEntries(Object.entries({ epochs: config.epochs, imageSize: config.imageSize, batchSize: config.batchSize, checkpointEvery: config.checkpointEvery }).filter(([, v]) => v !== undefined));
   return {
     dataDir: resolve(config.data),
     out: resolve(config.out),
@@ -246,12 +246,13 @@ function jobTrainConfig(experiment: CvExperiment, entry: CvEntry, job: CvJob) {
 }
 
 /**
- * What a job's result depends on in a training config: not where it runs or reads and writes. A file
- * it names (the initial weights) counts by its content: two different files of one name are two
- * plans. (The recipe and its augmentation file are read into the config itself.)
+ * What a job's result depends on in a training config: not where it runs or reads and writes, nor
+ * how often it saves a recovery checkpoint. A file it names (the initial weights) counts by its
+ * content: two different files of one name are two plans. (The recipe and its augmentation file are
+ * read into the config itself.)
  */
 async function portableConfig(config: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const { out: _out, data: _data, seed: _seed, backend: _backend, workers: _workers, maxSteps: _maxSteps, ...rest } = config;
+  const { out: _out, data: _data, seed: _seed, backend: _backend, workers: _workers, maxSteps: _maxSteps, checkpointEvery: _checkpointEvery, ...rest } = config;
   if (typeof rest.pretrained === 'string') rest.pretrained = { file: basename(rest.pretrained), sha256: await sha256File(rest.pretrained) };
   return rest;
 }
@@ -377,7 +378,7 @@ async function runJob(experiment: CvExperiment, plan: CvPlan, job: CvJob, indexR
   const status = trained?.status ?? planned.status;
   if (status === 'interrupted') throw new UserError(`interrupted in job ${job.id}; run the same command again to resume it from its last checkpoint`);
   if (status === 'diverged') throw new UserError(`job ${job.id} diverged (${trained?.message ?? `see ${runPaths(planned.config.out).events}`}); change the recipe and re-run in a fresh --out`);
-  const evaluation = await evaluateRuns({ backend: options.inference ?? options.backend, runs: [join(dir, 'run')], dataDir: join(dir, 'data'), split: 'test', outDir: null, resamples: 1, seed: 0 });
+  const evaluation = await evaluateRuns({ backend: options.inference ?? options.backend, runs: [join(dir, 'run')], dataDir: join(dir, 'data'), split: 'test', outDir: null, resamples: 1, seed: 0, operatingPoints: false });
   const held = manifest.filter((r) => r.split === 'test');
   const groupOf = new Map(held.map((r) => [r.path, r.group]));
   const result: JobResult = {

@@ -47,7 +47,7 @@ import {
 import { type ProgressSink, DataError, UserError, environmentUserError, errorMessage, listSome } from '../util/index.js';
 import { dashboardModels, ensembleName, evaluateRuns, exportDashboard, parseEnsembleWeights, type EvaluationResult } from '../eval/index.js';
 import { getModel, type ModelName } from '../models/index.js';
-import { loadPipelineConfig, resolveTrainConfig, type PipelineConfig, type TrainConfig } from '../config/index.js';
+import { loadPipelineConfig, locateConfigFile, resolveTrainConfig, type PipelineConfig, type TrainConfig } from '../config/index.js';
 import { type TrainEvent } from '../train/index.js';
 import { defaultWeightsDir, fetchPretrainedWeights } from '../weights/index.js';
 import { useBackends, type BackendHandle, type BackendPreference } from '../backend/index.js';
@@ -467,7 +467,7 @@ async function checkOptions(options: ReproduceOptions): Promise<CheckedOptions> 
   if (options.check !== undefined && !runs.published) throw new UserError('--check compares the published protocol with the published table: use --protocol published or both');
   if (options.cv !== undefined && !runs.clean) throw new UserError('--cv runs cross-validation under the clean protocol: use --protocol clean or both');
   if (options.cv !== undefined && !(Number.isInteger(options.cv) && options.cv >= 2)) throw new UserError(`--cv needs at least 2 folds (each image is held out once), got ${options.cv}`);
-  const configFile = resolve(options.config);
+  const configFile = resolve(locateConfigFile(options.config));
   const config = await loadPipelineConfig(configFile);
   checkEnsembleWeights(config, configFile);
   return { log, protocol, configFile, config, out: resolve(options.out) };
@@ -658,7 +658,7 @@ async function evaluatePublished(plan: ReproducePlan, data: PreparedData, runs: 
   plan.log('\n== evaluating the published protocol: each model on its own test split, the ensemble on the first model\'s');
   const manifests = new Map(plan.models.filter((p) => p.manifest).map((p) => [p.model, p.manifest!]));
   for (const [model, run] of Object.entries(runs.published)) {
-    const evaluation = await evaluateRuns({ backend: plan.inference, runs: [run], dataDir: outLayout.publishedView(plan.out, model), split: 'test', outDir: null, seed: plan.config.seed });
+    const evaluation = await evaluateRuns({ backend: plan.inference, runs: [run], dataDir: outLayout.publishedView(plan.out, model), split: 'test', outDir: null, seed: plan.config.seed, operatingPoints: false });
     const manifest = manifests.get(model as ModelName)!;
     rows.find((r) => r.row === model)!.publishedProtocol = protocolResult(evaluation.report.models[0], countLeakedTestImages(data.indexRows, manifest, [manifest]));
   }

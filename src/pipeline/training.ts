@@ -36,11 +36,17 @@ export async function planRun(config: TrainConfig, wayOut = 're-run with --fresh
   return { config, action: 'train' };
 }
 
-/** Carry out a planned run; a start that never saved `last` is started again by the trainer, which clears only what that start wrote. */
+/**
+ * Carry out a planned run; a start that never saved `last` is started again by the trainer, which
+ * clears only what that start wrote. Under a stop request (`signal` aborted) the trainer finishes
+ * its step and saves `last`; a run not yet begun is not begun.
+ */
 export async function executeRun(
   planned: PlannedRun,
   options: { backend: BackendHandle; inference?: BackendHandle; onEvent?: (event: TrainEvent) => void; signal?: AbortSignal },
 ): Promise<TrainResult | undefined> {
   if (planned.action === 'reuse') return undefined;
+  // A stop request that came between two runs (while one was evaluated, say) starts no other one.
+  if (options.signal?.aborted) throw new UserError(`stopped before ${planned.action === 'resume' ? 'resuming' : 'starting'} ${planned.config.out}: run the same command again to continue`);
   return trainModel(planned.config, { backend: options.backend, inference: options.inference, resume: planned.action === 'resume', onEvent: options.onEvent, signal: options.signal });
 }

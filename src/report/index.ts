@@ -1,4 +1,4 @@
-/** report: the metric registry, metrics, the soft vote, bootstrap and calibration statistics, result tables and PNG charts — a leaf that config, train, eval and pipeline use. */
+/** report: the metric registry, metrics, the soft vote, bootstrap and calibration statistics, screening operating points and decision curves, result tables and PNG charts — a leaf that config, train, eval and pipeline use. */
 export {
   argmaxRows,
   classificationMetrics,
@@ -73,3 +73,31 @@ export {
 export { compareWithEnsemble, delongTest, pairedBootstrapDifference, pairedComparison, pairedRecordKeys, type DelongTest, type PairedComparison, type PairedDifference } from './paired.js';
 export { binaryScores, binaryViews, type BinaryView } from './views.js';
 export { applyTemperature, calibrationReport, fitTemperature, temperatureBracket, type CalibrationBinStat, type CalibrationReport, type CalibrationSection, type FittedTemperature, type ModelCalibration } from './calibration.js';
+export {
+  chooseThresholds,
+  checkTarget,
+  countsAt,
+  decisionCurve,
+  decisionThresholds,
+  evaluateOperatingPoints,
+  fitOperatingPoints,
+  operatingPointName,
+  precisionRecallCurve,
+  predictiveValuesAt,
+  ratesAt,
+  ratesFromCounts,
+  requireEveryClass,
+  type BinaryCounts,
+  type BinaryRates,
+  type DecisionCurve,
+  type FittedOperatingPoints,
+  type IntervalValue,
+  type OperatingPoint,
+  type OperatingRule,
+  type PointEvaluation,
+  type PrecisionRecallCurve,
+  type ScreeningTargets,
+  type ViewEvaluation,
+  type ViewOperatingPoints,
+} from './screening.js';
+export { operatingPointsJson, operatingPointsMarkdown, operatingPointsPlots, type EnsembleScoreSource, type ModelOperatingPoints, type OperatingPointsSection } from './screening-report.js';

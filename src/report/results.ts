@@ -10,6 +10,7 @@ import { confusionMatrixPng, lineChartPng, reliabilityDiagramPng } from './plot.
 import { metricInput, metricLabel, metricRegistry, type MetricInput, type MetricRegistry, type MetricValue, type OverallMetric, type PerClassMetric } from './registry.js';
 import type { CalibrationReport, CalibrationSection } from './calibration.js';
 import type { PairedComparison } from './paired.js';
+import { operatingPointsJson, operatingPointsMarkdown, operatingPointsPlots, type OperatingPointsSection } from './screening-report.js';
 import { negativeLogLikelihood, percentile, type BootstrapInterval, type Calibration, type OneVsRestAuc, type RandomSource } from './stats.js';
 
 export interface ModelSummary {
@@ -123,6 +124,8 @@ export interface EvaluationReport {
   comparisons?: PairedComparison[];
   /** Present when the runs are calibrated: the models' probabilities above are the calibrated ones, and this compares them with the uncalibrated. */
   calibration?: CalibrationSection;
+  /** Screening thresholds chosen on val and scored on the evaluated split (report/screening.ts); absent when none could be chosen. */
+  operatingPoints?: OperatingPointsSection;
 }
 
 const round = (v: number | null, digits = 6): number | string => (v === null || !Number.isFinite(v) ? '' : Number(v.toFixed(digits)));
@@ -222,6 +225,7 @@ export function resultsMarkdown(report: EvaluationReport, plots: string[] = [], 
   }
   lines.push(...calibrationMarkdown(report));
   lines.push(...comparisonsMarkdown(report, registry));
+  lines.push(...operatingPointsMarkdown(report.operatingPoints, report.split, report.bootstrap.resamples));
   lines.push('## Per class', '');
   const perClass = registry.perClass().filter((r) => r.views.includes('table'));
   lines.push(`| model | class | ${perClass.map((r) => metricLabel(r, report.classNames)).join(' | ')} |`, `|---|---|${perClass.map(() => '---').join('|')}|`);
@@ -365,6 +369,7 @@ export async function writeEvaluationReport(report: EvaluationReport, outDir: st
         }),
     });
   }
+  plots.push(...operatingPointsPlots(report.operatingPoints, report.split));
   const comparisons = (report.comparisons ?? []).length > 0;
   const files = ['results.csv', 'results.md', 'predictions.csv', ...(comparisons ? ['comparisons.csv'] : []), ...plots.map((p) => p.file)];
   await writeFileAtomic(join(outDir, 'results.csv'), resultsCsv(report, registry));
@@ -411,6 +416,7 @@ export function reportSummaryJson(report: EvaluationReport, registry: MetricRegi
       confusion: m.metrics.confusion,
     })),
     ...(report.comparisons === undefined || report.comparisons.length === 0 ? {} : { comparisons: report.comparisons }),
+    ...(report.operatingPoints === undefined ? {} : { operatingPoints: operatingPointsJson(report.operatingPoints) }),
     ...(report.calibration === undefined
       ? {}
       : {

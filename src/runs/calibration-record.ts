@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { readConfigFile } from '../config/index.js';
+import type { FittedOperatingPoints } from '../report/index.js';
 import { DataError, writeJsonAtomic } from '../util/index.js';
 import type { CheckpointName } from './checkpoint.js';
 import { runWeightsPath } from './run.js';
@@ -26,6 +27,11 @@ export interface RunCalibrationRecord {
   /** Mean NLL on those images before and after. */
   nllBefore: number;
   nllAfter: number;
+  /**
+   * The screening thresholds chosen on the same val images' calibrated probabilities (report/screening.ts):
+   * each binary view's operating points at the targets recorded.
+   */
+  operatingPoints?: FittedOperatingPoints;
 }
 
 export function runCalibrationPath(run: string): string {
@@ -46,6 +52,27 @@ export async function writeRunCalibration(run: string, record: RunCalibrationRec
 }
 
 const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isFraction = (v: unknown): boolean => isNumber(v) && v > 0 && v < 1;
+
+/** The shape predict and eval read: targets in (0, 1), and per view its positive classes and named, finite thresholds. */
+function validOperatingPoints(value: unknown): boolean {
+  const o = value as Partial<FittedOperatingPoints> | null;
+  return (
+    typeof o === 'object' &&
+    o !== null &&
+    isFraction(o.targets?.sensitivity) &&
+    isFraction(o.targets?.specificity) &&
+    Array.isArray(o.views) &&
+    o.views.every(
+      (v) =>
+        typeof v?.view === 'string' &&
+        Array.isArray(v.positiveClasses) &&
+        v.positiveClasses.every(Number.isInteger) &&
+        Array.isArray(v.points) &&
+        v.points.every((p) => typeof p?.name === 'string' && isNumber(p.threshold)),
+    )
+  );
+}
 
 /** RUN/calibration.json, or undefined when the run has none; a damaged one is a DataError naming it. */
 export async function readRunCalibration(run: string): Promise<RunCalibrationRecord | undefined> {
@@ -65,7 +92,8 @@ export async function readRunCalibration(run: string): Promise<RunCalibrationRec
     typeof fitted.manifestSha256 === 'string' &&
     isNumber(fitted.images) &&
     isNumber(json.nllBefore) &&
-    isNumber(json.nllAfter);
+    isNumber(json.nllAfter) &&
+    (json.operatingPoints === undefined || validOperatingPoints(json.operatingPoints));
   if (!valid) throw new DataError(file, 'is not an osteo calibration record (version 1, a positive temperature): re-run `osteo calibrate` for this run');
   return json as RunCalibrationRecord;
 }

@@ -4,7 +4,9 @@
  *   absent     no RUN/config.json: nothing of a run is there
  *   unsaved    config.json but no `last` checkpoint: a start that failed or was killed before its
  *              first save; nothing would be lost by starting it again (clearUnsavedRun)
- *   resumable  `last` holds training that has not reached its end: --resume continues it
+ *   resumable  `last` holds training that has not reached its end: --resume continues it, from an
+ *              epoch's end or from mid-epoch (a stop, --max-steps, a --checkpoint-every recovery
+ *              save; `state.batch` counts the batches done in that epoch)
  *   finished   its latest session ended for good: it completed its epochs, stopped early, or diverged
  *
  * and in which keys the run on disk differs from the config asked for (runtime keys — where and how

@@ -5,7 +5,8 @@
  *   RUN/metrics.csv        one row per epoch           RUN/events.jsonl   the event log
  *   RUN/curves.png         loss and accuracy, train vs val
  *   RUN/best/model.safetensors, RUN/best/state.json                       (the best epoch so far)
- *   RUN/last/model.safetensors, RUN/last/optimizer.safetensors, RUN/last/state.json
+ *   RUN/last/model.safetensors, RUN/last/optimizer.safetensors, RUN/last/state.json   (the latest state: at each epoch's
+ *                          end, and in mid-epoch on a stop or a --checkpoint-every recovery save)
  *   RUN/split.json (split-record.ts)   RUN/calibration.json (calibration-record.ts)   RUN/.lock (lock.ts)   RUN/export/<format>/ (`osteo export`'s default)
  *
  * Where a run stands (absent, unsaved, resumable, finished) is lifecycle.ts's question.

@@ -9,12 +9,13 @@
  *
  * Exact resume: batches depend only on (seed, epoch, position) (the data loader's contract), the
  * schedule only on the step count, and `last` holds the weights, the optimizer state and the
- * engine's step/random state — so a run stopped anywhere (even mid-epoch: Ctrl-C, --max-steps) and
- * resumed takes the same steps on the same batches as one that never stopped.
+ * engine's step/random state — so a run stopped anywhere (even mid-epoch: Ctrl-C, --max-steps, or a
+ * SIGKILL after a --checkpoint-every recovery save) and resumed takes the same steps on the same
+ * batches as one that never stopped.
  */
 import { resolve } from 'node:path';
 import type { BackendHandle } from '../backend/index.js';
-import type { TrainConfig } from '../config/index.js';
+import { checkpointInterval, type CheckpointInterval, type TrainConfig } from '../config/index.js';
 import { classCounts, createLoader, createResizedCache, inverseFrequencyWeights, numClasses, readSplitManifest, type Batch, type Loader } from '../data/index.js';
 import { checkWritableFolder, deriveSeed, environmentUserError, UserError, writeFileAtomic } from '../util/index.js';
 import { argmaxRows, classificationMetrics, isImprovement, metricRegistry, type ClassificationMetrics } from '../report/index.js';
@@ -94,6 +95,10 @@ interface Training {
   resumed: boolean;
   /** The step count when this invocation began: --max-steps is a budget per invocation. */
   firstStep: number;
+  /** --checkpoint-every, read once. */
+  recovery: CheckpointInterval | undefined;
+  /** The step at which `last` was saved last (-1: not yet) and when (performance.now()), for the recovery checkpoints. */
+  lastSave: { step: number; at: number };
 }
 
 /** --pretrained weights, loaded into a new run's engine before its folder is made. */
@@ -130,7 +135,8 @@ export async function trainModel(config: TrainConfig, options: TrainOptions): Pr
   try {
     const { state, resumeFrom } = await openTrainingRun(config, run, { resume, dataDir }, emit);
     engine ??= await createStageEngine(config, options, data, state.stage);
-    t = { config, run, paths, options, emit, data, state, engine, resumed: resume, firstStep: state.step };
+    const lastSave = { step: resumeFrom ? state.step : -1, at: performance.now() };
+    t = { config, run, paths, options, emit, data, state, engine, resumed: resume, firstStep: state.step, recovery: checkpointInterval(config.checkpointEvery), lastSave };
     await startEngine(t, resumeFrom, fresh?.pretrained);
     return await trainEpochs(t);
   } catch (error) {
@@ -284,6 +290,7 @@ async function trainOneEpoch(t: Training): Promise<StopReason | undefined> {
     if (stop) break;
     const diverged = await trainStep(t, batch, index, loader.length);
     if (diverged) return diverged;
+    if (recoveryDue(t, loader.length)) await saveLast(t);
   }
   // --max-steps reached on the epoch's last batch is an epoch boundary: the epoch is validated and saved as usual
   if (!stop && maxStepsReached(t) && state.batch < loader.length) stop = 'max-steps';
@@ -352,8 +359,21 @@ async function trainStep(t: Training, batch: Batch, index: number, steps: number
   return undefined;
 }
 
+/**
+ * --checkpoint-every: `last` is saved in mid-epoch too, every N steps of the run (counted from its
+ * start, so a resumed run saves at the same steps) or N minutes after the previous save. Not after an
+ * epoch's last batch: endEpoch saves `last` there, after validation.
+ */
+function recoveryDue(t: Training, steps: number): boolean {
+  const every = t.recovery;
+  if (every === undefined || t.state.batch >= steps) return false;
+  if ('steps' in every) return t.state.step % every.steps === 0;
+  return performance.now() - t.lastSave.at >= every.milliseconds;
+}
+
 async function stopMidEpoch(t: Training, stop: 'max-steps' | 'interrupted', steps: number): Promise<StopReason> {
-  await saveLast(t);
+  // a recovery checkpoint taken after the last step is already this state
+  if (t.lastSave.step !== t.state.step) await saveLast(t);
   const { state } = t;
   const where = `epoch ${state.epoch + 1}, after batch ${state.batch} of ${steps} (step ${state.step})`;
   const message = stop === 'interrupted' ? `interrupted at ${where}; \`last\` saved: resume with --resume` : `took the --max-steps ${t.config.maxSteps} steps of this invocation; stopped at ${where}; \`last\` saved: continue with --resume`;
@@ -498,6 +518,7 @@ async function saveLast(t: Training, snapshot?: EngineState): Promise<void> {
   state.loader = { seed: config.seed, epoch: state.epoch, batch: state.batch };
   const metadata = { model: config.model, epoch: String(state.epoch), step: String(state.step) };
   await saveCheckpoint(t.run, 'last', { weights: snapshot.weights, optimizer: snapshot.optimizer, state, metadata }, t.options.fault);
+  t.lastSave = { step: state.step, at: performance.now() };
   await t.emit({ type: 'checkpoint', which: 'last', epoch: state.epoch, batch: state.batch, step: state.step });
 }
 

@@ -1,3 +1,6 @@
+import { accessSync, constants, existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+
 /**
  * The project's error vocabulary (ARCHITECTURE.md, *Errors and exit codes*). The CLI prints the message of a UserError or a
  * DataError without a stack and exits non-zero; any other error is a bug and keeps its stack.
@@ -55,6 +58,24 @@ const environmentFixes: Record<string, (path: string) => string> = {
   EFBIG: (path) => `${path} would exceed the largest file the file system allows: choose an output on another disk`,
 };
 
+/**
+ * Node's recursive mkdir reports ENOENT where the first folder it cannot make is on a read-only file
+ * system or in a folder it may not write (it answers with the stat that follows the refused mkdir), and
+ * the user would read "does not exist" for a folder they asked osteo to make. The nearest existing
+ * folder above it says the real reason: access(2) answers EROFS or EACCES there. Anything else stays ENOENT.
+ */
+function mkdirCause(path: string): string | undefined {
+  let folder = dirname(path);
+  while (!existsSync(folder) && dirname(folder) !== folder) folder = dirname(folder);
+  try {
+    accessSync(folder, constants.W_OK);
+    return undefined;
+  } catch (error) {
+    const code = (error as SystemErrorLike).code;
+    return code === 'EROFS' || code === 'EACCES' || code === 'EPERM' ? code : undefined;
+  }
+}
+
 interface SystemErrorLike {
   code?: unknown;
   path?: unknown;
@@ -69,8 +90,9 @@ interface SystemErrorLike {
  */
 export function environmentUserError(error: unknown, path?: string): UserError | undefined {
   if (!(error instanceof Error) || isUserFacing(error)) return undefined;
-  const { code, path: errorPath, dest, syscall } = error as SystemErrorLike;
-  if (typeof code !== 'string') return undefined;
+  const { code: reported, path: errorPath, dest, syscall } = error as SystemErrorLike;
+  if (typeof reported !== 'string') return undefined;
+  const code = reported === 'ENOENT' && syscall === 'mkdir' && typeof errorPath === 'string' ? (mkdirCause(errorPath) ?? reported) : reported;
   const fix = environmentFixes[`${code} ${String(syscall)}`] ?? environmentFixes[code];
   if (fix === undefined) return undefined;
   // rename/link/copy errors carry both paths; the destination is the one a user chose.

@@ -24,7 +24,7 @@ export const onnxIrVersion = 8;
 const FLOAT = 1;
 const INT64 = 7;
 /** AttributeProto.AttributeType. */
-const attributeTypes = { float: 1, int: 2, ints: 7 } as const;
+const attributeTypes = { float: 1, int: 2, string: 3, ints: 7 } as const;
 
 function rawFloat32(values: Float32Array): Uint8Array {
   return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
@@ -38,6 +38,7 @@ function attributeProto(name: string, attribute: OnnxAttribute) {
   const type = attributeTypes[attribute.kind];
   if (attribute.kind === 'int') return { name, type, i: attribute.value };
   if (attribute.kind === 'float') return { name, type, f: attribute.value };
+  if (attribute.kind === 'string') return { name, type, s: new TextEncoder().encode(attribute.value) };
   return { name, type, ints: [...attribute.value] };
 }
 

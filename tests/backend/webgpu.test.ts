@@ -234,7 +234,7 @@ gpuTest('osteo predict on webgpu gives the probabilities of wasm for the same we
   }
 });
 
-gpuTest('scripts/gpu-check.sh runs every step and prints osteo against PyTorch CUDA with the ratio (a stand-in PyTorch at 4 img/s)', async () => {
+gpuTest('scripts/gpu-check.sh runs every step, onnxruntime WebGPU inference included, and prints osteo against PyTorch CUDA with the ratio (a stand-in PyTorch at 4 img/s)', async () => {
   await currentBuild(); // the script runs dist/cli.js
   const dir = await tempDir('osteo-gpu-check-');
   try {
@@ -246,7 +246,7 @@ gpuTest('scripts/gpu-check.sh runs every step and prints osteo against PyTorch C
       env: { ...process.env, PYTHON: python, NODE: process.execPath, WORKLOADS: 'resnet18 32 2', KERNEL_BATCH: '1', STEPS: '1', WARMUP: '0' },
       maxBuffer: 64 * 1024 * 1024,
     });
-    for (const header of ['osteo info --json', 'osteo info --json --backend webgpu', 'PyTorch with CUDA: yes', 'webgpu gradient kernels', 'osteo bench train', 'osteo bench infer', 'summary']) {
+    for (const header of ['osteo info --json', 'osteo info --json --backend webgpu', 'PyTorch with CUDA: yes', 'onnxruntime CUDA provider installed: no', 'webgpu gradient kernels', 'osteo bench train', 'osteo bench infer', 'summary']) {
       assert.ok(stdout.includes(`== ${header}`), `${header} in:\n${stdout}`);
     }
     const summary = stdout.slice(stdout.lastIndexOf('== summary'));
@@ -255,6 +255,11 @@ gpuTest('scripts/gpu-check.sh runs every step and prints osteo against PyTorch C
     assert.ok(match, summary);
     // both printed to 3 significant digits
     assert.ok(Math.abs(Number(match![2]) - Number(match![1]) / 4) <= 0.005 * Number(match![2]) + 0.0005, line);
+    // inference on onnxruntime's WebGPU provider beside tfjs's webgpu (this install has no CUDA provider)
+    for (const backend of ['webgpu', 'onnxruntime-webgpu']) {
+      assert.ok(summary.split('\n').some((l) => l.startsWith(`infer resnet18 32² batch 2: osteo ${backend} `) && /ratio [\d.]+/.test(l)), `${backend} in:\n${summary}`);
+    }
+    assert.not.ok(summary.includes('onnxruntime-cuda'), summary);
   } finally {
     await dir.cleanup();
   }

@@ -16,7 +16,9 @@ import {
   optionEntries,
   optionsMarkdown,
   pipelineOptions,
+  resolveCalibrateConfig,
   resolveEvalConfig,
+  resolvePredictScreening,
   resolveSplitConfig,
   splitOptions,
 } from '../../src/config/index.js';
@@ -90,13 +92,23 @@ test('eval flags come from the eval table: same flags, defaults in help, values 
   assert.ok(evalCommand.options.find((o) => o.long === '--data')!.mandatory, '--data is required');
 
   const config = resolveEvalConfig({ run: ['runs/a'], data: 'd' });
-  assert.equal(config, { run: ['runs/a'], data: 'd', split: 'test', checkpoint: 'best', tta: false, weights: 'equal', batchSize: 16, seed: 0, resamples: evalOptions.resamples.default });
+  assert.equal(config, { run: ['runs/a'], data: 'd', split: 'test', checkpoint: 'best', tta: false, weights: 'equal', batchSize: 16, seed: 0, resamples: evalOptions.resamples.default, targetSensitivity: 0.9, targetSpecificity: 0.9 });
   const given = resolveEvalConfig({ run: ['a', 'b'], data: 'd', split: 'val', tta: true, weights: '2', batchSize: '4', seed: '3', resamples: '100' });
   assert.equal([given.split, given.tta, given.weights, given.batchSize, given.seed, given.resamples], ['val', true, '2', 4, 3, 100], "'2' stays a weight spec string");
   await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', resamples: '0' }), /--resamples: resamples: /, /got 0/);
   await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', seed: '-1' }), /--seed: seed: /);
   await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', split: 'train' }), /--split: split: /, /"test"\|"val"/);
   await refusal(() => resolveEvalConfig({ data: 'd' }), /--run: missing required key "run"/);
+  const screening = resolveEvalConfig({ run: ['a'], data: 'd', targetSensitivity: '0.95', targetSpecificity: '0.8', prevalence: '0.2' });
+  assert.equal([screening.targetSensitivity, screening.targetSpecificity, screening.prevalence], [0.95, 0.8, 0.2]);
+  for (const bad of ['1', '0', '1.5', '-0.1', 'high']) {
+    await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', targetSensitivity: bad }), /^invalid config: --target-sensitivity: targetSensitivity: /);
+    await refusal(() => resolveCalibrateConfig({ run: ['a'], data: 'd', targetSpecificity: bad }), /^invalid config: --target-specificity: targetSpecificity: /);
+    await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', prevalence: bad }), /^invalid config: --prevalence: prevalence: /);
+  }
+  assert.equal(resolvePredictScreening({ operatingPoint: 'spec92.5', eval: 'report' }), { operatingPoint: 'spec92.5', eval: 'report' });
+  assert.equal(resolvePredictScreening({}), {});
+  await refusal(() => resolvePredictScreening({ operatingPoint: 'sensitive' }), /^invalid config: --operating-point: operatingPoint: expected sensNN, specNN or youden \(e\.g\. sens90\) \(got "sensitive"\)/);
 });
 
 test('eval --workers: the training check (the cores, a backend that runs in one process), naming the flag', async () => {

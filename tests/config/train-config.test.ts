@@ -71,7 +71,8 @@ test('merge order: defaults → recipe → flags → --set, dotted keys reach ne
   assert.equal(config.schedule, { type: 'cosine', stepSize: 7, gamma: 0.1, warmupEpochs: 1, minLr: 1e-6 });
   assert.is(config.optimizer.beta2, 0.999, 'untouched keys keep their defaults');
   // An explicit --config replaces the built-in recipe (resnet50's freezeUntil does not leak in).
-  const other = await resolveTrainConfig({ configFile: file, flags: { model: 'resnet50', data: 'd' } });
+  const modelless = await recipe('modelless.json', { epochs: 9, optimizer: { lr: 0.01 } });
+  const other = await resolveTrainConfig({ configFile: modelless, flags: { model: 'resnet50', data: 'd' } });
   assert.is(other.freezeUntil, undefined);
   assert.is(other.epochs, 9);
   // null unsets an optional key: the resnet50 recipe, fully fine-tuned.

@@ -9,11 +9,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as tf from '@tensorflow/tfjs-core';
 import { useBackend } from '../../src/backend/index.js';
-import { createInferenceEngine, inferenceWorkers, onnxPassImages, type InferenceEngine, type StateDict } from '../../src/engine/index.js';
-import { listModels, type ModelName } from '../../src/models/index.js';
-import { modelToStateDict } from '../../src/weights/index.js';
+import { createInferenceEngine, inferenceWorkers, onnxPassImages, type InferenceEngine } from '../../src/engine/index.js';
+import { listModels } from '../../src/models/index.js';
 import { onnxTestHandle } from '../helpers/onnx-handle.js';
 import { rng } from '../helpers/random.js';
+import { seededStateDict } from '../helpers/state-dict.js';
 import { refusal, rejection } from '../helpers/refusal.js';
 
 const cpu = await useBackend('cpu');
@@ -23,22 +23,6 @@ function images(n: number, size: number, seed: number): Float32Array {
   return Float32Array.from({ length: n * size * size * 3 }, () => next() * 4 - 2);
 }
 
-/** A seeded model's state dict with BatchNorm statistics away from the identity, so a layout slip shows. */
-async function weightsOf(model: ModelName, size: number, seed: number, numClasses = 3): Promise<StateDict> {
-  const built = (await import('../../src/models/index.js')).getModel(model).build({ imageSize: size, seed, numClasses });
-  try {
-    const dict = await modelToStateDict(built, model);
-    const next = rng(seed + 1);
-    for (const [key, tensor] of dict) {
-      const data = tensor.data as Float32Array;
-      if (key.endsWith('running_mean')) for (let i = 0; i < data.length; i++) data[i] = (next() - 0.5) * 0.2;
-      if (key.endsWith('running_var')) for (let i = 0; i < data.length; i++) data[i] = 0.5 + next();
-    }
-    return dict;
-  } finally {
-    built.dispose();
-  }
-}
 
 function assertClose(ours: Float32Array, reference: Float32Array, what: string): number {
   assert.is(ours.length, reference.length, `${what}: lengths`);
@@ -60,7 +44,7 @@ async function withEngine<T>(engine: InferenceEngine, use: (engine: InferenceEng
 for (const entry of listModels()) {
   test(`${entry.name} at 64 px: the onnxruntime engine gives the tfjs engine's logits (1e-4), one session, released`, async () => {
     const size = 64;
-    const weights = await weightsOf(entry.name, size, 11);
+    const weights = await seededStateDict(entry.name, { imageSize: size, seed: 11 });
     const probe = images(3, size, 5);
     const options = { model: entry.name, imageSize: size, numClasses: 3, weights, workers: 1 };
     const reference = await withEngine(await createInferenceEngine({ ...options, backend: cpu }), (e) => e.predict(probe, 3));
@@ -77,7 +61,7 @@ for (const entry of listModels()) {
 
 test('odd counts are cut into passes of the batch limit, in order; a memory bound lowers the limit', async () => {
   const size = 32;
-  const weights = await weightsOf('resnet18', size, 3);
+  const weights = await seededStateDict('resnet18', { imageSize: size, seed: 3 });
   const count = onnxPassImages + 5;
   const probe = images(count, size, 9);
   const options = { model: 'resnet18' as const, imageSize: size, numClasses: 3, weights, workers: 1 };
@@ -102,14 +86,14 @@ test('workers are the session threads: inferenceWorkers gives the provider defau
   const { handle } = onnxTestHandle('cpu', 3);
   assert.is(inferenceWorkers(undefined, 1, handle.capabilities), 3);
   assert.is(inferenceWorkers(2, 1, handle.capabilities), 2);
-  const weights = await weightsOf('resnet18', 32, 4);
+  const weights = await seededStateDict('resnet18', { imageSize: 32, seed: 4 });
   const engine = await createInferenceEngine({ model: 'resnet18', imageSize: 32, numClasses: 3, weights, backend: handle, workers: 2 });
   await withEngine(engine, async (e) => assert.is(e.workers, 2));
   await refusal(createInferenceEngine({ model: 'resnet18', imageSize: 32, numClasses: 3, weights, backend: handle, workers: 0 }), /threads \(--workers\) must be a positive integer/);
 });
 
 test('weights are loaded strictly (a missing key is refused, no session is built); wrong image counts are refused', async () => {
-  const weights = await weightsOf('resnet18', 32, 5);
+  const weights = await seededStateDict('resnet18', { imageSize: 32, seed: 5 });
   const { handle, counts } = onnxTestHandle('cpu');
   const partial = new Map(weights);
   partial.delete('layer2.0.conv1.weight');
@@ -125,7 +109,7 @@ test('weights are loaded strictly (a missing key is refused, no session is built
 
 test('memory flat: 50 predict calls leave no tensor behind and bounded RSS/external growth; every session released', async () => {
   const size = 32;
-  const weights = await weightsOf('resnet18', size, 6);
+  const weights = await seededStateDict('resnet18', { imageSize: size, seed: 6 });
   const { handle, counts } = onnxTestHandle('cpu');
   const probe = images(4, size, 2);
   const tensors = tf.memory().numTensors;

@@ -48,7 +48,9 @@ setupOnce(test, async () => {
   await calibrateRuns({ backend, runs: [a.dir, b.dir], dataDir: data });
   const evaluated = await evaluateRuns({ backend, runs: [a.dir, b.dir], dataDir: data, resamples: 50 });
   report = evaluated.written!.dir;
-  summary = JSON.parse(JSON.stringify(reportSummaryJson(evaluated.report)));
+  // evaluation.json keeps the operating points under a key of their own, beside the summary.
+  const { operatingPoints: _own, ...rest } = reportSummaryJson(evaluated.report) as Record<string, unknown>;
+  summary = JSON.parse(JSON.stringify(rest));
 });
 
 test.after(async () => {
@@ -138,6 +140,15 @@ test('osteo card: every number equals its report — evaluation.json, results.cs
       assert.is(m.after[key], calibrationSource[i]!.after[key]);
     }
   });
+
+  // Operating points: each point of evaluation.json's operatingPoints, its threshold and rates.
+  const operating = (JSON.parse(await readFile(join(report, 'evaluation.json'), 'utf8')) as { operatingPoints: { models: { name: string; views: { points: Json[] }[] }[] } }).operatingPoints;
+  const sourcePoints = operating.models.flatMap((m) => m.views.flatMap((v) => v.points.map((p) => ({ model: m.name, threshold: p.threshold, sensitivity: p.sensitivity }))));
+  const points = internal!.operatingPoints!.points;
+  assert.ok(points.length >= 6, 'three points on two views for each model');
+  assert.equal(points.map((p) => ({ model: p.model, threshold: p.threshold, sensitivity: p.sensitivity })), sourcePoints);
+  assert.match(markdown, /## Operating points\n\nFrom `\.\.\/runs\/eval-test-a\+b`/);
+  assert.is(json.checklists[0]!.items.find((i) => i.id === '15')!.section, 'operatingPoints');
 
   // The flow, recounted here from index.csv and splits.csv.
   const index = parseCsvRecords(await readFile(join(data, 'index.csv'), 'utf8'), 'index.csv');

@@ -82,8 +82,10 @@ test('a run is evaluated on the split it was trained with: a re-split manifest i
   const external = join(root, 'external');
   await cp(copy, external, { recursive: true });
   await evaluateRuns(base({ runs: [run], dataDir: external, onWarning: (m) => warnings.push(m) }));
-  assert.is(warnings.length, 1);
+  assert.is(warnings.length, 2, warnings.join('\n'));
   assert.match(warnings[0]!, /was trained on .*resplit \(splits\.csv SHA-256 [0-9a-f]{64}\), not on .*external \(SHA-256 [0-9a-f]{64}\)/);
+  // Its val split lost its only Normal image to train: no screening thresholds can be chosen on it.
+  assert.match(warnings[1]!, /^no screening operating points in this report: the val split of .*external \(resnet18\) has no Normal image/);
   warnings.length = 0;
 
   await evaluateRuns(base({ onWarning: (m) => warnings.push(m) }));

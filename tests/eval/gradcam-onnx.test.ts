@@ -11,32 +11,14 @@ import { useBackend, type BackendHandle } from '../../src/backend/index.js';
 import { createInferenceEngine, type CamFeatures, type InferenceEngine } from '../../src/engine/index.js';
 import { camFromFeatures } from '../../src/eval/gradcam.js';
 import { getModel, listModels, type HeadKind, type ModelName } from '../../src/models/index.js';
-import { modelToStateDict, type StateDict } from '../../src/weights/index.js';
 import { onnxTestHandle, vulkanAdapter } from '../helpers/onnx-handle.js';
 import { rng } from '../helpers/random.js';
+import { seededStateDict } from '../helpers/state-dict.js';
 import { refusal } from '../helpers/refusal.js';
 import { testWith } from '../helpers/requirements.js';
 
 const cpu = await useBackend('cpu');
 const classes = 3;
-
-async function weightsOf(model: ModelName, size: number, head: HeadKind | undefined, seed: number): Promise<StateDict> {
-  const built = getModel(model).build({ imageSize: size, seed, numClasses: classes, head });
-  try {
-    const dict = await modelToStateDict(built, model);
-    const next = rng(seed + 1);
-    for (const [key, tensor] of dict) {
-      const data = tensor.data as Float32Array;
-      if (key.endsWith('running_mean')) for (let i = 0; i < data.length; i++) data[i] = (next() - 0.5) * 0.2;
-      if (key.endsWith('running_var')) for (let i = 0; i < data.length; i++) data[i] = 0.5 + next();
-      // the classifier's bias and LayerNorm's shift move the head's operating point away from the origin
-      if (/(^|\.)(fc|classifier\.\d)\.bias$/.test(key)) for (let i = 0; i < data.length; i++) data[i] = next() - 0.5;
-    }
-    return dict;
-  } finally {
-    built.dispose();
-  }
-}
 
 function assertClose(ours: Float32Array, reference: Float32Array, what: string): void {
   assert.is(ours.length, reference.length, `${what}: lengths`);
@@ -57,7 +39,7 @@ function compare(ours: CamFeatures, reference: CamFeatures, classIndex: number, 
 
 async function camCheck(model: ModelName, head: HeadKind | undefined, size: number, onnx: BackendHandle, check: (engine: InferenceEngine) => Promise<void> = async () => {}): Promise<void> {
   const layer = getModel(model).gradCamLayer;
-  const weights = await weightsOf(model, size, head, 21);
+  const weights = await seededStateDict(model, { imageSize: size, seed: 21, numClasses: classes, head, shiftHeadBias: true });
   const next = rng(8);
   const image = Float32Array.from({ length: size * size * 3 }, () => next() * 4 - 2);
   const options = { model, imageSize: size, numClasses: classes, weights, workers: 1 };

@@ -1,6 +1,7 @@
 /** Shared fixtures of the training tests: a small phantom dataset, configs at tiny sizes, weight comparisons. */
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parse } from 'csv-parse/sync';
 import * as assert from 'uvu/assert';
 import { useBackend, type BackendHandle } from '../../src/backend/index.js';
 import { resolveTrainConfig } from '../../src/config/index.js';
@@ -55,6 +56,12 @@ export function snapshotOn(run: string, which: 'last' | 'best', epoch: number, b
       }
     }
   };
+}
+
+/** RUN/metrics.csv's rows without the wall-clock columns, which differ between runs; everything else must not. */
+export function metricsRows(run: string): Record<string, string>[] {
+  const rows = parse(readFileSync(join(run, 'metrics.csv'), 'utf8'), { columns: true }) as Record<string, string>[];
+  return rows.map(({ seconds: _s, images_per_sec: _r, ...rest }) => rest);
 }
 
 export function readWeights(file: string): Promise<StateDict> {

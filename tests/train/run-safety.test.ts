@@ -16,6 +16,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { useBackend } from '../../src/backend/index.js';
 import { osteoArgv } from '../helpers/cli.js';
+import { signalWhen } from '../helpers/signals.js';
 import { refusal } from '../helpers/refusal.js';
 import { resolveTrainConfig } from '../../src/config/index.js';
 import { splitDataset, synthesizePhantom } from '../../src/data/index.js';
@@ -255,17 +256,7 @@ test('SIGTERM (as `timeout` sends) is handled like Ctrl-C: the step finishes, `l
   const data = await phantom();
   const run = await folder('sigterm-run');
   const args = osteoArgv(['train', '--model', 'resnet18', '--data', data, '--out', run, '--image-size', '32', '--batch-size', '16']);
-  const child = spawn(process.execPath, [...args, '--backend', 'wasm', '--workers', '1', '--epochs', '3', '--set', 'augment=none'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  let sent = false;
-  child.stderr.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-    if (!sent && /step 1\/2/.test(stderr)) {
-      sent = true;
-      child.kill('SIGTERM');
-    }
-  });
-  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  const { sent, code, signal, stderr } = await signalWhen(process.execPath, [...args, '--backend', 'wasm', '--workers', '1', '--epochs', '3', '--set', 'augment=none'], /step 1\/2/, 'SIGTERM');
   assert.ok(sent, `no step was reported: ${stderr}`);
   assert.equal([code, signal], [1, null], `exit ${code} ${signal}: ${stderr}`);
   assert.match(stderr, /SIGTERM: finishing the current step and saving `last`/);

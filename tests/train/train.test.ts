@@ -13,7 +13,6 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { cp, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parse } from 'csv-parse/sync';
 import sharp from 'sharp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -27,7 +26,7 @@ import { openRun, readRunConfig, readRunConfigJson } from '../../src/runs/index.
 import { modelProvider as smallProvider } from './fixtures/small-provider.js';
 import { trainModel, type TrainEvent } from '../../src/train/index.js';
 import { modelToStateDict, writePth, writeSafetensors } from '../../src/weights/index.js';
-import { assertSameDict, memo, phantomDataset, smallModel, wasm, readWeights, sameValues, snapshotOn, tinyConfig } from './helpers.js';
+import { assertSameDict, memo, metricsRows, phantomDataset, smallModel, wasm, readWeights, sameValues, snapshotOn, tinyConfig } from './helpers.js';
 import { tempDir } from '../helpers/temp.js';
 
 const workspace = memo(() => tempDir());
@@ -39,12 +38,6 @@ const folder = async (name: string) => join((await workspace()).path, name);
 const phantom = memo(async () => phantomDataset((await workspace()).path));
 
 const recipe = ['optimizer.lr=1e-3'];
-
-function metricsRows(run: string): Record<string, string>[] {
-  const rows = parse(readFileSync(join(run, 'metrics.csv'), 'utf8'), { columns: true }) as Record<string, string>[];
-  // wall-clock columns differ between runs; everything else must not
-  return rows.map(({ seconds: _s, images_per_sec: _r, ...rest }) => rest);
-}
 
 /** The uninterrupted 5-epoch run that the resume, NaN and refusal tests compare against, with its events and a copy of `last` right after epoch 2. */
 const runA = memo(async () => {

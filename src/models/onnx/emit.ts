@@ -38,10 +38,22 @@ export const onnxBatchDimension = 'batch';
 type Config = Record<string, unknown>;
 type Emitter = (layer: tfl.layers.Layer, inputs: Value[], graph: Walk) => Value;
 
+/**
+ * Where a training graph (train.ts) replaces an emitter's inference-mode node: BatchNorm with batch
+ * statistics (a name: the normalised output; undefined: the layer stays in inference mode) and the
+ * dropout and stochastic-depth masks. Without hooks every emitter gives the inference graph.
+ */
+export interface EmitHooks {
+  batchNorm?(layer: tfl.layers.Layer, x: Value, operands: readonly string[], epsilon: number, walk: Walk): string | undefined;
+  mask?(layer: tfl.layers.Layer, x: Value, walk: Walk): Value;
+}
+
 /** The builder plus the layout bookkeeping shared by the emitters. */
 export class Walk {
   readonly builder = new GraphBuilder();
   private readonly transposed = new Map<string, Value>();
+
+  constructor(readonly hooks: EmitHooks = {}) {}
 
   /** `value` in `layout` (a cached Transpose), with any pending padding applied first. */
   as(value: Value, layout: Layout, layer: string): Value {
@@ -137,6 +149,8 @@ function batchNorm(layer: tfl.layers.Layer, inputs: Value[], walk: Walk): Value 
   }
   const x = walk.as(input, input.layout === 'flat' ? 'flat' : 'NCHW', layer.name);
   const operands = ['weight', 'bias', 'running_mean', 'running_var'].map((param) => walk.builder.weight(`${layer.name}.${param}`, [channels]));
+  const trained = walk.hooks.batchNorm?.(layer, x, operands, epsilon, walk);
+  if (trained !== undefined) return { name: trained, layout: x.layout };
   return { name: walk.builder.node('BatchNormalization', [x.name, ...operands], layer.name, { epsilon: float(epsilon) }), layout: x.layout };
 }
 
@@ -256,8 +270,8 @@ function zeroPadding(layer: tfl.layers.Layer, inputs: Value[], walk: Walk): Valu
   return { ...x, pads: [top, left, bottom, right] };
 }
 
-/** Dropout and stochastic depth are the identity at inference. */
-const identity: Emitter = (layer, inputs) => only(layer, inputs);
+/** Dropout and stochastic depth are the identity at inference; a training graph multiplies by a mask (EmitHooks). */
+const identity: Emitter = (layer, inputs, walk) => walk.hooks.mask?.(layer, only(layer, inputs), walk) ?? only(layer, inputs);
 
 /** One emitter per layer class the registered models use (the training build's and the portable build's). */
 const emitters: Record<string, Emitter> = {
@@ -308,9 +322,9 @@ export function inputInfo(model: tfl.LayersModel, batch: number | string): { nam
  * Emits `model`'s layers in topological order up to and including `lastLayer` (default: all of them),
  * each through the one emitter of its class.
  */
-export function emitLayers(model: tfl.LayersModel, name: string, lastLayer?: string): EmittedLayers {
+export function emitLayers(model: tfl.LayersModel, name: string, lastLayer?: string, hooks: EmitHooks = {}): EmittedLayers {
   if (model.inputs.length !== 1 || model.outputs.length !== 1) throw new Error(`${name}: an ONNX graph is emitted for one input and one output`);
-  const walk = new Walk();
+  const walk = new Walk(hooks);
   const values = new Map<number, Value>();
   walk.builder.fresh(onnxInputName);
   values.set(model.inputs[0]!.id, { name: onnxInputName, layout: 'NCHW' });

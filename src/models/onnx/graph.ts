@@ -12,7 +12,8 @@ export const onnxOpset = 17;
 export type Attribute =
   | { kind: 'int'; value: number }
   | { kind: 'ints'; value: readonly number[] }
-  | { kind: 'float'; value: number };
+  | { kind: 'float'; value: number }
+  | { kind: 'string'; value: string };
 
 export interface GraphNode {
   opType: string;
@@ -55,6 +56,12 @@ export interface OnnxGraph {
 export const int = (value: number): Attribute => ({ kind: 'int', value });
 export const ints = (value: readonly number[]): Attribute => ({ kind: 'ints', value });
 export const float = (value: number): Attribute => ({ kind: 'float', value });
+export const text = (value: string): Attribute => ({ kind: 'string', value });
+
+/** A node's attribute value, and typed readers with ONNX's default where it is absent. */
+export const attr = (node: GraphNode, key: string): Attribute['value'] | undefined => node.attributes[key]?.value;
+export const intsOf = (node: GraphNode, key: string, fallback: readonly number[]): readonly number[] => (attr(node, key) as readonly number[] | undefined) ?? fallback;
+export const intOf = (node: GraphNode, key: string, fallback: number): number => (attr(node, key) as number | undefined) ?? fallback;
 
 /** Collects nodes, weights and constants with unique names; `finish` returns the graph. */
 export class GraphBuilder {
@@ -77,6 +84,13 @@ export class GraphBuilder {
     const output = this.fresh(stem);
     this.nodes.push({ opType, name: output, inputs, outputs: [output], attributes });
     return output;
+  }
+
+  /** Adds one node with several outputs, one per stem; returns their names. */
+  nodeWithOutputs(opType: string, inputs: readonly string[], stems: readonly string[], attributes: Record<string, Attribute> = {}): string[] {
+    const outputs = stems.map((stem) => this.fresh(stem));
+    this.nodes.push({ opType, name: outputs[0]!, inputs, outputs, attributes });
+    return outputs;
   }
 
   /** Declares a weight (once; a second declaration must agree on the shape). */
