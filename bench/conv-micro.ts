@@ -14,7 +14,7 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { useBackend } from '../src/backend/index.js';
-import { resnet18Layers, startScriptWorker, threadClock, type Layer } from './util.js';
+import { resnet18Layers, startScriptWorker, threadClock, uniformNoise as random, type Layer } from './util.js';
 
 interface Row {
   layer: string;
@@ -24,18 +24,6 @@ interface Row {
   coldMs: number;
   dxMs: number;
   dwMs: number;
-}
-
-function random(size: number, seed: number): Float32Array {
-  const out = new Float32Array(size);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = (s >>> 0) / 4294967296 - 0.5;
-  }
-  return out;
 }
 
 async function measure(batch: number, reps: number, layers: Layer[]): Promise<Row[]> {

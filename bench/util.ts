@@ -75,3 +75,16 @@ export const resnet50PointwiseLayers: Layer[] = [
   { name: 'l2 1×1 512→128', h: 28, ci: 512, co: 128, k: 1, s: 1, pad: 'valid' },
   { name: 'l3 1×1 256→1024', h: 14, ci: 256, co: 1024, k: 1, s: 1, pad: 'valid' },
 ];
+
+/** Uniform values in [−0.5, 0.5) from a xorshift32 stream: cheap, seeded, no allocation per value. */
+export function uniformNoise(size: number, seed: number): Float32Array {
+  const out = new Float32Array(size);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    out[i] = (s >>> 0) / 4294967296 - 0.5;
+  }
+  return out;
+}

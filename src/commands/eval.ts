@@ -32,7 +32,7 @@ export function registerEvalCommands(program: Command): void {
 function registerEvalCommand(program: Command): void {
   const command = program
     .command('eval')
-    .description('evaluate runs and their soft-vote ensemble on a split: metrics with a bootstrap interval, AUC, calibration, plots');
+    .description('evaluate runs and their soft-vote ensemble on a split or an external folder: metrics with a bootstrap interval, AUC, calibration, plots, subgroups');
   const tableFlags = addTableOptions(command, evalOptions);
   command
     .addOption(backendOption())
@@ -45,6 +45,10 @@ function registerEvalCommand(program: Command): void {
         runs: config.run,
         dataDir: config.data,
         split: config.split,
+        external: config.external,
+        metadata: config.metadata,
+        ageBands: config.ageBands,
+        minSubgroup: config.minSubgroup,
         checkpoint: config.checkpoint,
         tta: config.tta,
         weights: config.weights,
@@ -62,8 +66,9 @@ function registerEvalCommand(program: Command): void {
         printJson({ ...(reportSummaryJson(report) as object), out: written?.dir ?? null, files: written?.files ?? [] });
         return;
       }
-      console.log(`${report.split} split, ${report.images.length} images${report.tta ? ', flip TTA' : ''}\n`);
+      console.log(`${report.split === 'external' ? 'external folder' : `${report.split} split`}, ${report.images.length} images${report.tta ? ', flip TTA' : ''}\n`);
       console.log(resultsTable(report));
+      for (const section of report.sections ?? []) if (section.console !== undefined) console.log(`\n${section.console.join('\n')}`);
       if (written) console.log(`\nreport: ${printable(written.dir)} (${written.files.map(printable).join(', ')})`);
     });
 }

@@ -23,7 +23,7 @@ export const evalOptions = {
   }),
   tta: option(z.boolean(), false, 'average each image with its horizontal mirror', { flag: '--tta' }),
   weights: option(z.string().min(1), 'equal', "ensemble weights: 'equal', 'auto' (fitted on val), or w1,w2,… per run", { flag: '--weights <spec>' }),
-  out: optional(z.string().min(1), 'report directory (default: eval-<split>-<run names> beside the first run); another evaluation\'s report is never overwritten', { flag: '--out <dir>' }),
+  out: optional(z.string().min(1), 'report directory (default: eval-<split>-<run names> beside the first run, eval-external-<folder>-<run names> with --external); another evaluation\'s report is never overwritten', { flag: '--out <dir>' }),
   batchSize: option(positiveInt, 16, 'images per forward pass (shared out among the workers)', { flag: '--batch-size <n>' }),
   workers: optional(positiveInt, 'inference worker threads (default: one per core on wasm, fewer for too few images to repay their start, 1 elsewhere); on an onnxruntime backend, the session’s intra-op threads (default: the provider’s)', { flag: '--workers <n>' }),
   seed: option(z.int().min(0), 0, 'bootstrap seed', { flag: '--seed <n>' }),
@@ -31,6 +31,14 @@ export const evalOptions = {
   targetSensitivity: screeningTargetOptions.targetSensitivity,
   targetSpecificity: screeningTargetOptions.targetSpecificity,
   prevalence: prevalenceOption,
+  external: option(z.boolean(), false, 'evaluate every image of --data, a folder of class folders (any of them) that was never split, after matching each against the runs\' training and validation images', {
+    flag: '--external',
+  }),
+  metadata: optional(z.string().min(1), 'CSV of per-image attributes for subgroup metrics: a path column (relative to --data) and any of site, device, sex, age, laterality', { flag: '--metadata <file>' }),
+  ageBands: option(z.string().regex(/^\d+(\.\d+)?(,\d+(\.\d+)?)*$/, 'ascending ages in years separated by commas, e.g. 50,60,70'), '50,60,70,80', 'edges of the age bands of the subgroups, ascending years: 50,60 gives <50, 50–60, ≥60', {
+    flag: '--age-bands <years>',
+  }),
+  minSubgroup: option(positiveInt, 20, 'fewest images of a subgroup reported with numbers (a smaller one is reported as too small)', { flag: '--min-subgroup <n>' }),
 } as const;
 
 export type EvalConfig = ConfigOf<typeof evalOptions>;
@@ -47,5 +55,15 @@ export function resolveEvalConfig(flags: Readonly<Record<string, unknown>>, back
   const config = validateValues(values, evalConfigSchema) as EvalConfig;
   const problem = config.workers === undefined ? undefined : workersProblem(config.workers, backend);
   if (problem !== undefined) throw new UserError(`invalid config: ${keyAt(values.get('workers')!.origin, 'workers')}: ${problem}`);
+  if (config.external && values.get('split')!.origin !== 'default') {
+    throw new UserError(`invalid config: ${keyAt(values.get('split')!.origin, 'split')}: an --external folder is never split, so every image of it is evaluated: drop --split`);
+  }
+  const edges = ageBandEdges(config.ageBands);
+  if (edges.some((edge, i) => i > 0 && edge <= edges[i - 1]!)) throw new UserError(`invalid config: ${keyAt(values.get('ageBands')!.origin, 'ageBands')}: the age band edges must ascend, got ${config.ageBands}`);
   return config;
+}
+
+/** The edges of `--age-bands` (validated text: numbers separated by commas). */
+export function ageBandEdges(text: string): number[] {
+  return text.split(',').map(Number);
 }

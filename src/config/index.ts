@@ -38,7 +38,7 @@ export {
 export { locateConfigFile, readConfigFile, shippedConfigDir } from './files.js';
 export { loadAugmentConfig, parseAugmentConfig, augmentPresets, augmentPresetDir } from './augment.js';
 export { splitOptions, splitConfigSchema, resolveSplitConfig, checkSplitFractions, type SplitConfig } from './split.js';
-export { evalOptions, evalSplits, evalConfigSchema, resolveEvalConfig, type EvalConfig, type EvalSplit } from './eval.js';
+export { ageBandEdges, evalOptions, evalSplits, evalConfigSchema, resolveEvalConfig, type EvalConfig, type EvalSplit } from './eval.js';
 export { screeningTargetOptions, prevalenceOption, predictScreeningOptions, resolvePredictScreening, operatingPointPattern, type PredictScreeningConfig } from './screening.js';
 export { calibrateOptions, calibrateConfigSchema, resolveCalibrateConfig, type CalibrateConfig } from './calibrate.js';
 export { cardOptions, cardConfigSchema, resolveCardConfig, type CardConfig } from './card.js';

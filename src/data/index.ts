@@ -1,4 +1,4 @@
-/** data: Kaggle download, phantom dataset, index + de-duplication, the leak-free split and its flow of images, the image readers and the one eval transform, a resize cache, augmentation ops, class-weighted sampling and the batch loader. */
+/** data: Kaggle download, phantom dataset, index + de-duplication, the leak-free split and its flow of images, external labelled folders and their copies of training images, the image readers and the one eval transform, a resize cache, augmentation ops, class-weighted sampling and the batch loader. */
 export { classNames, numClasses, classIndex, type ClassName } from './classes.js';
 export {
   resizeShorter,
@@ -75,3 +75,4 @@ export { splitDefaults } from './split.js';
 export { assignFolds, foldManifest, publishedSplit, countLeakedTestImages, writeManifestView, type FoldRow } from './folds.js';
 export { contentHash } from './hash.js';
 export { dataFlow, type DataFlow } from './flow.js';
+export { scanLabelledFolder, trainingReference, findCopies, seenSplits, type LabelledFolder, type LabelledImage, type ReferenceImage, type CopyMatch } from './external.js';

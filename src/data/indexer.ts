@@ -21,7 +21,7 @@ export const conflictPolicies: readonly ConflictPolicy[] = ['drop', 'majority', 
 export const defaultNearThreshold = 20;
 
 /** What osteo itself writes at the top of a data folder; not reported as stray entries. */
-const ownFiles = new Set(['index.csv', 'splits.csv', 'phantom.json', 'download.json']);
+export const ownFiles: ReadonlySet<string> = new Set(['index.csv', 'splits.csv', 'phantom.json', 'download.json']);
 
 /** The image readers' reasons (readers.ts), the index's column values. */
 export type BadReason = UnreadableReason;
@@ -104,7 +104,7 @@ export function indexPath(dataDir: string): string {
   return join(dataDir, 'index.csv');
 }
 
-async function listClassFiles(dir: string, prefix: string): Promise<string[]> {
+export async function listClassFiles(dir: string, prefix: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true });
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const files: string[] = [];
@@ -153,7 +153,7 @@ function extensionNote(path: string, format: string): string {
  * Look at one file through the image readers (readers.ts): every file of a class folder is offered
  * to them, so the content decides, and a file that is not an image is reported with the seam's reason.
  */
-async function inspectFile(dataDir: string, path: string, label: number, maxPixels: number): Promise<IndexRow> {
+export async function inspectFile(dataDir: string, path: string, label: number, maxPixels: number): Promise<IndexRow> {
   const file = join(dataDir, path);
   let info;
   try {
@@ -358,7 +358,7 @@ export async function writeCsvAtomic(file: string, header: readonly string[], re
 }
 
 /** A folder name that is a class name but for case, spaces, dashes or underscores (`normal`, `Osteoporosis `). */
-function classNameCloseTo(folder: string): string | undefined {
+export function classNameCloseTo(folder: string): string | undefined {
   const squash = (name: string) => name.toLowerCase().replace(/[\s_-]+/g, '');
   return classNames.find((name) => squash(name) === squash(folder));
 }

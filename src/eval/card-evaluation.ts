@@ -51,8 +51,17 @@ export interface CardEvaluation {
   calibration: { fittedOnEvaluatedSplit: boolean; models: { name: string; temperature: number; before: CardCalibrationStats; after: CardCalibrationStats }[] } | null;
   /** The report's screening operating points (thresholds chosen on val, rates on the evaluated split); null where it has none. */
   operatingPoints: CardOperatingPoints | null;
-  /** The report's subgroup results, as its evaluation.json holds them; null where it has none. */
-  subgroups: unknown;
+  /** The report's subgroup results (per attribute and group, each model's metrics); null where it has none. */
+  subgroups: CardSubgroup[] | null;
+  /** An external folder's images that are copies of training images (exact: same pixels; near: perceptual hash), from its leakage count; null for other reports. */
+  copies: { images: number; exact: number; near: number; withoutCopies: number; copiedFraction: number } | null;
+}
+
+export interface CardSubgroup {
+  attribute: string;
+  /** Images whose metadata does not record the attribute. */
+  notRecorded: number;
+  groups: { value: string; images: number; tooSmall: boolean; models: CardPerformance[] }[];
 }
 
 /** A rate on the evaluated images with its 95% group-bootstrap interval; null where it is undefined. */
@@ -119,6 +128,27 @@ function operatingPointsOf(section: unknown): CardOperatingPoints | null {
   return { targets: { sensitivity: Number(targets.sensitivity), specificity: Number(targets.specificity) }, calibrated: section.calibrated === true, fittedOnEvaluatedSplit: section.fittedOnEvaluatedSplit === true, points };
 }
 
+function subgroupsOf(section: unknown, classes: readonly string[], file: string): CardSubgroup[] | null {
+  if (!isObject(section) || !Array.isArray(section.attributes)) return null;
+  return section.attributes.filter(isObject).map((a) => ({
+    attribute: String(a.attribute),
+    notRecorded: Number(a.notRecorded ?? 0),
+    groups: (Array.isArray(a.groups) ? a.groups : []).filter(isObject).map((g) => ({
+      value: String(g.value),
+      images: Number(g.images),
+      tooSmall: g.tooSmall === true,
+      models: (Array.isArray(g.models) ? g.models : []).filter(isObject).map((m) => performanceOf(m, classes, file)),
+    })),
+  }));
+}
+
+function copiesOf(external: unknown): CardEvaluation['copies'] {
+  const leakage = isObject(external) && isObject(external.leakage) ? external.leakage : undefined;
+  const total = leakage !== undefined && isObject(leakage.total) ? leakage.total : undefined;
+  if (leakage === undefined || total === undefined) return null;
+  return { images: Number(total.images), exact: Number(total.exact), near: Number(total.near), withoutCopies: Number(total.withoutCopies), copiedFraction: Number(leakage.copiedFraction) };
+}
+
 function statsOf(value: unknown): CardCalibrationStats {
   const v = isObject(value) ? value : {};
   return { ece: Number(v.ece), adaptiveEce: Number(v.adaptiveEce), meanClasswiseEce: Number(v.meanClasswiseEce), brier: Number(v.brier), nll: Number(v.nll) };
@@ -158,7 +188,7 @@ export async function readCardEvaluation(report: string, runs: readonly string[]
   const weights = isObject(summary.ensembleWeights) ? summary.ensembleWeights : {};
   const data = resolve(String(json.data));
   return {
-    role: trainedOn.includes(data) ? 'internal' : 'external',
+    role: json.split === 'external' || !trainedOn.includes(data) ? 'external' : 'internal',
     report: pathFromExport(dir, report),
     split: String(json.split),
     data: pathFromExport(dir, data),
@@ -169,7 +199,8 @@ export async function readCardEvaluation(report: string, runs: readonly string[]
     models: summary.models.filter(isObject).map((m) => performanceOf(m, classes, file)),
     calibration: calibrationOf(summary),
     operatingPoints: operatingPointsOf(json.operatingPoints),
-    subgroups: json.subgroups ?? summary.subgroups ?? null,
+    subgroups: subgroupsOf(json.subgroups, classes, file),
+    copies: copiesOf(json.external),
   };
 }
 

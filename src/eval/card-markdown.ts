@@ -106,6 +106,13 @@ function evaluationLines(e: CardEvaluation): string[] {
     `${e.images} images; report \`${cell(e.report)}\`; ${e.tta ? 'horizontal-flip TTA' : 'no TTA'}; intervals: 95% percentile bootstrap, ${e.bootstrap.resamples} resamples, seed ${e.bootstrap.seed}.`,
     '',
   ];
+  if (e.copies !== null) {
+    lines.push(
+      `Copies of training images in this folder: ${e.copies.exact} identical and ${e.copies.near} near-identical of ${e.copies.images} images (fraction ${fixed(e.copies.copiedFraction, 3)}); ` +
+        `${e.copies.withoutCopies} images have no copy. The metrics below count every image; the report also scores the images without copies.`,
+      '',
+    );
+  }
   const members = e.models.filter((p) => p.kind === 'model');
   if (members.length > 1) {
     lines.push(`Ensemble: soft vote of the members' probabilities, weights (${e.ensembleWeights.mode}) ${members.map((p, i) => `${cell(p.name)} ${fixed(e.ensembleWeights.weights[i] ?? null, 3)}`).join(', ')}.`, '');
@@ -154,11 +161,20 @@ function operatingPointLines(card: ModelCard): string[] {
   });
 }
 
-/** A section whose data may be absent: its lines, or the sentence that says it was not evaluated. */
-function optionalSection(card: ModelCard, pick: (e: CardEvaluation) => unknown, absent: string): string[] {
-  const found = card.evaluations.filter((e) => pick(e) !== null);
-  if (found.length === 0) return [`_Not evaluated: ${absent}._`, ''];
-  return found.flatMap((e) => [`From \`${cell(e.report)}\`:`, '', '```json', JSON.stringify(pick(e), null, 2), '```', '']);
+function subgroupLines(card: ModelCard): string[] {
+  const found = card.evaluations.filter((e) => e.subgroups !== null);
+  if (found.length === 0) return ['_Not evaluated: the evaluation report holds no subgroup results (`osteo eval … --metadata CSV`)._', ''];
+  return found.flatMap((e) => {
+    const rows = e.subgroups!.flatMap((a) =>
+      a.groups.flatMap((g) =>
+        g.tooSmall || g.models.length === 0
+          ? [[cell(a.attribute), cell(g.value), String(g.images), '—', 'too few images']]
+          : g.models.map((m) => [cell(a.attribute), cell(g.value), String(g.images), cell(m.name), metricCell(m.overall.find((metric) => metric.key === 'accuracy') ?? m.overall[0]!)]),
+      ),
+    );
+    const unrecorded = e.subgroups!.filter((a) => a.notRecorded > 0).map((a) => `${cell(a.attribute)}: ${a.notRecorded} images not recorded`);
+    return [`From \`${cell(e.report)}\`:`, '', ...table(['attribute', 'group', 'images', 'model', 'accuracy (95% CI)'], rows), '', ...(unrecorded.length > 0 ? [`${unrecorded.join('; ')}.`, ''] : [])];
+  });
 }
 
 function checklistSection(card: ModelCard): string[] {
@@ -212,7 +228,7 @@ export function renderModelCard(card: ModelCard): string {
     ...(external.length === 0 ? ['_Not evaluated: no report on data other than the training data was given (`osteo eval --run RUN… --data OTHER`, then `osteo card --eval REPORT`)._', ''] : external.flatMap(evaluationLines)),
     `## ${cardSections.subgroups}`,
     '',
-    ...optionalSection(card, (e) => e.subgroups, 'the evaluation report holds no subgroup results'),
+    ...subgroupLines(card),
     `## ${cardSections.limitations}`,
     '',
     ...card.limitations.map((line) => `- ${cell(line)}`),

@@ -19,7 +19,7 @@ import {
   type RgbImage,
 } from '../data/index.js';
 import { DataError, UserError, checkWritableFolder, createRng, environmentUserError, errorMessage, parseCsvRecords, recoverStagedFolder, stageFolder, writeJsonAtomic, type StagedFolder } from '../util/index.js';
-import { evalOptions, type EvalSplit } from '../config/index.js';
+import { ageBandEdges, evalOptions, type EvalSplit } from '../config/index.js';
 import { manifestSha256, readRunSplit } from '../runs/index.js';
 import { calibrateMembers, calibrationSection, fitEnsembleTemperature, freshCalibrations } from './calibrated.js';
 import { ensembleProbabilities, fitEnsembleWeights, parseEnsembleWeights } from './ensemble.js';
@@ -27,9 +27,32 @@ import { operatingPointsNeedVal, operatingPointsSection, storedOperatingPoints, 
 import { disambiguateNames, disposeModels, loadAll, loadRunForInference, predictProbabilities, transformKey, type CheckpointChoice, type LoadedModel } from './inference.js';
 import { inferenceWorkers } from '../engine/index.js';
 import type { BackendHandle } from '../backend/index.js';
-import { applyTemperature, compareWithEnsemble, metricRegistry, operatingPointsJson, pairedRecordKeys, reportSummaryJson, summarize, writeEvaluationReport, type OverallMetric, type EvaluationReport, type ModelSummary, type ScreeningTargets, type WrittenReport } from '../report/index.js';
+import {
+  applyTemperature,
+  compareWithEnsemble,
+  externalSection,
+  metricRegistry,
+  operatingPointsJson,
+  pairedRecordKeys,
+  reportSummaryJson,
+  subgroupResults,
+  subgroupsSection,
+  summarize,
+  writeEvaluationReport,
+  type OverallMetric,
+  type EvaluationReport,
+  type ModelSummary,
+  type ReportSection,
+  type ScreeningTargets,
+  type WrittenReport,
+} from '../report/index.js';
+import { externalResults, prepareExternal, type ExternalData } from './external.js';
+import { readSubgroupMetadata, type SubgroupMetadata } from './subgroups.js';
 
 export type { EvalSplit };
+
+/** What an evaluation scores: a split of the manifest, or every image of an external folder. */
+export type EvaluatedSet = EvalSplit | 'external';
 
 /**
  * What to evaluate, validated by the caller (`osteo eval` through the eval option table, a pipeline
@@ -41,6 +64,14 @@ export interface EvaluateOptions {
   runs: string[];
   dataDir: string;
   split?: EvalSplit;
+  /** Evaluate every image of dataDir, a labelled folder never split, after matching it against each run's training images (eval/external.ts). */
+  external?: boolean;
+  /** A CSV of per-image attributes (eval/subgroups.ts): metrics per subgroup. */
+  metadata?: string;
+  /** Edges of the age bands, e.g. '50,60,70' (the eval table's ageBands). */
+  ageBands?: string;
+  /** Fewest images of a subgroup reported with numbers. */
+  minSubgroup?: number;
   /** Which checkpoint of each run (default best). */
   checkpoint?: CheckpointChoice;
   tta?: boolean;
@@ -65,7 +96,7 @@ export interface EvaluateOptions {
   /** How an image file becomes a normalized crop (tests substitute one that records what is read; it skips the content-hash check). */
   readImage?: (file: string, transform: EvalTransform) => Promise<Float32Array>;
   /** Progress: which split is being predicted, images done so far. */
-  onProgress?: (event: { split: EvalSplit; done: number; total: number }) => void;
+  onProgress?: (event: { split: EvaluatedSet; done: number; total: number }) => void;
   /** Told the loaded models, before any image is read (tests check where they run: `engine.workers`). */
   onModelsLoaded?: (models: readonly LoadedModel[]) => void;
   /** Called once the ensemble weights are fixed (tests check no evaluated image was read before). */
@@ -82,7 +113,7 @@ export const evaluationRecordFile = 'evaluation.json';
 export interface EvaluationRecord {
   format: 'osteo-evaluation';
   version: 1;
-  split: EvalSplit;
+  split: EvaluatedSet;
   data: string;
   /** Absolute run directories, in --run order. */
   runs: string[];
@@ -95,8 +126,10 @@ export interface EvaluationRecord {
  * `eval-<split>-<run names>` beside the first run: each set of runs gets its own folder, so one
  * evaluation never lands on another's report. Very long name lists end in a short hash instead.
  */
-export function defaultEvalOutDir(runs: string[], split: EvalSplit, checkpoint: CheckpointChoice = 'best'): string {
-  return runSetFolder(`eval-${split}`, runs, checkpoint);
+export function defaultEvalOutDir(runs: string[], split: EvaluatedSet, checkpoint: CheckpointChoice = 'best', dataDir?: string): string {
+  // An external folder's report names the folder too: two external sets of the same runs get two reports.
+  const set = split === 'external' && dataDir !== undefined ? `external-${basename(resolve(dataDir)).replace(/[^A-Za-z0-9_.-]+/g, '_')}` : split;
+  return runSetFolder(`eval-${set}`, runs, checkpoint);
 }
 
 /** `<prefix>-<run names>` beside the first run (`-last` for the last checkpoints): a folder of its own for each set of runs. */
@@ -111,7 +144,7 @@ export function runSetFolder(prefix: string, runs: readonly string[], checkpoint
 const reportEntry = /^(results\.csv|results\.md|predictions\.csv|comparisons\.csv|reliability\.png|(confusion|roc|calibration|pr|decision_curve)_[a-z0-9_]+\.png|evaluation\.json)$/;
 
 const sameRecord = (a: EvaluationRecord, b: EvaluationRecord) =>
-  a.split === b.split && a.checkpoint === b.checkpoint && a.runs.length === b.runs.length && a.runs.every((r, i) => r === b.runs[i]);
+  a.split === b.split && (a.split !== 'external' || a.data === b.data) && a.checkpoint === b.checkpoint && a.runs.length === b.runs.length && a.runs.every((r, i) => r === b.runs[i]);
 
 /**
  * Refuse an output folder that is not this evaluation's to replace: a file, a folder of other
@@ -189,23 +222,24 @@ export async function manifestContentHashes(dataDir: string): Promise<Map<string
  * Each model's probabilities on `rows`, images decoded once and preprocessed once per distinct
  * transform, a batch at a time; reading ahead never goes beyond `rows`.
  */
-export async function predictRows(
+export async function predictRows<S extends EvaluatedSet>(
   models: LoadedModel[],
   dataDir: string,
-  rows: ManifestRow[],
-  split: EvalSplit,
+  rows: readonly Pick<ManifestRow, 'path'>[],
+  split: S,
   hashes: Map<string, string>,
-  options: Pick<EvaluateOptions, 'tta' | 'batchSize' | 'readImage' | 'onProgress'>,
+  options: Pick<EvaluateOptions, 'tta' | 'batchSize' | 'readImage'> & { onProgress?: (event: { split: S; done: number; total: number }) => void },
 ): Promise<Float32Array[]> {
   const batchSize = options.batchSize ?? evalOptions.batchSize.default;
   const outputs = models.map((m) => new Float32Array(rows.length * m.numClasses));
   const groups = new Map<string, LoadedModel[]>();
   for (const m of models) groups.set(transformKey(m.transform), [...(groups.get(transformKey(m.transform)) ?? []), m]);
-  const decodeVerified = async (row: ManifestRow): Promise<RgbImage> => {
+  const decodeVerified = async (row: Pick<ManifestRow, 'path'>): Promise<RgbImage> => {
     const file = join(dataDir, row.path);
     const image = await decodeRgb(file);
     const expected = hashes.get(row.path);
     if (expected !== undefined && contentHash(image) !== expected) {
+      if (split === 'external') throw new DataError(file, 'its pixels changed since the folder was scanned for copies of training images, during this evaluation: run it again');
       throw new DataError(file, `its pixels no longer match the content hash in ${splitManifestPath(dataDir)}: the image was changed after indexing; re-run \`osteo data index\` and \`osteo data split\` (and retrain), or restore the file`);
     }
     return image;
@@ -280,25 +314,31 @@ export interface EvaluationResult {
 }
 
 export async function evaluateRuns(options: EvaluateOptions): Promise<EvaluationResult> {
-  const split = options.split ?? evalOptions.split.default;
+  const split: EvaluatedSet = options.external ? 'external' : (options.split ?? evalOptions.split.default);
   const checkpoint = options.checkpoint ?? 'best';
   const warn = options.onWarning ?? (() => undefined);
   const weightSpec = parseEnsembleWeights(options.weights ?? evalOptions.weights.default, options.runs.length);
   if (weightSpec.kind === 'auto' && split === 'val') {
     throw new UserError('--weights auto is fitted on the val split, so evaluating it on val would be biased: use --split test, or --weights equal|w1,w2,…');
   }
+  if (weightSpec.kind === 'auto' && options.external) {
+    throw new UserError('--weights auto is fitted on a val split, and nothing is fitted on an --external folder: evaluate the test split with --weights auto, then pass the weights it reports as --weights w1,w2,…');
+  }
   const seed = options.seed ?? evalOptions.seed.default;
   const resamples = options.resamples ?? evalOptions.resamples.default;
-  const manifest = await readSplitManifest(options.dataDir);
-  const rows = manifest.filter((r) => r.split === split);
+  // Read and checked before any model runs: a bad metadata table loses no work.
+  const metadata = options.metadata === undefined ? undefined : await readSubgroupMetadata(options.metadata);
+  const external = options.external ? await prepareExternal(options.runs, options.dataDir) : undefined;
+  const manifest: ManifestRow[] = external ? [] : await readSplitManifest(options.dataDir);
+  const rows = external ? external.rows : manifest.filter((r) => r.split === split);
   if (rows.length === 0) throw new UserError(`the ${split} split of ${options.dataDir} is empty: re-run \`osteo data split --data ${options.dataDir}\``);
   const valRows = manifest.filter((r) => r.split === 'val');
   if (weightSpec.kind === 'auto' && valRows.length === 0) throw new UserError(`--weights auto needs a val split, and ${options.dataDir} has none`);
-  await checkRunSplits(options.runs, options.dataDir, warn);
-  const hashes = await manifestContentHashes(options.dataDir);
+  if (!external) await checkRunSplits(options.runs, options.dataDir, warn);
+  const hashes = external ? external.hashes : await manifestContentHashes(options.dataDir);
   if (hashes.size === 0 && !options.readImage) warn(`${splitManifestPath(options.dataDir)} has no contentHash column, so the images cannot be checked against the index: re-run \`osteo data split --data ${options.dataDir}\``);
 
-  const outDir = options.outDir === undefined ? defaultEvalOutDir(options.runs, split, checkpoint) : options.outDir;
+  const outDir = options.outDir === undefined ? defaultEvalOutDir(options.runs, split, checkpoint, options.dataDir) : options.outDir;
   const record: EvaluationRecord = { format: 'osteo-evaluation', version: 1, split, data: resolve(options.dataDir), runs: options.runs.map((r) => resolve(r)), checkpoint };
   if (outDir !== null) {
     await recoverStagedFolder(outDir).catch((error: unknown) => {
@@ -323,14 +363,20 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
     if (numClasses !== classNames.length) throw new UserError(`the runs have ${numClasses} classes but the data has ${classNames.length}`);
     if (outDir !== null) staged = await stageFolder(outDir);
     const calibrations = await freshCalibrations(models, checkpoint, warn);
-    // A calibrated ensemble fits its own temperature on val, as --weights auto fits its weights there.
-    const ensembleCalibrated = calibrations !== null && models.length > 1;
+    // A calibrated ensemble fits its own temperature on val, as --weights auto fits its weights there;
+    // an external folder has no val split, so there the ensemble is the vote of the calibrated members.
+    const ensembleCalibrated = calibrations !== null && models.length > 1 && !external;
     if (ensembleCalibrated && valRows.length === 0) throw new UserError(`the runs are calibrated, and the ensemble's own temperature is fitted on the val split, but ${options.dataDir} has none`);
     const tta = options.tta ?? evalOptions.tta.default;
     const screening: ScreeningSettings | undefined =
       options.operatingPoints === false ? undefined : { targets: options.targets ?? { sensitivity: evalOptions.targetSensitivity.default, specificity: evalOptions.targetSpecificity.default }, prevalence: options.prevalence };
     const stored = screening === undefined ? [] : storedOperatingPoints(models, calibrations, screening, tta, warn);
     const screeningVal = screening !== undefined && valRows.length > 0 && operatingPointsNeedVal(models, stored);
+    // Thresholds are never chosen on an external folder: only those the runs stored apply there.
+    const externalWithoutThresholds = external !== undefined && screening !== undefined && operatingPointsNeedVal(models, stored);
+    if (externalWithoutThresholds) {
+      warn("no screening operating points on an external folder: nothing is chosen on it, and they come only from thresholds each run stored with `osteo calibrate` (an ensemble's are chosen on a val split)");
+    }
     // Fitting sees val rows only; the evaluated split is not read until the weights, the ensemble's temperature and the thresholds are fixed.
     const valRaw = weightSpec.kind === 'auto' || ensembleCalibrated || screeningVal ? await predictRows(models, options.dataDir, valRows, 'val', hashes, options) : undefined;
     const valProbabilities = valRaw && calibrations ? calibrateMembers(valRaw, models, calibrations) : valRaw;
@@ -354,15 +400,17 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
     const raw = await predictRows(models, options.dataDir, rows, split, hashes, options);
     const probabilities = calibrations ? calibrateMembers(raw, models, calibrations) : raw;
     const labels = rows.map((r) => r.label);
+    // An external folder may hold a subset of the classes: its metrics score those (report/registry.ts, MetricInput.classes).
+    const classes = external?.folder.present;
     // Every summary resamples with the same seed, so the intervals are paired: same resampled images.
     const summaries: ModelSummary[] = models.map((m, i) =>
-      summarize(m.name, 'model', probabilities[i]!, labels, numClasses, { rng: createRng(seed), resamples, run: m.run, classNames }),
+      summarize(m.name, 'model', probabilities[i]!, labels, numClasses, { rng: createRng(seed), resamples, run: m.run, classNames, classes }),
     );
     let ensemble: Float32Array | undefined;
     if (models.length > 1) {
       const vote = ensembleProbabilities(probabilities, ensembleWeights.weights);
       ensemble = ensembleTemperature === undefined ? vote : applyTemperature(vote, numClasses, ensembleTemperature);
-      summaries.push(summarize(ensembleName, 'ensemble', ensemble, labels, numClasses, { rng: createRng(seed), resamples, classNames }));
+      summaries.push(summarize(ensembleName, 'ensemble', ensemble, labels, numClasses, { rng: createRng(seed), resamples, classNames, classes }));
     }
     const calibration =
       calibrations === null
@@ -375,7 +423,7 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
             { split, dataDir: options.dataDir },
           );
     const operatingPoints =
-      screening === undefined
+      screening === undefined || externalWithoutThresholds
         ? undefined
         : await operatingPointsSection({
             models,
@@ -408,15 +456,21 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
       }),
       ...(calibration === undefined ? {} : { calibration }),
       ...(operatingPoints === undefined ? {} : { operatingPoints }),
+      ...(external === undefined || external.folder.absent.length === 0 ? {} : { absentClasses: external.folder.absent }),
     };
+    const sections = reportSections(report, { external, metadata, ensembleUncalibratedVote: calibrations !== null && ensemble !== undefined, seed, options });
+    if (sections.length > 0) report.sections = sections;
+    for (const section of sections) if (section.banner !== undefined) warn(section.banner);
     let written: WrittenReport | null = null;
     if (staged !== undefined && outDir !== null) {
       try {
         const files = (await writeEvaluationReport(report, staged.dir)).files;
-        // The record carries the report's numbers too (what --json prints), so a model card can be filled from it; the
-        // ensemble's thresholds live here (it has no run folder): predict --eval reads them.
-        const { operatingPoints: _inTheRecord, ...summary } = reportSummaryJson(report) as Record<string, unknown>;
-        const recorded = { ...record, summary, ...(operatingPoints === undefined ? {} : { operatingPoints: operatingPointsJson(operatingPoints) }) };
+        // The record, the report's numbers (what --json prints, less what has a key of its own: a model card is
+        // filled from them), the ensemble's thresholds (it has no run folder: predict --eval reads them here),
+        // and each section's results under its key (docs/evaluation.md, *evaluation.json*).
+        const sectionJson = Object.fromEntries(sections.map((section) => [section.key, section.json]));
+        const summary = Object.fromEntries(Object.entries(reportSummaryJson(report) as Record<string, unknown>).filter(([key]) => key !== 'operatingPoints' && !(key in sectionJson)));
+        const recorded = { ...record, summary, ...(operatingPoints === undefined ? {} : { operatingPoints: operatingPointsJson(operatingPoints) }), ...sectionJson };
         await writeJsonAtomic(join(staged.dir, evaluationRecordFile), recorded);
         await staged.commit();
         written = { dir: outDir, files: [...files, evaluationRecordFile] };
@@ -429,4 +483,34 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
     await disposeModels(models);
     await staged?.abandon();
   }
+}
+
+/** The external-validation and subgroup sections of a report, where they were asked for. */
+function reportSections(
+  report: EvaluationReport,
+  context: { external: ExternalData | undefined; metadata: SubgroupMetadata | undefined; ensembleUncalibratedVote: boolean; seed: number; options: EvaluateOptions },
+): ReportSection[] {
+  const { external, metadata, seed } = context;
+  const resamples = report.bootstrap.resamples;
+  const sections: ReportSection[] = [];
+  if (external !== undefined) {
+    const results = externalResults(external, report.models, { classNames, rng: () => createRng(seed), resamples, ensembleUncalibratedVote: context.ensembleUncalibratedVote });
+    sections.push(externalSection(report, results));
+  }
+  if (metadata !== undefined) {
+    const results = subgroupResults({
+      metadataFile: metadata.file,
+      metadata: metadata.byPath,
+      attributes: metadata.attributes,
+      images: report.images,
+      models: report.models,
+      classNames,
+      minSize: context.options.minSubgroup ?? evalOptions.minSubgroup.default,
+      ageBands: ageBandEdges(context.options.ageBands ?? evalOptions.ageBands.default),
+      rng: () => createRng(seed),
+      resamples,
+    });
+    sections.push(subgroupsSection(report, results));
+  }
+  return sections;
 }

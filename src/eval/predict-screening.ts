@@ -13,6 +13,7 @@ import { applyTemperature, binaryScores, binaryViews, type BinaryView, type Ense
 import { checkpointWeightsSha256, runCalibrationPath, type RunCalibrationRecord } from '../runs/index.js';
 import { DataError, UserError, errorMessage, printable } from '../util/index.js';
 import { ensembleProbabilities } from './ensemble.js';
+import { evaluationRecordFile } from './evaluate.js';
 import type { CheckpointChoice, LoadedModel } from './inference.js';
 
 export interface ScreeningDecision {
@@ -73,8 +74,8 @@ export async function screeningPlan(
 
 /** The ensemble's thresholds and score source from an eval report, checked against the runs predicted with. */
 async function ensembleThresholds(models: readonly LoadedModel[], records: readonly RunCalibrationRecord[], dir: string, name: string, checkpoint: CheckpointChoice): Promise<NonNullable<ScreeningPlan['ensemble']>> {
-  const file = join(dir, 'evaluation.json');
-  if (!existsSync(file)) throw new UserError(`--eval ${dir} holds no evaluation.json: give the folder osteo eval wrote its report of these runs into`);
+  const file = join(dir, evaluationRecordFile);
+  if (!existsSync(file)) throw new UserError(`--eval ${dir} holds no ${evaluationRecordFile}: give the folder osteo eval wrote its report of these runs into`);
   let json: { runs?: unknown; operatingPoints?: { models?: { kind?: string; views?: { view?: string; points?: { name?: string; threshold?: unknown }[] }[] }[]; ensemble?: EnsembleScoreSource } };
   try {
     json = JSON.parse(await readFile(file, 'utf8'));

@@ -1,4 +1,4 @@
-/** report: the metric registry, metrics, the soft vote, bootstrap and calibration statistics, screening operating points and decision curves, result tables and PNG charts — a leaf that config, train, eval and pipeline use. */
+/** report: the metric registry, metrics, the soft vote, bootstrap and calibration statistics, screening operating points and decision curves, result tables (external validation and subgroups among them) and PNG charts — a leaf that config, train, eval and pipeline use. */
 export {
   argmaxRows,
   classificationMetrics,
@@ -66,10 +66,14 @@ export {
   resultsTable,
   summarize,
   writeEvaluationReport,
+  modelSummaryJson,
   type EvaluationReport,
   type ModelSummary,
+  type ReportSection,
   type WrittenReport,
 } from './results.js';
+export { externalSection, mostlyTrainingFraction, presentClasses, refitOnExternal, summarizeSubset, type ExternalCopy, type ExternalLeakage, type ExternalRefit, type ExternalResults, type ScoredModel } from './external.js';
+export { ageBand, ageBandNames, subgroupAttributes, subgroupResults, subgroupsSection, type AttributeSubgroups, type ImageAttributes, type Subgroup, type SubgroupAttribute, type SubgroupResults } from './subgroups.js';
 export { compareWithEnsemble, delongTest, pairedBootstrapDifference, pairedComparison, pairedRecordKeys, type DelongTest, type PairedComparison, type PairedDifference } from './paired.js';
 export { binaryScores, binaryViews, type BinaryView } from './views.js';
 export { applyTemperature, calibrationReport, fitTemperature, temperatureBracket, type CalibrationBinStat, type CalibrationReport, type CalibrationSection, type FittedTemperature, type ModelCalibration } from './calibration.js';

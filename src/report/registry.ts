@@ -25,15 +25,22 @@ export interface MetricInput {
   readonly labels: ArrayLike<number>;
   readonly classNames: readonly string[];
   readonly numClasses: number;
+  /**
+   * The classes scored, in class order: every class, unless the images are of a subset (an external
+   * folder without Osteopenia). Per-class values of the other classes are null, and macro averages
+   * run over these only (scikit-learn's `labels=` argument).
+   */
+  readonly classes: readonly number[];
   readonly predictions: Int32Array;
   readonly classification: ClassificationMetrics;
   readonly auc: OneVsRestAuc;
   readonly calibration: Calibration;
 }
 
-/** `predictions`, when the caller has them, must be the rows' argmax (ties to the lower class). */
-export function metricInput(probabilities: Float32Array, labels: ArrayLike<number>, classNames: readonly string[], predictions?: Int32Array): MetricInput {
+/** `predictions`, when the caller has them, must be the rows' argmax (ties to the lower class). `classes`: the classes scored (default all). */
+export function metricInput(probabilities: Float32Array, labels: ArrayLike<number>, classNames: readonly string[], predictions?: Int32Array, classes?: readonly number[]): MetricInput {
   const numClasses = classNames.length;
+  const scored = classes ?? classNames.map((_, k) => k);
   const memo = <T>(make: () => T): (() => T) => {
     let value: T | undefined;
     return () => (value ??= make());
@@ -47,6 +54,7 @@ export function metricInput(probabilities: Float32Array, labels: ArrayLike<numbe
     labels,
     classNames,
     numClasses,
+    classes: scored,
     get predictions() {
       return predicted();
     },
@@ -188,6 +196,15 @@ export class MetricRegistry {
   }
 }
 
+/** Per-class values with the unscored classes null. */
+const scoredOnly = (input: MetricInput, values: readonly MetricValue[]): MetricValue[] => values.map((v, k) => (input.classes.includes(k) ? v : null));
+
+/** The mean over the scored classes of their defined values (null when none is defined). */
+function scoredMean(input: MetricInput, values: readonly MetricValue[]): MetricValue {
+  const defined = input.classes.map((k) => values[k] ?? null).filter((v): v is number => v !== null);
+  return defined.length === 0 ? null : defined.reduce((a, b) => a + b, 0) / defined.length;
+}
+
 const percent = (v: MetricValue): string => (v === null ? '—' : `${(v * 100).toFixed(1)}%`);
 const fixed = (digits: number) => (v: MetricValue) => (v === null ? '—' : v.toFixed(digits));
 
@@ -239,7 +256,7 @@ export const builtInMetrics = [
     format: fixed(3),
     monitor: 'valMacroF1',
     views: ['table', 'cv', 'cvFolds', 'cvDifferences'],
-    compute: (input: MetricInput) => input.classification.macroF1,
+    compute: (input: MetricInput) => (input.classes.length === input.numClasses ? input.classification.macroF1 : scoredMean(input, input.classification.perClass.map((c) => c.f1))),
   },
   {
     // The headline table's own column; results.csv and JSON carry every class's recall per class.
@@ -249,7 +266,7 @@ export const builtInMetrics = [
     scale: 'proportion',
     format: percent,
     views: ['table'],
-    compute: (input: MetricInput) => input.classification.perClass[weakClassIndex(input.classNames)]?.recall ?? 0,
+    compute: (input: MetricInput) => (input.classes.includes(weakClassIndex(input.classNames)) ? (input.classification.perClass[weakClassIndex(input.classNames)]?.recall ?? 0) : null),
   },
   {
     key: 'precision',
@@ -261,7 +278,7 @@ export const builtInMetrics = [
     scale: 'proportion',
     format: fixed(3),
     views: ['table'],
-    compute: (input: MetricInput) => input.classification.perClass.map((c) => c.precision),
+    compute: (input: MetricInput) => scoredOnly(input, input.classification.perClass.map((c) => c.precision)),
   },
   {
     key: 'recall',
@@ -273,7 +290,7 @@ export const builtInMetrics = [
     scale: 'proportion',
     format: fixed(3),
     views: ['table', 'cv'],
-    compute: (input: MetricInput) => input.classification.perClass.map((c) => c.recall),
+    compute: (input: MetricInput) => scoredOnly(input, input.classification.perClass.map((c) => c.recall)),
   },
   {
     key: 'f1',
@@ -285,7 +302,7 @@ export const builtInMetrics = [
     scale: 'proportion',
     format: fixed(3),
     views: ['table'],
-    compute: (input: MetricInput) => input.classification.perClass.map((c) => c.f1),
+    compute: (input: MetricInput) => scoredOnly(input, input.classification.perClass.map((c) => c.f1)),
   },
   {
     key: 'support',
@@ -297,7 +314,7 @@ export const builtInMetrics = [
     scale: 'value',
     format: (v: MetricValue) => (v === null ? '—' : String(v)),
     views: ['table'],
-    compute: (input: MetricInput) => input.classification.perClass.map((c) => c.support),
+    compute: (input: MetricInput) => scoredOnly(input, input.classification.perClass.map((c) => c.support)),
   },
   {
     key: 'macroAuc',
@@ -308,7 +325,7 @@ export const builtInMetrics = [
     scale: 'proportion',
     format: fixed(3),
     views: ['table', 'cv', 'cvDifferences'],
-    compute: (input: MetricInput) => input.auc.macro,
+    compute: (input: MetricInput) => (input.classes.length === input.numClasses ? input.auc.macro : scoredMean(input, input.auc.perClass)),
   },
   {
     key: 'auc',
@@ -320,7 +337,7 @@ export const builtInMetrics = [
     scale: 'proportion',
     format: fixed(3),
     views: ['table'],
-    compute: (input: MetricInput) => input.auc.perClass,
+    compute: (input: MetricInput) => scoredOnly(input, input.auc.perClass),
   },
   {
     key: 'ece',

@@ -41,12 +41,12 @@ export function summarize(
   probabilities: Float32Array,
   labels: ArrayLike<number>,
   numClasses: number,
-  options: { rng: RandomSource; resamples: number; run?: string; classNames?: readonly string[]; registry?: MetricRegistry },
+  options: { rng: RandomSource; resamples: number; run?: string; classNames?: readonly string[]; registry?: MetricRegistry; classes?: readonly number[] },
 ): ModelSummary {
   const registry = options.registry ?? metricRegistry;
   const classNames = options.classNames ?? Array.from({ length: numClasses }, (_, k) => `class ${k}`);
   if (classNames.length !== numClasses) throw new UserError(`summarize: ${classNames.length} class names for ${numClasses} classes`);
-  const input = metricInput(probabilities, labels, classNames);
+  const input = metricInput(probabilities, labels, classNames, undefined, options.classes);
   const values = Object.fromEntries(registry.all().map((r) => [r.key, r.compute(input)]));
   const intervals = bootstrapIntervals(input, registry.all().filter((r): r is OverallMetric => r.interval === true && !r.perClass), { rng: options.rng, resamples: options.resamples });
   const accuracyInterval = intervals.accuracy;
@@ -95,7 +95,7 @@ function bootstrapIntervals(
       predictions[i] = input.predictions[at]!;
       probabilities.set(input.probabilities.subarray(at * k, (at + 1) * k), i * k);
     }
-    const resampled = metricInput(probabilities, labels, input.classNames, predictions);
+    const resampled = metricInput(probabilities, labels, input.classNames, predictions, input.classes);
     records.forEach((r, j) => {
       const value = r.compute(resampled);
       if (value !== null) samples[j]!.push(value);
@@ -126,6 +126,25 @@ export interface EvaluationReport {
   calibration?: CalibrationSection;
   /** Screening thresholds chosen on val and scored on the evaluated split (report/screening.ts); absent when none could be chosen. */
   operatingPoints?: OperatingPointsSection;
+  /** Classes with no evaluated image (an external folder of a subset): left out of the per-class rows; the metrics score the others. */
+  absentClasses?: number[];
+  /** Sections added by other parts of the evaluation (external validation, subgroups), in order. */
+  sections?: ReportSection[];
+}
+
+/**
+ * A section of the report that eval composes beside the metrics (report/external.ts,
+ * report/subgroups.ts): its lines of results.md after the headline table, an optional warning shown
+ * above that table, its lines on the console, and its JSON under `key` in `--json` and the report's
+ * evaluation.json.
+ */
+export interface ReportSection {
+  key: string;
+  markdown: string[];
+  banner?: string;
+  /** What `osteo eval` prints of it after the headline table. */
+  console?: string[];
+  json: unknown;
 }
 
 const round = (v: number | null, digits = 6): number | string => (v === null || !Number.isFinite(v) ? '' : Number(v.toFixed(digits)));
@@ -202,9 +221,11 @@ export function resultsTable(report: EvaluationReport, registry: MetricRegistry 
 }
 
 export function resultsMarkdown(report: EvaluationReport, plots: string[] = [], registry: MetricRegistry = metricRegistry): string {
+  const sections = report.sections ?? [];
   const lines = [
-    `# Evaluation on the ${report.split} split`,
+    report.split === 'external' ? '# Evaluation on an external folder' : `# Evaluation on the ${report.split} split`,
     '',
+    ...sections.flatMap((section) => (section.banner === undefined ? [] : [`**${section.banner}**`, ''])),
     `${report.images.length} images from \`${report.dataDir}\`; ${report.tta ? 'horizontal-flip test-time augmentation on' : 'no test-time augmentation'}. ` +
       `Accuracy intervals: percentile bootstrap, 95%, ${report.bootstrap.resamples} resamples, seed ${report.bootstrap.seed}.`,
     '',
@@ -223,14 +244,18 @@ export function resultsMarkdown(report: EvaluationReport, plots: string[] = [], 
   } else {
     lines.push(`Ensemble weights (${w.mode}): ${weightText}.`, '');
   }
+  for (const section of sections) lines.push(...section.markdown);
   lines.push(...calibrationMarkdown(report));
   lines.push(...comparisonsMarkdown(report, registry));
   lines.push(...operatingPointsMarkdown(report.operatingPoints, report.split, report.bootstrap.resamples));
   lines.push('## Per class', '');
   const perClass = registry.perClass().filter((r) => r.views.includes('table'));
   lines.push(`| model | class | ${perClass.map((r) => metricLabel(r, report.classNames)).join(' | ')} |`, `|---|---|${perClass.map(() => '---').join('|')}|`);
+  const absent = report.absentClasses ?? [];
   for (const m of report.models) {
-    report.classNames.forEach((c, k) => lines.push(`| ${m.name} | ${c} | ${perClass.map((r) => r.format(classValues(m, r)[k] ?? null)).join(' | ')} |`));
+    report.classNames.forEach((c, k) => {
+      if (!absent.includes(k)) lines.push(`| ${m.name} | ${c} | ${perClass.map((r) => r.format(classValues(m, r)[k] ?? null)).join(' | ')} |`);
+    });
   }
   lines.push('', '## Confusion matrices (rows: true class, columns: predicted)', '');
   for (const m of report.models) {
@@ -241,7 +266,10 @@ export function resultsMarkdown(report: EvaluationReport, plots: string[] = [], 
   lines.push(
     'Conventions: scikit-learn\'s with `zero_division=0` — a class never predicted has precision 0, a class absent from the split has recall 0; ' +
       'macro-F1 averages all classes, balanced accuracy the classes present. AUC is one-vs-rest (ties count half); ' +
-      'ECE uses 15 equal-width confidence bins.',
+      'ECE uses 15 equal-width confidence bins.' +
+      (absent.length === 0
+        ? ''
+        : ` No image is of ${absent.map((k) => report.classNames[k]).join(' or ')}: its rows are left out, and macro-F1, macro AUC and the per-class values score the classes present only (scikit-learn's \`labels=\` those classes).`),
     '',
   );
   if (plots.length > 0) {
@@ -390,9 +418,27 @@ export async function writeEvaluationReport(report: EvaluationReport, outDir: st
 const calibrationJson = (r: CalibrationReport) => ({ ece: r.ece, adaptiveEce: r.adaptiveEce, classwiseEce: r.classwiseEce, meanClasswiseEce: r.meanClasswiseEce, brier: r.brier, classBrier: r.classBrier, nll: r.nll });
 
 /** The report as JSON-friendly data (no per-image arrays; those are in predictions.csv). */
-export function reportSummaryJson(report: EvaluationReport, registry: MetricRegistry = metricRegistry): unknown {
+/** One model's metrics as JSON: every record with a jsonKey (intervals as `${jsonKey}Interval`), per class, the confusion matrix. */
+export function modelSummaryJson(m: ModelSummary, classNames: readonly string[], registry: MetricRegistry = metricRegistry): Record<string, unknown> {
   const overall = registry.overall().filter((r) => r.jsonKey !== undefined);
   const perClass = registry.perClass().filter((r) => r.jsonKey !== undefined);
+  return {
+    name: m.name,
+    kind: m.kind,
+    ...(m.run === undefined ? {} : { run: m.run }),
+    ...Object.fromEntries(
+      overall.flatMap((r) => {
+        const interval = m.intervals[r.key];
+        const entry: [string, unknown] = [r.jsonKey!, overallValue(m, r)];
+        return r.interval && interval ? [entry, [`${r.jsonKey}Interval`, [interval.lower, interval.upper]]] : [entry];
+      }),
+    ),
+    perClass: classNames.map((c, k) => ({ class: c, ...Object.fromEntries(perClass.map((r) => [r.jsonKey!, classValues(m, r)[k] ?? null])) })),
+    confusion: m.metrics.confusion,
+  };
+}
+
+export function reportSummaryJson(report: EvaluationReport, registry: MetricRegistry = metricRegistry): unknown {
   return {
     split: report.split,
     dataDir: report.dataDir,
@@ -401,20 +447,8 @@ export function reportSummaryJson(report: EvaluationReport, registry: MetricRegi
     classNames: report.classNames,
     ensembleWeights: report.ensembleWeights,
     bootstrap: report.bootstrap,
-    models: report.models.map((m) => ({
-      name: m.name,
-      kind: m.kind,
-      ...(m.run === undefined ? {} : { run: m.run }),
-      ...Object.fromEntries(
-        overall.flatMap((r) => {
-          const interval = m.intervals[r.key];
-          const entry: [string, unknown] = [r.jsonKey!, overallValue(m, r)];
-          return r.interval && interval ? [entry, [`${r.jsonKey}Interval`, [interval.lower, interval.upper]]] : [entry];
-        }),
-      ),
-      perClass: report.classNames.map((c, k) => ({ class: c, ...Object.fromEntries(perClass.map((r) => [r.jsonKey!, classValues(m, r)[k] ?? null])) })),
-      confusion: m.metrics.confusion,
-    })),
+    ...(report.absentClasses === undefined ? {} : { absentClasses: report.absentClasses.map((k) => report.classNames[k]) }),
+    models: report.models.map((m) => modelSummaryJson(m, report.classNames, registry)),
     ...(report.comparisons === undefined || report.comparisons.length === 0 ? {} : { comparisons: report.comparisons }),
     ...(report.operatingPoints === undefined ? {} : { operatingPoints: operatingPointsJson(report.operatingPoints) }),
     ...(report.calibration === undefined
@@ -425,5 +459,6 @@ export function reportSummaryJson(report: EvaluationReport, registry: MetricRegi
             models: report.calibration.models.map((m) => ({ name: m.name, temperature: m.temperature, fittedOn: m.fittedOn, before: calibrationJson(m.before), after: calibrationJson(m.after) })),
           },
         }),
+    ...Object.fromEntries((report.sections ?? []).map((section) => [section.key, section.json])),
   };
 }

@@ -92,7 +92,22 @@ test('eval flags come from the eval table: same flags, defaults in help, values 
   assert.ok(evalCommand.options.find((o) => o.long === '--data')!.mandatory, '--data is required');
 
   const config = resolveEvalConfig({ run: ['runs/a'], data: 'd' });
-  assert.equal(config, { run: ['runs/a'], data: 'd', split: 'test', checkpoint: 'best', tta: false, weights: 'equal', batchSize: 16, seed: 0, resamples: evalOptions.resamples.default, targetSensitivity: 0.9, targetSpecificity: 0.9 });
+  assert.equal(config, {
+    run: ['runs/a'],
+    data: 'd',
+    split: 'test',
+    checkpoint: 'best',
+    tta: false,
+    weights: 'equal',
+    batchSize: 16,
+    seed: 0,
+    resamples: evalOptions.resamples.default,
+    targetSensitivity: 0.9,
+    targetSpecificity: 0.9,
+    external: false,
+    ageBands: '50,60,70,80',
+    minSubgroup: 20,
+  });
   const given = resolveEvalConfig({ run: ['a', 'b'], data: 'd', split: 'val', tta: true, weights: '2', batchSize: '4', seed: '3', resamples: '100' });
   assert.equal([given.split, given.tta, given.weights, given.batchSize, given.seed, given.resamples], ['val', true, '2', 4, 3, 100], "'2' stays a weight spec string");
   await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', resamples: '0' }), /--resamples: resamples: /, /got 0/);
@@ -109,6 +124,12 @@ test('eval flags come from the eval table: same flags, defaults in help, values 
   assert.equal(resolvePredictScreening({ operatingPoint: 'spec92.5', eval: 'report' }), { operatingPoint: 'spec92.5', eval: 'report' });
   assert.equal(resolvePredictScreening({}), {});
   await refusal(() => resolvePredictScreening({ operatingPoint: 'sensitive' }), /^invalid config: --operating-point: operatingPoint: expected sensNN, specNN or youden \(e\.g\. sens90\) \(got "sensitive"\)/);
+  // External validation and subgroups: every image of the folder (no --split), ascending age bands.
+  assert.equal(resolveEvalConfig({ run: ['a'], data: 'd', external: true, metadata: 'm.csv', ageBands: '65', minSubgroup: '5' }).ageBands, '65');
+  await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', external: true, split: 'test' }), /--split: split: an --external folder is never split/);
+  await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', ageBands: '60,50' }), /--age-bands: ageBands: the age band edges must ascend/);
+  await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', ageBands: 'sixty' }), /--age-bands: ageBands: /);
+  await refusal(() => resolveEvalConfig({ run: ['a'], data: 'd', minSubgroup: '0' }), /--min-subgroup: minSubgroup: /);
 });
 
 test('eval --workers: the training check (the cores, a backend that runs in one process), naming the flag', async () => {

@@ -4,7 +4,7 @@
  * model-card.md prints is one of model-card.json's, formatted. Exports carry the card and record it;
  * `osteo card` writes one alone; reports of other runs are refused; absent sections say so.
  */
-import { cp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -212,6 +212,27 @@ test('an external report is listed as external validation; a report of other run
   assert.match(await refusal(writeModelCard({ runs: [b.dir, a.dir], reports: [report], outDir: join(root, 'card-x') })), /in this order/);
   assert.match(await refusal(writeModelCard({ runs: [a.dir], reports: [data], outDir: join(root, 'card-x') })), /is not an osteo eval report: it has no evaluation\.json/);
   assert.not.ok(existsSync(join(root, 'card-x')), 'a refused card writes nothing');
+});
+
+test("a report's subgroup results: each group's models with their accuracy, and TRIPOD+AI 14 answered by them", async () => {
+  const record = JSON.parse(await readFile(join(report, 'evaluation.json'), 'utf8')) as Json & { summary: { models: Json[] } };
+  const groups = [
+    { value: 'F', images: 4, tooSmall: false, models: record.summary.models },
+    { value: 'M', images: 3, tooSmall: true, models: [] },
+  ];
+  const withSubgroups = join(root, 'eval-subgroups');
+  await mkdir(withSubgroups, { recursive: true });
+  await writeFile(join(withSubgroups, 'evaluation.json'), JSON.stringify({ ...record, subgroups: { metadataFile: join(root, 'meta.csv'), minSize: 5, attributes: [{ attribute: 'sex', notRecorded: 2, groups }] } }));
+  const { card } = await writeModelCard({ runs: [a.dir, b.dir], reports: [withSubgroups], outDir: join(root, 'card-subgroups') });
+  const [subgroup] = card.evaluations[0]!.subgroups!;
+  assert.equal([subgroup!.attribute, subgroup!.notRecorded, subgroup!.groups.map((g) => [g.value, g.images, g.tooSmall, g.models.length])], ['sex', 2, [['F', 4, false, 3], ['M', 3, true, 0]]]);
+  const markdown = await readFile(join(root, 'card-subgroups', 'model-card.md'), 'utf8');
+  const accuracy = card.evaluations[0]!.models[0]!.overall.find((m) => m.key === 'accuracy')!;
+  assert.ok(markdown.includes(`| sex | F | 4 | resnet18:a | ${f3(accuracy.value!)} (${f3(accuracy.interval![0])}–${f3(accuracy.interval![1])}) |`));
+  assert.match(markdown, /\| sex \| M \| 3 \| — \| too few images \|/);
+  assert.is(card.checklists[0]!.items.find((i) => i.id === '14')!.section, 'subgroups');
+  assert.ok(!card.limitations.some((line) => /No subgroup results/.test(line)));
+  assert.not.match(JSON.stringify(card), /meta\.csv/, 'the metadata file path stays out of the card');
 });
 
 test('without a report the card says not evaluated and how; a stale calibration is carried but not applied, in the card and the export metadata', async () => {

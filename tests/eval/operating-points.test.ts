@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { setupOnce } from './helpers.js';
 import { useBackend, type BackendHandle } from '../../src/backend/index.js';
 import { classNames } from '../../src/data/index.js';
-import { applyTemperature, binaryScores, binaryViews, fitOperatingPoints, ratesAt, softVote } from '../../src/report/index.js';
+import { applyTemperature, binaryScores, binaryViews, fitOperatingPoints, ratesAt, reportSummaryJson, softVote } from '../../src/report/index.js';
 import { calibrateRuns } from '../../src/eval/calibrate.js';
 import { evaluateRuns } from '../../src/eval/evaluate.js';
 import { formatPredictions, predictImages } from '../../src/eval/predict.js';
@@ -100,6 +100,7 @@ test('calibrate stores each run’s thresholds, chosen on its calibrated val sco
   assert.equal(record.operatingPoints.models[2].views[1].points[0].threshold, section.models[2]!.views[1]!.points[0]!.threshold);
   assert.equal(record.operatingPoints.ensemble.members.map((m: { temperature: number }) => m.temperature), results.map((r) => r.record.temperature));
   assert.is(record.operatingPoints.ensemble.temperature, ensembleT);
+  assert.equal(JSON.parse(JSON.stringify((reportSummaryJson(report) as { operatingPoints: unknown }).operatingPoints)), record.operatingPoints, '--json prints the same object');
 
   // predict at sens80: each run's decision at its stored threshold, the ensemble's at the report's.
   const image = 4;

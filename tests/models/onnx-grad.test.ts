@@ -58,7 +58,9 @@ const cases: OpCase[] = [
   { name: 'avgpool2x2_s2', op: 'avgpool', x: [2, 3, 9, 8], kernel: [2, 2], stride: [2, 2], padding: [0, 0], dilation: [1, 1], groups: 1 },
 ];
 
-const formulations: ConvFormulation[] = [
+/** undefined: the rule's own choice by shape (defaultConvFormulation). */
+const formulations: (ConvFormulation | undefined)[] = [
+  undefined,
   { input: 'transpose', filter: 'conv' },
   { input: 'conv', filter: 'patches' },
   { input: 'patches', filter: 'conv' },
@@ -71,20 +73,20 @@ function readF32(path: string): Float32Array {
 
 const numel = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
 /** The op's graph, its backward seeded by `dy`, and its gradients as outputs `dx`, `dw`, `db`. */
-function opGraph(c: OpCase, formulation: ConvFormulation) {
+function opGraph(c: OpCase, formulation: ConvFormulation | undefined) {
   const pads = ints([c.padding[0], c.padding[1], c.padding[0], c.padding[1]]);
   const attributes: Record<string, OnnxAttribute> = c.op === 'conv'
     ? { kernel_shape: ints(c.w!.slice(2)), strides: ints(c.stride), pads, dilations: ints(c.dilation), group: int(c.groups) }
     : { kernel_shape: ints(c.kernel!), strides: ints(c.stride), pads, ...(c.op === 'avgpool' ? { count_include_pad: int(1) } : {}) };
   const opType = c.op === 'conv' ? 'Conv' : c.op === 'maxpool' ? 'MaxPool' : 'AveragePool';
-  return windowOpGradientGraph({ name: c.name, opType, x: c.x, ...(c.w ? { w: c.w } : {}), bias: c.bias === true, attributes, formulation });
+  return windowOpGradientGraph({ name: c.name, opType, x: c.x, ...(c.w ? { w: c.w } : {}), bias: c.bias === true, attributes, ...(formulation ? { formulation } : {}) });
 }
 
 const operands = once(() => {
   const random = new SeededRandom(42);
   const values = new Map<string, Float32Array>();
   for (const c of cases) {
-    const { inputs } = opGraph(c, formulations[0]!);
+    const { inputs } = opGraph(c, undefined);
     for (const input of inputs) {
       const data = Float32Array.from({ length: numel(input.shape as number[]) }, () => random.nextNormal());
       if (input.name === 'x' && c.relu) for (let i = 0; i < data.length; i++) data[i] = Math.max(0, Math.round(data[i]! * 4) / 4);
@@ -98,9 +100,9 @@ const operands = once(() => {
 });
 
 for (const c of cases) {
-  const choices = c.op === 'conv' ? formulations.filter((f) => !(c.groups > 1 && f.input === 'patches')) : [formulations[0]!];
+  const choices = c.op === 'conv' ? formulations.filter((f) => !(c.groups > 1 && f?.input === 'patches')) : [undefined];
   for (const formulation of choices) {
-    const label = c.op === 'conv' ? `${c.name} (input: ${formulation.input}, filter: ${formulation.filter})` : c.name;
+    const label = c.op !== 'conv' ? c.name : formulation ? `${c.name} (input: ${formulation.input}, filter: ${formulation.filter})` : `${c.name} (chosen by shape)`;
     referenceTest(test, `${label}: onnxruntime's gradients equal PyTorch's`, async () => {
       const values = operands();
       const { graph, inputs } = opGraph(c, formulation);

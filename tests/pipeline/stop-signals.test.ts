@@ -12,8 +12,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { useBackend } from '../../src/backend/index.js';
 import { resolveCvConfig, resolveTrainConfig } from '../../src/config/index.js';
-import { synthesizePhantom } from '../../src/data/index.js';
-import { cvExperimentFromConfig, executeRun, planRun, runCv } from '../../src/pipeline/index.js';
+import { indexDataset, synthesizePhantom } from '../../src/data/index.js';
+import { cvExperimentFromConfig, executeRun, planCv, planRun, runCv } from '../../src/pipeline/index.js';
 import { osteoArgv } from '../helpers/cli.js';
 import { refusal } from '../helpers/refusal.js';
 import { signalWhen } from '../helpers/signals.js';
@@ -72,6 +72,21 @@ test('osteo reproduce: SIGTERM finishes the step, saves `last`, releases OUT/.lo
     assert.match(stopped.stderr, /interrupted while training resnet18; run the same command again to resume/);
     await assertStoppedCleanly(join(out, 'runs', 'resnet18'), stopped.stderr);
     assert.not.ok(existsSync(join(out, '.lock')), "OUT's lock is released");
+  } finally {
+    await cleanup();
+  }
+});
+
+test("--checkpoint-every reaches every job's config but not the plan: shards may save at other intervals and still collect", async () => {
+  const { path: dir, cleanup } = await tempDir('osteo-cv-recovery-plan-');
+  try {
+    const data = join(dir, 'phantom');
+    await synthesizePhantom({ dest: data, perClass: 6, size: 32, seed: 2 });
+    const { rows } = await indexDataset({ dataDir: data });
+    const experiment = (extra: Record<string, unknown>) => cvExperimentFromConfig(resolveCvConfig({ model: ['resnet18'], data, out: join(dir, 'cv'), folds: '2', ...extra }), []);
+    const saving = experiment({ checkpointEvery: '10m' });
+    assert.equal(saving.overrides, { checkpointEvery: '10m' });
+    assert.is((await planCv(saving, rows)).fingerprint, (await planCv(experiment({}), rows)).fingerprint);
   } finally {
     await cleanup();
   }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { resolveTrainConfig } from '../../src/config/index.js';
-import { readRunConfigJson } from '../../src/runs/index.js';
+import { inspectRun, readRunConfigJson } from '../../src/runs/index.js';
 import { trainModel, type TrainConfig, type TrainEvent } from '../../src/train/index.js';
 import { signalWhen } from '../helpers/signals.js';
 import { tempDir } from '../helpers/temp.js';
@@ -75,6 +75,10 @@ test('SIGKILL mid-epoch after a recovery checkpoint (--checkpoint-every 3): at m
   assert.equal([killed.code, killed.signal], [null, 'SIGKILL']);
   const stepsDone = Math.max(...[...killed.stderr.matchAll(/"type":"step".*?"step":(\d+)/g)].map((m) => Number(m[1])));
   assert.ok((await readdir(run)).includes('.lock'), 'a SIGKILL leaves its lock (taken over on resume)');
+  // what cv and reproduce ask before they resume it: resumable, from mid-epoch
+  const inspected = await inspectRun(run, config);
+  assert.is(inspected.condition, 'resumable');
+  assert.ok(inspected.state!.epoch === 1 && inspected.state!.batch >= 4, `last/state.json: ${JSON.stringify(inspected.state)}`);
 
   const { file: saved, json } = await readRunConfigJson(run);
   const events = await train(await resolveTrainConfig({ resumeFrom: { file: saved, config: json }, flags: { out: run } }), true);

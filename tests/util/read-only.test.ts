@@ -5,7 +5,9 @@
  * (`unshare -rm`, util-linux; no root needed where user namespaces are allowed).
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -21,9 +23,14 @@ const readOnlyMounts: Requirement = {
   name: 'a read-only bind mount in a user namespace (unshare -rm, util-linux)',
   install: 'apt-get install util-linux, and allow user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu 24.04 also kernel.apparmor_restrict_unprivileged_userns=0), or run as root',
   probe() {
-    const probe = spawnSync('unshare', ['-rm', 'sh', '-c', `${readOnlyScript.replace(' && exec "$@"', '')} && ! touch "$0/.probe" 2>/dev/null`, '/tmp'], { encoding: 'utf8' });
-    if (probe.error) return probe.error.message;
-    return probe.status === 0 ? null : `unshare -rm could not make a read-only mount: ${probe.stderr.trim() || `exit ${probe.status}`}`;
+    const folder = mkdtempSync(join(tmpdir(), 'osteo-read-only-probe-'));
+    try {
+      const probe = spawnSync('unshare', ['-rm', 'sh', '-c', readOnlyScript, folder, 'sh', '-c', '! touch "$0/probe" 2>/dev/null', folder], { encoding: 'utf8' });
+      if (probe.error) return probe.error.message;
+      return probe.status === 0 ? null : `unshare -rm could not make a read-only mount: ${probe.stderr.trim() || `exit ${probe.status}`}`;
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
   },
 };
 

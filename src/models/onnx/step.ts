@@ -16,6 +16,7 @@
  *
  * Inputs: `input` [B, 3, S, S] (NCHW, normalised), `coefficients` [B, C], `loss_scale` [], one
  * `mask.<layer>` per dropout or stochastic-depth layer with a non-zero rate.
+ * With `weightsAsInputs`, every weight is an input named by its torchvision key as well.
  * Outputs: `loss` [], `logits` [B, C], `grad.<key>` per trained parameter (torchvision's key and
  * layout), `update.<key>` per running statistic of a BatchNorm in training mode.
  */
@@ -159,6 +160,11 @@ function emitLoss(walk: Walk, logits: string): string {
 export interface StepGraphOptions {
   /** How convolution gradients are written (default: by shape, as measured in bench/BENCHMARKS.md). */
   convFormulation?: (node: GraphNode) => ConvFormulation;
+  /**
+   * Declare the weights (parameters and running statistics) as graph inputs instead of initializers,
+   * so that one session serves every step with the current weights fed in (default: initializers).
+   */
+  weightsAsInputs?: boolean;
 }
 
 /** The training step graph of `model` (built at its image size; `trainable` flags say what trains) for batches of `batch`. */
@@ -204,5 +210,7 @@ export function stepGraphOf(model: tfl.LayersModel, name: string, batch: number,
     ...[...gradients].map(([key, output]) => ({ name: output, shape: [...weightShape.get(key)!] })),
     ...[...state.statistics].map(([key, output]) => ({ name: output, shape: [...weightShape.get(key)!] })),
   ];
-  return { graph: b.finish(`${name}_step`, inputs, outputs), batch, classes, gradients, statistics: state.statistics, masks: state.masks };
+  const graph = b.finish(`${name}_step`, inputs, outputs);
+  const fed = options.weightsAsInputs ? { ...graph, inputs: [...graph.inputs, ...graph.weights.map((ref) => ({ name: ref.name, shape: ref.shape }))], weights: [] } : graph;
+  return { graph: fed, batch, classes, gradients, statistics: state.statistics, masks: state.masks };
 }

@@ -161,9 +161,22 @@ function patchesFilterGradient(node: GraphNode, ctx: RuleContext, dy: string): s
   return b.node('Reshape', [rows, b.int64(ws)], `${n}_grad_weight`);
 }
 
-/** The formulation used where the context does not choose (bench/BENCHMARKS.md, "ONNX convolution gradients"). */
-export function defaultConvFormulation(_node: GraphNode): ConvFormulation {
-  return { input: 'transpose', filter: 'conv' };
+/**
+ * The formulation used where the context does not choose, by shape, from bench/onnx-conv-grad.ts
+ * (bench/BENCHMARKS.md, "ONNX convolution gradients": ResNet18 at 224², batch 8, 2 threads). Input
+ * gradient: ConvTranspose for strided and 1×1 convolutions, where it was 2–10× cheaper; the
+ * zero-inserted Conv for stride-1 k×k, where it was level or slightly ahead. Filter gradient: the
+ * MatMul on patches for kernels up to 5×5 (up to 6× cheaper on the 1×1 and deep 3×3 layers); the
+ * re-laid Conv for the 7×7 stem, whose 49 patches cost twice as much. Depthwise convolutions were not
+ * measured and keep ConvTranspose and the re-laid Conv.
+ */
+export function defaultConvFormulation(node: GraphNode): ConvFormulation {
+  const { kernel, strides, dilations, pads, group } = windowOf(node);
+  if (group > 1) return { input: 'transpose', filter: 'conv' };
+  const reach = kernel.map((k, i) => dilations[i]! * (k - 1));
+  const within = pads.every((p, i) => p <= reach[i % 2]!);
+  const stride1 = strides.every((s) => s === 1) && kernel.some((k) => k > 1) && within;
+  return { input: stride1 ? 'conv' : 'transpose', filter: product(kernel) <= 25 ? 'patches' : 'conv' };
 }
 
 export const convRule: Rule = (node, dy, ctx) => {
