@@ -11,6 +11,7 @@ import { parseDicomWindow } from '../data/index.js';
 import { printable } from '../util/index.js';
 import { addTableOptions, backendOption, printJson } from './common.js';
 import { registerCalibrateCommand } from './calibrate.js';
+import { registerCardCommand } from './card.js';
 import { registerExportCommand } from './export.js';
 import { registerPredictCommand } from './predict.js';
 
@@ -20,12 +21,13 @@ interface EvalCommandOptions {
   [attribute: string]: unknown;
 }
 
-/** The eval room's commands: eval, calibrate, predict, export (one registration call for src/cli.ts). */
+/** The eval room's commands: eval, calibrate, predict, export, card (one registration call for src/cli.ts). */
 export function registerEvalCommands(program: Command): void {
   registerEvalCommand(program);
   registerCalibrateCommand(program);
   registerPredictCommand(program);
   registerExportCommand(program);
+  registerCardCommand(program);
 }
 
 function registerEvalCommand(program: Command): void {

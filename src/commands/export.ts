@@ -72,6 +72,7 @@ export function registerExportCommand(program: Command): void {
           result = await exportRun({ backend: await exportBackend(options.backend), run: options.run[0]!, format: options.format, outDir: options.out, checkpoint: options.checkpoint });
         }
       }
+      for (const warning of result.warnings) process.stderr.write(`osteo: warning: ${printable(warning)}\n`);
       if (options.json) printJson({ dir: result.dir, files: result.files, metadata: result.metadata });
       else if (options.format === 'web') {
         console.log(`wrote the browser viewer of ${options.run.length} model${options.run.length > 1 ? 's' : ''} to ${printable(result.dir)}: open it with osteo serve ${printable(result.dir)}`);

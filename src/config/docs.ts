@@ -5,6 +5,7 @@
  * of date or a table is documented nowhere or twice.
  */
 import { calibrateOptions } from './calibrate.js';
+import { cardOptions } from './card.js';
 import { cvOptions } from './cv.js';
 import { evalOptions } from './eval.js';
 import { optionsMarkdown, type OptionTable } from './options.js';
@@ -18,6 +19,7 @@ export const documentedTables: Readonly<Record<string, OptionTable>> = {
   'split options': splitOptions,
   'eval options': evalOptions,
   'calibrate options': calibrateOptions,
+  'card options': cardOptions,
   'predict screening options': predictScreeningOptions,
   'pipeline options': pipelineOptions,
   'cv options': cvOptions,

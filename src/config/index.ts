@@ -41,6 +41,7 @@ export { splitOptions, splitConfigSchema, resolveSplitConfig, checkSplitFraction
 export { ageBandEdges, evalOptions, evalSplits, evalConfigSchema, resolveEvalConfig, type EvalConfig, type EvalSplit } from './eval.js';
 export { screeningTargetOptions, prevalenceOption, predictScreeningOptions, resolvePredictScreening, operatingPointPattern, type PredictScreeningConfig } from './screening.js';
 export { calibrateOptions, calibrateConfigSchema, resolveCalibrateConfig, type CalibrateConfig } from './calibrate.js';
+export { cardOptions, cardConfigSchema, resolveCardConfig, type CardConfig } from './card.js';
 export { pipelineOptions, pipelineConfigSchema, loadPipelineConfig, type PipelineConfig } from './pipeline.js';
 export { cvOptions, cvConfigSchema, resolveCvConfig, parseShard, type CvConfig } from './cv.js';
 export { required, list, withoutFlags, applyFlags, flagName, type ListItems } from './options.js';

@@ -1,4 +1,4 @@
-/** data: Kaggle download, phantom dataset, index + de-duplication, the leak-free split, external labelled folders and their copies of training images, the image readers and the one eval transform, a resize cache, augmentation ops, class-weighted sampling and the batch loader. */
+/** data: Kaggle download, phantom dataset, index + de-duplication, the leak-free split and its flow of images, external labelled folders and their copies of training images, the image readers and the one eval transform, a resize cache, augmentation ops, class-weighted sampling and the batch loader. */
 export { classNames, numClasses, classIndex, type ClassName } from './classes.js';
 export {
   resizeShorter,
@@ -60,6 +60,7 @@ export {
 export { synthesizePhantom, renderPhantom, phantomFormats, type PhantomFormat, type SynthOptions, type SynthResult, type PhantomImage } from './phantom.js';
 export {
   indexDataset,
+  indexPath,
   readIndex,
   formatIndexReport,
   conflictPolicies,
@@ -80,4 +81,5 @@ export { assignFolds, foldManifest, publishedSplit, countLeakedTestImages, write
 export { contentHash } from './hash.js';
 export { dicomCodecWasmFiles, dicomPageEntry } from './dicom-codecs-node.js';
 export type { PageDicom } from './dicom-page.js';
+export { dataFlow, type DataFlow } from './flow.js';
 export { scanLabelledFolder, trainingReference, findCopies, seenSplits, type LabelledFolder, type LabelledImage, type ReferenceImage, type CopyMatch } from './external.js';

@@ -36,6 +36,7 @@ import {
   metricRegistry,
   operatingPointsJson,
   pairedRecordKeys,
+  reportSummaryJson,
   subgroupResults,
   subgroupsSection,
   summarize,
@@ -129,6 +130,8 @@ export interface EvaluationRecord {
   weightsSha256: string[];
   /** How many evaluated images are training images of the runs (report/overlap.ts; an external folder's copies are in its own section). */
   trainOverlap?: TrainOverlap;
+  /** The report's numbers, as `osteo eval --json` prints them (report/results.ts, reportSummaryJson), less the operating points, which have a key of their own. */
+  summary?: unknown;
 }
 
 /**
@@ -136,12 +139,17 @@ export interface EvaluationRecord {
  * evaluation never lands on another's report. Very long name lists end in a short hash instead.
  */
 export function defaultEvalOutDir(runs: string[], split: EvaluatedSet, checkpoint: CheckpointChoice = 'best', dataDir?: string): string {
+  // An external folder's report names the folder too: two external sets of the same runs get two reports.
+  const set = split === 'external' && dataDir !== undefined ? `external-${basename(resolve(dataDir)).replace(/[^A-Za-z0-9_.-]+/g, '_')}` : split;
+  return runSetFolder(`eval-${set}`, runs, checkpoint);
+}
+
+/** `<prefix>-<run names>` beside the first run (`-last` for the last checkpoints): a folder of its own for each set of runs. */
+export function runSetFolder(prefix: string, runs: readonly string[], checkpoint: CheckpointChoice = 'best'): string {
   const absolute = runs.map((r) => resolve(r));
   let names = absolute.map((r) => basename(r).replace(/[^A-Za-z0-9_.-]+/g, '_')).join('+');
   if (names.length > 80) names = `${names.slice(0, 60)}-${createHash('sha256').update(absolute.join('\n')).digest('hex').slice(0, 10)}`;
-  // An external folder's report names the folder too: two external sets of the same runs get two reports.
-  const set = split === 'external' && dataDir !== undefined ? `external-${basename(resolve(dataDir)).replace(/[^A-Za-z0-9_.-]+/g, '_')}` : split;
-  return join(dirname(absolute[0]!), `eval-${set}-${names}${checkpoint === 'last' ? '-last' : ''}`);
+  return join(dirname(absolute[0]!), `${prefix}-${names}${checkpoint === 'last' ? '-last' : ''}`);
 }
 
 /** Files an osteo evaluation writes: a folder holding only these (and no record) is an older report of ours. */
@@ -436,10 +444,13 @@ export async function evaluateRuns(options: EvaluateOptions): Promise<Evaluation
         const files = (await writeEvaluationReport(report, staged.dir)).files;
         const weightsSha256 = await Promise.all(models.map((m) => sha256File(m.weightsFile)));
         const record: EvaluationRecord = { format: 'osteo-evaluation', version: 2, split, data: resolve(options.dataDir), runs, checkpoint, weightsSha256, ...(trainOverlap === undefined ? {} : { trainOverlap }) };
-        // The record, the ensemble's thresholds (it has no run folder: predict --eval reads them here),
+        // The record, the report's numbers (what --json prints, less what has a key of its own: a model card is
+        // filled from them), the ensemble's thresholds (it has no run folder: predict --eval reads them here),
         // and each section's results under its key (docs/evaluation.md, *evaluation.json*).
         const sectionJson = Object.fromEntries(sections.map((section) => [section.key, section.json]));
-        await writeJsonAtomic(join(staged.dir, evaluationRecordFile), { ...record, ...(operatingPoints === undefined ? {} : { operatingPoints: operatingPointsJson(operatingPoints) }), ...sectionJson });
+        const summary = Object.fromEntries(Object.entries(reportSummaryJson(report) as Record<string, unknown>).filter(([key]) => key !== 'operatingPoints' && !(key in sectionJson)));
+        const recorded = { ...record, summary, ...(operatingPoints === undefined ? {} : { operatingPoints: operatingPointsJson(operatingPoints) }), ...sectionJson };
+        await writeJsonAtomic(join(staged.dir, evaluationRecordFile), recorded);
         await staged.commit();
         written = { dir: outDir, files: [...files, evaluationRecordFile] };
       } catch (error) {

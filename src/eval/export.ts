@@ -3,12 +3,13 @@
  * an ONNX graph with torchvision-keyed initializers (docs/onnx.md), and the files the dashboard loads
  * (its table below: file, architecture, head). Every export
  * validates the weights by loading them strictly into the architecture first and writes
- * `metadata.json` beside them.
+ * `metadata.json` (with the run's temperature, when it applies to these weights) and the model card
+ * (model-card.json and model-card.md, card.ts) beside them.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, stat } from 'node:fs/promises';
-import { join, relative, resolve, sep } from 'node:path';
+import { join } from 'node:path';
 import { activateBackend, type BackendHandle } from '../backend/index.js';
 import { classNames, evalTransformSpec, imagenetNormalization, type EvalTransform, type EvalTransformSpec } from '../data/index.js';
 import {
@@ -30,6 +31,10 @@ import {
 import { getModel, onnxInputName, onnxOutputName, type HeadKind, type ModelEntry, type ModelName } from '../models/index.js';
 import { loadRunModel, openRun, readCheckpointState, runExportDir, runWeightsPath, type CheckpointName } from '../runs/index.js';
 import { buildWithWeights, modelToOnnx, modelToStateDict, onnxIrVersion, readStateDict, writePth, writeSafetensors } from '../weights/index.js';
+import { calibrationNotes, calibrationWarnings, exportCalibration, type ExportCalibration } from './export-calibration.js';
+import { buildModelCard } from './card.js';
+import { cardFiles, writeModelCardFiles } from './card-files.js';
+import { pathFromExport } from './paths.js';
 import { saveLayersModelToDir } from './tfjs-io.js';
 
 export const exportFormats = ['pth', 'safetensors', 'tfjs', 'onnx'] as const;
@@ -115,6 +120,8 @@ export interface ExportMetadata {
   notes: string[];
   /** ONNX exports: the graph's interface and versions, for a runtime to wire its session by. */
   onnx?: OnnxInterface;
+  /** The run's temperature and the hash of the weights it was fitted on (null: not calibrated); applied only to the weights it was fitted on. */
+  calibration: ExportCalibration | null;
 }
 
 export interface OnnxInterface {
@@ -168,12 +175,11 @@ export async function validatedRun(dir: string, options: { portable?: boolean; h
   return { run: info.dir, model: entry.name, imageSize: info.imageSize, numClasses: info.numClasses, transform: info.transform, weightsFile, checkpoint: which, layersModel };
 }
 
-/** `file` as seen from the export folder `dir`: a shared export names no machine's folders (`/`-separated). */
-export function pathFromExport(dir: string, file: string): string {
-  return relative(resolve(dir), resolve(file)).split(sep).join('/') || '.';
-}
+export { pathFromExport };
 
 async function metadataFor(run: ValidatedRun, exportDir: string, files: string[], input: string, notes: string[] = []): Promise<ExportMetadata> {
+  const weightsSha256 = await sha256(run.weightsFile);
+  const calibration = await exportCalibration(run.run, weightsSha256);
   return {
     osteoVersion,
     createdAt: new Date().toISOString(),
@@ -186,9 +192,10 @@ async function metadataFor(run: ValidatedRun, exportDir: string, files: string[]
     input,
     output: `logits [N, ${run.numClasses}] in class order; softmax gives the probabilities`,
     metrics: await readExportedState(run),
-    source: { run: pathFromExport(exportDir, run.run), weights: pathFromExport(exportDir, run.weightsFile), sha256: await sha256(run.weightsFile) },
+    source: { run: pathFromExport(exportDir, run.run), weights: pathFromExport(exportDir, run.weightsFile), sha256: weightsSha256 },
     files,
-    notes,
+    notes: [...notes, ...calibrationNotes(calibration)],
+    calibration,
   };
 }
 
@@ -273,6 +280,11 @@ export async function writeFilesStaged(dir: string, names: readonly string[], fi
   }
 }
 
+/** The model card of `runs` (card.ts) into an export's staging folder; its paths are seen from the export folder `dir`. */
+export async function writeExportCard(staging: string, dir: string, runs: string[], checkpoint: CheckpointName | undefined, exported: { format: string; files: string[] }): Promise<void> {
+  await writeModelCardFiles(staging, await buildModelCard({ runs, checkpoint, dir, export: exported }));
+}
+
 /**
  * The weight files an earlier pth/safetensors export left in `dir` beside `file`, which the new
  * metadata.json must describe too: only when they hold the same checkpoint (one metadata.json
@@ -300,6 +312,8 @@ export interface ExportResult {
   dir: string;
   files: string[];
   metadata: unknown;
+  /** Each run whose calibration.json was fitted on other weights, and is not applied (the metadata says so too). */
+  warnings: string[];
 }
 
 /** `osteo export --run DIR --format F [--out DIR]`; default out: RUN/export/F (web exports: exportWeb in web-export.ts). */
@@ -321,6 +335,7 @@ export async function exportRun(options: { backend: BackendHandle; run: string; 
         metadata = await metadataFor(run, outDir, files, input);
         metadata.sha256 = await hashesOf(staging, files);
         await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
+        await writeExportCard(staging, outDir, [options.run], options.checkpoint, { format: 'tfjs', files: [...files, 'metadata.json'] });
       });
     } else if (options.format === 'onnx') {
       input = `float32 [N, 3, ${run.imageSize}, ${run.imageSize}] (NCHW, torchvision) named '${onnxInputName}', preprocessed as below`;
@@ -339,6 +354,7 @@ export async function exportRun(options: { backend: BackendHandle; run: string; 
         await writeFileAtomic(join(staging, onnxModelFile), bytes);
         metadata.sha256 = await hashesOf(staging, files);
         await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
+        await writeExportCard(staging, outDir, [options.run], options.checkpoint, { format: 'onnx', files: [...files, 'metadata.json'] });
       });
     } else {
       const format = options.format;
@@ -347,16 +363,17 @@ export async function exportRun(options: { backend: BackendHandle; run: string; 
       files = [file];
       // A pth and a safetensors export of the same weights may share a folder: its one metadata.json describes both.
       const companions = await companionExports(outDir, file, await sha256(run.weightsFile));
-      await writeFilesStaged(outDir, [file, 'metadata.json'], async (staging) => {
+      await writeFilesStaged(outDir, [file, 'metadata.json', ...cardFiles], async (staging) => {
         const dict = await modelToStateDict(run.layersModel, run.model);
         if (format === 'pth') await writePth(join(staging, file), dict);
         else await writeSafetensors(join(staging, file), dict, { format: 'pt', osteo: osteoVersion, model: run.model });
         metadata = await metadataFor(run, outDir, [...companions.files, file].sort(), input);
         metadata.sha256 = { ...companions.sha256, ...(await hashesOf(staging, [file])) };
         await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
+        await writeExportCard(staging, outDir, [options.run], options.checkpoint, { format, files: [...metadata.files, 'metadata.json'] });
       });
     }
-    return { dir: outDir, files: [...files, 'metadata.json'], metadata };
+    return { dir: outDir, files: [...files, 'metadata.json', ...cardFiles], metadata, warnings: calibrationWarnings([[run.model, metadata!.calibration]]) };
   } finally {
     run.layersModel.dispose();
   }
@@ -397,7 +414,7 @@ export async function exportDashboard(options: DashboardExportOptions): Promise<
   await activateBackend(options.backend);
   let metadata: unknown;
   // All three files are validated and written before any reaches the dashboard's folder.
-  const files = await writeFilesStaged(options.dir, [...runs.map(([entry]) => entry.dashboard.file), 'metadata.json'], async (staging) => {
+  const files = await writeFilesStaged(options.dir, [...runs.map(([entry]) => entry.dashboard.file), 'metadata.json', ...cardFiles], async (staging) => {
     const models: Record<string, ExportMetadata> = {};
     for (const [expected, dir] of runs) {
       const flag = dashboardRunFlag(expected.name);
@@ -430,8 +447,11 @@ export async function exportDashboard(options: DashboardExportOptions): Promise<
       models,
     };
     await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
+    const written = [...runs.map(([entry]) => entry.dashboard.file), 'metadata.json'];
+    await writeExportCard(staging, options.dir, runs.map(([, dir]) => dir), options.checkpoint, { format: 'dashboard', files: written });
   });
-  return { dir: options.dir, files, metadata };
+  const models = Object.values((metadata as { models: Record<string, ExportMetadata> }).models);
+  return { dir: options.dir, files, metadata, warnings: calibrationWarnings(models.map((m) => [m.model, m.calibration])) };
 }
 
 /** Small counts in words, as metadata.json spells the dashboard's ensemble ("the three models'"). */

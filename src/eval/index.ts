@@ -1,4 +1,4 @@
-/** eval: evaluate runs and their soft-vote ensemble, predict with Grad-CAM, export weights (pth, safetensors, tfjs, dashboard) and the browser viewer (web), serve it. */
+/** eval: evaluate runs and their soft-vote ensemble, predict with Grad-CAM, export weights (pth, safetensors, tfjs, dashboard) and the browser viewer (web), serve it, and the model card every export carries. */
 export {
   ensembleProbabilities,
   fitEnsembleWeights,
@@ -62,3 +62,8 @@ export {
 export { bundleViewer, exportWeb, wasmBinaries, type WebExportOptions } from './web-export.js';
 export { resolveRequestPath, serveDirectory, serveHost, type ServedDirectory } from './web-serve.js';
 export type { WebMetadata, WebModelEntry } from './web/metadata.js';
+export { buildModelCard, type CardData, type CardModel, type CardOptions, type ModelCard } from './card.js';
+export { cardFiles, writeModelCardFiles } from './card-files.js';
+export { writeModelCard, type CardFolderOptions } from './card-folder.js';
+export { exportCalibration, type ExportCalibration } from './export-calibration.js';
+export type { CardEvaluation, CardMetric, CardPerformance } from './card-evaluation.js';

@@ -198,6 +198,14 @@ export function disambiguateNames(models: LoadedModel[]): void {
   }
 }
 
+/** The display names `osteo predict --run …` and `osteo eval` give these runs' models, without loading them. */
+export function displayNames(runs: readonly { model: string; run: string; weightsFile: string }[]): string[] {
+  // disambiguateNames reads only name, run and weightsFile.
+  const named = runs.map((r) => ({ name: r.model, run: r.run, weightsFile: r.weightsFile }) as LoadedModel);
+  disambiguateNames(named);
+  return named.map((m) => m.name);
+}
+
 /** Every model's engine, released side by side (worker threads, if any, once they have stopped). */
 export async function disposeModels(models: LoadedModel[]): Promise<void> {
   await Promise.all(models.map((m) => m.engine.dispose()));

@@ -2,8 +2,8 @@
  * `osteo export --run R [--run R2 …] --format web --out DIR`: a static site that classifies X-rays
  * in the browser with no server-side code and no network: index.html, viewer.js (the page of
  * src/eval/web/page.ts bundled with tfjs and the data room's DICOM reader by esbuild at export time),
- * tfjs's and the DICOM codecs' wasm binaries, metadata.json, and each run's tfjs LayersModel under
- * models/. The folder is written beside DIR and switched in whole.
+ * tfjs's and the DICOM codecs' wasm binaries, metadata.json, the model card, and each run's tfjs
+ * LayersModel under models/. The folder is written beside DIR and switched in whole.
  */
 import { copyFile, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -15,10 +15,12 @@ import { classNames, dicomCodecWasmFiles, dicomPageEntry, evalTransformSpec } fr
 import { UserError, osteoVersion, parseCsvRecords, writeFileAtomic, writeJsonAtomic } from '../util/index.js';
 import { getModel } from '../models/index.js';
 import { openRun, runWeightsPath, type CheckpointName, type RunInfo } from '../runs/index.js';
-import { pathFromExport, readExportedState, sha256, validatedRun, writeFolderStaged, type ExportResult } from './export.js';
+import { cardFiles } from './card-files.js';
+import { pathFromExport, readExportedState, sha256, validatedRun, writeExportCard, writeFolderStaged, type ExportResult } from './export.js';
 import { defaultEvalOutDir, evaluationRecordFile, type EvaluationRecord } from './evaluate.js';
-import { disambiguateNames, type LoadedModel } from './inference.js';
+import { displayNames } from './inference.js';
 import { researchDisclaimer } from './predict.js';
+import { calibrationWarnings, exportCalibration } from './export-calibration.js';
 import { saveLayersModelToDir } from './tfjs-io.js';
 import { pageBackendOrder, type WebMetadata, type WebModelEntry } from './web/metadata.js';
 
@@ -123,6 +125,7 @@ export function indexHtml(title: string): string {
 <h1>${title}</h1>
 <p class="disclaimer"><strong>Research use only.</strong> <span id="disclaimer"></span> Images are classified in this browser; none leaves the machine.</p>
 <div id="drop"><p>Drop a knee X-ray here, or <input type="file" id="file" accept="image/*,.dcm,application/dicom"></p><p id="status">loading models…</p></div>
+<p id="calibration" class="caption"></p>
 <div id="results"></div>
 <h2>Metrics</h2>
 <div id="metrics"></div>
@@ -132,14 +135,6 @@ export function indexHtml(title: string): string {
 </body>
 </html>
 `;
-}
-
-/** The display names `osteo predict --run …` gives these runs, so the page's result reads the same. */
-function displayNames(runs: { model: string; run: string; weightsFile: string }[]): string[] {
-  // disambiguateNames reads only name, run and weightsFile.
-  const named = runs.map((r) => ({ name: r.model, run: r.run, weightsFile: r.weightsFile }) as LoadedModel);
-  disambiguateNames(named);
-  return named.map((m) => m.name);
 }
 
 /**
@@ -188,6 +183,7 @@ export async function exportWeb(options: WebExportOptions): Promise<ExportResult
       try {
         if (entries.length > 0 && run.numClasses !== entries[0]!.numClasses) throw new UserError(`${dir} has ${run.numClasses} classes, ${options.runs[0]} ${entries[0]!.numClasses}: they cannot be ensembled`);
         const folder = `models/${index + 1}-${slug(names[index]!)}`;
+        const weightsSha256 = await sha256(run.weightsFile);
         const saved = await saveLayersModelToDir(run.layersModel, join(staging, folder), `osteo ${osteoVersion}`);
         written.push(...saved.files.map((file) => `${folder}/${file}`));
         entries.push({
@@ -200,7 +196,8 @@ export async function exportWeb(options: WebExportOptions): Promise<ExportResult
           dicomWindow: infos[index]!.config.dicomWindow,
           gradCamLayer: getModel(run.model).gradCamLayer,
           metrics: await readExportedState(run),
-          source: { run: pathFromExport(options.outDir, run.run), sha256: await sha256(run.weightsFile) },
+          source: { run: pathFromExport(options.outDir, run.run), sha256: weightsSha256 },
+          calibration: await exportCalibration(run.run, weightsSha256),
         });
       } finally {
         run.layersModel.dispose();
@@ -222,11 +219,16 @@ export async function exportWeb(options: WebExportOptions): Promise<ExportResult
       backends: pageBackendOrder,
       checkpoint: which,
       evaluation: await relativeEvaluation(options.outDir, options.runs, which, entries.map((entry) => entry.source.sha256)),
-      ensemble: { method: "mean of the models' softmax probabilities with these weights (soft vote; equal, as osteo predict); argmax", weights: entries.map(() => 1 / entries.length) },
+      ensemble: {
+        method: "mean of the models' probabilities with these weights (soft vote; equal, as osteo predict; calibrated by their temperatures when every model's applies to its weights); argmax",
+        weights: entries.map(() => 1 / entries.length),
+      },
       models: entries,
       files,
     };
     await writeJsonAtomic(join(staging, 'metadata.json'), metadata);
+    await writeExportCard(staging, options.outDir, options.runs, which, { format: 'web', files: [...files, 'metadata.json'] });
   });
-  return { dir: options.outDir, files: [...files, 'metadata.json'], metadata };
+  const warnings = calibrationWarnings(metadata!.models.map((entry) => [entry.name, entry.calibration]));
+  return { dir: options.outDir, files: [...files, 'metadata.json', ...cardFiles], metadata, warnings };
 }

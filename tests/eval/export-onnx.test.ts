@@ -49,8 +49,8 @@ function softmax(logits: ArrayLike<number>): number[] {
 test('onnx export: model.onnx and metadata.json with the interface; the run weights as torchvision-keyed initializers', async () => {
   const out = join(root, 'export-onnx');
   const result = await exportRun({ backend, run: small.dir, format: 'onnx', outDir: out });
-  assert.equal(result.files, ['model.onnx', 'metadata.json']);
-  assert.equal((await readdir(out)).sort(), ['.osteo-export.json', 'metadata.json', 'model.onnx']);
+  assert.equal(result.files, ['model.onnx', 'metadata.json', 'model-card.json', 'model-card.md']);
+  assert.equal((await readdir(out)).sort(), ['.osteo-export.json', 'metadata.json', 'model-card.json', 'model-card.md', 'model.onnx']);
   const metadata = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8'));
   assert.equal(metadata.classes, ['Normal', 'Osteopenia', 'Osteoporosis']);
   assert.equal(metadata.files, ['model.onnx']);
@@ -108,7 +108,7 @@ test('a second onnx export into the same folder replaces it whole; a folder with
   const first = await readFile(join(out, 'model.onnx'));
   await exportRun({ backend, run: small.dir, format: 'onnx', outDir: out });
   assert.ok((await readFile(join(out, 'model.onnx'))).equals(first), 'the same run exports the same bytes');
-  assert.equal((await readdir(out)).sort(), ['.osteo-export.json', 'metadata.json', 'model.onnx']);
+  assert.equal((await readdir(out)).sort(), ['.osteo-export.json', 'metadata.json', 'model-card.json', 'model-card.md', 'model.onnx']);
   const foreign = join(root, 'foreign');
   await mkdir(foreign, { recursive: true });
   await writeFile(join(foreign, 'notes.txt'), 'mine');
@@ -119,7 +119,7 @@ test('a second onnx export into the same folder replaces it whole; a folder with
 test('the default folder is RUN/export/onnx', async () => {
   const result = await exportRun({ backend, run: small.dir, format: 'onnx' });
   assert.is(result.dir, join(small.dir, 'export', 'onnx'));
-  assert.equal((await readdir(result.dir)).sort(), ['.osteo-export.json', 'metadata.json', 'model.onnx']);
+  assert.equal((await readdir(result.dir)).sort(), ['.osteo-export.json', 'metadata.json', 'model-card.json', 'model-card.md', 'model.onnx']);
 });
 
 test.run();

@@ -66,7 +66,7 @@ test.after(async () => {
 referenceTest(test, 'dashboard export: exact file names, strict weights_only load in PyTorch, probabilities match osteo predict to 1e-4', async () => {
   const dir = join(root, 'dashboard');
   const result = await exportDashboard({ backend, dir, runs: { resnet18: runs.resnet18.dir, resnet50: runs.resnet50.dir, efficientnet_b3: runs.efficientnet_b3.dir } });
-  assert.equal(result.files, ['sydney_best_model.pth', 'resnet50_best_model.pth', 'best_osteoporosis_model.pth', 'metadata.json']);
+  assert.equal(result.files, ['sydney_best_model.pth', 'resnet50_best_model.pth', 'best_osteoporosis_model.pth', 'metadata.json', 'model-card.json', 'model-card.md']);
   const metadata = JSON.parse(await readFile(join(dir, 'metadata.json'), 'utf8'));
   assert.equal(metadata.classes, ['Normal', 'Osteopenia', 'Osteoporosis']);
   assert.is(metadata.models['sydney_best_model.pth'].preprocessing.resize, 256);
@@ -103,7 +103,7 @@ test('pth and safetensors exports round-trip the run weights exactly, with metad
   for (const format of ['pth', 'safetensors'] as const) {
     const out = join(root, `export-${format}`);
     const result = await exportRun({ backend, run: small.dir, format, outDir: out });
-    assert.equal(result.files, [`resnet18.${format}`, 'metadata.json']);
+    assert.equal(result.files, [`resnet18.${format}`, 'metadata.json', 'model-card.json', 'model-card.md']);
     const dict = format === 'pth' ? await readPth(join(out, 'resnet18.pth')) : await readStateDict(join(out, 'resnet18.safetensors'));
     assert.equal([...dict.keys()], [...source.keys()], 'same keys, same order');
     for (const [key, tensor] of source) {
@@ -258,7 +258,7 @@ test('a pth and a safetensors export into one folder: its one metadata.json list
   assert.equal(metadata.files, ['resnet18.pth', 'resnet18.safetensors']);
   for (const file of metadata.files) assert.is(metadata.sha256[file], sha256Of(await readFile(join(out, file))), `${file}'s hash`);
   const record = JSON.parse(await readFile(join(out, exportRecordFile), 'utf8'));
-  assert.equal(Object.keys(record.files).sort(), ['metadata.json', 'resnet18.pth', 'resnet18.safetensors']);
+  assert.equal(Object.keys(record.files).sort(), ['metadata.json', 'model-card.json', 'model-card.md', 'resnet18.pth', 'resnet18.safetensors']);
   assert.is(record.files['metadata.json'], sha256Of(await readFile(join(out, 'metadata.json'))));
   // Re-exporting one format keeps describing both.
   await exportRun({ backend, run: small.dir, format: 'pth', outDir: out });

@@ -5,7 +5,7 @@
  * a phantom-trained run and for a two-run ensemble; the page logs no console error; a screenshot is
  * saved under reports/test-artifacts/. Skipped with the reason where Chromium is missing.
  */
-import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, cp, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import puppeteer, { type Browser } from 'puppeteer-core';
@@ -22,6 +22,7 @@ import { argmaxRows } from '../../src/report/index.js';
 import { serveDirectory } from '../../src/eval/web-serve.js';
 import { exportWeb } from '../../src/eval/web-export.js';
 import { trainModel } from '../../src/train/index.js';
+import { checkpointWeightsSha256, writeRunCalibration } from '../../src/runs/index.js';
 import { chromiumPath, chromiumRequirement } from '../helpers/chromium.js';
 import { testWith } from '../helpers/requirements.js';
 import { memo, tinyConfig } from '../train/helpers.js';
@@ -70,10 +71,11 @@ interface PageResult {
   models: Record<string, { probabilities: number[] }>;
   gradcam: Record<string, { layer?: string; unavailable?: string; grid?: number[]; map?: number[] }>;
   error?: string;
+  calibration?: Record<string, number>;
 }
 
 /** Export `runs`, serve the site, open it with ?image=, return #result, the console errors and the reference prediction. */
-async function openExport(name: string, runs: string[], options: { noGpuApis?: boolean } = {}): Promise<{ page: PageResult; errors: string[]; expected: ImagePrediction }> {
+async function openExport(name: string, runs: string[], options: { noGpuApis?: boolean } = {}): Promise<{ page: PageResult; errors: string[]; expected: ImagePrediction; text: string }> {
   const { probe } = await fixtures();
   const site = join(root, name);
   await exportWeb({ backend, runs, outDir: site });
@@ -93,13 +95,14 @@ async function openExport(name: string, runs: string[], options: { noGpuApis?: b
     await tab.waitForSelector('#result[data-status]', { timeout: 180_000 });
     console.log(`${name}: page classified in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     const page = JSON.parse((await tab.$eval('#result', (element) => element.textContent)) ?? 'null') as PageResult;
+    const text = (await tab.$eval('body', (element) => (element as HTMLElement).innerText)) ?? '';
     await mkdir(artifacts, { recursive: true });
     const shot = join(artifacts, `web-viewer-${name}.png`);
     await tab.screenshot({ path: shot as `${string}.png`, fullPage: true });
     const png = await readFile(shot);
     assert.ok(png.subarray(1, 4).toString() === 'PNG' && png.length > 10_000, `screenshot ${shot}`);
     const expected = (await predictImages({ backend, images: [probe], runs })).images[0]!;
-    return { page, errors, expected };
+    return { page, errors, expected, text };
   } finally {
     await tab.close();
     await served.close();
@@ -161,6 +164,33 @@ testWith(chromiumRequirement, test, 'a two-run ensemble (ResNet18 + EfficientNet
   assert.is(page.backend, 'wasm', 'without WebGL and WebGPU the page falls back to wasm');
   checkAgainstPredict('ensemble', page, expected, errors);
   await checkGradCam(page, expected, [trained, b3]);
+});
+
+testWith(chromiumRequirement, test, 'a calibrated run: the page shows softmax(logits / T), matches calibrated osteo predict to 1e-3, and says "calibrated (T = …)"', async () => {
+  const { trained } = await fixtures();
+  // A copy of the trained run with a temperature of its own weights: the shared fixture stays uncalibrated.
+  const run = join(root, 'resnet18-calibrated');
+  await cp(trained, run, { recursive: true });
+  const record = {
+    format: 'osteo-calibration' as const,
+    version: 1 as const,
+    method: 'temperature' as const,
+    temperature: 0.2,
+    checkpoint: 'best' as const,
+    weightsSha256: await checkpointWeightsSha256(run, 'best'),
+    fittedOn: { split: 'val' as const, data: root, manifestSha256: '0'.repeat(64), images: 10, tta: false },
+    nllBefore: 1.2,
+    nllAfter: 1.1,
+  };
+  await writeRunCalibration(run, record);
+  const { page, errors, expected, text } = await openExport('calibrated', [run]);
+  assert.equal(page.calibration, { resnet18: 0.2 }, 'the page applied T');
+  const uncalibrated = (await predictImages({ backend, images: [(await fixtures()).probe], runs: [trained] })).images[0]!;
+  const change = maxDifference(expected.probabilities, uncalibrated.probabilities);
+  console.log(`  T = 0.2 moves predict's probabilities by up to ${change.toExponential(2)}`);
+  assert.ok(change > 5e-3, 'T = 0.2 moves the probabilities well beyond the 1e-3 tolerance, so the comparison tells calibrated from not');
+  checkAgainstPredict('calibrated run', page, expected, errors);
+  assert.match(text, /calibrated \(T = 0\.200\)/, 'the page says the probabilities are calibrated, with T');
 });
 
 test.run();

@@ -20,6 +20,7 @@ import { loadLayersModelFromDir } from '../../src/eval/tfjs-io.js';
 import { defaultEvalOutDir, evaluateRuns } from '../../src/eval/evaluate.js';
 import { evaluationOf, exportWeb, wasmBinaries } from '../../src/eval/web-export.js';
 import type { WebMetadata } from '../../src/eval/web/metadata.js';
+import { checkpointWeightsSha256, writeRunCalibration } from '../../src/runs/index.js';
 import { writeHashedDataset, writeRunFixture, writeTestImage, type RunFixture } from './fixtures.js';
 
 /** The backend the tests run on, as a command passes it down. */
@@ -75,7 +76,7 @@ test('a two-run export: page, bundle, wasm binaries, one LayersModel per run, me
     assert.ok(model.getLayer(entry.gradCamLayer) !== undefined, 'the Grad-CAM layer is in the exported model');
     model.dispose();
   }
-  assert.equal(metadata.files, result.files.filter((file) => file !== 'metadata.json'));
+  assert.equal(metadata.files, result.files.filter((file) => !['metadata.json', 'model-card.json', 'model-card.md'].includes(file)));
   const viewer = await readFile(join(out, 'viewer.js'), 'utf8');
   assert.not.match(viewer, /cdn\.|unpkg|jsdelivr|googleapis|tfhub/, 'no CDN in the bundle');
   assert.match(viewer, /has no decoder in osteo/, "the data room's DICOM reader is bundled");
@@ -85,6 +86,27 @@ test('a two-run export: page, bundle, wasm binaries, one LayersModel per run, me
   assert.match(html, /id="result"/);
   assert.match(html, /default-src 'self'/, 'the page may not reach the network');
   assert.equal(await leftovers(out), []);
+});
+
+test('metadata.json carries each run’s temperature and the hash it was fitted on, applied only to the weights it was fitted on; the card comes along', async () => {
+  const calibrated = await writeRunFixture(join(root, 'run-calibrated'), 'resnet18', { imageSize: 32, seed: 23 });
+  const stale = await writeRunFixture(join(root, 'run-stale'), 'resnet18', { imageSize: 32, seed: 24 });
+  const fitted = { split: 'val' as const, data: root, manifestSha256: 'f'.repeat(64), images: 9, tta: false };
+  const record = (weightsSha256: string, temperature: number) => ({ format: 'osteo-calibration' as const, version: 1 as const, method: 'temperature' as const, temperature, checkpoint: 'best' as const, weightsSha256, fittedOn: fitted, nllBefore: 1.1, nllAfter: 1.0 });
+  await writeRunCalibration(calibrated.dir, record(await checkpointWeightsSha256(calibrated.dir, 'best'), 1.75));
+  await writeRunCalibration(stale.dir, record('e'.repeat(64), 0.5));
+  const out = join(root, 'site-calibrated');
+  const result = await exportWeb({ backend, runs: [calibrated.dir, stale.dir], outDir: out });
+  const metadata = JSON.parse(await readFile(join(out, 'metadata.json'), 'utf8')) as WebMetadata;
+  const [good, old] = metadata.models;
+  assert.equal([good!.calibration!.applied, good!.calibration!.temperature, good!.calibration!.weightsSha256], [true, 1.75, good!.source.sha256]);
+  assert.equal([old!.calibration!.applied, old!.calibration!.temperature, old!.calibration!.weightsSha256], [false, 0.5, 'e'.repeat(64)]);
+  assert.match(old!.calibration!.reason!, /fitted on weights of SHA-256 eeeeeeeeeeee…, not on the exported ones/);
+  assert.not.match(JSON.stringify(metadata), new RegExp(root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), 'no machine path in the shared metadata');
+  assert.ok(result.files.includes('model-card.md') && existsSync(join(out, 'model-card.json')), 'the card is part of the site');
+  const owned = JSON.parse(await readFile(join(out, exportRecordFile), 'utf8')) as { files: Record<string, string> };
+  assert.is(owned.files['model-card.md'], sha256Of(await readFile(join(out, 'model-card.md'))));
+  assert.match(await readFile(join(out, 'index.html'), 'utf8'), /id="calibration"/, 'the page has a place for its calibration note');
 });
 
 test('metadata.json carries osteo eval’s test metrics of exactly these runs and weights, and none of other runs', async () => {

@@ -1,4 +1,5 @@
 /** metadata.json of a web export: what the exporter writes and the page reads (types only, shared by both). */
+import type { ExportCalibration } from '../export-calibration.js';
 import type { PagePreprocessing } from './preprocess.js';
 
 /** The page tries the backends in this order and keeps the first that initializes. */
@@ -20,6 +21,8 @@ export interface WebModelEntry {
   /** The exported checkpoint's record (epoch, validation metrics), or null when it kept none. */
   metrics: unknown;
   source: { run: string; sha256: string };
+  /** The run's temperature (null: not calibrated): the page shows softmax(logits / T) when it is `applied`, softmax(logits) otherwise. */
+  calibration: ExportCalibration | null;
 }
 
 export interface WebMetadata {
@@ -29,6 +32,7 @@ export interface WebMetadata {
   classes: string[];
   disclaimer: string;
   backends: readonly string[];
+  /** The soft vote is of the members' probabilities, calibrated where their temperature applies (as `osteo predict`). */
   ensemble: { method: string; weights: number[] };
   /** Which checkpoint of every run was exported. */
   checkpoint: 'best' | 'last';

@@ -3,6 +3,9 @@
  * metadata.json and each run's tfjs LayersModel, classifies a dropped or chosen image with the same
  * preprocessing as `osteo predict` (done here, on raw pixels), shows each model's and the soft-vote
  * ensemble's probabilities with a Grad-CAM overlay, and writes the result as JSON into #result.
+ * The probabilities are calibrated (softmax(logits / T), each run's temperature from the export's
+ * metadata) when every model's temperature applies to its weights, as `osteo predict` calibrates
+ * them, and #calibration says which T or why none.
  * `?image=URL` classifies that image on load (for automation). Nothing leaves the machine.
  *
  * A DICOM file (told by its signature, as the image readers tell it) is decoded in the page by the
@@ -93,8 +96,9 @@ async function decodeImage(blob: Blob): Promise<RgbPixels> {
   return rgbaToRgb(context.getImageData(0, 0, canvas.width, canvas.height).data, canvas.width, canvas.height);
 }
 
-async function probabilitiesOf(model: tfl.LayersModel, input: Float32Array, size: number): Promise<number[]> {
-  const probabilities = tf.tidy(() => tf.softmax(model.predict(tf.tensor4d(input, [1, size, size, 3])) as tf.Tensor2D));
+/** softmax(logits / temperature): temperature 1 gives the plain softmax. */
+async function probabilitiesOf(model: tfl.LayersModel, input: Float32Array, size: number, temperature: number): Promise<number[]> {
+  const probabilities = tf.tidy(() => tf.softmax(tf.div(model.predict(tf.tensor4d(input, [1, size, size, 3])) as tf.Tensor2D, temperature)));
   try {
     return Array.from(await probabilities.data());
   } finally {
@@ -251,12 +255,32 @@ async function modelInputs(blob: Blob, models: LoadedPageModel[], dicom: PageDic
   return (entry) => inputs.get(keyOf(entry))!;
 }
 
+/**
+ * Each model's temperature when every model's calibration applies to its exported weights, else
+ * null: as `osteo predict`, a partial or stale set is not applied, and the page says why.
+ */
+function temperatures(models: readonly WebModelEntry[]): Record<string, number> | null {
+  if (!models.every((entry) => entry.calibration?.applied === true)) return null;
+  return Object.fromEntries(models.map((entry) => [entry.name, entry.calibration!.temperature]));
+}
+
+/** The visible note on the probabilities: calibrated (T = …) for each model, or why they are not. */
+function calibrationText(models: readonly WebModelEntry[]): string {
+  const applied = temperatures(models);
+  if (applied !== null) return `Probabilities are calibrated (temperature scaling): ${Object.entries(applied).map(([name, t]) => `${name} calibrated (T = ${t.toFixed(3)})`).join(', ')}.`;
+  const reasons = models.map((entry) =>
+    entry.calibration === null ? `${entry.name} has no calibration` : entry.calibration.applied ? `${entry.name} is calibrated` : `${entry.name}: ${entry.calibration.reason ?? 'not applied'}`,
+  );
+  return `Probabilities are not calibrated (${reasons.join('; ')}): run osteo calibrate on every run and export again.`;
+}
+
 async function classify(blob: Blob, label: string, metadata: WebMetadata, models: LoadedPageModel[], backend: string, dicom: PageDicom): Promise<void> {
   const status = byId('status');
   status.textContent = `classifying ${label} on ${backend}…`;
   const inputOf = await modelInputs(blob, models, dicom);
   const perModel: number[][] = [];
-  for (const { entry, model } of models) perModel.push(await probabilitiesOf(model, inputOf(entry), entry.preprocessing.crop));
+  const calibration = temperatures(models.map((m) => m.entry));
+  for (const { entry, model } of models) perModel.push(await probabilitiesOf(model, inputOf(entry), entry.preprocessing.crop, calibration?.[entry.name] ?? 1));
   const weights = metadata.ensemble.weights;
   const combined = perModel[0]!.map((_, c) => perModel.reduce((sum, probabilities, m) => sum + weights[m]! * probabilities[c]!, 0));
   const ensemble = describe(combined, metadata.classes);
@@ -280,7 +304,8 @@ async function classify(blob: Blob, label: string, metadata: WebMetadata, models
     const target = metadata.classes[classIndex];
     caption.textContent =
       typeof cam === 'string' ? `Grad-CAM unavailable: ${cam}` : empty ? `Grad-CAM: no region supports ${target} at ${entry.gradCamLayer}` : `Grad-CAM for ${target} at ${entry.gradCamLayer}`;
-    card.append(figure, caption, bars(entry.name, modelResults[entry.name]!, metadata.classes));
+    const title = calibration === null ? entry.name : `${entry.name}, calibrated (T = ${calibration[entry.name]!.toFixed(3)})`;
+    card.append(figure, caption, bars(title, modelResults[entry.name]!, metadata.classes));
     results.append(card);
   }
   if (models.length > 1) {
@@ -289,7 +314,7 @@ async function classify(blob: Blob, label: string, metadata: WebMetadata, models
     card.append(bars(`soft vote of ${models.length} models`, ensemble, metadata.classes));
     results.append(card);
   }
-  byId('result').textContent = JSON.stringify({ image: label, backend, ...ensemble, models: modelResults, gradcam });
+  byId('result').textContent = JSON.stringify({ image: label, backend, ...ensemble, models: modelResults, gradcam, ...(calibration === null ? {} : { calibration }) });
   byId('result').dataset['status'] = 'done';
   status.textContent = `${label}: ${ensemble.prediction} (${(ensemble.confidence * 100).toFixed(1)}%) on ${backend}`;
 }
@@ -298,6 +323,7 @@ async function main(dicom: PageDicom): Promise<void> {
   const metadata = (await (await fetch('metadata.json')).json()) as WebMetadata;
   byId('disclaimer').textContent = metadata.disclaimer;
   byId('metrics').replaceChildren(...metricsTables(metadata));
+  byId('calibration').textContent = calibrationText(metadata.models);
   const backend = await chooseBackend(metadata.backends);
   byId('backend').textContent = backend;
   const models: LoadedPageModel[] = [];
