@@ -106,14 +106,14 @@ test("a training film changed after indexing stops the run naming the file, as e
   const train = (await readSplitManifest(data)).filter((row) => row.split === 'train');
   const hashes = await manifestContentHashes(data);
   // Every training film but the first (and its copies) gets the first one's pixels: whichever the sampler draws first is caught.
-  const tampered = train.filter((row) => hashes.get(row.path) !== hashes.get(train[0]!.path)).map((row) => join(data, row.path));
+  const tampered = train.filter((row) => hashes.get(row.path)?.hash !== hashes.get(train[0]!.path)?.hash).map((row) => join(data, row.path));
   for (const file of tampered) await writeFile(file, await readFile(join(data, train[0]!.path)));
   const run = await folder('tampered-run');
   const error = await rejection(trainModel(await tinyConfig(data, run, { epochs: '1', maxSteps: '2' }), { backend: await wasm() }), /its pixels no longer match the content hash in .*splits\.csv/);
   assert.instance(error, DataError);
   assert.ok(tampered.includes((error as DataError).file), (error as DataError).file);
   const record = (await readRunSplit(run))!;
-  assert.equal(record.trainContentHashes, [...new Set(train.map((row) => hashes.get(row.path)!))].sort());
+  assert.equal(record.trainContentHashes, [...new Set(train.map((row) => hashes.get(row.path)!.hash))].sort());
 });
 
 test('what can fail is checked before the run folder exists: a missing manifest, a bad --pretrained, --out under a file', async () => {
