@@ -3,10 +3,9 @@
  * the docs. The checkpoint, TTA, batch and worker settings mean what they mean for `osteo eval`, so
  * they are eval's records.
  */
-import { UserError } from '../util/index.js';
 import { evalOptions } from './eval.js';
-import { OptionValues, applyFlags, keyAt, required, schemaOf, validateValues, type ConfigOf } from './options.js';
-import { workersProblem } from './train.js';
+import { OptionValues, applyFlags, required, schemaOf, validateValues, type ConfigOf } from './options.js';
+import { checkInferenceWorkers } from './train.js';
 import { z } from 'zod';
 
 export const calibrateOptions = {
@@ -29,7 +28,6 @@ export function resolveCalibrateConfig(flags: Readonly<Record<string, unknown>>,
   const values = new OptionValues(calibrateOptions);
   applyFlags(values, flags);
   const config = validateValues(values, calibrateConfigSchema) as CalibrateConfig;
-  const problem = config.workers === undefined ? undefined : workersProblem(config.workers, backend);
-  if (problem !== undefined) throw new UserError(`invalid config: ${keyAt(values.get('workers')!.origin, 'workers')}: ${problem}`);
+  checkInferenceWorkers(config.workers, backend, values.get('workers')?.origin);
   return config;
 }

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { UserError } from '../util/index.js';
 import { OptionValues, applyFlags, keyAt, option, optional, required, schemaOf, validateValues, type ConfigOf } from './options.js';
 import { dicomWindowOptions } from './dicom.js';
-import { workersProblem } from './train.js';
+import { checkInferenceWorkers } from './train.js';
 import { prevalenceOption, screeningTargetOptions } from './screening.js';
 
 const positiveInt = z.int().min(1);
@@ -58,8 +58,7 @@ export function resolveEvalConfig(flags: Readonly<Record<string, unknown>>, back
   const values = new OptionValues(evalOptions);
   applyFlags(values, flags);
   const config = validateValues(values, evalConfigSchema) as EvalConfig;
-  const problem = config.workers === undefined ? undefined : workersProblem(config.workers, backend);
-  if (problem !== undefined) throw new UserError(`invalid config: ${keyAt(values.get('workers')!.origin, 'workers')}: ${problem}`);
+  checkInferenceWorkers(config.workers, backend, values.get('workers')?.origin);
   if (config.external && values.get('split')!.origin !== 'default') {
     throw new UserError(`invalid config: ${keyAt(values.get('split')!.origin, 'split')}: an --external folder is never split, so every image of it is evaluated: drop --split`);
   }

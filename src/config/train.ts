@@ -220,6 +220,16 @@ export function workersProblem(workers: number, backend: string): string | undef
 }
 
 /**
+ * The --workers check of the commands that run trained models (eval, calibrate): an unset value
+ * passes; a value the backend cannot use is refused naming where it was set (`origin`, the value's
+ * entry: absent only when nothing set it).
+ */
+export function checkInferenceWorkers(workers: number | undefined, backend: string, origin: string | undefined): void {
+  const problem = workers === undefined ? undefined : workersProblem(workers, backend);
+  if (problem !== undefined) throw new UserError(`invalid config: ${keyAt(origin ?? 'default', 'workers')}: ${problem}`);
+}
+
+/**
  * Merge the layers and validate once; every error names the key and the file or flag that set it.
  * The result is complete: defaults filled in, the image size and run directory decided, and the
  * augmentation read into an inline object so RUN/config.json alone says how the run was trained.
